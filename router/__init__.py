@@ -1,0 +1,54 @@
+"""slm-router: an OpenAI-compatible proxy that answers each chat request with the
+cheapest tier that can answer it well.
+
+Public API::
+
+    from router import Policy, load_policy, Router, create_app
+
+Heavy libraries (torch, litellm, llama.cpp) are imported only when first used.
+"""
+
+from __future__ import annotations
+
+import os
+
+# litellm fetches its price map from the network at import unless told to use its bundled copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from .errors import (  # noqa: E402
+    InvalidRequestError,
+    ModelNotFoundError,
+    PolicyError,
+    RouterError,
+    TierUnavailableError,
+    UpstreamError,
+)
+from .policy import Policy, load_policy  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Policy",
+    "load_policy",
+    "Router",
+    "create_app",
+    "RouterError",
+    "PolicyError",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "TierUnavailableError",
+    "UpstreamError",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    if name == "Router":
+        from .pipeline import Router
+
+        return Router
+    if name == "create_app":
+        from .server import create_app
+
+        return create_app
+    raise AttributeError(f"module 'router' has no attribute {name!r}")

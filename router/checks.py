@@ -1,0 +1,73 @@
+"""Checks stage: signals from a local answer and the escalation verdict.
+
+Pure: ``answer_signals`` and ``should_escalate`` take data and return data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .policy import EscalationConfig
+
+__all__ = ["Signals", "Verdict", "answer_signals", "should_escalate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Confidence signals of one generated answer.
+
+    Attributes:
+        n_tokens: completion tokens with a log-probability.
+        mean_logprob: mean natural-log probability per token (nats); None without logprobs.
+        min_logprob: lowest token log-probability (nats); None without logprobs.
+        empty: the answer has no visible text.
+        finish_reason: as the tier reported it (``stop``, ``length``...).
+    """
+
+    n_tokens: int
+    mean_logprob: float | None
+    min_logprob: float | None
+    empty: bool
+    finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether to escalate, and the short reason shown in ``x-router-reason``."""
+
+    escalate: bool
+    reason: str
+
+
+def answer_signals(text: str, token_logprobs: Sequence[float] | None, finish_reason: str | None) -> Signals:
+    """Compute :class:`Signals` from an answer and its per-token log-probabilities (nats)."""
+    lps = [lp for lp in (token_logprobs or ()) if lp is not None and math.isfinite(lp)]
+    return Signals(
+        n_tokens=len(lps),
+        mean_logprob=(sum(lps) / len(lps)) if lps else None,
+        min_logprob=min(lps) if lps else None,
+        empty=not text.strip(),
+        finish_reason=finish_reason,
+    )
+
+
+def should_escalate(signals: Signals, config: EscalationConfig) -> Verdict:
+    """Decide whether a local answer goes to the cloud tier instead.
+
+    Rules, in order: escalation disabled -> keep; empty answer -> escalate; mean
+    log-probability below ``config.min_mean_logprob`` -> escalate; no log-probabilities ->
+    keep (nothing to judge by); else keep.
+    """
+    if not config.enabled:
+        return Verdict(False, "escalation disabled")
+    if signals.empty:
+        return Verdict(True, "empty local answer")
+    if signals.mean_logprob is None:
+        return Verdict(False, "no log-probabilities")
+    if signals.mean_logprob < config.min_mean_logprob:
+        return Verdict(
+            True, f"mean logprob {signals.mean_logprob:.2f} < {config.min_mean_logprob:.2f}"
+        )
+    return Verdict(False, f"mean logprob {signals.mean_logprob:.2f} ok")

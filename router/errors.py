@@ -1,0 +1,89 @@
+"""Exception hierarchy of slm-router.
+
+Every error a client can see maps to OpenAI's error JSON shape
+(``{"error": {"message", "type", "param", "code"}}``) through :meth:`RouterError.to_openai`,
+so the server turns any of them into a proper HTTP answer in one handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "RouterError",
+    "PolicyError",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "TierUnavailableError",
+    "UpstreamError",
+]
+
+
+class RouterError(Exception):
+    """Base class of every error slm-router raises on purpose.
+
+    Attributes:
+        status_code: HTTP status the server answers with.
+        error_type: OpenAI ``error.type`` (e.g. ``invalid_request_error``).
+        code: OpenAI ``error.code``, a short machine-readable reason, or None.
+        param: the request field at fault, or None.
+    """
+
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code if code is not None else self.default_code
+        self.param = param
+
+    def to_openai(self) -> dict[str, Any]:
+        """Return the error as OpenAI's JSON body: ``{"error": {...}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class PolicyError(RouterError):
+    """The policy file is missing, unreadable or invalid; the message names file and field."""
+
+    error_type = "policy_error"
+    default_code = "invalid_policy"
+
+
+class InvalidRequestError(RouterError):
+    """The client's request is malformed (HTTP 400); fix the field named in ``param``."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class ModelNotFoundError(InvalidRequestError):
+    """The requested ``model`` is neither ``auto`` nor a tier name (HTTP 404, as OpenAI answers)."""
+
+    status_code = 404
+    default_code = "model_not_found"
+
+
+class TierUnavailableError(RouterError):
+    """A tier cannot be called (no API key, unreachable) and the policy forbids a fallback (HTTP 503)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "tier_unavailable"
+
+
+class UpstreamError(RouterError):
+    """The model behind a tier failed (HTTP 502); the message says which tier and why."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"

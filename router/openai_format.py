@@ -1,0 +1,67 @@
+"""OpenAI wire shapes for responses and server-sent events (pure functions)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["chunk", "sse", "SSE_DONE", "error_event", "split_for_stream"]
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    *,
+    content: str | None = None,
+    role: str | None = None,
+    finish_reason: str | None = None,
+    index: int = 0,
+    usage: dict[str, int] | None = None,
+    with_choice: bool = True,
+) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` object with one choice delta (or none, for the usage chunk)."""
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+    }
+    if with_choice:
+        delta: dict[str, Any] = {}
+        if role:
+            delta["role"] = role
+        if content is not None:
+            delta["content"] = content
+        body["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    if usage is not None:
+        body["usage"] = {**usage, "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)}
+    return body
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    """One server-sent event line pair: ``data: <json>\\n\\n`` (UTF-8, non-ASCII kept)."""
+    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+def error_event(message: str, error_type: str = "upstream_error", code: str = "stream_interrupted") -> bytes:
+    """The SSE event that reports a failure after the stream began (OpenAI's error shape)."""
+    return sse({"error": {"message": message, "type": error_type, "param": None, "code": code}})
+
+
+def split_for_stream(text: str, size: int = 16) -> list[str]:
+    """Split an already generated answer into pieces of at least ``size`` characters, cut
+    after whitespace, for streaming a buffered answer; the pieces join back to ``text``."""
+    pieces, current = [], ""
+    for token in re.findall(r"\S+\s*|\s+", text):
+        current += token
+        if len(current) >= size:
+            pieces.append(current)
+            current = ""
+    if current:
+        pieces.append(current)
+    return pieces

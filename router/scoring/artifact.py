@@ -1,0 +1,64 @@
+"""Classifier artifacts: a directory with ``model.joblib`` and ``card.json``.
+
+The card records what the model was trained on and how it evaluated, so a deployed
+threshold can always be traced to data and metrics. Keys: ``name``, ``created`` (ISO-8601
+UTC), ``embedder``, ``label``, ``model``, ``data`` (sources and row counts), ``split``,
+``metrics`` (APGR etc. on the held-out split), ``score_quantiles`` (held-out scores at
+cloud shares 0.1..0.9, for choosing a threshold).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Artifact", "load_artifact", "save_artifact", "builtin_artifact_dir", "BUILTIN"]
+
+BUILTIN = "builtin"
+MODEL_FILE = "model.joblib"
+CARD_FILE = "card.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A loaded classifier: a fitted scikit-learn estimator with ``predict_proba`` over
+    embeddings of shape (n, 384), and its card (a JSON mapping)."""
+
+    path: Path
+    estimator: Any
+    card: dict[str, Any]
+
+
+def builtin_artifact_dir() -> Path:
+    """Directory of the classifier shipped in the package (``router/artifacts/difficulty``)."""
+    return Path(str(resources.files("router") / "artifacts" / "difficulty"))
+
+
+def load_artifact(location: str | Path) -> Artifact:
+    """Load ``builtin`` or an artifact directory.
+
+    Raises:
+        FileNotFoundError: the directory lacks ``model.joblib`` or ``card.json``.
+    """
+    import joblib
+
+    path = builtin_artifact_dir() if str(location) == BUILTIN else Path(location)
+    model_path, card_path = path / MODEL_FILE, path / CARD_FILE
+    for p in (model_path, card_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"classifier artifact incomplete: {p} is missing")
+    return Artifact(path, joblib.load(model_path), json.loads(card_path.read_text()))
+
+
+def save_artifact(path: str | Path, estimator: Any, card: dict[str, Any]) -> Path:
+    """Write ``model.joblib`` and ``card.json`` into ``path`` (created if needed)."""
+    import joblib
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(estimator, out / MODEL_FILE, compress=3)
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return out

@@ -1,0 +1,26 @@
+"""The request-log store interface."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..records import RequestRecord
+
+__all__ = ["RequestStore"]
+
+
+class RequestStore(Protocol):
+    """Durable log of requests and their model calls. Methods are synchronous (blocking I/O);
+    the server calls them from a worker thread."""
+
+    def record(self, request: RequestRecord) -> None:
+        """Write one request and its ``calls`` atomically."""
+        ...
+
+    def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
+        """Requests with ``since <= ts < until`` (Unix seconds), oldest first, calls attached."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

@@ -1,0 +1,53 @@
+import pytest
+
+from router.checks import answer_signals, should_escalate
+from router.decision import decide
+from router.errors import ModelNotFoundError, TierUnavailableError
+from router.policy import EscalationConfig, policy_from_dict
+
+
+def _policy(key="sk-test", on_unavailable="local", threshold=0.5):
+    return policy_from_dict({
+        "tiers": {"local": {"model": "slm-local/smollm2"}, "cloud": {"model": "openai/gpt-4o-mini", "api_key": key}},
+        "routing": {"classifier": {"threshold": threshold}, "on_cloud_unavailable": on_unavailable},
+    })
+
+
+def test_threshold_splits_scores():
+    p = _policy(threshold=0.4)
+    assert decide("auto", 0.39, p).tier == "local"
+    hi = decide("auto", 0.4, p)
+    assert hi.tier == "cloud" and not hi.degraded and hi.score == 0.4
+
+
+def test_forced_tier_skips_score():
+    p = _policy()
+    assert decide("local", None, p).tier == "local"
+    assert decide("cloud", None, p).tier == "cloud"
+    assert "forced" in decide("cloud", None, p).reason
+
+
+def test_unknown_model():
+    with pytest.raises(ModelNotFoundError) as e:
+        decide("gpt-5", 0.1, _policy())
+    assert e.value.status_code == 404 and e.value.param == "model"
+
+
+def test_cloud_unavailable_degrades_or_errors():
+    d = decide("auto", 0.9, _policy(key=""))
+    assert d.tier == "local" and d.degraded and "unavailable" in d.reason
+    with pytest.raises(TierUnavailableError):
+        decide("auto", 0.9, _policy(key="", on_unavailable="error"))
+
+
+def test_signals_and_escalation_verdicts():
+    cfg = EscalationConfig(enabled=True, min_mean_logprob=-1.0)
+    sure = answer_signals("Paris.", [-0.1, -0.3], "stop")
+    assert sure.mean_logprob == pytest.approx(-0.2) and sure.min_logprob == pytest.approx(-0.3)
+    assert not should_escalate(sure, cfg).escalate
+    unsure = answer_signals("Maybe Lyon", [-2.0, -1.0], "stop")
+    v = should_escalate(unsure, cfg)
+    assert v.escalate and "-1.50" in v.reason
+    assert should_escalate(answer_signals("  ", [-0.1], "stop"), cfg).escalate
+    assert not should_escalate(answer_signals("text", None, "stop"), cfg).escalate
+    assert not should_escalate(unsure, EscalationConfig(enabled=False)).escalate

@@ -1,0 +1,52 @@
+import pytest
+
+from router.errors import InvalidRequestError
+from router.features import extract_features
+from router.openai_format import split_for_stream
+from router.request import parse_chat_request
+
+
+def test_parse_keeps_passthrough_params():
+    r = parse_chat_request(b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"foo":1}')
+    assert r.model == "auto" and r.params == {"temperature": 0.2} and not r.stream
+
+
+@pytest.mark.parametrize("body,param,code", [
+    (b"{not json", None, "invalid_json"),
+    (b'[1,2]', None, "invalid_json"),
+    (b'{"model":"auto"}', "messages", "invalid_request"),
+    (b'{"messages":[{"role":"user","content":"x"}]}', "model", "invalid_request"),
+    (b'{"model":"auto","messages":[]}', "messages", "invalid_request"),
+    (b'{"model":"auto","messages":[{"role":"user","content":"   "}]}', "messages[0].content", "empty_content"),
+    (b'{"model":"auto","messages":[{"role":"wizard","content":"x"}]}', "messages[0].role", "invalid_request"),
+    (b'{"model":"auto","messages":[{"role":"system","content":"x"}]}', "messages", "invalid_request"),
+])
+def test_bad_bodies(body, param, code):
+    with pytest.raises(InvalidRequestError) as e:
+        parse_chat_request(body)
+    err = e.value.to_openai()["error"]
+    assert e.value.status_code == 400 and err["param"] == param and err["code"] == code and err["message"]
+
+
+def test_features_window_and_capabilities():
+    r = parse_chat_request({
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": "S"}, {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "reply"},
+            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "response_format": {"type": "json_object"},
+    })
+    f = extract_features(r, context_turns=1, max_chars=100)
+    assert f.text == "reply\nlook"
+    assert f.needs == {"vision", "tools", "json"}
+    assert extract_features(r, context_turns=0).text == "look"
+    assert extract_features(r, context_turns=5, max_chars=4).text == "look"
+
+
+def test_split_for_stream_joins_back():
+    text = "  héllo wörld,\n this  is streaming 日本語 "
+    pieces = split_for_stream(text, 5)
+    assert "".join(pieces) == text and len(pieces) > 2

@@ -1,0 +1,45 @@
+import pytest
+
+from router.records import CallRecord, RequestRecord
+from router.report import summarize
+from router.store.sqlite import SQLiteStore
+
+
+def _records():
+    a = RequestRecord("a", ts=100.0, requested_model="auto", tier="local", local=True, score=0.1,
+                      cost_usd=0.0, counterfactual_usd=0.002,
+                      calls=[CallRecord("a", 100.0, "local", "slm-local/smollm2", cost_usd=0.0, prompt_tokens=10, completion_tokens=5)])
+    b = RequestRecord("b", ts=200.0, requested_model="auto", tier="cloud", escalated=True, score=0.2,
+                      cost_usd=0.003, counterfactual_usd=0.003,
+                      calls=[CallRecord("b", 200.0, "local", "slm-local/smollm2", cost_usd=0.0, prompt_tokens=7, completion_tokens=3),
+                             CallRecord("b", 201.0, "cloud", "openai/gpt-4o-mini", "escalation", cost_usd=0.003, prompt_tokens=7, completion_tokens=9)])
+    c = RequestRecord("c", ts=300.0, requested_model="nope", status="error", http_status=404, error="model_not_found",
+                      cost_usd=0.0, counterfactual_usd=0.0)
+    d = RequestRecord("d", ts=400.0, requested_model="cloud", tier="cloud", cost_usd=None, counterfactual_usd=None,
+                      calls=[CallRecord("d", 400.0, "cloud", "custom/x", cost_usd=None, prompt_tokens=1, completion_tokens=1)])
+    return [a, b, c, d]
+
+
+def test_summary_sums():
+    s = summarize(_records())
+    assert (s.requests, s.ok, s.failed) == (4, 3, 1)
+    assert (s.local, s.escalated) == (1, 1)
+    assert s.local_share == pytest.approx(1 / 3) and s.escalation_rate == pytest.approx(1 / 3)
+    assert s.actual_usd == pytest.approx(0.003)
+    assert s.all_cloud_usd == pytest.approx(0.005)
+    assert s.savings_usd == pytest.approx(0.002) and s.savings_pct == pytest.approx(40.0)
+    assert s.unpriced_calls == 1
+    assert (s.prompt_tokens, s.completion_tokens) == (25, 18)
+
+
+def test_sqlite_roundtrip_and_window(tmp_path):
+    store = SQLiteStore(tmp_path / "log.sqlite3")
+    for r in _records():
+        store.record(r)
+    rows = store.requests()
+    assert [r.id for r in rows] == ["a", "b", "c", "d"]
+    assert rows[1].escalated is True and [c.purpose for c in rows[1].calls] == ["primary", "escalation"]
+    assert rows[3].cost_usd is None and rows[3].calls[0].cost_usd is None
+    assert [r.id for r in store.requests(since=150, until=300)] == ["b"]
+    assert summarize(store.requests()) == summarize(_records())
+    store.close()
