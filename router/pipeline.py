@@ -219,8 +219,10 @@ class Router:
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         body = dict(result.response)
         body["id"] = f"chatcmpl-{record.id}"
-        if not request.params.get("logprobs"):
-            for choice in body.get("choices") or []:
+        body["model"] = self.policy.tiers[tier].model
+        for choice in body.get("choices") or []:
+            choice.pop("provider_specific_fields", None)
+            if not request.params.get("logprobs"):
                 choice["logprobs"] = None
         await self._store(record, request)
         return RoutedAnswer(body, _headers(record))
@@ -269,7 +271,7 @@ class Router:
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         model = self.policy.tiers[tier].model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
-        include_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
+        include_usage = request.include_usage
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -292,7 +294,7 @@ class Router:
     async def _relay_stream(self, request, record: RequestRecord, call: CallRecord, first, deltas, t0: float) -> AsyncIterator[bytes]:
         model = call.model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
-        include_usage = bool((request.params.get("stream_options") or {}).get("include_usage"))
+        include_usage = request.include_usage
         text_parts: list[str] = []
         usage: dict[str, int] | None = None
         try:

@@ -52,14 +52,20 @@ class ChatRequest(BaseModel):
     Attributes:
         model: ``auto`` or a tier name.
         messages: at least one turn; the last user turn has non-empty text.
-        stream: answer as server-sent events.
+        stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
         params: other OpenAI parameters, forwarded to the tier unchanged.
     """
 
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def include_usage(self) -> bool:
+        """True when a streaming client asked for the final usage chunk."""
+        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
 
     def messages_as_dicts(self) -> list[dict[str, Any]]:
         """The turns as plain dicts, as litellm takes them."""
@@ -105,7 +111,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
 
-    fields = {k: data[k] for k in ("model", "messages", "stream") if k in data}
+    fields = {k: data[k] for k in ("model", "messages", "stream", "stream_options") if data.get(k) is not None}
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
     try:
         request = ChatRequest.model_validate(fields)

@@ -1,0 +1,65 @@
+"""Start the real ``slm-router serve`` in a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from .fake_openai import free_port
+
+
+class ProxyProcess:
+    """``slm-router serve`` on a free port with the given policy mapping.
+
+    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log).
+    """
+
+    def __init__(self, policy: dict, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.log_path = workdir / "requests.sqlite3"
+        policy = {**policy, "log": {"store": "sqlite", "path": str(self.log_path)}}
+        self.policy_path = workdir / "policy.yaml"
+        self.policy_path.write_text(yaml.safe_dump(policy))
+        self.stderr_path = workdir / "serve.log"
+        self._proc: subprocess.Popen | None = None
+        self.sent = 0  # requests a test sent to it
+
+    def start(self, timeout_s: float = 180) -> "ProxyProcess":
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
+        self._stderr = self.stderr_path.open("wb")
+        script = Path(sys.executable).parent / "slm-router"  # the installed console script
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+        self._proc = subprocess.Popen(
+            command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning"],
+            cwd=self.workdir, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"slm-router serve exited {self._proc.returncode}:\n{self.stderr_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"slm-router serve did not answer /healthz in {timeout_s}s:\n{self.stderr_path.read_text()}")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        if getattr(self, "_stderr", None):
+            self._stderr.close()
