@@ -1,0 +1,59 @@
+"""The shipped classifier artifact and the training code, with the real MiniLM embedder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from router.scoring.artifact import builtin_artifact_dir, load_artifact
+from router.scoring.classifier import EmbeddingClassifier
+from router.scoring.embedder import Embedder
+
+
+def test_card_states_held_out_apgr():
+    card = json.loads((builtin_artifact_dir() / "card.json").read_text())
+    assert card["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "held-out" in card["split"]
+    for source in ("mmlu", "gsm8k"):
+        m = card["metrics"][source]
+        apgr = m["router"]["apgr"]
+        assert apgr["ci95_low"] <= apgr["value"] <= apgr["ci95_high"]
+        # Better than the length baseline measured in the same run, on held-out prompts.
+        assert apgr["value"] > m["length"]["apgr"]["value"]
+        assert m["n_test"] > 200
+
+
+@pytest.mark.slow
+def test_embedder_is_offline_minilm():
+    v = Embedder().encode(["What is the capital of France?", "Quelle est la capitale de la France ?", "Integrate x^2 dx"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+@pytest.mark.slow
+def test_scores_are_probabilities_and_math_scores_higher(data_dir):
+    import csv
+
+    clf = EmbeddingClassifier()
+    with (data_dir / "routellm" / "gsm8k" / "gsm8k_responses.csv").open(newline="") as fh:
+        gsm8k = [row["prompt"] for row in csv.DictReader(fh)][:30]
+    chat = ["hi", "What is the capital of France?", "Say hello in Spanish.", "Name three colors."] * 2
+    s_math, s_chat = clf.score(gsm8k), clf.score(chat)
+    assert all(0.0 <= s <= 1.0 for s in s_math + s_chat)
+    assert np.mean(s_math) > np.mean(s_chat)
+    assert clf.score([]) == []
+
+
+@pytest.mark.slow
+def test_training_writes_a_loadable_artifact(data_dir, tmp_path, monkeypatch):
+    """A quick run of the real training code on 300 prompts per dataset."""
+    from training.train_difficulty import train
+
+    monkeypatch.setenv("SLM_ROUTER_CACHE", str(tmp_path / "cache"))
+    card = train(tmp_path / "art", n_boot=20, limit=300)
+    assert card["data"]["n_train"] + card["data"]["n_test"] == 600
+    art = load_artifact(tmp_path / "art")
+    assert set(card["metrics"]) == {"mmlu", "gsm8k"} and art.card == card
+    assert art.estimator.predict_proba(np.zeros((1, 384), dtype=np.float32)).shape == (1, 2)
+    assert (tmp_path / "cache" / "embeddings-minilm.npz").is_file()  # second runs embed nothing
