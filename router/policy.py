@@ -140,11 +140,17 @@ class RoutingConfig(_Strict):
 
 
 class EscalationConfig(_Strict):
-    """First cascade step: escalate a local answer whose mean token log-probability is low."""
+    """First cascade step: escalate a local answer whose mean token log-probability is low.
+
+    Default -0.75 nats/token, measured here on SmolLM2-135M-Instruct (greedy, 32 tokens) over
+    100 short factual questions (80 NQ-open dev + 20 "capital of <country>?"): the mean
+    log-probability separates right from wrong answers at AUROC 0.84; at -0.75 the router
+    keeps 30% of local answers, 57% of them right, against 23% right overall.
+    """
 
     enabled: bool = True
     min_mean_logprob: float = Field(
-        -1.5, le=0, description="escalate when mean log-probability (nats/token) < this"
+        -0.75, le=0, description="escalate when mean log-probability (nats/token) < this"
     )
 
 
