@@ -213,9 +213,11 @@ class Router:
             decision = await self.decide(request)
             self._apply_decision(record, decision)
             tier, result = await self._answer(request, decision, record)
-        except RouterError as err:
-            await self.log_failure(record, err, t0)
-            raise
+        except Exception as err:
+            failure = await self._failed(record, err, t0)
+            if failure is err:
+                raise
+            raise failure from err
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         body = dict(result.response)
         body["id"] = f"chatcmpl-{record.id}"
@@ -259,9 +261,11 @@ class Router:
                 record.degraded = record.degraded or decision.tier == self.policy.routing.cloud_tier
                 result = await self._call_or_upstream_error(alt, request, record, "fallback")
                 return self._replay_stream(request, record, alt, result, t0)
-        except RouterError as err:
-            await self.log_failure(record, err, t0)
-            raise
+        except Exception as err:
+            failure = await self._failed(record, err, t0)
+            if failure is err:
+                raise
+            raise failure from err
         record.tier = decision.tier
         record.local = decision.tier == self.policy.routing.local_tier
         return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0))
@@ -334,6 +338,11 @@ class Router:
             call.latency_ms = (time.perf_counter() - t0) * 1000
             self._finish(record, call.tier, call.prompt_tokens, call.completion_tokens, t0)
             self._store_soon(record, request)
+            # Close the upstream stream (stops local generation) outside a cancelled scope.
+            try:
+                asyncio.get_running_loop().create_task(deltas.aclose())
+            except RuntimeError:
+                pass
 
     # -- logging -------------------------------------------------------------------------
     def _apply_decision(self, record: RequestRecord, decision: Decision) -> None:
@@ -347,6 +356,15 @@ class Router:
         record.latency_ms = (time.perf_counter() - t0) * 1000
         if record.status not in ("partial", "cancelled"):
             record.status, record.http_status = "ok", 200
+
+    async def _failed(self, record: RequestRecord, err: Exception, t0: float) -> RouterError:
+        """Log a failed request; return the client-visible error (unexpected errors become a
+        500 ``internal_error`` that names the request id, never a bare 500)."""
+        if not isinstance(err, RouterError):
+            log.exception("request %s failed unexpectedly", record.id)
+            err = RouterError(f"Internal error ({type(err).__name__}); logged as request {record.id}.")
+        await self.log_failure(record, err, t0)
+        return err
 
     async def log_failure(self, record: RequestRecord, err: RouterError, t0: float | None = None) -> None:
         """Log a request that ended in ``err`` (its calls so far included)."""
@@ -388,6 +406,13 @@ class Router:
         await asyncio.to_thread(self._write, record, request)
 
     def _store_soon(self, record: RequestRecord, request: ChatRequest | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._store(record, request))
+        """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its
+        own, or synchronously when no event loop runs (generator closed by the GC)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(record, request)
+            return
+        task = loop.create_task(self._store(record, request))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

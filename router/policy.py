@@ -92,7 +92,9 @@ class TierConfig(_Strict):
     api_key: str | None = None
     api_base: str | None = None
     timeout_s: float = Field(60.0, gt=0)
-    max_tokens: int = Field(512, ge=1, description="completion-token cap when the client sets none")
+    max_tokens: int | None = Field(
+        None, ge=1, description="completion-token cap when the client sets none (None = the model's own)"
+    )
     price: Price | None = Field(None, description="USD per 1e6 tokens; None = litellm's price map")
     runtime: LocalRuntime = Field(default_factory=LocalRuntime)
 

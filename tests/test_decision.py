@@ -51,3 +51,28 @@ def test_signals_and_escalation_verdicts():
     assert should_escalate(answer_signals("  ", [-0.1], "stop"), cfg).escalate
     assert not should_escalate(answer_signals("text", None, "stop"), cfg).escalate
     assert not should_escalate(unsure, EscalationConfig(enabled=False)).escalate
+
+
+def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
+    """A bug in a stage never reaches the client as a bare 500, and the request is logged."""
+    import asyncio
+
+    from router.errors import RouterError
+    from router.pipeline import Router
+    from router.request import parse_chat_request
+    from router.store.sqlite import SQLiteStore
+
+    class Broken:
+        def score(self, texts):
+            raise ZeroDivisionError("boom")
+
+    store = SQLiteStore(tmp_path / "log.sqlite3")
+    router = Router(_policy(), store, scorer=Broken())
+    request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+    record = router.new_record("r1", 1.0)
+    with pytest.raises(RouterError) as e:
+        asyncio.run(router.complete(request, record))
+    assert e.value.status_code == 500 and e.value.to_openai()["error"]["code"] == "internal_error"
+    assert "r1" in e.value.message
+    [row] = store.requests()
+    assert row.id == "r1" and row.status == "error" and row.http_status == 500

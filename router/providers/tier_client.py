@@ -111,7 +111,7 @@ class TierClient:
 
     def _kwargs(self, name: str, tier: TierConfig, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(params)
-        if "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
+        if tier.max_tokens and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
             kwargs["max_tokens"] = tier.max_tokens
         kwargs.update(model=tier.model, messages=messages, timeout=tier.timeout_s, num_retries=0)
         if tier.api_key:
