@@ -1,0 +1,282 @@
+"""Proxy overhead side by side: direct backend vs slm-router vs the LiteLLM proxy.
+
+One command (after ``pip install -e '.[bench]'``): ``python bench/proxy.py``
+
+Starts, on this machine: a fast fake OpenAI-compatible backend (bench/fake_backend.py),
+``slm-router serve`` with both tiers pointing at it, and ``litellm --config`` with one
+model pointing at it; drives the same closed-loop load at each (aiohttp, keep-alive) and
+prints p50/p99 latency at concurrency 1 and 16, requests/s at 16, streaming
+time-to-first-token (TTFT) at concurrency 1, and each as a ratio to direct and to LiteLLM.
+slm-router runs twice: with the routing decision (``model: auto``, ~200-token prompt:
+MiniLM embedding + classifier) and with a forced tier (``model: cloud``).
+Then: resident memory of ``serve`` on the default policy (SmolLM2 and MiniLM loaded) and
+the time from process start to its first answered request.
+
+Numbers are medians over the run, in ms; 2 cores are shared by load generator, backend
+and proxy, as in production on a small box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+HERE = Path(__file__).resolve().parent
+SHORT = "Say hello."
+LONG = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May? ") * 5  # ~200 tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 180.0) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout_s}s")
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+    prompt: str
+
+
+@dataclass
+class Result:
+    p50_c1: float
+    p99_c1: float
+    p50_c16: float
+    p99_c16: float
+    rps_c16: float
+    ttft_p50: float
+
+
+async def _one(session: aiohttp.ClientSession, t: Target, stream: bool) -> float:
+    body = {"model": t.model, "messages": [{"role": "user", "content": t.prompt}], "max_tokens": 32, "stream": stream}
+    start = time.perf_counter()
+    async with session.post(t.url, json=body, headers={"authorization": "Bearer sk-bench"}) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{t.name}: HTTP {r.status}: {(await r.text())[:300]}")
+        if not stream:
+            await r.read()
+            return (time.perf_counter() - start) * 1000
+        ttft = None
+        async for line in r.content:
+            if ttft is None and line.startswith(b"data: {") and _has_content(line[6:]):
+                ttft = (time.perf_counter() - start) * 1000
+        return ttft if ttft is not None else (time.perf_counter() - start) * 1000
+
+
+def _has_content(data: bytes) -> bool:
+    """True when an SSE chunk carries answer text (time to first token stops there)."""
+    chunk = json.loads(data)
+    return any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or [])
+
+
+async def _closed_loop(t: Target, concurrency: int, total: int, stream: bool = False) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        for _ in range(min(10, total)):  # warm-up
+            await _one(session, t, stream)
+        remaining = total
+        start = time.perf_counter()
+
+        async def worker():
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                latencies.append(await _one(session, t, stream))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return latencies, total / elapsed
+
+
+def _p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def measure(t: Target, n: int) -> Result:
+    c1, _ = asyncio.run(_closed_loop(t, 1, n))
+    c16, rps = asyncio.run(_closed_loop(t, 16, n * 4))
+    ttft, _ = asyncio.run(_closed_loop(t, 1, max(20, n // 2), stream=True))
+    return Result(statistics.median(c1), _p(c1, 0.99), statistics.median(c16), _p(c16, 0.99), rps, statistics.median(ttft))
+
+
+def start(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env or os.environ.copy(), cwd=cwd)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def startup_and_memory(work: Path, slm_router: list[str]) -> tuple[float, float]:
+    """Time (s) from starting `serve` on the default policy to its first answered chat
+    request, and its resident memory (MB) after answering with SmolLM2."""
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "OPENAI_API_KEY": ""}
+    policy = work / "default-policy.yaml"
+    shutil.copy(HERE.parent / "policies" / "default.yaml", policy)
+    text = policy.read_text().replace("path: slm-router.sqlite3", f"path: {work / 'default-log.sqlite3'}")
+    policy.write_text(text)
+    t0 = time.perf_counter()
+    proc = start(slm_router + ["serve", "--policy", str(policy), "--port", str(port), "--log-level", "warning"],
+                 work / "serve-default.log", env=env)
+    body = json.dumps({"model": "local", "messages": [{"role": "user", "content": "What is the capital of Japan?"}],
+                       "max_tokens": 16}).encode()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {(work / 'serve-default.log').read_text()[-2000:]}")
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                             headers={"content-type": "application/json"})
+                urllib.request.urlopen(req, timeout=60).read()
+                break
+            except Exception:
+                time.sleep(0.1)
+        elapsed = time.perf_counter() - t0
+        # exercise the embedder too, then read memory
+        auto = body.replace(b'"local"', b'"auto"')
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=auto,
+                                                      headers={"content-type": "application/json"}), timeout=60).read()
+        return elapsed, rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Proxy overhead: direct vs slm-router vs LiteLLM proxy")
+    parser.add_argument("-n", type=int, default=200, help="requests per measurement at concurrency 1")
+    parser.add_argument("--skip-litellm", action="store_true", help="measure without the LiteLLM proxy")
+    args = parser.parse_args()
+
+    bindir = Path(sys.executable).parent
+    slm_router = [str(bindir / "slm-router")] if (bindir / "slm-router").exists() else [sys.executable, "-m", "router.cli"]
+    litellm_bin = bindir / "litellm"
+    work = Path(tempfile.mkdtemp(prefix="slm-router-bench-"))
+    procs: list[subprocess.Popen] = []
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
+    try:
+        bport = free_port()
+        backend = f"http://127.0.0.1:{bport}"
+        procs.append(start([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "fake_backend:app",
+                            "--port", str(bport), "--log-level", "warning", "--no-access-log"], work / "backend.log", env))
+        wait_http(backend + "/health", procs[-1])
+
+        rport = free_port()
+        policy = {
+            "tiers": {
+                "local": {"model": "openai/bench-local", "api_key": "sk-bench", "api_base": backend + "/v1",
+                          "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-bench", "api_base": backend + "/v1"},
+            },
+            "escalation": {"enabled": False},
+            "log": {"store": "sqlite", "path": str(work / "bench.sqlite3")},
+        }
+        (work / "policy.yaml").write_text(yaml.safe_dump(policy))
+        procs.append(start(slm_router + ["serve", "--policy", str(work / "policy.yaml"), "--port", str(rport),
+                                         "--log-level", "warning"], work / "router.log", env))
+        wait_http(f"http://127.0.0.1:{rport}/healthz", procs[-1])
+
+        targets = [
+            Target("direct backend", backend + "/v1/chat/completions", "fake", SHORT),
+            Target("slm-router, forced tier", f"http://127.0.0.1:{rport}/v1/chat/completions", "cloud", SHORT),
+            Target("slm-router, routing decision (~200 tok)", f"http://127.0.0.1:{rport}/v1/chat/completions", "auto", LONG),
+        ]
+        if not args.skip_litellm:
+            if not litellm_bin.exists():
+                print("LiteLLM proxy not installed: pip install -e '.[bench]' (or pass --skip-litellm)", file=sys.stderr)
+                return 2
+            lport = free_port()
+            (work / "litellm.yaml").write_text(yaml.safe_dump({"model_list": [{
+                "model_name": "fake",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": backend + "/v1", "api_key": "sk-bench"},
+            }]}))
+            procs.append(start([str(litellm_bin), "--config", str(work / "litellm.yaml"), "--port", str(lport)],
+                               work / "litellm.log", env))
+            wait_http(f"http://127.0.0.1:{lport}/health/liveliness", procs[-1])
+            targets.append(Target("LiteLLM proxy", f"http://127.0.0.1:{lport}/v1/chat/completions", "fake", SHORT))
+
+        results = {}
+        for t in targets:
+            results[t.name] = measure(t, args.n)
+            r = results[t.name]
+            print(f"measured {t.name}: p50 {r.p50_c1:.2f} ms", file=sys.stderr)
+
+        direct = results["direct backend"]
+        lite = results.get("LiteLLM proxy")
+        header = (f"{'target':42s} {'p50 c1':>8s} {'p99 c1':>8s} {'p50 c16':>8s} {'p99 c16':>8s} {'req/s c16':>9s} "
+                  f"{'TTFT p50':>8s} {'added p50':>9s} {'xLiteLLM':>8s} {'rps xLiteLLM':>12s} {'TTFT+ xLiteLLM':>14s}")
+        print(header)
+        print("-" * len(header))
+        for name, r in results.items():
+            added = r.p50_c1 - direct.p50_c1
+            ttft_added = r.ttft_p50 - direct.ttft_p50
+            if lite:
+                l_added = lite.p50_c1 - direct.p50_c1
+                l_ttft = lite.ttft_p50 - direct.ttft_p50
+                ratio = f"{added / l_added:8.2f}" if l_added > 0 else "     n/a"
+                rps_ratio = f"{r.rps_c16 / lite.rps_c16:12.2f}"
+                ttft_ratio = f"{ttft_added / l_ttft:14.2f}" if l_ttft > 0 else "           n/a"
+            else:
+                ratio, rps_ratio, ttft_ratio = "     n/a", "         n/a", "           n/a"
+            print(f"{name:42s} {r.p50_c1:8.2f} {r.p99_c1:8.2f} {r.p50_c16:8.2f} {r.p99_c16:8.2f} {r.rps_c16:9.1f} "
+                  f"{r.ttft_p50:8.2f} {added:9.2f} {ratio} {rps_ratio} {ttft_ratio}")
+        print("(ms; 'added' = p50 at concurrency 1 minus direct; xLiteLLM = ratio to the LiteLLM proxy's added latency, "
+              "its throughput, its added TTFT)")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    startup_s, rss = startup_and_memory(work, slm_router)
+    print(f"\nserve on the default policy (SmolLM2 + MiniLM loaded): start to first answer {startup_s:.1f} s, "
+          f"resident memory {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
