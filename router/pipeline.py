@@ -170,7 +170,8 @@ class Router:
             return tier, result
 
         if self._escalation_applies(request, tier):
-            signals = answer_signals(result.text, result.token_logprobs, result.finish_reason)
+            signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
+                                     request.params.get("response_format"))
             record.calls[-1].mean_logprob = signals.mean_logprob
             verdict = should_escalate(signals, self.policy.escalation)
             record.reason += f"; {verdict.reason}"

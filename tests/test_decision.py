@@ -76,3 +76,18 @@ def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
     assert "r1" in e.value.message
     [row] = store.requests()
     assert row.id == "r1" and row.status == "error" and row.http_status == 500
+
+
+def test_format_check_escalates_prose_for_json():
+    from router.checks import format_error
+
+    schema = {"type": "json_schema", "json_schema": {"name": "p", "schema": {
+        "type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}}}
+    assert format_error('{"age": 3}', schema) is None
+    assert "schema" in format_error('{"age": "three"}', schema)
+    assert format_error("Sure! Here is JSON: {}", {"type": "json_object"}) == "answer is not valid JSON"
+    assert format_error("[1]", {"type": "json_object"}) == "answer is JSON but not an object"
+    assert format_error("prose", None) is None and format_error("prose", {"type": "text"}) is None
+    cfg = EscalationConfig(enabled=True, min_mean_logprob=-5)
+    v = should_escalate(answer_signals("Sure!", [-0.1], "stop", {"type": "json_object"}), cfg)
+    assert v.escalate and "JSON" in v.reason

@@ -68,3 +68,37 @@ def test_same_call_path_through_litellm():
     assert result.response["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
     assert deltas[-1].usage and deltas[-1].usage["completion_tokens"] > 0
     assert "".join(d.content for d in deltas).strip()
+
+
+def test_local_tier_speaks_json_schema_n_and_tool_replay():
+    """response_format is enforced by a llama.cpp grammar; n gives n choices; a replayed
+    assistant tool call and its tool result reach the SLM as text."""
+    import json
+
+    import jsonschema
+
+    client = TierClient(Policy())
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+
+    async def run():
+        js = await client.complete("local", [{"role": "user", "content": "Give the largest city of Japan as JSON."}],
+                                   {"max_tokens": 48, "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}})
+        two = await client.complete("local", [{"role": "user", "content": "Name a color."}],
+                                    {"max_tokens": 6, "n": 2, "temperature": 0.9, "seed": 1})
+        tool = await client.complete("local", [
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+             "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"},
+        ], {"max_tokens": 24})
+        return js, two, tool
+
+    js, two, tool = asyncio.run(run())
+    if js.finish_reason == "stop":
+        jsonschema.validate(json.loads(js.text), schema)
+    else:  # cut by max_tokens: still the start of a JSON object, never prose
+        assert js.text.lstrip().startswith("{")
+    assert [c["index"] for c in two.response["choices"]] == [0, 1]
+    assert two.completion_tokens == sum(len(c["logprobs"]["content"]) for c in two.response["choices"])
+    assert tool.text.strip() and tool.prompt_tokens > 20

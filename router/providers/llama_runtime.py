@@ -144,6 +144,8 @@ class LlamaRuntime:
         seed: int | None = None,
         cancel: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
+        grammar: str | None = None,
+        top_logprobs: int | None = None,
     ) -> LocalCompletion:
         """Generate an answer; blocking (call it on :attr:`executor`).
 
@@ -154,6 +156,8 @@ class LlamaRuntime:
             stop: strings that end the answer (not included in it).
             cancel: when set, generation stops at the next token (finish_reason ``cancelled``).
             on_text: called with each new piece of answer text as it is produced (streaming).
+            grammar: a GBNF grammar the answer must follow (e.g. JSON), or None.
+            top_logprobs: alternatives recorded per token; the runtime's default when None.
         Raises:
             ContextWindowExceededError: the prompt leaves no room in ``n_ctx``.
         """
@@ -176,10 +180,15 @@ class LlamaRuntime:
         steps: list[TokenStep] = []
         hold = max((len(s) for s in stop), default=0)
         finish = "length"
-        k = self.top_logprobs
+        k = self.top_logprobs if top_logprobs is None else max(int(top_logprobs), 0)
+        constraint = None
+        if grammar:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            constraint = LlamaGrammar.from_string(grammar, verbose=False)
         for token in llm.generate(
             prompt, temp=temperature, top_p=top_p, top_k=0 if temperature > 0 else 40,
-            min_p=0.0, repeat_penalty=self.repeat_penalty, reset=True,
+            min_p=0.0, repeat_penalty=self.repeat_penalty, reset=True, grammar=constraint,
         ):
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
@@ -232,11 +241,24 @@ def _find_stop(text: str, stop: Sequence[str]) -> int | None:
 
 
 def _plain_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """OpenAI turns as the text-only system/user/assistant turns a chat template takes:
+    ``developer`` becomes ``system``; content parts are joined; an assistant tool call and a
+    ``tool`` result become text, so replayed agent turns still reach the model."""
     out = []
     for m in messages:
         content = m.get("content")
         if isinstance(content, list):
             content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        content = content or ""
         role = m.get("role", "user")
-        out.append({"role": "system" if role == "developer" else role, "content": content or ""})
+        if role == "developer":
+            role = "system"
+        elif role in ("tool", "function"):
+            role, content = "user", f"Tool result ({m.get('name') or m.get('tool_call_id') or 'tool'}): {content}"
+        elif role == "assistant" and m.get("tool_calls"):
+            calls = "; ".join(
+                f"{c.get('function', {}).get('name')}({c.get('function', {}).get('arguments', '')})" for c in m["tool_calls"]
+            )
+            content = (content + "\n" if content else "") + f"Called tools: {calls}"
+        out.append({"role": role, "content": content})
     return out

@@ -67,6 +67,29 @@ def register_local_tier(tier: TierConfig) -> LlamaRuntime:
     return _runtimes[name]
 
 
+def response_format_grammar(response_format: dict[str, Any] | None) -> str | None:
+    """GBNF grammar for an OpenAI ``response_format``: any JSON object for ``json_object``,
+    the schema's language for ``json_schema`` (llama.cpp's converter), None for text.
+
+    Raises:
+        ValueError: a ``json_schema`` without a schema.
+    """
+    if not response_format or response_format.get("type") in (None, "text"):
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if response_format["type"] == "json_object":
+        return JSON_GBNF
+    if response_format["type"] == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise ValueError("response_format.json_schema.schema must be a JSON Schema object")
+        import json
+
+        return json_schema_to_gbnf(json.dumps(schema))
+    return None
+
+
 def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
     stop = optional_params.get("stop") or ()
     if isinstance(stop, str):
@@ -78,6 +101,8 @@ def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
         "top_p": float(optional_params.get("top_p") or 1.0),
         "stop": tuple(stop),
         "seed": optional_params.get("seed"),
+        "grammar": response_format_grammar(optional_params.get("response_format")),
+        "top_logprobs": optional_params.get("top_logprobs"),
     }
 
 
@@ -110,10 +135,8 @@ class LocalLlamaProvider:
             def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                            print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
                 runtime = runtime_for(model)
-                result = runtime.executor.submit(
-                    runtime.generate, messages, **_generation_args(optional_params)
-                ).result()
-                return _to_model_response(model, result, model_response)
+                results = runtime.executor.submit(_generate_n, runtime, messages, optional_params).result()
+                return _to_model_response(model, results, model_response)
 
             async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
                                  print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
@@ -123,7 +146,9 @@ class LocalLlamaProvider:
         return _Handler()
 
 
-def _to_model_response(model: str, result: LocalCompletion, model_response: Any) -> Any:
+def _to_model_response(model: str, results: list[LocalCompletion], model_response: Any) -> Any:
+    """One litellm ModelResponse with a choice per generation; usage counts the prompt once
+    and every choice's completion tokens (as OpenAI bills ``n > 1``)."""
     from litellm.types.utils import Choices, Message, Usage
 
     model_response.id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -131,32 +156,44 @@ def _to_model_response(model: str, result: LocalCompletion, model_response: Any)
     model_response.model = model
     model_response.choices = [
         Choices(
-            index=0,
-            finish_reason=result.finish_reason if result.finish_reason != "cancelled" else "stop",
-            message=Message(role="assistant", content=result.text),
-            logprobs={"content": _logprobs_content(result)},
+            index=i,
+            finish_reason=r.finish_reason if r.finish_reason != "cancelled" else "stop",
+            message=Message(role="assistant", content=r.text),
+            logprobs={"content": _logprobs_content(r)},
         )
+        for i, r in enumerate(results)
     ]
+    prompt_tokens = results[0].prompt_tokens
+    completion_tokens = sum(r.completion_tokens for r in results)
     model_response.usage = Usage(
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.prompt_tokens + result.completion_tokens,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
     )
     return model_response
+
+
+def _generate_n(runtime: LlamaRuntime, messages: list, optional_params: dict, cancel: threading.Event | None = None) -> list[LocalCompletion]:
+    args = _generation_args(optional_params)
+    n = max(1, int(optional_params.get("n") or 1))
+    results = []
+    for i in range(n):
+        if args["seed"] is not None and i:
+            args["seed"] = int(args["seed"]) + i  # distinct samples, still reproducible
+        results.append(runtime.generate(messages, cancel=cancel, **args))
+    return results
 
 
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
     runtime = runtime_for(model)
     cancel = threading.Event()
     future = asyncio.get_running_loop().run_in_executor(
-        runtime.executor, lambda: runtime.generate(messages, cancel=cancel, **_generation_args(optional_params))
+        runtime.executor, _generate_n, runtime, messages, optional_params, cancel
     )
     try:
-        result = await asyncio.shield(future)
+        results = await asyncio.shield(future)
     except asyncio.CancelledError:
         cancel.set()
         raise
-    return _to_model_response(model, result, model_response)
+    return _to_model_response(model, results, model_response)
 
 
 async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
