@@ -138,16 +138,31 @@ class Router:
         return params
 
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str) -> CallResult:
-        call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model, purpose)
-        record.calls.append(call)
-        try:
-            result = await self.client.complete(tier, request.messages_as_dicts(), self._params(request, tier))
-        except TierCallError as err:
-            call.status, call.error = "error", str(err)[:500]
-            raise
-        call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
-        call.latency_ms = result.latency_ms
-        return result
+        """Call ``tier`` with up to ``max_retries`` extra attempts on retryable failures; every
+        attempt is one logged call (failed attempts carry no tokens, so nothing is billed twice).
+
+        Raises:
+            TierCallError: the last attempt's failure.
+        """
+        attempts = 1 + self.policy.tiers[tier].max_retries
+        for attempt in range(attempts):
+            call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
+                              purpose if attempt == 0 else "retry")
+            record.calls.append(call)
+            started = time.perf_counter()
+            try:
+                result = await self.client.complete(tier, request.messages_as_dicts(), self._params(request, tier))
+            except TierCallError as err:
+                call.status, call.error = "error", str(err)[:500]
+                call.latency_ms = (time.perf_counter() - started) * 1000
+                if not err.retryable or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
+            call.latency_ms = result.latency_ms
+            return result
+        raise AssertionError("unreachable")
 
     async def _answer(self, request: ChatRequest, decision: Decision, record: RequestRecord) -> tuple[str, CallResult]:
         """Call the decided tier, fall back on failure, check a local answer and escalate.
@@ -231,35 +246,34 @@ class Router:
         return RoutedAnswer(body, _headers(record))
 
     async def stream(self, request: ChatRequest, record: RequestRecord) -> RoutedStream:
-        """Answer a streaming request. Errors before the first byte raise (and are logged);
-        errors after it end the stream with an error event and ``[DONE]``.
+        """Answer a streaming request. Errors before the first byte are retried, fall back or
+        raise (and are logged); errors after it end the stream with an error event and
+        ``[DONE]`` and the request is logged as ``partial``.
 
-        Local answers that the cascade checks are generated whole, checked, then streamed,
-        so the client never sees an answer that is later replaced.
+        Local answers that the cascade checks, and ``n > 1`` answers of the in-process tier,
+        are generated whole, then streamed (choice by choice), so the client never sees an
+        answer that is later replaced.
         """
         t0 = time.perf_counter()
         record.requested_model, record.stream = request.model, True
         try:
             decision = await self.decide(request)
             self._apply_decision(record, decision)
-            if self._escalation_applies(request, decision.tier):
+            tier = decision.tier
+            buffered = self._escalation_applies(request, tier) or (
+                self.policy.tiers[tier].is_in_process and int(request.params.get("n") or 1) > 1
+            )
+            if buffered:
                 tier, result = await self._answer(request, decision, record)
                 return self._replay_stream(request, record, tier, result, t0)
-            deltas = self.client.stream(decision.tier, request.messages_as_dicts(), self._params(request, decision.tier))
-            call = CallRecord(record.id, time.time(), decision.tier, self.policy.tiers[decision.tier].model, "primary")
-            record.calls.append(call)
             try:
-                first = await deltas.__anext__()
-            except StopAsyncIteration:
-                first = None
+                call, first, deltas = await self._open_stream(tier, request, record)
             except TierCallError as err:
-                call.status, call.error = "error", str(err)[:500]
-                call.latency_ms = (time.perf_counter() - t0) * 1000
-                alt = self._fallback_for(decision.tier)
+                alt = self._fallback_for(tier)
                 if err.client_fault or alt is None:
                     raise (InvalidRequestError if err.client_fault else UpstreamError)(str(err)) from err
-                record.reason += f"; {decision.tier} failed ({err.status}), fell back to {alt}"
-                record.degraded = record.degraded or decision.tier == self.policy.routing.cloud_tier
+                record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
+                record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
                 result = await self._call_or_upstream_error(alt, request, record, "fallback")
                 return self._replay_stream(request, record, alt, result, t0)
         except Exception as err:
@@ -267,24 +281,58 @@ class Router:
             if failure is err:
                 raise
             raise failure from err
-        record.tier = decision.tier
-        record.local = decision.tier == self.policy.routing.local_tier
+        record.tier = tier
+        record.local = tier == self.policy.routing.local_tier
         return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0))
+
+    async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord):
+        """Start a stream at ``tier`` and wait for its first piece, retrying retryable failures
+        (nothing has reached the client yet). Returns (call record, first delta or None,
+        the rest of the stream).
+
+        Raises:
+            TierCallError: the last attempt failed before its first piece.
+        """
+        attempts = 1 + self.policy.tiers[tier].max_retries
+        for attempt in range(attempts):
+            call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
+                              "primary" if attempt == 0 else "retry")
+            record.calls.append(call)
+            started = time.perf_counter()
+            deltas = self.client.stream(tier, request.messages_as_dicts(), self._params(request, tier))
+            try:
+                first = await deltas.__anext__()
+            except StopAsyncIteration:
+                return call, None, deltas
+            except TierCallError as err:
+                call.status, call.error = "error", str(err)[:500]
+                call.latency_ms = (time.perf_counter() - started) * 1000
+                if not err.retryable or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            return call, first, deltas
+        raise AssertionError("unreachable")
 
     # -- streaming helpers ---------------------------------------------------------------
     def _replay_stream(self, request: ChatRequest, record: RequestRecord, tier: str, result: CallResult, t0: float) -> RoutedStream:
+        """Stream an answer that is already complete: each choice in turn, in pieces."""
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         model = self.policy.tiers[tier].model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
-        include_usage = request.include_usage
+        choices = result.response.get("choices") or [{"index": 0, "message": {"content": result.text},
+                                                      "finish_reason": result.finish_reason}]
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield sse(chunk(cid, created, model, role="assistant", content=""))
-                for piece in split_for_stream(result.text):
-                    yield sse(chunk(cid, created, model, content=piece))
-                yield sse(chunk(cid, created, model, finish_reason=result.finish_reason or "stop"))
-                if include_usage:
+                for choice in choices:
+                    i = int(choice.get("index") or 0)
+                    message = choice.get("message") or {}
+                    yield sse(chunk(cid, created, model, role="assistant", content="", index=i))
+                    for piece in split_for_stream(message.get("content") or ""):
+                        yield sse(chunk(cid, created, model, content=piece, index=i))
+                    yield sse(chunk(cid, created, model, finish_reason=choice.get("finish_reason") or "stop", index=i))
+                if request.include_usage:
                     yield sse(chunk(cid, created, model, with_choice=False, usage={
                         "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}))
                 yield SSE_DONE
@@ -296,11 +344,16 @@ class Router:
 
         return RoutedStream(_headers(record), events())
 
-    async def _relay_stream(self, request, record: RequestRecord, call: CallRecord, first, deltas, t0: float) -> AsyncIterator[bytes]:
+    async def _relay_stream(self, request: ChatRequest, record: RequestRecord, call: CallRecord, first,
+                            deltas, t0: float) -> AsyncIterator[bytes]:
+        """Relay a live upstream stream under one id. A stream that fails, or ends without a
+        finish reason (the upstream closed early), ends with an error event and ``[DONE]``
+        and is logged ``partial``; a client that disconnects stops the upstream call and is
+        logged ``cancelled`` with the tokens spent so far."""
         model = call.model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
-        include_usage = request.include_usage
-        text_parts: list[str] = []
+        pieces = 0
+        finished: set[int] = set()
         usage: dict[str, int] | None = None
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
@@ -311,19 +364,22 @@ class Router:
                         usage = d.usage
                         continue
                     if d.content:
-                        text_parts.append(d.content)
+                        pieces += 1
                         yield sse(chunk(cid, created, model, content=d.content, index=d.index))
                     if d.finish_reason:
+                        finished.add(d.index)
                         yield sse(chunk(cid, created, model, finish_reason=d.finish_reason, index=d.index))
                 try:
                     pending = [await deltas.__anext__()]
                 except StopAsyncIteration:
                     break
+            if not finished:
+                raise TierCallError(call.tier, 502, f"tier '{call.tier}' closed the stream before finishing")
             if usage is None:
-                usage = {"prompt_tokens": 0, "completion_tokens": 0}
-                record.reason += "; usage not reported"
-            if include_usage:
-                yield sse(chunk(cid, created, model, with_choice=False, usage=usage))
+                record.reason += "; usage not reported, completion tokens counted from chunks"
+            if request.include_usage:
+                yield sse(chunk(cid, created, model, with_choice=False,
+                                usage=usage or {"prompt_tokens": 0, "completion_tokens": pieces}))
             yield SSE_DONE
         except TierCallError as err:
             call.status, call.error = "error", str(err)[:500]
@@ -334,7 +390,7 @@ class Router:
             record.status, record.error = "cancelled", "client disconnected"
             raise
         finally:
-            usage = usage or {"prompt_tokens": 0, "completion_tokens": len(text_parts)}
+            usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
             call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
             call.latency_ms = (time.perf_counter() - t0) * 1000
             self._finish(record, call.tier, call.prompt_tokens, call.completion_tokens, t0)

@@ -92,6 +92,9 @@ class TierConfig(_Strict):
     api_key: str | None = None
     api_base: str | None = None
     timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(
+        1, ge=0, le=5, description="extra attempts at this tier after a timeout, 429 or 5xx (never a 4xx)"
+    )
     max_tokens: int | None = Field(
         None, ge=1, description="completion-token cap when the client sets none (None = the model's own)"
     )

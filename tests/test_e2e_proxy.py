@@ -106,6 +106,19 @@ def _db(proxy) -> sqlite3.Connection:
     return sqlite3.connect(proxy.log_path)
 
 
+def _wait_rows(proxy, query: str, n: int, timeout_s: float = 10.0) -> list:
+    """Rows of ``query`` once there are ``n`` (a streamed request is logged just after its
+    last byte, so a test may look a moment before the write lands)."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while True:
+        rows = _db(proxy).execute(query).fetchall()
+        if len(rows) >= n or time.time() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
 def test_routes_real_prompts_to_both_tiers(proxy, prompts, cloud, threshold):
     seen = []
     for i, prompt in enumerate(prompts):
@@ -172,9 +185,7 @@ def test_sdk_raises_for_unknown_model(proxy):
 
 def test_log_and_report_match(proxy):
     """Runs last in this module: every request sent is one row, and report sums the calls."""
-    import time
-
-    time.sleep(0.5)  # streamed requests are logged right after their last byte
+    _wait_rows(proxy, "SELECT id FROM requests", proxy.sent)
     db = _db(proxy)
     n = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     assert n == proxy.sent
@@ -218,8 +229,7 @@ def test_escalation_on_low_logprob(cloud, tmp_path):
             assert "mean logprob" in h["x-router-reason"]
             assert text.strip() == ANSWER
         assert len(cloud.received) == before + 2
-        rows = _db(proxy).execute(
-            "SELECT c.tier, c.purpose, c.mean_logprob FROM calls c ORDER BY c.ts").fetchall()
+        rows = _wait_rows(proxy, "SELECT c.tier, c.purpose, c.mean_logprob FROM calls c ORDER BY c.ts", 4)
         assert [(r[0], r[1]) for r in rows] == [("local", "primary"), ("cloud", "escalation")] * 2
         assert all(r[2] is not None and r[2] < -0.001 for r in rows if r[0] == "local")
     finally:

@@ -24,14 +24,18 @@ class TierCallError(Exception):
     Attributes:
         tier: tier name; status: HTTP-like status (400 bad request, 401 auth, 408 timeout,
             429 rate limit, 502/503 upstream); client_fault: True when the request itself is
-            bad (retrying it elsewhere would fail the same way).
+            bad (retrying it elsewhere would fail the same way); retryable: a second attempt
+            at the same tier may succeed (timeouts, rate limits, 5xx; never a 4xx or an auth
+            failure).
     """
 
-    def __init__(self, tier: str, status: int, message: str, client_fault: bool = False) -> None:
+    def __init__(self, tier: str, status: int, message: str, client_fault: bool = False,
+                 retryable: bool | None = None) -> None:
         super().__init__(message)
         self.tier = tier
         self.status = status
         self.client_fault = client_fault
+        self.retryable = (status in (408, 429, 500, 502, 503, 504) and not client_fault) if retryable is None else retryable
 
 
 @dataclass(slots=True)
@@ -68,15 +72,15 @@ class StreamDelta:
 
 def _map_error(tier: str, err: Exception) -> TierCallError:
     if isinstance(err, ContextWindowExceededError):
-        return TierCallError(tier, 400, str(err), client_fault=False)
+        return TierCallError(tier, 400, str(err), client_fault=False, retryable=False)
     import litellm
 
     status = getattr(err, "status_code", None) or 502
     message = f"tier '{tier}' failed: {type(err).__name__}: {getattr(err, 'message', None) or err}"
     if isinstance(err, litellm.exceptions.ContextWindowExceededError):
-        return TierCallError(tier, 400, message, client_fault=False)
+        return TierCallError(tier, 400, message, client_fault=False, retryable=False)
     if isinstance(err, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)):
-        return TierCallError(tier, 503, message)
+        return TierCallError(tier, 503, message, retryable=False)
     if isinstance(err, litellm.exceptions.Timeout):
         return TierCallError(tier, 408, message)
     if isinstance(err, (litellm.exceptions.BadRequestError, litellm.exceptions.UnprocessableEntityError)):
