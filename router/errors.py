@@ -16,6 +16,8 @@ __all__ = [
     "ModelNotFoundError",
     "TierUnavailableError",
     "UpstreamError",
+    "PayloadTooLargeError",
+    "upstream_error_for",
 ]
 
 
@@ -33,11 +35,14 @@ class RouterError(Exception):
     error_type = "server_error"
     default_code: str | None = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 status_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
         self.param = param
+        if status_code is not None:
+            self.status_code = status_code
 
     def to_openai(self) -> dict[str, Any]:
         """Return the error as OpenAI's JSON body: ``{"error": {...}}``."""
@@ -87,3 +92,23 @@ class UpstreamError(RouterError):
     status_code = 502
     error_type = "upstream_error"
     default_code = "upstream_error"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+
+def upstream_error_for(status: int, message: str) -> RouterError:
+    """The client-visible error for a tier failure with HTTP-like ``status``: timeouts become
+    504 ``upstream_timeout``, rate limits 429 ``upstream_rate_limited``, an unreachable or
+    unauthorised tier 503 ``tier_unavailable``, anything else 502 ``upstream_error``."""
+    if status in (408, 504):
+        return UpstreamError(message, code="upstream_timeout", status_code=504)
+    if status == 429:
+        return UpstreamError(message, code="upstream_rate_limited", status_code=429)
+    if status == 503:
+        return TierUnavailableError(message)
+    return UpstreamError(message)

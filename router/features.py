@@ -18,7 +18,8 @@ class Features:
 
     Attributes:
         text: the text embedded for the classifier: the last user turn preceded by up to
-            ``context_turns`` earlier turns, cut to the last ``max_chars`` characters.
+            ``context_turns`` earlier turns, cut to the last ``max_chars`` characters; empty
+            when the last user turn has no text (an image only).
         prompt_chars: characters in all turns.
         approx_prompt_tokens: ``prompt_chars / 4``, OpenAI's rule of thumb for English.
         needs: capabilities the request needs: ``vision``, ``tools``, ``json``.
@@ -36,6 +37,8 @@ def extract_features(request: ChatRequest, *, context_turns: int = 2, max_chars:
     last_user = max(i for i, m in enumerate(turns) if m.role == "user")
     window = turns[max(0, last_user - context_turns) : last_user + 1]
     text = "\n".join(message_text(m) for m in window if message_text(m))[-max_chars:]
+    if not message_text(turns[last_user]).strip():
+        text = ""  # e.g. an image-only turn: earlier turns must not decide its route
 
     prompt_chars = sum(len(message_text(m)) for m in request.messages)
     needs = set()

@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from .capabilities import apply_capabilities
 from .checks import answer_signals, should_escalate
 from .cost import call_cost, count_prompt_tokens
 from .decision import Decision, decide, needs_score
-from .errors import InvalidRequestError, RouterError, TierUnavailableError, UpstreamError
+from .errors import InvalidRequestError, RouterError, upstream_error_for
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
@@ -109,11 +110,16 @@ class Router:
             ModelNotFoundError, TierUnavailableError: see :func:`router.decision.decide`.
         """
         score = None
-        if needs_score(request.model, self.policy):
-            cfg = self.policy.routing.classifier
-            features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
+        cfg = self.policy.routing.classifier
+        features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
+        forced = not needs_score(request.model, self.policy)
+        if not forced and features.text.strip():
             score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
-        return decide(request.model, score, self.policy)
+        elif not forced:
+            score = 1.0  # nothing to embed (e.g. an image-only turn): treat as hard
+        decision = decide(request.model, score, self.policy)
+        max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
+        return apply_capabilities(decision, features, self.policy, forced, max_out)
 
     def _escalation_applies(self, request: ChatRequest, tier: str) -> bool:
         return (
@@ -177,7 +183,7 @@ class Router:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
             alt = self._fallback_for(tier)
             if alt is None:
-                raise (TierUnavailableError if err.status == 503 else UpstreamError)(str(err)) from err
+                raise upstream_error_for(err.status, str(err)) from err
             record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
             record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
             tier = alt
@@ -210,7 +216,7 @@ class Router:
         try:
             return await self._call(tier, request, record, purpose)
         except TierCallError as err:
-            raise UpstreamError(str(err)) from err
+            raise upstream_error_for(err.status, str(err)) from err
 
     # -- public entry points -------------------------------------------------------------
     def new_record(self, request_id: str, started: float) -> RequestRecord:
@@ -227,7 +233,7 @@ class Router:
         record.requested_model, record.stream = request.model, False
         try:
             decision = await self.decide(request)
-            self._apply_decision(record, decision)
+            self._apply_decision(record, decision, request)
             tier, result = await self._answer(request, decision, record)
         except Exception as err:
             failure = await self._failed(record, err, t0)
@@ -258,7 +264,7 @@ class Router:
         record.requested_model, record.stream = request.model, True
         try:
             decision = await self.decide(request)
-            self._apply_decision(record, decision)
+            self._apply_decision(record, decision, request)
             tier = decision.tier
             buffered = self._escalation_applies(request, tier) or (
                 self.policy.tiers[tier].is_in_process and int(request.params.get("n") or 1) > 1
@@ -271,7 +277,8 @@ class Router:
             except TierCallError as err:
                 alt = self._fallback_for(tier)
                 if err.client_fault or alt is None:
-                    raise (InvalidRequestError if err.client_fault else UpstreamError)(str(err)) from err
+                    raise (InvalidRequestError(str(err), code="upstream_rejected") if err.client_fault
+                           else upstream_error_for(err.status, str(err))) from err
                 record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
                 record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
                 result = await self._call_or_upstream_error(alt, request, record, "fallback")
@@ -402,9 +409,11 @@ class Router:
                 pass
 
     # -- logging -------------------------------------------------------------------------
-    def _apply_decision(self, record: RequestRecord, decision: Decision) -> None:
+    def _apply_decision(self, record: RequestRecord, decision: Decision, request: ChatRequest) -> None:
         record.routed_tier, record.score = decision.tier, decision.score
         record.reason, record.degraded = decision.reason, decision.degraded
+        if request.ignored_fields:
+            record.reason += f"; ignored client fields: {', '.join(request.ignored_fields)}"
 
     def _finish(self, record: RequestRecord, tier: str, prompt_tokens: int, completion_tokens: int, t0: float) -> None:
         record.tier = tier

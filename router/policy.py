@@ -30,6 +30,7 @@ __all__ = [
     "RoutingConfig",
     "EscalationConfig",
     "LogConfig",
+    "ServerConfig",
     "Policy",
     "load_policy",
     "interpolate_env",
@@ -159,6 +160,14 @@ class EscalationConfig(_Strict):
     )
 
 
+class ServerConfig(_Strict):
+    """HTTP limits of the proxy itself."""
+
+    max_request_bytes: int = Field(
+        4_000_000, ge=1024, description="largest accepted request body (bytes); larger gets 413"
+    )
+
+
 class LogConfig(_Strict):
     """Where every request and model call is recorded."""
 
@@ -189,6 +198,7 @@ class Policy(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     @model_validator(mode="after")
     def _tiers_exist(self) -> "Policy":

@@ -34,7 +34,14 @@ _PASSTHROUGH = (
     "response_format",
     "logprobs",
     "top_logprobs",
+    "parallel_tool_calls",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "reasoning_effort",
 )
+# Read by the router itself, never forwarded.
+_ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
 
 
 class Message(BaseModel):
@@ -53,14 +60,20 @@ class ChatRequest(BaseModel):
         model: ``auto`` or a tier name.
         messages: at least one turn; the last user turn has non-empty text.
         stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
+        metadata: the client's ``metadata`` (for routing rules; not forwarded).
         params: other OpenAI parameters, forwarded to the tier unchanged.
+        ignored_fields: names of body fields that were dropped, never forwarded: anything
+            outside the OpenAI chat parameters above, such as ``api_base``, ``base_url`` or
+            ``api_key`` (a client can never redirect the proxy or supply a provider key).
     """
 
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    ignored_fields: list[str] = Field(default_factory=list)
 
     @property
     def include_usage(self) -> bool:
@@ -111,8 +124,9 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
 
-    fields = {k: data[k] for k in ("model", "messages", "stream", "stream_options") if data.get(k) is not None}
+    fields = {k: data[k] for k in _ROUTER_FIELDS if data.get(k) is not None}
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
+    fields["ignored_fields"] = sorted(k for k in data if k not in _ROUTER_FIELDS and k not in _PASSTHROUGH)
     try:
         request = ChatRequest.model_validate(fields)
     except ValidationError as err:

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .decision import AUTO
-from .errors import InvalidRequestError, RouterError
+from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
 from .pipeline import Router, new_request_id
 from .policy import Policy
 from .request import parse_chat_request
@@ -35,6 +35,23 @@ def _error_response(status: int, message: str, error_type: str, code: str | None
         status_code=status,
         headers=headers,
     )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it exceeds ``limit`` bytes (checked against
+    ``content-length`` first, then while reading, so a huge body is never held in memory)."""
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLargeError(
+        f"The request body is larger than this router accepts ({limit} bytes).", param=None)
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise too_large
+        chunks.append(piece)
+    return b"".join(chunks)
 
 
 def create_app(policy: Policy, store: RequestStore | None = None, router: Router | None = None,
@@ -91,8 +108,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
-        body = await request.body()
         try:
+            body = await _read_body(request, policy.server.max_request_bytes)
             chat = parse_chat_request(body)
         except InvalidRequestError as err:
             await router.log_failure(record, err)

@@ -35,6 +35,11 @@ class FakeOpenAI:
     def __init__(self, answer: str = ANSWER, fail_with: int | None = None) -> None:
         self.answer = answer
         self.fail_with = fail_with
+        # Failure modes for streams: "inband_error" (an error event instead of chunks) or
+        # "drop:N" (the socket closes after N words, with no finish reason and no [DONE]).
+        self.stream_fault: str | None = None
+        # Answer given when the request asks for response_format json_object/json_schema.
+        self.json_answer = '{"city": "Tokyo", "population": 14000000}'
         self.received: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -61,25 +66,42 @@ class FakeOpenAI:
         if self.fail_with:
             return JSONResponse({"error": {"message": "forced failure", "type": "server_error", "code": None}},
                                 status_code=self.fail_with)
+        # Honour max_tokens / max_completion_tokens (one word = one token here) and n.
+        wants_json = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        words = (self.json_answer if wants_json else self.answer).split(" ")
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if cap and len(words) > cap:
+            words, finish = words[:cap], "length"
+        n = int(body.get("n") or 1)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        completion_tokens = len(self.answer.split())
+        completion_tokens = len(words) * n
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
         created = int(time.time())
         if not body.get("stream"):
             return JSONResponse({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.answer},
-                             "finish_reason": "stop", "logprobs": None}],
+                "choices": [{"index": i, "message": {"role": "assistant", "content": " ".join(words)},
+                             "finish_reason": finish, "logprobs": None} for i in range(n)],
                 "usage": usage,
             })
 
+        fault = self.stream_fault
+
         def events():
             base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": body["model"]}
-            yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}) + "\n\n"
-            for word in self.answer.split(" "):
-                yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}) + "\n\n"
-            yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + "\n\n"
+            if fault == "inband_error":
+                yield "data: " + json.dumps({"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}) + "\n\n"
+                return
+            for i in range(n):
+                yield "data: " + json.dumps({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}) + "\n\n"
+                for k, word in enumerate(words):
+                    if fault and fault.startswith("drop:") and k == int(fault.split(":")[1]):
+                        raise ConnectionResetError("fake upstream dropped the connection")
+                    piece = word if k == len(words) - 1 else word + " "
+                    yield "data: " + json.dumps({**base, "choices": [{"index": i, "delta": {"content": piece}, "finish_reason": None}]}) + "\n\n"
+                yield "data: " + json.dumps({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]}) + "\n\n"
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield "data: " + json.dumps({**base, "choices": [], "usage": usage}) + "\n\n"
             yield "data: [DONE]\n\n"

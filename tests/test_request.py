@@ -50,3 +50,11 @@ def test_split_for_stream_joins_back():
     text = "  héllo wörld,\n this  is streaming 日本語 "
     pieces = split_for_stream(text, 5)
     assert "".join(pieces) == text and len(pieces) > 2
+
+
+def test_image_only_turn_does_not_route_on_earlier_text():
+    r = parse_chat_request({"model": "auto", "messages": [
+        {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "Why..."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+    f = extract_features(r)
+    assert f.text == "" and f.needs == {"vision"}

@@ -127,11 +127,14 @@ class LlamaRuntime:
             self._llm = llm
 
     # -- generation ----------------------------------------------------------------------
+    def format_prompt(self, messages: Sequence[dict[str, Any]]) -> str:
+        """The prompt text the model reads: the GGUF's chat template applied to the turns."""
+        self.load()
+        return self._formatter(messages=_plain_messages(messages)).prompt
+
     def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """Tokens of the chat-formatted prompt, generation prompt included."""
-        self.load()
-        formatted = self._formatter(messages=_plain_messages(messages))
-        return self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        return self._llm.tokenize(self.format_prompt(messages).encode("utf-8"), add_bos=False, special=True)
 
     def generate(
         self,
@@ -222,7 +225,8 @@ class LlamaRuntime:
                 break
             if len(steps) >= max_tokens:
                 break
-        tail = pending + decoder.decode(b"", final=True)
+        # Bytes of a character cut off by max_tokens are dropped, never sent as U+FFFD.
+        tail = pending
         cut = _find_stop(tail, stop)
         tail = tail if cut is None else tail[:cut]
         if tail:
