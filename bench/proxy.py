@@ -36,6 +36,7 @@ import aiohttp
 import yaml
 
 HERE = Path(__file__).resolve().parent
+BENCH_KEY = "sk-bench-" + "5f1c0de2" * 6  # sent to every target; the LiteLLM proxy's master key
 SHORT = "Say hello."
 LONG = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
         "How many clips did Natalia sell altogether in April and May? ") * 5  # ~200 tokens
@@ -83,7 +84,7 @@ class Result:
 async def _one(session: aiohttp.ClientSession, t: Target, stream: bool) -> float:
     body = {"model": t.model, "messages": [{"role": "user", "content": t.prompt}], "max_tokens": 32, "stream": stream}
     start = time.perf_counter()
-    async with session.post(t.url, json=body, headers={"authorization": "Bearer sk-bench"}) as r:
+    async with session.post(t.url, json=body, headers={"authorization": f"Bearer {BENCH_KEY}"}) as r:
         if r.status != 200:
             raise RuntimeError(f"{t.name}: HTTP {r.status}: {(await r.text())[:300]}")
         if not stream:
@@ -227,10 +228,13 @@ def main() -> int:
                 print("LiteLLM proxy not installed: pip install -e '.[bench]' (or pass --skip-litellm)", file=sys.stderr)
                 return 2
             lport = free_port()
-            (work / "litellm.yaml").write_text(yaml.safe_dump({"model_list": [{
-                "model_name": "fake",
-                "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": backend + "/v1", "api_key": "sk-bench"},
-            }]}))
+            (work / "litellm.yaml").write_text(yaml.safe_dump({
+                "model_list": [{
+                    "model_name": "fake",
+                    "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": backend + "/v1", "api_key": "sk-bench"},
+                }],
+                "general_settings": {"master_key": BENCH_KEY},
+            }))
             procs.append(start([str(litellm_bin), "--config", str(work / "litellm.yaml"), "--port", str(lport)],
                                work / "litellm.log", env))
             wait_http(f"http://127.0.0.1:{lport}/health/liveliness", procs[-1])
