@@ -53,6 +53,8 @@ class ChatRequest(BaseModel):
         model: ``auto`` or a tier name.
         messages: at least one turn; the last user turn has non-empty text.
         stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
+        metadata: OpenAI's ``metadata`` (string keys and values); routing rules can match
+            on it; not forwarded to the tier.
         params: other OpenAI parameters, forwarded to the tier unchanged.
     """
 
@@ -60,6 +62,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -111,7 +114,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
 
-    fields = {k: data[k] for k in ("model", "messages", "stream", "stream_options") if data.get(k) is not None}
+    fields = {k: data[k] for k in ("model", "messages", "stream", "stream_options", "metadata") if data.get(k) is not None}
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
     try:
         request = ChatRequest.model_validate(fields)
