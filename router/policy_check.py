@@ -324,16 +324,19 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
                     f"the artifact card at {folder} has no score_quantiles to derive a threshold from",
                     "set routing.classifier.threshold instead")
 
-    note = "validated, but this build does not enforce it yet"
+    # Slots other work fills in; say so rather than let a setting look active.
+    def unenforced(loc: tuple, what: str) -> None:
+        out.add(loc, f"{what} are validated but not enforced by this build yet", severity="warning")
+
     if policy.budgets.limited:
-        out.add(("budgets",), f"budgets: {note}", severity="warning")
+        unenforced(("budgets",), "budgets")
     for oname, overlay in policy.overlays.items():
         if overlay.budgets is not None and overlay.budgets.limited:
-            out.add(("overlays", oname, "budgets"), f"budgets: {note}", severity="warning")
+            unenforced(("overlays", oname, "budgets"), "budgets")
     if policy.cache.enabled:
-        out.add(("cache", "enabled"), f"cache: {note}", severity="warning")
+        unenforced(("cache", "enabled"), "cache settings")
     if policy.shadow.rate > 0:
-        out.add(("shadow", "rate"), f"shadow sampling: {note}", severity="warning")
+        unenforced(("shadow", "rate"), "shadow sampling settings")
 
 
 def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | None:

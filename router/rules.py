@@ -157,7 +157,7 @@ def constraints_for(policy: Policy, outcome: RuleOutcome, overlay: Overlay | Non
         base_threshold: the policy's classifier threshold when it was derived from
             ``target_cloud_share``; ``routing.classifier.threshold`` when None.
     """
-    forbidden = dict(outcome.forbidden)
+    forbidden = {tier: f"rule {name}" for tier, name in outcome.forbidden.items()}
     label = f"overlay {overlay_name}" if overlay_name else "overlay"
     if overlay is not None and overlay.allowed_tiers is not None:
         for name in policy.tiers:
