@@ -86,6 +86,11 @@ class LivePolicy:
                 self.last_error = None
                 log.info("policy reload (%s): %s unchanged", trigger, new_hash)
                 return ReloadResult("unchanged", new_hash)
+            for name, tier in report.policy.tiers.items():
+                old = next((t for t in current.policy.tiers.values() if t.model == tier.model), None)
+                if tier.is_in_process and old is not None and old.runtime != tier.runtime:
+                    log.warning("tier %r: runtime settings of the loaded model %s take effect at the next restart",
+                                name, tier.model)
             try:
                 store = current.store
                 if report.policy.log != current.policy.log:

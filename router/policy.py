@@ -270,7 +270,8 @@ class RuleMatch(_Strict):
     last_user_regex: str | None = Field(
         None, description="regular expression searched in the last user turn (Python syntax; (?i) for case-insensitive)"
     )
-    min_prompt_tokens: int | None = Field(None, ge=0, description="prompt tokens >= this (all turns, cl100k)")
+    min_prompt_tokens: int | None = Field(
+        None, ge=0, description="prompt tokens of all turns >= this (counted with the cloud model's tokenizer)")
     max_prompt_tokens: int | None = Field(None, ge=0, description="prompt tokens <= this")
     needs: list[Literal["vision", "tools", "json"]] | None = Field(
         None, description="the request needs any of these capabilities"

@@ -39,7 +39,8 @@ class RequestFacts:
         headers: request headers, names lower-case (``authorization`` left out).
         metadata: the request's ``metadata`` object (string values).
         key_name, key_group: the caller's ``api_keys`` entry, or None for an unknown caller.
-        prompt_tokens: prompt tokens of all turns (cl100k), or None when not computed.
+        prompt_tokens: prompt tokens of all turns (the cloud model's tokenizer, litellm), or
+            None when not computed.
         language: ISO 639-1 code of the last user turn, or None when not computed.
     """
 

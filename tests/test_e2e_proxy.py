@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -218,8 +219,13 @@ def test_escalation_on_low_logprob(cloud, tmp_path):
             assert "mean logprob" in h["x-router-reason"]
             assert text.strip() == ANSWER
         assert len(cloud.received) == before + 2
-        rows = _db(proxy).execute(
-            "SELECT c.tier, c.purpose, c.mean_logprob FROM calls c ORDER BY c.ts").fetchall()
+        deadline = time.time() + 10  # the streamed request is logged just after its last byte
+        while True:
+            rows = _db(proxy).execute(
+                "SELECT c.tier, c.purpose, c.mean_logprob FROM calls c ORDER BY c.ts").fetchall()
+            if len(rows) >= 4 or time.time() > deadline:
+                break
+            time.sleep(0.1)
         assert [(r[0], r[1]) for r in rows] == [("local", "primary"), ("cloud", "escalation")] * 2
         assert all(r[2] is not None and r[2] < -0.001 for r in rows if r[0] == "local")
     finally:
