@@ -29,11 +29,10 @@ from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
 from .policy_view import policy_hash
-from .request import message_text
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
-from .request import ChatRequest
+from .request import ChatRequest, message_text
 from .scoring.base import Scorer
 from .store.base import RequestStore
 

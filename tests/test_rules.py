@@ -201,3 +201,25 @@ def test_threshold_for_cloud_share_reads_the_card():
     assert all(a >= b for a, b in zip(ts, ts[1:]))  # more cloud share, lower threshold
     with pytest.raises(ValueError):
         threshold_for_cloud_share({"meaning": "x"}, 0.5)
+
+
+@pytest.mark.slow
+def test_router_uses_target_cloud_share_threshold_with_the_real_classifier():
+    """Router.route scores with the shipped MiniLM classifier and compares with the
+    threshold read from its card for the policy's target cloud share."""
+    import asyncio
+
+    from router.pipeline import Router
+    from router.request import parse_chat_request
+    from router.store.sqlite import SQLiteStore
+
+    p = policy_from_dict({"routing": {"classifier": {"target_cloud_share": 0.2}}})
+    router = Router(p, SQLiteStore(":memory:"))
+    card = json.loads((builtin_artifact_dir() / "card.json").read_text())
+    expected = threshold_for_cloud_share(card["score_quantiles"], 0.2)
+    request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}]})
+    routing = asyncio.run(router.route(request, {"authorization": "Bearer unknown"}))
+    d = routing.decision
+    assert d.threshold == pytest.approx(expected) and 0 <= d.score <= 1
+    assert d.tier == ("cloud" if d.score >= expected else "local") or d.degraded
+    assert routing.caller is None and f"threshold {expected:.3f}" in d.reason
