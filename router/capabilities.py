@@ -1,61 +1,132 @@
-"""Capability stage: can the chosen tier do what the request needs? Pure functions.
+"""Capability stage: what each tier can do, and moving a request off a tier that cannot.
 
-A tier's context window is its in-process runtime's ``n_ctx`` or, for other models, what
-the policy declares; an unknown window is assumed to fit. A request that no allowed tier
-can serve is refused before any model is called.
+A tier's effective capabilities are what the policy declares, completed from litellm's
+model map (``litellm.get_model_info``: ``max_input_tokens``, ``supports_vision``,
+``supports_function_calling``, ``supports_response_schema``) or, for in-process
+``slm-local`` tiers, from the runtime (``n_ctx``; no images or tools; JSON and JSON schema
+through a llama.cpp grammar). :func:`apply_capabilities` is pure given those.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import functools
+import os
+from dataclasses import dataclass, replace
 
 from .decision import Decision
 from .errors import InvalidRequestError
 from .features import Features
 from .policy import Policy, TierConfig
 
-__all__ = ["context_window", "fits", "apply_capabilities"]
+__all__ = ["TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
 
 
-def context_window(tier: TierConfig) -> int | None:
-    """The tier's context window in tokens, or None when unknown."""
-    if tier.is_in_process:
-        return tier.runtime.n_ctx
-    return getattr(tier, "context_window", None)
+@dataclass(frozen=True, slots=True)
+class TierCapabilities:
+    """Capabilities of one tier.
+
+    Attributes:
+        context_window: tokens the model accepts (prompt + completion), None when unknown.
+        vision, tools, json_schema: accepts image parts / tools / response_format schemas.
+            Unknown counts as not capable.
+        source: ``policy`` when everything was declared, else where the rest came from
+            (``litellm``, ``runtime`` or ``unknown``).
+    """
+
+    context_window: int | None
+    vision: bool
+    tools: bool
+    json_schema: bool
+    source: str
+
+    def can(self, need: str) -> bool:
+        """True when the tier can serve a request needing ``need`` (``vision``, ``tools``, ``json``)."""
+        return {"vision": self.vision, "tools": self.tools, "json": self.json_schema}[need]
 
 
-def fits(tier: TierConfig, features: Features, max_completion_tokens: int | None = None) -> bool:
-    """True when the prompt (estimated tokens) plus at least one completion token — or the
-    requested completion budget, when smaller than the window — fits the tier's window."""
-    window = context_window(tier)
-    if window is None:
-        return True
-    budget = min(max_completion_tokens or 1, max(window // 4, 1))
-    return features.approx_prompt_tokens + budget <= window
+def resolve_capabilities(tier: TierConfig) -> TierCapabilities:
+    """Declared capabilities, with unset fields filled in (see the module docstring);
+    memoised per model and declaration, so a request pays no lookup."""
+    return _resolve(tier.model, tier.capabilities.model_dump_json(), tier.runtime.n_ctx, tier.is_in_process)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(model: str, declared_json: str, n_ctx: int, in_process: bool) -> TierCapabilities:
+    from .policy import Capabilities
+
+    declared = Capabilities.model_validate_json(declared_json)
+    fields = ("context_window", "vision", "tools", "json_schema")
+    if all(getattr(declared, f) is not None for f in fields):
+        return TierCapabilities(declared.context_window, bool(declared.vision), bool(declared.tools),
+                                bool(declared.json_schema), "policy")
+    if in_process:
+        found = {"context_window": n_ctx, "vision": False, "tools": False, "json_schema": True}
+        source = "runtime"
+    else:
+        found, source = _litellm_info(model)
+    values = {f: getattr(declared, f) if getattr(declared, f) is not None else found.get(f) for f in fields}
+    return TierCapabilities(values["context_window"], bool(values["vision"]), bool(values["tools"]),
+                            bool(values["json_schema"]), source)
+
+
+def _litellm_info(model: str) -> tuple[dict, str]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # litellm raises a plain Exception for models it has not mapped
+        return {}, "unknown"
+    return {
+        "context_window": info.get("max_input_tokens") or info.get("max_tokens"),
+        "vision": info.get("supports_vision"),
+        "tools": info.get("supports_function_calling"),
+        "json_schema": info.get("supports_response_schema"),
+    }, "litellm"
+
+
+def unmet_needs(tier: TierConfig, features: Features, max_completion_tokens: int | None = None) -> list[str]:
+    """What ``tier`` cannot do for this request: capabilities it lacks (``vision``, ``tools``,
+    ``json``) and ``context`` when the prompt (estimated tokens) plus the completion budget
+    (the request's, capped at a quarter of the window; at least one token) exceeds its
+    context window. Empty when the tier can serve it."""
+    caps = resolve_capabilities(tier)
+    missing = [need for need in sorted(features.needs) if not caps.can(need)]
+    if caps.context_window is not None:
+        budget = min(max_completion_tokens or 1, max(caps.context_window // 4, 1))
+        if features.approx_prompt_tokens + budget > caps.context_window:
+            missing.append("context")
+    return missing
 
 
 def apply_capabilities(decision: Decision, features: Features, policy: Policy, forced: bool,
                        max_completion_tokens: int | None = None) -> Decision:
-    """Move a decision off a tier whose context window cannot hold the request.
+    """Move a decision off a tier that cannot serve the request, before anything is called.
 
-    Order of preference: the decided tier, then the cloud tier, then any other tier.
+    Preference: the decided tier, then the cloud tier, then the other tiers in policy order;
+    forbidden and unavailable tiers are skipped.
 
     Raises:
-        InvalidRequestError: ``context_length_exceeded`` (400) when no tier fits, or when the
-            client forced a tier that does not fit.
+        InvalidRequestError: 400 ``context_length_exceeded`` (or ``unsupported_capability``)
+            when no allowed tier can serve the request, or when the request named a tier
+            (or a rule forced one) that cannot.
     """
-    tier = policy.tiers[decision.tier]
-    if fits(tier, features, max_completion_tokens):
+    missing = unmet_needs(policy.tiers[decision.tier], features, max_completion_tokens)
+    if not missing:
         return decision
-    window = context_window(tier)
-    message = (f"This request has about {features.approx_prompt_tokens} prompt tokens; tier '{decision.tier}' "
-               f"has a context window of {window} tokens.")
+    code = "context_length_exceeded" if missing == ["context"] else "unsupported_capability"
+    window = resolve_capabilities(policy.tiers[decision.tier]).context_window
+    what = (f"about {features.approx_prompt_tokens} prompt tokens against a context window of {window}"
+            if "context" in missing else f"needs {', '.join(m for m in missing if m != 'context')}")
+    message = f"Tier '{decision.tier}' cannot serve this request ({what})."
     if forced:
-        raise InvalidRequestError(message, code="context_length_exceeded", param="messages")
+        raise InvalidRequestError(message, code=code, param="messages")
     candidates = [policy.routing.cloud_tier] + [n for n in policy.tiers if n != policy.routing.cloud_tier]
     for name in candidates:
-        t = policy.tiers[name]
-        if name != decision.tier and t.available and fits(t, features, max_completion_tokens):
-            return replace(decision, tier=name, reason=f"{decision.reason}; too long for {decision.tier}, sent to {name}")
-    raise InvalidRequestError(message + " No tier of this router can hold it.", code="context_length_exceeded",
-                              param="messages")
+        tier = policy.tiers[name]
+        if name == decision.tier or name in decision.forbidden or not tier.available:
+            continue
+        if not unmet_needs(tier, features, max_completion_tokens):
+            label = "too long" if "context" in missing else f"needs {', '.join(missing)}"
+            return replace(decision, tier=name, reason=f"{decision.reason}; {label} for {decision.tier}, sent to {name}")
+    raise InvalidRequestError(message + " No allowed tier of this router can.", code=code, param="messages")

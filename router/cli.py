@@ -1,4 +1,4 @@
-"""The ``slm-router`` command line: ``serve``, ``report``, ``train``.
+"""The ``slm-router`` command line: ``serve``, ``report``, ``train``, ``policy``.
 
 Bad arguments and invalid policies end with a one-line message and exit code 2.
 """
@@ -16,10 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_policy import policy_app
 from .errors import PolicyError
 from .policy import Policy, load_policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Route chat requests between a local SLM and a cloud LLM.")
+app.add_typer(policy_app, name="policy")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -57,13 +59,33 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the policy when its file changes (SIGHUP always reloads)."),
 ) -> None:
-    """Run the OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models, GET /healthz)."""
+    """Run the OpenAI-compatible proxy (POST /v1/chat/completions, /v1/route, GET /v1/models,
+    /v1/policy, /healthz). Refuses an invalid policy with the messages of 'policy check'."""
+    import logging
+
     import uvicorn
 
     from .server import create_app
 
-    active = _policy(policy)
+    if policy is None:
+        active = _policy(None)
+    else:
+        from .policy_check import check_policy_file
+
+        report = check_policy_file(policy)
+        if report.errors or report.policy is None:
+            err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2)
+        for warning in report.warnings:
+            err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+        active = report.policy
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    router_log = logging.getLogger("router")
+    router_log.addHandler(handler)
+    router_log.setLevel(log_level.upper() if log_level.upper() in logging.getLevelNamesMapping() else "INFO")
     if not active.cloud.available:
         err_console.print(
             f"[yellow]note:[/] cloud tier '{active.routing.cloud_tier}' ({active.cloud.model}) has no API key; "
@@ -71,7 +93,7 @@ def serve(
             "(x-router-degraded: true). Set OPENAI_API_KEY or edit the policy.",
             highlight=False,
         )
-    uvicorn.run(create_app(active), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(active, policy_path=policy, watch=watch), host=host, port=port, log_level=log_level)
 
 
 @app.command()

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelNotFoundError",
     "TierUnavailableError",
+    "TierForbiddenError",
     "UpstreamError",
     "PayloadTooLargeError",
     "upstream_error_for",
@@ -84,6 +85,15 @@ class TierUnavailableError(RouterError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "tier_unavailable"
+
+
+class TierForbiddenError(RouterError):
+    """The policy forbids the tier this request would need (a rule's ``forbid`` or the
+    caller's ``allowed_tiers``), HTTP 403; the message names the rule or overlay."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "tier_forbidden"
 
 
 class UpstreamError(RouterError):

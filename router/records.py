@@ -58,6 +58,9 @@ class RequestRecord:
         latency_ms: request wall time (ms).
         cost_usd: sum of its calls' cost (USD); None if any call's price is unknown.
         counterfactual_usd: what it would have cost on the cloud tier (USD); None if unknown.
+        policy_hash: :func:`router.policy_view.policy_hash` of the policy that routed it.
+        rules: names of the routing rules that matched, comma-separated; None when none did.
+        api_key_name: the caller's ``api_keys`` entry name; None for an unknown caller.
         calls: the model calls made for it.
     """
 
@@ -80,4 +83,7 @@ class RequestRecord:
     latency_ms: float = 0.0
     cost_usd: float | None = 0.0
     counterfactual_usd: float | None = 0.0
+    policy_hash: str | None = None
+    rules: str | None = None
+    api_key_name: str | None = None
     calls: list[CallRecord] = field(default_factory=list)

@@ -60,7 +60,8 @@ class ChatRequest(BaseModel):
         model: ``auto`` or a tier name.
         messages: at least one turn; the last user turn has non-empty text.
         stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
-        metadata: the client's ``metadata`` (for routing rules; not forwarded).
+        metadata: OpenAI's ``metadata`` (string keys and values); routing rules can match
+            on it; not forwarded to the tier.
         params: other OpenAI parameters, forwarded to the tier unchanged.
         ignored_fields: names of body fields that were dropped, never forwarded: anything
             outside the OpenAI chat parameters above, such as ``api_base``, ``base_url`` or
@@ -71,7 +72,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     ignored_fields: list[str] = Field(default_factory=list)
 

@@ -1,15 +1,19 @@
 """HTTP edge: the OpenAI-compatible FastAPI app.
 
-``create_app(policy, store=None, router=None)`` builds the app; tests pass their own
-parts. Every error leaves as OpenAI's error JSON from the handlers registered here, and
-every chat request is logged, failed ones included.
+``create_app(policy, store=None, router=None, policy_path=None)`` builds the app; tests
+pass their own parts. Every error leaves as OpenAI's error JSON from the handlers
+registered here, and every chat request is logged, failed ones included. With a
+``policy_path`` the policy is reloaded when the file changes and on SIGHUP
+(:mod:`router.live_policy`); each request uses the router that was active when it arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,9 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .decision import AUTO
 from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
-from .pipeline import Router, new_request_id
+from .live_policy import LivePolicy
+from .pipeline import Router, Routing, new_request_id
 from .policy import Policy
-from .request import parse_chat_request
+from .policy_view import redacted_policy
+from .request import ChatRequest, parse_chat_request
 from .store import RequestStore, open_store
 
 __all__ = ["create_app"]
@@ -52,34 +58,77 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(piece)
     return b"".join(chunks)
+def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dict[str, Any]:
+    d = routing.decision
+    return {
+        "object": "route",
+        "tier": d.tier,
+        "score": d.score,
+        "threshold": d.threshold,
+        "reason": d.reason,
+        "rules": list(d.rules),
+        "needs": sorted(routing.needs),
+        "forbidden": dict(d.forbidden),
+        "escalation": None if d.escalation is None else {
+            "enabled": d.escalation.enabled, "min_mean_logprob": d.escalation.min_mean_logprob},
+        "degraded": d.degraded,
+        "model": requested_model,
+        "resolved_model": d.model,
+        "caller": None if routing.caller is None else {
+            "name": routing.caller.name, "group": routing.caller.group, "overlay": routing.caller.overlay_name},
+        "language": routing.language,
+        "prompt_tokens": routing.prompt_tokens,
+        "policy_hash": policy_hash,
+    }
 
 
 def create_app(policy: Policy, store: RequestStore | None = None, router: Router | None = None,
-               warm_up: bool = True) -> FastAPI:
+               warm_up: bool = True, policy_path: str | Path | None = None, watch: bool = True) -> FastAPI:
     """Build the proxy app.
 
     Args:
-        policy: the active policy.
+        policy: the policy at start-up.
         store: request log; the policy's ``log`` store when None.
         router: a prebuilt :class:`Router` (tests); built from policy and store when None.
-        warm_up: load the classifier, embedder and local model at start-up, so the first
-            request pays no loading time.
+        warm_up: load the classifier, embedder and local model at start-up (and before a
+            reloaded policy takes over), so no request pays loading time.
+        policy_path: the file ``policy`` came from; enables reload on SIGHUP.
+        watch: also reload when ``policy_path`` changes on disk.
     """
     store = store or open_store(policy.log)
     router = router or Router(policy, store)
 
+    def swapped(new: Router) -> None:
+        app.state.router, app.state.policy = new, new.policy
+
+    live = LivePolicy(router, policy_path, warm_up=warm_up, on_swap=swapped)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if warm_up:
-            import asyncio
-
             await asyncio.to_thread(router.warm_up)
-        yield
-        await router.drain()
+        stop = asyncio.Event()
+        watcher = None
+        if policy_path is not None:
+            live.install_sighup()
+            if watch:
+                watcher = asyncio.get_running_loop().create_task(live.watch(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            live.remove_sighup()
+            if watcher is not None:
+                try:
+                    await asyncio.wait_for(watcher, timeout=5)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    watcher.cancel()
+            await live.drain()
 
     app = FastAPI(title="slm-router", version="0.1.0", lifespan=lifespan)
+    app.state.live = live
     app.state.router = router
-    app.state.policy = policy
+    app.state.policy = router.policy
     app.state.started = time.time()
 
     @app.exception_handler(RouterError)
@@ -105,13 +154,15 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         started = time.time()
+        router = live.router  # this request keeps this policy to the end, whatever reloads happen
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
         try:
-            body = await _read_body(request, policy.server.max_request_bytes)
+            body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
         except InvalidRequestError as err:
+            record.api_key_name = router.caller_name(request.headers)
             await router.log_failure(record, err)
             raise
         except Exception as err:  # never an unlogged bare 500
@@ -119,27 +170,64 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record)
+            routed = await router.stream(chat, record, request.headers)
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record)
+        answer = await router.complete(chat, record, request.headers)
         return JSONResponse(answer.body, headers=answer.headers)
+
+    @app.post("/v1/route")
+    async def route(request: Request) -> Any:
+        """The decision for a chat request (tier, score, reason, rules, needs); no model call."""
+        router = live.router
+        chat: ChatRequest = parse_chat_request(await _read_body(request, router.policy.server.max_request_bytes))
+        routing = await router.route(chat, request.headers)
+        return _route_body(routing, chat.model, router.policy_hash)
+
+    @app.get("/v1/policy")
+    async def active_policy() -> dict[str, Any]:
+        """The active policy (secrets redacted), its hash, source and reload state."""
+        from .capabilities import resolve_capabilities
+
+        router = live.router
+        caps = {}
+        for name, tier in router.policy.tiers.items():
+            c = await asyncio.to_thread(resolve_capabilities, tier)
+            caps[name] = {"context_window": c.context_window, "vision": c.vision, "tools": c.tools,
+                          "json_schema": c.json_schema, "source": c.source}
+        return {
+            "object": "policy",
+            "hash": router.policy_hash,
+            "source": str(live.path) if live.path else "embedded default",
+            "loaded_at": live.loaded_at,
+            "reloads": live.reloads,
+            "last_reload_error": live.last_error,
+            "capabilities": caps,
+            "policy": redacted_policy(router.policy),
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         created = int(app.state.started)
+        active = live.router.policy
         data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]
         data += [
             {"id": name, "object": "model", "created": created, "owned_by": "slm-router", "root": tier.model}
-            for name, tier in policy.tiers.items()
+            for name, tier in active.tiers.items()
+        ]
+        data += [
+            {"id": alias, "object": "model", "created": created, "owned_by": "slm-router", "root": target}
+            for alias, target in active.aliases.items()
         ]
         return {"object": "list", "data": data}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        active = live.router.policy
         return {
             "status": "ok",
-            "tiers": {name: {"model": t.model, "available": t.available} for name, t in policy.tiers.items()},
+            "tiers": {name: {"model": t.model, "available": t.available} for name, t in active.tiers.items()},
+            "policy_hash": live.router.policy_hash,
             "uptime_s": round(time.time() - app.state.started, 1),
         }
 

@@ -8,6 +8,7 @@ reaches OpenAI (``openai/<model>`` with ``api_base``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -30,9 +31,10 @@ def free_port() -> int:
 
 
 class FakeOpenAI:
-    """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies."""
+    """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies;
+    ``delay_s`` seconds of wait before each answer (a slow upstream)."""
 
-    def __init__(self, answer: str = ANSWER, fail_with: int | None = None) -> None:
+    def __init__(self, answer: str = ANSWER, fail_with: int | None = None, delay_s: float = 0.0) -> None:
         self.answer = answer
         self.fail_with = fail_with
         # Failure modes for streams: "inband_error" (an error event instead of chunks) or
@@ -40,6 +42,7 @@ class FakeOpenAI:
         self.stream_fault: str | None = None
         # Answer given when the request asks for response_format json_object/json_schema.
         self.json_answer = '{"city": "Tokyo", "population": 14000000}'
+        self.delay_s = delay_s
         self.received: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -63,6 +66,8 @@ class FakeOpenAI:
     async def _chat(self, request: Request):
         body = await request.json()
         self.received.append(body)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.fail_with:
             return JSONResponse({"error": {"message": "forced failure", "type": "server_error", "code": None}},
                                 status_code=self.fail_with)

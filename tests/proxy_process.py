@@ -20,14 +20,14 @@ class ProxyProcess:
     Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log).
     """
 
-    def __init__(self, policy: dict, workdir: Path) -> None:
+    def __init__(self, policy: dict, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.log_path = workdir / "requests.sqlite3"
-        policy = {**policy, "log": {"store": "sqlite", "path": str(self.log_path)}}
         self.policy_path = workdir / "policy.yaml"
-        self.policy_path.write_text(yaml.safe_dump(policy))
+        self.write_policy(policy)
         self.stderr_path = workdir / "serve.log"
         self._proc: subprocess.Popen | None = None
         self.sent = 0  # requests a test sent to it
@@ -38,7 +38,8 @@ class ProxyProcess:
         script = Path(sys.executable).parent / "slm-router"  # the installed console script
         command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
         self._proc = subprocess.Popen(
-            command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning"],
+            command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning",
+                       *self.extra_args],
             cwd=self.workdir, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + timeout_s
@@ -53,6 +54,20 @@ class ProxyProcess:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"slm-router serve did not answer /healthz in {timeout_s}s:\n{self.stderr_path.read_text()}")
+
+    def write_policy(self, policy: dict | str) -> None:
+        """Replace the policy file (a mapping, logged to ``log_path``, or raw YAML text) the way
+        editors do: write a new file, then rename it over the old one."""
+        if isinstance(policy, dict):
+            policy = yaml.safe_dump({**policy, "log": {"store": "sqlite", "path": str(self.log_path)}})
+        tmp = self.policy_path.with_suffix(".yaml.tmp")
+        tmp.write_text(policy)
+        tmp.replace(self.policy_path)
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the server process."""
+        assert self._proc is not None
+        self._proc.send_signal(sig)
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:

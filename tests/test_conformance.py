@@ -136,16 +136,31 @@ def test_max_completion_tokens_cuts_with_length(proxy, cloud, model):
     assert c.usage.completion_tokens <= 16 and c.choices[0].finish_reason == "length"
 
 
-@pytest.mark.parametrize("model", ["local", "cloud"])
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+REPLAY = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+]
+
+
+@pytest.mark.parametrize("model", ["local", "cloud", "auto"])
 def test_replayed_tool_call_turns_are_answered(proxy, model):
-    c = _client(proxy).chat.completions.create(model=model, max_tokens=16, messages=[
-        {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
-    ], tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}])
-    assert c.choices[0].message.content.strip()
+    """The local tier declares no tools, so it gets the replayed turns without ``tools``;
+    with ``tools``, ``auto`` is routed to a tier that can call them."""
+    raw = _client(proxy).chat.completions.with_raw_response.create(
+        model=model, max_tokens=16, messages=REPLAY, **({} if model == "local" else {"tools": TOOLS}))
+    assert raw.parse().choices[0].message.content.strip()
+    if model == "auto":
+        assert raw.headers["x-router-tier"] == "cloud" and "needs tools" in raw.headers["x-router-reason"]
+
+
+def test_forcing_a_tier_without_a_needed_capability_is_a_clear_400(proxy):
+    r = _post(proxy, {"model": "local", "messages": REPLAY, "tools": TOOLS})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_capability"
+    assert "tools" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("max_tokens", [6, 64])

@@ -48,3 +48,43 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("tiers: [unclosed")
     with pytest.raises(PolicyError, match="not valid YAML"):
         load_policy(bad)
+
+
+def test_redacted_policy_hides_secrets_and_hash_ignores_them():
+    from router.policy_view import REDACTED, policy_hash, redacted_policy
+
+    def make(key, threshold=0.5):
+        return policy_from_dict({
+            "tiers": {"local": {"model": "slm-local/smollm2"},
+                      "cloud": {"model": "openai/gpt-4o-mini", "api_key": key,
+                                "api_base": "https://user:pw@example.invalid:8443/v1"}},
+            "routing": {"classifier": {"threshold": threshold}},
+            "api_keys": [{"name": "a", "key": "sk-proxy-secret"}],
+        })
+
+    p = make("sk-provider-secret")
+    view = redacted_policy(p)
+    text = str(view)
+    assert "sk-provider-secret" not in text and "sk-proxy-secret" not in text and "pw@" not in text
+    assert p.api_keys[0].sha256 not in text
+    assert view["tiers"]["cloud"]["api_key"] == REDACTED and view["api_keys"][0]["sha256"] == REDACTED
+    assert view["tiers"]["cloud"]["api_base"] == f"https://user:{REDACTED}@example.invalid:8443/v1"
+    assert len(policy_hash(p)) == 16
+    assert policy_hash(p) == policy_hash(make("sk-rotated"))  # rotating a secret keeps the hash
+    assert policy_hash(p) != policy_hash(make("sk-provider-secret", threshold=0.4))
+
+
+def test_api_key_entries_need_a_hash_or_a_key():
+    with pytest.raises(PolicyError, match="sha256"):
+        policy_from_dict({"api_keys": [{"name": "a"}]})
+    with pytest.raises(PolicyError, match="not both"):
+        policy_from_dict({"api_keys": [{"name": "a", "key": "k", "sha256": "a" * 64}]})
+    p = policy_from_dict({"api_keys": [{"name": "a", "sha256": "A" * 64}]})
+    assert p.api_keys[0].sha256 == "a" * 64  # normalised to lower case
+
+
+def test_reference_errors_without_positions():
+    with pytest.raises(PolicyError, match=r"rules\.0\.action\.tier: tier 'premium' is not defined"):
+        policy_from_dict({"rules": [{"name": "r", "action": {"tier": "premium"}}]})
+    with pytest.raises(PolicyError, match="alias 'local' hides"):
+        policy_from_dict({"aliases": {"local": "auto"}})

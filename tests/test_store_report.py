@@ -43,3 +43,28 @@ def test_sqlite_roundtrip_and_window(tmp_path):
     assert [r.id for r in store.requests(since=150, until=300)] == ["b"]
     assert summarize(store.requests()) == summarize(_records())
     store.close()
+
+
+def test_log_from_before_policy_hash_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE requests (
+            id TEXT PRIMARY KEY, ts REAL NOT NULL, requested_model TEXT, routed_tier TEXT, tier TEXT,
+            local INTEGER NOT NULL, score REAL, reason TEXT, escalated INTEGER NOT NULL,
+            degraded INTEGER NOT NULL, stream INTEGER NOT NULL, status TEXT NOT NULL,
+            http_status INTEGER NOT NULL, error TEXT, prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, cost_usd REAL,
+            counterfactual_usd REAL);
+        INSERT INTO requests VALUES ('old', 1.0, 'auto', 'local', 'local', 1, 0.1, 'r', 0, 0, 0, 'ok', 200, NULL,
+                                     1, 1, 1.0, 0.0, 0.0);
+    """)
+    db.close()
+    store = SQLiteStore(path)
+    store.record(RequestRecord("new", ts=2.0, policy_hash="0123456789abcdef", rules="a,b", api_key_name="hr"))
+    old, new = store.requests()
+    assert (old.policy_hash, old.rules, old.api_key_name) == (None, None, None)
+    assert (new.policy_hash, new.rules, new.api_key_name) == ("0123456789abcdef", "a,b", "hr")
+    store.close()

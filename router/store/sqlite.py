@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS requests (
     degraded INTEGER NOT NULL, stream INTEGER NOT NULL, status TEXT NOT NULL,
     http_status INTEGER NOT NULL, error TEXT, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, cost_usd REAL,
-    counterfactual_usd REAL
+    counterfactual_usd REAL, policy_hash TEXT, rules TEXT, api_key_name TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
 CREATE TABLE IF NOT EXISTS calls (
@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_request ON calls(request_id);
 """
+
+# Columns added after the first release: added to an older log file when it is opened.
+_ADDED_REQUEST_COLUMNS = {"policy_hash": "TEXT", "rules": "TEXT", "api_key_name": "TEXT"}
 
 
 class SQLiteStore:
@@ -49,10 +52,18 @@ class SQLiteStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        with self._db:
+            for name, sql_type in _ADDED_REQUEST_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
 
     def record(self, request: RequestRecord) -> None:
         """Insert the request row and its call rows in one transaction."""
-        row = astuple(request)[: len(_REQUEST_COLUMNS)]
+        row = [getattr(request, name) for name in _REQUEST_COLUMNS]
         with self._lock, self._db:
             self._db.execute(
                 f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(_REQUEST_COLUMNS))})",
