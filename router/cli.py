@@ -57,11 +57,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
 ) -> None:
-    """Run the OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models, GET /healthz)."""
+    """Run the OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)."""
+    import os
+
     import uvicorn
 
-    from .server import create_app
+    from .errors import RouterError
+    from .server import POLICY_ENV, create_app
 
     active = _policy(policy)
     if not active.cloud.available:
@@ -71,28 +75,73 @@ def serve(
             "(x-router-degraded: true). Set OPENAI_API_KEY or edit the policy.",
             highlight=False,
         )
-    uvicorn.run(create_app(active), host=host, port=port, log_level=log_level)
+    if workers > 1:
+        if active.store.backend != "redis":
+            err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
+                              "caches, budgets and rate limits; use store: redis to share them.", highlight=False)
+        _prepare_multiprocess_metrics()
+        if policy is not None:
+            os.environ[POLICY_ENV] = str(policy.resolve())
+        else:
+            os.environ.pop(POLICY_ENV, None)
+        uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level)
+        return
+    try:
+        app_ = create_app(active)
+    except RouterError as err:
+        _fail(err.message)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Point prometheus-client's multiprocess mode at an empty folder before workers start
+    (a fresh temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set; stale files from an
+    earlier run are removed, as prometheus-client requires)."""
+    import os
+    import tempfile
+
+    from .metrics import MULTIPROC_ENV
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="slm-router-metrics-")
+        os.environ[MULTIPROC_ENV] = folder
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 @app.command()
 def report(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy whose log to read."),
-    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's log.path."),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's store."),
     since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print requests, local share, escalation rate, actual and all-cloud cost, and savings."""
+    from .errors import RouterError
     from .report import summarize
-    from .store.sqlite import SQLiteStore
 
     active = _policy(policy)
-    path = log or Path(active.log.path)
-    if not path.exists():
-        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
-    store = SQLiteStore(path)
+    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if log is None and active.store.backend == "redis":
+        from .store.redis import RedisStore
+
+        path = f"{active.store.url} stream {active.store.prefix}:requests"
+        store = RedisStore(active.store, writer=False)
+    else:
+        from .store.sqlite import SQLiteStore
+
+        path = log or Path(active.log.path)
+        if not path.exists():
+            _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
+        store = SQLiteStore(path)
     try:
-        summary = summarize(store.requests(_parse_time(since, "--since"), _parse_time(until, "--until")))
+        summary = summarize(store.requests(lo, hi))
+    except RouterError as err:
+        _fail(err.message)
     finally:
         store.close()
     if as_json:
@@ -104,6 +153,7 @@ def report(
         ("requests", f"{summary.requests} ({summary.ok} ok, {summary.failed} failed)"),
         ("served locally", f"{summary.local} ({summary.local_share:.1%} of ok)"),
         ("escalated", f"{summary.escalated} ({summary.escalation_rate:.1%} of ok)"),
+        ("answered from cache", str(summary.cache_hits)),
         ("degraded (cloud unavailable)", str(summary.degraded)),
         ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
         ("actual cost", f"${summary.actual_usd:.6f}"),

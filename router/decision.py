@@ -62,13 +62,15 @@ def _cloud_or_fallback(reason: str, score: float | None, policy: Policy) -> Deci
     )
 
 
-def decide(requested_model: str, score: float | None, policy: Policy) -> Decision:
+def decide(requested_model: str, score: float | None, policy: Policy, threshold: float | None = None) -> Decision:
     """Choose the first tier for a request.
 
     Args:
         requested_model: the request's ``model``: ``auto`` or a tier name.
         score: classifier P(needs cloud) in [0, 1]; required when ``requested_model`` is auto.
         policy: the active policy; ``routing.classifier.threshold`` splits the scores.
+        threshold: overrides that threshold (e.g. raised as a budget burns, see
+            :func:`router.budget.shifted_threshold`).
 
     Returns:
         The decision: score >= threshold goes to the cloud tier, below it to the local tier.
@@ -83,7 +85,8 @@ def decide(requested_model: str, score: float | None, policy: Policy) -> Decisio
         return Decision(requested_model, None, "forced by model")
     if score is None:
         raise ValueError("decide() needs a score for model 'auto'")
-    threshold = policy.routing.classifier.threshold
+    if threshold is None:
+        threshold = policy.routing.classifier.threshold
     if score >= threshold:
         return _cloud_or_fallback(f"score {score:.3f} >= threshold {threshold:.3f}", score, policy)
     return Decision(policy.routing.local_tier, score, f"score {score:.3f} < threshold {threshold:.3f}")

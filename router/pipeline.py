@@ -16,18 +16,32 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
+from .budget import Budget, Reservation, completion_cap, reserve_tokens
+from .cache import CacheHit, CacheProbe, ResponseCache
 from .checks import answer_signals, should_escalate
 from .cost import call_cost, count_prompt_tokens
 from .decision import Decision, decide, needs_score
-from .errors import InvalidRequestError, RouterError, TierUnavailableError, UpstreamError
+from .errors import (
+    BudgetExceededError,
+    InvalidRequestError,
+    PolicyError,
+    RateLimitError,
+    RouterError,
+    TierUnavailableError,
+    UpstreamError,
+)
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
 from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
 from .request import ChatRequest
+from .ratelimit import RateLimiter
 from .scoring.base import Scorer
+from .state import SharedState, open_state
 from .store.base import RequestStore
+from .tenant import ANONYMOUS, Caller
 
 __all__ = ["Router", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
@@ -37,6 +51,10 @@ log = logging.getLogger(__name__)
 def new_request_id() -> str:
     """A fresh request id (32 hex characters)."""
     return uuid.uuid4().hex
+
+
+class _BudgetRefused(Exception):
+    """A cloud call was refused by the tenant's budget (the message says why)."""
 
 
 @dataclass
@@ -63,6 +81,8 @@ def _headers(record: RequestRecord) -> dict[str, str]:
         "x-router-escalated": "true" if record.escalated else "false",
         "x-router-degraded": "true" if record.degraded else "false",
         "x-router-reason": record.reason.encode("ascii", "replace").decode()[:200],
+        **({"x-router-cache": record.cache} if record.cache else {}),
+        **({"x-router-tenant": record.tenant} if record.tenant else {}),
     }
 
 
@@ -74,10 +94,15 @@ class Router:
         store: where requests are logged.
         scorer: P(needs cloud) per text; the policy's classifier artifact when None.
         client: tier caller; one built from the policy when None.
+        state: shared state for caches, budgets and rate limits; the policy's ``store``
+            (memory or Redis) when None.
+
+    Raises:
+        PolicyError: budgets are on but the cloud tier has no known price.
     """
 
     def __init__(self, policy: Policy, store: RequestStore, scorer: Scorer | None = None,
-                 client: TierClient | None = None) -> None:
+                 client: TierClient | None = None, state: SharedState | None = None) -> None:
         self.policy = policy
         self.store = store
         if scorer is None:
@@ -87,6 +112,36 @@ class Router:
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self._pending: set[asyncio.Task] = set()
+        self.state = state or open_state(policy.store)
+        self.cache = self._response_cache() if policy.cache.enabled else None
+        self.budget = Budget(self.state, policy.budgets) if policy.budgets.enabled else None
+        self.limiter = RateLimiter(self.state, policy.rate_limits) if policy.rate_limits.enabled else None
+        self._reservations: dict[str, list[Reservation]] = {}
+        if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
+            raise PolicyError(
+                f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
+                "set tiers.<cloud>.price"
+            )
+
+    def _response_cache(self) -> ResponseCache:
+        embed = None
+        if self.policy.cache.semantic.enabled:
+            embedder = getattr(self.scorer, "embedder", None)
+            if embedder is None:
+                from .scoring.embedder import Embedder
+
+                embedder = Embedder()
+            embed = lambda text: embedder.encode([text])[0]  # noqa: E731
+        models = {name: t.model for name, t in self.policy.tiers.items()}
+        return ResponseCache(self.state, self.policy.cache, models, embed)
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok", "store", "state"}``: the request log and the shared state; ``ok`` False
+        while either is degraded (records spooled, caching paused, budgets per on_store_down)."""
+        store_health = getattr(self.store, "health", None)
+        store = store_health() if store_health else {"ok": True}
+        state = self.state.health()
+        return {"ok": bool(store.get("ok", True) and state.get("ok", True)), "store": store, "state": state}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -101,19 +156,30 @@ class Router:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Drain log writes and release the shared state's connections."""
+        await self.drain()
+        await self.state.close()
+
     # -- stages --------------------------------------------------------------------------
-    async def decide(self, request: ChatRequest) -> Decision:
-        """Score (off the event loop) and choose the first tier.
+    async def decide(self, request: ChatRequest, tenant: str | None = None) -> Decision:
+        """Score (off the event loop) and choose the first tier. With budgets on, the
+        threshold rises as ``tenant``'s budget burns (:func:`router.budget.shifted_threshold`).
 
         Raises:
             ModelNotFoundError, TierUnavailableError: see :func:`router.decision.decide`.
         """
-        score = None
+        score, threshold, note = None, None, ""
         if needs_score(request.model, self.policy):
             cfg = self.policy.routing.classifier
             features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
             score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
-        return decide(request.model, score, self.policy)
+            if self.budget is not None:
+                threshold, note = await self.budget.threshold(tenant or ANONYMOUS, cfg.threshold)
+        decision = decide(request.model, score, self.policy, threshold=threshold)
+        if note:
+            decision = Decision(decision.tier, decision.score, f"{decision.reason}; {note}", decision.degraded)
+        return decision
 
     def _escalation_applies(self, request: ChatRequest, tier: str) -> bool:
         return (
@@ -137,11 +203,54 @@ class Router:
             params.setdefault("logprobs", True)  # ask an OpenAI-compatible local server for them
         return params
 
+    async def _reserve(self, tier: str, request: ChatRequest, record: RequestRecord,
+                       params: dict[str, Any]) -> Reservation | None:
+        """Hold the worst-case cost of a cloud call on the tenant's budget (may cap
+        ``params['max_tokens']``, see :mod:`router.budget`). None for other tiers.
+
+        Raises:
+            _BudgetRefused: the budget is spent (or unknown and failing closed).
+        """
+        if self.budget is None or tier != self.policy.routing.cloud_tier:
+            return None
+        cloud = self.policy.cloud
+        cap, inject = completion_cap(params, cloud, self.policy.budgets)
+        if inject:
+            params["max_tokens"] = cap
+        messages = request.messages_as_dicts()
+        try:
+            counted = await asyncio.to_thread(count_prompt_tokens, cloud, messages)
+        except Exception:  # no tokenizer: one token per 2 characters over-counts English
+            counted = sum(len(str(m.get("content") or "")) for m in messages) // 2 + 1
+        prompt_tokens, completion_tokens = reserve_tokens(counted, cap, int(params.get("n") or 1))
+        usd = call_cost(cloud, prompt_tokens, completion_tokens) or 0.0
+        reservation, why = await self.budget.reserve(record.tenant or ANONYMOUS, usd)
+        if reservation is None:
+            raise _BudgetRefused(why)
+        self._reservations.setdefault(record.id, []).append(reservation)
+        return reservation
+
+    def _budget_refusal(self, refused: _BudgetRefused, record: RequestRecord) -> None:
+        """Apply ``budgets.on_exhausted`` to a refused cloud call: note it on the record
+        (the local tier answers) or raise the 429."""
+        action = self.policy.budgets.on_exhausted
+        metrics.budget_rejection(action)
+        if action == "reject":
+            raise BudgetExceededError(
+                f"The cloud budget of this API key is spent: {refused}. budgets.on_exhausted is 'reject'."
+            ) from refused
+        record.degraded = True
+        record.reason += f"; {refused}, local tier answers"
+
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str) -> CallResult:
+        params = self._params(request, tier)
+        reservation = await self._reserve(tier, request, record, params)
         call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model, purpose)
         record.calls.append(call)
+        if reservation is not None:
+            reservation.call = call
         try:
-            result = await self.client.complete(tier, request.messages_as_dicts(), self._params(request, tier))
+            result = await self.client.complete(tier, request.messages_as_dicts(), params)
         except TierCallError as err:
             call.status, call.error = "error", str(err)[:500]
             raise
@@ -157,6 +266,10 @@ class Router:
         tier = decision.tier
         try:
             result = await self._call(tier, request, record, "primary")
+        except _BudgetRefused as refused:
+            self._budget_refusal(refused, record)
+            tier = self.policy.routing.local_tier
+            return tier, await self._call_or_upstream_error(tier, request, record, "fallback")
         except TierCallError as err:
             if err.client_fault:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
@@ -182,6 +295,9 @@ class Router:
                     return tier, result
                 try:
                     escalated = await self._call(cloud, request, record, "escalation")
+                except _BudgetRefused as refused:
+                    self._budget_refusal(refused, record)
+                    return tier, result
                 except TierCallError as err:
                     record.degraded = True
                     record.reason += f"; escalation failed ({err.status}), kept local answer"
@@ -195,58 +311,123 @@ class Router:
             return await self._call(tier, request, record, purpose)
         except TierCallError as err:
             raise UpstreamError(str(err)) from err
+        except _BudgetRefused as refused:
+            if self.policy.budgets.on_exhausted == "reject":
+                self._budget_refusal(refused, record)
+            raise UpstreamError(f"{record.reason.split('; ')[-1]}; tier '{tier}' refused: {refused}") from refused
 
     # -- public entry points -------------------------------------------------------------
     def new_record(self, request_id: str, started: float) -> RequestRecord:
         """An empty log record for a request that arrived at ``started`` (Unix s)."""
         return RequestRecord(id=request_id, ts=started)
 
-    async def complete(self, request: ChatRequest, record: RequestRecord) -> RoutedAnswer:
+    async def _admit(self, caller: Caller) -> None:
+        """Apply the tenant's rate limit (raises RateLimitError / StoreUnavailableError)."""
+        if self.limiter is not None:
+            try:
+                await self.limiter.admit(caller.tenant)
+            except RateLimitError:
+                metrics.rate_limited()
+                raise
+
+    async def _cached(self, request: ChatRequest, caller: Caller) -> tuple[CacheHit | None, CacheProbe | None]:
+        if self.cache is None:
+            return None, None
+        return await self.cache.lookup(request, caller)
+
+    def _hit_result(self, hit: CacheHit, record: RequestRecord) -> CallResult:
+        """The cached answer as a call result; notes the hit on the record."""
+        record.cache, record.routed_tier = hit.kind, hit.tier
+        record.reason = f"{hit.kind} cache hit" + (f" (similarity {hit.similarity:.3f})" if hit.similarity else "")
+        body = dict(hit.body)
+        choice = (body.get("choices") or [{}])[0]
+        usage = body.get("usage") or {}
+        return CallResult(response=body, text=(choice.get("message") or {}).get("content") or "",
+                          finish_reason=choice.get("finish_reason"), prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0), latency_ms=0.0)
+
+    def _body(self, request: ChatRequest, record: RequestRecord, tier: str, result: CallResult) -> dict[str, Any]:
+        body = dict(result.response)
+        body["id"] = f"chatcmpl-{record.id}"
+        body["model"] = self.policy.tiers[tier].model
+        if record.cache:
+            body["created"] = int(time.time())
+        for choice in body.get("choices") or []:
+            choice.pop("provider_specific_fields", None)
+            if not request.params.get("logprobs"):
+                choice["logprobs"] = None
+        return body
+
+    async def _keep(self, probe: CacheProbe | None, record: RequestRecord, tier: str, body: dict[str, Any]) -> None:
+        """Cache a fresh, whole, non-degraded answer."""
+        if self.cache is not None and probe is not None and not record.cache and not record.degraded:
+            await self.cache.store(probe, tier, body)
+
+    async def complete(self, request: ChatRequest, record: RequestRecord, caller: Caller | None = None) -> RoutedAnswer:
         """Answer a non-streaming request; logs it (also on error, then re-raises).
+
+        Order: rate limit -> cache -> score and decide -> call (budget) -> check/escalate.
 
         Raises:
             RouterError: any client-visible failure (already logged).
         """
+        caller = caller or Caller()
         t0 = time.perf_counter()
-        record.requested_model, record.stream = request.model, False
+        record.requested_model, record.stream, record.tenant = request.model, False, caller.tenant
         try:
-            decision = await self.decide(request)
-            self._apply_decision(record, decision)
-            tier, result = await self._answer(request, decision, record)
+            await self._admit(caller)
+            hit, probe = await self._cached(request, caller)
+            if hit is not None:
+                tier, result = hit.tier, self._hit_result(hit, record)
+            else:
+                decision = await self.decide(request, caller.tenant)
+                self._apply_decision(record, decision)
+                tier, result = await self._answer(request, decision, record)
         except Exception as err:
             failure = await self._failed(record, err, t0)
             if failure is err:
                 raise
             raise failure from err
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
-        body = dict(result.response)
-        body["id"] = f"chatcmpl-{record.id}"
-        body["model"] = self.policy.tiers[tier].model
-        for choice in body.get("choices") or []:
-            choice.pop("provider_specific_fields", None)
-            if not request.params.get("logprobs"):
-                choice["logprobs"] = None
+        body = self._body(request, record, tier, result)
+        await self._keep(probe, record, tier, body)
         await self._store(record, request)
         return RoutedAnswer(body, _headers(record))
 
-    async def stream(self, request: ChatRequest, record: RequestRecord) -> RoutedStream:
+    async def stream(self, request: ChatRequest, record: RequestRecord, caller: Caller | None = None) -> RoutedStream:
         """Answer a streaming request. Errors before the first byte raise (and are logged);
         errors after it end the stream with an error event and ``[DONE]``.
 
         Local answers that the cascade checks are generated whole, checked, then streamed,
-        so the client never sees an answer that is later replaced.
+        so the client never sees an answer that is later replaced. Cache hits are replayed.
         """
+        caller = caller or Caller()
         t0 = time.perf_counter()
-        record.requested_model, record.stream = request.model, True
+        record.requested_model, record.stream, record.tenant = request.model, True, caller.tenant
         try:
-            decision = await self.decide(request)
+            await self._admit(caller)
+            hit, probe = await self._cached(request, caller)
+            if hit is not None:
+                return self._replay_stream(request, record, hit.tier, self._hit_result(hit, record), t0)
+            decision = await self.decide(request, caller.tenant)
             self._apply_decision(record, decision)
             if self._escalation_applies(request, decision.tier):
                 tier, result = await self._answer(request, decision, record)
+                await self._keep(probe, record, tier, self._body(request, record, tier, result))
                 return self._replay_stream(request, record, tier, result, t0)
-            deltas = self.client.stream(decision.tier, request.messages_as_dicts(), self._params(request, decision.tier))
+            params = self._params(request, decision.tier)
+            try:
+                reservation = await self._reserve(decision.tier, request, record, params)
+            except _BudgetRefused as refused:
+                self._budget_refusal(refused, record)
+                local = self.policy.routing.local_tier
+                result = await self._call_or_upstream_error(local, request, record, "fallback")
+                return self._replay_stream(request, record, local, result, t0)
+            deltas = self.client.stream(decision.tier, request.messages_as_dicts(), params)
             call = CallRecord(record.id, time.time(), decision.tier, self.policy.tiers[decision.tier].model, "primary")
             record.calls.append(call)
+            if reservation is not None:
+                reservation.call = call
             try:
                 first = await deltas.__anext__()
             except StopAsyncIteration:
@@ -401,9 +582,19 @@ class Router:
             log.exception("pricing request %s failed; logging it unpriced", record.id)
             record.cost_usd = record.counterfactual_usd = None
         self.store.record(record)
+        metrics.observe(record)
 
     async def _store(self, record: RequestRecord, request: ChatRequest | None) -> None:
-        await asyncio.to_thread(self._write, record, request)
+        try:
+            await asyncio.to_thread(self._write, record, request)
+        finally:
+            await self._settle(record)
+
+    async def _settle(self, record: RequestRecord) -> None:
+        """Settle the request's budget reservations to its priced calls' real cost."""
+        for reservation in self._reservations.pop(record.id, []):
+            call = reservation.call
+            await self.budget.settle(reservation, None if call is None else call.cost_usd)
 
     def _store_soon(self, record: RequestRecord, request: ChatRequest | None) -> None:
         """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its

@@ -58,6 +58,8 @@ class RequestRecord:
         latency_ms: request wall time (ms).
         cost_usd: sum of its calls' cost (USD); None if any call's price is unknown.
         counterfactual_usd: what it would have cost on the cloud tier (USD); None if unknown.
+        tenant: who asked (:func:`router.tenant.tenant_id`: a key hash or ``anonymous``).
+        cache: ``exact`` or ``semantic`` when answered from the response cache, else None.
         calls: the model calls made for it.
     """
 
@@ -80,4 +82,6 @@ class RequestRecord:
     latency_ms: float = 0.0
     cost_usd: float | None = 0.0
     counterfactual_usd: float | None = 0.0
+    tenant: str | None = None
+    cache: str | None = None
     calls: list[CallRecord] = field(default_factory=list)

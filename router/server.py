@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .decision import AUTO
@@ -22,8 +22,11 @@ from .pipeline import Router, new_request_id
 from .policy import Policy
 from .request import parse_chat_request
 from .store import RequestStore, open_store
+from .tenant import caller_from_headers
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "app_from_env", "POLICY_ENV"]
+
+POLICY_ENV = "SLM_ROUTER_POLICY"
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,14 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     Args:
         policy: the active policy.
-        store: request log; the policy's ``log`` store when None.
+        store: request log; the one the policy's ``store`` names when None (then closed,
+            and its spool flushed, at shutdown).
         router: a prebuilt :class:`Router` (tests); built from policy and store when None.
         warm_up: load the classifier, embedder and local model at start-up, so the first
             request pays no loading time.
     """
-    store = store or open_store(policy.log)
+    own_store = store is None and router is None
+    store = router.store if router is not None else (store or open_store(policy))
     router = router or Router(policy, store)
 
     @asynccontextmanager
@@ -58,7 +63,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
             await asyncio.to_thread(router.warm_up)
         yield
-        await router.drain()
+        await router.close()
+        if own_store:
+            import asyncio
+
+            await asyncio.to_thread(store.close)
 
     app = FastAPI(title="slm-router", version="0.1.0", lifespan=lifespan)
     app.state.router = router
@@ -68,8 +77,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
-        return JSONResponse(err.to_openai(), status_code=err.status_code,
-                            headers={"x-request-id": rid} if rid else None)
+        headers = dict(getattr(err, "headers", None) or {})
+        if rid:
+            headers["x-request-id"] = rid
+        return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -91,6 +102,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
+        caller = caller_from_headers(request.headers.get("authorization"), request.headers.get("cache-control"))
+        record.tenant = caller.tenant
         body = await request.body()
         try:
             chat = parse_chat_request(body)
@@ -102,10 +115,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record)
+            routed = await router.stream(chat, record, caller)
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record)
+        answer = await router.complete(chat, record, caller)
         return JSONResponse(answer.body, headers=answer.headers)
 
     @app.get("/v1/models")
@@ -120,10 +133,34 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        shared = router.health()
         return {
-            "status": "ok",
+            "status": "ok" if shared["ok"] else "degraded",
             "tiers": {name: {"model": t.model, "available": t.available} for name, t in policy.tiers.items()},
+            "store": shared["store"],
+            "state": shared["state"],
             "uptime_s": round(time.time() - app.state.started, 1),
         }
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        from . import metrics
+
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and ``slm-router serve --workers N``: each
+    worker loads the policy file named by ``$SLM_ROUTER_POLICY`` (the embedded default when
+    unset).
+
+    Raises:
+        PolicyError: the policy file is invalid.
+    """
+    import os
+
+    from .policy import load_policy
+
+    return create_app(load_policy(os.environ.get(POLICY_ENV) or None))

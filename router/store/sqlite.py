@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS requests (
     degraded INTEGER NOT NULL, stream INTEGER NOT NULL, status TEXT NOT NULL,
     http_status INTEGER NOT NULL, error TEXT, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, cost_usd REAL,
-    counterfactual_usd REAL
+    counterfactual_usd REAL, tenant TEXT, cache TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
 CREATE TABLE IF NOT EXISTS calls (
@@ -49,6 +49,20 @@ class SQLiteStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Logs written by an older version lack newer (nullable) columns: add them."""
+        for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS)):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._db.commit()
+
+    def health(self) -> dict:
+        """``{"backend": "sqlite", "ok": True}`` (a local file has no outage to report)."""
+        return {"backend": "sqlite", "ok": True}
 
     def record(self, request: RequestRecord) -> None:
         """Insert the request row and its call rows in one transaction."""
