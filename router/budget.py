@@ -49,7 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NANO_PER_USD = 1_000_000_000
-PROMPT_MARGIN = 1.1
+PROMPT_MARGIN_PERCENT = 10
 PROMPT_EXTRA_TOKENS = 8
 
 
@@ -100,7 +100,8 @@ def completion_cap(params: dict[str, Any], tier: TierConfig, config: BudgetsConf
 
 def reserve_tokens(counted_prompt_tokens: int, cap: int, n: int = 1) -> tuple[int, int]:
     """(prompt, completion) tokens to reserve for: margin on the prompt, cap times choices."""
-    return math.ceil(counted_prompt_tokens * PROMPT_MARGIN) + PROMPT_EXTRA_TOKENS, cap * max(1, n)
+    margin = -(-counted_prompt_tokens * PROMPT_MARGIN_PERCENT // 100)  # ceil, in integers
+    return counted_prompt_tokens + margin + PROMPT_EXTRA_TOKENS, cap * max(1, n)
 
 
 def burn_fraction(spent: Sequence[int], limits: Sequence[int]) -> float:

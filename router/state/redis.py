@@ -24,6 +24,8 @@ __all__ = ["LinkHealth", "RedisState", "redis_client_options"]
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 64
+
 _RESERVE = """
 local amount = tonumber(ARGV[1])
 local n = #KEYS
@@ -161,8 +163,12 @@ class RedisState:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            self._client = aredis.Redis.from_url(self.config.url, retry=Retry(NoBackoff(), 0),
-                                                 **redis_client_options(self.config))
+            # A blocking pool: a burst of concurrent requests waits (up to the timeout) for
+            # one of MAX_CONNECTIONS connections instead of failing.
+            pool = aredis.BlockingConnectionPool.from_url(
+                self.config.url, max_connections=MAX_CONNECTIONS, timeout=self.config.timeout_ms / 1000 * 4,
+                retry=Retry(NoBackoff(), 0), **redis_client_options(self.config))
+            self._client = aredis.Redis(connection_pool=pool)
             self._loop = loop
             self._scripts = {name: self._client.register_script(src) for name, src in
                              (("reserve", _RESERVE), ("adjust", _ADJUST), ("gcra", _GCRA), ("vector", _ADD_VECTOR))}
@@ -224,6 +230,7 @@ class RedisState:
         if self._client is not None:
             try:
                 await self._client.aclose()
+                await self._client.connection_pool.disconnect()
             except Exception:  # closing a client whose loop or server is gone
                 pass
             self._client = None
