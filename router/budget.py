@@ -152,6 +152,17 @@ class Budget:
         self.state = state
         self.config = config
         self._clock = clock
+        # Settlements that could not reach the state (outage): charged when it answers again.
+        self._owed: dict[tuple[str, ...], tuple[int, tuple[float, ...]]] = {}  # keys -> (nano-USD, ttls)
+
+    async def _pay_owed(self) -> None:
+        """Apply settlements left over from an outage (raises StateUnavailable if still down)."""
+        while self._owed:
+            keys, (delta, ttls) = next(iter(self._owed.items()))
+            await self.state.adjust(list(keys), delta, list(ttls))
+            del self._owed[keys]
+            if not self._owed:
+                log.warning("budget settlements held during the store outage are now applied")
 
     async def threshold(self, tenant: str, base: float) -> tuple[float, str]:
         """(routing threshold for ``tenant`` now, a note for ``x-router-reason`` or "")."""
@@ -181,6 +192,7 @@ class Budget:
             return Reservation(tenant, [], 0, metered=False), ""
         nano = to_nano(usd, round_up=True)
         try:
+            await self._pay_owed()
             ok, before = await self.state.reserve([w.key for w in ws], [w.limit for w in ws], nano,
                                                   [w.ttl_s for w in ws])
         except StateUnavailable as err:
@@ -196,7 +208,9 @@ class Budget:
 
     async def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
         """Replace the held amount by the real cost (``None``: unknown, keep the hold).
-        An unmetered call is charged now if the state is back. Never raises."""
+        When the state is unreachable the change is kept in this process and applied by a
+        later :meth:`reserve` once it answers (lost only if the process stops first), so
+        calls made during an outage are charged. Never raises."""
         if not reservation.windows:
             return
         if actual_usd is None:
@@ -204,11 +218,14 @@ class Budget:
         delta = to_nano(actual_usd) - reservation.nano
         if delta == 0:
             return
+        keys = tuple(w.key for w in reservation.windows)
+        ttls = tuple(w.ttl_s for w in reservation.windows)
         try:
-            await self.state.adjust([w.key for w in reservation.windows], delta,
-                                    [w.ttl_s for w in reservation.windows])
+            await self.state.adjust(list(keys), delta, list(ttls))
         except StateUnavailable as err:
-            log.warning("budget of %s not settled (%+d nano-USD): %s", reservation.tenant, delta, err)
+            if not self._owed:
+                log.warning("budget settlements wait for the store (%s)", err)
+            self._owed[keys] = (self._owed.get(keys, (0, ttls))[0] + delta, ttls)
 
     async def spent(self, tenant: str) -> dict[str, float]:
         """USD spent by ``tenant`` per current window, e.g. ``{"day": 0.12, "month": 3.4}``.

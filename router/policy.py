@@ -186,7 +186,9 @@ class StoreConfig(_Strict):
     spool_dir: str = Field(
         "slm-router-spool", description="log records wait here on local disk while Redis is unreachable"
     )
-    timeout_ms: float = Field(500, gt=0, description="Redis connect and command timeout (ms)")
+    timeout_ms: float = Field(
+        1000, gt=0, description="Redis connect and command timeout (ms); a timeout counts as an outage"
+    )
     retry_interval_s: float = Field(
         1.0, gt=0, description="after a Redis failure, seconds before it is tried again (meanwhile: degraded)"
     )
@@ -251,7 +253,9 @@ class BudgetsConfig(_Strict):
         "local", description="'local': answer from the local tier (x-router-degraded); 'reject': 429"
     )
     on_store_down: Literal["open", "closed"] = Field(
-        "open", description="Redis unreachable: 'open' lets cloud calls through unmetered, 'closed' treats budgets as spent"
+        "open",
+        description="Redis unreachable: 'open' lets cloud calls through (charged once Redis is back, so a limit "
+        "can be overrun by what the outage spent); 'closed' treats budgets as spent (never overrun)",
     )
     reserve_completion_tokens: int = Field(1024, ge=1)
     threshold_shift: ThresholdShift | None = Field(default_factory=ThresholdShift)

@@ -17,15 +17,21 @@ from .fake_openai import free_port
 class ProxyProcess:
     """``slm-router serve`` on a free port with the given policy mapping.
 
-    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log).
+    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log, used
+    unless the policy's ``store`` is redis; then its spool folder is ``workdir/spool``).
+    ``args`` are extra ``serve`` options (e.g. ``["--workers", "2"]``).
     """
 
-    def __init__(self, policy: dict, workdir: Path) -> None:
+    def __init__(self, policy: dict, workdir: Path, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.log_path = workdir / "requests.sqlite3"
-        policy = {**policy, "log": {"store": "sqlite", "path": str(self.log_path)}}
+        self.args = list(args or [])
+        policy = {**policy, "log": {"path": str(self.log_path)}}
+        store = policy.get("store")
+        if isinstance(store, dict) and store.get("backend") == "redis" and "spool_dir" not in store:
+            policy["store"] = {**store, "spool_dir": str(workdir / "spool")}
         self.policy_path = workdir / "policy.yaml"
         self.policy_path.write_text(yaml.safe_dump(policy))
         self.stderr_path = workdir / "serve.log"
@@ -38,7 +44,8 @@ class ProxyProcess:
         script = Path(sys.executable).parent / "slm-router"  # the installed console script
         command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
         self._proc = subprocess.Popen(
-            command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning"],
+            command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning",
+                       *self.args],
             cwd=self.workdir, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + timeout_s

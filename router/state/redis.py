@@ -24,7 +24,7 @@ __all__ = ["LinkHealth", "RedisState", "redis_client_options"]
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 16
 
 _RESERVE = """
 local amount = tonumber(ARGV[1])
