@@ -64,9 +64,6 @@ def serve(
 
     import uvicorn
 
-    from .errors import RouterError
-    from .server import POLICY_ENV, create_app
-
     active = _policy(policy)
     if not active.cloud.available:
         err_console.print(
@@ -76,10 +73,12 @@ def serve(
             highlight=False,
         )
     if workers > 1:
+        _prepare_multiprocess_metrics()  # before anything imports prometheus-client's metrics
+        from .server import POLICY_ENV
+
         if active.store.backend != "redis":
             err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
                               "caches, budgets and rate limits; use store: redis to share them.", highlight=False)
-        _prepare_multiprocess_metrics()
         if policy is not None:
             os.environ[POLICY_ENV] = str(policy.resolve())
         else:
@@ -87,6 +86,9 @@ def serve(
         uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level=log_level)
         return
+    from .errors import RouterError
+    from .server import create_app
+
     try:
         app_ = create_app(active)
     except RouterError as err:
@@ -101,7 +103,7 @@ def _prepare_multiprocess_metrics() -> None:
     import os
     import tempfile
 
-    from .metrics import MULTIPROC_ENV
+    MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # not imported from .metrics: that would create metrics here
 
     folder = os.environ.get(MULTIPROC_ENV)
     if not folder:
