@@ -58,6 +58,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
+    warm_up: bool = typer.Option(True, "--warm-up/--no-warm-up",
+                                 help="Load the classifier and in-process models at start (else on first use)."),
 ) -> None:
     """Run the OpenAI-compatible proxy (POST /v1/chat/completions, GET /v1/models, GET /healthz, GET /metrics)."""
     import os
@@ -74,7 +76,7 @@ def serve(
         )
     if workers > 1:
         _prepare_multiprocess_metrics()  # before anything imports prometheus-client's metrics
-        from .server import POLICY_ENV
+        from .server import POLICY_ENV, WARM_UP_ENV
 
         if active.store.backend != "redis":
             err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
@@ -83,6 +85,7 @@ def serve(
             os.environ[POLICY_ENV] = str(policy.resolve())
         else:
             os.environ.pop(POLICY_ENV, None)
+        os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
         uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level=log_level)
         return
@@ -90,7 +93,7 @@ def serve(
     from .server import create_app
 
     try:
-        app_ = create_app(active)
+        app_ = create_app(active, warm_up=warm_up)
     except RouterError as err:
         _fail(err.message)
     uvicorn.run(app_, host=host, port=port, log_level=log_level)
@@ -129,10 +132,10 @@ def report(
     active = _policy(policy)
     lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
     if log is None and active.store.backend == "redis":
-        from .store.redis import RedisStore
+        from .store import open_store
 
         path = f"{active.store.url} stream {active.store.prefix}:requests"
-        store = RedisStore(active.store, writer=False)
+        store = open_store(active, reader=True)
     else:
         from .store.sqlite import SQLiteStore
 

@@ -363,6 +363,12 @@ class Router:
         if self.cache is not None and probe is not None and not record.cache and not record.degraded:
             await self.cache.store(probe, tier, body)
 
+    def _keep_soon(self, probe: CacheProbe, record: RequestRecord, tier: str, body: dict[str, Any]) -> None:
+        """:meth:`_keep` on a task of its own (from inside a stream)."""
+        task = asyncio.get_running_loop().create_task(self._keep(probe, record, tier, body))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     async def complete(self, request: ChatRequest, record: RequestRecord, caller: Caller | None = None) -> RoutedAnswer:
         """Answer a non-streaming request; logs it (also on error, then re-raises).
 
@@ -376,6 +382,7 @@ class Router:
         record.requested_model, record.stream, record.tenant = request.model, False, caller.tenant
         try:
             await self._admit(caller)
+            needs_score(request.model, self.policy)  # an unknown model fails before any cache work
             hit, probe = await self._cached(request, caller)
             if hit is not None:
                 tier, result = hit.tier, self._hit_result(hit, record)
@@ -406,6 +413,7 @@ class Router:
         record.requested_model, record.stream, record.tenant = request.model, True, caller.tenant
         try:
             await self._admit(caller)
+            needs_score(request.model, self.policy)  # an unknown model fails before any cache work
             hit, probe = await self._cached(request, caller)
             if hit is not None:
                 return self._replay_stream(request, record, hit.tier, self._hit_result(hit, record), t0)
@@ -449,7 +457,7 @@ class Router:
             raise failure from err
         record.tier = decision.tier
         record.local = decision.tier == self.policy.routing.local_tier
-        return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0))
+        return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0, probe))
 
     # -- streaming helpers ---------------------------------------------------------------
     def _replay_stream(self, request: ChatRequest, record: RequestRecord, tier: str, result: CallResult, t0: float) -> RoutedStream:
@@ -476,12 +484,14 @@ class Router:
 
         return RoutedStream(_headers(record), events())
 
-    async def _relay_stream(self, request, record: RequestRecord, call: CallRecord, first, deltas, t0: float) -> AsyncIterator[bytes]:
+    async def _relay_stream(self, request, record: RequestRecord, call: CallRecord, first, deltas, t0: float,
+                            probe: CacheProbe | None = None) -> AsyncIterator[bytes]:
         model = call.model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
         include_usage = request.include_usage
         text_parts: list[str] = []
         usage: dict[str, int] | None = None
+        finish, indexes = None, set()
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
             pending = [first] if first is not None else []
@@ -490,10 +500,12 @@ class Router:
                     if d.usage is not None:
                         usage = d.usage
                         continue
+                    indexes.add(d.index)
                     if d.content:
                         text_parts.append(d.content)
                         yield sse(chunk(cid, created, model, content=d.content, index=d.index))
                     if d.finish_reason:
+                        finish = d.finish_reason
                         yield sse(chunk(cid, created, model, finish_reason=d.finish_reason, index=d.index))
                 try:
                     pending = [await deltas.__anext__()]
@@ -504,6 +516,13 @@ class Router:
                 record.reason += "; usage not reported"
             if include_usage:
                 yield sse(chunk(cid, created, model, with_choice=False, usage=usage))
+            if probe is not None and indexes <= {0} and text_parts:  # one whole choice: cacheable
+                self._keep_soon(probe, record, call.tier, {
+                    "id": cid, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},
+                                 "logprobs": None, "finish_reason": finish or "stop"}],
+                    "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+                })
             yield SSE_DONE
         except TierCallError as err:
             call.status, call.error = "error", str(err)[:500]

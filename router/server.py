@@ -24,9 +24,10 @@ from .request import parse_chat_request
 from .store import RequestStore, open_store
 from .tenant import caller_from_headers
 
-__all__ = ["create_app", "app_from_env", "POLICY_ENV"]
+__all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
 
 POLICY_ENV = "SLM_ROUTER_POLICY"
+WARM_UP_ENV = "SLM_ROUTER_WARM_UP"
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` and ``slm-router serve --workers N``: each
     worker loads the policy file named by ``$SLM_ROUTER_POLICY`` (the embedded default when
-    unset).
+    unset) and warms up unless ``$SLM_ROUTER_WARM_UP`` is ``0``.
 
     Raises:
         PolicyError: the policy file is invalid.
@@ -163,4 +164,4 @@ def app_from_env() -> FastAPI:
 
     from .policy import load_policy
 
-    return create_app(load_policy(os.environ.get(POLICY_ENV) or None))
+    return create_app(load_policy(os.environ.get(POLICY_ENV) or None), warm_up=os.environ.get(WARM_UP_ENV) != "0")

@@ -39,6 +39,10 @@ class ProxyProcess:
         self.sent = 0  # requests a test sent to it
 
     def start(self, timeout_s: float = 180) -> "ProxyProcess":
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> "ProxyProcess":
+        """Start the process without waiting (start several, then :meth:`wait_ready` each)."""
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
         self._stderr = self.stderr_path.open("wb")
         script = Path(sys.executable).parent / "slm-router"  # the installed console script
@@ -48,6 +52,14 @@ class ProxyProcess:
                        *self.args],
             cwd=self.workdir, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_ready(self, timeout_s: float = 180) -> "ProxyProcess":
+        """Wait until ``/healthz`` answers 200.
+
+        Raises:
+            RuntimeError: the process exited or did not answer in time (its log attached).
+        """
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if self._proc.poll() is not None:

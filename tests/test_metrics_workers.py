@@ -34,7 +34,7 @@ def test_metrics_sum_every_worker(tmp_path, monkeypatch):
                   "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url}},
     }
     (tmp_path / "proxy").mkdir()
-    proxy = ProxyProcess(policy, tmp_path / "proxy", args=["--workers", "2"]).start()
+    proxy = ProxyProcess(policy, tmp_path / "proxy", args=["--workers", "2", "--no-warm-up"]).start()
     try:
         for i in range(N):  # a new connection each time: the kernel spreads them over both workers
             with httpx.Client(timeout=60) as client:

@@ -70,11 +70,14 @@ def policy(cloud, redis_url, prefix) -> dict:
 
 @pytest.fixture(scope="module")
 def replicas(policy, tmp_path_factory):
-    a = ProxyProcess(policy, tmp_path_factory.mktemp("replica-a")).start()
+    a = ProxyProcess(policy, tmp_path_factory.mktemp("replica-a")).launch()
+    b = ProxyProcess(policy, tmp_path_factory.mktemp("replica-b")).launch()
     try:
-        b = ProxyProcess(policy, tmp_path_factory.mktemp("replica-b")).start()
+        a.wait_ready()
+        b.wait_ready()
     except Exception:
         a.stop()
+        b.stop()
         raise
     yield a, b
     a.stop()

@@ -188,3 +188,28 @@ def test_serves_when_redis_is_unreachable_at_start(cloud, tmp_path):
     assert body["store"]["ok"] is False and body["store"]["spooled"] == 3
     assert body["state"]["ok"] is False and body["state"]["backend"] == "redis"
     app.state.router.store.close()
+
+
+def test_streamed_cloud_answer_is_cached_and_its_budget_settled(cloud, tmp_path):
+    """A live-relayed cloud stream: its reservation settles to the call's real cost, and the
+    whole answer is cached for the next request (streaming or not)."""
+    state = MemoryState()
+    key = "sk-streamer"
+    policy = _policy(cloud.url, cache={"enabled": True},
+                     budgets={"enabled": True, "default": {"daily_usd": 1.0}})
+    app, router, store = _serve(policy, tmp_path, state=state)
+
+    async def run():
+        streamed = await _post(app, _chat("Describe the sea in one line.", temperature=0, stream=True), key)
+        await router.drain()  # the cache write runs on its own task after the last byte
+        again = await _post(app, _chat("Describe the sea in one line.", temperature=0), key)
+        (day,) = windows(tenant_id(key), BudgetLimit(daily_usd=1.0), __import__("time").time())
+        return streamed, again, (await state.counters([day.key]))[0]
+
+    streamed, again, counter = asyncio.run(run())
+    assert streamed.status_code == 200 and "x-router-cache" not in streamed.headers
+    assert again.headers["x-router-cache"] == "exact"
+    assert again.json()["choices"][0]["message"]["content"].strip() == ANSWER
+    first = store.requests()[0]
+    assert first.stream and first.calls[0].tier == "cloud" and first.calls[0].cost_usd > 0
+    assert counter == round(first.calls[0].cost_usd * NANO_PER_USD)

@@ -28,6 +28,7 @@ class MemoryState:
         self._scopes: dict[str, tuple[dict[str, bytes], float]] = {}
         self._counters: dict[str, tuple[int, float]] = {}
         self._tats: dict[str, float] = {}
+        self._writes = 0
 
     def _live(self, table: dict, key: str):
         item = table.get(key)
@@ -44,6 +45,18 @@ class MemoryState:
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._values[key] = (value, self._clock() + ttl_s)
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop expired entries (reads drop them lazily; this bounds what is never read again)."""
+        now = self._clock()
+        for table in (self._values, self._scopes, self._counters):
+            for key in [k for k, item in table.items() if item[-1] <= now]:
+                del table[key]
+        for key in [k for k, tat in self._tats.items() if tat <= now]:
+            del self._tats[key]
 
     async def vectors(self, scope: str) -> list[tuple[str, bytes]]:
         item = self._live(self._scopes, scope)
@@ -81,6 +94,9 @@ class MemoryState:
     async def rate(self, key: str, interval_s: float, burst: int) -> RateVerdict:
         verdict, tat = gcra(self._tats.get(key), self._clock(), interval_s, burst)
         self._tats[key] = tat
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            self._sweep()
         return verdict
 
     def health(self) -> dict[str, Any]:
