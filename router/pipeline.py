@@ -314,7 +314,7 @@ class Router:
         except _BudgetRefused as refused:
             if self.policy.budgets.on_exhausted == "reject":
                 self._budget_refusal(refused, record)
-            raise UpstreamError(f"{record.reason.split('; ')[-1]}; tier '{tier}' refused: {refused}") from refused
+            raise UpstreamError(f"Tier '{tier}' was needed as a fallback but its budget refused the call: {refused}.") from refused
 
     # -- public entry points -------------------------------------------------------------
     def new_record(self, request_id: str, started: float) -> RequestRecord:
