@@ -60,14 +60,16 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the policy when its file changes (SIGHUP always reloads)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
+    warm_up: bool = typer.Option(True, "--warm-up/--no-warm-up",
+                                 help="Load the classifier and in-process models at start (else on first use)."),
 ) -> None:
     """Run the OpenAI-compatible proxy (POST /v1/chat/completions, /v1/route, GET /v1/models,
-    /v1/policy, /healthz). Refuses an invalid policy with the messages of 'policy check'."""
+    /v1/policy, /healthz, /metrics). Refuses an invalid policy with the messages of 'policy check'."""
     import logging
+    import os
 
     import uvicorn
-
-    from .server import create_app
 
     if policy is None:
         active = _policy(None)
@@ -93,28 +95,79 @@ def serve(
             "(x-router-degraded: true). Set OPENAI_API_KEY or edit the policy.",
             highlight=False,
         )
-    uvicorn.run(create_app(active, policy_path=policy, watch=watch), host=host, port=port, log_level=log_level)
+    if workers > 1:
+        _prepare_multiprocess_metrics()  # before anything imports prometheus-client's metrics
+        from .server import POLICY_ENV, WARM_UP_ENV
+
+        if active.store.backend != "redis":
+            err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
+                              "caches, budgets and rate limits; use store: redis to share them.", highlight=False)
+        if policy is not None:
+            os.environ[POLICY_ENV] = str(policy.resolve())
+        else:
+            os.environ.pop(POLICY_ENV, None)
+        os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
+        uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level)
+        return
+    from .errors import RouterError
+    from .server import create_app
+
+    try:
+        app_ = create_app(active, warm_up=warm_up, policy_path=policy, watch=watch)
+    except RouterError as err:
+        _fail(err.message)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Point prometheus-client's multiprocess mode at an empty folder before workers start
+    (a fresh temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set; stale files from an
+    earlier run are removed, as prometheus-client requires)."""
+    import os
+    import tempfile
+
+    MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # not imported from .metrics: that would create metrics here
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="slm-router-metrics-")
+        os.environ[MULTIPROC_ENV] = folder
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
 
 
 @app.command()
 def report(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy whose log to read."),
-    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's log.path."),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's store."),
     since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print requests, local share, escalation rate, actual and all-cloud cost, and savings."""
+    from .errors import RouterError
     from .report import summarize
-    from .store.sqlite import SQLiteStore
 
     active = _policy(policy)
-    path = log or Path(active.log.path)
-    if not path.exists():
-        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
-    store = SQLiteStore(path)
+    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if log is None and active.store.backend == "redis":
+        from .store import open_store
+
+        path = f"{active.store.url} stream {active.store.prefix}:requests"
+        store = open_store(active, reader=True)
+    else:
+        from .store.sqlite import SQLiteStore
+
+        path = log or Path(active.log.path)
+        if not path.exists():
+            _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
+        store = SQLiteStore(path)
     try:
-        summary = summarize(store.requests(_parse_time(since, "--since"), _parse_time(until, "--until")))
+        summary = summarize(store.requests(lo, hi))
+    except RouterError as err:
+        _fail(err.message)
     finally:
         store.close()
     if as_json:
@@ -126,6 +179,7 @@ def report(
         ("requests", f"{summary.requests} ({summary.ok} ok, {summary.failed} failed)"),
         ("served locally", f"{summary.local} ({summary.local_share:.1%} of ok)"),
         ("escalated", f"{summary.escalated} ({summary.escalation_rate:.1%} of ok)"),
+        ("answered from cache", str(summary.cache_hits)),
         ("degraded (cloud unavailable)", str(summary.degraded)),
         ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
         ("actual cost", f"${summary.actual_usd:.6f}"),

@@ -19,6 +19,9 @@ __all__ = [
     "UpstreamError",
     "PayloadTooLargeError",
     "upstream_error_for",
+    "RateLimitError",
+    "BudgetExceededError",
+    "StoreUnavailableError",
 ]
 
 
@@ -122,3 +125,35 @@ def upstream_error_for(status: int, message: str) -> RouterError:
     if status == 503:
         return TierUnavailableError(message)
     return UpstreamError(message)
+class RateLimitError(RouterError):
+    """Too many requests for this API key (HTTP 429, ``Retry-After`` set); slow down and retry."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds (at least 1), as RFC 9110 defines it."""
+        return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+
+
+class BudgetExceededError(RouterError):
+    """This API key's cloud budget is spent and the policy says ``budgets.on_exhausted: reject``
+    (HTTP 429, OpenAI's ``insufficient_quota`` shape); wait for the next day/month or raise the limit."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+
+class StoreUnavailableError(RouterError):
+    """Shared state (Redis) is unreachable and the policy says fail closed (HTTP 503)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "store_unavailable"

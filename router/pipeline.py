@@ -17,15 +17,26 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from . import metrics
+from .budget import Budget, Reservation, budgets_with_key_overlays, completion_cap, reserve_tokens
+from .cache import CacheHit, CacheProbe, ResponseCache
 from .caller import Caller, CallerIndex, rule_headers
 from .capabilities import apply_capabilities
 from .checks import answer_signals, should_escalate
 from .cost import call_cost, count_prompt_tokens
 from .decision import Decision, decide, needs_score
-from .errors import InvalidRequestError, RouterError, upstream_error_for
+from .errors import (
+    BudgetExceededError,
+    InvalidRequestError,
+    PolicyError,
+    RateLimitError,
+    RouterError,
+    UpstreamError,
+    upstream_error_for,
+)
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
@@ -34,8 +45,11 @@ from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
 from .request import ChatRequest, message_text
+from .ratelimit import RateLimiter
 from .scoring.base import Scorer
+from .state import SharedState, open_state
 from .store.base import RequestStore
+from .tenant import ANONYMOUS, Tenant
 
 __all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
@@ -45,6 +59,10 @@ log = logging.getLogger(__name__)
 def new_request_id() -> str:
     """A fresh request id (32 hex characters)."""
     return uuid.uuid4().hex
+
+
+class _BudgetRefused(Exception):
+    """A cloud call was refused by the tenant's budget (the message says why)."""
 
 
 @dataclass
@@ -92,6 +110,8 @@ def _headers(record: RequestRecord) -> dict[str, str]:
         "x-router-reason": record.reason.encode("ascii", "replace").decode()[:200],
         "x-router-rules": (record.rules or "").encode("ascii", "replace").decode()[:200],
         "x-router-policy": record.policy_hash or "",
+        **({"x-router-cache": record.cache} if record.cache else {}),
+        **({"x-router-tenant": record.tenant} if record.tenant else {}),
     }
 
 
@@ -103,10 +123,15 @@ class Router:
         store: where requests are logged.
         scorer: P(needs cloud) per text; the policy's classifier artifact when None.
         client: tier caller; one built from the policy when None.
+        state: shared state for caches, budgets and rate limits; the policy's ``store``
+            (memory or Redis) when None.
+
+    Raises:
+        PolicyError: budgets are on but the cloud tier has no known price.
     """
 
     def __init__(self, policy: Policy, store: RequestStore, scorer: Scorer | None = None,
-                 client: TierClient | None = None) -> None:
+                 client: TierClient | None = None, state: SharedState | None = None) -> None:
         self.policy = policy
         self.policy_hash = policy_hash(policy)
         self.store = store
@@ -120,12 +145,44 @@ class Router:
         self._facts_needed = facts_needed(policy.rules)
         self._share_threshold: float | None = None
         self._pending: set[asyncio.Task] = set()
+        self.state = state or open_state(policy.store)
+        self.cache = self._response_cache() if policy.cache.enabled else None
+        self.budget = Budget(self.state, budgets_with_key_overlays(policy)) if policy.budgets.enabled else None
+        self.limiter = RateLimiter(self.state, policy.rate_limits) if policy.rate_limits.enabled else None
+        self._reservations: dict[str, list[Reservation]] = {}
+        if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
+            raise PolicyError(
+                f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
+                "set tiers.<cloud>.price"
+            )
 
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
         same_artifact = policy.routing.classifier.artifact == self.policy.routing.classifier.artifact
-        return Router(policy, store or self.store, scorer=self.scorer if same_artifact else None)
+        same_state = policy.store == self.policy.store
+        return Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
+                      state=self.state if same_state else None)
+
+    def _response_cache(self) -> ResponseCache:
+        embed = None
+        if self.policy.cache.semantic.enabled:
+            embedder = getattr(self.scorer, "embedder", None)
+            if embedder is None:
+                from .scoring.embedder import Embedder
+
+                embedder = Embedder()
+            embed = lambda text: embedder.encode([text])[0]  # noqa: E731
+        models = {name: t.model for name, t in self.policy.tiers.items()}
+        return ResponseCache(self.state, self.policy.cache, models, embed)
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok", "store", "state"}``: the request log and the shared state; ``ok`` False
+        while either is degraded (records spooled, caching paused, budgets per on_store_down)."""
+        store_health = getattr(self.store, "health", None)
+        store = store_health() if store_health else {"ok": True}
+        state = self.state.health()
+        return {"ok": bool(store.get("ok", True) and state.get("ok", True)), "store": store, "state": state}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -144,6 +201,11 @@ class Router:
         """Wait for log writes still in flight (call before shutdown)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Drain log writes and release the shared state's connections."""
+        await self.drain()
+        await self.state.close()
 
     # -- stages --------------------------------------------------------------------------
     def _base_threshold(self) -> float | None:
@@ -182,13 +244,16 @@ class Router:
             key_group=caller.group if caller else None, prompt_tokens=prompt_tokens, language=language,
         )
 
-    async def route(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Routing:
+    async def route(self, request: ChatRequest, headers: Mapping[str, str] | None = None,
+                    tenant: str | None = None) -> Routing:
         """Identify the caller, evaluate the rules, score (off the event loop) when the
         classifier decides, and choose the first tier. Calls no model.
 
         Args:
             request: the parsed request.
             headers: the HTTP request headers (``Authorization`` identifies the caller).
+            tenant: whose budget shifts the threshold as it burns
+                (:func:`router.budget.shifted_threshold`), when budgets are on.
 
         Raises:
             ModelNotFoundError, TierForbiddenError, TierUnavailableError: see
@@ -207,6 +272,11 @@ class Router:
                                       caller.overlay_name if caller else None, base)
         score = None
         forced = not needs_score(request.model, self.policy, constraints)
+        if not forced and self.budget is not None:
+            base = constraints.threshold if constraints.threshold is not None else cfg.threshold
+            shifted, note = await self.budget.threshold(tenant or ANONYMOUS, base)
+            if note:
+                constraints = replace(constraints, threshold=shifted, threshold_source=note)
         if not forced and features.text.strip():
             score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
         elif not forced:
@@ -245,6 +315,45 @@ class Router:
             params.setdefault("logprobs", True)  # ask an OpenAI-compatible local server for them
         return params
 
+    async def _reserve(self, tier: str, request: ChatRequest, record: RequestRecord,
+                       params: dict[str, Any]) -> Reservation | None:
+        """Hold the worst-case cost of a cloud call on the tenant's budget (may cap
+        ``params['max_tokens']``, see :mod:`router.budget`). None for other tiers.
+
+        Raises:
+            _BudgetRefused: the budget is spent (or unknown and failing closed).
+        """
+        if self.budget is None or tier != self.policy.routing.cloud_tier:
+            return None
+        cloud = self.policy.cloud
+        cap, inject = completion_cap(params, cloud, self.policy.budgets)
+        if inject:
+            params["max_tokens"] = cap
+        messages = request.messages_as_dicts()
+        try:
+            counted = await asyncio.to_thread(count_prompt_tokens, cloud, messages)
+        except Exception:  # no tokenizer: one token per 2 characters over-counts English
+            counted = sum(len(str(m.get("content") or "")) for m in messages) // 2 + 1
+        prompt_tokens, completion_tokens = reserve_tokens(counted, cap, int(params.get("n") or 1))
+        usd = call_cost(cloud, prompt_tokens, completion_tokens) or 0.0
+        reservation, why = await self.budget.reserve(record.tenant or ANONYMOUS, usd)
+        if reservation is None:
+            raise _BudgetRefused(why)
+        self._reservations.setdefault(record.id, []).append(reservation)
+        return reservation
+
+    def _budget_refusal(self, refused: _BudgetRefused, record: RequestRecord) -> None:
+        """Apply ``budgets.on_exhausted`` to a refused cloud call: note it on the record
+        (the local tier answers) or raise the 429."""
+        action = self.policy.budgets.on_exhausted
+        metrics.budget_rejection(action)
+        if action == "reject":
+            raise BudgetExceededError(
+                f"The cloud budget of this API key is spent: {refused}. budgets.on_exhausted is 'reject'."
+            ) from refused
+        record.degraded = True
+        record.reason += f"; {refused}, local tier answers"
+
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
                     decision: Decision) -> CallResult:
         """Call ``tier`` with up to ``max_retries`` extra attempts on retryable failures; every
@@ -255,15 +364,18 @@ class Router:
         """
         if tier in decision.forbidden:  # decide() and the fallbacks never get here; a last guard
             raise RuntimeError(f"tier {tier!r} is forbidden for request {record.id}")
+        params = self._params(request, tier, decision)
+        reservation = await self._reserve(tier, request, record, params)
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
             call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
                               purpose if attempt == 0 else "retry")
             record.calls.append(call)
+            if reservation is not None:
+                reservation.call = call
             started = time.perf_counter()
             try:
-                result = await self.client.complete(tier, request.messages_as_dicts(),
-                                                    self._params(request, tier, decision))
+                result = await self.client.complete(tier, request.messages_as_dicts(), params)
             except TierCallError as err:
                 call.status, call.error = "error", str(err)[:500]
                 call.latency_ms = (time.perf_counter() - started) * 1000
@@ -284,6 +396,10 @@ class Router:
         tier = decision.tier
         try:
             result = await self._call(tier, request, record, "primary", decision)
+        except _BudgetRefused as refused:
+            self._budget_refusal(refused, record)
+            tier = self.policy.routing.local_tier
+            return tier, await self._call_or_upstream_error(tier, request, record, "fallback", decision)
         except TierCallError as err:
             if err.client_fault:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
@@ -313,6 +429,9 @@ class Router:
                     return tier, result
                 try:
                     escalated = await self._call(cloud, request, record, "escalation", decision)
+                except _BudgetRefused as refused:
+                    self._budget_refusal(refused, record)
+                    return tier, result
                 except TierCallError as err:
                     record.degraded = True
                     record.reason += f"; escalation failed ({err.status}), kept local answer"
@@ -327,6 +446,10 @@ class Router:
             return await self._call(tier, request, record, purpose, decision)
         except TierCallError as err:
             raise upstream_error_for(err.status, str(err)) from err
+        except _BudgetRefused as refused:
+            if self.policy.budgets.on_exhausted == "reject":
+                self._budget_refusal(refused, record)
+            raise UpstreamError(f"Tier '{tier}' was needed as a fallback but its budget refused the call: {refused}.") from refused
 
     # -- public entry points -------------------------------------------------------------
     def caller_name(self, headers: Mapping[str, str] | None) -> str | None:
@@ -339,55 +462,117 @@ class Router:
         with this router's policy hash."""
         return RequestRecord(id=request_id, ts=started, policy_hash=self.policy_hash)
 
+    async def _admit(self, tenant: Tenant) -> None:
+        """Apply the tenant's rate limit (raises RateLimitError / StoreUnavailableError)."""
+        if self.limiter is not None:
+            try:
+                await self.limiter.admit(tenant.tenant)
+            except RateLimitError:
+                metrics.rate_limited()
+                raise
+
+    async def _cached(self, request: ChatRequest, tenant: Tenant) -> tuple[CacheHit | None, CacheProbe | None]:
+        if self.cache is None:
+            return None, None
+        return await self.cache.lookup(request, tenant)
+
+    def _hit_result(self, hit: CacheHit, record: RequestRecord) -> CallResult:
+        """The cached answer as a call result; notes the hit on the record."""
+        record.cache, record.routed_tier = hit.kind, hit.tier
+        record.reason = f"{hit.kind} cache hit" + (f" (similarity {hit.similarity:.3f})" if hit.similarity else "")
+        body = dict(hit.body)
+        choice = (body.get("choices") or [{}])[0]
+        usage = body.get("usage") or {}
+        return CallResult(response=body, text=(choice.get("message") or {}).get("content") or "",
+                          finish_reason=choice.get("finish_reason"), prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0), latency_ms=0.0)
+
+    def _body(self, request: ChatRequest, record: RequestRecord, tier: str, result: CallResult) -> dict[str, Any]:
+        """The OpenAI ``chat.completion`` body: our id, the tier's model, logprobs only when asked."""
+        body = dict(result.response)
+        body["id"] = f"chatcmpl-{record.id}"
+        body["model"] = self.policy.tiers[tier].model
+        if record.cache:
+            body["created"] = int(time.time())
+        for choice in body.get("choices") or []:
+            choice.pop("provider_specific_fields", None)
+            if not request.params.get("logprobs"):
+                choice["logprobs"] = None
+        return body
+
+    async def _keep(self, probe: CacheProbe | None, record: RequestRecord, tier: str, body: dict[str, Any]) -> None:
+        """Cache a fresh, whole, non-degraded answer."""
+        if self.cache is not None and probe is not None and not record.cache and not record.degraded:
+            await self.cache.store(probe, tier, body)
+
+    def _keep_soon(self, probe: CacheProbe, record: RequestRecord, tier: str, body: dict[str, Any]) -> None:
+        """:meth:`_keep` on a task of its own (from inside a stream)."""
+        task = asyncio.get_running_loop().create_task(self._keep(probe, record, tier, body))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _begin(self, request: ChatRequest, record: RequestRecord, headers: Mapping[str, str] | None,
+               tenant: Tenant | None, stream: bool) -> Tenant:
+        tenant = tenant or Tenant()
+        record.requested_model, record.stream, record.tenant = request.model, stream, tenant.tenant
+        record.api_key_name = self.caller_name(headers)
+        return tenant
+
     async def complete(self, request: ChatRequest, record: RequestRecord,
-                       headers: Mapping[str, str] | None = None) -> RoutedAnswer:
+                       headers: Mapping[str, str] | None = None, tenant: Tenant | None = None) -> RoutedAnswer:
         """Answer a non-streaming request; logs it (also on error, then re-raises).
+
+        Order: rate limit -> cache -> rules, score and decide -> call (budget) -> check/escalate.
 
         Args:
             headers: the HTTP request headers, for caller identification and rules.
+            tenant: who the request is for (budgets, rate limits, cache scope).
 
         Raises:
             RouterError: any client-visible failure (already logged).
         """
         t0 = time.perf_counter()
-        record.requested_model, record.stream = request.model, False
-        record.api_key_name = self.caller_name(headers)
+        tenant = self._begin(request, record, headers, tenant, stream=False)
         try:
-            routing = await self.route(request, headers)
-            decision = routing.decision
-            self._apply_decision(record, routing, request)
-            tier, result = await self._answer(request, decision, record)
+            await self._admit(tenant)
+            needs_score(request.model, self.policy)  # an unknown model fails before any cache work
+            hit, probe = await self._cached(request, tenant)
+            if hit is not None:
+                tier, result = hit.tier, self._hit_result(hit, record)
+            else:
+                routing = await self.route(request, headers, tenant.tenant)
+                self._apply_decision(record, routing, request)
+                tier, result = await self._answer(request, routing.decision, record)
         except Exception as err:
             failure = await self._failed(record, err, t0)
             if failure is err:
                 raise
             raise failure from err
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
-        body = dict(result.response)
-        body["id"] = f"chatcmpl-{record.id}"
-        body["model"] = self.policy.tiers[tier].model
-        for choice in body.get("choices") or []:
-            choice.pop("provider_specific_fields", None)
-            if not request.params.get("logprobs"):
-                choice["logprobs"] = None
+        body = self._body(request, record, tier, result)
+        await self._keep(probe, record, tier, body)
         await self._store(record, request)
         return RoutedAnswer(body, _headers(record))
 
     async def stream(self, request: ChatRequest, record: RequestRecord,
-                     headers: Mapping[str, str] | None = None) -> RoutedStream:
+                     headers: Mapping[str, str] | None = None, tenant: Tenant | None = None) -> RoutedStream:
         """Answer a streaming request. Errors before the first byte are retried, fall back or
         raise (and are logged); errors after it end the stream with an error event and
         ``[DONE]`` and the request is logged as ``partial``.
 
         Local answers that the cascade checks, and ``n > 1`` answers of the in-process tier,
         are generated whole, then streamed (choice by choice), so the client never sees an
-        answer that is later replaced.
+        answer that is later replaced. Cache hits are replayed.
         """
         t0 = time.perf_counter()
-        record.requested_model, record.stream = request.model, True
-        record.api_key_name = self.caller_name(headers)
+        tenant = self._begin(request, record, headers, tenant, stream=True)
         try:
-            routing = await self.route(request, headers)
+            await self._admit(tenant)
+            needs_score(request.model, self.policy)  # an unknown model fails before any cache work
+            hit, probe = await self._cached(request, tenant)
+            if hit is not None:
+                return self._replay_stream(request, record, hit.tier, self._hit_result(hit, record), t0)
+            routing = await self.route(request, headers, tenant.tenant)
             decision = routing.decision
             self._apply_decision(record, routing, request)
             tier = decision.tier
@@ -396,9 +581,15 @@ class Router:
             )
             if buffered:
                 tier, result = await self._answer(request, decision, record)
+                await self._keep(probe, record, tier, self._body(request, record, tier, result))
                 return self._replay_stream(request, record, tier, result, t0)
             try:
                 call, first, deltas = await self._open_stream(tier, request, record, decision)
+            except _BudgetRefused as refused:
+                self._budget_refusal(refused, record)
+                local = self.policy.routing.local_tier
+                result = await self._call_or_upstream_error(local, request, record, "fallback", decision)
+                return self._replay_stream(request, record, local, result, t0)
             except TierCallError as err:
                 alt = self._fallback_for(tier, decision)
                 if err.client_fault or alt is None:
@@ -415,7 +606,7 @@ class Router:
             raise failure from err
         record.tier = tier
         record.local = tier == self.policy.routing.local_tier
-        return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0))
+        return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0, probe))
 
     async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision):
         """Start a stream at ``tier`` and wait for its first piece, retrying retryable failures
@@ -424,14 +615,19 @@ class Router:
 
         Raises:
             TierCallError: the last attempt failed before its first piece.
+            _BudgetRefused: the tenant's budget refused the cloud call.
         """
+        params = self._params(request, tier, decision)
+        reservation = await self._reserve(tier, request, record, params)
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
             call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
                               "primary" if attempt == 0 else "retry")
             record.calls.append(call)
+            if reservation is not None:
+                reservation.call = call
             started = time.perf_counter()
-            deltas = self.client.stream(tier, request.messages_as_dicts(), self._params(request, tier, decision))
+            deltas = self.client.stream(tier, request.messages_as_dicts(), params)
             try:
                 first = await deltas.__anext__()
             except StopAsyncIteration:
@@ -477,7 +673,7 @@ class Router:
         return RoutedStream(_headers(record), events())
 
     async def _relay_stream(self, request: ChatRequest, record: RequestRecord, call: CallRecord, first,
-                            deltas, t0: float) -> AsyncIterator[bytes]:
+                            deltas, t0: float, probe: CacheProbe | None = None) -> AsyncIterator[bytes]:
         """Relay a live upstream stream under one id. A stream that fails, or ends without a
         finish reason (the upstream closed early), ends with an error event and ``[DONE]``
         and is logged ``partial``; a client that disconnects stops the upstream call and is
@@ -485,6 +681,8 @@ class Router:
         model = call.model
         cid, created = f"chatcmpl-{record.id}", int(time.time())
         pieces = 0
+        text_parts: list[str] = []
+        finish_reason: str | None = None
         finished: set[int] = set()
         usage: dict[str, int] | None = None
         try:
@@ -497,9 +695,12 @@ class Router:
                         continue
                     if d.content:
                         pieces += 1
+                        if d.index == 0:
+                            text_parts.append(d.content)
                         yield sse(chunk(cid, created, model, content=d.content, index=d.index))
                     if d.finish_reason:
                         finished.add(d.index)
+                        finish_reason = d.finish_reason
                         yield sse(chunk(cid, created, model, finish_reason=d.finish_reason, index=d.index))
                 try:
                     pending = [await deltas.__anext__()]
@@ -509,9 +710,16 @@ class Router:
                 raise TierCallError(call.tier, 502, f"tier '{call.tier}' closed the stream before finishing")
             if usage is None:
                 record.reason += "; usage not reported, completion tokens counted from chunks"
+            whole = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
             if request.include_usage:
-                yield sse(chunk(cid, created, model, with_choice=False,
-                                usage=usage or {"prompt_tokens": 0, "completion_tokens": pieces}))
+                yield sse(chunk(cid, created, model, with_choice=False, usage=whole))
+            if probe is not None and finished == {0} and text_parts:  # one whole choice: cacheable
+                self._keep_soon(probe, record, call.tier, {
+                    "id": cid, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},
+                                 "logprobs": None, "finish_reason": finish_reason or "stop"}],
+                    "usage": {**whole, "total_tokens": whole["prompt_tokens"] + whole["completion_tokens"]},
+                })
             yield SSE_DONE
         except TierCallError as err:
             call.status, call.error = "error", str(err)[:500]
@@ -595,9 +803,19 @@ class Router:
             log.exception("pricing request %s failed; logging it unpriced", record.id)
             record.cost_usd = record.counterfactual_usd = None
         self.store.record(record)
+        metrics.observe(record)
 
     async def _store(self, record: RequestRecord, request: ChatRequest | None) -> None:
-        await asyncio.to_thread(self._write, record, request)
+        try:
+            await asyncio.to_thread(self._write, record, request)
+        finally:
+            await self._settle(record)
+
+    async def _settle(self, record: RequestRecord) -> None:
+        """Settle the request's budget reservations to its priced calls' real cost."""
+        for reservation in self._reservations.pop(record.id, []):
+            call = reservation.call
+            await self.budget.settle(reservation, None if call is None else call.cost_usd)
 
     def _store_soon(self, record: RequestRecord, request: ChatRequest | None) -> None:
         """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its

@@ -54,11 +54,17 @@ __all__ = [
     "Rule",
     "ApiKey",
     "Overlay",
-    "BudgetConfig",
     "CacheConfig",
     "ShadowConfig",
     "LogConfig",
     "ServerConfig",
+    "StoreConfig",
+    "CacheConfig",
+    "SemanticCacheConfig",
+    "BudgetLimit",
+    "ThresholdShift",
+    "BudgetsConfig",
+    "RateLimitsConfig",
     "Policy",
     "ReferenceProblem",
     "NEEDS",
@@ -353,20 +359,6 @@ class Rule(_Strict):
 # -- callers ----------------------------------------------------------------------------
 
 
-class BudgetConfig(_Strict):
-    """Spending limits on the cloud tier (USD). Slot for the budget enforcement of the
-    shared-state work: validated here, not enforced by this build (``policy check`` warns)."""
-
-    cloud_usd_per_day: float | None = Field(None, ge=0, description="USD per UTC day on the cloud tier")
-    cloud_usd_per_month: float | None = Field(None, ge=0, description="USD per calendar month on the cloud tier")
-    on_exhausted: Literal["local", "error"] = Field("local", description="'local': degrade; 'error': answer 429")
-
-    @property
-    def limited(self) -> bool:
-        """True when any limit is set."""
-        return self.cloud_usd_per_day is not None or self.cloud_usd_per_month is not None
-
-
 class ApiKey(_Strict):
     """A proxy API key (what clients send as ``Authorization: Bearer <key>``).
 
@@ -414,13 +406,8 @@ class Overlay(_Strict):
     threshold: float | None = Field(None, ge=0, le=1, description="classifier threshold for this key")
     allowed_tiers: list[str] | None = Field(None, description="tiers this key may use; others are forbidden")
     escalation: EscalationOverride | None = None
-    budgets: BudgetConfig | None = None
-
-
-class CacheConfig(_Strict):
-    """Response cache slot (the cache belongs to the shared-state work; not in this build)."""
-
-    enabled: bool = Field(False, description="answer repeated requests from the cache")
+    budgets: "BudgetLimit | None" = Field(
+        None, description="this key's cloud budget (enforced when budgets.enabled; overrides budgets.default)")
 
 
 class ShadowConfig(_Strict):
@@ -438,10 +425,113 @@ class ServerConfig(_Strict):
 
 
 class LogConfig(_Strict):
-    """Where every request and model call is recorded (the policy's store section)."""
+    """Where every request and model call is recorded (``path`` is used by the sqlite store)."""
 
-    store: Literal["sqlite"] = Field("sqlite", description="request-log store")
+    store: Literal["sqlite", "redis"] | None = Field(
+        None, description="older spelling of the top-level 'store' choice; must agree with it when both are set"
+    )
     path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
+
+
+class StoreConfig(_Strict):
+    """Where shared state lives: the request log, caches, budgets and rate limits.
+
+    ``sqlite`` (embedded default): the log in ``log.path``, the rest in process memory (one
+    process). ``redis``: everything on the Redis at ``url``, shared by every replica. The
+    YAML may say just ``store: sqlite`` or ``store: redis``.
+    """
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis://, rediss://, unix://)")
+    prefix: str = Field("slm-router", min_length=1, description="prefix of every Redis key")
+    spool_dir: str = Field(
+        "slm-router-spool", description="log records wait here on local disk while Redis is unreachable"
+    )
+    timeout_ms: float = Field(
+        1000, gt=0, description="Redis connect and command timeout (ms); a timeout counts as an outage"
+    )
+    retry_interval_s: float = Field(
+        1.0, gt=0, description="after a Redis failure, seconds before it is tried again (meanwhile: degraded)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"backend": value} if isinstance(value, str) else value
+
+
+class SemanticCacheConfig(_Strict):
+    """Answers reused for a last user turn whose MiniLM embedding is close to a cached one."""
+
+    enabled: bool = False
+    min_similarity: float = Field(
+        0.95, gt=0, le=1, description="cosine similarity of the last user turns' embeddings to count as a hit"
+    )
+    max_entries: int = Field(256, ge=1, description="entries kept per scope (tenant, model, parameters, earlier turns)")
+
+
+class CacheConfig(_Strict):
+    """Response cache, scoped per tenant (API key). Off by default.
+
+    A request with ``Cache-Control: no-cache`` is answered fresh (and its answer stored);
+    ``no-store`` neither reads nor writes. A request whose ``temperature`` is above 0 (or
+    absent: OpenAI's default is 1) is never cached unless ``allow_nonzero_temperature``.
+    """
+
+    enabled: bool = False
+    ttl_s: float = Field(86400, gt=0, description="seconds an answer stays cached")
+    allow_nonzero_temperature: bool = False
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
+
+
+class BudgetLimit(_Strict):
+    """Cloud-tier spend limits of one tenant in USD; None = no limit for that window."""
+
+    daily_usd: float | None = Field(None, ge=0, description="USD per UTC day")
+    monthly_usd: float | None = Field(None, ge=0, description="USD per UTC calendar month")
+
+
+class ThresholdShift(_Strict):
+    """Raise the routing threshold as a tenant's budget burns: unchanged up to
+    ``start_fraction`` of the tightest limit spent, then linearly up to ``max_threshold`` at 100%."""
+
+    start_fraction: float = Field(0.5, ge=0, lt=1)
+    max_threshold: float = Field(0.9, ge=0, le=1)
+
+
+class BudgetsConfig(_Strict):
+    """Per-tenant budgets for the cloud tier, reserved atomically before each cloud call. Off by default.
+
+    A cloud call reserves its worst-case cost (prompt tokens + the completion-token cap) and
+    settles to the real cost when the request is logged. A call with no completion-token cap
+    is capped at ``reserve_completion_tokens`` so the reservation bounds it.
+    """
+
+    enabled: bool = False
+    default: BudgetLimit = Field(default_factory=BudgetLimit, description="limits of every tenant")
+    tenants: dict[str, BudgetLimit] = Field(default_factory=dict, description="tenant id -> its own limits")
+    on_exhausted: Literal["local", "reject"] = Field(
+        "local", description="'local': answer from the local tier (x-router-degraded); 'reject': 429"
+    )
+    on_store_down: Literal["open", "closed"] = Field(
+        "open",
+        description="Redis unreachable: 'open' lets cloud calls through (charged once Redis is back, so a limit "
+        "can be overrun by what the outage spent); 'closed' treats budgets as spent (never overrun)",
+    )
+    reserve_completion_tokens: int = Field(1024, ge=1)
+    threshold_shift: ThresholdShift | None = Field(default_factory=ThresholdShift)
+
+
+class RateLimitsConfig(_Strict):
+    """Per-tenant request-rate limits (GCRA: ``requests_per_minute`` steady, bursts of ``burst``). Off by default."""
+
+    enabled: bool = False
+    requests_per_minute: float = Field(600, gt=0)
+    burst: int | None = Field(None, ge=1, description="requests allowed at once; None = requests_per_minute")
+    tenants: dict[str, float] = Field(default_factory=dict, description="tenant id -> its requests per minute")
+    on_store_down: Literal["open", "closed"] = Field(
+        "open", description="Redis unreachable: 'open' admits requests, 'closed' answers 503"
+    )
 
 
 # -- the policy -------------------------------------------------------------------------
@@ -486,11 +576,22 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list, description="evaluated in order before the classifier")
     api_keys: list[ApiKey] = Field(default_factory=list, description="proxy keys clients send as Bearer tokens")
     overlays: dict[str, Overlay] = Field(default_factory=dict, description="named per-key changes")
-    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+
+    @model_validator(mode="after")
+    def _store_choice_agrees(self) -> "Policy":
+        if self.log.store is not None:
+            if "store" not in self.model_fields_set:
+                self.store = self.store.model_copy(update={"backend": self.log.store})
+            elif self.store.backend != self.log.store:
+                raise ValueError(f"log.store is {self.log.store!r} but store.backend is {self.store.backend!r}; keep one")
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> "Policy":

@@ -324,19 +324,11 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
                     f"the artifact card at {folder} has no score_quantiles to derive a threshold from",
                     "set routing.classifier.threshold instead")
 
-    # Slots other work fills in; say so rather than let a setting look active.
-    def unenforced(loc: tuple, what: str) -> None:
-        out.add(loc, f"{what} are validated but not enforced by this build yet", severity="warning")
-
-    if policy.budgets.limited:
-        unenforced(("budgets",), "budgets")
+    # Settings that do nothing in this configuration; say so rather than let them look active.
     for oname, overlay in policy.overlays.items():
-        if overlay.budgets is not None and overlay.budgets.limited:
-            unenforced(("overlays", oname, "budgets"), "budgets")
-    if policy.cache.enabled:
-        unenforced(("cache", "enabled"), "cache settings")
-    if policy.shadow.rate > 0:
-        unenforced(("shadow", "rate"), "shadow sampling settings")
+        if overlay.budgets is not None and not policy.budgets.enabled:
+            out.add(("overlays", oname, "budgets"), "per-key budgets apply only with budgets.enabled: true",
+                    severity="warning")
 
 
 def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | None:
@@ -346,6 +338,8 @@ def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | 
     pruned = copy.deepcopy(data)
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
+        if not loc:  # a whole-policy error (a model validator): nothing to prune
+            return None
         parent: Any = pruned
         for elem in loc[:-1]:
             try:

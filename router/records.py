@@ -61,6 +61,8 @@ class RequestRecord:
         policy_hash: :func:`router.policy_view.policy_hash` of the policy that routed it.
         rules: names of the routing rules that matched, comma-separated; None when none did.
         api_key_name: the caller's ``api_keys`` entry name; None for an unknown caller.
+        tenant: who asked (:func:`router.tenant.tenant_id`: a key hash or ``anonymous``).
+        cache: ``exact`` or ``semantic`` when answered from the response cache, else None.
         calls: the model calls made for it.
     """
 
@@ -86,4 +88,6 @@ class RequestRecord:
     policy_hash: str | None = None
     rules: str | None = None
     api_key_name: str | None = None
+    tenant: str | None = None
+    cache: str | None = None
     calls: list[CallRecord] = field(default_factory=list)

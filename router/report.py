@@ -23,6 +23,7 @@ class Summary:
         savings_usd: all_cloud_usd - actual_usd; savings_pct: savings / all_cloud (%),
             None when all_cloud is 0.
         unpriced_calls: calls whose price is unknown (their cost is excluded and flagged).
+        cache_hits: ok requests answered from the response cache (no model call).
     """
 
     requests: int
@@ -40,6 +41,7 @@ class Summary:
     savings_usd: float
     savings_pct: float | None
     unpriced_calls: int
+    cache_hits: int = 0
 
 
 def summarize(records: Iterable[RequestRecord]) -> Summary:
@@ -67,4 +69,5 @@ def summarize(records: Iterable[RequestRecord]) -> Summary:
         savings_usd=savings,
         savings_pct=(100.0 * savings / all_cloud) if all_cloud > 0 else None,
         unpriced_calls=sum(c.cost_usd is None for c in calls),
+        cache_hits=sum(bool(r.cache) for r in ok),
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .decision import AUTO
@@ -28,8 +28,12 @@ from .policy import Policy
 from .policy_view import redacted_policy
 from .request import ChatRequest, parse_chat_request
 from .store import RequestStore, open_store
+from .tenant import tenant_from_headers
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
+
+POLICY_ENV = "SLM_ROUTER_POLICY"
+WARM_UP_ENV = "SLM_ROUTER_WARM_UP"
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +92,16 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     Args:
         policy: the policy at start-up.
-        store: request log; the policy's ``log`` store when None.
+        store: request log; the one the policy's ``store`` names when None (then closed,
+            and its spool flushed, at shutdown).
         router: a prebuilt :class:`Router` (tests); built from policy and store when None.
         warm_up: load the classifier, embedder and local model at start-up (and before a
             reloaded policy takes over), so no request pays loading time.
         policy_path: the file ``policy`` came from; enables reload on SIGHUP.
         watch: also reload when ``policy_path`` changes on disk.
     """
-    store = store or open_store(policy.log)
+    own_store = store is None and router is None
+    store = router.store if router is not None else (store or open_store(policy))
     router = router or Router(policy, store)
 
     def swapped(new: Router) -> None:
@@ -124,6 +130,9 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     watcher.cancel()
             await live.drain()
+            await live.router.close()
+            if own_store:
+                await asyncio.to_thread(store.close)
 
     app = FastAPI(title="slm-router", version="0.1.0", lifespan=lifespan)
     app.state.live = live
@@ -134,8 +143,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
-        return JSONResponse(err.to_openai(), status_code=err.status_code,
-                            headers={"x-request-id": rid} if rid else None)
+        headers = dict(getattr(err, "headers", None) or {})
+        if rid:
+            headers["x-request-id"] = rid
+        return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -158,6 +169,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
+        tenant = tenant_from_headers(request.headers.get("authorization"), request.headers.get("cache-control"))
+        record.tenant = tenant.tenant
         try:
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
@@ -170,10 +183,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record, request.headers)
+            routed = await router.stream(chat, record, request.headers, tenant)
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers)
+        answer = await router.complete(chat, record, request.headers, tenant)
         return JSONResponse(answer.body, headers=answer.headers)
 
     @app.post("/v1/route")
@@ -223,12 +236,38 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        active = live.router.policy
+        current = live.router
+        shared = current.health()
         return {
-            "status": "ok",
-            "tiers": {name: {"model": t.model, "available": t.available} for name, t in active.tiers.items()},
-            "policy_hash": live.router.policy_hash,
+            "status": "ok" if shared["ok"] else "degraded",
+            "tiers": {name: {"model": t.model, "available": t.available} for name, t in current.policy.tiers.items()},
+            "store": shared["store"],
+            "state": shared["state"],
+            "policy_hash": current.policy_hash,
+            "last_reload_error": live.last_error,
             "uptime_s": round(time.time() - app.state.started, 1),
         }
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        from . import metrics
+
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and ``slm-router serve --workers N``: each
+    worker loads the policy file named by ``$SLM_ROUTER_POLICY`` (the embedded default when
+    unset) and warms up unless ``$SLM_ROUTER_WARM_UP`` is ``0``.
+
+    Raises:
+        PolicyError: the policy file is invalid.
+    """
+    import os
+
+    from .policy import load_policy
+
+    path = os.environ.get(POLICY_ENV) or None
+    return create_app(load_policy(path), warm_up=os.environ.get(WARM_UP_ENV) != "0", policy_path=path)

@@ -19,3 +19,30 @@ def data_dir() -> Path:
     if not (DATA / "routellm").is_dir():
         pytest.skip(f"shared data folder not found at {DATA} (set SLM_ROUTER_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """URL of a real Redis: 127.0.0.1:6379 when it answers, else a redis-server started
+    for this session; skips only when no redis-server binary exists."""
+    from .redis_server import REDIS_SERVER, RedisServer, answers
+
+    shared = "redis://127.0.0.1:6379/0"
+    if answers(shared):
+        yield shared
+        return
+    if REDIS_SERVER is None:
+        pytest.skip("no Redis answers on 127.0.0.1:6379 and no redis-server binary is installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A fresh key prefix on the test Redis, deleted afterwards."""
+    from .redis_server import delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(redis_url, prefix)

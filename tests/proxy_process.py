@@ -17,15 +17,21 @@ from .fake_openai import free_port
 class ProxyProcess:
     """``slm-router serve`` on a free port with the given policy mapping.
 
-    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log).
+    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``log_path`` (its SQLite log, used
+    unless the policy's ``store`` is redis; then its spool folder is ``workdir/spool``).
+    ``args`` are extra ``serve`` options (e.g. ``["--workers", "2"]``).
     """
 
-    def __init__(self, policy: dict, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
-        self.extra_args = list(extra_args)
+    def __init__(self, policy: dict, workdir: Path, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.log_path = workdir / "requests.sqlite3"
+        self.args = list(args or [])
+        policy = {**policy, "log": {"path": str(self.log_path)}}
+        store = policy.get("store")
+        if isinstance(store, dict) and store.get("backend") == "redis" and "spool_dir" not in store:
+            policy["store"] = {**store, "spool_dir": str(workdir / "spool")}
         self.policy_path = workdir / "policy.yaml"
         self.write_policy(policy)
         self.stderr_path = workdir / "serve.log"
@@ -33,15 +39,27 @@ class ProxyProcess:
         self.sent = 0  # requests a test sent to it
 
     def start(self, timeout_s: float = 180) -> "ProxyProcess":
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> "ProxyProcess":
+        """Start the process without waiting (start several, then :meth:`wait_ready` each)."""
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
         self._stderr = self.stderr_path.open("wb")
         script = Path(sys.executable).parent / "slm-router"  # the installed console script
         command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
         self._proc = subprocess.Popen(
             command + ["serve", "--policy", str(self.policy_path), "--port", str(self.port), "--log-level", "warning",
-                       *self.extra_args],
+                       *self.args],
             cwd=self.workdir, env=env, stdout=self._stderr, stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_ready(self, timeout_s: float = 180) -> "ProxyProcess":
+        """Wait until ``/healthz`` answers 200.
+
+        Raises:
+            RuntimeError: the process exited or did not answer in time (its log attached).
+        """
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if self._proc.poll() is not None:
@@ -59,7 +77,7 @@ class ProxyProcess:
         """Replace the policy file (a mapping, logged to ``log_path``, or raw YAML text) the way
         editors do: write a new file, then rename it over the old one."""
         if isinstance(policy, dict):
-            policy = yaml.safe_dump({**policy, "log": {"store": "sqlite", "path": str(self.log_path)}})
+            policy = yaml.safe_dump({**policy, "log": {"path": str(self.log_path)}})
         tmp = self.policy_path.with_suffix(".yaml.tmp")
         tmp.write_text(policy)
         tmp.replace(self.policy_path)

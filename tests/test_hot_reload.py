@@ -161,7 +161,7 @@ def test_reload_under_concurrent_requests(upstreams, tmp_path):
 def test_request_in_flight_keeps_its_policy_and_sighup_reloads(tmp_path):
     slow = FakeOpenAI(answer=ANSWER_A, delay_s=4.0).start()
     fast = FakeOpenAI(answer=ANSWER_B).start()
-    proxy = ProxyProcess(_policy(slow.url, fast.url, "local"), tmp_path, extra_args=("--no-watch",)).start()
+    proxy = ProxyProcess(_policy(slow.url, fast.url, "local"), tmp_path, args=["--no-watch"]).start()
     try:
         hash_a = _policy_info(proxy)["hash"]
         with ThreadPoolExecutor(1) as pool:

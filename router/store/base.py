@@ -24,3 +24,8 @@ class RequestStore(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+    def health(self) -> dict:
+        """``{"backend", "ok", ...}`` for ``/healthz``; ``ok`` False while records cannot
+        reach the store (they are kept elsewhere until it returns)."""
+        ...

@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS requests (
     degraded INTEGER NOT NULL, stream INTEGER NOT NULL, status TEXT NOT NULL,
     http_status INTEGER NOT NULL, error TEXT, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, cost_usd REAL,
-    counterfactual_usd REAL, policy_hash TEXT, rules TEXT, api_key_name TEXT
+    counterfactual_usd REAL, policy_hash TEXT, rules TEXT, api_key_name TEXT, tenant TEXT, cache TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);
 CREATE TABLE IF NOT EXISTS calls (
@@ -33,8 +33,6 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_request ON calls(request_id);
 """
 
-# Columns added after the first release: added to an older log file when it is opened.
-_ADDED_REQUEST_COLUMNS = {"policy_hash": "TEXT", "rules": "TEXT", "api_key_name": "TEXT"}
 
 
 class SQLiteStore:
@@ -55,11 +53,17 @@ class SQLiteStore:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-        with self._db:
-            for name, sql_type in _ADDED_REQUEST_COLUMNS.items():
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
+        """Logs written by an older version lack newer (nullable) columns: add them."""
+        for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS)):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._db.commit()
+
+    def health(self) -> dict:
+        """``{"backend": "sqlite", "ok": True}`` (a local file has no outage to report)."""
+        return {"backend": "sqlite", "ok": True}
 
     def record(self, request: RequestRecord) -> None:
         """Insert the request row and its call rows in one transaction."""

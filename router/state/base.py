@@ -1,0 +1,88 @@
+"""The shared-state interface: the few atomic operations that caches, budgets and rate
+limits need. Two implementations: :mod:`.memory` (one process) and :mod:`.redis` (shared by
+replicas). Callers never know which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["SharedState", "StateUnavailable", "RateVerdict", "NO_LIMIT"]
+
+NO_LIMIT = -1
+"""A limit that never binds (budget counters)."""
+
+
+class StateUnavailable(Exception):
+    """The shared state cannot be reached now (Redis down or timed out). Callers degrade:
+    the cache pauses, budgets and rate limits follow their ``on_store_down`` choice."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateVerdict:
+    """Outcome of one rate-limit check: ``allowed``, and ``retry_after_s`` (seconds) when not."""
+
+    allowed: bool
+    retry_after_s: float = 0.0
+
+
+class SharedState(Protocol):
+    """Atomic operations on shared state. Every method raises :class:`StateUnavailable` when
+    the backing store cannot be reached; none raises anything else for I/O trouble.
+
+    Keys are plain strings chosen by the callers (``cache:...``, ``budget:...``); the
+    implementation may prefix them.
+    """
+
+    backend: str
+    """``memory`` or ``redis``."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The value at ``key``, or None when absent or expired."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Store ``value`` at ``key`` for ``ttl_s`` seconds."""
+        ...
+
+    async def vectors(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every (entry id, vector bytes) stored in ``scope`` by :meth:`add_vector`."""
+        ...
+
+    async def add_vector(self, scope: str, entry: str, vector: bytes, ttl_s: float, max_entries: int) -> None:
+        """Add an entry to ``scope``; entries sort by id and the oldest beyond
+        ``max_entries`` are dropped; the scope expires ``ttl_s`` after its last write."""
+        ...
+
+    async def reserve(self, keys: Sequence[str], limits: Sequence[int], amount: int,
+                      ttls_s: Sequence[float]) -> tuple[bool, list[int]]:
+        """Atomically add ``amount`` to every counter in ``keys`` if none would then exceed
+        its limit (``NO_LIMIT`` never binds); nothing is added otherwise.
+
+        Returns:
+            (reserved, the counters' values before the call). Counters are integers (the
+            budget module counts nano-USD); each expires ``ttls_s[i]`` after creation.
+        """
+        ...
+
+    async def adjust(self, keys: Sequence[str], delta: int, ttls_s: Sequence[float]) -> None:
+        """Add ``delta`` (may be negative) to every counter in ``keys``."""
+        ...
+
+    async def counters(self, keys: Sequence[str]) -> list[int]:
+        """Current values of counters (0 when absent)."""
+        ...
+
+    async def rate(self, key: str, interval_s: float, burst: int) -> RateVerdict:
+        """One GCRA admission check (see :func:`router.ratelimit.gcra`) on ``key``."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """``{"backend", "ok", "error"?}``: whether the last operations reached the store."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
