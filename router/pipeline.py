@@ -16,17 +16,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import answer_signals, should_escalate
-from .cost import call_cost, count_prompt_tokens
+from .checks import answer_signals, escalation_applies, should_escalate
+from .cost import price_request
 from .decision import Decision, decide, needs_score
 from .errors import InvalidRequestError, RouterError, TierUnavailableError, UpstreamError
-from .features import extract_features
+from .features import Features, extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
 from .policy import Policy
 from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
 from .request import ChatRequest
 from .scoring.base import Scorer
+from .shadow import ShadowSampler
 from .store.base import RequestStore
 
 __all__ = ["Router", "RoutedAnswer", "RoutedStream", "new_request_id"]
@@ -87,6 +88,9 @@ class Router:
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self._pending: set[asyncio.Task] = set()
+        self.shadow = ShadowSampler(policy, self.client, store, getattr(scorer, "embedder", None))
+        # local answers of escalated requests, until the request is logged (escalation samples)
+        self._escalated_local_text: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -97,30 +101,37 @@ class Router:
         self.client.warm_up()
 
     async def drain(self) -> None:
-        """Wait for log writes still in flight (call before shutdown)."""
+        """Wait for log writes and shadow samples still in flight (call before shutdown)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.shadow.drain()
 
     # -- stages --------------------------------------------------------------------------
-    async def decide(self, request: ChatRequest) -> Decision:
-        """Score (off the event loop) and choose the first tier.
+    async def decide(self, request: ChatRequest, record: RequestRecord | None = None) -> Decision:
+        """Score (off the event loop) and choose the first tier; with ``record``, also note
+        the decision inputs on it (what ``replay`` needs to re-decide from the log).
 
         Raises:
             ModelNotFoundError, TierUnavailableError: see :func:`router.decision.decide`.
         """
+        cfg = self.policy.routing.classifier
+        features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
+        if record is not None:
+            self._note_inputs(record, request, features)
         score = None
         if needs_score(request.model, self.policy):
-            cfg = self.policy.routing.classifier
-            features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
             score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
         return decide(request.model, score, self.policy)
 
+    def _note_inputs(self, record: RequestRecord, request: ChatRequest, features: Features) -> None:
+        record.needs = ",".join(sorted(features.needs))
+        record.prompt_chars = features.prompt_chars
+        record.cloud_available = self.policy.cloud.available
+        cap = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
+        record.max_tokens = int(cap) if isinstance(cap, (int, float)) else None
+
     def _escalation_applies(self, request: ChatRequest, tier: str) -> bool:
-        return (
-            tier == self.policy.routing.local_tier
-            and request.model == "auto"
-            and self.policy.escalation.enabled
-        )
+        return escalation_applies(request.model, tier, self.policy)
 
     def _fallback_for(self, tier: str) -> str | None:
         routing = self.policy.routing
@@ -146,6 +157,7 @@ class Router:
             call.status, call.error = "error", str(err)[:500]
             raise
         call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
+        call.cached_prompt_tokens = result.cached_prompt_tokens
         call.latency_ms = result.latency_ms
         return result
 
@@ -172,6 +184,7 @@ class Router:
         if self._escalation_applies(request, tier):
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason)
             record.calls[-1].mean_logprob = signals.mean_logprob
+            record.calls[-1].empty_answer = signals.empty
             verdict = should_escalate(signals, self.policy.escalation)
             record.reason += f"; {verdict.reason}"
             if verdict.escalate:
@@ -187,6 +200,7 @@ class Router:
                     record.reason += f"; escalation failed ({err.status}), kept local answer"
                     return tier, result
                 record.escalated = True
+                self._escalated_local_text[record.id] = result.text
                 return cloud, escalated
         return tier, result
 
@@ -210,7 +224,7 @@ class Router:
         t0 = time.perf_counter()
         record.requested_model, record.stream = request.model, False
         try:
-            decision = await self.decide(request)
+            decision = await self.decide(request, record)
             self._apply_decision(record, decision)
             tier, result = await self._answer(request, decision, record)
         except Exception as err:
@@ -226,7 +240,7 @@ class Router:
             choice.pop("provider_specific_fields", None)
             if not request.params.get("logprobs"):
                 choice["logprobs"] = None
-        await self._store(record, request)
+        await self._store(record, request, result.text)
         return RoutedAnswer(body, _headers(record))
 
     async def stream(self, request: ChatRequest, record: RequestRecord) -> RoutedStream:
@@ -239,7 +253,7 @@ class Router:
         t0 = time.perf_counter()
         record.requested_model, record.stream = request.model, True
         try:
-            decision = await self.decide(request)
+            decision = await self.decide(request, record)
             self._apply_decision(record, decision)
             if self._escalation_applies(request, decision.tier):
                 tier, result = await self._answer(request, decision, record)
@@ -291,7 +305,7 @@ class Router:
                 record.status, record.error = "cancelled", "client disconnected"
                 raise
             finally:
-                self._store_soon(record, request)
+                self._store_soon(record, request, result.text)
 
         return RoutedStream(_headers(record), events())
 
@@ -322,7 +336,8 @@ class Router:
                 usage = {"prompt_tokens": 0, "completion_tokens": 0}
                 record.reason += "; usage not reported"
             if include_usage:
-                yield sse(chunk(cid, created, model, with_choice=False, usage=usage))
+                yield sse(chunk(cid, created, model, with_choice=False, usage={
+                    "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]}))
             yield SSE_DONE
         except TierCallError as err:
             call.status, call.error = "error", str(err)[:500]
@@ -335,9 +350,10 @@ class Router:
         finally:
             usage = usage or {"prompt_tokens": 0, "completion_tokens": len(text_parts)}
             call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
             call.latency_ms = (time.perf_counter() - t0) * 1000
             self._finish(record, call.tier, call.prompt_tokens, call.completion_tokens, t0)
-            self._store_soon(record, request)
+            self._store_soon(record, request, "".join(text_parts))
             # Close the upstream stream (stops local generation) outside a cancelled scope.
             try:
                 asyncio.get_running_loop().create_task(deltas.aclose())
@@ -374,45 +390,33 @@ class Router:
             record.latency_ms = (time.perf_counter() - t0) * 1000
         await self._store(record, None)
 
-    def _price(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _price(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         """Fill call costs, request cost and counterfactual (blocking: tokenizer, price map)."""
-        for c in record.calls:
-            c.cost_usd = call_cost(self.policy.tiers[c.tier], c.prompt_tokens, c.completion_tokens) if c.tier in self.policy.tiers else None
-        costs = [c.cost_usd for c in record.calls]
-        record.cost_usd = None if any(x is None for x in costs) else sum(costs)
-        if record.status not in ("ok", "partial") or request is None:
-            record.counterfactual_usd = 0.0
-            return
-        cloud_name = self.policy.routing.cloud_tier
-        cloud_calls = [c for c in record.calls if c.tier == cloud_name and c.status == "ok"]
-        if record.tier == cloud_name and cloud_calls:
-            record.counterfactual_usd = cloud_calls[-1].cost_usd
-            return
-        try:
-            prompt_tokens = count_prompt_tokens(self.policy.cloud, request.messages_as_dicts())
-        except Exception:  # tokenizer unavailable: fall back to the local count
-            prompt_tokens = record.prompt_tokens
-        record.counterfactual_usd = call_cost(self.policy.cloud, prompt_tokens, record.completion_tokens)
+        price_request(record, self.policy, request.messages_as_dicts() if request is not None else None, answer_text)
 
-    def _write(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _write(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         try:
-            self._price(record, request)
+            self._price(record, request, answer_text)
         except Exception:
             log.exception("pricing request %s failed; logging it unpriced", record.id)
             record.cost_usd = record.counterfactual_usd = None
         self.store.record(record)
 
-    async def _store(self, record: RequestRecord, request: ChatRequest | None) -> None:
-        await asyncio.to_thread(self._write, record, request)
+    async def _store(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
+        local_text = self._escalated_local_text.pop(record.id, None)
+        await asyncio.to_thread(self._write, record, request, answer_text)
+        if request is not None and answer_text is not None:
+            self.shadow.consider(record, request, answer_text, local_text)
 
-    def _store_soon(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _store_soon(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its
         own, or synchronously when no event loop runs (generator closed by the GC)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write(record, request)
+            self._escalated_local_text.pop(record.id, None)
+            self._write(record, request, answer_text)
             return
-        task = loop.create_task(self._store(record, request))
+        task = loop.create_task(self._store(record, request, answer_text))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

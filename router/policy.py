@@ -30,6 +30,7 @@ __all__ = [
     "RoutingConfig",
     "EscalationConfig",
     "LogConfig",
+    "ShadowConfig",
     "Policy",
     "load_policy",
     "interpolate_env",
@@ -64,10 +65,23 @@ class _Strict(BaseModel):
 
 
 class Price(_Strict):
-    """Price of a tier in USD per million tokens; overrides litellm's price map when set."""
+    """Price of a tier; overrides litellm's price map when set.
+
+    Per token: USD per million prompt, cached-prompt and completion tokens. Per hour (a
+    local tier on hardware you pay for by the hour): ``usd_per_hour`` is spread over the
+    tier's calls by the time each call held the hardware, divided by ``utilization``, the
+    share of paid hours the tier is busy (so idle hours are charged to the calls too):
+    ``cost = usd_per_hour * latency_ms / 3.6e6 / utilization``. Both parts may be set; a
+    call's cost is their sum.
+    """
 
     input_usd_per_mtok: float = Field(0.0, ge=0, description="USD per 1e6 prompt tokens")
     output_usd_per_mtok: float = Field(0.0, ge=0, description="USD per 1e6 completion tokens")
+    cached_input_usd_per_mtok: float | None = Field(
+        None, ge=0, description="USD per 1e6 prompt tokens served from the provider's cache; None = input rate"
+    )
+    usd_per_hour: float | None = Field(None, ge=0, description="hardware price, USD per hour")
+    utilization: float = Field(1.0, gt=0, le=1, description="busy share of the paid hours (0-1]")
 
 
 class LocalRuntime(_Strict):
@@ -163,6 +177,24 @@ class LogConfig(_Strict):
     path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
 
 
+class ShadowConfig(_Strict):
+    """Shadow sampling: measure the quality of local answers against the cloud tier.
+
+    ``rate`` of the locally served requests are also sent to the cloud tier in the
+    background (after the client has its answer) and both answers are stored with their
+    agreement (MiniLM cosine similarity; an optional LLM judge). Escalated requests already
+    have both answers, so they are scored too (no extra call) while ``rate > 0``.
+    ``agree_at`` default 0.75: see ``bench/shadow_agreement.py`` (AlpacaEval, judged pairs).
+    """
+
+    rate: float = Field(0.0, ge=0, le=1, description="share of locally served requests shadowed (0-1)")
+    agree_at: float = Field(0.75, ge=-1, le=1, description="similarity at or above which answers agree")
+    judge_tier: str | None = Field(
+        None, description="tier asked whether the local answer is as good as the cloud's; None = no judge"
+    )
+    max_in_flight: int = Field(4, ge=1, description="samples running at once; more are skipped, not queued")
+
+
 def _default_tiers() -> dict[str, TierConfig]:
     return {
         "local": TierConfig(
@@ -186,6 +218,14 @@ class Policy(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+
+    @model_validator(mode="after")
+    def _judge_tier_exists(self) -> "Policy":
+        judge = self.shadow.judge_tier
+        if judge is not None and judge not in self.tiers:
+            raise ValueError(f"shadow.judge_tier names tier {judge!r}, which is not defined under tiers")
+        return self
 
     @model_validator(mode="after")
     def _tiers_exist(self) -> "Policy":

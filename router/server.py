@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .api_keys import api_key_id
 from .decision import AUTO
 from .errors import InvalidRequestError, RouterError
 from .pipeline import Router, new_request_id
@@ -91,6 +92,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
+        record.api_key_id = api_key_id(request.headers.get("authorization") or request.headers.get("api-key"))
         body = await request.body()
         try:
             chat = parse_chat_request(body)

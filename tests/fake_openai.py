@@ -2,12 +2,14 @@
 
 It answers ``POST /v1/chat/completions`` with a fixed text, streaming or not, reports
 usage (prompt tokens = whitespace words of all turns, completion tokens = words of the
-answer), and records every request body it received. litellm reaches it exactly as it
+answer, ``prompt_tokens_details.cached_tokens`` = ``cached_tokens`` capped at the prompt
+tokens), optionally after ``delay_s`` seconds, and records every request body it received. litellm reaches it exactly as it
 reaches OpenAI (``openai/<model>`` with ``api_base``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -32,9 +34,12 @@ def free_port() -> int:
 class FakeOpenAI:
     """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies."""
 
-    def __init__(self, answer: str = ANSWER, fail_with: int | None = None) -> None:
+    def __init__(self, answer: str = ANSWER, fail_with: int | None = None, delay_s: float = 0.0,
+                 cached_tokens: int = 0) -> None:
         self.answer = answer
         self.fail_with = fail_with
+        self.delay_s = delay_s
+        self.cached_tokens = cached_tokens
         self.received: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -58,6 +63,8 @@ class FakeOpenAI:
     async def _chat(self, request: Request):
         body = await request.json()
         self.received.append(body)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.fail_with:
             return JSONResponse({"error": {"message": "forced failure", "type": "server_error", "code": None}},
                                 status_code=self.fail_with)
@@ -65,6 +72,8 @@ class FakeOpenAI:
         completion_tokens = len(self.answer.split())
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached_tokens, prompt_tokens)}
         created = int(time.time())
         if not body.get("stream"):
             return JSONResponse({
