@@ -71,6 +71,8 @@ def evaluate(name: str, local: list[str], cloud: list[str], good: np.ndarray, em
           f"p10 {np.quantile(sim, 0.1):.3f}, p90 {np.quantile(sim, 0.9):.3f}")
     print(f"similarity, judged good: {sim[good == 1].mean():.3f}; judged worse: {sim[good == 0].mean():.3f}")
     print(f"AUROC of similarity for 'as good': {auroc(sim, good):.3f}")
+    # the threshold at which the agreeing share equals the judged as-good share
+    print(f"agree_at that makes the agreeing share equal the judged share: {np.quantile(sim, 1 - good.mean()):.3f}")
     print("agree_at  agreeing  precision  recall")
     for t in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
         agree = sim >= t

@@ -49,6 +49,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 PRICE_SOURCES = ("policy", "hourly", "litellm")
 
 _MS_PER_HOUR = 3_600_000.0
+_warned: set[str] = set()  # models already warned about, so a log is not flooded
 
 
 def policy_price(price: Price, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0,
@@ -81,13 +82,16 @@ def price_call(tier: TierConfig, prompt_tokens: int, completion_tokens: int, cac
         return policy_price(tier.price, prompt_tokens, completion_tokens, cached_prompt_tokens, latency_ms), source
     import litellm
 
+    litellm.suppress_debug_info = True  # else litellm prints a banner to stdout for unmapped models
     try:
         prompt_usd, completion_usd = litellm.cost_per_token(
             model=tier.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             cache_read_input_tokens=min(max(cached_prompt_tokens, 0), prompt_tokens),
         )
     except Exception as err:  # litellm raises a plain Exception for unmapped models
-        log.warning("no price for model %s: %s", tier.model, err)
+        if tier.model not in _warned:
+            _warned.add(tier.model)
+            log.warning("no price for model %s (calls are logged unpriced): %s", tier.model, str(err).splitlines()[0])
         return None, None
     return float(prompt_usd) + float(completion_usd), "litellm"
 
