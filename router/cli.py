@@ -72,6 +72,13 @@ def serve(
     uvicorn.run(create_app(active), host=host, port=port, log_level=log_level)
 
 
+def _window(since: Optional[str], until: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if lo is not None and hi is not None and hi <= lo:
+        _fail("--until must be later than --since")
+    return lo, hi
+
+
 def _open_log(active: Policy, log: Optional[Path]):
     from .store.sqlite import SQLiteStore
 
@@ -114,9 +121,7 @@ def report(
         _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if by is not None and by not in GROUPINGS:
         _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
-    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
-    if lo is not None and hi is not None and hi <= lo:
-        _fail("--until must be later than --since")
+    lo, hi = _window(since, until)
     active = _policy(policy)
     path, store = _open_log(active, log)
     try:
@@ -167,7 +172,7 @@ def replay(
 
     if fmt is not None and fmt not in ("md", "json"):
         _fail(f"--format must be md or json, got {fmt!r}")
-    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    lo, hi = _window(since, until)
     active = _policy(policy)
     path, store = _open_log(active, log)
     try:

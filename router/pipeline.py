@@ -181,10 +181,11 @@ class Router:
             result = await self._call_or_upstream_error(tier, request, record, "fallback")
             return tier, result
 
-        if self._escalation_applies(request, tier):
+        if tier == self.policy.routing.local_tier:  # logged even when unchecked: replay re-checks it
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason)
             record.calls[-1].mean_logprob = signals.mean_logprob
             record.calls[-1].empty_answer = signals.empty
+        if self._escalation_applies(request, tier):
             verdict = should_escalate(signals, self.policy.escalation)
             record.reason += f"; {verdict.reason}"
             if verdict.escalate:

@@ -68,7 +68,9 @@ def fmt_time(ts: float | None) -> str:
 
 def fmt_usd(x: float | None) -> str:
     """USD with six decimals (single requests cost fractions of a cent); ``unknown`` for None."""
-    return "unknown" if x is None else f"${x:,.6f}"
+    if x is None:
+        return "unknown"
+    return f"-${-x:,.6f}" if x < 0 else f"${x:,.6f}"
 
 
 def fmt_pct(x: float | None, digits: int = 1) -> str:

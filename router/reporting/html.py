@@ -48,14 +48,14 @@ def _img(png: bytes, alt: str, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str] | None, rows: list[list[str]]) -> str:
     def cell(v: str, i: int) -> str:
         numeric = i > 0 and (v[:1].isdigit() or v[:1] in "$-")
         return f'<td class="num">{escape(v)}</td>' if numeric else f"<td>{escape(v)}</td>"
 
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead>" if header else ""
     body = "".join("<tr>" + "".join(cell(v, i) for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def _card(label: str, value: str, sub: str = "", good: bool = False) -> str:
@@ -81,7 +81,8 @@ def _plots(data: ReportData) -> str:
     ]
     if any(s.similarity is not None for s in data.shadows):
         figures.append(_img(plots.agreement_png(data.shadows), "Shadow-sample agreement",
-                            "Similarity of each locally served answer to the cloud's answer for the same request."))
+                            "Similarity of a local answer to the cloud's answer for the same request: shadow samples "
+                            "(served locally, also sent to the cloud) and escalated requests' local attempts."))
     return '<div class="grid">' + "".join(figures) + "</div>"
 
 
@@ -104,7 +105,7 @@ def to_html(data: ReportData) -> str:
     flag_html = (f'<ul class="flags">{"".join(f"<li>{escape(w)}</li>" for w in warnings)}</ul>' if warnings
                  else '<ul class="flags ok"><li>Every call is priced.</li></ul>')
     sections = [
-        "<h2>Summary</h2>", _table(["", "value"], [[k, v] for k, v in headline_rows(s)]),
+        "<h2>Summary</h2>", _table(None, [[k, v] for k, v in headline_rows(s)]),
         "<h2>Plots</h2>", _plots(data),
         "<h2>Cost breakdown</h2>", _table(*cost_lines(s)),
         "<p class=\"meta\">Calls by price source: "

@@ -139,7 +139,7 @@ def share_png(rows: list[Bucket], name: str) -> bytes:
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of ok requests")
     ax.set_title(f"Share local / escalated per {name} (UTC)")
-    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(fig)
 
 
@@ -156,7 +156,8 @@ def latency_png(latency: Sequence[TierLatency]) -> bytes:
 
 
 def agreement_png(shadows: Sequence[ShadowRecord]) -> bytes:
-    """Histogram of shadow-sample similarity, agreeing and disagreeing samples stacked."""
+    """Histogram of sample similarity (shadow and escalation samples), agreeing and
+    disagreeing samples stacked."""
     fig, ax = _figure()
     ok = [s for s in shadows if s.similarity is not None]
     agree = [s.similarity for s in ok if s.agrees]
@@ -165,6 +166,7 @@ def agreement_png(shadows: Sequence[ShadowRecord]) -> bytes:
             color=[_LOCAL, _CLOUD], label=["agree", "disagree"])
     ax.set_xlabel("cosine similarity of local and cloud answers (MiniLM)")
     ax.set_ylabel("samples")
-    ax.set_title(f"Shadow samples ({len(ok)})")
+    kinds = {k: sum(s.kind == k for s in ok) for k in ("shadow", "escalation")}
+    ax.set_title(f"Agreement samples: {kinds['shadow']} shadow, {kinds['escalation']} escalation")
     ax.legend(frameon=False)
     return _png(fig)

@@ -33,7 +33,7 @@ def replay_rows(result: ReplayResult) -> list[list[str]]:
         ["first tier changed", "", str(result.decisions_changed)],
         ["escalation verdict changed", "", str(result.escalations_changed)],
         ["escalation estimated (local attempt not in the log)", "", str(result.escalation_estimated)],
-        ["quality extrapolated (never answered locally)", "", f"{result.quality_extrapolated:g}"],
+        ["quality extrapolated (never answered locally)", "", f"{result.quality_extrapolated:.1f}"],
         ["rejected by the new policy", "", str(result.would_fail)],
     ]
     return rows
