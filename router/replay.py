@@ -40,8 +40,9 @@ from .cost import price_call
 from .decision import decide
 from .errors import RouterError
 from .policy import Policy, TierConfig
-from .quality import Retention, agreement_rate, estimate_retention
+from .quality import Retention, estimate_retention
 from .records import CallRecord, RequestRecord, ShadowRecord
+from .report import quality_retention
 
 __all__ = ["Outcome", "Projection", "ReplayResult", "replay", "decision_for", "policy_as_logged"]
 
@@ -179,14 +180,9 @@ class _Costs:
             self.usd += usd * weight
 
 
-def _sample_verdicts(shadows: Iterable[ShadowRecord]) -> tuple[dict[tuple[str, str], bool], list[ShadowRecord]]:
-    verdicts, shadow_samples = {}, []
-    for s in shadows:
-        if s.status == "ok" and s.agrees is not None:
-            verdicts[(s.request_id, s.kind)] = bool(s.agrees)
-            if s.kind == "shadow":
-                shadow_samples.append(s)
-    return verdicts, shadow_samples
+def _sample_verdicts(shadows: Iterable[ShadowRecord]) -> dict[tuple[str, str], bool]:
+    """(request id, sample kind) -> whether the local answer agrees, for usable samples."""
+    return {(s.request_id, s.kind): bool(s.agrees) for s in shadows if s.status == "ok" and s.agrees is not None}
 
 
 def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], policy: Policy) -> ReplayResult:
@@ -204,10 +200,10 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     shadows = list(shadows)
     ids = {r.id for r in records}
     shadows = [s for s in shadows if s.request_id in ids]
-    verdicts, shadow_samples = _sample_verdicts(shadows)
+    verdicts = _sample_verdicts(shadows)
     local_ids = {r.id for r in records if r.status == "ok" and r.local}
-    rate = agreement_rate([bool(s.agrees) for s in shadow_samples if s.request_id in local_ids],
-                          [s.similarity for s in shadow_samples if s.request_id in local_ids])
+    actual_quality = quality_retention(records, shadows)
+    rate = actual_quality.rate  # agreement of the logged shadow samples: estimates unsampled local answers
 
     attempts = [c for r in records if r.status == "ok" for c in [_local_attempt(r)] if c is not None]
     q = sum(_escalates(c, policy) for c in attempts) / len(attempts) if attempts else 0.0
@@ -308,9 +304,6 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
         projections.append(Projection(r.id, r.routed_tier, tier, r.escalated, esc_p, local_p,
                                       None if costs.request_unknown else costs.usd))
 
-    actual_quality = estimate_retention(
-        n, n - len(local_ids), [verdicts[(i, "shadow")] for i in local_ids if (i, "shadow") in verdicts],
-        len(local_ids) - sum((i, "shadow") in verdicts for i in local_ids), rate)
     projected_quality = estimate_retention(n, proj_cloud, observed, proj_estimated, rate)
 
     shadow_calls = [s for s in shadows if s.kind == "shadow"]

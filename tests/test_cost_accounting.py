@@ -13,7 +13,7 @@ from router.quality import wilson_interval
 from router.report import group_key, latency_by_tier, route_of, summarize, summarize_by
 from router.store.sqlite import SQLiteStore
 
-from .accounting_log import ANSWERS, DAY2, KEY1, KEY2, MAX_TOKENS, MESSAGES, POLICY, build_records, build_shadows
+from .accounting_log import ANSWERS, DAY2, KEY1, KEY2, MAX_TOKENS, MESSAGES, build_records, build_shadows
 
 
 # -- cost per call --------------------------------------------------------------------------

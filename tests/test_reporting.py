@@ -163,3 +163,17 @@ def test_replay_cli_same_policy_and_a_what_if(log_path, tmp_path):
     assert "projected" in table and "quality retention" in table
     bad = runner.invoke(app, ["replay", "--policy", str(tmp_path / "missing.yaml"), "--log", str(log_path)])
     assert bad.exit_code == 2 and "cannot read policy file" in bad.output
+
+
+def test_time_buckets_of_the_plots():
+    from router.reporting.plots import bucket_size, buckets
+
+    assert bucket_size(0, 3 * 86_400) == (86_400, "day")
+    assert bucket_size(0, 3_600) == (600, "10 minutes")
+    assert bucket_size(0, 30) == (60, "minute")
+    rows = buckets(build_records(), 86_400)
+    assert len(rows) == 2 and [b.requests for b in rows] == [4, 1]  # r5 failed: not plotted
+    assert rows[0].actual_usd == pytest.approx(0.005 + 0.0119 + 0.0022) and rows[1].actual_usd == pytest.approx(0.003)
+    assert (rows[0].local, rows[0].escalated) == (1, 1)
+    hourly = buckets(build_records(), 3_600)
+    assert len(hourly) == 24 and sum(b.requests for b in hourly) == 5  # empty hours in between are kept
