@@ -151,7 +151,7 @@ def _print_table(data) -> None:
     if data.by:
         grouped = Table(title=f"by {data.by}")
         for h in GROUP_HEADER:
-            grouped.add_column(h)
+            grouped.add_column(h, overflow="fold")
         for row in group_rows(data.groups):
             grouped.add_row(*row)
         console.print(grouped)
