@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import EscalationConfig
+from .policy import EscalationConfig, Policy
 
-__all__ = ["Signals", "Verdict", "answer_signals", "should_escalate"]
+__all__ = ["Signals", "Verdict", "answer_signals", "should_escalate", "escalation_applies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +106,9 @@ def should_escalate(signals: Signals, config: EscalationConfig) -> Verdict:
             True, f"mean logprob {signals.mean_logprob:.2f} < {config.min_mean_logprob:.2f}"
         )
     return Verdict(False, f"mean logprob {signals.mean_logprob:.2f} ok")
+
+
+def escalation_applies(requested_model: str | None, tier: str, policy: Policy) -> bool:
+    """True when an answer of ``tier`` is checked and may be escalated: the policy's local
+    tier answered a routed (``auto``) request and escalation is enabled."""
+    return tier == policy.routing.local_tier and requested_model == "auto" and policy.escalation.enabled

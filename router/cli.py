@@ -1,4 +1,4 @@
-"""The ``slm-router`` command line: ``serve``, ``report``, ``train``, ``policy``.
+"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``train``, ``policy``.
 
 Bad arguments and invalid policies end with a one-line message and exit code 2.
 """
@@ -6,9 +6,7 @@ Bad arguments and invalid policies end with a one-line message and exit code 2.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -138,58 +136,131 @@ def _prepare_multiprocess_metrics() -> None:
         stale.unlink()
 
 
+def _window(since: Optional[str], until: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if lo is not None and hi is not None and hi <= lo:
+        _fail("--until must be later than --since")
+    return lo, hi
+
+
+def _open_log(active: Policy, log: Optional[Path]):
+    """(a description of the log, the store to read it from): ``--log`` or the policy's
+    SQLite file, or its Redis stream when the policy's store is redis."""
+    if log is None and active.store.backend == "redis":
+        from .store import open_store
+
+        return f"{active.store.url} stream {active.store.prefix}:requests", open_store(active, reader=True)
+    from .store.sqlite import SQLiteStore
+
+    path = log or Path(active.log.path)
+    if not path.exists():
+        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
+    return path, SQLiteStore(path)
+
+
+def _write_out(text: str, out: Optional[Path]) -> None:
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror}")
+    err_console.print(f"wrote {out}", highlight=False)
+
+
 @app.command()
 def report(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy whose log to read."),
     log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's store."),
     since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    by: Optional[str] = typer.Option(None, "--by", help="Group by: tier, route, model, api-key or day."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md, html, json or csv; a table on the terminal when omitted."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
-    """Print requests, local share, escalation rate, actual and all-cloud cost, and savings."""
-    from .errors import RouterError
-    from .report import summarize
+    """Costs, savings, escalation tax, shadow spend and estimated quality retention of the logged requests."""
+    from .report import GROUPINGS
+    from .reporting import FORMATS, build_report, render
 
+    if as_json:
+        fmt = fmt or "json"
+    if fmt is not None and fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if by is not None and by not in GROUPINGS:
+        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+    lo, hi = _window(since, until)
     active = _policy(policy)
-    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
-    if log is None and active.store.backend == "redis":
-        from .store import open_store
-
-        path = f"{active.store.url} stream {active.store.prefix}:requests"
-        store = open_store(active, reader=True)
-    else:
-        from .store.sqlite import SQLiteStore
-
-        path = log or Path(active.log.path)
-        if not path.exists():
-            _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
-        store = SQLiteStore(path)
+    path, store = _open_log(active, log)
     try:
-        summary = summarize(store.requests(lo, hi))
-    except RouterError as err:
-        _fail(err.message)
+        records, shadows = store.requests(lo, hi), store.shadows(lo, hi)
     finally:
         store.close()
-    if as_json:
-        console.print_json(json.dumps(asdict(summary)))
+    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by)
+    if fmt is not None:
+        _write_out(render(data, fmt), out)
         return
-    table = Table(title=f"slm-router savings report ({path})", show_header=False)
-    pct = "n/a" if summary.savings_pct is None else f"{summary.savings_pct:.1f}%"
-    rows = [
-        ("requests", f"{summary.requests} ({summary.ok} ok, {summary.failed} failed)"),
-        ("served locally", f"{summary.local} ({summary.local_share:.1%} of ok)"),
-        ("escalated", f"{summary.escalated} ({summary.escalation_rate:.1%} of ok)"),
-        ("answered from cache", str(summary.cache_hits)),
-        ("degraded (cloud unavailable)", str(summary.degraded)),
-        ("prompt / completion tokens", f"{summary.prompt_tokens} / {summary.completion_tokens}"),
-        ("actual cost", f"${summary.actual_usd:.6f}"),
-        ("all-cloud cost", f"${summary.all_cloud_usd:.6f}"),
-        ("savings", f"${summary.savings_usd:.6f} ({pct})"),
-    ]
-    if summary.unpriced_calls:
-        rows.append(("[yellow]unpriced calls[/]", f"{summary.unpriced_calls} (no known price; excluded from costs)"))
-    for k, v in rows:
+    _print_table(data)
+
+
+def _print_table(data) -> None:
+    from .reporting.text import GROUP_HEADER, cost_lines, flags, group_rows, headline_rows
+
+    summary = data.summary
+    table = Table(title=f"slm-router savings report ({data.source})", show_header=False)
+    for k, v in headline_rows(summary):
         table.add_row(k, v)
+    header, rows = cost_lines(summary)
+    for row in rows:
+        table.add_row(row[0], f"{row[4]}; {row[1]} calls" + (f"; {row[5]}" if row[5] != "-" else ""))
+    for w in flags(summary):
+        table.add_row("[yellow]flag[/]", w)
+    console.print(table)
+    if data.by:
+        grouped = Table(title=f"by {data.by}")
+        for h in GROUP_HEADER:
+            grouped.add_column(h, overflow="fold")
+        for row in group_rows(data.groups):
+            grouped.add_row(*row)
+        console.print(grouped)
+
+
+@app.command()
+def replay(
+    policy: Path = typer.Option(..., "--policy", "-p", help="The policy to replay the log under (YAML)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; the new policy's log.path when omitted."),
+    since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
+    until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md or json; a table on the terminal when omitted."),
+) -> None:
+    """Re-decide every logged request under another policy, calling no model, and print the
+    projected cost, local share, escalation rate and quality beside the actual ones."""
+    from .reporting.replay_view import replay_json, replay_markdown, replay_rows
+    from .replay import replay as run_replay
+
+    if fmt is not None and fmt not in ("md", "json"):
+        _fail(f"--format must be md or json, got {fmt!r}")
+    lo, hi = _window(since, until)
+    active = _policy(policy)
+    path, store = _open_log(active, log)
+    try:
+        records, shadows = store.requests(lo, hi), store.shadows(lo, hi)
+    finally:
+        store.close()
+    result = run_replay(records, shadows, active)
+    if fmt == "json":
+        _write_out(replay_json(result), None)
+        return
+    if fmt == "md":
+        _write_out(replay_markdown(result, str(policy), str(path)), None)
+        return
+    table = Table(title=f"replay of {path} under {policy}")
+    for h in ("", "actual", "projected"):
+        table.add_column(h)
+    for row in replay_rows(result):
+        table.add_row(*row)
     console.print(table)
 
 

@@ -26,7 +26,7 @@ from .cache import CacheHit, CacheProbe, ResponseCache
 from .caller import Caller, CallerIndex, rule_headers
 from .capabilities import apply_capabilities
 from .checks import answer_signals, should_escalate
-from .cost import call_cost, count_prompt_tokens
+from .cost import call_cost, count_prompt_tokens, price_request
 from .decision import Decision, decide, needs_score
 from .errors import (
     BudgetExceededError,
@@ -46,6 +46,7 @@ from .providers.tier_client import CallResult, TierCallError, TierClient
 from .records import CallRecord, RequestRecord
 from .request import ChatRequest, message_text
 from .ratelimit import RateLimiter
+from .shadow import ShadowSampler
 from .scoring.base import Scorer
 from .state import SharedState, open_state
 from .store.base import RequestStore
@@ -90,6 +91,7 @@ class Routing:
     needs: frozenset[str]
     language: str | None = None
     prompt_tokens: int | None = None
+    prompt_chars: int = 0
 
 
 @dataclass
@@ -150,6 +152,9 @@ class Router:
         self.budget = Budget(self.state, budgets_with_key_overlays(policy)) if policy.budgets.enabled else None
         self.limiter = RateLimiter(self.state, policy.rate_limits) if policy.rate_limits.enabled else None
         self._reservations: dict[str, list[Reservation]] = {}
+        self.shadow = ShadowSampler(policy, self.client, store, getattr(scorer, "embedder", None))
+        # local answers of escalated requests, until the request is logged (escalation samples)
+        self._escalated_local_text: dict[str, str] = {}
         if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
             raise PolicyError(
                 f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
@@ -198,9 +203,10 @@ class Router:
             warm_language()
 
     async def drain(self) -> None:
-        """Wait for log writes still in flight (call before shutdown)."""
+        """Wait for log writes and shadow samples still in flight (call before shutdown)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.shadow.drain()
 
     async def close(self) -> None:
         """Drain log writes and release the shared state's connections."""
@@ -284,7 +290,7 @@ class Router:
         decision = decide(request.model, score, self.policy, constraints)
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
         decision = apply_capabilities(decision, features, self.policy, forced, max_out)
-        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens)
+        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars)
 
     async def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
         """The decision of :meth:`route`."""
@@ -384,6 +390,7 @@ class Router:
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 continue
             call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
+            call.cached_prompt_tokens = result.cached_prompt_tokens
             call.latency_ms = result.latency_ms
             return result
         raise AssertionError("unreachable")
@@ -412,10 +419,12 @@ class Router:
             result = await self._call_or_upstream_error(tier, request, record, "fallback", decision)
             return tier, result
 
-        if self._checks(decision, tier):
+        if tier == self.policy.routing.local_tier:  # logged even when unchecked: replay re-checks it
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
                                      request.params.get("response_format"))
             record.calls[-1].mean_logprob = signals.mean_logprob
+            record.calls[-1].empty_answer = signals.empty
+        if self._checks(decision, tier):
             verdict = should_escalate(signals, decision.escalation)
             record.reason += f"; {verdict.reason}"
             if verdict.escalate:
@@ -437,6 +446,7 @@ class Router:
                     record.reason += f"; escalation failed ({err.status}), kept local answer"
                     return tier, result
                 record.escalated = True
+                self._escalated_local_text[record.id] = result.text
                 return cloud, escalated
         return tier, result
 
@@ -551,7 +561,7 @@ class Router:
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         body = self._body(request, record, tier, result)
         await self._keep(probe, record, tier, body)
-        await self._store(record, request)
+        await self._store(record, request, result.text)
         return RoutedAnswer(body, _headers(record))
 
     async def stream(self, request: ChatRequest, record: RequestRecord,
@@ -668,7 +678,7 @@ class Router:
                 record.status, record.error = "cancelled", "client disconnected"
                 raise
             finally:
-                self._store_soon(record, request)
+                self._store_soon(record, request, result.text)
 
         return RoutedStream(_headers(record), events())
 
@@ -710,7 +720,8 @@ class Router:
                 raise TierCallError(call.tier, 502, f"tier '{call.tier}' closed the stream before finishing")
             if usage is None:
                 record.reason += "; usage not reported, completion tokens counted from chunks"
-            whole = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
+            whole = {k: v for k, v in (usage or {"prompt_tokens": 0, "completion_tokens": pieces}).items()
+                     if k in ("prompt_tokens", "completion_tokens")}
             if request.include_usage:
                 yield sse(chunk(cid, created, model, with_choice=False, usage=whole))
             if probe is not None and finished == {0} and text_parts:  # one whole choice: cacheable
@@ -732,9 +743,10 @@ class Router:
         finally:
             usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
             call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
             call.latency_ms = (time.perf_counter() - t0) * 1000
             self._finish(record, call.tier, call.prompt_tokens, call.completion_tokens, t0)
-            self._store_soon(record, request)
+            self._store_soon(record, request, "".join(text_parts))
             # Close the upstream stream (stops local generation) outside a cancelled scope.
             try:
                 asyncio.get_running_loop().create_task(deltas.aclose())
@@ -750,6 +762,12 @@ class Router:
         record.api_key_name = routing.caller.name if routing.caller else None
         if request.ignored_fields:
             record.reason += f"; ignored client fields: {', '.join(request.ignored_fields)}"
+        # decision inputs, so that `replay` can re-decide from the log
+        record.needs = ",".join(sorted(routing.needs))
+        record.prompt_chars = routing.prompt_chars
+        record.cloud_available = self.policy.cloud.available
+        cap = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
+        record.max_tokens = int(cap) if isinstance(cap, (int, float)) else None
 
     def _finish(self, record: RequestRecord, tier: str, prompt_tokens: int, completion_tokens: int, t0: float) -> None:
         record.tier = tier
@@ -776,40 +794,27 @@ class Router:
             record.latency_ms = (time.perf_counter() - t0) * 1000
         await self._store(record, None)
 
-    def _price(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _price(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         """Fill call costs, request cost and counterfactual (blocking: tokenizer, price map)."""
-        for c in record.calls:
-            c.cost_usd = call_cost(self.policy.tiers[c.tier], c.prompt_tokens, c.completion_tokens) if c.tier in self.policy.tiers else None
-        costs = [c.cost_usd for c in record.calls]
-        record.cost_usd = None if any(x is None for x in costs) else sum(costs)
-        if record.status not in ("ok", "partial") or request is None:
-            record.counterfactual_usd = 0.0
-            return
-        cloud_name = self.policy.routing.cloud_tier
-        cloud_calls = [c for c in record.calls if c.tier == cloud_name and c.status == "ok"]
-        if record.tier == cloud_name and cloud_calls:
-            record.counterfactual_usd = cloud_calls[-1].cost_usd
-            return
-        try:
-            prompt_tokens = count_prompt_tokens(self.policy.cloud, request.messages_as_dicts())
-        except Exception:  # tokenizer unavailable: fall back to the local count
-            prompt_tokens = record.prompt_tokens
-        record.counterfactual_usd = call_cost(self.policy.cloud, prompt_tokens, record.completion_tokens)
+        price_request(record, self.policy, request.messages_as_dicts() if request is not None else None, answer_text)
 
-    def _write(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _write(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         try:
-            self._price(record, request)
+            self._price(record, request, answer_text)
         except Exception:
             log.exception("pricing request %s failed; logging it unpriced", record.id)
             record.cost_usd = record.counterfactual_usd = None
         self.store.record(record)
         metrics.observe(record)
 
-    async def _store(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    async def _store(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
+        local_text = self._escalated_local_text.pop(record.id, None)
         try:
-            await asyncio.to_thread(self._write, record, request)
+            await asyncio.to_thread(self._write, record, request, answer_text)
         finally:
             await self._settle(record)
+        if request is not None and answer_text is not None:
+            self.shadow.consider(record, request, answer_text, local_text)
 
     async def _settle(self, record: RequestRecord) -> None:
         """Settle the request's budget reservations to its priced calls' real cost."""
@@ -817,14 +822,15 @@ class Router:
             call = reservation.call
             await self.budget.settle(reservation, None if call is None else call.cost_usd)
 
-    def _store_soon(self, record: RequestRecord, request: ChatRequest | None) -> None:
+    def _store_soon(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its
         own, or synchronously when no event loop runs (generator closed by the GC)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write(record, request)
+            self._escalated_local_text.pop(record.id, None)
+            self._write(record, request, answer_text)
             return
-        task = loop.create_task(self._store(record, request))
+        task = loop.create_task(self._store(record, request, answer_text))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -1,12 +1,12 @@
-"""What the log holds: one :class:`RequestRecord` per client request and one
+"""What the log holds: one :class:`RequestRecord` per client request, one
 :class:`CallRecord` per model call made for it (the local attempt and the escalation of a
-cascaded request are two calls)."""
+cascaded request are two calls) and one :class:`ShadowRecord` per quality sample."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CallRecord", "RequestRecord"]
+__all__ = ["CallRecord", "RequestRecord", "ShadowRecord"]
 
 
 @dataclass(slots=True)
@@ -24,6 +24,13 @@ class CallRecord:
         latency_ms: wall time of the call (ms).
         cost_usd: price of the call (USD); None when no price is known (flagged, never $0).
         mean_logprob: mean token log-probability of the answer (nats), when available.
+        cached_prompt_tokens: prompt tokens the provider served from its prompt cache (a
+            subset of prompt_tokens, priced at the cached-input rate).
+        price_source: where cost_usd came from: ``policy`` (the tier's per-token price),
+            ``hourly`` (the tier's hardware price per hour), ``litellm`` (litellm's model
+            price map); None when no price is known.
+        empty_answer: the answer had no visible text (an escalation input); None when not
+            checked.
     """
 
     request_id: str
@@ -38,6 +45,9 @@ class CallRecord:
     latency_ms: float = 0.0
     cost_usd: float | None = 0.0
     mean_logprob: float | None = None
+    cached_prompt_tokens: int = 0
+    price_source: str | None = None
+    empty_answer: bool | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +74,20 @@ class RequestRecord:
         tenant: who asked (:func:`router.tenant.tenant_id`: a key hash or ``anonymous``).
         cache: ``exact`` or ``semantic`` when answered from the response cache, else None.
         calls: the model calls made for it.
+        api_key_id: a non-reversible id of the client's API key (``key-`` + 16 hex of its
+            SHA-256), None when the request carried none; never the key itself.
+        needs: capabilities the request needs, comma-separated (``json,tools,vision``).
+        prompt_chars: characters in all turns.
+        cloud_available: whether the cloud tier was available when the request was decided
+            (a decision input; None when not decided).
+        max_tokens: the completion-token cap the request asked for (None = none).
+        cloud_prompt_tokens: the prompt counted with the cloud model's tokenizer (tokens).
+        cloud_completion_tokens: completion tokens of the cloud answer: the real count when the
+            cloud tier answered, else the estimate used for the counterfactual (see
+            :func:`router.cost.estimate_cloud_completion_tokens`).
+
+    The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
+    re-decide and re-price a request from the log alone.
     """
 
     id: str
@@ -91,3 +115,57 @@ class RequestRecord:
     tenant: str | None = None
     cache: str | None = None
     calls: list[CallRecord] = field(default_factory=list)
+    api_key_id: str | None = None
+    needs: str = ""
+    prompt_chars: int = 0
+    cloud_available: bool | None = None
+    max_tokens: int | None = None
+    cloud_prompt_tokens: int | None = None
+    cloud_completion_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class ShadowRecord:
+    """A quality sample: a locally served answer beside the cloud tier's answer to the same
+    request, with their agreement.
+
+    ``kind`` is ``shadow`` (the request was answered locally and, by ``shadow.rate``, also
+    sent to the cloud tier in the background; that extra call costs ``cost_usd``) or
+    ``escalation`` (the request was escalated, so both answers already existed; no extra
+    call, cost 0).
+
+    Attributes:
+        request_id, ts: the request and the time the sample was taken (Unix s).
+        kind: ``shadow`` or ``escalation``.
+        tier, model: the cloud tier and its litellm model string.
+        status: ``ok`` or ``error`` (``error`` holds the message; no agreement then).
+        local_text, cloud_text: the two answers.
+        prompt_tokens, completion_tokens, cached_prompt_tokens, latency_ms: of the shadow call.
+        cost_usd, price_source: its price (USD), as for :class:`CallRecord`.
+        similarity: cosine similarity of the two answers' MiniLM embeddings (-1..1).
+        agrees: the local answer counts as as good as the cloud's: the judge's verdict when a
+            judge ran, else ``similarity >= shadow.agree_at``; None when unknown.
+        judge_model: the judge tier's model when an LLM judge ran; judge_verdict its verdict
+            (True: local answer as good), None when it gave none; judge_cost_usd its cost.
+    """
+
+    request_id: str
+    ts: float
+    kind: str = "shadow"
+    tier: str = ""
+    model: str = ""
+    status: str = "ok"
+    error: str | None = None
+    local_text: str = ""
+    cloud_text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    latency_ms: float = 0.0
+    cost_usd: float | None = 0.0
+    price_source: str | None = None
+    similarity: float | None = None
+    agrees: bool | None = None
+    judge_model: str | None = None
+    judge_verdict: bool | None = None
+    judge_cost_usd: float | None = None

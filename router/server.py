@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .api_keys import api_key_id
 from .decision import AUTO
 from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
 from .live_policy import LivePolicy
@@ -171,6 +172,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         record = router.new_record(request_id, started)
         tenant = tenant_from_headers(request.headers.get("authorization"), request.headers.get("cache-control"))
         record.tenant = tenant.tenant
+        record.api_key_id = api_key_id(request.headers.get("authorization") or request.headers.get("api-key"))
         try:
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)

@@ -2,7 +2,8 @@
 
 It answers ``POST /v1/chat/completions`` with a fixed text, streaming or not, reports
 usage (prompt tokens = whitespace words of all turns, completion tokens = words of the
-answer), and records every request body it received. litellm reaches it exactly as it
+answer, ``prompt_tokens_details.cached_tokens`` = ``cached_tokens`` capped at the prompt
+tokens), optionally after ``delay_s`` seconds, and records every request body it received. litellm reaches it exactly as it
 reaches OpenAI (``openai/<model>`` with ``api_base``).
 """
 
@@ -34,7 +35,8 @@ class FakeOpenAI:
     """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies;
     ``delay_s`` seconds of wait before each answer (a slow upstream)."""
 
-    def __init__(self, answer: str = ANSWER, fail_with: int | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, answer: str = ANSWER, fail_with: int | None = None, delay_s: float = 0.0,
+                 cached_tokens: int = 0) -> None:
         self.answer = answer
         self.fail_with = fail_with
         # Failure modes for streams: "inband_error" (an error event instead of chunks) or
@@ -43,6 +45,7 @@ class FakeOpenAI:
         # Answer given when the request asks for response_format json_object/json_schema.
         self.json_answer = '{"city": "Tokyo", "population": 14000000}'
         self.delay_s = delay_s
+        self.cached_tokens = cached_tokens
         self.received: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -83,6 +86,8 @@ class FakeOpenAI:
         completion_tokens = len(words) * n
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached_tokens, prompt_tokens)}
         created = int(time.time())
         if not body.get("stream"):
             return JSONResponse({

@@ -48,6 +48,8 @@ class CallResult:
         prompt_tokens, completion_tokens: reported usage (tokens).
         latency_ms: wall time of the call (ms).
         token_logprobs: per-token log-probabilities (nats) of the first choice, if returned.
+        cached_prompt_tokens: prompt tokens served from the provider's cache (OpenAI's
+            ``usage.prompt_tokens_details.cached_tokens``), 0 when not reported.
     """
 
     response: dict[str, Any]
@@ -57,12 +59,20 @@ class CallResult:
     completion_tokens: int
     latency_ms: float
     token_logprobs: list[float] | None = None
+    cached_prompt_tokens: int = 0
+
+
+def cached_tokens(usage: dict[str, Any] | None) -> int:
+    """Cached prompt tokens in an OpenAI ``usage`` dict (0 when absent)."""
+    details = (usage or {}).get("prompt_tokens_details") or {}
+    return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
 
 
 @dataclass(slots=True)
 class StreamDelta:
     """One streamed piece: ``content`` text for choice ``index``, a ``finish_reason`` on the
-    last piece of a choice, and ``usage`` (prompt/completion tokens) when the tier reports it."""
+    last piece of a choice, and ``usage`` (prompt/completion tokens, and
+    ``cached_prompt_tokens`` when reported) when the tier reports it."""
 
     content: str = ""
     index: int = 0
@@ -151,6 +161,7 @@ class TierClient:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=latency_ms,
             token_logprobs=[float(t["logprob"]) for t in logprobs] if logprobs else None,
+            cached_prompt_tokens=cached_tokens(usage),
         )
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
@@ -178,6 +189,7 @@ class TierClient:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                         "completion_tokens": int(usage.get("completion_tokens") or 0),
+                        "cached_prompt_tokens": cached_tokens(usage),
                     })
         except TierCallError:
             raise

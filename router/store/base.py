@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..records import RequestRecord
+from ..records import RequestRecord, ShadowRecord
 
 __all__ = ["RequestStore"]
 
@@ -19,6 +19,15 @@ class RequestStore(Protocol):
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
         """Requests with ``since <= ts < until`` (Unix seconds), oldest first, calls attached."""
+        ...
+
+    def record_shadow(self, shadow: ShadowRecord) -> None:
+        """Write one quality sample (written after its request, from a background task)."""
+        ...
+
+    def shadows(self, since: float | None = None, until: float | None = None) -> list[ShadowRecord]:
+        """Quality samples of the requests with ``since <= ts < until`` (the request's
+        arrival time, Unix seconds), oldest request first."""
         ...
 
     def close(self) -> None:

@@ -10,13 +10,15 @@ keep the first entry per request id.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from dataclasses import asdict, fields
 from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..policy import StoreConfig
-from ..records import RequestRecord
+from ..records import RequestRecord, ShadowRecord
 from ..state.redis import LinkHealth, redis_client_options
 from .codec import record_from_json, record_to_json
 from .spool import DiskSpool
@@ -45,6 +47,7 @@ class RedisStore:
 
         self.config = config
         self.stream = f"{config.prefix}:requests"
+        self.shadow_stream = f"{config.prefix}:shadows"
         self._redis = redis.Redis.from_url(config.url, retry=Retry(NoBackoff(), 0), **redis_client_options(config))
         self._errors = (redis.RedisError, OSError)
         self.link = LinkHealth(config.retry_interval_s)
@@ -113,6 +116,35 @@ class RedisStore:
                 self.flush()
             except Exception:  # never let the flusher die
                 log.exception("spool flush failed")
+
+    def record_shadow(self, shadow: ShadowRecord) -> None:
+        """Append a quality sample to the ``<prefix>:shadows`` stream. Samples are best
+        effort: while Redis is down one is dropped with a warning (requests are never)."""
+        try:
+            self._redis.xadd(self.shadow_stream, {"s": json.dumps(asdict(shadow), ensure_ascii=False)})
+        except self._errors as err:
+            log.warning("quality sample of request %s dropped: Redis unreachable (%s)", shadow.request_id, err)
+
+    def shadows(self, since: float | None = None, until: float | None = None) -> list[ShadowRecord]:
+        """Quality samples taken in ``[since, until)`` (Unix s), oldest first.
+
+        Raises:
+            StoreUnavailableError: Redis is unreachable.
+        """
+        lo = since if since is not None else float("-inf")
+        hi = until if until is not None else float("inf")
+        known = {f.name for f in fields(ShadowRecord)}
+        try:
+            entries = self._redis.xrange(self.shadow_stream, min="-", max="+")
+        except self._errors as err:
+            raise StoreUnavailableError(f"cannot read quality samples from Redis at {self.config.url}: {err}") from err
+        out = []
+        for _, entry in entries:
+            data = json.loads(entry[b"s"])
+            sample = ShadowRecord(**{k: v for k, v in data.items() if k in known})
+            if lo <= sample.ts < hi:
+                out.append(sample)
+        return sorted(out, key=lambda x: x.ts)
 
     # -- reading -------------------------------------------------------------------------
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:

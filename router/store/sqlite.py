@@ -1,4 +1,6 @@
-"""SQLite request log (the embedded default store). Tables ``requests`` and ``calls``."""
+"""SQLite request log (the embedded default store). Tables ``requests``, ``calls`` and
+``shadows`` (quality samples). Columns added after the first release are added to an
+existing file on open (``ALTER TABLE ... ADD COLUMN``), so older logs stay readable."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import threading
 from dataclasses import astuple, fields
 from pathlib import Path
 
-from ..records import CallRecord, RequestRecord
+from ..records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["SQLiteStore"]
 
 _REQUEST_COLUMNS = [f.name for f in fields(RequestRecord) if f.name != "calls"]
 _CALL_COLUMNS = [f.name for f in fields(CallRecord)]
+_SHADOW_COLUMNS = [f.name for f in fields(ShadowRecord)]
+_BOOL_COLUMNS = {"local", "escalated", "degraded", "stream", "cloud_available", "empty_answer", "agrees",
+                 "judge_verdict"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -31,7 +36,33 @@ CREATE TABLE IF NOT EXISTS calls (
     cost_usd REAL, mean_logprob REAL
 );
 CREATE INDEX IF NOT EXISTS calls_request ON calls(request_id);
+CREATE TABLE IF NOT EXISTS shadows (
+    request_id TEXT NOT NULL REFERENCES requests(id), ts REAL NOT NULL, kind TEXT NOT NULL,
+    tier TEXT NOT NULL, model TEXT NOT NULL, status TEXT NOT NULL, error TEXT, local_text TEXT NOT NULL,
+    cloud_text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_prompt_tokens INTEGER NOT NULL, latency_ms REAL NOT NULL, cost_usd REAL, price_source TEXT,
+    similarity REAL, agrees INTEGER, judge_model TEXT, judge_verdict INTEGER, judge_cost_usd REAL
+);
+CREATE INDEX IF NOT EXISTS shadows_request ON shadows(request_id);
 """
+
+# Columns added after the first schema: (table, column, SQL type and default).
+_ADDED_COLUMNS = [
+    ("calls", "cached_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("calls", "price_source", "TEXT"),
+    ("calls", "empty_answer", "INTEGER"),
+    ("requests", "api_key_id", "TEXT"),
+    ("requests", "needs", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "prompt_chars", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "cloud_available", "INTEGER"),
+    ("requests", "max_tokens", "INTEGER"),
+    ("requests", "cloud_prompt_tokens", "INTEGER"),
+    ("requests", "cloud_completion_tokens", "INTEGER"),
+]
+
+
+def _from_row(columns: list[str], row: tuple) -> dict:
+    return {k: (None if v is None else bool(v)) if k in _BOOL_COLUMNS else v for k, v in zip(columns, row)}
 
 
 
@@ -53,13 +84,18 @@ class SQLiteStore:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Logs written by an older version lack newer (nullable) columns: add them."""
-        for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS)):
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for column in columns:
+        """Logs written by an older version lack newer columns: add them, typed and with
+        defaults where :data:`_ADDED_COLUMNS` says, as nullable columns otherwise."""
+        with self._db:
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-        self._db.commit()
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS)):
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def health(self) -> dict:
         """``{"backend": "sqlite", "ok": True}`` (a local file has no outage to report)."""
@@ -92,15 +128,34 @@ class SQLiteStore:
                 "ON r.id = c.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY c.ts",
                 (lo, hi),
             ).fetchall()
-        bool_cols = {"local", "escalated", "degraded", "stream"}
         records = {}
         for row in req_rows:
-            values = {k: (bool(v) if k in bool_cols else v) for k, v in zip(_REQUEST_COLUMNS, row)}
+            values = _from_row(_REQUEST_COLUMNS, row)
             records[values["id"]] = RequestRecord(**values)
         for row in call_rows:
-            call = CallRecord(*row)
+            call = CallRecord(**_from_row(_CALL_COLUMNS, row))
             records[call.request_id].calls.append(call)
         return list(records.values())
+
+    def record_shadow(self, shadow: ShadowRecord) -> None:
+        """Insert one quality sample."""
+        with self._lock, self._db:
+            self._db.execute(
+                f"INSERT INTO shadows ({', '.join(_SHADOW_COLUMNS)}) VALUES ({', '.join('?' * len(_SHADOW_COLUMNS))})",
+                astuple(shadow),
+            )
+
+    def shadows(self, since: float | None = None, until: float | None = None) -> list[ShadowRecord]:
+        """Quality samples of the requests that arrived in ``[since, until)`` (Unix s)."""
+        lo = since if since is not None else float("-inf")
+        hi = until if until is not None else float("inf")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('s.' + c for c in _SHADOW_COLUMNS)} FROM shadows s JOIN requests r "
+                "ON r.id = s.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, s.ts",
+                (lo, hi),
+            ).fetchall()
+        return [ShadowRecord(**_from_row(_SHADOW_COLUMNS, row)) for row in rows]
 
     def close(self) -> None:
         """Close the connection."""

@@ -1,0 +1,138 @@
+"""Shadow sampling: the pure parts, then the sampler against a real HTTP cloud stand-in and
+judge, with the real MiniLM embedder and SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import litellm
+import pytest
+
+from router.policy import policy_from_dict
+from router.providers.tier_client import TierClient
+from router.records import RequestRecord
+from router.request import parse_chat_request
+from router.shadow import ShadowSampler, agreement, is_sampled, judge_messages, parse_verdict
+from router.store.sqlite import SQLiteStore
+
+from .fake_openai import FakeOpenAI
+
+
+def test_sampling_is_a_reproducible_share():
+    ids = [f"request-{i}" for i in range(4000)]
+    share = sum(is_sampled(i, 0.25) for i in ids) / len(ids)
+    assert 0.22 < share < 0.28
+    assert [is_sampled(i, 0.25) for i in ids[:50]] == [is_sampled(i, 0.25) for i in ids[:50]]
+    assert not any(is_sampled(i, 0.0) for i in ids[:50]) and all(is_sampled(i, 1.0) for i in ids[:50])
+
+
+@pytest.mark.parametrize("text,verdict", [
+    ("YES", True), ("yes.", True), ("**Yes**, it is", True), ("No", False), ("NO - wrong", False),
+    ("Maybe", None), ("", None),
+])
+def test_parse_verdict(text, verdict):
+    assert parse_verdict(text) is verdict
+
+
+def test_agreement_prefers_the_judge():
+    assert agreement(0.95, False, 0.8) is False
+    assert agreement(0.5, True, 0.8) is True
+    assert agreement(0.8, None, 0.8) is True and agreement(0.79, None, 0.8) is False
+    assert agreement(None, None, 0.8) is None
+
+
+def test_judge_prompt_holds_question_and_both_answers():
+    turns = judge_messages("What is 2+2?", "4", "five")
+    assert turns[0]["role"] == "system" and "YES" in turns[0]["content"]
+    assert "What is 2+2?" in turns[1]["content"] and "Answer A (reference):\n4" in turns[1]["content"]
+    assert "Answer B:\nfive" in turns[1]["content"]
+
+
+@pytest.mark.slow
+def test_sampler_stores_shadow_and_escalation_samples(tmp_path):
+    cloud = FakeOpenAI(answer="Paris is the capital of France.", cached_tokens=2).start()
+    judge = FakeOpenAI(answer="YES").start()
+    try:
+        policy = policy_from_dict({
+            "tiers": {
+                "local": {"model": "slm-local/smollm2", "price": {"input_usd_per_mtok": 0.0}},
+                "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url},
+                "judge": {"model": "openai/judge-model", "api_key": "sk-test", "api_base": judge.url,
+                          "price": {"input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0}},
+            },
+            "shadow": {"rate": 1.0, "judge_tier": "judge", "agree_at": 0.8},
+        })
+        store = SQLiteStore(tmp_path / "log.sqlite3")
+        sampler = ShadowSampler(policy, TierClient(policy), store)
+        request = parse_chat_request({"model": "auto", "max_tokens": 16, "logprobs": True,
+                                      "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        served = RequestRecord("s" * 32, time.time(), requested_model="auto", routed_tier="local", tier="local", local=True)
+        escalated = RequestRecord("e" * 32, time.time(), requested_model="auto", routed_tier="local", tier="cloud",
+                                  escalated=True)
+        failed = RequestRecord("f" * 32, time.time(), requested_model="auto", tier="local", local=True, status="error")
+        for r in (served, escalated, failed):
+            store.record(r)
+
+        async def run():
+            sampler.consider(served, request, "The capital of France is Paris.")
+            sampler.consider(escalated, request, "Paris is the capital of France.", local_text="Bananas grow on trees.")
+            sampler.consider(failed, request, "")
+            await sampler.drain()
+
+        asyncio.run(run())
+        samples = {s.request_id: s for s in store.shadows()}
+        assert set(samples) == {served.id, escalated.id}  # failed requests are not sampled
+
+        shadow = samples[served.id]
+        assert (shadow.kind, shadow.status, shadow.tier, shadow.model) == ("shadow", "ok", "cloud", "openai/gpt-4o-mini")
+        assert shadow.local_text == "The capital of France is Paris." and shadow.cloud_text == "Paris is the capital of France."
+        assert shadow.similarity > 0.8  # same fact, different words (real MiniLM)
+        assert shadow.cached_prompt_tokens == 2 and shadow.prompt_tokens == 6 and shadow.completion_tokens == 6
+        entry = litellm.model_cost["gpt-4o-mini"]
+        assert shadow.cost_usd == pytest.approx(4 * entry["input_cost_per_token"] + 2 * entry["cache_read_input_token_cost"]
+                                                + 6 * entry["output_cost_per_token"], rel=1e-12)
+        assert shadow.judge_verdict is True and shadow.agrees is True and shadow.judge_model == "openai/judge-model"
+        assert shadow.judge_cost_usd > 0
+
+        esc = samples[escalated.id]
+        assert esc.kind == "escalation" and esc.cost_usd == 0.0 and esc.prompt_tokens == 0
+        assert esc.similarity < 0.5  # an unrelated local attempt
+        # the cloud got the request once (the shadow call), without log-probabilities
+        assert len(cloud.received) == 1
+        body = cloud.received[0]
+        assert body["max_tokens"] == 16 and "logprobs" not in body
+        assert body["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
+        assert len(judge.received) == 2 and judge.received[0]["max_tokens"] == 4
+        assert sum("Bananas grow on trees." in b["messages"][1]["content"] for b in judge.received) == 1
+        store.close()
+    finally:
+        cloud.stop()
+        judge.stop()
+
+
+@pytest.mark.slow
+def test_cloud_failure_is_stored_as_a_failed_sample(tmp_path):
+    cloud = FakeOpenAI(fail_with=500).start()
+    try:
+        policy = policy_from_dict({
+            "tiers": {"local": {"model": "slm-local/smollm2"},
+                      "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url}},
+            "shadow": {"rate": 1.0},
+        })
+        store = SQLiteStore(tmp_path / "log.sqlite3")
+        sampler = ShadowSampler(policy, TierClient(policy), store)
+        record = RequestRecord("x" * 32, time.time(), requested_model="auto", tier="local", local=True)
+        store.record(record)
+        request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": "Hi"}]})
+
+        async def run():
+            sampler.consider(record, request, "Hello!")
+            await sampler.drain()
+
+        asyncio.run(run())
+        (sample,) = store.shadows()
+        assert sample.status == "error" and "forced failure" in sample.error and sample.agrees is None
+        store.close()
+    finally:
+        cloud.stop()
