@@ -54,6 +54,15 @@ class CallerIndex:
             for k in policy.api_keys if k.enabled
         }
 
+    def admits(self, authorization: str | None, extra_hashes: frozenset[str] = frozenset()) -> bool:
+        """True when the Bearer key in ``authorization`` is an enabled ``api_keys`` entry or
+        one whose SHA-256 is in ``extra_hashes`` (keys from the environment)."""
+        token = bearer_token(authorization)
+        if token is None:
+            return False
+        digest = hash_api_key(token)
+        return digest in self._by_hash or digest in extra_hashes
+
     def identify(self, authorization: str | None) -> Caller | None:
         """The caller whose key is in ``authorization`` (a header value), or None."""
         token = bearer_token(authorization)

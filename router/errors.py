@@ -18,6 +18,7 @@ __all__ = [
     "TierForbiddenError",
     "UpstreamError",
     "PayloadTooLargeError",
+    "AuthenticationError",
     "upstream_error_for",
     "RateLimitError",
     "BudgetExceededError",
@@ -105,6 +106,15 @@ class UpstreamError(RouterError):
     status_code = 502
     error_type = "upstream_error"
     default_code = "upstream_error"
+
+
+class AuthenticationError(RouterError):
+    """The request carries no API key, or one this proxy does not know (HTTP 401, OpenAI's
+    ``invalid_request_error`` / ``invalid_api_key``). The message never echoes the key."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
 
 
 class PayloadTooLargeError(InvalidRequestError):

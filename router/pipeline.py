@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -29,6 +30,7 @@ from .checks import answer_signals, should_escalate
 from .cost import call_cost, count_prompt_tokens, price_request
 from .decision import Decision, decide, needs_score
 from .errors import (
+    AuthenticationError,
     BudgetExceededError,
     InvalidRequestError,
     PolicyError,
@@ -39,7 +41,7 @@ from .errors import (
 )
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
-from .policy import Policy
+from .policy import Policy, hash_api_key
 from .policy_view import policy_hash
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .providers.tier_client import CallResult, TierCallError, TierClient
@@ -144,6 +146,8 @@ class Router:
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
+        env_keys = os.environ.get(policy.server.api_keys_env, "")
+        self._env_key_hashes = frozenset(hash_api_key(k.strip()) for k in env_keys.split(",") if k.strip())
         self._facts_needed = facts_needed(policy.rules)
         self._share_threshold: float | None = None
         self._pending: set[asyncio.Task] = set()
@@ -462,6 +466,22 @@ class Router:
             raise UpstreamError(f"Tier '{tier}' was needed as a fallback but its budget refused the call: {refused}.") from refused
 
     # -- public entry points -------------------------------------------------------------
+    def authorize(self, headers: Mapping[str, str] | None) -> None:
+        """Check the client's API key when ``server.require_api_key`` is on: an enabled
+        ``api_keys`` entry or a key from the environment variable ``server.api_keys_env``.
+
+        Raises:
+            AuthenticationError: no key, or an unknown one (401; the key is never echoed).
+        """
+        if not self.policy.server.require_api_key:
+            return
+        authorization = (headers or {}).get("authorization")
+        if not authorization:
+            raise AuthenticationError(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
+        if not self.callers.admits(authorization, self._env_key_hashes):
+            raise AuthenticationError("Incorrect API key provided. Use a key this router's policy lists.")
+
     def caller_name(self, headers: Mapping[str, str] | None) -> str | None:
         """Name of the ``api_keys`` entry whose key is in ``headers['authorization']``, or None."""
         caller = self.callers.identify((headers or {}).get("authorization"))

@@ -425,10 +425,18 @@ class Overlay(_Strict):
 
 
 class ServerConfig(_Strict):
-    """HTTP limits of the proxy itself."""
+    """HTTP surface of the proxy itself: limits and client authentication."""
 
     max_request_bytes: int = Field(
         4_000_000, ge=1024, description="largest accepted request body (bytes); larger gets 413"
+    )
+    require_api_key: bool = Field(
+        False,
+        description="answer 401 to /v1/* requests whose Bearer key is neither in api_keys nor in "
+        "the environment variable named by api_keys_env",
+    )
+    api_keys_env: str = Field(
+        "SLM_ROUTER_API_KEYS", description="environment variable holding extra proxy keys, comma-separated"
     )
 
 

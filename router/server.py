@@ -174,6 +174,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         record.tenant = tenant.tenant
         record.api_key_id = api_key_id(request.headers.get("authorization") or request.headers.get("api-key"))
         try:
+            router.authorize(request.headers)
+        except RouterError as err:
+            await router.log_failure(record, err)
+            raise
+        try:
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
         except InvalidRequestError as err:
@@ -195,16 +200,18 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     async def route(request: Request) -> Any:
         """The decision for a chat request (tier, score, reason, rules, needs); no model call."""
         router = live.router
+        router.authorize(request.headers)
         chat: ChatRequest = parse_chat_request(await _read_body(request, router.policy.server.max_request_bytes))
         routing = await router.route(chat, request.headers)
         return _route_body(routing, chat.model, router.policy_hash)
 
     @app.get("/v1/policy")
-    async def active_policy() -> dict[str, Any]:
+    async def active_policy(request: Request) -> dict[str, Any]:
         """The active policy (secrets redacted), its hash, source and reload state."""
         from .capabilities import resolve_capabilities
 
         router = live.router
+        router.authorize(request.headers)
         caps = {}
         for name, tier in router.policy.tiers.items():
             c = await asyncio.to_thread(resolve_capabilities, tier)
@@ -222,7 +229,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         }
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
+        live.router.authorize(request.headers)
         created = int(app.state.started)
         active = live.router.policy
         data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]

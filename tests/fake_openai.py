@@ -72,7 +72,9 @@ class FakeOpenAI:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_with:
-            return JSONResponse({"error": {"message": "forced failure", "type": "server_error", "code": None}},
+            # Like some providers, echo the credential it was sent in the error message.
+            message = f"forced failure for credential {request.headers.get('authorization', '')}"
+            return JSONResponse({"error": {"message": message, "type": "server_error", "code": None}},
                                 status_code=self.fail_with)
         # Honour max_tokens / max_completion_tokens (one word = one token here) and n.
         wants_json = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")

@@ -357,3 +357,43 @@ def test_client_disconnect_cancels_generation_and_logs_tokens(proxy):
     # The local runtime is free again: a new request is answered promptly.
     quick = _post(proxy, {"model": "local", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]})
     assert quick.status_code == 200
+
+
+def test_api_keys_401_in_openai_shape_and_secrets_never_leak(tmp_path, monkeypatch):
+    """server.require_api_key: keys from the policy (hashed at rest) or the environment; no or
+    a wrong key gets OpenAI's 401 and is logged; neither client keys nor the provider key
+    appear in the log, the server output or an error body."""
+    policy_key, env_key, provider_key = "sk-proxy-POLICY-111", "sk-proxy-ENV-222", "sk-provider-SECRET-333"
+    monkeypatch.setenv("TEST_PROXY_KEY", policy_key)
+    monkeypatch.setenv("SLM_ROUTER_API_KEYS", f"other, {env_key}")
+    bad_cloud = FakeOpenAI(fail_with=500).start()
+    policy = _policy(bad_cloud.url, on_cloud_unavailable="error")
+    policy["tiers"]["cloud"]["api_key"] = provider_key
+    policy["server"]["require_api_key"] = True
+    policy["api_keys"] = [{"name": "team-a", "key": "${TEST_PROXY_KEY}"}]
+    p = ProxyProcess(policy, tmp_path).start()
+    body = {"model": "local", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
+    try:
+        missing = _post(p, body)
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+        assert missing.json()["error"]["type"] == "invalid_request_error"
+        wrong = _post(p, body, headers={"authorization": "Bearer sk-wrong-999"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert "sk-wrong-999" not in wrong.text
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=p.url + "/v1", api_key="sk-wrong-999", max_retries=0).models.list()
+        for key in (policy_key, env_key):
+            ok = _post(p, body, headers={"authorization": f"Bearer {key}"})
+            assert ok.status_code == 200, ok.text
+        assert httpx.get(p.url + "/v1/models", headers={"authorization": f"Bearer {env_key}"}).status_code == 200
+        failed = _post(p, {**body, "model": "cloud"}, headers={"authorization": f"Bearer {policy_key}"})
+        assert failed.status_code == 502 and provider_key not in failed.text and "***" in failed.text
+        row, _ = _log(p, missing.headers["x-request-id"])
+        assert row[0] == "error"
+        time.sleep(0.5)
+        logged = p.log_path.read_bytes() + p.stderr_path.read_bytes()
+        for secret in (policy_key, env_key, provider_key, "sk-wrong-999"):
+            assert secret.encode() not in logged
+    finally:
+        p.stop()
+        bad_cloud.stop()

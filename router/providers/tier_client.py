@@ -80,7 +80,15 @@ class StreamDelta:
     usage: dict[str, int] | None = field(default=None)
 
 
-def _map_error(tier: str, err: Exception) -> TierCallError:
+def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCallError:
+    mapped = _classify(tier, err)
+    if secret and secret in str(mapped):  # a provider key must never reach a log or a client
+        mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
+                               mapped.client_fault, mapped.retryable)
+    return mapped
+
+
+def _classify(tier: str, err: Exception) -> TierCallError:
     if isinstance(err, ContextWindowExceededError):
         return TierCallError(tier, 400, str(err), client_fault=False, retryable=False)
     import litellm
@@ -147,7 +155,7 @@ class TierClient:
         try:
             response = await litellm.acompletion(**self._kwargs(name, tier, messages, params))
         except Exception as err:
-            raise _map_error(name, err) from err
+            raise _map_error(name, err, tier.api_key) from err
         latency_ms = (time.perf_counter() - start) * 1000
         body = response.model_dump()
         choice = (body.get("choices") or [{}])[0]
@@ -194,4 +202,4 @@ class TierClient:
         except TierCallError:
             raise
         except Exception as err:
-            raise _map_error(name, err) from err
+            raise _map_error(name, err, tier.api_key) from err
