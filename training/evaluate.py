@@ -21,12 +21,17 @@ import numpy as np
 
 from .datasets import Example, label_values
 from .metrics import bootstrap_metrics
-from .models import make_model, raw_scores
+from .models import fit_model, make_model, raw_scores
 
-__all__ = ["SPLITS", "fold_indices", "cross_val_raw", "baseline_scores", "evaluate_scores", "held_out_calibration", "METRIC_NAMES"]
+__all__ = ["SPLITS", "group_names", "fold_indices", "cross_val_raw", "baseline_scores", "evaluate_scores", "held_out_calibration", "METRIC_NAMES"]
 
 SPLITS = ("kfold", "group")
 METRIC_NAMES = ("apgr", "cpt50", "cpt80", "share_for_95pct_strong", "auroc")
+
+
+def group_names(examples: Sequence[Example]) -> np.ndarray:
+    """``source/group`` of each example (the groups of ``--split group`` and of the group prior)."""
+    return np.array([f"{e.source}/{e.group}" for e in examples])
 
 
 def fold_indices(examples: Sequence[Example], split: str = "kfold", k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -43,7 +48,7 @@ def fold_indices(examples: Sequence[Example], split: str = "kfold", k: int = 5, 
     if split == "kfold":
         return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros(n)))
     if split == "group":
-        groups = np.array([f"{e.source}/{e.group}" for e in examples])
+        groups = group_names(examples)
         if len(set(groups)) < k:
             raise ValueError(f"--split group needs at least {k} groups; this data has {len(set(groups))}")
         return list(GroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), groups=groups))
@@ -62,9 +67,10 @@ def cross_val_raw(examples: Sequence[Example], inputs: np.ndarray, kind: str, la
         (scores of shape (n,), fold number of each prompt of shape (n,)).
     """
     y = label_values(examples, label)
+    groups = group_names(examples)
     scores, fold_of = np.zeros(len(examples)), np.zeros(len(examples), dtype=int)
     for f, (tr, te) in enumerate(fold_indices(examples, split, k, seed)):
-        model = make_model(kind, label, dim, seed).fit(inputs[tr], y[tr])
+        model = fit_model(make_model(kind, label, dim, seed), inputs[tr], y[tr], groups[tr])
         scores[te], fold_of[te] = raw_scores(model, inputs[te]), f
         if on_fold:
             on_fold(f)
@@ -127,7 +133,7 @@ def held_out_calibration(examples: Sequence[Example], inputs: np.ndarray, kind: 
         tr = rng.permutation(tr)
         cut = len(tr) // 5
         cal, fit = tr[:cut], tr[cut:]
-        model = make_model(kind, label, dim, seed).fit(inputs[fit], y[fit])
+        model = fit_model(make_model(kind, label, dim, seed), inputs[fit], y[fit], group_names(examples)[fit])
         cal_scores, test_scores = raw_scores(model, inputs[cal]), raw_scores(model, inputs[te])
         for t in targets:
             out[t].append(float(np.mean(test_scores >= threshold_for_share(cal_scores, t))))

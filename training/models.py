@@ -8,7 +8,7 @@
 | ``knn`` | k nearest neighbours by cosine, share of positives | mean gap of the neighbours |
 | ``gbm`` | histogram gradient boosting classifier | histogram gradient boosting regressor |
 | ``mlp`` | one-hidden-layer perceptron classifier | perceptron regressor |
-| ``stack`` | kNN + logistic + text-feature boosting, logistic on their 5-fold predictions | kNN + ridge + text-feature boosting, ridge on their 5-fold predictions |
+| ``stack`` | :class:`router.scoring.stacked.StackedRouter` on the 0/1 label | the same on the gap: kNN means (k = 30, 100, 300), ridge, group prior; ridge on their 5-fold predictions |
 
 The hyper-parameters are fixed here (chosen by 5-fold APGR on RouteLLM MMLU and GSM8K
 while building the toolkit; see the artifact card for what the shipped model used).
@@ -22,7 +22,7 @@ import numpy as np
 
 from router.scoring.text_features import N_FEATURES
 
-__all__ = ["MODEL_KINDS", "make_model", "is_regression"]
+__all__ = ["MODEL_KINDS", "make_model", "fit_model", "raw_scores", "is_regression"]
 
 MODEL_KINDS = ("logistic", "ridge", "knn", "gbm", "mlp", "stack")
 KNN_NEIGHBOURS = 100
@@ -60,12 +60,7 @@ def make_model(kind: str, label: str, dim: int, seed: int = 0) -> Any:
     Raises:
         ValueError: an unknown kind, or a kind that does not fit the label.
     """
-    from sklearn.ensemble import (
-        HistGradientBoostingClassifier,
-        HistGradientBoostingRegressor,
-        StackingClassifier,
-        StackingRegressor,
-    )
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -93,15 +88,9 @@ def make_model(kind: str, label: str, dim: int, seed: int = 0) -> Any:
                                                        max_iter=300, random_state=seed)
         return make_pipeline(_prep(dim, scale_embedding=True), mlp)
     if kind == "stack":
-        text_boost = dict(boost, max_iter=150)
-        if reg:
-            base = [("knn", make_model("knn", label, dim, seed)), ("ridge", make_model("ridge", label, dim, seed)),
-                    ("text", make_pipeline(_prep(dim, embedding=False), HistGradientBoostingRegressor(**text_boost)))]
-            return StackingRegressor(base, final_estimator=Ridge(alpha=10.0), cv=5)
-        base = [("knn", make_model("knn", label, dim, seed)), ("logistic", make_model("logistic", label, dim, seed)),
-                ("text", make_pipeline(_prep(dim, embedding=False), HistGradientBoostingClassifier(**text_boost)))]
-        return StackingClassifier(base, final_estimator=LogisticRegression(C=1.0, class_weight="balanced"),
-                                  cv=5, stack_method="predict_proba")
+        from router.scoring.stacked import StackedRouter
+
+        return StackedRouter(dim, seed=seed)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
 
@@ -110,3 +99,12 @@ def raw_scores(model: Any, inputs: np.ndarray) -> np.ndarray:
     if hasattr(model, "predict_proba"):
         return model.predict_proba(inputs)[:, 1]
     return np.asarray(model.predict(inputs), dtype=float)
+
+
+def fit_model(model: Any, inputs: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Any:
+    """Fit ``model``; models that use groups (``stack``'s group prior) receive them."""
+    from router.scoring.stacked import StackedRouter
+
+    if isinstance(model, StackedRouter):
+        return model.fit(inputs, y, groups)
+    return model.fit(inputs, y)

@@ -31,8 +31,8 @@ from router.scoring.text_features import FEATURE_NAMES
 from .calibrate import threshold_for_share
 from .datasets import Example, label_values, load
 from .embedding_cache import embed_cached
-from .evaluate import baseline_scores, cross_val_raw, evaluate_scores, held_out_calibration
-from .models import MODEL_KINDS, make_model
+from .evaluate import baseline_scores, cross_val_raw, evaluate_scores, group_names, held_out_calibration
+from .models import MODEL_KINDS, fit_model, make_model
 
 __all__ = ["prepare_inputs", "train_artifact", "prompt_key", "OOF_FILE", "load_oof", "limit_per_source"]
 
@@ -110,7 +110,7 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
     bar = _progress(progress, k + 1, f"training {kind} on {label}")
     raw, fold_of = cross_val_raw(rows, x, kind, label, dim, "kfold", k, seed, on_fold=lambda f: bar.update(1))
     platt = fit_platt(raw, label_values(rows, "needs_strong"))
-    model = RoutingModel(make_model(kind, label, dim, seed).fit(x, y), kind, label, platt)
+    model = RoutingModel(fit_model(make_model(kind, label, dim, seed), x, y, group_names(rows)), kind, label, platt)
     bar.update(1)
     bar.close()
     held_out = model.predict_proba_from_raw(raw)
