@@ -123,6 +123,14 @@ class StackedRouter:
         names = [f"knn_{k}" for k in self.ks] + ["linear", "text_gbm"]
         return names + (["prior"] if self.base_.get("centroids") is not None else [])
 
+    def __repr__(self) -> str:
+        head = (f"StackedRouter(dim={self.dim}, ks={self.ks}, ridge_alpha={self.ridge_alpha:g}, "
+                f"prior_beta={self.prior_beta:g}, meta_alpha={self.meta_alpha:g})")
+        if not hasattr(self, "meta_"):
+            return head
+        weights = ", ".join(f"{n} {c:+.3f}" for n, c in zip(self.base_names(), self.meta_.coef_))
+        return f"{head}; meta-model weights on standardised base scores: {weights}; {len(self.base_['emb'])} neighbours stored"
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         if "base_" in state:
