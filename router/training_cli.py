@@ -250,7 +250,6 @@ def score(
     """Batch-score prompts: P(needs the cloud tier) per line, higher = more in need. A stable interface for other tools."""
     from tqdm.auto import tqdm
 
-    from .scoring.artifact import load_artifact
     from .scoring.classifier import EmbeddingClassifier
 
     if not input.is_file():
@@ -267,8 +266,9 @@ def score(
             if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
                 _fail(f"{input}:{n}: expected {{\"prompt\": \"...\"}} with a string prompt")
             prompts.append(row["prompt"])
+    clf = EmbeddingClassifier(artifact)
     try:
-        clf = EmbeddingClassifier(load_artifact(artifact).path)
+        clf.artifact  # load now: a missing artifact is a usage error, not a crash mid-way
     except FileNotFoundError as err:
         _fail(str(err))
     scores: list[float] = []
