@@ -1,6 +1,6 @@
 """Routing-decision latency (embed + text features + classify) and the quality each embedder keeps.
 
-Prints two markdown tables:
+Prints three markdown tables:
 
 1. p50/p99 latency in ms of one routing decision for 20-, 200- and 500-token prompts
    (MiniLM word pieces; MiniLM itself reads at most 256), one request at a time and 16
@@ -9,7 +9,8 @@ Prints two markdown tables:
    - ``minilm``: all-MiniLM-L6-v2 on torch, the shipped default artifact (the unoptimised path);
    - ``static``: the same recipe on the model2vec static embedding distilled from that MiniLM
      (``router/artifacts/static-minilm``, int8).
-2. 5-fold APGR of the same recipe on RouteLLM MMLU and GSM8K with either embedder, so the
+2. where the time goes for a 200-token prompt: embedding vs text features + classifier;
+3. 5-fold APGR of the same recipe on RouteLLM MMLU and GSM8K with either embedder, so the
    cost of the speed-up in routing quality is visible.
 
 Prompts are real: MMLU, GSM8K and AlpacaEval texts joined and cut to the exact token count.
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
     import torch
 
     print(f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; {N_SERIAL} serial calls, "
-          f"{N_CONCURRENT} threads x {PER_THREAD} concurrent calls per cell\n")
+          f"{N_CONCURRENT} threads x {PER_THREAD} concurrent calls per cell; load average at start "
+          f"{os.getloadavg()[0]:.1f} (other processes share these cores: compare runs at similar load)\n")
     prompts = {n: _prompts(n) for n in LENGTHS}
     routers = {"minilm (torch, default artifact)": EmbeddingClassifier("builtin"),
                "static (model2vec int8, same recipe)": _static_twin(progress=False)}
@@ -148,6 +150,24 @@ def main(argv=None) -> int:
         for n in LENGTHS:
             p50, p99, c50, c99, rate = _latency(clf, prompts[n])
             print(f"| {name} | {n} | {p50:.1f} | {p99:.1f} | {c50:.1f} | {c99:.1f} | {rate:.0f} |", flush=True)
+    print("\n| embedder | stage, 200-token prompt, 1 at a time | p50 ms | p99 ms |")
+    print("|---|---|---|---|")
+    for name, clf in routers.items():
+        from router.scoring.routing_model import build_inputs
+
+        texts = prompts[200]
+        emb_ms, cls_ms = [], []
+        for j in range(N_SERIAL):
+            t = time.perf_counter()
+            e = clf.embedder.encode([texts[j % len(texts)]])
+            t1 = time.perf_counter()
+            clf.artifact.estimator.predict_proba(build_inputs(e, [texts[j % len(texts)]]))
+            t2 = time.perf_counter()
+            emb_ms.append((t1 - t) * 1000)
+            cls_ms.append((t2 - t1) * 1000)
+        print(f"| {name} | embed | {statistics.median(emb_ms):.1f} | {_pct(emb_ms, 99):.1f} |")
+        print(f"| {name} | text features + classifier | {statistics.median(cls_ms):.1f} | {_pct(cls_ms, 99):.1f} |", flush=True)
+    print(f"\nload average after the latency tables: {os.getloadavg()[0]:.1f}")
     if not args.no_apgr:
         _apgr_table()
     return 0
