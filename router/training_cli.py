@@ -59,8 +59,10 @@ def metrics_table(source: str, entry: dict, title_extra: str = "") -> Table:
 
 
 def train(
-    data: str = typer.Option("all", "--data", help="Dataset names, comma-separated (mmlu, gsm8k, arc, winogrande, mbpp, "
-                             "alpaca_eval), 'all', or a .jsonl file in the toolkit's schema."),
+    data: str = typer.Option("mmlu,gsm8k,arc,winogrande,mbpp", "--data",
+                             help="Dataset names, comma-separated (mmlu, gsm8k, arc, winogrande, mbpp, alpaca_eval), "
+                                  "'all', or a .jsonl file in the toolkit's schema. The default is the shipped "
+                                  "classifier's training data."),
     model: str = typer.Option("stack", "--model", help="Model kind: logistic, ridge, knn, gbm, mlp, stack."),
     label: str = typer.Option("gap", "--label", help="Training target: needs_strong, weak_wrong or gap."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
