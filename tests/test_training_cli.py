@@ -83,6 +83,11 @@ def test_train_eval_calibrate_on_a_user_jsonl(tmp_path, user_data):
     png = (tmp_path / "plots" / "q.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
+    # --split none scores with the artifact as it is, and says when that is its own training data.
+    proc = _cli("eval", "--artifact", "art", "--data", str(user_data), "--split", "none", "--n-boot", "10", cwd=tmp_path)
+    assert "artifact as is" in proc.stdout and "trained on mine" in proc.stderr
+    assert (tmp_path / "runs" / "eval" / "mine-none.png").is_file()
+
     proc = _cli("calibrate", "--artifact", "art", "--data", str(user_data), "--target-cloud-share", "0.3",
                 "--write-policy", "policy.yaml", cwd=tmp_path)
     policy = load_policy(tmp_path / "policy.yaml")
