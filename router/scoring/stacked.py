@@ -25,14 +25,25 @@ import numpy as np
 __all__ = ["StackedRouter"]
 
 
-def _predict_one_thread(model, x: np.ndarray) -> np.ndarray:
-    """``model.predict(x)`` with OpenMP limited to the calling thread: gradient boosting opens
-    a parallel region per tree, which for one prompt on a busy 2-core machine turned a 1.5 ms
-    prediction into a p90 of ~500 ms; one thread measured 0.9 ms, p90 1 ms."""
-    from threadpoolctl import threadpool_limits
+_CONTROLLER = None
 
-    with threadpool_limits(limits=1, user_api="openmp"):
-        return model.predict(x)
+
+def _one_thread():
+    """A context that runs BLAS and OpenMP on the calling thread only.
+
+    Scoring one prompt is a 17k x 384 matrix-vector product and 100 small trees: threads
+    cost more than they give. Worse, OpenBLAS worker threads keep spinning after a product
+    and slowed the next MiniLM embedding (torch) about threefold (32 ms alone, ~100 ms
+    interleaved with the classifier on 2 cores; 39 ms with this limit), and gradient
+    boosting's per-tree parallel regions turned a 1.5 ms prediction into a p90 of ~500 ms on
+    a busy machine. The controller is built once (it scans the loaded libraries).
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 class StackedRouter:
@@ -88,7 +99,7 @@ class StackedRouter:
         scaler, ridge = base["scaler"], base["ridge"]
         lin_in = np.hstack([emb, (text - scaler.mean_) / scaler.scale_])
         cols.append(lin_in @ ridge.coef_ + ridge.intercept_)
-        cols.append(_predict_one_thread(base["text_gbm"], text))
+        cols.append(base["text_gbm"].predict(text))
         if base["centroids"] is not None:
             z = self.prior_beta * (emb @ base["centroids"].T)
             z -= z.max(axis=1, keepdims=True)
@@ -130,7 +141,8 @@ class StackedRouter:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Raw score per row, shape (n,); higher = more in need of the strong model."""
-        cols = self._base_scores(self.base_, np.asarray(X, dtype=np.float32))
+        with _one_thread():
+            cols = self._base_scores(self.base_, np.asarray(X, dtype=np.float32))
         scaled = (cols - self.meta_scaler_.mean_) / self.meta_scaler_.scale_
         return scaled @ self.meta_.coef_ + self.meta_.intercept_
 
