@@ -1,4 +1,5 @@
-"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``train``, ``policy``.
+"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``policy``, and ``train``,
+``eval``, ``calibrate``, ``score`` (from :mod:`router.training_cli`).
 
 Bad arguments and invalid policies end with a one-line message and exit code 2.
 """
@@ -264,23 +265,13 @@ def replay(
     console.print(table)
 
 
-@app.command()
-def train(
-    out: Path = typer.Option(Path("router/artifacts/difficulty"), help="Artifact directory to write."),
-    n_boot: int = typer.Option(200, help="Bootstrap resamples for 95% intervals."),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts of each dataset (quick runs)."),
-) -> None:
-    """Train the difficulty classifier on RouteLLM's MMLU+GSM8K outcomes and write its card."""
-    try:
-        from training.train_difficulty import main as train_main
-    except ImportError as err:
-        _fail(f"the training package is not importable ({err})")
-    args = ["--out", str(out), "--n-boot", str(n_boot)] + (["--limit", str(limit)] if limit else [])
-    try:
-        code = train_main(args)
-    except FileNotFoundError as err:
-        _fail(str(err))
-    raise typer.Exit(code=code)
+# Training, evaluation, calibration and batch scoring live in their own module.
+from . import training_cli  # noqa: E402
+
+app.command("train")(training_cli.train)
+app.command("eval")(training_cli.evaluate)
+app.command("calibrate")(training_cli.calibrate)
+app.command("score")(training_cli.score)
 
 
 def main() -> None:  # pragma: no cover - console entry

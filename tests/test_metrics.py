@@ -61,3 +61,26 @@ def test_bootstrap_interval_contains_point():
 def test_undefined_pgr_raises():
     with pytest.raises(ValueError):
         quality_curve([1, 2], [1, 1], [1, 1])
+
+
+def test_auroc_and_strong_share_by_hand():
+    from training.metrics import auroc
+
+    # Positives score 0.8 and 0.4, negatives 0.6 and 0.2: 3 of 4 pairs ordered right.
+    assert auroc([0.8, 0.4, 0.6, 0.2], [1, 1, 0, 0]) == pytest.approx(0.75)
+    assert np.isnan(auroc([0.1, 0.2], [1, 1]))
+    weak, strong = _toy()
+    curve = quality_curve([0, 0, 1, 0], weak, strong)
+    # q_strong .75: 60% of it (.45) is already met by the weak model alone.
+    assert share_for_quality(curve, 0.6) == 0.0
+    m = router_metrics([0, 0, 1, 0], weak, strong)
+    assert m["cpt80"] == 0.25 and m["auroc"] == pytest.approx(1.0)
+    assert (m["q_weak"], m["q_strong"], m["n"]) == (0.5, 0.75, 4.0)
+
+
+def test_ties_behave_as_random():
+    weak, strong = _toy()
+    # A constant score: ties are broken by a fixed permutation, reproducibly.
+    a = quality_curve([1, 1, 1, 1], weak, strong, seed=3).pgr
+    b = quality_curve([1, 1, 1, 1], weak, strong, seed=3).pgr
+    assert a.tolist() == b.tolist() and a[0] == 0 and a[-1] == 1

@@ -215,7 +215,7 @@ def test_forbidden_tier_named_by_the_client_is_403_and_logged(proxy, cloud):
 
 def test_escalation_still_happens_without_a_rule(proxy, cloud):
     """Control: the same failing check escalates an anonymous local answer."""
-    headers, text = _chat(proxy, dict(prompt="Say hi.", model="auto", headers={"x-unrelated": "1"}))
+    headers, text = _chat(proxy, dict(prompt="Write a haiku about autumn.", model="auto", headers={"x-unrelated": "1"}))
     if headers["x-router-tier"] == "cloud" and headers["x-router-escalated"] == "false":
         pytest.skip("the classifier routed the control prompt to the cloud directly")
     assert headers["x-router-escalated"] == "true" and text.strip() == ANSWER

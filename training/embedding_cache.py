@@ -1,7 +1,7 @@
-"""On-disk cache of MiniLM embeddings keyed by the SHA-256 of each text.
+"""On-disk cache of prompt embeddings keyed by the SHA-256 of each text.
 
-A second training run over the same prompts embeds nothing. The cache is one ``.npz``
-file per embedder (keys and a float32 matrix of shape (n, 384)), under
+A second training run over the same prompts embeds nothing. The cache is one ``.npz`` file
+per embedder (``embeddings-<name>.npz``: keys and a float32 matrix of shape (n, dim)), under
 ``$SLM_ROUTER_CACHE`` or ``.cache/`` in the working directory.
 """
 
@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from router.scoring.embedder import Embedder
 
 __all__ = ["embed_cached", "cache_dir"]
 
@@ -28,9 +26,17 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def embed_cached(texts: Sequence[str], embedder: Embedder | None = None, progress: bool = True) -> np.ndarray:
-    """Embed ``texts`` (shape (n, 384)), reading and extending the on-disk cache."""
-    path = cache_dir() / "embeddings-minilm.npz"
+def embed_cached(texts: Sequence[str], embedder=None, progress: bool = True, name: str = "minilm") -> np.ndarray:
+    """Embed ``texts`` with the embedder called ``name`` (``minilm`` or ``static``), reading and
+    extending the on-disk cache.
+
+    Args:
+        embedder: an object with ``encode(texts, show_progress_bar=...)``; built from ``name`` when None.
+        progress: show a progress bar while embedding texts not in the cache.
+    Returns:
+        float32 array of shape (len(texts), dim), in the order of ``texts``.
+    """
+    path = cache_dir() / f"embeddings-{name}.npz"
     known: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as z:
@@ -38,11 +44,16 @@ def embed_cached(texts: Sequence[str], embedder: Embedder | None = None, progres
     keys = [_key(t) for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
     if missing:
-        embedder = embedder or Embedder()
+        if embedder is None:
+            from router.scoring.embedders import make_embedder
+
+            embedder = make_embedder(name)
         vectors = embedder.encode([t for _, t in missing], show_progress_bar=progress)
         known.update({k: v for (k, _), v in zip(missing, vectors)})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
         os.replace(tmp, path)
+    if not keys:
+        return np.zeros((0, 0), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)

@@ -1,14 +1,15 @@
-"""Default scorer: MiniLM embedding of the request text -> scikit-learn P(needs cloud)."""
+"""Default scorer: embedding of the request text (+ its text features) -> scikit-learn P(needs cloud)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .artifact import Artifact, load_artifact
-from .embedder import Embedder
+from .embedders import embedder_key, make_embedder
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -18,15 +19,18 @@ class EmbeddingClassifier:
 
     Args:
         artifact: ``builtin`` or an artifact directory.
-        embedder: shared :class:`Embedder`; a new one when None.
+        embedder: an embedder with ``encode(texts) -> (n, dim)``; when None, the one the
+            artifact's card names (``embedder_key``: ``minilm`` or ``static``).
 
-    The artifact and the embedder load on first use (or :meth:`warm_up`).
+    The artifact and the embedder load on first use (or :meth:`warm_up`). Artifacts whose
+    card lists ``"text_features"`` under ``inputs`` get the embedding followed by
+    :func:`router.scoring.text_features.text_features`; older ones get the embedding only.
     """
 
-    def __init__(self, artifact: str | Path = "builtin", embedder: Embedder | None = None) -> None:
+    def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None) -> None:
         self._location = artifact
         self._artifact: Artifact | None = None
-        self.embedder = embedder or Embedder()
+        self._embedder = embedder
 
     @property
     def artifact(self) -> Artifact:
@@ -35,17 +39,35 @@ class EmbeddingClassifier:
             self._artifact = load_artifact(self._location)
         return self._artifact
 
+    @property
+    def embedder(self) -> Any:
+        """The embedder (the artifact's own when none was given)."""
+        if self._embedder is None:
+            self._embedder = make_embedder(embedder_key(self.artifact.card))
+        return self._embedder
+
     def warm_up(self) -> None:
         """Load the artifact and the embedder now, so the first request pays nothing."""
         self.score(["warm up"])
 
-    def score_embeddings(self, embeddings: np.ndarray) -> list[float]:
-        """P(needs cloud) for embeddings of shape (n, 384)."""
-        proba = self.artifact.estimator.predict_proba(embeddings)[:, 1]
+    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str] | None = None) -> list[float]:
+        """P(needs cloud) for embeddings of shape (n, dim) of ``texts``.
+
+        Raises:
+            ValueError: the artifact needs text features and ``texts`` is None.
+        """
+        inputs = embeddings
+        if "text_features" in self.artifact.card.get("inputs", ()):
+            if texts is None:
+                raise ValueError("this artifact also needs the texts (text features)")
+            from .routing_model import build_inputs
+
+            inputs = build_inputs(embeddings, texts)
+        proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """P(needs cloud) in [0, 1] for each text."""
         if not texts:
             return []
-        return self.score_embeddings(self.embedder.encode(texts))
+        return self.score_embeddings(self.embedder.encode(texts), texts)

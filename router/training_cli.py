@@ -1,0 +1,285 @@
+"""The ``slm-router`` commands that train, evaluate, calibrate and batch-score classifiers.
+
+Registered on the main typer app by :mod:`router.cli`; the work is done by the ``training``
+package (imported on use). Bad arguments end with a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["train", "evaluate", "calibrate", "score", "metrics_table"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_OUT = Path("router/artifacts/difficulty")
+_ROUTERS = ("router", "random", "length", "oracle")
+_COLUMNS = (("apgr", "APGR [95% CI]"), ("cpt50", "CPT(50%)"), ("cpt80", "CPT(80%)"),
+            ("share_for_95pct_strong", "cloud share for 95% strong"), ("auroc", "AUROC"))
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _training():
+    try:
+        import training  # noqa: F401
+    except ImportError as err:  # pragma: no cover - a broken install
+        _fail(f"the training package is not importable ({err}); install slm-router from a checkout")
+
+
+def _cell(triple, ci: bool = False) -> str:
+    point, lo, hi = (triple["value"], triple["ci95_low"], triple["ci95_high"]) if isinstance(triple, dict) else triple
+    if point is None or (isinstance(point, float) and math.isnan(point)):
+        return "n/a"
+    return f"{point:.3f} [{lo:.3f}, {hi:.3f}]" if ci else f"{point:.3f}"
+
+
+def metrics_table(source: str, entry: dict, title_extra: str = "") -> Table:
+    """A rich table of one dataset's metrics: one row per router, one column per metric."""
+    table = Table(title=f"{source} (n={entry.get('n', entry.get('n_test'))}, weak {entry['q_weak']:.3f}, "
+                        f"strong {entry['q_strong']:.3f}){title_extra}")
+    table.add_column("router")
+    for _, head in _COLUMNS:
+        table.add_column(head, justify="right")
+    for name in _ROUTERS:
+        if name in entry:
+            table.add_row(name, *(_cell(entry[name][k], ci=(k == "apgr")) for k, _ in _COLUMNS))
+    return table
+
+
+def train(
+    data: str = typer.Option("mmlu,gsm8k,arc,winogrande,mbpp", "--data",
+                             help="Dataset names, comma-separated (mmlu, gsm8k, arc, winogrande, mbpp, alpaca_eval), "
+                                  "'all', or a .jsonl file in the toolkit's schema. The default is the shipped "
+                                  "classifier's training data."),
+    model: str = typer.Option("stack", "--model", help="Model kind: logistic, ridge, knn, gbm, mlp, stack."),
+    label: str = typer.Option("gap", "--label", help="Training target: needs_strong, weak_wrong or gap."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
+    embedder: str = typer.Option("minilm", "--embedder", help="minilm (torch, the default) or static (distilled, <1 ms)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds for the card's held-out metrics."),
+    n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for 95% intervals."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a classifier, cross-validate it, write the artifact and its card, print the held-out metrics."""
+    _training()
+    from training.train import train_artifact
+
+    try:
+        card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err).strip("'\""))
+    for source, entry in card["metrics"].items():
+        console.print(metrics_table(source, entry, f", {folds}-fold held-out"))
+    console.print(f"wrote {out} ({model} on {label}, {card['data']['n_train']} prompts, embedder {embedder})")
+
+
+def evaluate(
+    artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory or 'builtin'."),
+    data: str = typer.Option(..., "--data", help="Dataset names, comma-separated, or a .jsonl file."),
+    split: str = typer.Option("kfold", "--split", help="kfold: 5 folds of prompts; group: 5 folds of whole groups "
+                              "(unseen MMLU subjects); none: score with the artifact as it is (data it never saw)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG to write (one per dataset: NAME is appended); "
+                                        "default runs/eval/<dataset>-<split>.png."),
+    folds: int = typer.Option(5, "--folds", min=2),
+    n_boot: int = typer.Option(200, "--n-boot", min=10),
+    limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Print the metrics table of the artifact's recipe (or the artifact itself) next to random/length/oracle; write the plot."""
+    _training()
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from router.scoring.artifact import load_artifact
+    from training.datasets import load
+    from training.evaluate import baseline_scores, cross_val_raw, evaluate_scores
+    from training.metrics import quality_curve
+    from training.plot import plot_quality
+    from training.train import limit_per_source, prepare_inputs, recipe
+
+    if split not in ("kfold", "group", "none"):
+        _fail(f"--split must be kfold, group or none, got {split!r}")
+    try:
+        art = load_artifact(artifact)
+        rows = limit_per_source(load(data), limit)
+        kind, label, emb = recipe(art.path) if split != "none" else (None, None, None)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err).strip("'\""))
+    if split == "none":
+        from router.scoring.classifier import EmbeddingClassifier
+
+        clf = EmbeddingClassifier(art.path)
+        overlap = set(art.card.get("data", {}).get("datasets", [])) & {e.source for e in rows}
+        if overlap:
+            err_console.print(f"[yellow]note:[/] the artifact was trained on {', '.join(sorted(overlap))}; "
+                              "--split none scores its own training prompts (use kfold for held-out numbers)")
+        texts = [e.prompt for e in rows]
+        scores = np.array([s for i in tqdm(range(0, len(texts), 256), desc="scoring")
+                           for s in clf.score(texts[i:i + 256])])
+        how = "artifact as is"
+    else:
+        x, dim = prepare_inputs(rows, emb)
+        bar = tqdm(total=folds, desc=f"{split} cross-validation ({kind}, {label})", unit="fold")
+        try:
+            scores, _ = cross_val_raw(rows, x, kind, label, dim, split, folds, seed, on_fold=lambda f: bar.update(1))
+        except ValueError as err:
+            bar.close()
+            _fail(str(err))
+        bar.close()
+        how = f"{folds}-fold {'by group' if split == 'group' else 'by prompt'}, {kind} on {label}"
+    routers = {"router": scores, **baseline_scores(rows, seed)}
+    results = evaluate_scores(rows, routers, n_boot=n_boot, seed=seed)
+    for source, entry in results.items():
+        console.print(metrics_table(source, entry, f", {how}"))
+        idx = np.array([i for i, e in enumerate(rows) if e.source == source])
+        weak, strong = np.array([rows[i].weak for i in idx]), np.array([rows[i].strong for i in idx])
+        curves = {name: quality_curve(s[idx], weak, strong, seed) for name, s in routers.items()}
+        target = (plot.with_name(f"{plot.stem}-{source}{plot.suffix or '.png'}") if plot and len(results) > 1
+                  else plot or Path("runs") / "eval" / f"{source}-{split}.png")
+        plot_quality(curves, target, f"{source}: {how}")
+        console.print(f"plot: {target}")
+
+
+def calibrate(
+    artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory or 'builtin'."),
+    data: str = typer.Option(..., "--data", help="Dataset names, comma-separated, or a .jsonl file (the traffic to calibrate on)."),
+    target_cloud_share: Optional[float] = typer.Option(None, "--target-cloud-share", help="Share of requests to send to the cloud, 0..1."),
+    target_quality: Optional[float] = typer.Option(None, "--target-quality", help="Quality to keep, as a fraction of the strong model's (e.g. 0.95)."),
+    write_policy: Optional[Path] = typer.Option(None, "--write-policy", help="Policy YAML to write the threshold (and artifact) into; created if missing."),
+) -> None:
+    """Print the threshold that gives a target cloud share or quality on the data; optionally write it into a policy.
+
+    Prompts the artifact was trained on are scored with their held-out (out-of-fold) scores
+    saved at training time; other prompts with the artifact itself.
+    """
+    _training()
+    import numpy as np
+
+    from router.scoring.artifact import BUILTIN, load_artifact
+    from router.scoring.classifier import EmbeddingClassifier
+    from training.calibrate import threshold_for_quality, threshold_for_share
+    from training.datasets import load
+    from training.metrics import quality_curve
+    from training.train import load_oof, prompt_key
+
+    if (target_cloud_share is None) == (target_quality is None):
+        _fail("give exactly one of --target-cloud-share or --target-quality")
+    if target_cloud_share is not None and not 0.0 <= target_cloud_share <= 1.0:
+        _fail(f"--target-cloud-share must be in [0, 1], got {target_cloud_share}")
+    if target_quality is not None and not 0.0 < target_quality <= 1.5:
+        _fail(f"--target-quality must be a fraction of the strong model's quality in (0, 1.5], got {target_quality}")
+    try:
+        art = load_artifact(artifact)
+        rows = load(data)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err).strip("'\""))
+    oof = load_oof(art.path)
+    scores = np.array([oof.get(prompt_key(e.prompt), np.nan) for e in rows])
+    fresh = np.nonzero(np.isnan(scores))[0]
+    if len(fresh):
+        clf = EmbeddingClassifier(art.path)
+        texts = [rows[i].prompt for i in fresh]
+        scores[fresh] = [s for j in range(0, len(texts), 256) for s in clf.score(texts[j:j + 256])]
+    weak, strong = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    if target_cloud_share is not None:
+        threshold, share = threshold_for_share(scores, target_cloud_share), target_cloud_share
+    else:
+        try:
+            threshold, share = threshold_for_quality(scores, weak, strong, target_quality)
+        except ValueError as err:
+            _fail(str(err))
+    realised = float(np.mean(scores >= threshold))
+    table = Table(title=f"calibration on {data} ({len(rows)} prompts; {len(rows) - len(fresh)} held-out "
+                        f"training scores, {len(fresh)} scored now)", show_header=False)
+    table.add_row("threshold", f"{threshold:.4f}")
+    table.add_row("cloud share at threshold", f"{realised:.3f}" + (f" (target {target_cloud_share:.3f})" if target_cloud_share is not None else ""))
+    if weak.mean() != strong.mean():
+        curve = quality_curve(scores, weak, strong)
+        k = int(round(realised * len(rows)))
+        table.add_row("quality at threshold", f"{curve.quality[k]:.4f} = {curve.quality[k] / curve.q_strong:.1%} of strong "
+                      f"({curve.q_strong:.4f}); weak alone {curve.q_weak:.4f}")
+        table.add_row("PGR at threshold", f"{curve.pgr[k]:.3f}")
+    console.print(table)
+    if write_policy:
+        _write_threshold(write_policy, threshold, None if str(artifact) == BUILTIN else str(Path(artifact).resolve()))
+        console.print(f"wrote routing.classifier.threshold = {threshold:.4f} into {write_policy}")
+
+
+def _write_threshold(path: Path, threshold: float, artifact: Optional[str]) -> None:
+    import yaml
+
+    from .errors import PolicyError
+    from .policy import policy_from_dict
+
+    data = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            _fail(f"{path}: cannot read policy ({err})")
+        if not isinstance(data, dict):
+            _fail(f"{path}: the policy must be a YAML mapping")
+    classifier = data.setdefault("routing", {}).setdefault("classifier", {})
+    classifier["threshold"] = round(float(threshold), 6)
+    if artifact:
+        classifier["artifact"] = artifact
+    try:
+        policy_from_dict(json.loads(json.dumps(data)), source=str(path))
+    except PolicyError as err:
+        _fail(str(err))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def score(
+    input: Path = typer.Option(..., "--input", help="JSONL, one {\"prompt\": \"...\"} per line."),
+    output: Path = typer.Option(..., "--output", help="JSONL to write, one {\"score\": p} per input line, same order."),
+    artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory; the shipped default when omitted."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1),
+) -> None:
+    """Batch-score prompts: P(needs the cloud tier) per line, higher = more in need. A stable interface for other tools."""
+    from tqdm.auto import tqdm
+
+    from .scoring.classifier import EmbeddingClassifier
+
+    if not input.is_file():
+        _fail(f"input file not found: {input}")
+    prompts: list[str] = []
+    with input.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                _fail(f"{input}:{n}: empty line; every line must be a JSON object with a 'prompt' string")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                _fail(f"{input}:{n}: not valid JSON ({err.msg})")
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                _fail(f"{input}:{n}: expected {{\"prompt\": \"...\"}} with a string prompt")
+            prompts.append(row["prompt"])
+    clf = EmbeddingClassifier(artifact)
+    try:
+        clf.artifact  # load now: a missing artifact is a usage error, not a crash mid-way
+    except FileNotFoundError as err:
+        _fail(str(err))
+    scores: list[float] = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc="scoring", unit="batch", disable=len(prompts) <= batch_size):
+        scores.extend(clf.score(prompts[i:i + batch_size]))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for s in scores:
+            fh.write(json.dumps({"score": round(float(s), 6)}) + "\n")
+    tmp.replace(output)
+    err_console.print(f"scored {len(scores)} prompts -> {output}", highlight=False)
