@@ -364,6 +364,18 @@ class Router:
         record.degraded = True
         record.reason += f"; {refused}, local tier answers"
 
+    @staticmethod
+    async def _failed_attempt(call: CallRecord, err: TierCallError, started: float, attempt: int,
+                              attempts: int) -> None:
+        """Note a failed attempt on its call record; re-raise ``err`` when it is final (not
+        retryable, or the last of ``attempts``), else wait the backoff (50 ms doubling, at
+        most 1 s) before the caller's next attempt."""
+        call.status, call.error = "error", str(err)[:500]
+        call.latency_ms = (time.perf_counter() - started) * 1000
+        if not err.retryable or attempt == attempts - 1:
+            raise err
+        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
                     decision: Decision) -> CallResult:
         """Call ``tier`` with up to ``max_retries`` extra attempts on retryable failures; every
@@ -387,11 +399,7 @@ class Router:
             try:
                 result = await self.client.complete(tier, request.messages_as_dicts(), params)
             except TierCallError as err:
-                call.status, call.error = "error", str(err)[:500]
-                call.latency_ms = (time.perf_counter() - started) * 1000
-                if not err.retryable or attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                await self._failed_attempt(call, err, started, attempt, attempts)
                 continue
             call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
             call.cached_prompt_tokens = result.cached_prompt_tokens
@@ -663,11 +671,7 @@ class Router:
             except StopAsyncIteration:
                 return call, None, deltas
             except TierCallError as err:
-                call.status, call.error = "error", str(err)[:500]
-                call.latency_ms = (time.perf_counter() - started) * 1000
-                if not err.retryable or attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                await self._failed_attempt(call, err, started, attempt, attempts)
                 continue
             return call, first, deltas
         raise AssertionError("unreachable")
