@@ -46,3 +46,13 @@ def redis_prefix(redis_url):
     prefix = unique_prefix()
     yield prefix
     delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    """A real OpenAI-compatible HTTP server standing in for the cloud tier (one per module)."""
+    from .fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()

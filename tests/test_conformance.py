@@ -39,13 +39,6 @@ def _policy(cloud_url: str, **routing) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def cloud():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture()
 def fresh_cloud(cloud):
     """Reset the stand-in's behaviour after each test that changes it."""

@@ -20,7 +20,7 @@ import pytest
 
 from router.scoring.classifier import EmbeddingClassifier
 
-from .fake_openai import ANSWER, FakeOpenAI
+from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 
 pytestmark = pytest.mark.slow
@@ -44,13 +44,6 @@ def _policy(cloud_url: str, threshold: float, min_mean_logprob: float) -> dict:
         "routing": {"classifier": {"threshold": threshold}},
         "escalation": {"enabled": True, "min_mean_logprob": min_mean_logprob},
     }
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from router.policy import BudgetLimit, StoreConfig
 from router.store.redis import RedisStore
 from router.tenant import tenant_id
 
-from .fake_openai import ANSWER, FakeOpenAI
+from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 from .redis_server import delete_prefix, unique_prefix
 
@@ -34,13 +34,6 @@ RATE_PER_MINUTE = 5
 CONCURRENT = 200
 FIGURES: dict[str, object] = {}
 SEEN_IDS: set[str] = set()
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

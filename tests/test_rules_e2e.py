@@ -17,7 +17,7 @@ import pytest
 
 from router.policy import hash_api_key
 
-from .fake_openai import ANSWER, FakeOpenAI
+from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 
 pytestmark = pytest.mark.slow
@@ -77,13 +77,6 @@ CASES = {
     "forbid beats force": (dict(key=HR_KEY, prompt="Hi", headers={"x-route": "premium"}),
                            "local", ["private-stays-local", "premium-header"]),
 }
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

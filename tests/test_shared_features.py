@@ -18,16 +18,9 @@ from router.state.memory import MemoryState
 from router.store.sqlite import SQLiteStore
 from router.tenant import tenant_id
 
-from .fake_openai import ANSWER, FakeOpenAI, free_port
+from .fake_openai import ANSWER, free_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 def _policy(cloud_url: str, **sections) -> dict:
