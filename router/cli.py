@@ -272,6 +272,7 @@ app.command("train")(training_cli.train)
 app.command("eval")(training_cli.evaluate)
 app.command("calibrate")(training_cli.calibrate)
 app.command("score")(training_cli.score)
+app.command("label")(training_cli.label)
 
 
 def main() -> None:  # pragma: no cover - console entry

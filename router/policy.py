@@ -49,6 +49,7 @@ __all__ = [
     "RoutingConfig",
     "EscalationConfig",
     "EscalationOverride",
+    "CombinerConfig",
     "RuleMatch",
     "RuleAction",
     "Rule",
@@ -253,8 +254,69 @@ class RoutingConfig(_Strict):
     )
 
 
+_SIGNALS = (
+    "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "p50_logprob",
+    "first_logprob", "mean_margin", "min_margin", "log_tokens", "finish_length", "repetition",
+    "refusal", "empty", "format_error", "self_check", "consistency",
+)
+"""Signal names a policy may use (router.signals.SIGNAL_NAMES; duplicated here so that the
+policy schema does not import the checks stage). ``router_score`` is also accepted by a
+combiner: the pre-routing classifier score of the request."""
+_HARD_FAILURES = ("empty", "format_error", "refusal", "repetition", "finish_length")
+
+
+def _check_signal_names(names: Any, allow_router_score: bool = False) -> Any:
+    allowed = set(_SIGNALS) | ({"router_score"} if allow_router_score else set())
+    for name in names or ():
+        if name not in allowed:
+            hint = difflib.get_close_matches(name, sorted(allowed), n=1)
+            raise ValueError(f"unknown signal {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                             + f" (signals: {', '.join(sorted(allowed))})")
+    return names
+
+
+class CombinerConfig(_Strict):
+    """A learned escalation combiner: logistic regression giving P(local answer correct).
+
+    ``p = 1 / (1 + exp(-(intercept + sum_i weights[i] * (x_i - means[i]) / scales[i])))`` over
+    the named ``signals`` (``router.signals.SIGNAL_NAMES`` plus ``router_score``); the answer
+    is escalated when ``p < min_p_correct``. Written by ``slm-router calibrate --labels``
+    (trained on label files from ``slm-router label``); ``trained_on`` records provenance.
+    """
+
+    signals: list[str] = Field(min_length=1, description="input signal names, in weight order")
+    weights: list[float] = Field(description="one weight per signal (on standardised inputs)")
+    intercept: float = 0.0
+    means: list[float] | None = Field(None, description="per-signal mean subtracted first (default 0)")
+    scales: list[float] | None = Field(None, description="per-signal scale divided by (default 1)")
+    min_p_correct: float = Field(0.5, ge=0, le=1, description="escalate when P(correct) < this")
+    trained_on: str | None = Field(None, description="where the weights came from (label files, n, AUROC)")
+
+    @field_validator("signals")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        return _check_signal_names(value, allow_router_score=True)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "CombinerConfig":
+        n = len(self.signals)
+        for name in ("weights", "means", "scales"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"combiner.{name} has {len(v)} values for {n} signals")
+        if self.scales is not None and any(x <= 0 for x in self.scales):
+            raise ValueError("combiner.scales must all be > 0")
+        return self
+
+
 class EscalationConfig(_Strict):
-    """First cascade step: escalate a local answer whose mean token log-probability is low.
+    """Cascade: check a local answer and escalate it to the cloud tier when a check fails.
+
+    Checks, in order: ``escalate_on`` hard failures (empty answer, invalid JSON/schema for a
+    ``response_format`` request, refusal, repetition loop, cut by ``max_tokens``); then the
+    ``min``/``max`` signal thresholds; then the ``combiner`` when set. ``min_mean_logprob`` is
+    the first cascade step's single threshold and still applies (set it to -100 to turn it
+    off when a combiner decides).
 
     Default -0.75 nats/token, measured here on SmolLM2-135M-Instruct (greedy, 32 tokens) over
     100 short factual questions (80 NQ-open dev + 20 "capital of <country>?"): the mean
@@ -266,13 +328,73 @@ class EscalationConfig(_Strict):
     min_mean_logprob: float = Field(
         -0.75, le=0, description="escalate when mean log-probability (nats/token) < this"
     )
+    escalate_on: list[Literal["empty", "format_error", "refusal", "repetition", "finish_length"]] = Field(
+        default_factory=lambda: ["empty", "format_error"],
+        description="hard failures that always escalate (repetition: over 50% repeated word 4-grams)",
+    )
+    min: dict[str, float] = Field(
+        default_factory=dict, description="signal -> lowest accepted value (e.g. self_check: 0.5)")
+    max: dict[str, float] = Field(
+        default_factory=dict, description="signal -> highest accepted value (e.g. repetition: 0.3)")
+    combiner: CombinerConfig | None = Field(None, description="learned P(correct) combiner (see calibrate --labels)")
+    self_check: bool = Field(
+        False, description="ask the local model whether its answer is right (one extra 1-token call, logged "
+                           "with purpose self_check); needed when a threshold or the combiner reads self_check")
+    consistency_samples: int = Field(
+        0, ge=0, le=4, description="extra local samples at temperature 0.7 whose agreement is the consistency signal")
+    max_share: float = Field(
+        1.0, ge=0, le=1, description="cap on the share of checked local answers that may escalate over the last "
+                                     "share_window_s; above it, failing answers are kept (reason says so)")
+    share_window_s: float = Field(300.0, gt=0, description="window of the max_share cap (seconds)")
+    stream_check_tokens: int | None = Field(
+        None, ge=1, description="streaming: check after the first N local tokens and then stream; "
+                                "null holds back the whole answer until checked")
+
+    @field_validator("min", "max")
+    @classmethod
+    def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_signal_names(value)
+
+    def needs(self, signal: str) -> bool:
+        """True when a threshold or the combiner reads ``signal``."""
+        return signal in self.min or signal in self.max or bool(self.combiner and signal in self.combiner.signals)
 
 
 class EscalationOverride(_Strict):
-    """Per-key changes to :class:`EscalationConfig`; unset fields keep the policy's value."""
+    """Changes to :class:`EscalationConfig` for one key (overlay) or one rule; unset fields
+    keep the policy's value."""
 
     enabled: bool | None = None
     min_mean_logprob: float | None = Field(None, le=0)
+    escalate_on: list[Literal["empty", "format_error", "refusal", "repetition", "finish_length"]] | None = None
+    min: dict[str, float] | None = None
+    max: dict[str, float] | None = None
+    min_p_correct: float | None = Field(None, ge=0, le=1, description="the combiner's cut-off for these requests")
+    self_check: bool | None = None
+    consistency_samples: int | None = Field(None, ge=0, le=4)
+    max_share: float | None = Field(None, ge=0, le=1)
+    stream_check_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("min", "max")
+    @classmethod
+    def _known(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _check_signal_names(value)
+
+    def apply(self, base: EscalationConfig) -> EscalationConfig:
+        """``base`` with this override's set fields replaced (min/max dicts are merged)."""
+        changes: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in ("min", "max"):
+                changes[name] = {**getattr(base, name), **value}
+            elif name == "min_p_correct":
+                if base.combiner is not None:
+                    changes["combiner"] = base.combiner.model_copy(update={"min_p_correct": value})
+            else:
+                changes[name] = value
+        return base.model_copy(update=changes) if changes else base
 
 
 # -- rules ------------------------------------------------------------------------------

@@ -145,7 +145,10 @@ def _local_attempt(record: RequestRecord) -> CallRecord | None:
 
 def _escalates(call: CallRecord, policy: Policy) -> bool:
     empty = call.empty_answer if call.empty_answer is not None else call.completion_tokens == 0
-    signals = Signals(call.completion_tokens, call.mean_logprob, None, empty, None)
+    signals = Signals(n_tokens=call.completion_tokens, mean_logprob=call.mean_logprob, min_logprob=None,
+                      p10_logprob=None, p25_logprob=None, p50_logprob=None, first_logprob=None,
+                      mean_margin=None, min_margin=None, n_chars=0, finish_length=False, repetition=0.0,
+                      refusal=False, empty=empty)
     return should_escalate(signals, policy.escalation).escalate
 
 

@@ -176,14 +176,11 @@ def constraints_for(policy: Policy, outcome: RuleOutcome, overlay: Overlay | Non
     escalation_note = None
     if overlay is not None and overlay.escalation is not None:
         o = overlay.escalation
-        esc = EscalationConfig(
-            enabled=esc.enabled if o.enabled is None else o.enabled,
-            min_mean_logprob=esc.min_mean_logprob if o.min_mean_logprob is None else o.min_mean_logprob,
-        )
+        esc = o.apply(esc)
         if o.enabled is False:
             escalation_note = f"escalation off by {label}"
     if outcome.escalation_disabled_by is not None:
-        esc = EscalationConfig(enabled=False, min_mean_logprob=esc.min_mean_logprob)
+        esc = esc.model_copy(update={"enabled": False})
         escalation_note = f"escalation off by rule {outcome.escalation_disabled_by}"
 
     return Constraints(

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["train", "evaluate", "calibrate", "score", "metrics_table"]
+__all__ = ["train", "evaluate", "calibrate", "score", "label", "metrics_table"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -283,3 +283,56 @@ def score(
             fh.write(json.dumps({"score": round(float(s), 6)}) + "\n")
     tmp.replace(output)
     err_console.print(f"scored {len(scores)} prompts -> {output}", highlight=False)
+
+
+def label(
+    data: str = typer.Option(..., "--data", help="Tasks, comma-separated: sst2, ag_news, trec, boolq, nq_open, xquad, "
+                                                  "mmlu, arc, winogrande, bbh, gsm8k, or 'all'."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to append labels to (resumes: ids already there are skipped)."),
+    tier: str = typer.Option("local", "--tier", help="Tier of the policy to label (its model, api_base and key)."),
+    policy_path: Optional[Path] = typer.Option(None, "--policy", help="Policy YAML; the embedded default when omitted."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Items per task (a seeded shuffle, same items every run)."),
+    self_check: bool = typer.Option(True, "--self-check/--no-self-check", help="Ask the model whether its answer is right (1 extra token)."),
+    consistency: bool = typer.Option(True, "--consistency/--no-consistency", help="Draw a second sample at temperature 0.7."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Items in flight (raise it for a server tier)."),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed of the items."),
+) -> None:
+    """Run a tier on questions with gold answers, grade each answer, store answers,
+    log-probabilities, self-check and consistency as JSON lines (the cascade's labels)."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .errors import PolicyError
+    from .policy import load_policy
+
+    _training()
+    from training.datasets import data_root
+    from training.label import LabelRun, done_ids, label_items
+    from training.label_tasks import TASKS, load_items
+
+    names = list(TASKS) if data.strip() == "all" else [s.strip() for s in data.split(",") if s.strip()]
+    try:
+        policy = load_policy(policy_path)
+        items = load_items(names, data_root(), limit=limit, seed=seed)
+    except (ValueError, FileNotFoundError, PolicyError) as err:
+        _fail(str(err))
+    if tier not in policy.tiers:
+        _fail(f"tier {tier!r} is not in the policy; tiers: {', '.join(policy.tiers)}")
+    run = LabelRun(tier=tier, self_check=self_check, consistency=consistency, concurrency=concurrency)
+    right = {"n": 0, "ok": 0}
+    with Progress(TextColumn("[bold]label[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(), console=err_console) as bar:
+        already = done_ids(out)
+        task_id = bar.add_task(f"{tier} on {','.join(names)}", total=len(items),
+                               completed=sum(it.id in already for it in items), acc="-")
+
+        def step(row: dict) -> None:
+            if row.get("error") is None:
+                right["n"] += 1
+                right["ok"] += bool(row["correct"])
+            bar.update(task_id, advance=1, acc=f"{right['ok'] / max(right['n'], 1):.2f}")
+
+        counts = asyncio.run(label_items(policy, items, out, run, progress=step))
+    console.print(f"labelled {counts['labelled']} (correct {counts['correct']}), skipped {counts['skipped']} "
+                  f"already in {out}, errors {counts['errors']}")

@@ -50,6 +50,8 @@ class CallResult:
         token_logprobs: per-token log-probabilities (nats) of the first choice, if returned.
         cached_prompt_tokens: prompt tokens served from the provider's cache (OpenAI's
             ``usage.prompt_tokens_details.cached_tokens``), 0 when not reported.
+        top_logprobs: per completion token, the returned alternatives as (token, logprob),
+            best first (OpenAI's ``top_logprobs``); None when not returned.
     """
 
     response: dict[str, Any]
@@ -60,6 +62,7 @@ class CallResult:
     latency_ms: float
     token_logprobs: list[float] | None = None
     cached_prompt_tokens: int = 0
+    top_logprobs: list[list[tuple[str, float]]] | None = None
 
 
 def cached_tokens(usage: dict[str, Any] | None) -> int:
@@ -170,6 +173,8 @@ class TierClient:
             latency_ms=latency_ms,
             token_logprobs=[float(t["logprob"]) for t in logprobs] if logprobs else None,
             cached_prompt_tokens=cached_tokens(usage),
+            top_logprobs=[[(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
+                           if a.get("logprob") is not None] for t in logprobs] if logprobs else None,
         )
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
