@@ -154,17 +154,31 @@ def evaluate(
 
 def calibrate(
     artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory or 'builtin'."),
-    data: str = typer.Option(..., "--data", help="Dataset names, comma-separated, or a .jsonl file (the traffic to calibrate on)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset names, comma-separated, or a .jsonl file (the traffic to calibrate on)."),
     target_cloud_share: Optional[float] = typer.Option(None, "--target-cloud-share", help="Share of requests to send to the cloud, 0..1."),
     target_quality: Optional[float] = typer.Option(None, "--target-quality", help="Quality to keep, as a fraction of the strong model's (e.g. 0.95)."),
     write_policy: Optional[Path] = typer.Option(None, "--write-policy", help="Policy YAML to write the threshold (and artifact) into; created if missing."),
+    labels: Optional[list[Path]] = typer.Option(None, "--labels", help="Label files of the local tier (slm-router label): "
+                                                "calibrate the router threshold and the escalation combiner together."),
+    no_self_check: bool = typer.Option(False, "--no-self-check", help="With --labels: leave the self-check out of the combiner (no extra call)."),
+    no_consistency: bool = typer.Option(False, "--no-consistency", help="With --labels: leave the consistency sample out of the combiner."),
 ) -> None:
     """Print the threshold that gives a target cloud share or quality on the data; optionally write it into a policy.
 
     Prompts the artifact was trained on are scored with their held-out (out-of-fold) scores
-    saved at training time; other prompts with the artifact itself.
+    saved at training time; other prompts with the artifact itself. With ``--labels`` and
+    ``--target-quality Q``: choose the router threshold and the escalation cut together,
+    minimising cost subject to quality >= Q x cloud-only quality, and write both (with the
+    fitted combiner) into the policy.
     """
     _training()
+    if labels:
+        if target_quality is None or target_cloud_share is not None or data:
+            _fail("--labels calibrates for --target-quality only (no --data, no --target-cloud-share)")
+        _calibrate_joint(artifact, labels, target_quality, write_policy, no_self_check, no_consistency)
+        return
+    if not data:
+        _fail("give --data (the traffic to calibrate on) or --labels (label files of the local tier)")
     import numpy as np
 
     from router.scoring.artifact import BUILTIN, load_artifact
@@ -217,11 +231,105 @@ def calibrate(
         console.print(f"wrote routing.classifier.threshold = {threshold:.4f} into {write_policy}")
 
 
-def _write_threshold(path: Path, threshold: float, artifact: Optional[str]) -> None:
-    import yaml
+def _artifact_scores(artifact: str, prompts: list[str]):
+    """Scores of ``prompts`` by ``artifact``: held-out ones saved at training time where the
+    artifact was trained on the prompt, else scored now. Returns (scores, n scored now)."""
+    import numpy as np
+
+    from router.scoring.artifact import load_artifact
+    from router.scoring.classifier import EmbeddingClassifier
+    from training.train import load_oof, prompt_key
+
+    art = load_artifact(artifact)
+    oof = load_oof(art.path)
+    scores = np.array([oof.get(prompt_key(p), np.nan) for p in prompts])
+    fresh = np.nonzero(np.isnan(scores))[0]
+    if len(fresh):
+        clf = EmbeddingClassifier(art.path)
+        texts = [prompts[i] for i in fresh]
+        scores[fresh] = [s for j in range(0, len(texts), 256) for s in clf.score(texts[j:j + 256])]
+    return scores, len(fresh)
+
+
+def _calibrate_joint(artifact: str, label_files: list[Path], target: float, write_policy: Optional[Path],
+                     no_self_check: bool, no_consistency: bool) -> None:
+    import numpy as np
+
+    from router.cost import call_cost
+    from router.scoring.artifact import BUILTIN
+    from training.cascade import COMBINER_SIGNALS, Costs, joint_calibration
+    from training.datasets.local_labels import prompt_text
+    from training.label import read_labels
 
     from .errors import PolicyError
-    from .policy import policy_from_dict
+    from .policy import load_policy
+
+    if not 0.0 < target <= 1.0:
+        _fail(f"--target-quality must be in (0, 1] with --labels, got {target}")
+    try:
+        rows = read_labels(label_files)
+        policy = load_policy(write_policy if write_policy and write_policy.exists() else None)
+    except (FileNotFoundError, PolicyError) as err:
+        _fail(str(err))
+    if len(rows) < 50:
+        _fail(f"{len(rows)} labelled rows in {', '.join(map(str, label_files))}; calibrate needs at least 50")
+    names = [n for n in COMBINER_SIGNALS if not (no_self_check and n == "self_check")
+             and not (no_consistency and n == "consistency")] + ["router_score"]
+    try:
+        scores, fresh = _artifact_scores(artifact, [prompt_text(r["messages"]) for r in rows])
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err).strip("'\""))
+    local, cloud = policy.local, policy.cloud
+
+    def price(tier, p: int, c: int, ms: float) -> float:
+        return call_cost(tier, p, c, 0, ms) or 0.0
+
+    def checks(r: dict) -> float:
+        return sum(price(local, (r.get(k) or {}).get("prompt_tokens", 0), (r.get(k) or {}).get("completion_tokens", 0),
+                         (r.get(k) or {}).get("latency_ms", 0.0))
+                   for k in ("self_check",) * ("self_check" in names) + ("sample",) * ("consistency" in names))
+
+    costs = Costs(np.array([price(local, r["prompt_tokens"], r["completion_tokens"], r["latency_ms"]) for r in rows]),
+                  np.array([checks(r) for r in rows]),
+                  np.array([price(cloud, r["prompt_tokens"], max(r["completion_tokens"], 1), 0.0) for r in rows]))
+    provenance = f"{len(rows)} labels from {', '.join(p.name for p in label_files)}"
+    try:
+        result = joint_calibration(rows, scores, costs, target, names, trained_on=provenance)
+    except ValueError as err:
+        _fail(str(err))
+    p = result.point
+    t_router = float(min(max(p.t_router, 0.0), 1.0))
+    table = Table(title=f"joint calibration on {result.n} labelled local answers (held-out P(correct); cloud outcome "
+                        f"recorded for {result.recorded_share:.0%}, treated as correct for the rest)", show_header=False)
+    table.add_row("router threshold (score >= -> cloud)", f"{t_router:.4f}")
+    table.add_row("escalate when P(correct) <", f"{p.t_escalate:.4f}")
+    table.add_row("quality", f"{p.quality:.4f} = {p.quality_vs_cloud:.1%} of cloud-only (target {target:.0%}); "
+                             f"local-only {result.all_local_quality:.4f}")
+    table.add_row("cloud calls (routed + escalated)", f"{p.cloud_share:.1%} (escalated {p.escalated_share:.1%})")
+    table.add_row("cost", f"${p.cost_usd:.6f} vs ${result.all_cloud_usd:.6f} all-cloud "
+                          f"({p.cost_usd / result.all_cloud_usd:.1%})" if result.all_cloud_usd else f"${p.cost_usd:.6f}")
+    table.add_row("combiner inputs", ", ".join(names))
+    console.print(table)
+    if write_policy:
+        _write_joint(write_policy, t_router, None if str(artifact) == BUILTIN else str(Path(artifact).resolve()),
+                     result.combiner.model_dump(exclude_none=True), "self_check" in names, "consistency" in names)
+        console.print(f"wrote routing.classifier.threshold and escalation.combiner into {write_policy}")
+
+
+def _write_joint(path: Path, threshold: float, artifact: Optional[str], combiner: dict, self_check: bool,
+                 consistency: bool) -> None:
+    """Write the router threshold and the escalation combiner into a policy YAML (created
+    if missing; other keys kept). The combiner decides alone, so the single mean-logprob
+    threshold is turned off (-100)."""
+    data = _read_policy_yaml(path)
+    escalation = data.setdefault("escalation", {})
+    escalation.update(enabled=True, min_mean_logprob=-100.0, combiner=combiner, self_check=bool(self_check),
+                      consistency_samples=1 if consistency else 0)
+    _write_threshold(path, threshold, artifact, data)
+
+
+def _read_policy_yaml(path: Path) -> dict:
+    import yaml
 
     data = {}
     if path.exists():
@@ -231,6 +339,16 @@ def _write_threshold(path: Path, threshold: float, artifact: Optional[str]) -> N
             _fail(f"{path}: cannot read policy ({err})")
         if not isinstance(data, dict):
             _fail(f"{path}: the policy must be a YAML mapping")
+    return data
+
+
+def _write_threshold(path: Path, threshold: float, artifact: Optional[str], data: Optional[dict] = None) -> None:
+    import yaml
+
+    from .errors import PolicyError
+    from .policy import policy_from_dict
+
+    data = _read_policy_yaml(path) if data is None else data
     classifier = data.setdefault("routing", {}).setdefault("classifier", {})
     classifier["threshold"] = round(float(threshold), 6)
     if artifact:
@@ -240,7 +358,7 @@ def _write_threshold(path: Path, threshold: float, artifact: Optional[str]) -> N
     except PolicyError as err:
         _fail(str(err))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")
 
 
 def score(

@@ -7,6 +7,7 @@ llama.cpp server), so the labels describe the model users actually serve. For ea
 stores, as one JSON line:
 
 - ``id``, ``task``, ``messages``, ``gold``, ``answer``, ``correct`` (the grader's verdict);
+- ``recorded``: a strong model's recorded outcome on the question where the data has one;
 - ``finish_reason``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``;
 - ``token_logprobs`` (nats per token) and ``top_logprobs`` (top-2 per token);
 - ``signals`` (:class:`router.signals.AnswerSignals` as a dict, self-check and consistency
@@ -23,6 +24,7 @@ set and ``correct`` null; :func:`read_labels` skips such rows.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -53,7 +55,7 @@ class LabelRun:
         self_check: also ask the model whether its answer is right (one extra 1-token call).
         consistency: also draw a second sample at :data:`SAMPLE_TEMPERATURE`.
         concurrency: items in flight at once (1 for the in-process model; more for servers).
-        seed: sampling seed of the second sample.
+        seed: base of the second sample's per-item seeds.
     """
 
     tier: str = "local"
@@ -89,6 +91,8 @@ def read_labels(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
     """
     rows: dict[str, dict[str, Any]] = {}
     for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"label file not found: {path} (write one with: slm-router label)")
         with Path(path).open(encoding="utf-8") as fh:
             for line in fh:
                 try:
@@ -98,6 +102,12 @@ def read_labels(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
                 if row.get("error") is None and row.get("correct") is not None:
                     rows[row["id"]] = row
     return list(rows.values())
+
+
+def _item_seed(item_id: str, seed: int) -> int:
+    """A per-item sampling seed: one seed for every item would draw the same random number
+    each time and correlate the samples across items."""
+    return int(hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()[:8], 16)
 
 
 async def label_one(client: TierClient, item: LabelItem, run: LabelRun) -> dict[str, Any]:
@@ -115,6 +125,7 @@ async def label_one(client: TierClient, item: LabelItem, run: LabelRun) -> dict[
         "finish_reason": first.finish_reason, "latency_ms": round(first.latency_ms, 1),
         "prompt_tokens": first.prompt_tokens, "completion_tokens": first.completion_tokens,
         "model": client.policy.tiers[run.tier].model, "tier": run.tier,
+        "recorded": item.recorded,
         "token_logprobs": first.token_logprobs,
         "top_logprobs": first.top_logprobs,
     }
@@ -128,7 +139,7 @@ async def label_one(client: TierClient, item: LabelItem, run: LabelRun) -> dict[
     agree = None
     if run.consistency:
         sample = await client.complete(run.tier, item.messages, {
-            "max_tokens": item.max_tokens, "temperature": SAMPLE_TEMPERATURE, "seed": run.seed})
+            "max_tokens": item.max_tokens, "temperature": SAMPLE_TEMPERATURE, "seed": _item_seed(item.id, run.seed)})
         agree = agreement(first.text, sample.text)
         row["sample"] = {"answer": sample.text, "correct": grade(item, sample.text), "agreement": agree,
                          "prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens,

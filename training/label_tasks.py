@@ -46,6 +46,10 @@ class LabelItem:
         grader: ``letter``, ``choice``, ``contains`` or ``number``.
         max_tokens: completion-token cap for this task (tokens).
         choices: for ``choice``: label -> words that mean it (lower case).
+        recorded: a strong model's recorded outcome on the same question, where the shared
+            data has one: ``{"model": ..., "correct": 0|1, "cost_usd": float|None}``
+            (GPT-4-1106-preview from RouteLLM for MMLU/GSM8K, from RouterBench for
+            ARC/Winogrande); None elsewhere.
     """
 
     id: str
@@ -55,6 +59,33 @@ class LabelItem:
     grader: str
     max_tokens: int = 32
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    recorded: dict[str, Any] | None = None
+
+
+_GPT4 = "gpt-4-1106-preview"
+
+
+def _truthy(value: str | None) -> int | None:
+    v = str(value or "").strip().lower()
+    if v in ("true", "1", "1.0"):
+        return 1
+    if v in ("false", "0", "0.0"):
+        return 0
+    return None
+
+
+def _routellm_outcomes(path: Path) -> dict[str, int]:
+    """RouteLLM prompt (whitespace-normalised) -> GPT-4's correctness."""
+    out: dict[str, int] = {}
+    if not path.is_file():
+        return out
+    csv.field_size_limit(10_000_000)
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            v = _truthy(row.get(_GPT4))
+            if v is not None:
+                out[" ".join(row["prompt"].split())] = v
+    return out
 
 
 def _user(text: str) -> list[dict[str, Any]]:
@@ -218,13 +249,16 @@ def _mmlu(root: Path) -> list[LabelItem]:
     csv.field_size_limit(10_000_000)
     for path in sorted((root / "mmlu/test").glob("*_test.csv")):
         subject = path.name[: -len("_test.csv")]
+        strong = _routellm_outcomes(root / f"routellm/mmlu/responses/mmlu_{subject}.csv")
         with path.open(encoding="utf-8", newline="") as fh:
             for i, row in enumerate(csv.DictReader(fh)):
                 choices = "\n".join(f"{'ABCD'[k]}. {row[f'choice{k}']}" for k in range(4))
+                key = " ".join(f"{row['question']}\n{choices}\nAnswer:".split())
+                rec = {"model": _GPT4, "correct": strong[key], "cost_usd": None} if key in strong else None
                 items.append(LabelItem(
                     f"mmlu:{subject}:{i}", "mmlu",
                     _user(f"{row['question']}\n{choices}\nAnswer with the letter of the correct choice only."),
-                    ("ABCD"[int(row["answer"])],), "letter", 8))
+                    ("ABCD"[int(row["answer"])],), "letter", 8, recorded=rec))
     return items
 
 
@@ -240,8 +274,12 @@ def _routerbench(task: str, file_task: str) -> Callable[[Path], list[LabelItem]]
                     gold = _routerbench_gold(row)
                     if gold is None:
                         continue
+                    ok = _truthy(row.get(_GPT4))
+                    cost = row.get(f"{_GPT4}|total_cost")
+                    rec = {"model": _GPT4, "correct": ok, "cost_usd": float(cost) if cost else None} \
+                        if ok is not None else None
                     items.append(LabelItem(f"{task}:{split}:{row.get('sample_id') or i}", task,
-                                           _user(question_block(row["prompt"])), (gold,), "letter", 8))
+                                           _user(question_block(row["prompt"])), (gold,), "letter", 8, recorded=rec))
         return items
 
     return load
@@ -290,14 +328,17 @@ def _bbh(root: Path) -> list[LabelItem]:
 
 def _gsm8k(root: Path) -> list[LabelItem]:
     items = []
+    strong = _routellm_outcomes(root / "routellm/gsm8k/gsm8k_responses.csv")
     with (root / "routellm/gsm8k/test.jsonl").open(encoding="utf-8") as fh:
         for i, line in enumerate(fh):
             row = json.loads(line)
             gold = last_number(row["answer"].split("####")[-1])
+            key = " ".join(row["question"].split())
+            rec = {"model": _GPT4, "correct": strong[key], "cost_usd": None} if key in strong else None
             items.append(LabelItem(
                 f"gsm8k:{i}", "gsm8k",
                 _user(f"{row['question']}\nSolve it step by step, then write the final answer as '#### <number>'."),
-                (gold or "",), "number", 256))
+                (gold or "",), "number", 256, recorded=rec))
     return items
 
 

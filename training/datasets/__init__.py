@@ -1,7 +1,8 @@
 """Loaders for every labelled routing set into one schema (:class:`Example`).
 
 ``load("mmlu,gsm8k")`` reads the named sets from the shared data folder; a name that is a
-path to a ``.jsonl`` file loads the user's own data (format in :mod:`.jsonl`). One file per
+path to a ``.jsonl`` file loads the user's own data (format in :mod:`.jsonl`) or a label
+file of the local tier written by ``slm-router label`` (:mod:`.local_labels`). One file per
 source; a new source is one new module plus a line in :data:`DATASETS`.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from .alpaca_eval import load_alpaca_eval
 from .base import LABELS, Example, label_values, with_pair
 from .jsonl import load_jsonl
+from .local_labels import is_label_file, load_local_labels
 from .routellm import load_gsm8k, load_mmlu
 from .routerbench import load_routerbench
 
@@ -72,6 +74,8 @@ def load(spec: str | list[str], root: Path | None = None) -> list[Example]:
     for n in names:
         if n in DATASETS:
             out.extend(DATASETS[n](root or data_root()))
+        elif is_label_file(Path(n)):
+            out.extend(load_local_labels(Path(n)))
         else:
             out.extend(load_jsonl(Path(n)))
     return out
