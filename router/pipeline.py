@@ -742,7 +742,9 @@ class Router:
 
         Local answers that the cascade checks, and ``n > 1`` answers of the in-process tier,
         are generated whole, then streamed (choice by choice), so the client never sees an
-        answer that is later replaced. Cache hits are replayed.
+        answer that is later replaced; with ``escalation.stream_check_tokens`` only the first
+        tokens of a checked answer are held back (:meth:`_prefix_checked_stream`). Cache hits
+        are replayed.
         """
         t0 = time.perf_counter()
         tenant = self._begin(request, record, headers, tenant, stream=True)
