@@ -12,6 +12,8 @@ Metric names (counters get prometheus-client's ``_total`` suffix):
 - ``slm_router_requests_total{tier,status}``: logged requests by answering tier
   (``none`` when no tier answered) and status (``ok``, ``error``, ``partial``, ``cancelled``).
 - ``slm_router_escalations_total``: requests whose local answer was escalated to the cloud.
+- ``slm_router_escalations_capped_total``: local answers that failed their check but were
+  kept because escalating would have exceeded ``escalation.max_share``.
 - ``slm_router_cache_hits_total{kind}``: requests answered from the cache (``exact``, ``semantic``).
 - ``slm_router_budget_rejections_total{action}``: cloud calls refused by a budget, then
   answered locally (``local``) or with 429 (``reject``).
@@ -30,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from .records import RequestRecord
 
-__all__ = ["observe", "budget_rejection", "rate_limited", "render", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV"]
+__all__ = ["observe", "budget_rejection", "rate_limited", "escalation_capped", "render", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("slm_router_requests", "Logged chat requests by answering tier and status.", ["tier", "status"])
 ESCALATIONS = Counter("slm_router_escalations", "Requests whose local answer was escalated to the cloud tier.")
+ESCALATIONS_CAPPED = Counter("slm_router_escalations_capped",
+                             "Failing local answers kept because escalating would exceed escalation.max_share.")
 CACHE_HITS = Counter("slm_router_cache_hits", "Requests answered from the response cache.", ["kind"])
 BUDGET_REJECTIONS = Counter("slm_router_budget_rejections", "Cloud calls refused by a tenant budget.", ["action"])
 RATE_LIMITED = Counter("slm_router_rate_limited", "Requests refused by a tenant rate limit.")
@@ -71,6 +75,11 @@ def observe(record: RequestRecord) -> None:
 def budget_rejection(action: str) -> None:
     """Count a cloud call refused by a budget; ``action`` is ``local`` or ``reject``."""
     BUDGET_REJECTIONS.labels(action=action).inc()
+
+
+def escalation_capped() -> None:
+    """Count a failing local answer kept by the escalation share cap."""
+    ESCALATIONS_CAPPED.inc()
 
 
 def rate_limited() -> None:

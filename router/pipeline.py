@@ -26,9 +26,10 @@ from .budget import Budget, Reservation, budgets_with_key_overlays, completion_c
 from .cache import CacheHit, CacheProbe, ResponseCache
 from .caller import Caller, CallerIndex, rule_headers
 from .capabilities import apply_capabilities
-from .checks import answer_signals, should_escalate
+from .checks import Verdict, answer_signals, p_correct, should_escalate
 from .cost import call_cost, count_prompt_tokens, price_request
 from .decision import Decision, decide, needs_score
+from .escalation_cap import EscalationShare, cap_allows
 from .errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .features import extract_features
 from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
-from .policy import Policy, hash_api_key
+from .policy import EscalationConfig, Policy, hash_api_key
 from .policy_view import policy_hash
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .providers.tier_client import CallResult, TierCallError, TierClient
@@ -50,6 +51,8 @@ from .request import ChatRequest, message_text
 from .ratelimit import RateLimiter
 from .shadow import ShadowSampler
 from .scoring.base import Scorer
+from .self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
+from .signals import AnswerSignals, agreement
 from .state import SharedState, open_state
 from .store.base import RequestStore
 from .tenant import ANONYMOUS, Tenant
@@ -62,6 +65,24 @@ log = logging.getLogger(__name__)
 def new_request_id() -> str:
     """A fresh request id (32 hex characters)."""
     return uuid.uuid4().hex
+
+
+CONSISTENCY_TEMPERATURE = 0.7
+"""Sampling temperature of the consistency samples."""
+
+
+def _caps_share(policy: Policy) -> bool:
+    """True when some escalation setting of ``policy`` (base, an overlay or a rule) sets
+    ``max_share`` below 1, so checked answers must be counted."""
+    overrides = [o.escalation for o in policy.overlays.values()] + [r.action.escalation for r in policy.rules]
+    return policy.escalation.max_share < 1.0 or any(
+        o is not None and o.max_share is not None and o.max_share < 1.0 for o in overrides)
+
+
+def _note_signals(call: CallRecord, signals: AnswerSignals, p: float | None = None, **extra: Any) -> None:
+    """Keep an answer's signals on its call record (for the log and ``replay``)."""
+    call.mean_logprob, call.empty_answer = signals.mean_logprob, signals.empty
+    call.signals = {**signals.as_dict(), **({"p_correct": p} if p is not None else {}), **extra}
 
 
 class _BudgetRefused(Exception):
@@ -159,6 +180,9 @@ class Router:
         self.shadow = ShadowSampler(policy, self.client, store, getattr(scorer, "embedder", None))
         # local answers of escalated requests, until the request is logged (escalation samples)
         self._escalated_local_text: dict[str, str] = {}
+        # escalation share cap: counted only when some escalation setting can cap
+        self._share_counted = _caps_share(policy)
+        self._shares: dict[float, EscalationShare] = {}
         if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
             raise PolicyError(
                 f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
@@ -319,10 +343,13 @@ class Router:
         return None if alt in decision.forbidden else alt
 
     def _params(self, request: ChatRequest, tier: str, decision: Decision) -> dict[str, Any]:
+        """The request's parameters for ``tier``; a checked local answer also asks for
+        log-probabilities with two alternatives per token (the margins); :meth:`_body` strips
+        what the client did not ask for."""
         params = dict(request.params)
-        t = self.policy.tiers[tier]
-        if self._checks(decision, tier) and not t.is_in_process:
-            params.setdefault("logprobs", True)  # ask an OpenAI-compatible local server for them
+        if self._checks(decision, tier):
+            params["logprobs"] = True
+            params["top_logprobs"] = max(int(params.get("top_logprobs") or 0), 2)
         return params
 
     async def _reserve(self, tier: str, request: ChatRequest, record: RequestRecord,
@@ -377,16 +404,22 @@ class Router:
         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
-                    decision: Decision) -> CallResult:
+                    decision: Decision, messages: list[dict[str, Any]] | None = None,
+                    params: dict[str, Any] | None = None) -> CallResult:
         """Call ``tier`` with up to ``max_retries`` extra attempts on retryable failures; every
         attempt is one logged call (failed attempts carry no tokens, so nothing is billed twice).
+
+        Args:
+            messages, params: what to send instead of the request's turns and parameters
+                (the cascade's check calls).
 
         Raises:
             TierCallError: the last attempt's failure.
         """
         if tier in decision.forbidden:  # decide() and the fallbacks never get here; a last guard
             raise RuntimeError(f"tier {tier!r} is forbidden for request {record.id}")
-        params = self._params(request, tier, decision)
+        params = self._params(request, tier, decision) if params is None else dict(params)
+        messages = request.messages_as_dicts() if messages is None else messages
         reservation = await self._reserve(tier, request, record, params)
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
@@ -397,7 +430,7 @@ class Router:
                 reservation.call = call
             started = time.perf_counter()
             try:
-                result = await self.client.complete(tier, request.messages_as_dicts(), params)
+                result = await self.client.complete(tier, messages, params)
             except TierCallError as err:
                 await self._failed_attempt(call, err, started, attempt, attempts)
                 continue
@@ -432,22 +465,14 @@ class Router:
             return tier, result
 
         if tier == self.policy.routing.local_tier:  # logged even when unchecked: replay re-checks it
+            answered = record.calls[-1]
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
-                                     request.params.get("response_format"))
-            record.calls[-1].mean_logprob = signals.mean_logprob
-            record.calls[-1].empty_answer = signals.empty
+                                     request.params.get("response_format"), result.top_logprobs)
+            _note_signals(answered, signals)
         if self._checks(decision, tier):
-            verdict = should_escalate(signals, decision.escalation)
-            record.reason += f"; {verdict.reason}"
-            if verdict.escalate:
+            verdict = await self._verdict(request, decision, record, answered, result.text, signals)
+            if await self._escalation_allowed(decision, record, verdict):
                 cloud = self.policy.routing.cloud_tier
-                if cloud in decision.forbidden:
-                    record.reason += f"; cloud forbidden ({decision.forbidden[cloud]}), kept local answer"
-                    return tier, result
-                if not self.policy.cloud.available:
-                    record.degraded = True
-                    record.reason += "; cloud unavailable, kept local answer"
-                    return tier, result
                 try:
                     escalated = await self._call(cloud, request, record, "escalation", decision)
                 except _BudgetRefused as refused:
@@ -461,6 +486,118 @@ class Router:
                 self._escalated_local_text[record.id] = result.text
                 return cloud, escalated
         return tier, result
+
+    # -- the cascade's check: extra measurements (I/O) around the pure verdict -------------
+    async def _verdict(self, request: ChatRequest, decision: Decision, record: RequestRecord, answered: CallRecord,
+                       text: str, signals: AnswerSignals, whole: bool = True) -> Verdict:
+        """Check a local answer: the pure verdict on its signals, after the self-check and
+        consistency calls the settings ask for. Those calls are skipped when escalation
+        cannot happen (disabled, cloud forbidden), when ``whole`` is False (a streamed
+        prefix), and when the answer already fails on a signal they cannot change (a hard
+        failure or a threshold on measured signals; a combiner's verdict can change, so it
+        does not skip them). The signals (with ``p_correct`` when a combiner is set) are
+        kept on ``answered``; the reason goes into ``record.reason``."""
+        esc = decision.escalation
+        verdict = should_escalate(signals, esc, decision.score)
+        if whole and self._may_escalate(decision) and not (verdict.escalate and verdict.p_correct is None):
+            measured = await self._measure_extras(request, decision, record, text, esc)
+            if measured:
+                signals = signals.with_extra(**measured)
+                verdict = should_escalate(signals, esc, decision.score)
+        _note_signals(answered, signals, None if esc.combiner is None else p_correct(esc.combiner, signals, decision.score))
+        record.reason += f"; {verdict.reason}"
+        return verdict
+
+    async def _measure_extras(self, request: ChatRequest, decision: Decision, record: RequestRecord, text: str,
+                              esc: EscalationConfig) -> dict[str, float]:
+        """The self-check P(yes) and the consistency of extra samples, as the settings ask
+        (``self_check``, ``consistency_samples``, or a threshold/combiner reading them; a
+        reader of ``consistency`` with ``consistency_samples: 0`` draws one sample). Each
+        call goes to the local tier through :meth:`_call` (retries included) and is logged
+        with purpose ``self_check`` / ``consistency``; a failed call leaves its signal
+        unmeasured and says so in the reason."""
+        local = self.policy.routing.local_tier
+        out: dict[str, float] = {}
+        notes: list[str] = []
+        if esc.self_check or esc.needs("self_check"):
+            check = await self._check_call(local, request, record, decision, "self_check",
+                                           self_check_messages(request.messages_as_dicts(), text), dict(SELF_CHECK_PARAMS))
+            if check is not None:
+                p = p_yes(check.top_logprobs[0] if check.top_logprobs else None)
+                if p is None:
+                    notes.append("self-check gave neither yes nor no")
+                else:
+                    out["self_check"] = p
+                    notes.append(f"self-check {p:.2f}")
+        samples = esc.consistency_samples or (1 if esc.needs("consistency") else 0)
+        if samples:
+            base = {k: v for k, v in request.params.items()
+                    if k not in ("n", "logprobs", "top_logprobs", "stream", "stream_options")}
+            agreements = []
+            for i in range(samples):
+                params = {**base, "temperature": CONSISTENCY_TEMPERATURE}
+                if base.get("seed") is not None:
+                    params["seed"] = int(base["seed"]) + 1 + i  # distinct, still reproducible
+                sample = await self._check_call(local, request, record, decision, "consistency",
+                                                request.messages_as_dicts(), params)
+                if sample is not None:
+                    agreements.append(agreement(text, sample.text))
+            if agreements:
+                out["consistency"] = sum(agreements) / len(agreements)
+                notes.append(f"consistency {out['consistency']:.2f} over {len(agreements)}")
+        if notes:
+            record.reason += "; " + ", ".join(notes)
+        return out
+
+    async def _check_call(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision,
+                          purpose: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> CallResult | None:
+        """One check call; None (and a note in the reason) when it failed after its retries."""
+        try:
+            return await self._call(tier, request, record, purpose, decision, messages=messages, params=params)
+        except TierCallError as err:
+            record.reason += f"; {purpose} call failed ({err.status})"
+            return None
+
+    def _share(self, esc: EscalationConfig) -> EscalationShare:
+        share = self._shares.get(esc.share_window_s)
+        if share is None:
+            share = self._shares[esc.share_window_s] = EscalationShare(self.state, esc.share_window_s)
+        return share
+
+    async def _escalation_allowed(self, decision: Decision, record: RequestRecord, verdict: Verdict) -> bool:
+        """Whether a checked local answer goes to the cloud tier: the verdict escalates, the
+        cloud tier is allowed and available, and one more escalation keeps the share within
+        ``max_share`` (:func:`router.escalation_cap.cap_allows`, counts from the shared
+        state; when the state is unreachable the cap is not applied and the reason says so).
+        Counts the answer for the cap; notes on ``record`` why an escalation is not made."""
+        esc = decision.escalation
+        counted = self._share_counted and self._may_escalate(decision)
+        if not verdict.escalate:
+            if counted:
+                await self._share(esc).note(False)
+            return False
+        cloud = self.policy.routing.cloud_tier
+        if cloud in decision.forbidden:
+            record.reason += f"; cloud forbidden ({decision.forbidden[cloud]}), kept local answer"
+            return False
+        if not self.policy.cloud.available:
+            record.degraded = True
+            record.reason += "; cloud unavailable, kept local answer"
+            return False
+        if counted and esc.max_share < 1.0:
+            share = self._share(esc)
+            counts = await share.counts()
+            if counts is None:
+                record.reason += "; escalation share unknown (shared state unreachable), cap not applied"
+            elif not cap_allows(counts[0], counts[1], esc.max_share):
+                metrics.escalation_capped()
+                record.reason += (f"; escalation capped ({counts[1]} of {counts[0]} checked answers escalated in "
+                                  f"the last {esc.share_window_s:g}s, max_share {esc.max_share:g}), kept local answer")
+                await share.note(False)
+                return False
+        if counted:
+            await self._share(esc).note(True)
+        return True
 
     async def _call_or_upstream_error(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
                                       decision: Decision) -> CallResult:
@@ -532,10 +669,15 @@ class Router:
         body["model"] = self.policy.tiers[tier].model
         if record.cache:
             body["created"] = int(time.time())
+        keep_top = int(request.params.get("top_logprobs") or 0)
         for choice in body.get("choices") or []:
             choice.pop("provider_specific_fields", None)
             if not request.params.get("logprobs"):
                 choice["logprobs"] = None
+            elif isinstance(choice.get("logprobs"), dict):  # the cascade may have asked for more alternatives
+                for token in choice["logprobs"].get("content") or []:
+                    if isinstance(token, dict) and isinstance(token.get("top_logprobs"), list):
+                        token["top_logprobs"] = token["top_logprobs"][:keep_top]
         return body
 
     async def _keep(self, probe: CacheProbe | None, record: RequestRecord, tier: str, body: dict[str, Any]) -> None:
@@ -600,7 +742,9 @@ class Router:
 
         Local answers that the cascade checks, and ``n > 1`` answers of the in-process tier,
         are generated whole, then streamed (choice by choice), so the client never sees an
-        answer that is later replaced. Cache hits are replayed.
+        answer that is later replaced; with ``escalation.stream_check_tokens`` only the first
+        tokens of a checked answer are held back (:meth:`_prefix_checked_stream`). Cache hits
+        are replayed.
         """
         t0 = time.perf_counter()
         tenant = self._begin(request, record, headers, tenant, stream=True)
@@ -614,14 +758,18 @@ class Router:
             decision = routing.decision
             self._apply_decision(record, routing, request)
             tier = decision.tier
-            buffered = (self._checks(decision, tier) and self._may_escalate(decision)) or (
-                self.policy.tiers[tier].is_in_process and int(request.params.get("n") or 1) > 1
-            )
+            checked = self._checks(decision, tier) and self._may_escalate(decision)
+            n = int(request.params.get("n") or 1)
+            prefix_checked = (checked and n == 1 and decision.escalation.stream_check_tokens is not None
+                              and not request.params.get("response_format"))
+            buffered = (checked and not prefix_checked) or (self.policy.tiers[tier].is_in_process and n > 1)
             if buffered:
                 tier, result = await self._answer(request, decision, record)
                 await self._keep(probe, record, tier, self._body(request, record, tier, result))
                 return self._replay_stream(request, record, tier, result, t0)
             try:
+                if prefix_checked:
+                    return await self._prefix_checked_stream(request, record, decision, t0, probe)
                 call, first, deltas = await self._open_stream(tier, request, record, decision)
             except _BudgetRefused as refused:
                 self._budget_refusal(refused, record)
@@ -644,9 +792,118 @@ class Router:
             raise failure from err
         record.tier = tier
         record.local = tier == self.policy.routing.local_tier
-        return RoutedStream(_headers(record), self._relay_stream(request, record, call, first, deltas, t0, probe))
+        held = [first] if first is not None else []
+        return RoutedStream(_headers(record), self._relay_stream(request, record, call, held, deltas, t0, probe))
 
-    async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision):
+    async def _prefix_checked_stream(self, request: ChatRequest, record: RequestRecord, decision: Decision,
+                                     t0: float, probe: CacheProbe | None) -> RoutedStream:
+        """Stream a checked local answer after checking only its first
+        ``escalation.stream_check_tokens`` tokens.
+
+        The local stream is read until that many tokens (counted by their log-probabilities,
+        or by text pieces when the tier streams none) or its end; nothing reaches the client
+        meanwhile. Their signals (mean/min/quantile log-probabilities, margins, repetition,
+        refusal; not ``empty`` or ``finish_length`` of an unfinished answer) go through
+        :func:`router.checks.should_escalate`; the self-check and consistency calls are
+        skipped on a prefix (they judge a whole answer). An answer that ends within the
+        prefix is checked whole, like a held-back answer. Keep: the held pieces, then the
+        rest of the local stream, live. Escalate: the cloud stream is opened first; once it
+        answers, the local generation is closed (which stops it) and the client gets only the
+        cloud answer; when the cloud fails or its budget refuses, the local answer is kept.
+
+        Raises:
+            TierCallError: the local stream failed before the check (the caller falls back).
+        """
+        local = decision.tier
+        limit = int(decision.escalation.stream_check_tokens)
+        call, first, deltas = await self._open_stream(local, request, record, decision)
+        held = [first] if first is not None else []
+        text: list[str] = []
+        logprobs: list[float] = []
+        tops: list[list[tuple[str, float]]] = []
+        pieces = 0
+        finish: str | None = None
+        usage: dict[str, int] | None = None
+
+        def absorb(d) -> None:
+            nonlocal pieces, finish, usage
+            if d.usage is not None:
+                usage = d.usage
+            if d.content and d.index == 0:
+                text.append(d.content)
+                pieces += 1
+            for lp, top in d.logprobs or ():
+                logprobs.append(lp)
+                tops.append(top)
+            if d.finish_reason:
+                finish = d.finish_reason
+
+        for d in held:
+            absorb(d)
+        while True:
+            counted = len(logprobs) if logprobs else pieces
+            if finish is None and counted >= limit:
+                break
+            try:
+                d = await deltas.__anext__()
+            except StopAsyncIteration:
+                break
+            except TierCallError as err:
+                call.status, call.error = "error", str(err)[:500]
+                raise
+            held.append(d)
+            absorb(d)
+        whole = finish is not None
+        answer = "".join(text)
+        signals = answer_signals(answer, logprobs, finish, request.params.get("response_format") if whole else None,
+                                 tops)
+        if not whole:  # an unfinished answer is neither empty nor cut yet
+            signals = replace(signals, empty=False, finish_length=False)
+            record.reason += f"; checked the first {len(logprobs) or pieces} streamed tokens"
+        verdict = await self._verdict(request, decision, record, call, answer, signals, whole=whole)
+        if not whole:
+            call.signals = {**(call.signals or {}), "prefix_tokens": len(logprobs) or pieces}
+        if await self._escalation_allowed(decision, record, verdict):
+            cloud = self.policy.routing.cloud_tier
+            try:
+                cloud_call, cloud_first, cloud_deltas = await self._open_stream(
+                    cloud, request, record, decision, purpose="escalation")
+            except _BudgetRefused as refused:
+                self._budget_refusal(refused, record)
+            except TierCallError as err:
+                record.degraded = True
+                record.reason += f"; escalation failed ({err.status}), kept local answer"
+            else:
+                await deltas.aclose()  # stops the local generation
+                await self._close_cut_call(call, local, request, usage, len(logprobs) or pieces, t0)
+                record.escalated = True
+                if whole:
+                    self._escalated_local_text[record.id] = answer
+                record.tier, record.local = cloud, False
+                held = [cloud_first] if cloud_first is not None else []
+                return RoutedStream(_headers(record), self._relay_stream(
+                    request, record, cloud_call, held, cloud_deltas, t0, probe))
+        record.tier, record.local = local, True
+        return RoutedStream(_headers(record), self._relay_stream(request, record, call, held, deltas, t0, probe))
+
+    async def _close_cut_call(self, call: CallRecord, tier: str, request: ChatRequest, usage: dict[str, int] | None,
+                              generated: int, t0: float) -> None:
+        """Fill the tokens of a local stream closed after the check: the reported usage when
+        the answer had ended, else ``generated`` completion tokens and the prompt counted
+        with the tier's tokenizer (litellm's fallback for unknown models)."""
+        if usage is not None:
+            call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+        else:
+            call.completion_tokens = generated
+            try:
+                call.prompt_tokens = await asyncio.to_thread(count_prompt_tokens, self.policy.tiers[tier],
+                                                             request.messages_as_dicts())
+            except Exception:
+                call.prompt_tokens = 0
+        call.latency_ms = (time.perf_counter() - t0) * 1000
+
+    async def _open_stream(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision,
+                           purpose: str = "primary"):
         """Start a stream at ``tier`` and wait for its first piece, retrying retryable failures
         (nothing has reached the client yet). Returns (call record, first delta or None,
         the rest of the stream).
@@ -660,7 +917,7 @@ class Router:
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
             call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
-                              "primary" if attempt == 0 else "retry")
+                              purpose if attempt == 0 else "retry")
             record.calls.append(call)
             if reservation is not None:
                 reservation.call = call
@@ -706,9 +963,10 @@ class Router:
 
         return RoutedStream(_headers(record), events())
 
-    async def _relay_stream(self, request: ChatRequest, record: RequestRecord, call: CallRecord, first,
+    async def _relay_stream(self, request: ChatRequest, record: RequestRecord, call: CallRecord, held: list,
                             deltas, t0: float, probe: CacheProbe | None = None) -> AsyncIterator[bytes]:
-        """Relay a live upstream stream under one id. A stream that fails, or ends without a
+        """Relay a live upstream stream under one id: the ``held`` deltas already read from it
+        first, then the rest. Log-probabilities on deltas are never sent. A stream that fails, or ends without a
         finish reason (the upstream closed early), ends with an error event and ``[DONE]``
         and is logged ``partial``; a client that disconnects stops the upstream call and is
         logged ``cancelled`` with the tokens spent so far."""
@@ -721,7 +979,7 @@ class Router:
         usage: dict[str, int] | None = None
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
-            pending = [first] if first is not None else []
+            pending = list(held)
             while True:
                 for d in pending:
                     if d.usage is not None:

@@ -24,6 +24,7 @@ import difflib
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -380,6 +381,25 @@ class EscalationOverride(_Strict):
     def _known(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return _check_signal_names(value)
 
+    @classmethod
+    def first_wins(cls, overrides: "Sequence[EscalationOverride]") -> "EscalationOverride | None":
+        """One override from several in precedence order (matching rules in file order): for
+        each field the first override that sets it wins; ``min``/``max`` merge per signal,
+        the first override naming a signal winning. None when ``overrides`` is empty."""
+        if not overrides:
+            return None
+        fields: dict[str, Any] = {}
+        for o in overrides:
+            for name in o.model_fields_set:
+                value = getattr(o, name)
+                if value is None:
+                    continue
+                if name in ("min", "max"):
+                    fields[name] = {**value, **fields.get(name, {})}
+                else:
+                    fields.setdefault(name, value)
+        return cls(**fields)
+
     def apply(self, base: EscalationConfig) -> EscalationConfig:
         """``base`` with this override's set fields replaced (min/max dicts are merged)."""
         changes: dict[str, Any] = {}
@@ -466,7 +486,10 @@ class RuleAction(_Strict):
 
     Precedence among matching rules: ``forbid`` accumulates over all of them and always
     wins; the first rule that sets ``tier`` (resp. ``threshold``) wins over later ones;
-    ``disable_escalation`` from any rule applies.
+    ``disable_escalation`` from any rule applies. ``escalation`` overrides are applied after
+    the caller's overlay, field by field: the first matching rule that sets a field wins
+    (``min``/``max`` merge per signal, first rule per signal wins); ``disable_escalation``
+    still turns escalation off whatever an override says.
     """
 
     tier: str | None = Field(None, description="force this tier: no classifier, no escalation")
@@ -475,11 +498,14 @@ class RuleAction(_Strict):
     )
     threshold: float | None = Field(None, ge=0, le=1, description="classifier threshold for the request")
     disable_escalation: bool = Field(False, description="keep the local answer whatever its check says")
+    escalation: EscalationOverride | None = Field(
+        None, description="escalation settings for matching requests (applied after the overlay; first rule per field wins)")
 
     @model_validator(mode="after")
     def _does_something(self) -> "RuleAction":
-        if self.tier is None and not self.forbid and self.threshold is None and not self.disable_escalation:
-            raise ValueError("a rule action needs one of: tier, forbid, threshold, disable_escalation")
+        if (self.tier is None and not self.forbid and self.threshold is None and not self.disable_escalation
+                and self.escalation is None):
+            raise ValueError("a rule action needs one of: tier, forbid, threshold, disable_escalation, escalation")
         return self
 
 

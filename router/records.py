@@ -5,6 +5,7 @@ cascaded request are two calls) and one :class:`ShadowRecord` per quality sample
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["CallRecord", "RequestRecord", "ShadowRecord"]
 
@@ -17,8 +18,10 @@ class CallRecord:
         request_id: the request it served.
         ts: start time, Unix seconds.
         tier, model: tier name and litellm model string.
-        purpose: ``primary`` (first tier tried), ``escalation`` (after a failed check) or
-            ``fallback`` (after an error or unavailable tier).
+        purpose: ``primary`` (first tier tried), ``escalation`` (after a failed check),
+            ``fallback`` (after an error or unavailable tier), ``retry`` (a repeated attempt),
+            ``self_check`` (the local model judging its own answer) or ``consistency`` (an
+            extra local sample whose agreement with the answer is a check signal).
         status: ``ok`` or ``error``; ``error`` holds the message then.
         prompt_tokens, completion_tokens: as the tier reported (tokens).
         latency_ms: wall time of the call (ms).
@@ -31,6 +34,11 @@ class CallRecord:
             price map); None when no price is known.
         empty_answer: the answer had no visible text (an escalation input); None when not
             checked.
+        signals: the checked answer's confidence signals
+            (:meth:`router.signals.AnswerSignals.as_dict`, plus ``p_correct`` when a combiner
+            ran and ``prefix_tokens`` when only a streamed prefix was checked), so ``replay``
+            can re-evaluate another policy's thresholds; None on calls that were not checked
+            and in logs written before signals were kept.
     """
 
     request_id: str
@@ -48,6 +56,7 @@ class CallRecord:
     cached_prompt_tokens: int = 0
     price_source: str | None = None
     empty_answer: bool | None = None
+    signals: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

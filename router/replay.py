@@ -3,8 +3,9 @@
 For each logged request, :func:`replay` runs the pure decision (:func:`router.decision.decide`)
 on the inputs the log holds (requested model, classifier score, whether the cloud tier was
 available) under the new policy, then the pure escalation check
-(:func:`router.checks.should_escalate`) on the logged signals of the local attempt (mean
-token log-probability, empty answer), and prices the projected calls from logged token
+(:func:`router.checks.should_escalate`, thresholds and combiner included) on the logged
+signals of the local attempt (every signal when the log kept them, ``calls.signals``; the
+mean token log-probability and empty flag in older logs), and prices the projected calls from logged token
 counts with the new policy's prices (:func:`router.cost.price_call`: a table lookup, no
 model is called).
 
@@ -42,7 +43,7 @@ from .errors import RouterError
 from .policy import Policy, TierConfig
 from .quality import Retention, estimate_retention
 from .records import CallRecord, RequestRecord, ShadowRecord
-from .report import quality_retention
+from .report import CHECK_PURPOSES, quality_retention
 
 __all__ = ["Outcome", "Projection", "ReplayResult", "replay", "decision_for", "policy_as_logged"]
 
@@ -143,13 +144,23 @@ def _local_attempt(record: RequestRecord) -> CallRecord | None:
     return None
 
 
-def _escalates(call: CallRecord, policy: Policy) -> bool:
+def logged_signals(call: CallRecord) -> Signals:
+    """The signals of a logged local attempt: every signal the log kept (``call.signals``), or
+    for a log written before signals were kept, the mean log-probability and the empty flag
+    (other signals unmeasured: they break no threshold and a combiner reads them as neutral)."""
+    if call.signals:
+        return Signals.from_dict(call.signals)
     empty = call.empty_answer if call.empty_answer is not None else call.completion_tokens == 0
-    signals = Signals(n_tokens=call.completion_tokens, mean_logprob=call.mean_logprob, min_logprob=None,
-                      p10_logprob=None, p25_logprob=None, p50_logprob=None, first_logprob=None,
-                      mean_margin=None, min_margin=None, n_chars=0, finish_length=False, repetition=0.0,
-                      refusal=False, empty=empty)
-    return should_escalate(signals, policy.escalation).escalate
+    return Signals(n_tokens=call.completion_tokens, mean_logprob=call.mean_logprob, min_logprob=None,
+                   p10_logprob=None, p25_logprob=None, p50_logprob=None, first_logprob=None,
+                   mean_margin=None, min_margin=None, n_chars=0, finish_length=False, repetition=0.0,
+                   refusal=False, empty=empty)
+
+
+def _escalates(call: CallRecord, policy: Policy, router_score: float | None = None) -> bool:
+    """The new policy's verdict on a logged local attempt (thresholds and combiner on the
+    logged signals; a self-check or consistency the log lacks stays unmeasured)."""
+    return should_escalate(logged_signals(call), policy.escalation, router_score).escalate
 
 
 def _tier_for(call: CallRecord, record: RequestRecord, policy: Policy) -> TierConfig:
@@ -208,10 +219,10 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     actual_quality = quality_retention(records, shadows)
     rate = actual_quality.rate  # agreement of the logged shadow samples: estimates unsampled local answers
 
-    attempts = [c for r in records if r.status == "ok" for c in [_local_attempt(r)] if c is not None]
-    q = sum(_escalates(c, policy) for c in attempts) / len(attempts) if attempts else 0.0
+    attempts = [(c, r.score) for r in records if r.status == "ok" for c in [_local_attempt(r)] if c is not None]
+    q = sum(_escalates(c, policy, score) for c, score in attempts) / len(attempts) if attempts else 0.0
     local_latencies = [c.latency_ms for r in records for c in r.calls
-                       if c.status == "ok" and r.local and c.tier == r.tier]
+                       if c.status == "ok" and r.local and c.tier == r.tier and c.purpose not in CHECK_PURPOSES]
     mean_local_latency = sum(local_latencies) / len(local_latencies) if local_latencies else 0.0
 
     actual_cost = _Costs()
@@ -257,7 +268,7 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
                 costs.add(usd)
             esc_p, local_p = 0.0, 1.0 if r.local else 0.0
         elif is_local and same_route and attempt is not None:
-            escalate = checks and _escalates(attempt, view)
+            escalate = checks and _escalates(attempt, view, r.score)
             if escalate and (escalation_failed or not can_escalate):
                 for usd in logged_usd:  # the log shows what happens: the local answer is kept
                     costs.add(usd)

@@ -13,7 +13,10 @@ Definitions (all USD unless said):
   calls made only to measure quality).
 - escalation tax: what the local attempts of escalated requests took (tokens, cost,
   latency), spent although the cloud answered in the end.
-- self-check: calls made to check an answer (``purpose == "self_check"``), on their own line.
+- self-check: calls made to check an answer (``purpose == "self_check"``), on their own line;
+  consistency samples (``purpose == "consistency"``, extra local answers drawn to measure
+  agreement) on the line after it. Both are part of the serving cost and are not counted in
+  the escalation tax.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .quality import Retention, agreement_rate, estimate_retention
 from .records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["Summary", "summarize", "summarize_by", "GROUPINGS", "group_key", "route_of", "latency_by_tier",
-           "TierLatency", "quality_retention", "answering_call"]
+           "TierLatency", "quality_retention", "answering_call", "CHECK_PURPOSES"]
 
 GROUPINGS = ("tier", "route", "model", "api-key", "day")
 NONE_KEY = "(none)"
@@ -55,6 +58,7 @@ class Summary:
         escalation_tax_*: the local attempts of escalated requests: their number (calls),
             prompt and completion tokens, cost (USD) and summed latency (ms).
         self_check_*: calls with purpose ``self_check``: number, tokens, cost (USD).
+        consistency_*: calls with purpose ``consistency``: number, tokens, cost (USD).
         shadow_samples: quality samples (shadow and escalation); shadow_calls: extra cloud
             calls made for them; shadow_usd: their cost plus judge calls (USD);
             net_savings_usd: savings_usd - shadow_usd.
@@ -90,6 +94,9 @@ class Summary:
     self_check_calls: int = 0
     self_check_tokens: int = 0
     self_check_usd: float = 0.0
+    consistency_calls: int = 0
+    consistency_tokens: int = 0
+    consistency_usd: float = 0.0
     shadow_samples: int = 0
     shadow_calls: int = 0
     shadow_usd: float = 0.0
@@ -97,10 +104,15 @@ class Summary:
     quality: Retention | None = None
 
 
+CHECK_PURPOSES = frozenset({"self_check", "consistency"})
+"""Purposes of calls made only to check an answer (their answers never reach the client)."""
+
+
 def answering_call(record: RequestRecord) -> CallRecord | None:
-    """The call whose answer the client got: the last ok call on the answering tier."""
+    """The call whose answer the client got: the last ok call on the answering tier that
+    was not a check call."""
     for call in reversed(record.calls):
-        if call.status == "ok" and call.tier == record.tier:
+        if call.status == "ok" and call.tier == record.tier and call.purpose not in CHECK_PURPOSES:
             return call
     return None
 
@@ -113,7 +125,7 @@ def _escalation_tax_calls(record: RequestRecord) -> list[CallRecord]:
     for call in record.calls:
         if call.purpose == "escalation":
             break
-        if call.purpose != "self_check":
+        if call.purpose not in CHECK_PURPOSES:
             out.append(call)
     return out
 
@@ -143,6 +155,7 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
     n_ok = len(ok)
     tax = [c for r in ok for c in _escalation_tax_calls(r)]
     checks = [c for c in calls if c.purpose == "self_check"]
+    samples = [c for c in calls if c.purpose == "consistency"]
     shadow_calls = [s for s in shadows if s.kind == "shadow"]
     shadow_usd = sum(s.cost_usd or 0.0 for s in shadow_calls) + sum(s.judge_cost_usd or 0.0 for s in shadows)
     sources = Counter(c.price_source or ("none" if c.cost_usd is None else "unrecorded") for c in calls)
@@ -176,6 +189,9 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
         self_check_calls=len(checks),
         self_check_tokens=sum(c.prompt_tokens + c.completion_tokens for c in checks),
         self_check_usd=sum(c.cost_usd for c in checks if c.cost_usd is not None),
+        consistency_calls=len(samples),
+        consistency_tokens=sum(c.prompt_tokens + c.completion_tokens for c in samples),
+        consistency_usd=sum(c.cost_usd for c in samples if c.cost_usd is not None),
         shadow_samples=len(shadows),
         shadow_calls=len(shadow_calls),
         shadow_usd=shadow_usd,

@@ -13,7 +13,10 @@ contributes; ``forbid`` accumulates over all matching rules and the overlay's
 ``allowed_tiers`` and always wins; the first matching rule that sets ``tier`` forces it;
 the first matching rule that sets ``threshold`` wins over the overlay's threshold, which
 wins over the policy's; ``disable_escalation`` from any matching rule (or
-``escalation.enabled: false`` in the overlay) turns escalation off.
+``escalation.enabled: false`` in the overlay) turns escalation off. A rule's
+``escalation`` override is applied after the overlay's: per field, the first matching
+rule that sets it wins (``min``/``max`` per signal); ``disable_escalation`` beats any
+override.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .decision import Constraints
-from .policy import EscalationConfig, Overlay, Policy, Rule
+from .policy import EscalationOverride, Overlay, Policy, Rule
 
 __all__ = ["RequestFacts", "RuleOutcome", "rule_matches", "evaluate_rules", "constraints_for", "facts_needed"]
 
@@ -65,6 +68,8 @@ class RuleOutcome:
         forbidden: tiers forbidden by any matching rule, with the first rule naming each.
         threshold, threshold_rule: the threshold override and its rule (first wins).
         escalation_disabled_by: the first matching rule that disables escalation, or None.
+        escalation_overrides: (rule name, its ``action.escalation``) of the matching rules
+            that set one, in file order; :attr:`escalation` folds them into one.
     """
 
     matched: tuple[str, ...] = ()
@@ -74,6 +79,12 @@ class RuleOutcome:
     threshold: float | None = None
     threshold_rule: str | None = None
     escalation_disabled_by: str | None = None
+    escalation_overrides: tuple[tuple[str, EscalationOverride], ...] = ()
+
+    @property
+    def escalation(self) -> EscalationOverride | None:
+        """The rules' escalation overrides folded into one (first rule per field wins), or None."""
+        return EscalationOverride.first_wins([o for _, o in self.escalation_overrides])
 
 
 def facts_needed(rules: Sequence[Rule]) -> frozenset[str]:
@@ -130,6 +141,7 @@ def evaluate_rules(rules: Sequence[Rule], facts: RequestFacts) -> RuleOutcome:
     tier = tier_rule = threshold_rule = disabled_by = None
     threshold = None
     forbidden: dict[str, str] = {}
+    overrides: list[tuple[str, EscalationOverride]] = []
     for rule in rules:
         if not rule_matches(rule, facts):
             continue
@@ -143,7 +155,10 @@ def evaluate_rules(rules: Sequence[Rule], facts: RequestFacts) -> RuleOutcome:
             threshold, threshold_rule = a.threshold, rule.name
         if a.disable_escalation and disabled_by is None:
             disabled_by = rule.name
-    return RuleOutcome(tuple(matched), tier, tier_rule, forbidden, threshold, threshold_rule, disabled_by)
+        if a.escalation is not None:
+            overrides.append((rule.name, a.escalation))
+    return RuleOutcome(tuple(matched), tier, tier_rule, forbidden, threshold, threshold_rule, disabled_by,
+                       tuple(overrides))
 
 
 def constraints_for(policy: Policy, outcome: RuleOutcome, overlay: Overlay | None = None,
@@ -179,6 +194,14 @@ def constraints_for(policy: Policy, outcome: RuleOutcome, overlay: Overlay | Non
         esc = o.apply(esc)
         if o.enabled is False:
             escalation_note = f"escalation off by {label}"
+    rules_override = outcome.escalation
+    if rules_override is not None:
+        esc = rules_override.apply(esc)
+        switch = next((name for name, o in outcome.escalation_overrides if o.enabled is not None), None)
+        if rules_override.enabled is False:
+            escalation_note = f"escalation off by rule {switch}"
+        elif rules_override.enabled is True:
+            escalation_note = None  # a rule turned on what the policy or the overlay turned off
     if outcome.escalation_disabled_by is not None:
         esc = esc.model_copy(update={"enabled": False})
         escalation_note = f"escalation off by rule {outcome.escalation_disabled_by}"

@@ -74,8 +74,8 @@ def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dic
         "rules": list(d.rules),
         "needs": sorted(routing.needs),
         "forbidden": dict(d.forbidden),
-        "escalation": None if d.escalation is None else {
-            "enabled": d.escalation.enabled, "min_mean_logprob": d.escalation.min_mean_logprob},
+        # every escalation setting for this request: policy, then overlay, then rules applied
+        "escalation": None if d.escalation is None else d.escalation.model_dump(mode="json"),
         "degraded": d.degraded,
         "model": requested_model,
         "resolved_model": d.model,

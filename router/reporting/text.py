@@ -82,6 +82,8 @@ def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
          f"{s.escalation_tax_latency_ms:,.0f} ms"],
         ["of which: self-check calls", str(s.self_check_calls), f"{s.self_check_tokens} (total)", "-",
          fmt_usd(s.self_check_usd), "-"],
+        ["of which: consistency samples", str(s.consistency_calls), f"{s.consistency_tokens} (total)", "-",
+         fmt_usd(s.consistency_usd), "-"],
         ["shadow sampling (extra cloud calls and judge)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd), "-"],
     ]
     return header, rows

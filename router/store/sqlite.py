@@ -4,6 +4,7 @@ existing file on open (``ALTER TABLE ... ADD COLUMN``), so older logs stay reada
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import astuple, fields
@@ -58,11 +59,26 @@ _ADDED_COLUMNS = [
     ("requests", "max_tokens", "INTEGER"),
     ("requests", "cloud_prompt_tokens", "INTEGER"),
     ("requests", "cloud_completion_tokens", "INTEGER"),
+    ("calls", "signals", "TEXT"),
 ]
+_JSON_COLUMNS = {"signals"}
+"""Columns holding a dict, stored as JSON text (NULL when None)."""
 
 
 def _from_row(columns: list[str], row: tuple) -> dict:
-    return {k: (None if v is None else bool(v)) if k in _BOOL_COLUMNS else v for k, v in zip(columns, row)}
+    out = {}
+    for k, v in zip(columns, row):
+        if k in _BOOL_COLUMNS:
+            v = None if v is None else bool(v)
+        elif k in _JSON_COLUMNS:
+            v = None if v is None else json.loads(v)
+        out[k] = v
+    return out
+
+
+def _call_row(call: CallRecord) -> list:
+    return [json.dumps(v, separators=(",", ":")) if k in _JSON_COLUMNS and v is not None else v
+            for k, v in ((name, getattr(call, name)) for name in _CALL_COLUMNS)]
 
 
 
@@ -111,7 +127,7 @@ class SQLiteStore:
             )
             self._db.executemany(
                 f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})",
-                [astuple(c) for c in request.calls],
+                [_call_row(c) for c in request.calls],
             )
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
