@@ -42,7 +42,7 @@ def llama_server(tmp_path_factory):
     port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", _gguf(), "--port", str(port),
-                             "--n_ctx", "2048", "--logits_all", "true"], stdout=log, stderr=subprocess.STDOUT)
+                             "--n_ctx", "2048", "--n_threads", "1"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -87,7 +87,7 @@ def test_label_against_a_llama_cpp_server_resumes(tmp_path, llama_server, data_d
         "version: 1\n"
         "tiers:\n"
         "  local:\n"
-        f"    model: openai/smollm2\n    api_base: {llama_server}\n    api_key: none\n"
+        f"    model: openai/smollm2\n    api_base: {llama_server}\n    api_key: none\n    timeout_s: 600\n"
         "    price: {input_usd_per_mtok: 0.0, output_usd_per_mtok: 0.0}\n"
         "  cloud:\n    model: openai/gpt-4o-mini\n    api_key: ''\n"
     )
@@ -151,7 +151,8 @@ def test_train_on_labels_then_joint_calibrate_writes_policy(tmp_path, label_file
     from training.datasets import load
 
     examples = load([str(label_file)])
-    assert len(examples) == 120 and {e.weak_model, e.strong_model} == {"local", "cloud"} == set(examples[0].outcomes)
+    first = examples[0]
+    assert len(examples) == 120 and {first.weak_model, first.strong_model} == {"local", "cloud"} == set(first.outcomes)
     art = tmp_path / "art"
     _cli("train", "--data", str(label_file), "--model", "logistic", "--label", "weak_wrong", "--folds", "3",
          "--n-boot", "10", "--out", str(art), cwd=tmp_path)
