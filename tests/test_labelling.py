@@ -157,7 +157,7 @@ def test_train_on_labels_then_joint_calibrate_writes_policy(tmp_path, label_file
     _cli("train", "--data", str(label_file), "--model", "logistic", "--label", "weak_wrong", "--folds", "3",
          "--n-boot", "10", "--out", str(art), cwd=tmp_path)
     card = json.loads((art / "card.json").read_text())
-    assert card["training"]["label"] == "weak_wrong"
+    assert card["label"] == "weak_wrong" and card["data"]
     policy = tmp_path / "policy.yaml"
     out = _cli("calibrate", "--labels", str(label_file), "--target-quality", "0.9", "--artifact", str(art),
                "--write-policy", str(policy), cwd=tmp_path)
