@@ -222,7 +222,8 @@ class ClassifierConfig(_Strict):
     (:func:`router.calibration.threshold_for_cloud_share`).
     """
 
-    artifact: str = Field("builtin", description="'builtin' (shipped in the package) or a directory")
+    artifact: str = Field("builtin", description="'builtin' (shipped in the package), 'builtin:<name>' "
+                                                 "(another shipped artifact, e.g. builtin:smollm2-local) or a directory")
     threshold: float = Field(
         0.5, ge=0, le=1, description="route to the cloud tier when P(needs cloud) >= threshold"
     )

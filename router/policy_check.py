@@ -301,7 +301,7 @@ def _price_problems(policy: Policy, out: _Collector) -> None:
 
 def _deployment_problems(policy: Policy, out: _Collector) -> None:
     from .models import resolve_gguf
-    from .scoring.artifact import BUILTIN, CARD_FILE, MODEL_FILE, builtin_artifact_dir
+    from .scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
 
     for name, tier in policy.tiers.items():
         if tier.is_in_process:
@@ -311,7 +311,7 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
                 out.add(("tiers", name, "model"), str(err), "give 'slm-local/smollm2' or the path of a GGUF file")
 
     cfg = policy.routing.classifier
-    folder = builtin_artifact_dir() if cfg.artifact == BUILTIN else Path(cfg.artifact)
+    folder = artifact_dir(cfg.artifact)
     loc = ("routing", "classifier", "artifact")
     missing = [f for f in (MODEL_FILE, CARD_FILE) if not (folder / f).is_file()]
     if missing:

@@ -181,7 +181,7 @@ def calibrate(
         _fail("give --data (the traffic to calibrate on) or --labels (label files of the local tier)")
     import numpy as np
 
-    from router.scoring.artifact import BUILTIN, load_artifact
+    from router.scoring.artifact import load_artifact
     from router.scoring.classifier import EmbeddingClassifier
     from training.calibrate import threshold_for_quality, threshold_for_share
     from training.datasets import load
@@ -227,8 +227,16 @@ def calibrate(
         table.add_row("PGR at threshold", f"{curve.pgr[k]:.3f}")
     console.print(table)
     if write_policy:
-        _write_threshold(write_policy, threshold, None if str(artifact) == BUILTIN else str(Path(artifact).resolve()))
+        _write_threshold(write_policy, threshold, _artifact_ref(artifact))
         console.print(f"wrote routing.classifier.threshold = {threshold:.4f} into {write_policy}")
+
+
+def _artifact_ref(artifact: str) -> Optional[str]:
+    """What a policy should name: nothing for the default, ``builtin:<name>`` as given, else
+    the directory's absolute path."""
+    if str(artifact) == "builtin":
+        return None
+    return str(artifact) if str(artifact).startswith("builtin:") else str(Path(artifact).resolve())
 
 
 def _artifact_scores(artifact: str, prompts: list[str]):
@@ -256,7 +264,6 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
     import numpy as np
 
     from router.cost import call_cost
-    from router.scoring.artifact import BUILTIN
     from training.cascade import COMBINER_SIGNALS, Costs, joint_calibration
     from training.datasets.local_labels import prompt_text
     from training.label import read_labels
@@ -311,7 +318,7 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
     table.add_row("combiner inputs", ", ".join(names))
     console.print(table)
     if write_policy:
-        _write_joint(write_policy, t_router, None if str(artifact) == BUILTIN else str(Path(artifact).resolve()),
+        _write_joint(write_policy, t_router, _artifact_ref(artifact),
                      result.combiner.model_dump(exclude_none=True), "self_check" in names, "consistency" in names)
         console.print(f"wrote routing.classifier.threshold and escalation.combiner into {write_policy}")
 

@@ -17,7 +17,7 @@ import jsonschema
 import openai
 import pytest
 
-from .fake_openai import ANSWER, FakeOpenAI, free_port
+from .fake_openai import ANSWER, FakeOpenAI
 from .proxy_process import ProxyProcess
 
 pytestmark = pytest.mark.slow

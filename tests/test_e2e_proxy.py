@@ -103,7 +103,6 @@ def _db(proxy) -> sqlite3.Connection:
 def _wait_rows(proxy, query: str, n: int, timeout_s: float = 10.0) -> list:
     """Rows of ``query`` once there are ``n`` (a streamed request is logged just after its
     last byte, so a test may look a moment before the write lands)."""
-    import time
 
     deadline = time.time() + timeout_s
     while True:

@@ -6,7 +6,7 @@ import pytest
 
 from router.caller import CallerIndex, bearer_token, rule_headers
 from router.calibration import threshold_for_cloud_share
-from router.decision import Constraints, decide, needs_score
+from router.decision import decide, needs_score
 from router.errors import ModelNotFoundError, TierForbiddenError, TierUnavailableError
 from router.policy import hash_api_key, policy_from_dict
 from router.rules import RequestFacts, constraints_for, evaluate_rules, facts_needed, rule_matches

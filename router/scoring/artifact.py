@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Artifact", "load_artifact", "save_artifact", "builtin_artifact_dir", "BUILTIN"]
+__all__ = ["Artifact", "load_artifact", "save_artifact", "builtin_artifact_dir", "artifact_dir", "BUILTIN"]
 
 BUILTIN = "builtin"
 MODEL_FILE = "model.joblib"
@@ -37,15 +37,27 @@ def builtin_artifact_dir() -> Path:
     return Path(str(resources.files("router") / "artifacts" / "difficulty"))
 
 
+def artifact_dir(location: str | Path) -> Path:
+    """The folder of an artifact location: ``builtin`` (the default classifier),
+    ``builtin:<name>`` (another artifact shipped in ``router/artifacts/<name>``, e.g.
+    ``builtin:smollm2-local``) or a directory path."""
+    text = str(location)
+    if text == BUILTIN:
+        return builtin_artifact_dir()
+    if text.startswith(BUILTIN + ":"):
+        return builtin_artifact_dir().parent / text.split(":", 1)[1]
+    return Path(location)
+
+
 def load_artifact(location: str | Path) -> Artifact:
-    """Load ``builtin`` or an artifact directory.
+    """Load an artifact (``builtin``, ``builtin:<name>`` or a directory, see :func:`artifact_dir`).
 
     Raises:
         FileNotFoundError: the directory lacks ``model.joblib`` or ``card.json``.
     """
     import joblib
 
-    path = builtin_artifact_dir() if str(location) == BUILTIN else Path(location)
+    path = artifact_dir(location)
     model_path, card_path = path / MODEL_FILE, path / CARD_FILE
     for p in (model_path, card_path):
         if not p.is_file():
