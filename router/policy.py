@@ -259,7 +259,7 @@ class RoutingConfig(_Strict):
 _SIGNALS = (
     "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "p50_logprob",
     "first_logprob", "mean_margin", "min_margin", "log_tokens", "finish_length", "repetition",
-    "refusal", "empty", "format_error", "self_check", "consistency",
+    "refusal", "empty", "format_error", "self_check", "consistency", "verifier",
 )
 """Signal names a policy may use (router.signals.SIGNAL_NAMES; duplicated here so that the
 policy schema does not import the checks stage). ``router_score`` is also accepted by a
@@ -344,6 +344,10 @@ class EscalationConfig(_Strict):
                            "with purpose self_check); needed when a threshold or the combiner reads self_check")
     consistency_samples: int = Field(
         0, ge=0, le=4, description="extra local samples at temperature 0.7 whose agreement is the consistency signal")
+    verifier_artifact: str | None = Field(
+        None, description="classifier artifact (builtin:<name> or a directory) trained on this local model's "
+                          "labelled answers (slm-router train --text answer); its P(correct) of the answer text "
+                          "is the verifier signal (one embedding, no model call)")
     max_share: float = Field(
         1.0, ge=0, le=1, description="cap on the share of checked local answers that may escalate over the last "
                                      "share_window_s; above it, failing answers are kept (reason says so)")
@@ -356,6 +360,12 @@ class EscalationConfig(_Strict):
     @classmethod
     def _known(cls, value: dict[str, float]) -> dict[str, float]:
         return _check_signal_names(value)
+
+    @model_validator(mode="after")
+    def _verifier_configured(self) -> "EscalationConfig":
+        if self.needs("verifier") and not self.verifier_artifact:
+            raise ValueError("a threshold or the combiner reads 'verifier' but escalation.verifier_artifact is not set")
+        return self
 
     def needs(self, signal: str) -> bool:
         """True when a threshold or the combiner reads ``signal``."""

@@ -27,7 +27,7 @@ __all__ = ["AnswerSignals", "SIGNAL_NAMES", "NEUTRAL", "extract", "repetition_sh
 SIGNAL_NAMES: tuple[str, ...] = (
     "mean_logprob", "min_logprob", "p10_logprob", "p25_logprob", "p50_logprob",
     "first_logprob", "mean_margin", "min_margin", "log_tokens", "finish_length", "repetition",
-    "refusal", "empty", "format_error", "self_check", "consistency",
+    "refusal", "empty", "format_error", "self_check", "consistency", "verifier",
 )
 """Names a combiner or a threshold may use, in the order of :meth:`AnswerSignals.vector`."""
 
@@ -37,7 +37,7 @@ SIGNAL_NAMES: tuple[str, ...] = (
 NEUTRAL: dict[str, float] = {
     "mean_logprob": -0.75, "min_logprob": -4.0, "p10_logprob": -2.5, "p25_logprob": -1.0,
     "p50_logprob": -0.2, "first_logprob": -1.0, "mean_margin": 2.0, "min_margin": 0.2,
-    "self_check": 0.5, "consistency": 0.5,
+    "self_check": 0.5, "consistency": 0.5, "verifier": 0.5,
 }
 
 _REFUSAL = re.compile(
@@ -68,6 +68,9 @@ class AnswerSignals:
         format_error: why the answer fails the requested ``response_format``, else None.
         self_check: P("yes") the local model gave its own answer, in [0, 1]; None if not asked.
         consistency: agreement in [0, 1] of a second sample with the answer; None if not asked.
+        verifier: P(answer correct) in [0, 1] from a classifier trained on this model's
+            labelled answers, reading the answer text (``escalation.verifier_artifact``);
+            None when no verifier is configured.
     """
 
     n_tokens: int
@@ -87,11 +90,15 @@ class AnswerSignals:
     format_error: str | None = None
     self_check: float | None = None
     consistency: float | None = None
+    verifier: float | None = None
 
-    def with_extra(self, *, self_check: float | None = None, consistency: float | None = None) -> "AnswerSignals":
-        """A copy with the self-check probability and/or the consistency attached."""
+    def with_extra(self, *, self_check: float | None = None, consistency: float | None = None,
+                   verifier: float | None = None) -> "AnswerSignals":
+        """A copy with the self-check probability, the consistency and/or the verifier's
+        probability attached (None keeps the current value)."""
         return replace(self, self_check=self.self_check if self_check is None else self_check,
-                       consistency=self.consistency if consistency is None else consistency)
+                       consistency=self.consistency if consistency is None else consistency,
+                       verifier=self.verifier if verifier is None else verifier)
 
     def value(self, name: str) -> float:
         """Signal ``name`` as a float (flags 0/1; unmeasured ones take :data:`NEUTRAL`).
