@@ -61,6 +61,10 @@ _ADDED_COLUMNS = [
 ]
 
 
+_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(_REQUEST_COLUMNS))})"
+_INSERT_CALL = f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})"
+
+
 def _from_row(columns: list[str], row: tuple) -> dict:
     return {k: (None if v is None else bool(v)) if k in _BOOL_COLUMNS else v for k, v in zip(columns, row)}
 
@@ -80,6 +84,9 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL: a commit no longer waits for fsync (the WAL is synced
+        # at checkpoints); the file stays consistent, a power cut may lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
 
@@ -103,16 +110,16 @@ class SQLiteStore:
 
     def record(self, request: RequestRecord) -> None:
         """Insert the request row and its call rows in one transaction."""
-        row = [getattr(request, name) for name in _REQUEST_COLUMNS]
+        self._insert([request])
+
+    def record_many(self, requests: list[RequestRecord]) -> None:
+        """Insert several requests and their calls in one transaction (all or none)."""
+        self._insert(requests)
+
+    def _insert(self, requests: list[RequestRecord]) -> None:
         with self._lock, self._db:
-            self._db.execute(
-                f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(_REQUEST_COLUMNS))})",
-                row,
-            )
-            self._db.executemany(
-                f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})",
-                [astuple(c) for c in request.calls],
-            )
+            self._db.executemany(_INSERT_REQUEST, [[getattr(r, name) for name in _REQUEST_COLUMNS] for r in requests])
+            self._db.executemany(_INSERT_CALL, [astuple(c) for r in requests for c in r.calls])
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
         """Requests in ``[since, until)`` (Unix seconds), oldest first, with their calls."""
