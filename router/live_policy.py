@@ -159,3 +159,9 @@ class LivePolicy:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for router in [*self._retired, self.router]:
             await router.drain()
+
+    async def close_retired(self) -> None:
+        """Close the tier connections of routers replaced by reloads (after :meth:`drain`;
+        their store and shared state are the active router's to close)."""
+        for router in self._retired:
+            await router.client.close()

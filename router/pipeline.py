@@ -148,7 +148,7 @@ class Router:
         if scorer is None:
             from .scoring.classifier import EmbeddingClassifier
 
-            scorer = EmbeddingClassifier(policy.routing.classifier.artifact)
+            scorer = EmbeddingClassifier(policy.routing.classifier.artifact, threads=policy.routing.classifier.threads)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -179,7 +179,8 @@ class Router:
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
-        same_artifact = policy.routing.classifier.artifact == self.policy.routing.classifier.artifact
+        same_artifact = (policy.routing.classifier.artifact, policy.routing.classifier.threads) == (
+            self.policy.routing.classifier.artifact, self.policy.routing.classifier.threads)
         same_state = policy.store == self.policy.store
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
@@ -228,9 +229,11 @@ class Router:
         await self.shadow.drain()
 
     async def close(self) -> None:
-        """Drain log writes, release the shared state's connections and stop the log writer's thread."""
+        """Drain log writes, release the shared state's and the tiers' connections and stop
+        the log writer's thread."""
         await self.drain()
         await self.state.close()
+        await self.client.close()
         self._log.close()
 
     # -- stages --------------------------------------------------------------------------

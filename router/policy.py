@@ -190,6 +190,11 @@ class TierConfig(_Strict):
     price: Price | None = Field(None, description="USD per 1e6 tokens; None = litellm's price map")
     runtime: LocalRuntime = Field(default_factory=LocalRuntime)
     capabilities: Capabilities = Field(default_factory=Capabilities)
+    transport: Literal["auto", "litellm"] = Field(
+        "auto",
+        description="'auto': an openai/<model> tier with api_base (an OpenAI-compatible server) is called "
+        "directly over pooled HTTP connections, any other through litellm; 'litellm': always through litellm",
+    )
 
     @field_validator("api_key", "api_base", mode="before")
     @classmethod
@@ -233,6 +238,12 @@ class ClassifierConfig(_Strict):
         2, ge=0, description="earlier turns embedded with the last user turn"
     )
     max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
+    threads: int | None = Field(
+        1, ge=1,
+        description="CPU threads of the MiniLM embedding (torch, process-wide); None = torch's default (all "
+        "cores). 1 is fastest on a box whose cores are busy (2 spinning threads were 2-10x slower there); "
+        "concurrent decisions are batched instead",
+    )
 
     @model_validator(mode="after")
     def _threshold_or_share(self) -> "ClassifierConfig":

@@ -142,6 +142,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     watcher.cancel()
             await live.drain()
+            await live.close_retired()
             await live.router.close()
             if own_store:
                 await asyncio.to_thread(store.close)

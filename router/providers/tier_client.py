@@ -1,4 +1,7 @@
-"""The one call path: every tier, local or cloud, is called with ``litellm.acompletion``.
+"""The call path: every tier, local or cloud, is called with ``litellm.acompletion``, except
+OpenAI-compatible servers (``openai/<model>`` with ``api_base``), which are called directly
+over pooled HTTP connections (:mod:`.openai_http`, the same request body, about 5 ms less
+CPU per call).
 
 :class:`TierClient` turns a tier name, turns and parameters into a :class:`CallResult`
 (or a stream of OpenAI-shaped deltas) and maps provider failures to
@@ -14,6 +17,7 @@ from typing import Any
 
 from ..policy import Policy, TierConfig
 from .llama_runtime import ContextWindowExceededError
+from .openai_http import OpenAIHTTP, speaks_openai
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
 
@@ -81,7 +85,7 @@ class StreamDelta:
 
 
 def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCallError:
-    mapped = _classify(tier, err)
+    mapped = err if isinstance(err, TierCallError) else _classify(tier, err)
     if secret and secret in str(mapped):  # a provider key must never reach a log or a client
         mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
                                mapped.client_fault, mapped.retryable)
@@ -117,6 +121,9 @@ class TierClient:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._http = OpenAIHTTP()
+        self._direct = {name: speaks_openai(t.model, t.api_base, t.transport) and not t.is_in_process
+                        for name, t in policy.tiers.items()}
         self._runtimes = {}
         for name, tier in policy.tiers.items():
             if tier.is_in_process:
@@ -126,10 +133,25 @@ class TierClient:
 
     def warm_up(self) -> None:
         """Load in-process models now (blocking, seconds) and import litellm."""
+        import aiohttp  # noqa: F401
         import litellm  # noqa: F401 - import cost paid at start-up, not on the first request
 
         for runtime in self._runtimes.values():
             runtime.load()
+
+    async def close(self) -> None:
+        """Close the pooled HTTP connections of this event loop."""
+        await self._http.close()
+
+    @staticmethod
+    def _body(tier: TierConfig, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """The chat-completions body sent to an OpenAI-compatible server."""
+        body: dict[str, Any] = dict(params)
+        if tier.max_tokens and "max_tokens" not in body and "max_completion_tokens" not in body:
+            body["max_tokens"] = tier.max_tokens
+        body["model"] = tier.model.split("/", 1)[1]
+        body["messages"] = messages
+        return body
 
     def _kwargs(self, name: str, tier: TierConfig, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(params)
@@ -152,12 +174,19 @@ class TierClient:
 
         tier = self.policy.tiers[name]
         start = time.perf_counter()
-        try:
-            response = await litellm.acompletion(**self._kwargs(name, tier, messages, params))
-        except Exception as err:
-            raise _map_error(name, err, tier.api_key) from err
+        if self._direct[name]:
+            try:
+                body = await self._http.complete(name, tier.api_base, tier.api_key, self._body(tier, messages, params),
+                                                 tier.timeout_s)
+            except TierCallError as err:
+                raise _map_error(name, err, tier.api_key) from err
+        else:
+            try:
+                response = await litellm.acompletion(**self._kwargs(name, tier, messages, params))
+            except Exception as err:
+                raise _map_error(name, err, tier.api_key) from err
+            body = response.model_dump()
         latency_ms = (time.perf_counter() - start) * 1000
-        body = response.model_dump()
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
         logprobs = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
@@ -181,12 +210,18 @@ class TierClient:
         import litellm
 
         tier = self.policy.tiers[name]
-        kwargs = self._kwargs(name, tier, messages, params)
-        kwargs.update(stream=True, stream_options={"include_usage": True})
+        if self._direct[name]:
+            body = self._body(tier, messages, params)
+            body.update(stream=True, stream_options={"include_usage": True})
+            chunks = self._http.stream(name, tier.api_base, tier.api_key, body, tier.timeout_s)
+        else:
+            kwargs = self._kwargs(name, tier, messages, params)
+            kwargs.update(stream=True, stream_options={"include_usage": True})
+            chunks = None
         try:
-            response = await litellm.acompletion(**kwargs)
-            async for chunk in response:
-                body = chunk.model_dump()
+            if chunks is None:
+                chunks = (chunk.model_dump() async for chunk in await litellm.acompletion(**kwargs))
+            async for body in chunks:
                 usage = body.get("usage")
                 for choice in body.get("choices") or []:
                     delta = choice.get("delta") or {}
@@ -199,7 +234,11 @@ class TierClient:
                         "completion_tokens": int(usage.get("completion_tokens") or 0),
                         "cached_prompt_tokens": cached_tokens(usage),
                     })
-        except TierCallError:
-            raise
         except Exception as err:
-            raise _map_error(name, err, tier.api_key) from err
+            mapped = _map_error(name, err, tier.api_key)
+            if mapped is err:
+                raise
+            raise mapped from err
+        finally:
+            if chunks is not None and hasattr(chunks, "aclose"):
+                await chunks.aclose()  # releases the pooled connection of a stream left early

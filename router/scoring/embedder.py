@@ -16,7 +16,8 @@ EMBEDDER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class Embedder:
-    """Lazily loaded MiniLM encoder; thread-safe.
+    """Lazily loaded MiniLM encoder; thread-safe. ``threads``: torch intra-op threads,
+    set for the whole process when the model loads (None leaves torch's default).
 
     ``encode(texts)`` returns a float32 array of shape (len(texts), 384), L2-normalised.
     Loading sets ``HF_HUB_OFFLINE=1`` so nothing is ever downloaded.
@@ -24,11 +25,12 @@ class Embedder:
 
     dimension = 384
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, batch_size: int = 32, device: str = "cpu", threads: int | None = None) -> None:
         self._model = None
         self._lock = threading.Lock()
         self.batch_size = batch_size
         self.device = device
+        self.threads = threads  # torch intra-op threads, set process-wide at load; None = torch's default
 
     def _load(self):
         with self._lock:
@@ -39,6 +41,10 @@ class Embedder:
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
+                if self.threads:
+                    import torch
+
+                    torch.set_num_threads(self.threads)
 
                 self._model = SentenceTransformer(str(minilm_dir()), device=self.device)
         return self._model

@@ -33,8 +33,9 @@ def embedder_key(card: dict[str, Any]) -> str:
     return "minilm"
 
 
-def make_embedder(key: str) -> Any:
-    """A new embedder for ``key`` (loaded lazily on first ``encode``).
+def make_embedder(key: str, threads: int | None = None) -> Any:
+    """A new embedder for ``key`` (loaded lazily on first ``encode``); ``threads``: torch
+    intra-op threads of the MiniLM one (None = torch's default).
 
     Raises:
         ValueError: an unknown key.
@@ -42,7 +43,7 @@ def make_embedder(key: str) -> Any:
     if key == "minilm":
         from .embedder import Embedder
 
-        return Embedder()
+        return Embedder(threads=threads)
     if key == "static":
         from .static_embedder import StaticEmbedder
 
