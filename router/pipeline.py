@@ -148,7 +148,8 @@ class Router:
         if scorer is None:
             from .scoring.classifier import EmbeddingClassifier
 
-            scorer = EmbeddingClassifier(policy.routing.classifier.artifact, threads=policy.routing.classifier.threads)
+            cfg = policy.routing.classifier
+            scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -179,8 +180,8 @@ class Router:
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
-        same_artifact = (policy.routing.classifier.artifact, policy.routing.classifier.threads) == (
-            self.policy.routing.classifier.artifact, self.policy.routing.classifier.threads)
+        new, old = policy.routing.classifier, self.policy.routing.classifier
+        same_artifact = (new.artifact, new.threads, new.precision) == (old.artifact, old.threads, old.precision)
         same_state = policy.store == self.policy.store
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
