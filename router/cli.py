@@ -62,6 +62,9 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
     warm_up: bool = typer.Option(True, "--warm-up/--no-warm-up",
                                  help="Load the classifier and in-process models at start (else on first use)."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
+                                    help="Log one line per HTTP request (uvicorn's access log; off by default: "
+                                         "every request is in the request log already)."),
 ) -> None:
     """Run the OpenAI-compatible proxy (POST /v1/chat/completions, /v1/route, GET /v1/models,
     /v1/policy, /healthz, /metrics). Refuses an invalid policy with the messages of 'policy check'."""
@@ -107,7 +110,7 @@ def serve(
             os.environ.pop(POLICY_ENV, None)
         os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
         uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
-                    log_level=log_level)
+                    log_level=log_level, access_log=access_log)
         return
     from .errors import RouterError
     from .server import create_app
@@ -116,7 +119,7 @@ def serve(
         app_ = create_app(active, warm_up=warm_up, policy_path=policy, watch=watch)
     except RouterError as err:
         _fail(err.message)
-    uvicorn.run(app_, host=host, port=port, log_level=log_level)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=access_log)
 
 
 def _prepare_multiprocess_metrics() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import metrics
+from .batching import MicroBatcher
 from .budget import Budget, Reservation, budgets_with_key_overlays, completion_cap, reserve_tokens
 from .cache import CacheHit, CacheProbe, ResponseCache
 from .caller import Caller, CallerIndex, rule_headers
@@ -91,10 +92,15 @@ class _BudgetRefused(Exception):
 
 @dataclass
 class RoutedAnswer:
-    """A non-streaming answer: the OpenAI ``chat.completion`` body and the router headers."""
+    """A non-streaming answer: the OpenAI ``chat.completion`` body and the router headers.
+
+    ``logged`` is the task writing the request's log record when :meth:`Router.complete`
+    was asked to log later (await it after sending the answer), else None (already logged).
+    """
 
     body: dict[str, Any]
     headers: dict[str, str]
+    logged: asyncio.Task | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +169,8 @@ class Router:
         if scorer is None:
             from .scoring.classifier import EmbeddingClassifier
 
-            scorer = EmbeddingClassifier(policy.routing.classifier.artifact)
+            cfg = policy.routing.classifier
+            scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -172,6 +179,11 @@ class Router:
         self._facts_needed = facts_needed(policy.rules)
         self._share_threshold: float | None = None
         self._pending: set[asyncio.Task] = set()
+        # Embedding + classifier for concurrent decisions run as one batch on one thread;
+        # finished requests are priced and written in batches (one transaction each).
+        self._scores: MicroBatcher[str, float] = MicroBatcher(self._score_batch, max_batch=32, name="slm-router-score")
+        self._log: MicroBatcher[tuple, Exception | None] = MicroBatcher(self._write_batch, max_batch=256,
+                                                                         name="slm-router-log")
         self.state = state or open_state(policy.store)
         self.cache = self._response_cache() if policy.cache.enabled else None
         self.budget = Budget(self.state, budgets_with_key_overlays(policy)) if policy.budgets.enabled else None
@@ -192,10 +204,14 @@ class Router:
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
-        same_artifact = policy.routing.classifier.artifact == self.policy.routing.classifier.artifact
+        new, old = policy.routing.classifier, self.policy.routing.classifier
+        same_artifact = (new.artifact, new.threads, new.precision) == (old.artifact, old.threads, old.precision)
         same_state = policy.store == self.policy.store
-        return Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
-                      state=self.state if same_state else None)
+        fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
+                       state=self.state if same_state else None)
+        if same_artifact:
+            fresh._scores = self._scores  # one scoring thread and its batches for the shared scorer
+        return fresh
 
     def _response_cache(self) -> ResponseCache:
         embed = None
@@ -232,14 +248,17 @@ class Router:
 
     async def drain(self) -> None:
         """Wait for log writes and shadow samples still in flight (call before shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._log.drain()
         await self.shadow.drain()
 
     async def close(self) -> None:
-        """Drain log writes and release the shared state's connections."""
+        """Drain log writes, release the shared state's connections and stop the log
+        writer's thread (litellm owns the tiers' HTTP clients)."""
         await self.drain()
         await self.state.close()
+        self._log.close()
 
     # -- stages --------------------------------------------------------------------------
     def _base_threshold(self) -> float | None:
@@ -312,7 +331,7 @@ class Router:
             if note:
                 constraints = replace(constraints, threshold=shifted, threshold_source=note)
         if not forced and features.text.strip():
-            score = (await asyncio.to_thread(self.scorer.score, [features.text]))[0]
+            score = await self._scores.run(features.text)
         elif not forced:
             score = 1.0  # nothing to embed (an image-only turn): treat as hard
         decision = decide(request.model, score, self.policy, constraints)
@@ -699,7 +718,8 @@ class Router:
         return tenant
 
     async def complete(self, request: ChatRequest, record: RequestRecord,
-                       headers: Mapping[str, str] | None = None, tenant: Tenant | None = None) -> RoutedAnswer:
+                       headers: Mapping[str, str] | None = None, tenant: Tenant | None = None,
+                       log_later: bool = False) -> RoutedAnswer:
         """Answer a non-streaming request; logs it (also on error, then re-raises).
 
         Order: rate limit -> cache -> rules, score and decide -> call (budget) -> check/escalate.
@@ -707,6 +727,9 @@ class Router:
         Args:
             headers: the HTTP request headers, for caller identification and rules.
             tenant: who the request is for (budgets, rate limits, cache scope).
+            log_later: return as soon as the answer is ready; the log record (pricing, write,
+                budget settlement) is written on a task, :attr:`RoutedAnswer.logged`, that
+                :meth:`drain` also waits for. The server sends the answer, then awaits it.
 
         Raises:
             RouterError: any client-visible failure (already logged).
@@ -731,8 +754,11 @@ class Router:
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
         body = self._body(request, record, tier, result)
         await self._keep(probe, record, tier, body)
+        headers = _headers(record)
+        if log_later:
+            return RoutedAnswer(body, headers, self._store_soon(record, request, result.text))
         await self._store(record, request, result.text)
-        return RoutedAnswer(body, _headers(record))
+        return RoutedAnswer(body, headers)
 
     async def stream(self, request: ChatRequest, record: RequestRecord,
                      headers: Mapping[str, str] | None = None, tenant: Tenant | None = None) -> RoutedStream:
@@ -1080,19 +1106,59 @@ class Router:
         """Fill call costs, request cost and counterfactual (blocking: tokenizer, price map)."""
         price_request(record, self.policy, request.messages_as_dicts() if request is not None else None, answer_text)
 
+    def _write_batch(self, items: list[tuple[RequestRecord, ChatRequest | None, str | None]]) -> list[Exception | None]:
+        """Price finished requests and write them to the store (blocking; the log writer's
+        thread). One transaction for the batch when the store has ``record_many``; one
+        record at a time otherwise, or when that fails. Returns, per item, the exception
+        that kept it out of the log, or None."""
+        records = []
+        for record, request, answer_text in items:
+            try:
+                self._price(record, request, answer_text)
+            except Exception:
+                log.exception("pricing request %s failed; logging it unpriced", record.id)
+                record.cost_usd = record.counterfactual_usd = None
+            records.append(record)
+        errors: list[Exception | None] = [None] * len(records)
+        record_many = getattr(self.store, "record_many", None)
+        written = False
+        if record_many is not None and len(records) > 1:
+            try:
+                record_many(records)
+                written = True
+            except Exception:
+                log.exception("writing %d log records at once failed; writing them one by one", len(records))
+        if not written:
+            for i, record in enumerate(records):
+                try:
+                    self.store.record(record)
+                except Exception as err:
+                    errors[i] = err
+        for record, err in zip(records, errors):
+            if err is None:
+                metrics.observe(record)
+        return errors
+
     def _write(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
-        try:
-            self._price(record, request, answer_text)
-        except Exception:
-            log.exception("pricing request %s failed; logging it unpriced", record.id)
-            record.cost_usd = record.counterfactual_usd = None
-        self.store.record(record)
-        metrics.observe(record)
+        """Price and write one request now, on the calling thread.
+
+        Raises:
+            Exception: the store's, when the record could not be written.
+        """
+        error = self._write_batch([(record, request, answer_text)])[0]
+        if error is not None:
+            raise error
+
+    def _score_batch(self, texts: list[str]) -> list[float]:
+        """P(needs cloud) per text (blocking; the scoring thread)."""
+        return self.scorer.score(texts)
 
     async def _store(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         local_text = self._escalated_local_text.pop(record.id, None)
         try:
-            await asyncio.to_thread(self._write, record, request, answer_text)
+            error = await self._log.run((record, request, answer_text))
+            if error is not None:
+                raise error
         finally:
             await self._settle(record)
         if request is not None and answer_text is not None:
@@ -1104,15 +1170,19 @@ class Router:
             call = reservation.call
             await self.budget.settle(reservation, None if call is None else call.cost_usd)
 
-    def _store_soon(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
-        """Log from a stream's ``finally`` (possibly while being cancelled): on a task of its
-        own, or synchronously when no event loop runs (generator closed by the GC)."""
+    def _store_soon(self, record: RequestRecord, request: ChatRequest | None,
+                    answer_text: str | None = None) -> asyncio.Task | None:
+        """Log on a task of its own (after a non-streaming answer, or from a stream's
+        ``finally``, possibly while being cancelled), which :meth:`drain` waits for; returns
+        it. Logs synchronously and returns None when no event loop runs (a generator
+        closed by the GC)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._escalated_local_text.pop(record.id, None)
             self._write(record, request, answer_text)
-            return
+            return None
         task = loop.create_task(self._store(record, request, answer_text))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task

@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_keys import api_key_id
@@ -63,6 +64,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(piece)
     return b"".join(chunks)
+async def _logged(task: asyncio.Task | None) -> None:
+    """Wait for a request's log write (run after its answer was sent)."""
+    if task is None:
+        return
+    try:
+        await task
+    except Exception:
+        log.exception("writing a request's log record failed")
+
+
 def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dict[str, Any]:
     d = routing.decision
     return {
@@ -193,8 +204,9 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             routed = await router.stream(chat, record, request.headers, tenant)
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers, tenant)
-        return JSONResponse(answer.body, headers=answer.headers)
+        answer = await router.complete(chat, record, request.headers, tenant, log_later=True)
+        # The log record is written after the answer has gone out (lifespan drains it at shutdown).
+        return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:

@@ -98,7 +98,7 @@ def _token_logprobs(content: list[dict[str, Any]] | None) -> list[tuple[float, l
 
 
 def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCallError:
-    mapped = _classify(tier, err)
+    mapped = err if isinstance(err, TierCallError) else _classify(tier, err)
     if secret and secret in str(mapped):  # a provider key must never reach a log or a client
         mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
                                mapped.client_fault, mapped.retryable)
@@ -173,8 +173,8 @@ class TierClient:
             response = await litellm.acompletion(**self._kwargs(name, tier, messages, params))
         except Exception as err:
             raise _map_error(name, err, tier.api_key) from err
-        latency_ms = (time.perf_counter() - start) * 1000
         body = response.model_dump()
+        latency_ms = (time.perf_counter() - start) * 1000
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
         logprobs = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None

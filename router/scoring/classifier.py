@@ -21,16 +21,21 @@ class EmbeddingClassifier:
         artifact: ``builtin`` or an artifact directory.
         embedder: an embedder with ``encode(texts) -> (n, dim)``; when None, the one the
             artifact's card names (``embedder_key``: ``minilm`` or ``static``).
+        threads: torch intra-op threads for that embedder (None = torch's default).
+        precision: ``fp32``, ``bf16`` or ``auto`` for that embedder (MiniLM only).
 
     The artifact and the embedder load on first use (or :meth:`warm_up`). Artifacts whose
     card lists ``"text_features"`` under ``inputs`` get the embedding followed by
     :func:`router.scoring.text_features.text_features`; older ones get the embedding only.
     """
 
-    def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None) -> None:
+    def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None, threads: int | None = None,
+                 precision: str = "fp32") -> None:
         self._location = artifact
         self._artifact: Artifact | None = None
         self._embedder = embedder
+        self._threads = threads
+        self._precision = precision
 
     @property
     def artifact(self) -> Artifact:
@@ -43,7 +48,8 @@ class EmbeddingClassifier:
     def embedder(self) -> Any:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
-            self._embedder = make_embedder(embedder_key(self.artifact.card))
+            self._embedder = make_embedder(embedder_key(self.artifact.card), threads=self._threads,
+                                           precision=self._precision)
         return self._embedder
 
     def warm_up(self) -> None:

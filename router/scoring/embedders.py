@@ -33,8 +33,10 @@ def embedder_key(card: dict[str, Any]) -> str:
     return "minilm"
 
 
-def make_embedder(key: str) -> Any:
-    """A new embedder for ``key`` (loaded lazily on first ``encode``).
+def make_embedder(key: str, threads: int | None = None, precision: str = "fp32") -> Any:
+    """A new embedder for ``key`` (loaded lazily on first ``encode``); ``threads`` and
+    ``precision`` (``fp32``, ``bf16``, ``auto``) apply to the MiniLM one
+    (:class:`router.scoring.embedder.Embedder`).
 
     Raises:
         ValueError: an unknown key.
@@ -42,7 +44,7 @@ def make_embedder(key: str) -> Any:
     if key == "minilm":
         from .embedder import Embedder
 
-        return Embedder()
+        return Embedder(threads=threads, precision=precision)
     if key == "static":
         from .static_embedder import StaticEmbedder
 

@@ -21,6 +21,9 @@ class RequestStore(Protocol):
         """Requests with ``since <= ts < until`` (Unix seconds), oldest first, calls attached."""
         ...
 
+    # Optional: ``record_many(requests: list[RequestRecord]) -> None`` writes several
+    # requests in one transaction or round trip; the router's log writer uses it when present.
+
     def record_shadow(self, shadow: ShadowRecord) -> None:
         """Write one quality sample (written after its request, from a background task)."""
         ...

@@ -70,10 +70,18 @@ class RedisStore:
             OSError: Redis is down and the spool cannot be written either.
             StoreUnavailableError: Redis is down and this store is a reader.
         """
-        line = record_to_json(request)
+        self._append([request])
+
+    def record_many(self, requests: list[RequestRecord]) -> None:
+        """Append several records in one round trip (a pipeline), or spool them all when
+        Redis is unreachable. Raises as :meth:`record`."""
+        self._append(requests)
+
+    def _append(self, requests: list[RequestRecord]) -> None:
+        lines = [record_to_json(r) for r in requests]
         if self.link.allow():
             try:
-                self._redis.xadd(self.stream, {"r": line})
+                self._write_lines(lines)
             except self._errors as err:
                 self.link.failed(err)
             else:
@@ -83,8 +91,9 @@ class RedisStore:
                 return
         if self.spool is None:
             raise StoreUnavailableError(f"Redis at {self.config.url} is unreachable: {self.link.error}")
-        self.spool.append(line)
-        self.spooled += 1
+        for line in lines:
+            self.spool.append(line)
+            self.spooled += 1
 
     def _write_lines(self, lines: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)

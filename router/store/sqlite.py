@@ -65,6 +65,10 @@ _JSON_COLUMNS = {"signals"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""
 
 
+_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(_REQUEST_COLUMNS))})"
+_INSERT_CALL = f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})"
+
+
 def _from_row(columns: list[str], row: tuple) -> dict:
     out = {}
     for k, v in zip(columns, row):
@@ -96,6 +100,9 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL: a commit no longer waits for fsync (the WAL is synced
+        # at checkpoints); the file stays consistent, a power cut may lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
 
@@ -119,16 +126,16 @@ class SQLiteStore:
 
     def record(self, request: RequestRecord) -> None:
         """Insert the request row and its call rows in one transaction."""
-        row = [getattr(request, name) for name in _REQUEST_COLUMNS]
+        self._insert([request])
+
+    def record_many(self, requests: list[RequestRecord]) -> None:
+        """Insert several requests and their calls in one transaction (all or none)."""
+        self._insert(requests)
+
+    def _insert(self, requests: list[RequestRecord]) -> None:
         with self._lock, self._db:
-            self._db.execute(
-                f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(_REQUEST_COLUMNS))})",
-                row,
-            )
-            self._db.executemany(
-                f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({', '.join('?' * len(_CALL_COLUMNS))})",
-                [_call_row(c) for c in request.calls],
-            )
+            self._db.executemany(_INSERT_REQUEST, [[getattr(r, name) for name in _REQUEST_COLUMNS] for r in requests])
+            self._db.executemany(_INSERT_CALL, [_call_row(c) for r in requests for c in r.calls])
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
         """Requests in ``[since, until)`` (Unix seconds), oldest first, with their calls."""
