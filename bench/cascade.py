@@ -8,9 +8,10 @@ router + cascade saves, on labels written by ``slm-router label``.
 Prints four tables:
 
 1. **Signals**: per dataset, local accuracy and the held-out AUROC (bootstrap 95% interval)
-   of each signal, of the router trained on local labels, and of the combiner (logistic
-   regression over the signals, with and without the router score) for "local answer
-   correct". Combiner and router scores are out-of-fold (5 folds, stratified by dataset).
+   of each signal, of the verifier (a classifier of the answer text trained on the labels),
+   of the router trained on local labels, and of the combiner (logistic regression over the
+   signals and the verifier, with and without the router score) for "local answer
+   correct". Verifier, router and combiner scores are out-of-fold (5 folds).
 2. **Router training data**: AUROC for "local answer correct" of the router trained on local
    labels, of the strong-vs-weak artifact shipped in the package, and of both stacked.
 3. **Mixed workload** (equal parts of each dataset with >= 100 labels): local-only,
@@ -69,9 +70,10 @@ def _fmt(triple: tuple[float, float, float], ci: bool = True) -> str:
     return f"{point:.2f} [{lo:.2f},{hi:.2f}]" if ci else f"{point:.2f}"
 
 
-def router_scores(rows: list[dict], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def router_scores(rows: list[dict], seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(out-of-fold P(local wrong) of a router trained on the local labels, builtin
-    strong-vs-weak artifact score), each shape (n,)."""
+    strong-vs-weak artifact score, out-of-fold verifier P(correct) from the answer text),
+    each shape (n,)."""
     from router.scoring.classifier import EmbeddingClassifier
     from training.datasets.local_labels import CLOUD, LOCAL, prompt_text
     from training.datasets.base import Example
@@ -82,23 +84,27 @@ def router_scores(rows: list[dict], seed: int = 0) -> tuple[np.ndarray, np.ndarr
                         {LOCAL: float(bool(r["correct"])), CLOUD: 1.0}, LOCAL, CLOUD) for r in rows]
     inputs, dim = prepare_inputs(examples, progress=False)
     local, _ = cross_val_raw(examples, inputs, "logistic", "weak_wrong", dim, seed=seed)
+    answers = [Example(r.get("answer") or " ", e.source, e.group, e.outcomes, LOCAL, CLOUD) for r, e in zip(rows, examples)]
+    a_inputs, a_dim = prepare_inputs(answers, progress=False)
+    wrong, _ = cross_val_raw(answers, a_inputs, "logistic", "weak_wrong", a_dim, seed=seed)
     clf = EmbeddingClassifier("builtin")
     builtin = np.array(clf.score([e.prompt for e in examples]))
-    return local, builtin
+    return local, builtin, 1.0 - wrong
 
 
 def signals_table(rows: list[dict], X: np.ndarray, p_sig: np.ndarray, p_all: np.ndarray, local_router: np.ndarray,
-                  n_boot: int) -> None:
+                  verifier: np.ndarray, n_boot: int) -> None:
     y = np.array([int(bool(r["correct"])) for r in rows])
     tasks = np.array([r["task"] for r in rows])
     table = Table(title="1. Held-out AUROC for 'local answer correct' [bootstrap 95% CI]")
-    for head in ("dataset", "n", "local acc", *SHOWN_SIGNALS, "router (local labels)", "combiner: signals",
-                 "combiner: signals + router"):
+    for head in ("dataset", "n", "local acc", *SHOWN_SIGNALS, "verifier (answer text)", "router (local labels)",
+                 "combiner: signals + verifier", "combiner: + router"):
         table.add_column(head, justify="right")
     for name in [*sorted(set(tasks)), "pooled"]:
         m = np.ones(len(y), bool) if name == "pooled" else tasks == name
         cells = [_fmt(auroc_ci(X[m, COMBINER_SIGNALS.index(s)], y[m], 0), ci=False) for s in SHOWN_SIGNALS]
         table.add_row(name, str(int(m.sum())), f"{y[m].mean():.2f}", *cells,
+                      _fmt(auroc_ci(verifier[m], y[m], 0), ci=False),
                       _fmt(auroc_ci(-local_router[m], y[m], 0), ci=False),
                       _fmt(auroc_ci(p_sig[m], y[m], n_boot)), _fmt(auroc_ci(p_all[m], y[m], n_boot)))
     console.print(table)
@@ -156,7 +162,7 @@ def mixed_workload(rows: list[dict], local_router: np.ndarray, builtin: np.ndarr
         ("local-only", None, None, "fixed"), ("cloud-only", None, None, "fixed"),
         ("router-only (strong-vs-weak artifact)", builtin, None, "tune"),
         ("router trained on local labels", local_router, None, "tune"),
-        ("cascade-only (signals combiner)", None, p_sig, "tune"),
+        ("cascade-only (signals + verifier combiner)", None, p_sig, "tune"),
         ("router (local labels) + cascade", local_router, p_all, "tune"),
     ]
     fit, test = halves
@@ -271,12 +277,11 @@ def main() -> None:
                   f"model {rows[0].get('model')}")
     y = np.array([int(bool(r["correct"])) for r in rows])
     strata = [r["task"] for r in rows]
-    local_router, builtin = router_scores(rows)
+    local_router, builtin, verifier = router_scores(rows)
     X = signal_matrix(rows, COMBINER_SIGNALS)
-    p_sig = oof_probabilities(X, y, strata=strata)
-    X_all = np.column_stack([X, local_router])
-    p_all = oof_probabilities(X_all, y, strata=strata)
-    signals_table(rows, X, p_sig, p_all, local_router, args.n_boot)
+    p_sig = oof_probabilities(np.column_stack([X, verifier]), y, strata=strata)
+    p_all = oof_probabilities(np.column_stack([X, verifier, local_router]), y, strata=strata)
+    signals_table(rows, X, p_sig, p_all, local_router, verifier, args.n_boot)
     training_data_table(rows, local_router, builtin, args.n_boot)
     mixed_workload(rows, local_router, builtin, p_sig, p_all)
     consistency_cascade(data_root())

@@ -195,6 +195,7 @@ class Router:
         # escalation share cap: counted only when some escalation setting can cap
         self._share_counted = _caps_share(policy)
         self._shares: dict[float, EscalationShare] = {}
+        self._verifiers: dict[str, Any] = {}  # verifier artifact -> its classifier, loaded on first use
         if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
             raise PolicyError(
                 f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
@@ -548,6 +549,12 @@ class Router:
                 else:
                     out["self_check"] = p
                     notes.append(f"self-check {p:.2f}")
+        if esc.verifier_artifact and esc.needs("verifier"):
+            try:
+                out["verifier"] = await self._verify(esc.verifier_artifact, text)
+                notes.append(f"verifier {out['verifier']:.2f}")
+            except Exception as err:  # noqa: BLE001 - an unloadable verifier leaves the signal unmeasured
+                notes.append(f"verifier failed ({type(err).__name__})")
         samples = esc.consistency_samples or (1 if esc.needs("consistency") else 0)
         if samples:
             base = {k: v for k, v in request.params.items()
@@ -567,6 +574,29 @@ class Router:
         if notes:
             record.reason += "; " + ", ".join(notes)
         return out
+
+    async def _verify(self, artifact: str, text: str) -> float:
+        """The verifier signal: 1 - P(answer wrong) of ``artifact`` (trained with ``slm-router
+        train --text answer`` on labelled answers) for the answer text; embedded on a worker
+        thread with the router's own embedder.
+
+        Raises:
+            FileNotFoundError: the artifact is incomplete.
+        """
+        scorer = self._verifiers.get(artifact)
+        if scorer is None:
+            from .scoring.artifact import load_artifact
+            from .scoring.classifier import EmbeddingClassifier
+            from .scoring.embedders import embedder_key
+
+            router_card = getattr(getattr(self.scorer, "artifact", None), "card", None)
+            card = (await asyncio.to_thread(load_artifact, artifact)).card
+            same = router_card is not None and embedder_key(router_card) == embedder_key(card)
+            # the router's embedder is shared when both artifacts read the same embeddings
+            scorer = EmbeddingClassifier(artifact, getattr(self.scorer, "embedder", None) if same else None)
+            self._verifiers[artifact] = scorer
+        (p_wrong,) = await asyncio.to_thread(scorer.score, [text or " "])
+        return 1.0 - float(p_wrong)
 
     async def _check_call(self, tier: str, request: ChatRequest, record: RequestRecord, decision: Decision,
                           purpose: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> CallResult | None:

@@ -71,13 +71,30 @@ def train(
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for 95% intervals."),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
     seed: int = typer.Option(0, "--seed"),
+    text: str = typer.Option("prompt", "--text", help="With label files: 'prompt' trains a router on the requests; "
+                                                      "'answer' trains a verifier on the local answers "
+                                                      "(escalation.verifier_artifact)."),
 ) -> None:
     """Train a classifier, cross-validate it, write the artifact and its card, print the held-out metrics."""
     _training()
+    from training.datasets import parse_names
+    from training.datasets.local_labels import is_label_file, load_local_labels
     from training.train import train_artifact
 
+    if text not in ("prompt", "answer"):
+        _fail(f"--text must be 'prompt' or 'answer', got {text!r}")
+    examples = None
+    if text == "answer":
+        try:
+            names = parse_names(data)
+        except ValueError as err:
+            _fail(str(err))
+        if not all(is_label_file(Path(n)) for n in names):
+            _fail("--text answer needs label files written by 'slm-router label' in --data")
+        examples = [e for n in names for e in load_local_labels(Path(n), text="answer")]
     try:
-        card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit)
+        card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,
+                              examples=examples)
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
     for source, entry in card["metrics"].items():
@@ -162,6 +179,8 @@ def calibrate(
                                                 "calibrate the router threshold and the escalation combiner together."),
     no_self_check: bool = typer.Option(False, "--no-self-check", help="With --labels: leave the self-check out of the combiner (no extra call)."),
     no_consistency: bool = typer.Option(False, "--no-consistency", help="With --labels: leave the consistency sample out of the combiner."),
+    verifier: Optional[str] = typer.Option(None, "--verifier", help="With --labels: a verifier artifact (train --text answer) "
+                                            "whose P(correct) of the answer joins the combiner."),
 ) -> None:
     """Print the threshold that gives a target cloud share or quality on the data; optionally write it into a policy.
 
@@ -175,7 +194,7 @@ def calibrate(
     if labels:
         if target_quality is None or target_cloud_share is not None or data:
             _fail("--labels calibrates for --target-quality only (no --data, no --target-cloud-share)")
-        _calibrate_joint(artifact, labels, target_quality, write_policy, no_self_check, no_consistency)
+        _calibrate_joint(artifact, labels, target_quality, write_policy, no_self_check, no_consistency, verifier)
         return
     if not data:
         _fail("give --data (the traffic to calibrate on) or --labels (label files of the local tier)")
@@ -260,7 +279,7 @@ def _artifact_scores(artifact: str, prompts: list[str]):
 
 
 def _calibrate_joint(artifact: str, label_files: list[Path], target: float, write_policy: Optional[Path],
-                     no_self_check: bool, no_consistency: bool) -> None:
+                     no_self_check: bool, no_consistency: bool, verifier: Optional[str] = None) -> None:
     import numpy as np
 
     from router.cost import call_cost
@@ -282,8 +301,12 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
         _fail(f"{len(rows)} labelled rows in {', '.join(map(str, label_files))}; calibrate needs at least 50")
     names = [n for n in COMBINER_SIGNALS if not (no_self_check and n == "self_check")
              and not (no_consistency and n == "consistency")] + ["router_score"]
+    verified = None
     try:
         scores, fresh = _artifact_scores(artifact, [prompt_text(r["messages"]) for r in rows])
+        if verifier:
+            wrong, _ = _artifact_scores(verifier, [r.get("answer") or " " for r in rows])
+            verified, names = 1.0 - wrong, names + ["verifier"]
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
     local, cloud = policy.local, policy.cloud
@@ -301,7 +324,7 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
                   np.array([price(cloud, r["prompt_tokens"], max(r["completion_tokens"], 1), 0.0) for r in rows]))
     provenance = f"{len(rows)} labels from {', '.join(p.name for p in label_files)}"
     try:
-        result = joint_calibration(rows, scores, costs, target, names, trained_on=provenance)
+        result = joint_calibration(rows, scores, costs, target, names, trained_on=provenance, verifier=verified)
     except ValueError as err:
         _fail(str(err))
     p = result.point
@@ -319,12 +342,13 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
     console.print(table)
     if write_policy:
         _write_joint(write_policy, t_router, _artifact_ref(artifact),
-                     result.combiner.model_dump(exclude_none=True), "self_check" in names, "consistency" in names)
+                     result.combiner.model_dump(exclude_none=True), "self_check" in names, "consistency" in names,
+                     _artifact_ref(verifier) if verifier else None)
         console.print(f"wrote routing.classifier.threshold and escalation.combiner into {write_policy}")
 
 
 def _write_joint(path: Path, threshold: float, artifact: Optional[str], combiner: dict, self_check: bool,
-                 consistency: bool) -> None:
+                 consistency: bool, verifier: Optional[str] = None) -> None:
     """Write the router threshold and the escalation combiner into a policy YAML (created
     if missing; other keys kept). The combiner decides alone, so the single mean-logprob
     threshold is turned off (-100)."""
@@ -332,6 +356,8 @@ def _write_joint(path: Path, threshold: float, artifact: Optional[str], combiner
     escalation = data.setdefault("escalation", {})
     escalation.update(enabled=True, min_mean_logprob=-100.0, combiner=combiner, self_check=bool(self_check),
                       consistency_samples=1 if consistency else 0)
+    if verifier:
+        escalation["verifier_artifact"] = verifier
     _write_threshold(path, threshold, artifact, data)
 
 

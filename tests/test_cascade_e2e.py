@@ -46,6 +46,8 @@ def _policy(cloud_url: str) -> dict:
             "enabled": False,
             # P(correct) = 0.5 for every answer: passes the default cut-off 0.5, fails 0.99
             "combiner": {"signals": ["mean_logprob"], "weights": [0.0], "intercept": 0.0, "min_p_correct": 0.5},
+            # any artifact works as a verifier: P(correct) = 1 - its score of the answer text
+            "verifier_artifact": "builtin",
         },
         "rules": [
             _case("self-check", {"enabled": True, "min_mean_logprob": -100, "self_check": True,
@@ -56,6 +58,7 @@ def _policy(cloud_url: str) -> dict:
             _case("off", {"enabled": False, "min": {"mean_logprob": 0.1}}),
             _case("stream-fail", {"enabled": True, "min": {"mean_logprob": 0.1}, "stream_check_tokens": PREFIX}),
             _case("stream-pass", {"enabled": True, "min_mean_logprob": -100, "stream_check_tokens": PREFIX}),
+            _case("verifier", {"enabled": True, "min_mean_logprob": -100, "min": {"verifier": 1.01}}),
         ],
     }
 
@@ -202,3 +205,13 @@ def test_streamed_prefix_check_passes_and_the_local_answer_streams_whole(proxy):
     signals = json.loads(calls[0]["signals"])
     assert signals["prefix_tokens"] >= PREFIX and signals["mean_logprob"] < 0
     assert calls[0]["completion_tokens"] > signals["prefix_tokens"]  # the rest was streamed live
+
+
+def test_verifier_reads_the_answer_and_escalates_below_its_threshold(proxy, cloud):
+    headers, text, _ = _send(proxy, "verifier", stream=False)
+    assert headers["x-router-escalated"] == "true" and text == ANSWER
+    assert "verifier" in headers["x-router-reason"] and "< 1.01" in headers["x-router-reason"]
+    calls = _calls(proxy, headers["x-request-id"])
+    assert [c["purpose"] for c in calls] == ["primary", "escalation"]  # no model call for the verifier
+    signals = json.loads(calls[0]["signals"])
+    assert 0.0 < signals["verifier"] < 1.0

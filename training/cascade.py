@@ -33,15 +33,17 @@ __all__ = ["COMBINER_SIGNALS", "signal_matrix", "fit_combiner", "oof_probabiliti
            "cloud_outcomes", "Costs", "row_costs", "OperatingPoint", "simulate", "best_point", "grid",
            "JointCalibration", "joint_calibration"]
 
-COMBINER_SIGNALS: tuple[str, ...] = tuple(n for n in SIGNAL_NAMES if n != "format_error")
+COMBINER_SIGNALS: tuple[str, ...] = tuple(n for n in SIGNAL_NAMES if n not in ("format_error", "verifier"))
 """Signals the combiner reads by default (``format_error`` is a hard failure instead: label
-tasks ask for no ``response_format``)."""
+tasks ask for no ``response_format``; ``verifier`` is added when a verifier is trained)."""
 
 
 def signal_matrix(rows: Sequence[dict[str, Any]], names: Sequence[str] = COMBINER_SIGNALS,
-                  router_scores: Sequence[float] | None = None) -> np.ndarray:
+                  router_scores: Sequence[float] | None = None,
+                  verifier: Sequence[float] | None = None) -> np.ndarray:
     """Signals of label rows as an array of shape (n, len(names)); a name ``router_score``
-    takes its column from ``router_scores``.
+    takes its column from ``router_scores``, ``verifier`` from ``verifier`` (P(correct)
+    per row) when given.
 
     Raises:
         ValueError: ``router_score`` named but no scores given.
@@ -50,7 +52,9 @@ def signal_matrix(rows: Sequence[dict[str, Any]], names: Sequence[str] = COMBINE
     for i, row in enumerate(rows):
         sig = AnswerSignals.from_dict(row["signals"])
         for j, name in enumerate(names):
-            if name == "router_score":
+            if name == "verifier" and verifier is not None:
+                out[i, j] = float(verifier[i])
+            elif name == "router_score":
                 if router_scores is None:
                     raise ValueError("router_score is a combiner input but no router scores were given")
                 out[i, j] = float(router_scores[i])
@@ -254,7 +258,7 @@ class JointCalibration:
 
 def joint_calibration(rows: Sequence[dict[str, Any]], router_score: np.ndarray, costs: Costs, target: float,
                       names: Sequence[str] = (*COMBINER_SIGNALS, "router_score"), trained_on: str | None = None,
-                      seed: int = 0) -> JointCalibration:
+                      seed: int = 0, verifier: np.ndarray | None = None) -> JointCalibration:
     """Choose the router threshold and the escalation cut together: the cheapest pair whose
     simulated quality >= ``target`` x all-cloud quality (module docstring), with the
     combiner's held-out P(correct); then fit the combiner on all rows.
@@ -263,12 +267,13 @@ def joint_calibration(rows: Sequence[dict[str, Any]], router_score: np.ndarray, 
         rows: label rows; router_score: the policy classifier's score per row (higher =
             cloud); costs: :func:`row_costs` of the rows; target: e.g. 0.95.
         names: combiner inputs (signal names and ``router_score``).
+        verifier: held-out verifier P(correct) per row, when ``names`` has ``verifier``.
     Raises:
         ValueError: no operating point reaches the target (even all-cloud fails only when
             the target is above 1), or the labels hold one class only.
     """
     y = np.array([int(bool(r["correct"])) for r in rows])
-    X = signal_matrix(rows, names, router_score)
+    X = signal_matrix(rows, names, router_score, verifier)
     strata = [r["task"] for r in rows]
     p_oof = oof_probabilities(X, y, strata=strata, seed=seed)
     local_ok, cloud_ok = y.astype(float), cloud_outcomes(rows)

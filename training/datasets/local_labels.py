@@ -7,7 +7,8 @@ MMLU/GSM8K, RouterBench ARC/Winogrande), else 1.0 (the cloud answer is treated a
 say so when reporting). So the toolkit's labels read: ``weak_wrong`` = "the local answer will
 be wrong", ``gap`` = the quality gained by sending the prompt to the cloud instead.
 
-The prompt is the text of the last user turn (what the router embeds at run time); the
+The text is the last user turn (what the router embeds at run time), or with
+``text="answer"`` the local answer (what a verifier embeds at run time); the
 source is the label task (``sst2``, ``mmlu``...) and the group the task too, or the MMLU
 subject / BBH task where the id names one.
 """
@@ -54,15 +55,22 @@ def _group(row: dict[str, Any]) -> str:
     return f"{parts[0]}:{parts[1]}" if parts[0] in ("mmlu", "bbh") and len(parts) > 2 else str(row["task"])
 
 
-def load_local_labels(path: Path) -> list[Example]:
+def load_local_labels(path: Path, text: str = "prompt") -> list[Example]:
     """Examples from one label file (error rows skipped; the last row of a repeated id wins).
+
+    Args:
+        text: what an example's text is: ``prompt`` (the last user turn: a router that
+            predicts from the request) or ``answer`` (the local answer: a verifier that
+            judges the answer, ``escalation.verifier_artifact``).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: no labelled rows.
+        ValueError: no labelled rows, or an unknown ``text``.
     """
     from training.label import read_labels
 
+    if text not in ("prompt", "answer"):
+        raise ValueError(f"unknown text {text!r}; expected 'prompt' or 'answer'")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
@@ -71,7 +79,8 @@ def load_local_labels(path: Path) -> list[Example]:
         recorded = row.get("recorded") or {}
         strong = recorded.get("correct")
         outcomes = {LOCAL: float(bool(row["correct"])), CLOUD: 1.0 if strong is None else float(strong)}
-        out.append(Example(prompt_text(row["messages"]), str(row["task"]), _group(row), outcomes, LOCAL, CLOUD))
+        shown = prompt_text(row["messages"]) if text == "prompt" else (row.get("answer") or " ")
+        out.append(Example(shown, str(row["task"]), _group(row), outcomes, LOCAL, CLOUD))
     if not out:
         raise ValueError(f"{path}: no labelled rows (is it a file written by 'slm-router label'?)")
     return out
