@@ -158,16 +158,22 @@ def test_train_on_labels_then_joint_calibrate_writes_policy(tmp_path, label_file
          "--n-boot", "10", "--out", str(art), cwd=tmp_path)
     card = json.loads((art / "card.json").read_text())
     assert card["label"] == "weak_wrong" and card["data"]
+    verifier = tmp_path / "verifier"
+    _cli("train", "--data", str(label_file), "--text", "answer", "--model", "logistic", "--label", "weak_wrong",
+         "--folds", "3", "--n-boot", "10", "--out", str(verifier), cwd=tmp_path)
     policy = tmp_path / "policy.yaml"
     out = _cli("calibrate", "--labels", str(label_file), "--target-quality", "0.9", "--artifact", str(art),
-               "--write-policy", str(policy), cwd=tmp_path)
+               "--verifier", str(verifier), "--write-policy", str(policy), cwd=tmp_path)
     assert "joint calibration on 120 labelled local answers" in out.stdout
     loaded = load_policy(policy)
     comb = loaded.escalation.combiner
-    assert comb is not None and comb.signals[-1] == "router_score" and "self_check" in comb.signals
+    assert comb is not None and comb.signals[-2:] == ["router_score", "verifier"] and "self_check" in comb.signals
+    assert loaded.escalation.verifier_artifact == str(verifier.resolve())
     assert loaded.escalation.self_check and loaded.escalation.consistency_samples == 1
     assert 0.0 <= loaded.routing.classifier.threshold <= 1.0
     assert comb.weights[comb.signals.index("mean_logprob")] > 0  # confident answers were the right ones
     assert loaded.routing.classifier.artifact == str(art.resolve())
+    bad = _cli("train", "--data", "mmlu", "--text", "answer", "--out", str(tmp_path / "x"), cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "needs label files" in bad.stderr
     bad = _cli("calibrate", "--labels", str(label_file), "--target-cloud-share", "0.5", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--target-quality only" in bad.stderr
