@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -64,6 +65,12 @@ def test_metrics_sum_every_worker(tmp_path, monkeypatch):
             served = {pid: n for pid, n in per_worker_counts().items() if n}
             if len(served) == 2:
                 break
+        deadline = time.time() + 30  # the log writers count a request just after answering it
+        while time.time() < deadline:
+            with httpx.Client(timeout=30) as client:
+                if _ok_cloud(client.get(proxy.url + "/metrics").text) >= sent:
+                    break
+            time.sleep(0.2)
         scrapes = []
         for _ in range(6):
             with httpx.Client(timeout=30) as client:
@@ -71,6 +78,8 @@ def test_metrics_sum_every_worker(tmp_path, monkeypatch):
         assert [_ok_cloud(s) for s in scrapes] == [float(sent)] * 6
         assert re.search(rf'slm_router_request_latency_seconds_count\{{tier="cloud"\}} {sent}\.0', scrapes[0])
         assert re.search(r'slm_router_cost_usd_total\{tier="cloud"\} [0-9.e-]+', scrapes[0])
+        # counted by each worker's log writer after the answer: read once the scrapes show all
+        served = {pid: n for pid, n in per_worker_counts().items() if n}
         assert sum(served.values()) == sent
         assert len(served) == 2, f"both workers should have served requests: {served}"
     finally:
