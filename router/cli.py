@@ -22,7 +22,7 @@ from .policy import Policy, load_policy
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Route chat requests between a local SLM and a cloud LLM.")
 app.add_typer(policy_app, name="policy")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when piped
 
 __all__ = ["app"]
 

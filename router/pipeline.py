@@ -512,14 +512,15 @@ class Router:
                        text: str, signals: AnswerSignals, whole: bool = True) -> Verdict:
         """Check a local answer: the pure verdict on its signals, after the self-check and
         consistency calls the settings ask for. Those calls are skipped when escalation
-        cannot happen (disabled, cloud forbidden), when ``whole`` is False (a streamed
+        cannot happen (disabled, cloud forbidden or unavailable), when ``whole`` is False (a streamed
         prefix), and when the answer already fails on a signal they cannot change (a hard
         failure or a threshold on measured signals; a combiner's verdict can change, so it
         does not skip them). The signals (with ``p_correct`` when a combiner is set) are
         kept on ``answered``; the reason goes into ``record.reason``."""
         esc = decision.escalation
         verdict = should_escalate(signals, esc, decision.score)
-        if whole and self._may_escalate(decision) and not (verdict.escalate and verdict.p_correct is None):
+        if (whole and self._may_escalate(decision) and self.policy.cloud.available
+                and not (verdict.escalate and verdict.p_correct is None)):
             measured = await self._measure_extras(request, decision, record, text, esc)
             if measured:
                 signals = signals.with_extra(**measured)

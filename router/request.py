@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .errors import InvalidRequestError
 
-__all__ = ["Message", "ChatRequest", "parse_chat_request", "message_text", "ROLES"]
+__all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
+           "CONTENT_PART_TYPES"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -44,6 +45,31 @@ _PASSTHROUGH = (
 _ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
 
 
+class SamplingParams(BaseModel):
+    """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
+    before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
+    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences). Other fields pass
+    through unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    n: StrictInt | None = Field(None, ge=1, le=128)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    logprobs: StrictBool | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    seed: StrictInt | None = None
+    stop: str | list[str] | None = Field(None, max_length=4)
+
+
+CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+"""Content part types of OpenAI's chat messages; any other is a client error."""
+
+
 class Message(BaseModel):
     """One chat turn. ``content`` is a string, a list of OpenAI content parts, or None."""
 
@@ -70,7 +96,7 @@ class ChatRequest(BaseModel):
 
     model: str
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -98,9 +124,21 @@ def message_text(message: Message | dict[str, Any]) -> str:
     )
 
 
-def _validation_message(err: ValidationError) -> tuple[str, str | None]:
+def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, str | None]:
     first = err.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
+    loc = [*prefix, *first["loc"]]
+    if loc and loc[0] == "params":
+        loc = loc[1:]
+    # messages.0.content.str -> messages[0].content (OpenAI's own spelling of a field path)
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif parts and p in ("str", "list[dict[str,any]]", "none", "list[str]", "int", "float", "bool"):
+            continue  # pydantic's name of a union branch, not a field
+        else:
+            parts.append(str(p))
+    param = ".".join(parts) or None
     if first["type"] == "missing":
         return f"Missing required parameter: '{param}'.", param
     return f"Invalid value for '{param}': {first['msg']}.", param
@@ -129,10 +167,24 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
     fields["ignored_fields"] = sorted(k for k in data if k not in _ROUTER_FIELDS and k not in _PASSTHROUGH)
     try:
+        SamplingParams.model_validate(fields["params"])
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+    try:
         request = ChatRequest.model_validate(fields)
     except ValidationError as err:
         message, param = _validation_message(err)
         raise InvalidRequestError(message, param=param) from None
+
+    for i, m in enumerate(request.messages):
+        for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
+            if part.get("type") not in CONTENT_PART_TYPES:
+                raise InvalidRequestError(
+                    f"Invalid value for 'messages[{i}].content[{j}].type': {part.get('type')!r}; expected one of "
+                    f"{', '.join(sorted(CONTENT_PART_TYPES))}.",
+                    param=f"messages[{i}].content[{j}].type",
+                )
 
     for i, m in enumerate(request.messages):
         if m.role not in ROLES:

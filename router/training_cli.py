@@ -18,7 +18,7 @@ from rich.table import Table
 __all__ = ["train", "evaluate", "calibrate", "score", "label", "metrics_table"]
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when piped
 
 DEFAULT_OUT = Path("router/artifacts/difficulty")
 _ROUTERS = ("router", "random", "length", "oracle")
@@ -192,8 +192,10 @@ def calibrate(
     """
     _training()
     if labels:
-        if target_quality is None or target_cloud_share is not None or data:
+        if target_cloud_share is not None or data:
             _fail("--labels calibrates for --target-quality only (no --data, no --target-cloud-share)")
+        if target_quality is None:
+            _fail("--target-quality is required with --labels (e.g. --target-quality 0.95)")
         _calibrate_joint(artifact, labels, target_quality, write_policy, no_self_check, no_consistency, verifier)
         return
     if not data:
@@ -487,3 +489,7 @@ def label(
         counts = asyncio.run(label_items(policy, items, out, run, progress=step))
     console.print(f"labelled {counts['labelled']} (correct {counts['correct']}), skipped {counts['skipped']} "
                   f"already in {out}, errors {counts['errors']}")
+    if counts["errors"]:
+        err_console.print(f"[yellow]first error:[/] {counts['first_error']}", highlight=False)
+        if not counts["labelled"]:
+            raise typer.Exit(code=1)

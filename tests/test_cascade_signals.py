@@ -168,3 +168,17 @@ def test_label_tasks_load_real_data_and_grade_their_gold(data_dir):
     assert sum(r is not None for r in recorded) >= 75
     with pytest.raises(ValueError, match="unknown label task"):
         load_items(["nope"], data_dir)
+
+
+def test_read_labels_skips_an_interrupted_last_line_and_names_a_broken_one(tmp_path):
+    import json
+
+    from training.label import done_ids, read_labels
+
+    good = {"id": "t:1", "task": "t", "correct": True, "messages": []}
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "t:2"})[:25])  # cut mid-write
+    assert [r["id"] for r in read_labels([path])] == ["t:1"] and done_ids(path) == {"t:1"}
+    path.write_text(json.dumps(good) + "\n{broken\n" + json.dumps({**good, "id": "t:3"}) + "\n")
+    with pytest.raises(ValueError, match=r"labels.jsonl:2: not a JSON label row"):
+        read_labels([path])

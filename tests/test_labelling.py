@@ -111,6 +111,15 @@ def test_label_in_process_smollm2_and_bad_arguments(tmp_path, data_dir):
     assert len(rows) == 2 and rows[0]["model"] == "slm-local/smollm2"
     _check_rows(rows, data_dir)
     assert all(len(step) == 2 for r in rows for step in r["top_logprobs"])  # top-2 per token
+    raw = out.read_bytes()
+    out.write_bytes(raw[:-60])  # an interrupted write: the last row cut short, no newline
+    _cli("label", "--data", "boolq", "--limit", "2", "--out", str(out), cwd=tmp_path)
+    from training.label import read_labels
+
+    assert sorted(r["id"] for r in read_labels([out])) == sorted(r["id"] for r in rows)  # relabelled, none glued
+    failed = _cli("label", "--data", "sst2", "--limit", "1", "--tier", "cloud", "--out", str(tmp_path / "c.jsonl"),
+                  cwd=tmp_path, check=False)
+    assert failed.returncode == 1 and "first error:" in failed.stderr  # no cloud key here: every item failed
     bad = _cli("label", "--data", "nope", "--out", str(out), cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "unknown label task 'nope'" in bad.stderr
     bad = _cli("label", "--data", "sst2", "--tier", "gpu", "--out", str(out), cwd=tmp_path, check=False)

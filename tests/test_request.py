@@ -58,3 +58,28 @@ def test_image_only_turn_does_not_route_on_earlier_text():
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
     f = extract_features(r)
     assert f.text == "" and f.needs == {"vision"}
+
+
+_USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"temperature": "hot"}, "temperature"), ({"temperature": -1}, "temperature"), ({"temperature": 5}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"top_p": 2}, "top_p"), ({"n": 0}, "n"), ({"n": 1000}, "n"),
+    ({"max_tokens": -5}, "max_tokens"), ({"max_tokens": 0}, "max_tokens"), ({"max_completion_tokens": 2.5}, "max_completion_tokens"),
+    ({"top_logprobs": 50}, "top_logprobs"), ({"stop": list("abcdef")}, "stop"), ({"stream": "yes"}, "stream"),
+    ({"logprobs": "x"}, "logprobs"), ({"presence_penalty": 3}, "presence_penalty"),
+    ({"messages": [{"role": "user", "content": [{"type": "audio", "data": "x"}]}]}, "messages[0].content[0].type"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+])
+def test_out_of_range_parameters_are_client_errors_naming_the_param(extra, param):
+    with pytest.raises(InvalidRequestError) as e:
+        parse_chat_request({"model": "auto", "messages": _USER, **extra})
+    assert e.value.param == param and e.value.status_code == 400
+
+
+def test_in_range_parameters_pass_through():
+    r = parse_chat_request({"model": "auto", "messages": _USER, "temperature": 0.7, "top_p": 1, "n": 2,
+                            "max_tokens": 10, "stop": ["x", "y"], "seed": 3, "logprobs": True, "top_logprobs": 2})
+    assert r.params == {"temperature": 0.7, "top_p": 1, "n": 2, "max_tokens": 10, "stop": ["x", "y"], "seed": 3,
+                        "logprobs": True, "top_logprobs": 2}

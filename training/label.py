@@ -84,23 +84,31 @@ def done_ids(path: Path) -> set[str]:
 
 def read_labels(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
     """Rows of label files (JSON lines as written by :func:`label_items`), error rows and
-    repeated ids (the last row wins) dropped.
+    repeated ids (the last row wins) dropped. A last line cut short by an interrupted run
+    (no trailing newline) is skipped; it is labelled again on the next run.
 
     Raises:
         FileNotFoundError: a file is missing.
+        ValueError: a line that is not a JSON object, naming the file and line.
     """
     rows: dict[str, dict[str, Any]] = {}
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"label file not found: {path} (write one with: slm-router label)")
-        with Path(path).open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if n == len(lines):  # the unterminated last line of an interrupted write
                     continue
-                if row.get("error") is None and row.get("correct") is not None:
-                    rows[row["id"]] = row
+                raise ValueError(f"{path}:{n}: not a JSON label row") from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise ValueError(f"{path}:{n}: not a JSON label row")
+            if row.get("error") is None and row.get("correct") is not None:
+                rows[row["id"]] = row
     return list(rows.values())
 
 
@@ -158,7 +166,8 @@ async def label_items(policy: Policy, items: Sequence[LabelItem], out: Path, run
         out: JSONL file (created with its folder).
         progress: optional callable ``progress(done_item_row_or_None)`` after each item.
     Returns:
-        Counts: ``labelled``, ``skipped`` (already done), ``errors``, ``correct``.
+        Counts: ``labelled``, ``skipped`` (already done), ``errors``, ``correct``, and
+        ``first_error`` (the first failure's message, or None).
     Raises:
         KeyError: ``run.tier`` is not a tier of the policy.
     """
@@ -167,7 +176,8 @@ async def label_items(policy: Policy, items: Sequence[LabelItem], out: Path, run
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(out)
     todo = [it for it in items if it.id not in done]
-    counts = {"labelled": 0, "skipped": len(items) - len(todo), "errors": 0, "correct": 0}
+    counts: dict[str, Any] = {"labelled": 0, "skipped": len(items) - len(todo), "errors": 0, "correct": 0,
+                              "first_error": None}
     client = TierClient(policy)
     await asyncio.to_thread(client.warm_up)
     queue: asyncio.Queue[LabelItem] = asyncio.Queue()
@@ -175,6 +185,10 @@ async def label_items(policy: Policy, items: Sequence[LabelItem], out: Path, run
         queue.put_nowait(it)
     lock = asyncio.Lock()
 
+    if out.is_file() and out.stat().st_size:
+        raw = out.read_bytes()
+        if not raw.endswith(b"\n"):  # an interrupted write left half a row: drop it (it is labelled again)
+            out.write_bytes(raw[: raw.rfind(b"\n") + 1])
     with out.open("a", encoding="utf-8") as fh:
         async def worker() -> None:
             while not queue.empty():
@@ -193,6 +207,7 @@ async def label_items(policy: Policy, items: Sequence[LabelItem], out: Path, run
                         counts["correct"] += bool(row["correct"])
                     else:
                         counts["errors"] += 1
+                        counts["first_error"] = counts["first_error"] or row["error"]
                     if progress:
                         progress(row)
 
