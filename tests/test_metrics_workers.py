@@ -28,7 +28,8 @@ def _ok_cloud(text: str) -> float:
 def test_metrics_sum_every_worker(tmp_path, monkeypatch):
     metrics_dir = tmp_path / "metrics"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    cloud, local = FakeOpenAI().start(), FakeOpenAI(answer="A local answer.").start()
+    # a slow upstream keeps connections open together, so both workers' accept loops get some
+    cloud, local = FakeOpenAI(delay_s=0.05).start(), FakeOpenAI(answer="A local answer.").start()
     policy = {
         # Both tiers are real HTTP servers here: this test is about counting, not models.
         "tiers": {"local": {"model": "openai/local-model", "api_key": "x", "api_base": local.url,
@@ -56,12 +57,15 @@ def test_metrics_sum_every_worker(tmp_path, monkeypatch):
                 counts[pid] = _ok_cloud(generate_latest(registry).decode())
             return counts
 
-        # Concurrent connections spread over both workers; a loaded machine may need a few rounds.
         sent = 0
-        for _ in range(4):
-            with ThreadPoolExecutor(8) as pool:
+        # A worker still starting (a fresh checkout compiles its bytecode first) serves nothing
+        # yet: keep sending rounds until both have served, for up to a minute.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with ThreadPoolExecutor(16) as pool:
                 assert set(pool.map(ask, range(sent, sent + N))) == {200}
             sent += N
+            time.sleep(0.3)  # the log writers count a request just after answering it
             served = {pid: n for pid, n in per_worker_counts().items() if n}
             if len(served) == 2:
                 break
