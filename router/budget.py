@@ -20,6 +20,8 @@ requests go to the cloud before the limit is hit.
 
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 import logging
 import math
@@ -154,15 +156,44 @@ class Budget:
         self._clock = clock
         # Settlements that could not reach the state (outage): charged when it answers again.
         self._owed: dict[tuple[str, ...], tuple[int, tuple[float, ...]]] = {}  # keys -> (nano-USD, ttls)
+        self._retry: asyncio.Task | None = None
+        self._paying = asyncio.Lock()  # one payer at a time: an owed entry is charged once
+
+    def _retry_owed_soon(self) -> None:
+        """Keep retrying the owed settlements every 0.5 s until the state takes them, so a
+        charge owed after the last request of an outage is not left waiting for the next
+        :meth:`reserve` (which also pays them)."""
+        if self._retry is not None and not self._retry.done():
+            return
+
+        async def retry() -> None:
+            while self._owed:
+                await asyncio.sleep(0.5)
+                try:
+                    await self._pay_owed()
+                except StateUnavailable:
+                    continue
+
+        try:
+            self._retry = asyncio.get_running_loop().create_task(retry())
+        except RuntimeError:  # no running loop: the next reserve() pays them
+            self._retry = None
 
     async def _pay_owed(self) -> None:
         """Apply settlements left over from an outage (raises StateUnavailable if still down)."""
-        while self._owed:
-            keys, (delta, ttls) = next(iter(self._owed.items()))
-            await self.state.adjust(list(keys), delta, list(ttls))
-            del self._owed[keys]
-            if not self._owed:
-                log.warning("budget settlements held during the store outage are now applied")
+        if not self._owed:
+            return
+        async with self._paying:
+            while self._owed:
+                keys = next(iter(self._owed))
+                delta, ttls = self._owed.pop(keys)  # a settlement owed meanwhile starts a new entry
+                try:
+                    await self.state.adjust(list(keys), delta, list(ttls))
+                except BaseException:
+                    self._owed[keys] = (self._owed.get(keys, (0, ttls))[0] + delta, ttls)
+                    raise
+                if not self._owed:
+                    log.warning("budget settlements held during the store outage are now applied")
 
     async def threshold(self, tenant: str, base: float) -> tuple[float, str]:
         """(routing threshold for ``tenant`` now, a note for ``x-router-reason`` or "")."""
@@ -226,6 +257,7 @@ class Budget:
             if not self._owed:
                 log.warning("budget settlements wait for the store (%s)", err)
             self._owed[keys] = (self._owed.get(keys, (0, ttls))[0] + delta, ttls)
+            self._retry_owed_soon()
 
     async def spent(self, tenant: str) -> dict[str, float]:
         """USD spent by ``tenant`` per current window, e.g. ``{"day": 0.12, "month": 3.4}``.
