@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,19 +14,10 @@ import httpx
 import pytest
 
 from .fake_openai import free_port
+from .test_training_cli import _cli
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def _cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               SLM_ROUTER_CACHE=str(cwd / "cache"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "router.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _gguf() -> str:
