@@ -423,6 +423,17 @@ class Router:
             raise err
         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
+    def _attempt_record(self, record: RequestRecord, tier: str, purpose: str, attempt: int,
+                        reservation: Reservation | None) -> CallRecord:
+        """The logged call of one attempt (``retry`` after the first), added to ``record``
+        and tied to the budget reservation it will settle."""
+        call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
+                          purpose if attempt == 0 else "retry")
+        record.calls.append(call)
+        if reservation is not None:
+            reservation.call = call
+        return call
+
     async def _call(self, tier: str, request: ChatRequest, record: RequestRecord, purpose: str,
                     decision: Decision, messages: list[dict[str, Any]] | None = None,
                     params: dict[str, Any] | None = None) -> CallResult:
@@ -443,11 +454,7 @@ class Router:
         reservation = await self._reserve(tier, request, record, params)
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
-            call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
-                              purpose if attempt == 0 else "retry")
-            record.calls.append(call)
-            if reservation is not None:
-                reservation.call = call
+            call = self._attempt_record(record, tier, purpose, attempt, reservation)
             started = time.perf_counter()
             try:
                 result = await self.client.complete(tier, messages, params)
@@ -973,11 +980,7 @@ class Router:
         reservation = await self._reserve(tier, request, record, params)
         attempts = 1 + self.policy.tiers[tier].max_retries
         for attempt in range(attempts):
-            call = CallRecord(record.id, time.time(), tier, self.policy.tiers[tier].model,
-                              purpose if attempt == 0 else "retry")
-            record.calls.append(call)
-            if reservation is not None:
-                reservation.call = call
+            call = self._attempt_record(record, tier, purpose, attempt, reservation)
             started = time.perf_counter()
             deltas = self.client.stream(tier, request.messages_as_dicts(), params)
             try:
