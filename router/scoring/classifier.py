@@ -10,6 +10,7 @@ import numpy as np
 
 from .artifact import Artifact, load_artifact
 from .embedders import embedder_key, make_embedder
+from .embedding_cache import CachedEmbedder
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -20,9 +21,13 @@ class EmbeddingClassifier:
     Args:
         artifact: ``builtin`` or an artifact directory.
         embedder: an embedder with ``encode(texts) -> (n, dim)``; when None, the one the
-            artifact's card names (``embedder_key``: ``minilm`` or ``static``).
-        threads: torch intra-op threads for that embedder (None = torch's default).
-        precision: ``fp32``, ``bf16`` or ``auto`` for that embedder (MiniLM only).
+            artifact's card names (``embedder_key``: ``minilm``, ``minilm-int8`` or ``static``).
+        threads: intra-op threads for that embedder (torch's or ONNX Runtime's; None = its default).
+        precision: ``fp32``, ``bf16`` or ``auto`` for that embedder (MiniLM on torch only).
+        embedder_key: the embedder to build instead of the card's (``minilm-int8`` for an
+            artifact trained on ``minilm``: see ``bench/embedder_quality.py``).
+        cache_size: embeddings of recent texts kept in memory
+            (:class:`~router.scoring.embedding_cache.CachedEmbedder`); 0 = none.
 
     The artifact and the embedder load on first use (or :meth:`warm_up`). Artifacts whose
     card lists ``"text_features"`` under ``inputs`` get the embedding followed by
@@ -30,8 +35,10 @@ class EmbeddingClassifier:
     """
 
     def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None, threads: int | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", embedder_key: str | None = None, cache_size: int = 0) -> None:
         self._location = artifact
+        self._embedder_key = embedder_key
+        self._cache_size = cache_size
         self._artifact: Artifact | None = None
         self._embedder = embedder
         self._threads = threads
@@ -45,11 +52,16 @@ class EmbeddingClassifier:
         return self._artifact
 
     @property
+    def embedder_name(self) -> str:
+        """The key of the embedder this classifier reads (``minilm``, ``minilm-int8``, ``static``)."""
+        return self._embedder_key or embedder_key(self.artifact.card)
+
+    @property
     def embedder(self) -> Any:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
-            self._embedder = make_embedder(embedder_key(self.artifact.card), threads=self._threads,
-                                           precision=self._precision)
+            embedder = make_embedder(self.embedder_name, threads=self._threads, precision=self._precision)
+            self._embedder = CachedEmbedder(embedder, self._cache_size) if self._cache_size else embedder
         return self._embedder
 
     def warm_up(self) -> None:

@@ -2,24 +2,54 @@
 
 - ``minilm``: all-MiniLM-L6-v2 through sentence-transformers on torch (384-d, ~38 ms for a
   200-token prompt on 2 cores);
+- ``minilm-int8``: the same MiniLM exported to ONNX and quantised to int8 (dynamic), run by
+  ONNX Runtime on one intra-op thread, no torch (``router/artifacts/minilm-int8``, 23 MB;
+  embeddings at cosine ~0.99 of ``minilm``, 2-3x faster: see ``bench/decision.py``);
 - ``static``: a static (bag-of-token-vectors) embedding distilled from that same MiniLM with
   model2vec (Tulkens & van Dongen, 2024): each vocabulary token's MiniLM output, reduced by
   PCA and weighted by token frequency; shipped in ``router/artifacts/static-minilm``
   (well under 1 ms per prompt).
 
 An artifact's card records the key under ``embedder_key`` (cards without it used ``minilm``).
+Training takes the same keys (``slm-router train --embedder minilm-int8``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EMBEDDER_IDS", "make_embedder", "embedder_key"]
+__all__ = ["EMBEDDER_IDS", "EMBEDDERS", "make_embedder", "embedder_key"]
 
 EMBEDDER_IDS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "minilm-int8": "sentence-transformers/all-MiniLM-L6-v2, ONNX int8 dynamic quantisation (router/artifacts/minilm-int8)",
     "static": "model2vec static embedding distilled from sentence-transformers/all-MiniLM-L6-v2",
 }
+
+
+def _minilm(threads: int | None, precision: str) -> Any:
+    from .embedder import Embedder
+
+    return Embedder(threads=threads, precision=precision)
+
+
+def _minilm_int8(threads: int | None, precision: str) -> Any:
+    from .onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(threads=threads or 1)
+
+
+def _static(threads: int | None, precision: str) -> Any:
+    from .static_embedder import StaticEmbedder
+
+    return StaticEmbedder()
+
+
+EMBEDDERS: dict[str, Callable[[int | None, str], Any]] = {
+    "minilm": _minilm, "minilm-int8": _minilm_int8, "static": _static,
+}
+assert EMBEDDERS.keys() == EMBEDDER_IDS.keys()
 
 
 def embedder_key(card: dict[str, Any]) -> str:
@@ -34,19 +64,14 @@ def embedder_key(card: dict[str, Any]) -> str:
 
 
 def make_embedder(key: str, threads: int | None = None, precision: str = "fp32") -> Any:
-    """A new embedder for ``key`` (loaded lazily on first ``encode``); ``threads`` and
-    ``precision`` (``fp32``, ``bf16``, ``auto``) apply to the MiniLM one
-    (:class:`router.scoring.embedder.Embedder`).
+    """A new embedder for ``key`` (loaded lazily on first ``encode``). ``threads``: torch
+    intra-op threads for ``minilm`` (process-wide), ORT intra-op threads for ``minilm-int8``
+    (default 1); ``precision`` (``fp32``, ``bf16``, ``auto``) applies to ``minilm`` only.
 
     Raises:
         ValueError: an unknown key.
     """
-    if key == "minilm":
-        from .embedder import Embedder
-
-        return Embedder(threads=threads, precision=precision)
-    if key == "static":
-        from .static_embedder import StaticEmbedder
-
-        return StaticEmbedder()
-    raise ValueError(f"unknown embedder {key!r}; expected one of {', '.join(EMBEDDER_IDS)}")
+    factory = EMBEDDERS.get(key)
+    if factory is None:
+        raise ValueError(f"unknown embedder {key!r}; expected one of {', '.join(EMBEDDER_IDS)}")
+    return factory(threads, precision)

@@ -1,0 +1,179 @@
+"""What the faster routing decision costs in routing quality, on the default artifact's data.
+
+Prints markdown tables, all on the default artifact's datasets (its card's ``data``:
+RouteLLM MMLU and GSM8K, RouterBench ARC, Winogrande, MBPP) and its recipe (model kind and
+label from its card):
+
+1. embedding fidelity: cosine between ``minilm-int8`` (ONNX Runtime int8) and ``minilm``
+   (torch fp32) embeddings of every prompt;
+2. the shipped artifact fed ``minilm-int8`` instead of the ``minilm`` embeddings it was
+   trained on: score differences, decisions that flip at threshold 0.5, and its APGR on
+   each dataset (in-sample for both, so only the difference means something);
+3. the recipe retrained on each embedder's inputs: APGR with bootstrap 95% intervals under
+   5-fold cross-validation by prompt and leave-one-family-out (train on four datasets,
+   score the fifth; the MMLU family is RouteLLM's 49 subjects, GSM8K, ARC, Winogrande, MBPP),
+   plus bounded-input variants of ``minilm-int8`` (first N word pieces, or the first and
+   last N/2);
+4. the two-stage decision: ``static`` scores first and only scores within ``band`` of the
+   threshold go to ``minilm-int8``; for each band, the share of requests that reach the
+   second stage, decisions that differ from ``minilm-int8`` alone at thresholds 0.4/0.5/0.6,
+   and the 5-fold APGR of the combined scores. The shipped band is the narrowest whose APGR
+   is within 0.005 of ``minilm-int8`` alone on every dataset.
+
+Embeddings are cached on disk by prompt hash (``$SLM_ROUTER_CACHE``, see
+``training/embedding_cache.py``); a first run embeds 17,139 prompts three times (20-40 min
+on 2 busy cores). Run: ``python bench/embedder_quality.py [--quick]`` (``--quick``: no
+bounded-input variants, 50 bootstrap draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from router.scoring.artifact import builtin_artifact_dir, load_artifact  # noqa: E402
+from router.scoring.routing_model import build_inputs, fit_platt  # noqa: E402
+
+FAMILIES = ("mmlu", "gsm8k", "arc", "winogrande", "mbpp")
+BANDS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 1.0)
+BOUNDED = {"first 64": (64, None), "first 128": (128, None), "first+last 64": (64, 31), "first+last 128": (128, 63)}
+
+
+def _inputs(rows, key: str, embedder=None) -> tuple[np.ndarray, int]:
+    from training.embedding_cache import embed_cached
+
+    texts = [e.prompt for e in rows]
+    emb = embed_cached(texts, embedder, progress=False, name=key)
+    return build_inputs(emb, texts), emb.shape[1]
+
+
+def _ci(scores, rows, n_boot: int) -> str:
+    from training.metrics import bootstrap_metrics
+
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    v, lo, hi = bootstrap_metrics(scores, w, s, n_boot=n_boot)["apgr"]
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _apgr(scores, rows) -> float:
+    from training.metrics import router_metrics
+
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    return router_metrics(scores, w, s)["apgr"]
+
+
+def _by_family(rows) -> dict[str, np.ndarray]:
+    src = np.array([e.source for e in rows])
+    return {f: np.flatnonzero(src == f) for f in FAMILIES if (src == f).any()}
+
+
+def _lofo(rows, x, kind, label, dim) -> np.ndarray:
+    """Scores of each family from a model trained on the other families."""
+    from training.datasets import label_values
+    from training.evaluate import group_names
+    from training.models import fit_model, make_model
+    from training.evaluate import raw_scores
+
+    y, g = label_values(rows, label), group_names(rows)
+    out = np.zeros(len(rows))
+    for fam, te in _by_family(rows).items():
+        tr = np.setdiff1d(np.arange(len(rows)), te)
+        model = fit_model(make_model(kind, label, dim, 0), x[tr], y[tr], g[tr])
+        out[te] = raw_scores(model, x[te])
+    return out
+
+
+def fidelity(rows, x_torch, x_int8, dim) -> None:
+    cos = (x_torch[:, :dim] * x_int8[:, :dim]).sum(1)
+    print("\n| embeddings of the default artifact's 17,139 prompts | min | 1st percentile | median |")
+    print("|---|---|---|---|")
+    print(f"| cosine, minilm-int8 vs minilm (torch fp32) | {cos.min():.4f} | {np.percentile(cos, 1):.4f} | {np.median(cos):.4f} |")
+    art = load_artifact("builtin")
+    p_t = art.estimator.predict_proba(x_torch)[:, 1]
+    p_i = art.estimator.predict_proba(x_int8)[:, 1]
+    d = np.abs(p_t - p_i)
+    flips = np.mean((p_t >= 0.5) != (p_i >= 0.5))
+    print("\n| shipped artifact, minilm-int8 inputs vs minilm | median abs score difference | p99 | max | decisions flipped at 0.5 |")
+    print("|---|---|---|---|---|")
+    print(f"| all prompts | {np.median(d):.4f} | {np.percentile(d, 99):.4f} | {d.max():.4f} | {flips:.2%} |")
+    print("\n| dataset | shipped artifact APGR, minilm (in-sample) | with minilm-int8 | difference |")
+    print("|---|---|---|---|")
+    for fam, idx in _by_family(rows).items():
+        sub = [rows[i] for i in idx]
+        a, b = _apgr(p_t[idx], sub), _apgr(p_i[idx], sub)
+        print(f"| {fam} | {a:.3f} | {b:.3f} | {b - a:+.3f} |", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="no bounded-input variants, 50 bootstrap draws")
+    args = ap.parse_args(argv)
+    n_boot = 50 if args.quick else 200
+    from router.scoring.onnx_embedder import OnnxEmbedder
+    from training.datasets import load
+    from training.evaluate import cross_val_raw
+    from training.train import recipe
+
+    kind, label, _ = recipe(builtin_artifact_dir())
+    rows = load(load_artifact("builtin").card["data"]["datasets"])
+    print(f"{len(rows)} prompts; recipe {kind} on {label}; load average {os.getloadavg()[0]:.1f}")
+    inputs = {key: _inputs(rows, key) for key in ("minilm", "minilm-int8", "static")}
+    fidelity(rows, inputs["minilm"][0], inputs["minilm-int8"][0], inputs["minilm"][1])
+    if not args.quick:
+        for name, (n, head) in BOUNDED.items():
+            key = f"minilm-int8-{n}-{'head' if head is None else f'h{head}'}"
+            inputs[f"minilm-int8, {name}"] = _inputs(rows, key, OnnxEmbedder(max_tokens=n, head=head))
+
+    fams = _by_family(rows)
+    oof: dict[str, np.ndarray] = {}
+    print("\n| inputs | protocol | " + " | ".join(f"APGR {f} [95% CI]" for f in fams) + " |")
+    print("|---|---|" + "---|" * len(fams))
+    for name, (x, dim) in inputs.items():
+        raw, _ = cross_val_raw(rows, x, kind, label, dim)
+        oof[name] = raw
+        lofo = _lofo(rows, x, kind, label, dim)
+        for proto, sc in (("5-fold", raw), ("leave-one-family-out", lofo)):
+            cells = [_ci(sc[idx], [rows[i] for i in idx], n_boot) for idx in fams.values()]
+            print(f"| {name} | {proto} | " + " | ".join(cells) + " |", flush=True)
+
+    two_stage(rows, oof["static"], oof["minilm-int8"], fams)
+    return 0
+
+
+def two_stage(rows, raw_static, raw_int8, fams) -> None:
+    """Band table: static first, minilm-int8 within ``band`` of the threshold."""
+    from training.datasets import label_values
+
+    y = label_values(rows, "needs_strong")
+    a, b = fit_platt(raw_static, y)
+    p_s = 1 / (1 + np.exp(-(a * raw_static + b)))
+    a, b = fit_platt(raw_int8, y)
+    p_i = 1 / (1 + np.exp(-(a * raw_int8 + b)))
+    base = {f: _apgr(p_i[idx], [rows[i] for i in idx]) for f, idx in fams.items()}
+    print("\n| band | to stage 2 at t=0.5 | decisions differing from minilm-int8 at t=0.4 / 0.5 / 0.6 | "
+          + " | ".join(f"APGR {f} (t=0.5)" for f in fams) + " | worst APGR loss |")
+    print("|---|---|---|" + "---|" * len(fams) + "---|")
+    for band in BANDS:
+        diffs, shares = [], []
+        for t in (0.4, 0.5, 0.6):
+            second = np.abs(p_s - t) < band
+            p = np.where(second, p_i, p_s)
+            diffs.append(np.mean((p >= t) != (p_i >= t)))
+            shares.append(second.mean())
+        second = np.abs(p_s - 0.5) < band
+        p = np.where(second, p_i, p_s)
+        got = {f: _apgr(p[idx], [rows[i] for i in idx]) for f, idx in fams.items()}
+        worst = min(got[f] - base[f] for f in fams)
+        print(f"| {band:.2f} | {shares[1]:.1%} | " + " / ".join(f"{d:.1%}" for d in diffs) + " | "
+              + " | ".join(f"{got[f]:.3f}" for f in fams) + f" | {worst:+.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

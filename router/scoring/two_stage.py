@@ -1,0 +1,101 @@
+"""Two-stage scoring: a cheap scorer first, the transformer only near the threshold.
+
+A request whose first-stage score is at least ``band`` away from its threshold is decided
+by that score; one within the band is scored again by the second stage, whose score
+decides. Both stages are classifier artifacts giving P(needs cloud) on the same calibrated
+scale (Platt mapping, balanced classes), so a score from either stage means the same.
+``bench/embedder_quality.py`` measures, for each band, the share of requests that reach
+the second stage and the APGR kept; the policy's default band comes from that table.
+
+:class:`StagedScore` carries the stage that decided, which the request's reason names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["StagedScore", "ThresholdScorer", "TwoStageScorer", "score_near"]
+
+
+@dataclass(frozen=True, slots=True)
+class StagedScore:
+    """A score in [0, 1] and the stage that gave it (``None``: a single-stage scorer)."""
+
+    score: float
+    stage: str | None = None
+
+    def note(self) -> str:
+        """The reason fragment naming the deciding stage (empty for a single stage)."""
+        return f"decided by the {self.stage} stage" if self.stage else ""
+
+
+@runtime_checkable
+class ThresholdScorer(Protocol):
+    """A scorer that may spend less on texts whose score is far from their threshold."""
+
+    def score_near(self, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
+        """One :class:`StagedScore` per (text, threshold), in order."""
+        ...
+
+
+class TwoStageScorer:
+    """``first`` for every text; ``second`` for texts whose first score is within ``band``
+    of their threshold.
+
+    Args:
+        first, second: scorers with ``score(texts) -> list[float]`` (e.g.
+            :class:`~router.scoring.classifier.EmbeddingClassifier`).
+        band: half-width of the uncertain band, in score units (0 = first stage only,
+            1 = second stage always).
+        names: stage names shown in reasons (first, second); None: each stage's embedder key
+            (its ``embedder_name``, e.g. ``static``, ``minilm-int8``).
+
+    ``score(texts)`` (no threshold known) returns the second stage's scores; ``embedder``
+    is the second stage's (shared with the semantic cache and shadow sampling).
+
+    Raises:
+        ValueError: ``band`` outside [0, 1].
+    """
+
+    def __init__(self, first: Any, second: Any, band: float, names: tuple[str, str] | None = None) -> None:
+        if not 0.0 <= band <= 1.0:
+            raise ValueError(f"band must be in [0, 1], got {band}")
+        self.first, self.second, self.band, self.names = first, second, band, names
+
+    @property
+    def embedder(self) -> Any:
+        """The second stage's embedder."""
+        return self.second.embedder
+
+    def warm_up(self) -> None:
+        """Load both stages now."""
+        for stage in (self.first, self.second):
+            getattr(stage, "warm_up", lambda: stage.score(["warm up"]))()
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """The second stage's P(needs cloud) per text."""
+        return self.second.score(texts)
+
+    def score_near(self, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
+        """Scores for (text, threshold) pairs: the second stage runs once, on the uncertain ones."""
+        if not items:
+            return []
+        texts = [t for t, _ in items]
+        first = self.first.score(texts)
+        near = [i for i, ((_, thr), s) in enumerate(zip(items, first)) if abs(s - thr) < self.band]
+        names = self.names or (self.first.embedder_name, self.second.embedder_name)
+        out = [StagedScore(s, names[0]) for s in first]
+        if near:
+            for i, s in zip(near, self.second.score([texts[i] for i in near])):
+                out[i] = StagedScore(s, names[1])
+        return out
+
+
+def score_near(scorer: Any, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
+    """Scores of (text, threshold) pairs from any scorer: staged when it is a
+    :class:`ThresholdScorer`, else its plain ``score`` (stage None)."""
+    if isinstance(scorer, ThresholdScorer):
+        return scorer.score_near(items)
+    return [StagedScore(s) for s in scorer.score([t for t, _ in items])]
