@@ -52,6 +52,8 @@ from .request import ChatRequest, message_text
 from .ratelimit import RateLimiter
 from .shadow import ShadowSampler
 from .scoring.base import Scorer
+from .scoring.factory import scorer_for, scorer_settings
+from .scoring.two_stage import StagedScore, score_near
 from .self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
 from .signals import AnswerSignals, agreement
 from .state import SharedState, open_state
@@ -167,10 +169,7 @@ class Router:
         self.policy_hash = policy_hash(policy)
         self.store = store
         if scorer is None:
-            from .scoring.classifier import EmbeddingClassifier
-
-            cfg = policy.routing.classifier
-            scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
+            scorer = scorer_for(policy.routing.classifier)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -181,7 +180,8 @@ class Router:
         self._pending: set[asyncio.Task] = set()
         # Embedding + classifier for concurrent decisions run as one batch on one thread;
         # finished requests are priced and written in batches (one transaction each).
-        self._scores: MicroBatcher[str, float] = MicroBatcher(self._score_batch, max_batch=32, name="slm-router-score")
+        self._scores: MicroBatcher[tuple[str, float], StagedScore] = MicroBatcher(self._score_batch, max_batch=32,
+                                                                                 name="slm-router-score")
         self._log: MicroBatcher[tuple, Exception | None] = MicroBatcher(self._write_batch, max_batch=256,
                                                                          name="slm-router-log")
         self.state = state or open_state(policy.store)
@@ -206,7 +206,7 @@ class Router:
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
         new, old = policy.routing.classifier, self.policy.routing.classifier
-        same_artifact = (new.artifact, new.threads, new.precision) == (old.artifact, old.threads, old.precision)
+        same_artifact = scorer_settings(new) == scorer_settings(old)
         same_state = policy.store == self.policy.store
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
@@ -331,11 +331,16 @@ class Router:
             shifted, note = await self.budget.threshold(tenant or ANONYMOUS, base)
             if note:
                 constraints = replace(constraints, threshold=shifted, threshold_source=note)
+        staged = None
         if not forced and features.text.strip():
-            score = await self._scores.run(features.text)
+            staged = await self._scores.run((features.text, constraints.threshold if constraints.threshold is not None
+                                             else cfg.threshold))
+            score = staged.score
         elif not forced:
             score = 1.0  # nothing to embed (an image-only turn): treat as hard
         decision = decide(request.model, score, self.policy, constraints)
+        if staged is not None and staged.stage:
+            decision = replace(decision, reason=f"{decision.reason}; {staged.note()}")
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
         decision = apply_capabilities(decision, features, self.policy, forced, max_out)
         return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars)
@@ -1183,9 +1188,9 @@ class Router:
         if error is not None:
             raise error
 
-    def _score_batch(self, texts: list[str]) -> list[float]:
-        """P(needs cloud) per text (blocking; the scoring thread)."""
-        return self.scorer.score(texts)
+    def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
+        """P(needs cloud) per (text, threshold), and the stage that decided (blocking; the scoring thread)."""
+        return score_near(self.scorer, items)
 
     async def _store(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         local_text = self._escalated_local_text.pop(record.id, None)

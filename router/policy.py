@@ -247,6 +247,24 @@ class ClassifierConfig(_Strict):
         description="number format of the MiniLM embedding's matrix products: 'auto' = bf16 where the CPU "
         "computes it natively (AVX512-BF16, AMX; ~35% faster, embeddings at cosine 0.99999 of fp32), else fp32",
     )
+    embedder: Literal["minilm", "minilm-int8", "static"] | None = Field(
+        None,
+        description="embedder instead of the one the artifact's card names: 'minilm-int8' runs the same MiniLM in "
+        "ONNX Runtime int8 on one thread, without torch (embeddings at cosine ~0.99; bench/embedder_quality.py); "
+        "None = the card's",
+    )
+    first_stage: str | None = Field(
+        None,
+        description="two-stage decision: this artifact (e.g. builtin:difficulty-static, the static embedder) scores "
+        "every request first and only a score within first_stage_band of the threshold is scored again by "
+        "'artifact'; None = one stage",
+    )
+    first_stage_band: float = Field(
+        0.1, ge=0, le=1, description="half-width of the uncertain band around the threshold (score units)"
+    )
+    cache_size: int = Field(
+        4096, ge=0, description="embeddings of recent texts kept in memory, by SHA-256 of the text (~1.5 KB each); 0 = none"
+    )
 
     @model_validator(mode="after")
     def _threshold_or_share(self) -> "ClassifierConfig":
