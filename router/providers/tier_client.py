@@ -125,6 +125,20 @@ def _classify(tier: str, err: Exception) -> TierCallError:
     return TierCallError(tier, int(status) if int(status) >= 400 else 502, message)
 
 
+def configure_litellm() -> None:
+    """litellm's documented process-wide settings for the least per-call work: no debug
+    banner (``suppress_debug_info``) and no copies of messages and answers in its logging
+    objects (``turn_off_message_logging``; the router logs requests itself and registers no
+    litellm callbacks). Measured A/B in one process against a local fake backend: 3.6 instead
+    of 3.9 ms of CPU per non-streaming call (2 busy cores). Profiled (pyinstrument), the rest
+    of litellm's per-call work is its cost calculation and response metadata, the thread hop
+    of ``acompletion`` and, for streams, its chunk wrapper: none has a documented switch."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.turn_off_message_logging = True
+
+
 class TierClient:
     """Calls tiers of a policy through litellm.
 
@@ -143,7 +157,7 @@ class TierClient:
 
     def warm_up(self) -> None:
         """Load in-process models now (blocking, seconds) and import litellm."""
-        import litellm  # noqa: F401 - import cost paid at start-up, not on the first request
+        configure_litellm()  # imports litellm: its cost is paid at start-up, not on the first request
 
         for runtime in self._runtimes.values():
             runtime.load()
@@ -167,6 +181,7 @@ class TierClient:
         """
         import litellm
 
+        configure_litellm()
         tier = self.policy.tiers[name]
         start = time.perf_counter()
         try:
@@ -199,6 +214,7 @@ class TierClient:
         """
         import litellm
 
+        configure_litellm()
         tier = self.policy.tiers[name]
         kwargs = self._kwargs(name, tier, messages, params)
         kwargs.update(stream=True, stream_options={"include_usage": True})
