@@ -247,11 +247,11 @@ class ClassifierConfig(_Strict):
         description="number format of the MiniLM embedding's matrix products: 'auto' = bf16 where the CPU "
         "computes it natively (AVX512-BF16, AMX; ~35% faster, embeddings at cosine 0.99999 of fp32), else fp32",
     )
-    embedder: Literal["minilm", "minilm-int8", "static"] | None = Field(
-        None,
-        description="embedder instead of the one the artifact's card names: 'minilm-int8' runs the same MiniLM in "
-        "ONNX Runtime int8 on one thread, without torch (embeddings at cosine ~0.99; bench/embedder_quality.py); "
-        "None = the card's",
+    embedder: Literal["minilm", "minilm-int8"] | None = Field(
+        "minilm-int8",
+        description="how MiniLM embeddings are computed for an artifact trained on them: 'minilm-int8' = ONNX "
+        "Runtime int8 on one thread, no torch (cosine ~0.99 of torch fp32, 2-4x faster; bench/embedder_quality.py); "
+        "'minilm' = torch fp32/bf16; None = the artifact card's. Artifacts on another embedder (static) use their own",
     )
     first_stage: str | None = Field(
         None,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import Artifact, load_artifact
-from .embedders import embedder_key, make_embedder
+from .embedders import embedder_key, make_embedder, resolve_embedder
 from .embedding_cache import CachedEmbedder
 
 __all__ = ["EmbeddingClassifier"]
@@ -24,8 +24,9 @@ class EmbeddingClassifier:
             artifact's card names (``embedder_key``: ``minilm``, ``minilm-int8`` or ``static``).
         threads: intra-op threads for that embedder (torch's or ONNX Runtime's; None = its default).
         precision: ``fp32``, ``bf16`` or ``auto`` for that embedder (MiniLM on torch only).
-        embedder_key: the embedder to build instead of the card's (``minilm-int8`` for an
-            artifact trained on ``minilm``: see ``bench/embedder_quality.py``).
+        embedder_key: the embedder to build instead of the card's when both compute the same
+            vectors (:func:`~router.scoring.embedders.resolve_embedder`: ``minilm-int8`` for
+            an artifact trained on ``minilm`` and back; see ``bench/embedder_quality.py``).
         cache_size: embeddings of recent texts kept in memory
             (:class:`~router.scoring.embedding_cache.CachedEmbedder`); 0 = none.
 
@@ -54,7 +55,7 @@ class EmbeddingClassifier:
     @property
     def embedder_name(self) -> str:
         """The key of the embedder this classifier reads (``minilm``, ``minilm-int8``, ``static``)."""
-        return self._embedder_key or embedder_key(self.artifact.card)
+        return resolve_embedder(embedder_key(self.artifact.card), self._embedder_key)
 
     @property
     def embedder(self) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EMBEDDER_IDS", "EMBEDDERS", "make_embedder", "embedder_key"]
+__all__ = ["EMBEDDER_IDS", "EMBEDDERS", "FAMILY", "make_embedder", "embedder_key", "resolve_embedder"]
 
 EMBEDDER_IDS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -50,6 +50,21 @@ EMBEDDERS: dict[str, Callable[[int | None, str], Any]] = {
     "minilm": _minilm, "minilm-int8": _minilm_int8, "static": _static,
 }
 assert EMBEDDERS.keys() == EMBEDDER_IDS.keys()
+
+
+FAMILY = {"minilm": "minilm", "minilm-int8": "minilm", "static": "static"}
+"""Embedders whose vectors an artifact trained on one of them can read: the same MiniLM on
+torch fp32 or ONNX Runtime int8 (cosine ~0.99, see ``bench/embedder_quality.py``)."""
+assert FAMILY.keys() == EMBEDDER_IDS.keys()
+
+
+def resolve_embedder(card_key: str, wanted: str | None) -> str:
+    """The embedder to run for an artifact trained on ``card_key`` when the policy asks for
+    ``wanted``: ``wanted`` when it computes the same family of vectors, else ``card_key``
+    (a static-embedder artifact always reads static vectors)."""
+    if wanted is None or FAMILY.get(wanted) != FAMILY.get(card_key):
+        return card_key
+    return wanted
 
 
 def embedder_key(card: dict[str, Any]) -> str:
