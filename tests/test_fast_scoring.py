@@ -1,0 +1,151 @@
+"""The fast decision path: the int8 ONNX MiniLM, bounded input, the embedding cache and the
+two-stage scorer, with the shipped models and artifacts (no stubs)."""
+
+import asyncio
+import sys
+import typing
+
+import numpy as np
+import pytest
+
+from router.policy import ClassifierConfig, policy_from_dict
+from router.scoring.classifier import EmbeddingClassifier
+from router.scoring.embedders import EMBEDDER_IDS, EMBEDDERS, FAMILY, make_embedder, resolve_embedder
+from router.scoring.embedding_cache import CachedEmbedder
+from router.scoring.factory import scorer_for, scorer_settings
+from router.scoring.onnx_embedder import MAX_TOKENS, OnnxEmbedder, onnx_model_dir
+from router.scoring.two_stage import StagedScore, TwoStageScorer, score_near
+
+TEXTS = ["What is the capital of France?", "Which city is the capital of France?", "Integrate x^2 dx from 0 to 3.",
+         "Write a haiku about autumn leaves."]
+
+
+def test_int8_model_ships_small_and_is_not_optimised_for_this_cpu():
+    import onnx
+
+    path = onnx_model_dir() / "model.onnx"
+    assert 15e6 < path.stat().st_size < 30e6  # int8 MiniLM: ~23 MB (fp32 is ~91 MB)
+    model = onnx.load(str(path))
+    ops = {n.op_type for n in model.graph.node}
+    assert "DynamicQuantizeLinear" in ops and ("MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops)
+    # Nothing fused by ORT's offline optimiser for one instruction set (those are com.microsoft ops
+    # saved from a session); ORT optimises the graph when the session starts on the serving CPU.
+    assert not ops & {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "FusedMatMul", "NhwcConv"}
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
+
+
+def test_int8_embeddings_are_unit_vectors_close_to_torch():
+    from router.scoring.embedder import Embedder
+
+    got = OnnxEmbedder().encode(TEXTS)
+    assert got.shape == (4, 384) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-4)
+    ref = Embedder().encode(TEXTS)
+    assert np.min(np.sum(got * ref, axis=1)) > 0.97
+    assert got[0] @ got[1] > got[0] @ got[2]
+    # one text or four at a time: the same vectors (padding is masked)
+    assert np.allclose(OnnxEmbedder().encode(TEXTS[2:3])[0], got[2], atol=1e-3)
+
+
+def test_bounded_input_keeps_head_and_tail():
+    e = OnnxEmbedder(max_tokens=16, head=4)
+    text = " ".join(["alpha"] * 4 + ["beta"] * 30 + ["omega"] * 10)
+    ids = e.token_ids([text])[0]
+    assert len(ids) == 16 and ids[0] == 101 and ids[-1] == 102
+    _, tok = e._load()
+    words = tok.decode(ids[1:-1]).split()
+    assert words[:4] == ["alpha"] * 4 and words[4:] == ["omega"] * 10
+    assert len(OnnxEmbedder().token_ids([text * 20])[0]) == MAX_TOKENS
+    with pytest.raises(ValueError):
+        OnnxEmbedder(max_tokens=MAX_TOKENS + 1)
+    with pytest.raises(ValueError):
+        OnnxEmbedder(max_tokens=16, head=15)
+
+
+def test_cache_embeds_each_text_once_and_stays_bounded():
+    inner = make_embedder("static")
+    calls = []
+    real = inner.encode
+
+    def counting(texts, show_progress_bar=False):
+        calls.append(list(texts))
+        return real(texts)
+
+    inner.encode = counting
+    cache = CachedEmbedder(inner, max_items=3)
+    first = cache.encode(TEXTS[:2] + TEXTS[:1])
+    assert calls == [TEXTS[:2]] and (cache.hits, cache.misses) == (1, 2)
+    again = cache.encode(TEXTS[:2])
+    assert len(calls) == 1 and np.array_equal(again, first[:2])
+    cache.encode(TEXTS[2:])  # two new texts: the least recently used one is dropped
+    assert len(cache) == 3
+    cache.encode(TEXTS[:1])
+    assert calls[-1] == TEXTS[:1]
+    assert cache.dimension == inner.dimension
+    with pytest.raises(ValueError):
+        CachedEmbedder(inner, max_items=0)
+
+
+def test_registry_policy_and_families_agree():
+    assert EMBEDDERS.keys() == EMBEDDER_IDS.keys() == FAMILY.keys()
+    runtimes = typing.get_args(typing.get_args(ClassifierConfig.model_fields["embedder"].annotation)[0])
+    assert set(runtimes) == {k for k, f in FAMILY.items() if f == "minilm"}
+    assert resolve_embedder("minilm", "minilm-int8") == "minilm-int8"
+    assert resolve_embedder("minilm-int8", "minilm") == "minilm"
+    assert resolve_embedder("static", "minilm-int8") == "static"
+    assert resolve_embedder("minilm", None) == "minilm"
+    with pytest.raises(ValueError, match="unknown embedder"):
+        make_embedder("bert")
+
+
+def test_default_scorer_runs_without_torch():
+    before = "torch" in sys.modules
+    clf = scorer_for(ClassifierConfig())
+    assert clf.embedder_name == "minilm-int8"
+    scores = clf.score(TEXTS)
+    assert all(0 <= s <= 1 for s in scores)
+    if not before:
+        assert "torch" not in sys.modules
+
+
+def test_two_stage_sends_only_the_uncertain_band_to_the_transformer():
+    static = EmbeddingClassifier("builtin:difficulty-static")
+    int8 = EmbeddingClassifier("builtin", embedder_key="minilm-int8")
+    s_static, s_int8 = static.score(TEXTS), int8.score(TEXTS)
+    items = [(t, 0.5) for t in TEXTS]
+    assert [s.stage for s in TwoStageScorer(static, int8, 0.0).score_near(items)] == ["static"] * 4
+    everything = TwoStageScorer(static, int8, 1.0).score_near(items)
+    assert [s.stage for s in everything] == ["minilm-int8"] * 4
+    assert np.allclose([s.score for s in everything], s_int8)
+    # a threshold per text: the band is around each one
+    near = [(t, s) for t, s in zip(TEXTS, s_static)]
+    far = [(t, 1.0 if s < 0.5 else 0.0) for t, s in zip(TEXTS, s_static)]
+    assert all(s.stage == "minilm-int8" for s in TwoStageScorer(static, int8, 0.05).score_near(near))
+    assert all(s.stage == "static" for s in TwoStageScorer(static, int8, 0.05).score_near(far))
+    assert StagedScore(0.4, "static").note() == "decided by the static stage" and StagedScore(0.4).note() == ""
+    assert [s.stage for s in score_near(int8, items)] == [None] * 4
+    with pytest.raises(ValueError):
+        TwoStageScorer(static, int8, 1.5)
+
+
+def test_routed_reason_names_the_deciding_stage(tmp_path):
+    from router.pipeline import Router
+    from router.request import parse_chat_request
+    from router.store.sqlite import SQLiteStore
+
+    def policy(band):
+        return policy_from_dict({
+            "tiers": {"local": {"model": "openai/local", "api_key": "sk-x", "api_base": "http://127.0.0.1:9/v1"},
+                      "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-x", "api_base": "http://127.0.0.1:9/v1"}},
+            "routing": {"classifier": {"first_stage": "builtin:difficulty-static", "first_stage_band": band}},
+            "log": {"path": str(tmp_path / "log.sqlite3")},
+        })
+
+    request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": TEXTS[2]}]})
+    store = SQLiteStore(tmp_path / "log.sqlite3")
+    for band, stage in ((0.0, "static"), (1.0, "minilm-int8")):
+        router = Router(policy(band), store)
+        decision = asyncio.run(router.decide(request))
+        assert decision.reason.endswith(f"decided by the {stage} stage")
+        assert 0 <= decision.score <= 1
+    assert scorer_settings(policy(0.0).routing.classifier) != scorer_settings(policy(1.0).routing.classifier)
