@@ -66,7 +66,8 @@ def train(
     model: str = typer.Option("stack", "--model", help="Model kind: logistic, ridge, knn, gbm, mlp, stack."),
     label: str = typer.Option("gap", "--label", help="Training target: needs_strong, weak_wrong or gap."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
-    embedder: str = typer.Option("minilm", "--embedder", help="minilm (torch, the default) or static (distilled, <1 ms)."),
+    embedder: str = typer.Option("minilm", "--embedder", help="minilm (torch, the default), minilm-int8 (ONNX Runtime int8, what serving runs) "
+                                                     "or static (distilled, <1 ms)."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds for the card's held-out metrics."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for 95% intervals."),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
