@@ -42,7 +42,7 @@ from router.scoring.routing_model import build_inputs, fit_platt  # noqa: E402
 
 FAMILIES = ("mmlu", "gsm8k", "arc", "winogrande", "mbpp")
 BANDS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 1.0)
-BOUNDED = {"first 64": (64, None), "first+last 64": (64, 31), "first+last 128": (128, 63)}
+BOUNDED = {"first 64": (64, None), "first+last 64": (64, 31)}
 
 
 def _inputs(rows, key: str, embedder=None) -> tuple[np.ndarray, int]:
