@@ -4,16 +4,16 @@ Prints markdown tables, all on the default artifact's datasets (its card's ``dat
 RouteLLM MMLU and GSM8K, RouterBench ARC, Winogrande, MBPP) and its recipe (model kind and
 label from its card):
 
-1. embedding fidelity: cosine between ``minilm-int8`` (ONNX Runtime int8) and ``minilm``
-   (torch fp32) embeddings of every prompt;
-2. the shipped artifact fed ``minilm-int8`` instead of the ``minilm`` embeddings it was
+1. embedding fidelity: cosine between ``minilm-int8`` (ONNX Runtime int8, reading all 256
+   word pieces MiniLM reads, and its default: the first and last 31) and ``minilm`` (torch
+   fp32) embeddings of every prompt;
+2. the shipped artifact fed those instead of the ``minilm`` embeddings it was
    trained on: score differences, decisions that flip at threshold 0.5, and its APGR on
    each dataset (in-sample for both, so only the difference means something);
 3. the recipe retrained on each embedder's inputs: APGR with bootstrap 95% intervals under
    5-fold cross-validation by prompt and leave-one-family-out (train on four datasets,
    score the fifth; the MMLU family is RouteLLM's 49 subjects, GSM8K, ARC, Winogrande, MBPP),
-   plus bounded-input variants of ``minilm-int8`` (first N word pieces, or the first and
-   last N/2; 5-fold only);
+   plus ``minilm-int8`` on its first 64 word pieces only (5-fold only);
 4. the two-stage decision: ``static`` scores first and only scores within ``band`` of the
    threshold go to ``minilm-int8``; for each band, the share of requests that reach the
    second stage, decisions that differ from ``minilm-int8`` alone at thresholds 0.4/0.5/0.6,
@@ -42,7 +42,9 @@ from router.scoring.routing_model import build_inputs, fit_platt  # noqa: E402
 
 FAMILIES = ("mmlu", "gsm8k", "arc", "winogrande", "mbpp")
 BANDS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 1.0)
-BOUNDED = {"first 64": (64, None), "first+last 64": (64, 31)}
+INT8_FULL = "minilm-int8, 256 (all MiniLM reads)"
+INT8 = "minilm-int8 (default: first+last 64)"
+BOUNDED = {"minilm-int8, first 64": ("minilm-int8-64-head", 64, None)}
 
 
 def _inputs(rows, key: str, embedder=None) -> tuple[np.ndarray, int]:
@@ -89,20 +91,20 @@ def _lofo(rows, x, kind, label, dim) -> np.ndarray:
     return out
 
 
-def fidelity(rows, x_torch, x_int8, dim) -> None:
+def fidelity(rows, x_torch, x_int8, dim, name: str) -> None:
     cos = (x_torch[:, :dim] * x_int8[:, :dim]).sum(1)
-    print("\n| embeddings of the default artifact's 17,139 prompts | min | 1st percentile | median |")
+    print(f"\n| embeddings of the default artifact's {len(rows):,} prompts | min | 1st percentile | median |")
     print("|---|---|---|---|")
-    print(f"| cosine, minilm-int8 vs minilm (torch fp32) | {cos.min():.4f} | {np.percentile(cos, 1):.4f} | {np.median(cos):.4f} |")
+    print(f"| cosine, {name} vs minilm (torch fp32) | {cos.min():.4f} | {np.percentile(cos, 1):.4f} | {np.median(cos):.4f} |")
     art = load_artifact("builtin")
     p_t = art.estimator.predict_proba(x_torch)[:, 1]
     p_i = art.estimator.predict_proba(x_int8)[:, 1]
     d = np.abs(p_t - p_i)
     flips = np.mean((p_t >= 0.5) != (p_i >= 0.5))
-    print("\n| shipped artifact, minilm-int8 inputs vs minilm | median abs score difference | p99 | max | decisions flipped at 0.5 |")
+    print(f"\n| shipped artifact, {name} inputs vs minilm | median abs score difference | p99 | max | decisions flipped at 0.5 |")
     print("|---|---|---|---|---|")
     print(f"| all prompts | {np.median(d):.4f} | {np.percentile(d, 99):.4f} | {d.max():.4f} | {flips:.2%} |")
-    print("\n| dataset | shipped artifact APGR, minilm (in-sample) | with minilm-int8 | difference |")
+    print(f"\n| dataset | shipped artifact APGR, minilm (in-sample) | with {name} | difference |")
     print("|---|---|---|---|")
     for fam, idx in _by_family(rows).items():
         sub = [rows[i] for i in idx]
@@ -123,12 +125,14 @@ def main(argv=None) -> int:
     kind, label, _ = recipe(builtin_artifact_dir())
     rows = load(load_artifact("builtin").card["data"]["datasets"])
     print(f"{len(rows)} prompts; recipe {kind} on {label}; load average {os.getloadavg()[0]:.1f}")
-    inputs = {key: _inputs(rows, key) for key in ("minilm", "minilm-int8", "static")}
-    fidelity(rows, inputs["minilm"][0], inputs["minilm-int8"][0], inputs["minilm"][1])
+    inputs = {"minilm": _inputs(rows, "minilm"),
+              INT8_FULL: _inputs(rows, "minilm-int8-256", OnnxEmbedder(max_tokens=256)),
+              INT8: _inputs(rows, "minilm-int8"), "static": _inputs(rows, "static")}
+    for name in (INT8_FULL, INT8):
+        fidelity(rows, inputs["minilm"][0], inputs[name][0], inputs["minilm"][1], name)
     if not args.quick:
-        for name, (n, head) in BOUNDED.items():
-            key = f"minilm-int8-{n}-{'head' if head is None else f'h{head}'}"
-            inputs[f"minilm-int8, {name}"] = _inputs(rows, key, OnnxEmbedder(max_tokens=n, head=head))
+        for name, (key, n, head) in BOUNDED.items():
+            inputs[name] = _inputs(rows, key, OnnxEmbedder(max_tokens=n, head=head))
 
     fams = _by_family(rows)
     scores: dict[str, dict[str, np.ndarray]] = {"5-fold": {}, "leave-one-family-out": {}}
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
     print("|---|---|" + "---|" * len(fams))
     for name, (x, dim) in inputs.items():
         scores["5-fold"][name] = cross_val_raw(rows, x, kind, label, dim)[0]
-        if name in ("minilm", "minilm-int8", "static"):  # bounded variants: 5-fold only (time)
+        if name in ("minilm", INT8_FULL, INT8, "static"):  # other variants: 5-fold only (time)
             scores["leave-one-family-out"][name] = _lofo(rows, x, kind, label, dim)
         for proto, by_name in scores.items():
             if name in by_name:
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
                 print(f"| {name} | {proto} | " + " | ".join(cells) + " |", flush=True)
 
     for proto, by_name in scores.items():
-        two_stage(rows, by_name["static"], by_name["minilm-int8"], fams, proto)
+        two_stage(rows, by_name["static"], by_name[INT8], fams, proto)
     return 0
 
 

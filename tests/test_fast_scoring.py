@@ -47,6 +47,13 @@ def test_int8_embeddings_are_unit_vectors_close_to_torch():
     assert np.allclose(OnnxEmbedder().encode(TEXTS[2:3])[0], got[2], atol=1e-3)
 
 
+def test_default_reads_first_and_last_31_word_pieces():
+    e = make_embedder("minilm-int8")
+    assert (e.max_tokens, e.head) == (64, 31)
+    clf = scorer_for(ClassifierConfig(max_tokens=128))
+    assert clf.embedder.inner.max_tokens == 128  # the cache wraps the policy's embedder
+
+
 def test_bounded_input_keeps_head_and_tail():
     e = OnnxEmbedder(max_tokens=16, head=4)
     text = " ".join(["alpha"] * 4 + ["beta"] * 30 + ["omega"] * 10)

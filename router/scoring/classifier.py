@@ -27,6 +27,7 @@ class EmbeddingClassifier:
         embedder_key: the embedder to build instead of the card's when both compute the same
             vectors (:func:`~router.scoring.embedders.resolve_embedder`: ``minilm-int8`` for
             an artifact trained on ``minilm`` and back; see ``bench/embedder_quality.py``).
+        max_tokens: word pieces ``minilm-int8`` reads (None: its default, 64).
         cache_size: embeddings of recent texts kept in memory
             (:class:`~router.scoring.embedding_cache.CachedEmbedder`); 0 = none.
 
@@ -36,10 +37,12 @@ class EmbeddingClassifier:
     """
 
     def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None, threads: int | None = None,
-                 precision: str = "fp32", embedder_key: str | None = None, cache_size: int = 0) -> None:
+                 precision: str = "fp32", embedder_key: str | None = None, cache_size: int = 0,
+                 max_tokens: int | None = None) -> None:
         self._location = artifact
         self._embedder_key = embedder_key
         self._cache_size = cache_size
+        self._max_tokens = max_tokens
         self._artifact: Artifact | None = None
         self._embedder = embedder
         self._threads = threads
@@ -61,7 +64,8 @@ class EmbeddingClassifier:
     def embedder(self) -> Any:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
-            embedder = make_embedder(self.embedder_name, threads=self._threads, precision=self._precision)
+            embedder = make_embedder(self.embedder_name, threads=self._threads, precision=self._precision,
+                                     max_tokens=self._max_tokens)
             self._embedder = CachedEmbedder(embedder, self._cache_size) if self._cache_size else embedder
         return self._embedder
 

@@ -3,8 +3,9 @@
 - ``minilm``: all-MiniLM-L6-v2 through sentence-transformers on torch (384-d, ~38 ms for a
   200-token prompt on 2 cores);
 - ``minilm-int8``: the same MiniLM exported to ONNX and quantised to int8 (dynamic), run by
-  ONNX Runtime on one intra-op thread, no torch (``router/artifacts/minilm-int8``, 23 MB;
-  embeddings at cosine ~0.99 of ``minilm``, 2-3x faster: see ``bench/decision.py``);
+  ONNX Runtime on one intra-op thread, no torch (``router/artifacts/minilm-int8``, 23 MB),
+  reading 64 word pieces (the first and last 31) instead of the first 256: embeddings at
+  cosine ~0.99 of ``minilm`` (median, 256 pieces), several times faster (``bench/decision.py``);
 - ``static``: a static (bag-of-token-vectors) embedding distilled from that same MiniLM with
   model2vec (Tulkens & van Dongen, 2024): each vocabulary token's MiniLM output, reduced by
   PCA and weighted by token frequency; shipped in ``router/artifacts/static-minilm``
@@ -28,25 +29,26 @@ EMBEDDER_IDS = {
 }
 
 
-def _minilm(threads: int | None, precision: str) -> Any:
+def _minilm(threads: int | None, precision: str, max_tokens: int | None) -> Any:
     from .embedder import Embedder
 
     return Embedder(threads=threads, precision=precision)
 
 
-def _minilm_int8(threads: int | None, precision: str) -> Any:
-    from .onnx_embedder import OnnxEmbedder
+def _minilm_int8(threads: int | None, precision: str, max_tokens: int | None) -> Any:
+    from .onnx_embedder import DEFAULT_TOKENS, OnnxEmbedder
 
-    return OnnxEmbedder(threads=threads or 1)
+    n = max_tokens or DEFAULT_TOKENS
+    return OnnxEmbedder(threads=threads or 1, max_tokens=n, head=(n - 2) // 2)
 
 
-def _static(threads: int | None, precision: str) -> Any:
+def _static(threads: int | None, precision: str, max_tokens: int | None) -> Any:
     from .static_embedder import StaticEmbedder
 
     return StaticEmbedder()
 
 
-EMBEDDERS: dict[str, Callable[[int | None, str], Any]] = {
+EMBEDDERS: dict[str, Callable[[int | None, str, int | None], Any]] = {
     "minilm": _minilm, "minilm-int8": _minilm_int8, "static": _static,
 }
 assert EMBEDDERS.keys() == EMBEDDER_IDS.keys()
@@ -78,10 +80,12 @@ def embedder_key(card: dict[str, Any]) -> str:
     return "minilm"
 
 
-def make_embedder(key: str, threads: int | None = None, precision: str = "fp32") -> Any:
+def make_embedder(key: str, threads: int | None = None, precision: str = "fp32", max_tokens: int | None = None) -> Any:
     """A new embedder for ``key`` (loaded lazily on first ``encode``). ``threads``: torch
     intra-op threads for ``minilm`` (process-wide), ORT intra-op threads for ``minilm-int8``
-    (default 1); ``precision`` (``fp32``, ``bf16``, ``auto``) applies to ``minilm`` only.
+    (default 1); ``precision`` (``fp32``, ``bf16``, ``auto``) applies to ``minilm`` only;
+    ``max_tokens``: word pieces ``minilm-int8`` reads, half from each end of the text
+    (default :data:`~router.scoring.onnx_embedder.DEFAULT_TOKENS`; ``minilm`` reads the first 256).
 
     Raises:
         ValueError: an unknown key.
@@ -89,4 +93,4 @@ def make_embedder(key: str, threads: int | None = None, precision: str = "fp32")
     factory = EMBEDDERS.get(key)
     if factory is None:
         raise ValueError(f"unknown embedder {key!r}; expected one of {', '.join(EMBEDDER_IDS)}")
-    return factory(threads, precision)
+    return factory(threads, precision, max_tokens)

@@ -19,14 +19,14 @@ __all__ = ["scorer_for", "scorer_settings"]
 def scorer_settings(cfg: Any) -> tuple:
     """The fields of a ``ClassifierConfig`` that change the scorer (two equal tuples: the
     loaded scorer can be kept across a policy reload)."""
-    return (cfg.artifact, cfg.threads, cfg.precision, cfg.embedder, cfg.first_stage, cfg.first_stage_band,
-            cfg.cache_size)
+    return (cfg.artifact, cfg.threads, cfg.precision, cfg.embedder, cfg.max_tokens, cfg.first_stage,
+            cfg.first_stage_band, cfg.cache_size)
 
 
 def scorer_for(cfg: Any) -> Any:
     """A lazily loaded scorer for a ``ClassifierConfig`` (nothing is read until first use)."""
     main = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision,
-                               embedder_key=cfg.embedder, cache_size=cfg.cache_size)
+                               embedder_key=cfg.embedder, cache_size=cfg.cache_size, max_tokens=cfg.max_tokens)
     if cfg.first_stage is None:
         return main
     first = EmbeddingClassifier(cfg.first_stage, threads=cfg.threads, precision=cfg.precision)
