@@ -47,11 +47,11 @@ def test_int8_embeddings_are_unit_vectors_close_to_torch():
     assert np.allclose(OnnxEmbedder().encode(TEXTS[2:3])[0], got[2], atol=1e-3)
 
 
-def test_default_reads_first_and_last_31_word_pieces():
+def test_default_reads_what_minilm_reads_and_a_bound_takes_both_ends():
     e = make_embedder("minilm-int8")
-    assert (e.max_tokens, e.head) == (64, 31)
-    clf = scorer_for(ClassifierConfig(max_tokens=128))
-    assert clf.embedder.inner.max_tokens == 128  # the cache wraps the policy's embedder
+    assert (e.max_tokens, e.head) == (MAX_TOKENS, None)
+    clf = scorer_for(ClassifierConfig(max_tokens=64))
+    assert (clf.embedder.inner.max_tokens, clf.embedder.inner.head) == (64, 31)  # the cache wraps the policy's
 
 
 def test_bounded_input_keeps_head_and_tail():

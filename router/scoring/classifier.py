@@ -27,7 +27,7 @@ class EmbeddingClassifier:
         embedder_key: the embedder to build instead of the card's when both compute the same
             vectors (:func:`~router.scoring.embedders.resolve_embedder`: ``minilm-int8`` for
             an artifact trained on ``minilm`` and back; see ``bench/embedder_quality.py``).
-        max_tokens: word pieces ``minilm-int8`` reads (None: its default, 64).
+        max_tokens: word pieces ``minilm-int8`` reads (None: its default, the first 256).
         cache_size: embeddings of recent texts kept in memory
             (:class:`~router.scoring.embedding_cache.CachedEmbedder`); 0 = none.
 

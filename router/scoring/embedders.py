@@ -4,8 +4,9 @@
   200-token prompt on 2 cores);
 - ``minilm-int8``: the same MiniLM exported to ONNX and quantised to int8 (dynamic), run by
   ONNX Runtime on one intra-op thread, no torch (``router/artifacts/minilm-int8``, 23 MB),
-  reading 64 word pieces (the first and last 31) instead of the first 256: embeddings at
-  cosine ~0.99 of ``minilm`` (median, 256 pieces), several times faster (``bench/decision.py``);
+  reading the first 256 word pieces as ``minilm`` does (or fewer, half from each end:
+  ``max_tokens``): embeddings at cosine 0.994 (median) of ``minilm``, several times faster
+  (``bench/decision.py``);
 - ``static``: a static (bag-of-token-vectors) embedding distilled from that same MiniLM with
   model2vec (Tulkens & van Dongen, 2024): each vocabulary token's MiniLM output, reduced by
   PCA and weighted by token frequency; shipped in ``router/artifacts/static-minilm``
@@ -39,7 +40,7 @@ def _minilm_int8(threads: int | None, precision: str, max_tokens: int | None) ->
     from .onnx_embedder import DEFAULT_TOKENS, OnnxEmbedder
 
     n = max_tokens or DEFAULT_TOKENS
-    return OnnxEmbedder(threads=threads or 1, max_tokens=n, head=(n - 2) // 2)
+    return OnnxEmbedder(threads=threads or 1, max_tokens=n, head=None if n >= DEFAULT_TOKENS else (n - 2) // 2)
 
 
 def _static(threads: int | None, precision: str, max_tokens: int | None) -> Any:
@@ -84,8 +85,8 @@ def make_embedder(key: str, threads: int | None = None, precision: str = "fp32",
     """A new embedder for ``key`` (loaded lazily on first ``encode``). ``threads``: torch
     intra-op threads for ``minilm`` (process-wide), ORT intra-op threads for ``minilm-int8``
     (default 1); ``precision`` (``fp32``, ``bf16``, ``auto``) applies to ``minilm`` only;
-    ``max_tokens``: word pieces ``minilm-int8`` reads, half from each end of the text
-    (default :data:`~router.scoring.onnx_embedder.DEFAULT_TOKENS`; ``minilm`` reads the first 256).
+    ``max_tokens``: word pieces ``minilm-int8`` reads (default and most: the first 256, as
+    ``minilm`` reads; fewer are taken half from each end of the text).
 
     Raises:
         ValueError: an unknown key.
