@@ -114,7 +114,9 @@ def test_cache_is_shared_across_replicas_and_scoped_per_tenant(replicas, cloud):
     assert all(r.json()["choices"][0]["message"]["content"] == ANSWER for r in responses)
     kinds = [r.headers.get("x-router-cache") for r in responses]
     assert kinds == [None, "exact", "semantic", None, "exact", None, None, None]
-    assert "similarity 0.99" in responses[2].headers["x-router-reason"]
+    # int8 MiniLM (the default embedder) puts these two phrasings at cosine ~0.99
+    similarity = float(responses[2].headers["x-router-reason"].split("similarity ")[1].rstrip(")"))
+    assert 0.98 <= similarity < 1.0
     assert responses[1].headers["x-router-tenant"] == tenant_id(CACHE_KEY_A) != responses[3].headers["x-router-tenant"]
     cloud_calls = len(cloud.received) - before
     assert cloud_calls == kinds.count(None) == 5
