@@ -42,7 +42,7 @@ from .errors import (
     upstream_error_for,
 )
 from .features import extract_features
-from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
+from .openai_format import SSE_DONE, ToolCallAssembler, chunk, error_event, split_for_stream, sse, tool_call_fragments
 from .policy import EscalationConfig, Policy, hash_api_key
 from .policy_view import policy_hash
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
@@ -1010,6 +1010,9 @@ class Router:
                     yield sse(chunk(cid, created, model, role="assistant", content="", index=i))
                     for piece in split_for_stream(message.get("content") or ""):
                         yield sse(chunk(cid, created, model, content=piece, index=i))
+                    if message.get("tool_calls"):
+                        yield sse(chunk(cid, created, model, index=i,
+                                        tool_calls=tool_call_fragments(message["tool_calls"])))
                     yield sse(chunk(cid, created, model, finish_reason=choice.get("finish_reason") or "stop", index=i))
                 if request.include_usage:
                     yield sse(chunk(cid, created, model, with_choice=False, usage={
@@ -1037,6 +1040,7 @@ class Router:
         finish_reason: str | None = None
         finished: set[int] = set()
         usage: dict[str, int] | None = None
+        tool_calls = ToolCallAssembler()
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
             pending = list(held)
@@ -1050,6 +1054,11 @@ class Router:
                         if d.index == 0:
                             text_parts.append(d.content)
                         yield sse(chunk(cid, created, model, content=d.content, index=d.index))
+                    if d.tool_calls:
+                        pieces += 1
+                        if d.index == 0:
+                            tool_calls.add(d.tool_calls)
+                        yield sse(chunk(cid, created, model, tool_calls=d.tool_calls, index=d.index))
                     if d.finish_reason:
                         finished.add(d.index)
                         finish_reason = d.finish_reason
@@ -1066,10 +1075,13 @@ class Router:
                      if k in ("prompt_tokens", "completion_tokens")}
             if request.include_usage:
                 yield sse(chunk(cid, created, model, with_choice=False, usage=whole))
-            if probe is not None and finished == {0} and text_parts:  # one whole choice: cacheable
+            if probe is not None and finished == {0} and (text_parts or tool_calls):  # one whole choice: cacheable
+                message = {"role": "assistant", "content": "".join(text_parts) or None}
+                if tool_calls:
+                    message["tool_calls"] = tool_calls.calls()
                 self._keep_soon(probe, record, call.tier, {
                     "id": cid, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},
+                    "choices": [{"index": 0, "message": message,
                                  "logprobs": None, "finish_reason": finish_reason or "stop"}],
                     "usage": {**whole, "total_tokens": whole["prompt_tokens"] + whole["completion_tokens"]},
                 })

@@ -108,8 +108,9 @@ class ChatRequest(BaseModel):
         return bool(self.stream and (self.stream_options or {}).get("include_usage"))
 
     def messages_as_dicts(self) -> list[dict[str, Any]]:
-        """The turns as plain dicts, as litellm takes them."""
-        return [m.model_dump(exclude_none=True) for m in self.messages]
+        """The turns as plain dicts, as litellm takes them: every field as the client sent it
+        (an assistant tool-call turn keeps `content: null`; strict servers reject it missing)."""
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
 
 
 def message_text(message: Message | dict[str, Any]) -> str:
@@ -144,12 +145,38 @@ def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, 
     return f"Invalid value for '{param}': {first['msg']}.", param
 
 
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string in ``value`` that is not valid
+    Unicode (a lone UTF-16 surrogate, which JSON's ``\\ud800`` escape and Python's
+    ``surrogatepass`` decoding of raw bytes ``ED A0 80`` both produce), or None. Such a string
+    cannot be encoded as UTF-8, so a tokenizer or a provider would fail on it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found = _lone_surrogate_path(key, sub) or _lone_surrogate_path(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
 
     Raises:
-        InvalidRequestError: the body is not JSON, lacks ``model``/``messages``, has an
-            unknown role, or the last user turn is empty. ``param`` names the field.
+        InvalidRequestError: the body is not JSON, holds a string that is not valid Unicode
+            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, or the last
+            user turn is empty. ``param`` names the field.
     """
     if isinstance(body, (bytes, str)):
         try:
@@ -162,6 +189,11 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
         data = body
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    bad = _lone_surrogate_path(data)
+    if bad:
+        raise InvalidRequestError(
+            f"Invalid value for '{bad}': the string is not valid Unicode (a lone UTF-16 surrogate); "
+            "send UTF-8 text.", param=bad)
 
     fields = {k: data[k] for k in _ROUTER_FIELDS if data.get(k) is not None}
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}

@@ -13,10 +13,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..policy import Policy, TierConfig
+from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 
-__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
+__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content"]
+
+
+def keep_null_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with ``content: ""`` on turns that carry ``content: null``.
+
+    litellm removes every None field of a message before it sends it
+    (``litellm.utils.cleanup_none_field_in_message``), so an assistant tool-call turn sent
+    with ``content: null`` would reach the tier with no ``content`` at all, which strict
+    OpenAI-compatible servers reject with 400. An empty string is what OpenAI's API takes
+    for "no text" there, and what servers that need a string accept. Other turns are
+    returned as they are (the list is copied only when a turn changes).
+    """
+    if not any("content" in m and m["content"] is None for m in messages):
+        return messages
+    return [{**m, "content": ""} if "content" in m and m["content"] is None else m for m in messages]
 
 
 class TierCallError(Exception):
@@ -79,13 +95,36 @@ class StreamDelta:
     ``cached_prompt_tokens`` when reported) when the tier reports it. ``logprobs``: when the
     call asked for them, one (logprob in nats, alternatives as (token, logprob)) pair per
     token behind ``content`` (from OpenAI's chunk ``logprobs`` or the in-process tier's
-    ``provider_specific_fields``), else None."""
+    ``provider_specific_fields``), else None. ``tool_calls``: the chunk's tool-call
+    fragments in OpenAI's delta shape (``index``, and ``id``/``type``/``function.name`` on
+    a call's first fragment, ``function.arguments`` pieces), None when it has none."""
 
     content: str = ""
     index: int = 0
     finish_reason: str | None = None
     usage: dict[str, int] | None = field(default=None)
     logprobs: list[tuple[float, list[tuple[str, float]]]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+def _tool_call_fragments(raw: Any) -> list[dict[str, Any]] | None:
+    """A chunk delta's ``tool_calls`` as plain OpenAI fragments without the None fields
+    litellm's models add (``{"index", "id"?, "type"?, "function": {"name"?, "arguments"?}}``)."""
+    if not raw:
+        return None
+    out = []
+    for k, tc in enumerate(raw):
+        tc = tc if isinstance(tc, dict) else getattr(tc, "model_dump", lambda: {})()
+        fn = tc.get("function") or {}
+        fragment: dict[str, Any] = {"index": int(tc.get("index") if tc.get("index") is not None else k)}
+        if tc.get("id"):
+            fragment["id"] = tc["id"]
+            fragment["type"] = tc.get("type") or "function"
+        function = {key: fn[key] for key in ("name", "arguments") if fn.get(key) is not None}
+        if function:
+            fragment["function"] = function
+        out.append(fragment)
+    return out
 
 
 def _token_logprobs(content: list[dict[str, Any]] | None) -> list[tuple[float, list[tuple[str, float]]]] | None:
@@ -134,6 +173,7 @@ class TierClient:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        sse_filter.install()
         self._runtimes = {}
         for name, tier in policy.tiers.items():
             if tier.is_in_process:
@@ -152,7 +192,7 @@ class TierClient:
         kwargs: dict[str, Any] = dict(params)
         if tier.max_tokens and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
             kwargs["max_tokens"] = tier.max_tokens
-        kwargs.update(model=tier.model, messages=messages, timeout=tier.timeout_s, num_retries=0)
+        kwargs.update(model=tier.model, messages=keep_null_content(messages), timeout=tier.timeout_s, num_retries=0)
         if tier.api_key:
             kwargs["api_key"] = tier.api_key
         if tier.api_base:
@@ -213,8 +253,10 @@ class TierClient:
                     lp = choice.get("logprobs")
                     extra = (delta.get("provider_specific_fields") or {}).get(STREAM_LOGPROBS_FIELD)
                     logprobs = _token_logprobs(extra or (lp.get("content") if isinstance(lp, dict) else None))
-                    if content or choice.get("finish_reason") or logprobs:
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None, logprobs)
+                    tool_calls = _tool_call_fragments(delta.get("tool_calls"))
+                    if content or choice.get("finish_reason") or logprobs or tool_calls:
+                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
+                                          logprobs, tool_calls)
                 if usage and usage.get("completion_tokens") is not None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
