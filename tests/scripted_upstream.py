@@ -66,9 +66,13 @@ DONE = "data: [DONE]\n\n"
 class ScriptedUpstream:
     """Run with ``start()``; ``url`` is the ``api_base`` (``http://127.0.0.1:PORT/v1``)."""
 
+    @staticmethod
+    def default_reply(body: dict[str, Any]) -> dict[str, Any]:
+        """A plain one-word answer with usage."""
+        return completion("ok", usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
+
     def __init__(self, reply: Reply | None = None) -> None:
-        self.reply: Reply = reply or (lambda body: completion("ok", usage={"prompt_tokens": 3, "completion_tokens": 1,
-                                                                            "total_tokens": 4}))
+        self.reply: Reply = reply or self.default_reply
         self.received: list[dict[str, Any]] = []
         self.delay_s = 0.0
         self.per_chunk_s = 0.0

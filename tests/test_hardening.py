@@ -1,5 +1,6 @@
 """Failure reports from public trackers of LLM gateways, reproduced through the real server
-(``slm-router serve`` in a subprocess) with a scripted OpenAI-compatible upstream as the tier.
+(``slm-router serve`` in a subprocess) with scripted OpenAI-compatible upstreams as the
+tiers (the local one standing in for a llama.cpp / Ollama server), reached through litellm.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 
 import httpx
 import openai
@@ -20,57 +22,111 @@ pytestmark = pytest.mark.slow
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "weather of a city",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                           "required": ["city"]}}}]
+USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
 
 
-def _policy(cloud_url: str, local_url: str | None = None, **extra) -> dict:
-    local = ({"model": "openai/smollm2", "api_base": local_url, "api_key": "sk-local",
-              "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}}
-             if local_url else {"model": "slm-local/smollm2", "max_tokens": 32,
-                                "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}})
-    return {"tiers": {"local": local,
+def _policy(cloud_url: str, local_url: str, **extra) -> dict:
+    """Both tiers scripted upstreams, the cache on, the classifier deciding ``auto``."""
+    return {"tiers": {"local": {"model": "openai/smollm2", "api_base": local_url, "api_key": "sk-local",
+                                "max_retries": 0, "capabilities": {"tools": True},
+                                "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
                       "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_url,
                                 "max_retries": 1}},
+            "cache": {"enabled": True},
             **extra}
 
 
-@pytest.fixture
-def upstream():
+@pytest.fixture(scope="module")
+def cloud_up():
     server = ScriptedUpstream().start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def proxy_factory(tmp_path):
-    started: list[ProxyProcess] = []
-
-    def make(policy: dict, name: str = "p") -> ProxyProcess:
-        workdir = tmp_path / name
-        workdir.mkdir()
-        proc = ProxyProcess(policy, workdir).start()
-        started.append(proc)
-        return proc
-
-    yield make
-    for proc in started:
-        proc.stop()
+@pytest.fixture(scope="module")
+def local_up():
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
 
 
-def _rows(proxy: ProxyProcess, sql: str = "SELECT * FROM requests") -> list[dict]:
+@pytest.fixture(scope="module")
+def proxy(cloud_up, local_up, tmp_path_factory):
+    proc = ProxyProcess(_policy(cloud_up.url, local_up.url), tmp_path_factory.mktemp("hardening")).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_scripts(cloud_up, local_up):
+    default = ScriptedUpstream.default_reply
+    for up in (cloud_up, local_up):
+        up.reply, up.delay_s, up.per_chunk_s = default, 0.0, 0.0
+    yield
+
+
+def _rows(proxy: ProxyProcess, sql: str = "SELECT * FROM requests", args: tuple = ()) -> list[dict]:
     con = sqlite3.connect(proxy.log_path)
     con.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in con.execute(sql)]
+        return [dict(r) for r in con.execute(sql, args)]
     finally:
         con.close()
 
 
+def _row(proxy: ProxyProcess, request_id: str, timeout_s: float = 10) -> dict:
+    """The log row of one request (the log writer is asynchronous: wait for it)."""
+    deadline = time.time() + timeout_s
+    while True:
+        rows = _rows(proxy, "SELECT * FROM requests WHERE id = ?", (request_id,))
+        if rows or time.time() > deadline:
+            assert rows, f"request {request_id} was not logged"
+            return rows[0]
+        time.sleep(0.1)
+
+
 def _sse(text: str) -> list[dict]:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("data: ") and line != "data: [DONE]":
-            out.append(json.loads(line[6:]))
-    return out
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+def _chat(proxy: ProxyProcess, **body) -> httpx.Response:
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=60)
+
+
+# -- 1. invalid Unicode: a 400 naming the field, never a failed neighbour -----------------------
+def test_lone_surrogate_is_a_400_naming_the_field(proxy):
+    for raw in (b'{"model": "auto", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+                b'{"model": "auto", "messages": [{"role": "user", "content": "hi \xed\xa0\x80"}]}'):
+        for path in ("/v1/chat/completions", "/v1/route"):
+            r = httpx.post(proxy.url + path, content=raw, headers={"content-type": "application/json"}, timeout=30)
+            assert r.status_code == 400, r.text
+            err = r.json()["error"]
+            assert err["type"] == "invalid_request_error" and err["param"] == "messages[0].content"
+            assert "Unicode" in err["message"]
+            if path == "/v1/chat/completions":  # /v1/route calls no model and logs nothing
+                assert _row(proxy, r.headers["x-request-id"])["http_status"] == 400
+
+
+def test_bad_requests_never_fail_their_neighbours(proxy):
+    bad = b'{"model": "auto", "messages": [{"role": "user", "content": "poison \\udfff here"}]}'
+
+    async def run(path: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+            async def good(i: int):
+                return await client.post(path, json={"model": "auto", "temperature": 0.5, "messages": [
+                    {"role": "user", "content": f"Question {i}: what is {i} plus {i}?"}]})
+
+            async def poison():
+                return await client.post(path, content=bad, headers={"content-type": "application/json"})
+
+            tasks = [poison() if i % 8 == 0 else good(i) for i in range(40)]
+            return [r.status_code for r in await asyncio.gather(*tasks)]
+
+    for path in ("/v1/chat/completions", "/v1/route"):
+        codes = asyncio.run(run(path))
+        assert [c for i, c in enumerate(codes) if i % 8 == 0] == [400] * 5
+        assert [c for i, c in enumerate(codes) if i % 8] == [200] * 35
 
 
 # -- 2. streamed tool calls ---------------------------------------------------------------------
@@ -90,15 +146,12 @@ def _ollama_tool_stream(body):
             chunk({}, finish="tool_calls"), DONE]
 
 
-@pytest.mark.parametrize("script", [_openai_tool_stream, _ollama_tool_stream], ids=["openai", "ollama"])
-def test_streamed_tool_calls_reach_the_client(upstream, proxy_factory, script):
-    upstream.reply = script
-    proxy = proxy_factory(_policy(upstream.url))
+def _streamed_tool_call(proxy: ProxyProcess, content: str) -> tuple[str, str, set, str | None, str]:
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="x")
-    stream = client.chat.completions.create(model="cloud", stream=True, tools=TOOLS,
-                                            messages=[{"role": "user", "content": "Weather in Paris?"}])
+    raw = client.chat.completions.with_raw_response.create(
+        model="cloud", stream=True, tools=TOOLS, temperature=0, messages=[{"role": "user", "content": content}])
     name, args, ids, finish = "", "", set(), None
-    for ev in stream:
+    for ev in raw.parse():
         for choice in ev.choices:
             for tc in choice.delta.tool_calls or []:
                 assert tc.index == 0
@@ -109,46 +162,56 @@ def test_streamed_tool_calls_reach_the_client(upstream, proxy_factory, script):
                 if tc.function and tc.function.arguments:
                     args += tc.function.arguments
             finish = choice.finish_reason or finish
-    assert name == "get_weather"
-    assert json.loads(args) == {"city": "Paris"}
-    assert len(ids) == 1
-    assert finish == "tool_calls"
+    return name, args, ids, finish, raw.headers.get("x-router-cache", "")
+
+
+@pytest.mark.parametrize("script", [_openai_tool_stream, _ollama_tool_stream], ids=["openai", "ollama"])
+def test_streamed_tool_calls_reach_the_client_live_and_from_cache(proxy, cloud_up, script):
+    cloud_up.reply = script
+    question = f"Weather in Paris? ({script.__name__})"
+    for expect_cache in ("", "exact"):
+        name, args, ids, finish, cache = _streamed_tool_call(proxy, question)
+        assert cache == expect_cache
+        assert name == "get_weather"
+        assert json.loads(args) == {"city": "Paris"}
+        assert len(ids) == 1
+        assert finish == "tool_calls"
 
 
 # -- 3. valid SSE lines without data ------------------------------------------------------------
-def test_sse_event_id_retry_lines_are_ignored(upstream, proxy_factory):
-    upstream.reply = lambda body: [": comment\n\n", "event: ping\n\n", "id: 5\n\n", "retry: 1000\n\n",
-                                   chunk({"role": "assistant", "content": "Hello"}), "event: ping\n\n",
+def test_sse_event_id_retry_lines_are_ignored(proxy, cloud_up):
+    cloud_up.reply = lambda body: [": comment\n\n", "event: ping\n\n", "id: 5\n\n", "retry: 1000\n\n",
+                                   chunk({"role": "assistant", "content": "Hello"}), "event: ping\r\n\r\n",
                                    chunk({"content": " there"}), chunk({}, finish="stop"), DONE]
-    proxy = proxy_factory(_policy(upstream.url))
-    r = httpx.post(proxy.url + "/v1/chat/completions", timeout=60,
-                   json={"model": "cloud", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    before = len(cloud_up.received)
+    r = _chat(proxy, model="cloud", stream=True, messages=[{"role": "user", "content": "say hello"}])
     assert r.status_code == 200
     assert r.headers["x-router-tier"] == "cloud"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in _sse(r.text) if c.get("choices"))
     assert text == "Hello there"
-    assert len(upstream.received) == 1, "the stream was retried"
+    assert len(cloud_up.received) == before + 1, "the stream was retried"
 
 
 # -- 6. content: null on an assistant tool-call turn ---------------------------------------------
-def test_assistant_null_content_reaches_a_strict_server(upstream, proxy_factory):
-    def strict(body):
-        for m in body["messages"]:
-            if m["role"] == "assistant" and "content" not in m:
-                return 400, {"error": {"message": "messages[1].content is required", "type": "invalid_request_error"}}
-        return completion("It is sunny.", usage={"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12})
-
-    upstream.reply = strict
-    proxy = proxy_factory(_policy(upstream.url))
-    messages = [{"role": "user", "content": "Weather in Paris?"},
+TOOL_HISTORY = [{"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": None,
                  "tool_calls": [{"id": "call_1", "type": "function",
                                  "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]
-    r = httpx.post(proxy.url + "/v1/chat/completions", timeout=60,
-                   json={"model": "cloud", "tools": TOOLS, "messages": messages})
+
+
+def _strict(body):
+    for m in body["messages"]:
+        if m["role"] == "assistant" and "content" not in m:
+            return 400, {"error": {"message": "messages[1].content is required", "type": "invalid_request_error"}}
+    return completion("It is sunny.", usage=USAGE)
+
+
+def test_assistant_null_content_reaches_a_strict_server(proxy, cloud_up):
+    cloud_up.reply = _strict
+    r = _chat(proxy, model="cloud", tools=TOOLS, messages=TOOL_HISTORY)
     assert r.status_code == 200, r.text
-    sent = upstream.received[-1]["messages"][1]
+    sent = cloud_up.received[-1]["messages"][1]
     # litellm drops None fields, so the turn goes out with the empty string OpenAI takes there
     assert sent["content"] == "" and sent["tool_calls"][0]["id"] == "call_1"
     assert r.json()["choices"][0]["message"]["content"] == "It is sunny."
