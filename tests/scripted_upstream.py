@@ -6,7 +6,7 @@ tier stand-in for the hardening tests, reached through litellm like any provider
 - ``(status, dict)``: sent with that status;
 - a ``list[str]``: raw server-sent-event text sent as given (each item one write), so a test
   controls every byte of a stream (``event:`` / ``id:`` / ``retry:`` lines included).
-``received`` holds every request body; ``delay_s`` waits before answering; ``per_chunk_s``
+``received`` holds every request body and ``headers`` its headers; ``delay_s`` waits before answering; ``per_chunk_s``
 waits between stream writes; ``cancelled`` counts requests whose client went away.
 """
 
@@ -74,6 +74,7 @@ class ScriptedUpstream:
     def __init__(self, reply: Reply | None = None) -> None:
         self.reply: Reply = reply or self.default_reply
         self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, lower-case names
         self.delay_s = 0.0
         self.per_chunk_s = 0.0
         self.cancelled = 0
@@ -99,6 +100,7 @@ class ScriptedUpstream:
     async def _chat(self, request: Request):
         body = await request.json()
         self.received.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)

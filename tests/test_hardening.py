@@ -215,3 +215,39 @@ def test_assistant_null_content_reaches_a_strict_server(proxy, cloud_up):
     # litellm drops None fields, so the turn goes out with the empty string OpenAI takes there
     assert sent["content"] == "" and sent["tool_calls"][0]["id"] == "call_1"
     assert r.json()["choices"][0]["message"]["content"] == "It is sunny."
+
+
+# -- 5. secret rotation by hot reload -----------------------------------------------------------
+def _auth_seen(up: ScriptedUpstream) -> str:
+    return up.headers[-1].get("authorization", "")
+
+
+def test_rotating_only_an_api_key_reloads_and_is_sent(cloud_up, local_up, tmp_path):
+    import signal
+
+    policy = _policy(cloud_up.url, local_up.url)
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        assert _chat(proc, model="cloud").status_code == 200
+        assert _auth_seen(cloud_up) == "Bearer sk-test"
+        hash_before = httpx.get(proc.url + "/v1/policy").json()["hash"]
+        for key, how in (("sk-rotated-1", "file"), ("sk-rotated-2", "sighup")):
+            policy["tiers"]["cloud"]["api_key"] = key
+            proc.write_policy(policy)
+            if how == "sighup":
+                proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                _chat(proc, model="cloud", messages=[{"role": "user", "content": f"after {how}"}])
+                if _auth_seen(cloud_up) == f"Bearer {key}":
+                    break
+                time.sleep(0.3)
+            assert _auth_seen(cloud_up) == f"Bearer {key}", f"the old key was still sent after a {how} reload"
+        info = httpx.get(proc.url + "/v1/policy").json()
+        assert info["hash"] == hash_before  # the hash leaves secrets out
+        assert info["reloads"] >= 2
+        log = proc.stderr_path.read_text()
+        assert "secrets changed: tiers.cloud.api_key" in log
+        assert "sk-rotated" not in log
+    finally:
+        proc.stop()
