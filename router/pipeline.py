@@ -784,6 +784,9 @@ class Router:
                 routing = await self.route(request, headers, tenant.tenant)
                 self._apply_decision(record, routing, request)
                 tier, result = await self._answer(request, routing.decision, record)
+        except asyncio.CancelledError:  # the client went away: the server cancelled this request
+            self._cancelled(record, request, t0)
+            raise
         except Exception as err:
             failure = await self._failed(record, err, t0)
             if failure is err:
@@ -849,6 +852,9 @@ class Router:
                 record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
                 result = await self._call_or_upstream_error(alt, request, record, "fallback", decision)
                 return self._replay_stream(request, record, alt, result, t0)
+        except asyncio.CancelledError:  # the client went away before the first byte
+            self._cancelled(record, request, t0)
+            raise
         except Exception as err:
             failure = await self._failed(record, err, t0)
             if failure is err:
@@ -1130,6 +1136,19 @@ class Router:
         record.latency_ms = (time.perf_counter() - t0) * 1000
         if record.status not in ("partial", "cancelled"):
             record.status, record.http_status = "ok", 200
+
+    def _cancelled(self, record: RequestRecord, request: ChatRequest, t0: float) -> None:
+        """Log a request whose client disconnected before its answer was ready: status
+        ``cancelled``, the calls in flight marked cancelled, the tokens the calls reported."""
+        record.status, record.error, record.http_status = "cancelled", "client disconnected", 499
+        for call in record.calls:
+            if call.status == "ok" and not call.latency_ms:  # still in flight
+                call.status, call.error = "cancelled", "client disconnected"
+                call.latency_ms = (time.perf_counter() - t0) * 1000
+        tier = record.calls[-1].tier if record.calls else (record.routed_tier or self.policy.routing.local_tier)
+        self._finish(record, tier, sum(c.prompt_tokens or 0 for c in record.calls),
+                     sum(c.completion_tokens or 0 for c in record.calls), t0)
+        self._store_soon(record, request, None)
 
     async def _failed(self, record: RequestRecord, err: Exception, t0: float) -> RouterError:
         """Log a failed request; return the client-visible error (unexpected errors become a

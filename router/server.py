@@ -64,6 +64,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(piece)
     return b"".join(chunks)
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready (nothing is sent)."""
+
+
+async def _until_disconnect(request: Request, work: Any) -> Any:
+    """Await ``work`` (a coroutine), cancelling it when the client disconnects first.
+
+    Starlette cancels a streaming response whose client goes away, but not a handler that
+    is still computing a non-streaming answer (or a stream held back for its check): a 1 s
+    client timeout left SmolLM2 generating for 47 s. The disconnect arrives as an
+    ``http.disconnect`` message on the ASGI receive channel once the body has been read;
+    the cancelled pipeline logs the request ``cancelled`` with the tokens its calls spent.
+
+    Raises:
+        ClientDisconnected: the client went away (the work was cancelled).
+    """
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    raise ClientDisconnected()
+
+
 async def _logged(task: asyncio.Task | None) -> None:
     """Wait for a request's log write (run after its answer was sent)."""
     if task is None:
@@ -168,6 +209,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         )
         return _error_response(err.status_code, message, "invalid_request_error", code)
 
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, err: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nobody reads it; the request is logged 'cancelled'
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
@@ -201,10 +246,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record, request.headers, tenant)
+            routed = await _until_disconnect(request, router.stream(chat, record, request.headers, tenant))
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers, tenant, log_later=True)
+        answer = await _until_disconnect(request, router.complete(chat, record, request.headers, tenant,
+                                                                  log_later=True))
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
         return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
 

@@ -63,6 +63,22 @@ def usage_chunk(prompt_tokens: int = 5, completion_tokens: int = 3) -> str:
 DONE = "data: [DONE]\n\n"
 
 
+async def _client_left_during(request: Request, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the client disconnects instead (its caller gave up)."""
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    waiter = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait_for(asyncio.shield(waiter), timeout=seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        waiter.cancel()
+
+
 class ScriptedUpstream:
     """Run with ``start()``; ``url`` is the ``api_base`` (``http://127.0.0.1:PORT/v1``)."""
 
@@ -101,12 +117,9 @@ class ScriptedUpstream:
         body = await request.json()
         self.received.append(body)
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
-        try:
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-        except asyncio.CancelledError:
+        if self.delay_s and await _client_left_during(request, self.delay_s):
             self.cancelled += 1
-            raise
+            return JSONResponse({}, status_code=499)
         out = self.reply(body)
         if isinstance(out, tuple):
             status, payload = out

@@ -251,3 +251,58 @@ def test_rotating_only_an_api_key_reloads_and_is_sent(cloud_up, local_up, tmp_pa
         assert "sk-rotated" not in log
     finally:
         proc.stop()
+
+
+# -- 4. a client that goes away stops the work ---------------------------------------------------
+def _client_gives_up(proxy: ProxyProcess, body: dict, timeout_s: float = 1.0) -> None:
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=timeout_s)
+
+
+def _cancelled_row(proxy: ProxyProcess, since: float, timeout_s: float = 10) -> dict:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        rows = _rows(proxy, "SELECT * FROM requests WHERE ts >= ? ORDER BY ts DESC", (since,))
+        if rows and rows[0]["status"] == "cancelled":
+            return rows[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no cancelled row; last rows: {rows[:1]}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "held-back stream"])
+def test_disconnect_cancels_a_cloud_call(proxy, cloud_up, stream):
+    cloud_up.delay_s = 30
+    since, before = time.time(), cloud_up.cancelled
+    body = {"model": "cloud", "messages": [{"role": "user", "content": f"slow one {stream}"}]}
+    if stream:
+        # a stream whose whole answer is awaited before the first byte (as a checked one is)
+        body["stream"] = True
+    _client_gives_up(proxy, body)
+    deadline = time.time() + 3
+    while cloud_up.cancelled == before and time.time() < deadline:
+        time.sleep(0.05)
+    assert cloud_up.cancelled == before + 1, "the upstream call was not cancelled"
+    assert time.time() - since < 4
+    row = _cancelled_row(proxy, since)
+    assert row["error"] == "client disconnected"
+
+
+def test_disconnect_stops_in_process_generation(tmp_path, cloud_up):
+    """SmolLM2 asked for 2,000 tokens by a client with a 1 s timeout stops within a second,
+    and the next local request is answered at once."""
+    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 2000,
+                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_up.url}}}
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        since = time.time()
+        _client_gives_up(proc, {"model": "local", "max_tokens": 2000, "messages": [
+            {"role": "user", "content": "Write a very long story about a dragon, with many chapters."}]})
+        row = _cancelled_row(proc, since)
+        assert row["latency_ms"] < 2500 and row["error"] == "client disconnected"
+        t = time.time()
+        r = _chat(proc, model="local", max_tokens=4, messages=[{"role": "user", "content": "Say hi."}])
+        assert r.status_code == 200
+        assert time.time() - t < 10, "the next local request waited behind the abandoned one"
+    finally:
+        proc.stop()
