@@ -24,9 +24,11 @@ def chunk(
     usage: dict[str, int] | None = None,
     with_choice: bool = True,
     tool_calls: list[dict[str, Any]] | None = None,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A ``chat.completion.chunk`` object with one choice delta (or none, for the usage chunk);
-    ``tool_calls`` are delta fragments in OpenAI's shape (``index``, ``id``, ``function``)."""
+    ``tool_calls`` are delta fragments in OpenAI's shape (``index``, ``id``, ``function``);
+    ``logprobs`` the chunk's OpenAI ``logprobs.content`` entries (None leaves ``logprobs: null``)."""
     body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -42,7 +44,8 @@ def chunk(
             delta["content"] = content
         if tool_calls:
             delta["tool_calls"] = tool_calls
-        body["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        body["choices"] = [{"index": index, "delta": delta,
+                            "logprobs": {"content": logprobs} if logprobs else None, "finish_reason": finish_reason}]
     if usage is not None:
         body["usage"] = {**usage, "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)}
     return body

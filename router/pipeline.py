@@ -29,7 +29,7 @@ from .caller import Caller, CallerIndex, rule_headers
 from .capabilities import apply_capabilities
 from .checks import Verdict, answer_signals, p_correct, should_escalate
 from .cost import call_cost, count_prompt_tokens, price_request
-from .decision import Decision, decide, needs_score
+from .decision import AUTO, Decision, decide, needs_score
 from .escalation_cap import EscalationShare, cap_allows
 from .errors import (
     AuthenticationError,
@@ -129,6 +129,16 @@ class RoutedStream:
 
     headers: dict[str, str]
     events: AsyncIterator[bytes]
+
+
+def _client_logprobs(request: ChatRequest, entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A stream chunk's log-probabilities as the client asked for them (``logprobs: true``,
+    ``top_logprobs`` alternatives each), or None when it did not ask: the cascade's own
+    request for them is never passed on."""
+    if not entries or not request.params.get("logprobs"):
+        return None
+    keep = int(request.params.get("top_logprobs") or 0)
+    return [{**e, "top_logprobs": list(e.get("top_logprobs") or [])[:keep]} for e in entries]
 
 
 def _headers(record: RequestRecord) -> dict[str, str]:
@@ -480,11 +490,20 @@ class Router:
             tier = self.policy.routing.local_tier
             return tier, await self._call_or_upstream_error(tier, request, record, "fallback", decision)
         except TierCallError as err:
-            if err.client_fault:
+            # A routed request the local tier rejects as malformed (a strict server's shape
+            # rules) may still suit the cloud tier: escalate it instead of surfacing the 400.
+            routed_local = decision.model == AUTO and tier == self.policy.routing.local_tier
+            if err.client_fault and not routed_local:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
             alt = self._fallback_for(tier, decision)
             if alt is None:
+                if err.client_fault:
+                    raise InvalidRequestError(str(err), code="upstream_rejected") from err
                 raise upstream_error_for(err.status, str(err)) from err
+            if err.client_fault:
+                record.escalated = True
+                record.reason += f"; {tier} rejected the request ({err.status}), escalated to {alt}"
+                return alt, await self._call_or_upstream_error(alt, request, record, "escalation", decision)
             record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
             record.degraded = record.degraded or tier == self.policy.routing.cloud_tier
             tier = alt
@@ -494,7 +513,8 @@ class Router:
         if tier == self.policy.routing.local_tier:  # logged even when unchecked: replay re-checks it
             answered = record.calls[-1]
             signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
-                                     request.params.get("response_format"), result.top_logprobs)
+                                     request.params.get("response_format"), result.top_logprobs,
+                                     tool_calls=result.tool_calls, tool_choice=request.params.get("tool_choice"))
             _note_signals(answered, signals)
         if self._checks(decision, tier):
             verdict = await self._verdict(request, decision, record, answered, result.text, signals)
@@ -1059,7 +1079,8 @@ class Router:
                         pieces += 1
                         if d.index == 0:
                             text_parts.append(d.content)
-                        yield sse(chunk(cid, created, model, content=d.content, index=d.index))
+                        yield sse(chunk(cid, created, model, content=d.content, index=d.index,
+                                        logprobs=_client_logprobs(request, d.logprob_entries)))
                     if d.tool_calls:
                         pieces += 1
                         if d.index == 0:

@@ -366,6 +366,10 @@ class EscalationConfig(_Strict):
     stream_check_tokens: int | None = Field(
         None, ge=1, description="streaming: check after the first N local tokens and then stream; "
                                 "null holds back the whole answer until checked")
+    on_missing_signal: Literal["escalate", "keep"] | None = Field(
+        None, description="an answer without the log-probabilities a threshold reads (a tier that returns "
+                          "none, e.g. Ollama): escalate or keep it; null = escalate when the policy has a "
+                          "log-probability threshold (min_mean_logprob above -100, or min/max on one)")
 
     @field_validator("min", "max")
     @classmethod

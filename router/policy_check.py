@@ -299,6 +299,10 @@ def _price_problems(policy: Policy, out: _Collector) -> None:
                     severity="warning")
 
 
+_NO_LOGPROB_PROVIDERS = frozenset({"ollama", "ollama_chat"})
+"""litellm providers whose chat answers carry no token log-probabilities."""
+
+
 def _deployment_problems(policy: Policy, out: _Collector) -> None:
     from .models import resolve_gguf
     from .scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
@@ -323,6 +327,19 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
             out.add(("routing", "classifier", "target_cloud_share"),
                     f"the artifact card at {folder} has no score_quantiles to derive a threshold from",
                     "set routing.classifier.threshold instead")
+
+    # A check that reads a signal the local tier cannot return.
+    from .checks import missing_logprobs_escalate, reads_logprobs
+
+    local = policy.tiers.get(policy.routing.local_tier)
+    if (local is not None and policy.escalation.enabled and reads_logprobs(policy.escalation)
+            and local.model.split("/", 1)[0] in _NO_LOGPROB_PROVIDERS):
+        then = "escalated" if missing_logprobs_escalate(policy.escalation) else "kept"
+        out.add(("escalation",), f"tier {policy.routing.local_tier!r} ({local.model}) returns no token "
+                f"log-probabilities through litellm, so every checked answer lacks the signals the thresholds "
+                f"read and is {then} (on_missing_signal)",
+                "use a server that returns logprobs (llama.cpp server, vLLM: openai/<model> + api_base), or "
+                "check with the verifier / self_check instead", severity="warning")
 
     # Settings that do nothing in this configuration; say so rather than let them look active.
     for oname, overlay in policy.overlays.items():

@@ -46,7 +46,8 @@ def completion(content: str | None = "ok", *, tool_calls: list[dict] | None = No
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0, **extra: Any) -> str:
-    """One SSE ``data:`` event carrying a chat.completion.chunk."""
+    """One SSE ``data:`` event carrying a chat.completion.chunk (``extra``: more choice fields,
+    e.g. ``logprobs``)."""
     body = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": "scripted", "choices": [{"index": index, "delta": delta, "finish_reason": finish, **extra}]}
     return "data: " + json.dumps(body) + "\n\n"

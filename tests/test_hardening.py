@@ -33,6 +33,7 @@ def _policy(cloud_url: str, local_url: str, **extra) -> dict:
                       "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_url,
                                 "max_retries": 1}},
             "cache": {"enabled": True},
+            "routing": {"classifier": {"threshold": 1.0}},  # auto -> local first, then the cascade's check
             **extra}
 
 
@@ -306,3 +307,87 @@ def test_disconnect_stops_in_process_generation(tmp_path, cloud_up):
         assert time.time() - t < 10, "the next local request waited behind the abandoned one"
     finally:
         proc.stop()
+
+
+# -- 6b. a local tier that rejects the request's shape under auto is escalated --------------------
+def test_local_rejection_under_auto_escalates(proxy, cloud_up, local_up):
+    local_up.reply = _strict
+    cloud_up.reply = lambda body: completion("It is sunny (cloud).", usage=USAGE)
+    r = _chat(proxy, model="auto", tools=TOOLS, messages=TOOL_HISTORY[:1] + [
+        {"role": "assistant", "tool_calls": TOOL_HISTORY[1]["tool_calls"]}, TOOL_HISTORY[2]])
+    assert r.status_code == 200, r.text
+    assert r.headers["x-router-tier"] == "cloud" and r.headers["x-router-escalated"] == "true"
+    assert "local rejected the request (400), escalated to cloud" in r.headers["x-router-reason"]
+
+
+# -- 7. missing or legacy log-probabilities ------------------------------------------------------
+def test_local_answer_without_logprobs_escalates_by_default(proxy, cloud_up, local_up):
+    local_up.reply = lambda body: completion("Paris.", usage=USAGE)  # no logprobs, as Ollama answers
+    cloud_up.reply = lambda body: completion("Paris (cloud).", usage=USAGE)
+    r = _chat(proxy, model="auto", messages=[{"role": "user", "content": "Capital of France?"}])
+    assert r.headers["x-router-escalated"] == "true", r.headers["x-router-reason"]
+    assert "no log-probabilities returned" in r.headers["x-router-reason"]
+
+
+def test_legacy_logprob_shape_is_read(proxy, local_up):
+    legacy = {"tokens": ["Par", "is", "."], "token_logprobs": [-0.05, -0.01, -0.2],
+              "top_logprobs": [{"Par": -0.05, "Lon": -3.2}, {"is": -0.01, "s": -5.0}, {".": -0.2, "!": -2.0}]}
+    local_up.reply = lambda body: completion("Paris.", usage=USAGE, logprobs=legacy)
+    r = _chat(proxy, model="auto", messages=[{"role": "user", "content": "Capital of France, in one word?"}])
+    assert r.headers["x-router-tier"] == "local" and r.headers["x-router-escalated"] == "false"
+    assert "mean logprob -0.09 ok" in r.headers["x-router-reason"]
+
+
+def test_streamed_logprobs_are_relayed_when_asked(proxy, cloud_up):
+    entry = {"token": "Hi", "logprob": -0.3, "bytes": None,
+             "top_logprobs": [{"token": "Hi", "logprob": -0.3, "bytes": None}, {"token": "Yo", "logprob": -1.9, "bytes": None}]}
+    cloud_up.reply = lambda body: [chunk({"role": "assistant", "content": ""}),
+                                   chunk({"content": "Hi"}, logprobs={"content": [entry]}),
+                                   chunk({}, finish="stop"), DONE]
+    r = _chat(proxy, model="cloud", stream=True, logprobs=True, top_logprobs=1,
+              messages=[{"role": "user", "content": "greet me"}])
+    carried = [c["choices"][0]["logprobs"] for c in _sse(r.text) if c.get("choices") and c["choices"][0].get("logprobs")]
+    assert carried and carried[0]["content"][0]["token"] == "Hi"
+    assert carried[0]["content"][0]["logprob"] == pytest.approx(-0.3)
+    assert len(carried[0]["content"][0]["top_logprobs"]) == 1
+    r = _chat(proxy, model="cloud", stream=True, messages=[{"role": "user", "content": "greet me, no logprobs"}])
+    assert not any(c["choices"][0].get("logprobs") for c in _sse(r.text) if c.get("choices"))
+
+
+def test_policy_check_warns_when_a_tier_cannot_return_logprobs(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "ollama.yaml"
+    path.write_text("tiers:\n  local: {model: ollama_chat/smollm2:135m, api_base: http://127.0.0.1:11434}\n"
+                    "  cloud: {model: openai/gpt-4o-mini, api_key: sk-x}\n")
+    out = subprocess.run([sys.executable, "-m", "router.cli", "policy", "check", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert "warning: escalation: tier 'local' (ollama_chat/smollm2:135m) returns no token log-probabilities" in out.stdout + out.stderr
+
+
+# -- 8. tool calls are answers; tool_choice is a requirement --------------------------------------
+def _local_tool_call(body):
+    return completion(None, finish="tool_calls", usage=USAGE, tool_calls=[
+        {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}],
+        logprobs={"content": [{"token": "<tool>", "logprob": -0.01, "top_logprobs": []}]})
+
+
+def test_a_local_tool_call_is_an_answer(proxy, local_up):
+    local_up.reply = _local_tool_call
+    r = _chat(proxy, model="auto", tools=TOOLS, messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    assert r.status_code == 200
+    assert r.headers["x-router-tier"] == "local" and r.headers["x-router-escalated"] == "false", r.headers["x-router-reason"]
+    call = r.json()["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather"
+
+
+def test_an_ignored_tool_choice_escalates(proxy, cloud_up, local_up):
+    local_up.reply = lambda body: completion("I think it is sunny.", usage=USAGE,
+                                             logprobs={"content": [{"token": "I", "logprob": -0.01, "top_logprobs": []}]})
+    cloud_up.reply = _local_tool_call
+    r = _chat(proxy, model="auto", tools=TOOLS, tool_choice="required",
+              messages=[{"role": "user", "content": "Weather in Bergen?"}])
+    assert r.headers["x-router-tier"] == "cloud" and r.headers["x-router-escalated"] == "true"
+    assert "tool_choice" in r.headers["x-router-reason"]
+    assert r.json()["choices"][0]["finish_reason"] == "tool_calls"

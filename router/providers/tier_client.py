@@ -17,7 +17,7 @@ from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 
-__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content"]
+__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content", "logprob_entries"]
 
 
 def keep_null_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,6 +81,12 @@ class CallResult:
     cached_prompt_tokens: int = 0
     top_logprobs: list[list[tuple[str, float]]] | None = None
 
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The first choice's tool calls (OpenAI's message ``tool_calls``), empty when none."""
+        choice = (self.response.get("choices") or [{}])[0]
+        return list((choice.get("message") or {}).get("tool_calls") or [])
+
 
 def cached_tokens(usage: dict[str, Any] | None) -> int:
     """Cached prompt tokens in an OpenAI ``usage`` dict (0 when absent)."""
@@ -97,7 +103,9 @@ class StreamDelta:
     token behind ``content`` (from OpenAI's chunk ``logprobs`` or the in-process tier's
     ``provider_specific_fields``), else None. ``tool_calls``: the chunk's tool-call
     fragments in OpenAI's delta shape (``index``, and ``id``/``type``/``function.name`` on
-    a call's first fragment, ``function.arguments`` pieces), None when it has none."""
+    a call's first fragment, ``function.arguments`` pieces), None when it has none.
+    ``logprob_entries``: the same log-probabilities as OpenAI chat entries (token text
+    included), for relaying to a client that asked for them."""
 
     content: str = ""
     index: int = 0
@@ -105,6 +113,7 @@ class StreamDelta:
     usage: dict[str, int] | None = field(default=None)
     logprobs: list[tuple[float, list[tuple[str, float]]]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    logprob_entries: list[dict[str, Any]] | None = None
 
 
 def _tool_call_fragments(raw: Any) -> list[dict[str, Any]] | None:
@@ -124,6 +133,27 @@ def _tool_call_fragments(raw: Any) -> list[dict[str, Any]] | None:
         if function:
             fragment["function"] = function
         out.append(fragment)
+    return out
+
+
+def logprob_entries(logprobs: Any) -> list[dict[str, Any]] | None:
+    """A choice's ``logprobs`` as OpenAI chat entries (``{"token", "logprob", "top_logprobs":
+    [{"token", "logprob"}]}``), from the chat shape (``{"content": [...]}``) or the legacy
+    completions shape some OpenAI-compatible servers return (``{"tokens": [...],
+    "token_logprobs": [...], "top_logprobs": [{token: logprob}, ...]}``); None when absent."""
+    if not isinstance(logprobs, dict):
+        return None
+    if logprobs.get("content"):
+        return list(logprobs["content"])
+    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if not tokens or not values:
+        return None
+    tops = logprobs.get("top_logprobs") or [None] * len(tokens)
+    out = []
+    for token, value, top in zip(tokens, values, tops):
+        alternatives = sorted((top or {}).items(), key=lambda kv: -float(kv[1])) if isinstance(top, dict) else []
+        out.append({"token": str(token), "logprob": value,
+                    "top_logprobs": [{"token": str(t), "logprob": float(v)} for t, v in alternatives]})
     return out
 
 
@@ -217,7 +247,7 @@ class TierClient:
         latency_ms = (time.perf_counter() - start) * 1000
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
-        logprobs = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+        logprobs = logprob_entries(choice.get("logprobs"))
         return CallResult(
             response=body,
             text=(choice.get("message") or {}).get("content") or "",
@@ -225,7 +255,7 @@ class TierClient:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=latency_ms,
-            token_logprobs=[float(t["logprob"]) for t in logprobs] if logprobs else None,
+            token_logprobs=[float(t["logprob"]) for t in logprobs if t.get("logprob") is not None] if logprobs else None,
             cached_prompt_tokens=cached_tokens(usage),
             top_logprobs=[[(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
                            if a.get("logprob") is not None] for t in logprobs] if logprobs else None,
@@ -250,13 +280,13 @@ class TierClient:
                 for choice in body.get("choices") or []:
                     delta = choice.get("delta") or {}
                     content = delta.get("content") or ""
-                    lp = choice.get("logprobs")
                     extra = (delta.get("provider_specific_fields") or {}).get(STREAM_LOGPROBS_FIELD)
-                    logprobs = _token_logprobs(extra or (lp.get("content") if isinstance(lp, dict) else None))
+                    entries = extra or logprob_entries(choice.get("logprobs"))
+                    logprobs = _token_logprobs(entries)
                     tool_calls = _tool_call_fragments(delta.get("tool_calls"))
                     if content or choice.get("finish_reason") or logprobs or tool_calls:
                         yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
-                                          logprobs, tool_calls)
+                                          logprobs, tool_calls, entries or None)
                 if usage and usage.get("completion_tokens") is not None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
