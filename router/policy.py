@@ -85,12 +85,15 @@ NEEDS = ("vision", "tools", "json")
 ``tools`` (``tools`` given), ``json`` (``response_format`` json_object or json_schema)."""
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_LITELLM_ENV = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
+"""LiteLLM's config form for a secret from the environment (``api_key: os.environ/OPENAI_API_KEY``)."""
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]*$"
 
 
 def interpolate_env(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree.
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree, and a whole
+    string ``os.environ/VAR`` (the form LiteLLM proxy configs use) by ``VAR``'s value.
 
     Args:
         value: a parsed YAML value (dicts, lists, scalars), walked recursively.
@@ -102,6 +105,9 @@ def interpolate_env(value: Any, environ: dict[str, str] | None = None) -> Any:
     """
     env = os.environ if environ is None else environ
     if isinstance(value, str):
+        litellm_form = _LITELLM_ENV.match(value)
+        if litellm_form:
+            return env.get(litellm_form.group(1)) or ""
         return _ENV_PATTERN.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
     if isinstance(value, dict):
         return {k: interpolate_env(v, env) for k, v in value.items()}

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from .policy import (
     Policy,
     _ENV_PATTERN,
+    _LITELLM_ENV,
     _nearest,
     interpolate_env,
     reference_problems,
@@ -237,8 +238,10 @@ def _duplicate_keys(node: yaml.Node | None, path: _Path, out: _Collector) -> Non
 
 def _unset_env(data: Any, path: _Path, environ: Mapping[str, str], out: _Collector) -> None:
     if isinstance(data, str):
-        for m in _ENV_PATTERN.finditer(data):
-            name, default = m.group(1), m.group(2)
+        litellm_form = _LITELLM_ENV.match(data)
+        refs = [(litellm_form.group(1), None)] if litellm_form else [(m.group(1), m.group(2))
+                                                                     for m in _ENV_PATTERN.finditer(data)]
+        for name, default in refs:
             if default is None and not environ.get(name):
                 hint = None
                 if path and path[-1] == "api_key" and len(path) >= 2:

@@ -170,6 +170,43 @@ def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+"""OpenAI's ``response_format.type`` values."""
+
+
+def _check_tools_and_format(params: dict[str, Any]) -> None:
+    """OpenAI's shapes of ``tools`` (a list of ``{"type": "function", "function": {"name", ...}}``),
+    ``tool_choice`` and ``response_format`` (``type`` one of text, json_object, json_schema;
+    json_schema needs ``json_schema.schema`` or a name). Raises InvalidRequestError naming the param."""
+    tools = params.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise InvalidRequestError(f"Invalid type for 'tools': expected an array of tools, got {type(tools).__name__}.",
+                                      param="tools")
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise InvalidRequestError(
+                    f"Invalid value for 'tools[{i}]': expected {{\"type\": \"function\", \"function\": "
+                    "{\"name\": ..., \"parameters\": ...}}.", param=f"tools[{i}]")
+    choice = params.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or (
+            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str))):
+        raise InvalidRequestError("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
+                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}.", param="tool_choice")
+    fmt = params.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in RESPONSE_FORMAT_TYPES:
+            raise InvalidRequestError(
+                f"Invalid value for 'response_format.type': {kind!r}; expected one of "
+                f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
+        if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+            raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
+                                      param="response_format.json_schema")
+
+
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
 
@@ -203,6 +240,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     except ValidationError as err:
         message, param = _validation_message(err)
         raise InvalidRequestError(message, param=param) from None
+    _check_tools_and_format(fields["params"])
     try:
         request = ChatRequest.model_validate(fields)
     except ValidationError as err:
