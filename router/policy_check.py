@@ -306,6 +306,17 @@ _NO_LOGPROB_PROVIDERS = frozenset({"ollama", "ollama_chat"})
 """litellm providers whose chat answers carry no token log-probabilities."""
 
 
+def _artifact_broken(location: str) -> str | None:
+    """Why the artifact at ``location`` cannot be loaded (the file named), or None."""
+    from .scoring.artifact import ArtifactError, load_artifact
+
+    try:
+        load_artifact(location)
+    except ArtifactError as err:
+        return str(err)
+    return None
+
+
 def _deployment_problems(policy: Policy, out: _Collector) -> None:
     from .models import resolve_gguf
     from .scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
@@ -324,6 +335,8 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
     if missing:
         out.add(loc, f"classifier artifact {str(folder)!r} lacks {', '.join(missing)}",
                 "use 'builtin' or a directory written by 'slm-router train'")
+    elif (broken := _artifact_broken(cfg.artifact)) is not None:
+        out.add(loc, broken, "retrain it with 'slm-router train' or restore the file")
     elif cfg.target_cloud_share is not None:
         card = json.loads((folder / CARD_FILE).read_text())
         if not any(k.replace(".", "", 1).isdigit() for k in (card.get("score_quantiles") or {})):

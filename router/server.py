@@ -305,6 +305,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         current = live.router
+        await current.state.probe()
         shared = current.health()
         return {
             "status": "ok" if shared["ok"] else "degraded",

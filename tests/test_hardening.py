@@ -391,3 +391,69 @@ def test_an_ignored_tool_choice_escalates(proxy, cloud_up, local_up):
     assert r.headers["x-router-tier"] == "cloud" and r.headers["x-router-escalated"] == "true"
     assert "tool_choice" in r.headers["x-router-reason"]
     assert r.json()["choices"][0]["finish_reason"] == "tool_calls"
+
+
+# -- partial passes ------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value, param", [
+    ("tools", "yes", "tools"),
+    ("tools", [{"type": "function", "function": {}}], "tools[0]"),
+    ("tool_choice", "always", "tool_choice"),
+    ("response_format", {"type": "xml"}, "response_format.type"),
+    ("response_format", {"type": "json_schema"}, "response_format.json_schema"),
+])
+def test_tools_and_response_format_are_validated(proxy, field, value, param):
+    r = _chat(proxy, model="cloud", **{field: value})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+
+
+def test_healthz_sees_redis_down_before_any_request(cloud_up, local_up, tmp_path):
+    from .fake_openai import free_port
+
+    policy = {**_policy(cloud_up.url, local_up.url),
+              "store": {"backend": "redis", "url": f"redis://127.0.0.1:{free_port()}/0", "timeout_ms": 200}}
+    proc = ProxyProcess(policy, tmp_path).launch()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                h = httpx.get(proc.url + "/healthz", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert h["status"] == "degraded" and h["state"]["ok"] is False, h
+        assert "PING" in h["state"]["error"] or "Connection" in h["state"]["error"]
+    finally:
+        proc.stop()
+
+
+def test_litellm_style_env_reference_is_resolved(cloud_up, local_up, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARDENING_CLOUD_KEY", "sk-from-env")
+    policy = _policy(cloud_up.url, local_up.url)
+    policy["tiers"]["cloud"]["api_key"] = "os.environ/HARDENING_CLOUD_KEY"
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        assert _chat(proc, model="cloud", messages=[{"role": "user", "content": "env key"}]).status_code == 200
+        assert _auth_seen(cloud_up) == "Bearer sk-from-env"
+    finally:
+        proc.stop()
+
+
+def test_corrupt_artifact_is_named_by_policy_check_and_serve(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from router.scoring.artifact import builtin_artifact_dir
+
+    broken = tmp_path / "broken-artifact"
+    shutil.copytree(builtin_artifact_dir(), broken)
+    data = (broken / "model.joblib").read_bytes()
+    (broken / "model.joblib").write_bytes(data[: len(data) // 3])
+    path = tmp_path / "p.yaml"
+    path.write_text(f"routing:\n  classifier: {{artifact: {broken}}}\n")
+    for args in (["policy", "check", str(path)], ["serve", "--policy", str(path), "--port", "9"]):
+        out = subprocess.run([sys.executable, "-m", "router.cli", *args], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert f"{broken / 'model.joblib'}: cannot load the classifier" in out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
