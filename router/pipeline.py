@@ -1067,6 +1067,7 @@ class Router:
         finished: set[int] = set()
         usage: dict[str, int] | None = None
         tool_calls = ToolCallAssembler()
+        started: set[int] = set()
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
             pending = list(held)
@@ -1075,6 +1076,8 @@ class Router:
                     if d.usage is not None:
                         usage = d.usage
                         continue
+                    if d.content or d.tool_calls:
+                        started.add(d.index)
                     if d.content:
                         pieces += 1
                         if d.index == 0:
@@ -1096,6 +1099,11 @@ class Router:
                     break
             if not finished:
                 raise TierCallError(call.tier, 502, f"tier '{call.tier}' closed the stream before finishing")
+            # litellm's stream wrapper passes on one finish reason (choice 0's): every other
+            # choice that streamed ends with it too, so no client waits for a choice forever.
+            for index in sorted(started - finished):
+                finished.add(index)
+                yield sse(chunk(cid, created, model, finish_reason=finish_reason or "stop", index=index))
             if usage is None:
                 record.reason += "; usage not reported, completion tokens counted from chunks"
             whole = {k: v for k, v in (usage or {"prompt_tokens": 0, "completion_tokens": pieces}).items()

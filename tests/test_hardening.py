@@ -457,3 +457,30 @@ def test_corrupt_artifact_is_named_by_policy_check_and_serve(tmp_path):
         assert out.returncode == 2, out.stdout + out.stderr
         assert f"{broken / 'model.joblib'}: cannot load the classifier" in out.stdout + out.stderr
         assert "Traceback" not in out.stderr
+
+
+def _two_choice_stream(body):
+    out = []
+    for i in range(2):
+        out.append(chunk({"role": "assistant", "content": ""}, index=i))
+        out.append(chunk({"content": f"answer {i}"}, index=i))
+        out.append(chunk({}, finish="stop", index=i))
+    return out + [usage_chunk(), DONE]
+
+
+def test_n2_stream_finishes_every_choice_and_is_not_cached_for_n1(proxy, cloud_up):
+    cloud_up.reply = _two_choice_stream
+    ask = {"model": "cloud", "stream": True, "n": 2, "temperature": 0,
+           "messages": [{"role": "user", "content": "two answers please"}]}
+    r = _chat(proxy, **ask)
+    finishes = {c["choices"][0]["index"]: c["choices"][0]["finish_reason"]
+                for c in _sse(r.text) if c.get("choices") and c["choices"][0].get("finish_reason")}
+    assert finishes == {0: "stop", 1: "stop"}
+    texts = {}
+    for c in _sse(r.text):
+        for ch in c.get("choices") or []:
+            texts[ch["index"]] = texts.get(ch["index"], "") + (ch["delta"].get("content") or "")
+    assert texts == {0: "answer 0", 1: "answer 1"}
+    cloud_up.reply = lambda body: completion("single", usage=USAGE, n=int(body.get("n") or 1))
+    again = _chat(proxy, **{**ask, "stream": False})
+    assert len(again.json()["choices"]) == 2
