@@ -131,6 +131,15 @@ class RoutedStream:
     events: AsyncIterator[bytes]
 
 
+def _cached_tokens_note(tier: str, prompt_tokens: int, cached_tokens: int) -> str:
+    """The reason's note when a tier reports more cached prompt tokens than prompt tokens
+    (the price counts at most all prompt tokens as cached, see :func:`router.cost.policy_price`)."""
+    if cached_tokens <= prompt_tokens:
+        return ""
+    return (f"; {tier} reported {cached_tokens} cached prompt tokens of {prompt_tokens}, "
+            f"priced as {prompt_tokens} cached")
+
+
 def _client_logprobs(request: ChatRequest, entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     """A stream chunk's log-probabilities as the client asked for them (``logprobs: true``,
     ``top_logprobs`` alternatives each), or None when it did not ask: the cascade's own
@@ -474,6 +483,9 @@ class Router:
             call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
             call.cached_prompt_tokens = result.cached_prompt_tokens
             call.latency_ms = result.latency_ms
+            if result.usage_estimated:
+                record.reason += f"; usage not reported by {tier}, tokens counted with litellm's tokenizer"
+            record.reason += _cached_tokens_note(tier, result.prompt_tokens, result.cached_prompt_tokens)
             return result
         raise AssertionError("unreachable")
 
@@ -1133,6 +1145,7 @@ class Router:
             usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
             call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
             call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
+            record.reason += _cached_tokens_note(call.tier, call.prompt_tokens, call.cached_prompt_tokens)
             call.latency_ms = (time.perf_counter() - t0) * 1000
             self._finish(record, call.tier, call.prompt_tokens, call.completion_tokens, t0)
             self._store_soon(record, request, "".join(text_parts))

@@ -484,3 +484,20 @@ def test_n2_stream_finishes_every_choice_and_is_not_cached_for_n1(proxy, cloud_u
     cloud_up.reply = lambda body: completion("single", usage=USAGE, n=int(body.get("n") or 1))
     again = _chat(proxy, **{**ask, "stream": False})
     assert len(again.json()["choices"]) == 2
+
+
+def test_missing_usage_is_counted_and_marked(proxy, cloud_up):
+    cloud_up.reply = lambda body: completion("Four score and seven years ago our fathers brought forth.")
+    r = _chat(proxy, model="cloud", messages=[{"role": "user", "content": "Quote the Gettysburg address opening."}])
+    assert "usage not reported by cloud, tokens counted with litellm's tokenizer" in r.headers["x-router-reason"]
+    row = _row(proxy, r.headers["x-request-id"])
+    assert row["prompt_tokens"] > 5 and row["completion_tokens"] >= 10
+    assert row["cost_usd"] > 0
+
+
+def test_cached_tokens_above_prompt_tokens_are_flagged(proxy, cloud_up):
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+             "prompt_tokens_details": {"cached_tokens": 50}}
+    cloud_up.reply = lambda body: completion("ok", usage=usage)
+    r = _chat(proxy, model="cloud", messages=[{"role": "user", "content": "cached tokens check"}])
+    assert "cloud reported 50 cached prompt tokens of 10" in r.headers["x-router-reason"]

@@ -69,6 +69,8 @@ class CallResult:
             ``usage.prompt_tokens_details.cached_tokens``), 0 when not reported.
         top_logprobs: per completion token, the returned alternatives as (token, logprob),
             best first (OpenAI's ``top_logprobs``); None when not returned.
+        usage_estimated: the upstream reported no usage; the token counts are litellm's
+            tokenizer's count of the prompt and of every choice's text.
     """
 
     response: dict[str, Any]
@@ -80,12 +82,32 @@ class CallResult:
     token_logprobs: list[float] | None = None
     cached_prompt_tokens: int = 0
     top_logprobs: list[list[tuple[str, float]]] | None = None
+    usage_estimated: bool = False
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
         """The first choice's tool calls (OpenAI's message ``tool_calls``), empty when none."""
         choice = (self.response.get("choices") or [{}])[0]
         return list((choice.get("message") or {}).get("tool_calls") or [])
+
+
+def _counted_usage(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, int]:
+    """Prompt and completion tokens of an answer whose upstream sent no ``usage``, counted
+    with ``litellm.token_counter`` (the model's tokenizer where litellm knows it, else tiktoken's
+    cl100k), completion over the text and tool-call arguments of every choice."""
+    import litellm
+
+    texts = []
+    for choice in body.get("choices") or []:
+        message = choice.get("message") or {}
+        texts.append(message.get("content") or "")
+        texts += [(tc.get("function") or {}).get("arguments") or "" for tc in message.get("tool_calls") or []]
+    try:
+        prompt = litellm.token_counter(model=model, messages=messages)
+        completion = litellm.token_counter(model=model, text="".join(texts)) if any(texts) else 0
+    except Exception:  # a message shape the counter does not know: count nothing rather than fail the answer
+        return {"prompt_tokens": 0, "completion_tokens": 0}
+    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
 
 
 def cached_tokens(usage: dict[str, Any] | None) -> int:
@@ -247,6 +269,9 @@ class TierClient:
         latency_ms = (time.perf_counter() - start) * 1000
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
+        estimated = not usage.get("prompt_tokens") and not usage.get("completion_tokens")
+        if estimated:  # the upstream reported no usage: count with litellm's tokenizer for the model
+            usage = _counted_usage(tier.model, messages, body)
         logprobs = logprob_entries(choice.get("logprobs"))
         return CallResult(
             response=body,
@@ -259,6 +284,7 @@ class TierClient:
             cached_prompt_tokens=cached_tokens(usage),
             top_logprobs=[[(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
                            if a.get("logprob") is not None] for t in logprobs] if logprobs else None,
+            usage_estimated=estimated,
         )
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
