@@ -207,6 +207,12 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         message = (
             f"Unknown path {request.method} {request.url.path}." if err.status_code in (404, 405) else str(err.detail)
         )
+        if request.url.path.startswith("/v1/"):  # an API call that went wrong is still a logged request
+            router = live.router
+            record = router.new_record(new_request_id(), time.time())
+            await router.log_failure(record, InvalidRequestError(message, code=code, status_code=err.status_code))
+            return _error_response(err.status_code, message, "invalid_request_error", code,
+                                   headers={"x-request-id": record.id})
         return _error_response(err.status_code, message, "invalid_request_error", code)
 
     @app.exception_handler(ClientDisconnected)

@@ -501,3 +501,10 @@ def test_cached_tokens_above_prompt_tokens_are_flagged(proxy, cloud_up):
     cloud_up.reply = lambda body: completion("ok", usage=usage)
     r = _chat(proxy, model="cloud", messages=[{"role": "user", "content": "cached tokens check"}])
     assert "cloud reported 50 cached prompt tokens of 10" in r.headers["x-router-reason"]
+
+
+def test_wrong_method_on_an_api_path_is_logged(proxy):
+    r = httpx.get(proxy.url + "/v1/chat/completions", timeout=10)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    row = _row(proxy, r.headers["x-request-id"])
+    assert row["http_status"] == 405 and row["status"] == "error"
