@@ -131,6 +131,21 @@ class RoutedStream:
     events: AsyncIterator[bytes]
 
 
+def _format_note(request: ChatRequest, result: CallResult, reason: str) -> str:
+    """The reason's note when an answer returned to the client fails the request's
+    ``response_format`` (not JSON, or not matching the schema), whichever tier answered and
+    whether or not the cascade checked it; empty when it passes or was already noted."""
+    from .signals import format_error
+
+    fmt = request.params.get("response_format")
+    if not fmt or result.tool_calls:
+        return ""
+    problem = format_error(result.text, fmt)
+    if not problem or problem in reason:
+        return ""
+    return f"; returned anyway: {problem}"
+
+
 def _cached_tokens_note(tier: str, prompt_tokens: int, cached_tokens: int) -> str:
     """The reason's note when a tier reports more cached prompt tokens than prompt tokens
     (the price counts at most all prompt tokens as cached, see :func:`router.cost.policy_price`)."""
@@ -825,6 +840,7 @@ class Router:
                 raise
             raise failure from err
         self._finish(record, tier, result.prompt_tokens, result.completion_tokens, t0)
+        record.reason += _format_note(request, result, record.reason)
         body = self._body(request, record, tier, result)
         await self._keep(probe, record, tier, body)
         headers = _headers(record)

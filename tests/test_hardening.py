@@ -28,7 +28,7 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
 def _policy(cloud_url: str, local_url: str, **extra) -> dict:
     """Both tiers scripted upstreams, the cache on, the classifier deciding ``auto``."""
     return {"tiers": {"local": {"model": "openai/smollm2", "api_base": local_url, "api_key": "sk-local",
-                                "max_retries": 0, "capabilities": {"tools": True},
+                                "max_retries": 0, "capabilities": {"tools": True, "json_schema": True},
                                 "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
                       "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_url,
                                 "max_retries": 1}},
@@ -508,3 +508,17 @@ def test_wrong_method_on_an_api_path_is_logged(proxy):
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     row = _row(proxy, r.headers["x-request-id"])
     assert row["http_status"] == 405 and row["status"] == "error"
+
+
+@pytest.mark.parametrize("tier, answer, problem", [
+    ("local", '{"city": "Tok', "answer is not valid JSON"),
+    ("cloud", "Tokyo has about 14 million people.", "answer is not valid JSON"),
+])
+def test_an_answer_that_breaks_response_format_is_marked(proxy, cloud_up, local_up, tier, answer, problem):
+    up = cloud_up if tier == "cloud" else local_up
+    up.reply = lambda body: completion(answer, usage=USAGE)
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}}
+    r = _chat(proxy, model=tier, response_format=fmt, messages=[{"role": "user", "content": f"Tokyo as JSON ({tier})"}])
+    assert r.status_code == 200
+    assert f"returned anyway: {problem}" in r.headers["x-router-reason"]
+    assert problem in _row(proxy, r.headers["x-request-id"])["reason"]
