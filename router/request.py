@@ -170,6 +170,23 @@ def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+_TOOL_KEYS = frozenset({"type", "function"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def _openai_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``tools`` with only the keys of OpenAI's tool shape (a client-side ``api_base`` or
+    ``api_key`` inside an entry is never forwarded), and the dropped keys' paths."""
+    cleaned, dropped = [], []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        dropped += [f"tools[{i}].{k}" for k in tool if k not in _TOOL_KEYS]
+        dropped += [f"tools[{i}].function.{k}" for k in fn if k not in _FUNCTION_KEYS]
+        cleaned.append({**{k: v for k, v in tool.items() if k in _TOOL_KEYS},
+                        "function": {k: v for k, v in fn.items() if k in _FUNCTION_KEYS}})
+    return cleaned, dropped
+
+
 RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 """OpenAI's ``response_format.type`` values."""
 
@@ -241,6 +258,9 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
         message, param = _validation_message(err)
         raise InvalidRequestError(message, param=param) from None
     _check_tools_and_format(fields["params"])
+    if fields["params"].get("tools"):
+        fields["params"]["tools"], dropped = _openai_tools(fields["params"]["tools"])
+        fields["ignored_fields"] = sorted(fields["ignored_fields"] + dropped)
     try:
         request = ChatRequest.model_validate(fields)
     except ValidationError as err:

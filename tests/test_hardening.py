@@ -522,3 +522,14 @@ def test_an_answer_that_breaks_response_format_is_marked(proxy, cloud_up, local_
     assert r.status_code == 200
     assert f"returned anyway: {problem}" in r.headers["x-router-reason"]
     assert problem in _row(proxy, r.headers["x-request-id"])["reason"]
+
+
+def test_keys_smuggled_inside_tools_are_not_forwarded(proxy, cloud_up):
+    tools = [{**TOOLS[0], "api_base": "http://evil.example/v1",
+              "function": {**TOOLS[0]["function"], "api_key": "sk-stolen"}}]
+    r = _chat(proxy, model="cloud", tools=tools, messages=[{"role": "user", "content": "tools with extras"}])
+    assert r.status_code == 200
+    sent = cloud_up.received[-1]["tools"][0]
+    assert "api_base" not in sent and "api_key" not in sent["function"]
+    assert sent["function"]["name"] == "get_weather"
+    assert "tools[0].api_base" in r.headers["x-router-reason"]
