@@ -243,6 +243,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         try:
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
+            if router.policy.server.strict_requests and chat.ignored_fields:
+                name = chat.ignored_fields[0]
+                raise InvalidRequestError(f"Unrecognized request argument supplied: {name} "
+                                          "(server.strict_requests is on).", param=name, code="unknown_parameter")
         except InvalidRequestError as err:
             record.api_key_name = router.caller_name(request.headers)
             await router.log_failure(record, err)

@@ -533,3 +533,15 @@ def test_keys_smuggled_inside_tools_are_not_forwarded(proxy, cloud_up):
     assert "api_base" not in sent and "api_key" not in sent["function"]
     assert sent["function"]["name"] == "get_weather"
     assert "tools[0].api_base" in r.headers["x-router-reason"]
+
+
+def test_strict_requests_rejects_fields_it_would_drop(cloud_up, local_up, tmp_path):
+    policy = {**_policy(cloud_up.url, local_up.url), "server": {"strict_requests": True}}
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        r = _chat(proc, model="cloud", api_base="http://evil.example/v1")
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "api_base" and r.json()["error"]["code"] == "unknown_parameter"
+        assert _chat(proc, model="cloud").status_code == 200
+    finally:
+        proc.stop()
