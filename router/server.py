@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api_keys import api_key_id
 from .decision import AUTO
-from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
+from .errors import InvalidRequestError, PayloadTooLargeError, PermissionDeniedError, RouterError
 from .live_policy import LivePolicy
 from .pipeline import Router, Routing, new_request_id
 from .policy import Policy
@@ -280,6 +280,12 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
         router = live.router
         router.authorize(request.headers)
+        if router.policy.server.require_api_key:
+            caller = router.callers.identify(request.headers.get("authorization"))
+            if caller is None or not caller.admin:
+                raise PermissionDeniedError(
+                    "Reading the policy needs an admin key (an api_keys entry with admin: true).",
+                    code="admin_key_required")
         caps = {}
         for name, tier in router.policy.tiers.items():
             c = await asyncio.to_thread(resolve_capabilities, tier)
