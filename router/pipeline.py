@@ -408,15 +408,16 @@ class Router:
 
     async def _reserve(self, tier: str, request: ChatRequest, record: RequestRecord,
                        params: dict[str, Any]) -> Reservation | None:
-        """Hold the worst-case cost of a cloud call on the tenant's budget (may cap
-        ``params['max_tokens']``, see :mod:`router.budget`). None for other tiers.
+        """Hold the worst-case cost of a call of any tier but the local one (the cloud tier,
+        and every other paid tier a client may name) on the tenant's budget (may cap
+        ``params['max_tokens']``, see :mod:`router.budget`). None for the local tier.
 
         Raises:
             _BudgetRefused: the budget is spent (or unknown and failing closed).
         """
-        if self.budget is None or tier != self.policy.routing.cloud_tier:
+        if self.budget is None or tier == self.policy.routing.local_tier:
             return None
-        cloud = self.policy.cloud
+        cloud = self.policy.tiers[tier]
         cap, inject = completion_cap(params, cloud, self.policy.budgets)
         if inject:
             params["max_tokens"] = cap

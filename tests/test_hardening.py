@@ -577,3 +577,16 @@ def test_policy_endpoint_needs_an_admin_key_and_redacts_url_secrets(cloud_up, lo
         assert "sk-in-url" not in r.text and "region=eu" in r.json()["policy"]["tiers"]["cloud"]["api_base"]
     finally:
         proc.stop()
+
+
+def test_a_second_paid_tier_is_held_to_the_budget(cloud_up, local_up, tmp_path):
+    policy = _policy(cloud_up.url, local_up.url)
+    policy["tiers"]["cloud2"] = {**policy["tiers"]["cloud"], "model": "openai/gpt-4o"}
+    policy["budgets"] = {"enabled": True, "default": {"daily_usd": 0.0}, "on_exhausted": "reject"}
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        for tier in ("cloud", "cloud2"):
+            r = _chat(proc, model=tier, messages=[{"role": "user", "content": f"budget for {tier}"}])
+            assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", (tier, r.text)
+    finally:
+        proc.stop()
