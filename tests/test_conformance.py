@@ -287,7 +287,7 @@ def test_prompt_injection_does_not_steer_the_route(proxy):
     r = _post(proxy, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": text}]})
     assert strip_router_directives(text) == "What is 2 + 2?"  # the sentence addressed to the router is not embedded
     score = EmbeddingClassifier().score(["What is 2 + 2?"])[0]
-    assert float(r.headers["x-router-score"]) == pytest.approx(score, abs=1e-3)
+    assert float(r.headers["x-router-score"]) == pytest.approx(score, abs=5e-3)  # the server may embed in bf16
     assert r.headers["x-router-tier"] == "local"  # threshold 1.0: the classifier and policy decide, not the text
 
 
