@@ -12,7 +12,7 @@ import pytest
 from router.batching import MicroBatcher
 from router.pipeline import Router
 from router.policy import policy_from_dict
-from router.request import parse_chat_request
+from router.request.parse import parse_chat_request
 from router.store.sqlite import SQLiteStore
 
 

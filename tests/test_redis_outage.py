@@ -113,9 +113,9 @@ def test_redis_killed_mid_run_loses_no_request(tmp_path, capsys):
         # Budget: calls made while Redis was down were charged once it came back.
         import redis
 
-        from router.budget import NANO_PER_USD, windows
+        from router.guards.budget import NANO_PER_USD, windows
         from router.policy import BudgetLimit
-        from router.tenant import tenant_id
+        from router.request.tenant import tenant_id
 
         (day,) = windows(tenant_id("sk-outage-tenant"), BudgetLimit(daily_usd=10.0), time.time())
         counter = int(redis.Redis.from_url(server.url).get(f"outage:{day.key}") or 0)

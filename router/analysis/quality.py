@@ -3,7 +3,7 @@
 Quality retention is the share of requests whose answer is as good as the cloud tier's
 answer would have been: the routed system's quality relative to sending everything to the
 cloud. A request answered by the cloud tier counts as retained; a locally served request
-counts as retained when its shadow sample agrees (:func:`router.shadow.agreement`). Locally
+counts as retained when its shadow sample agrees (:func:`router.ledger.shadow.agreement`). Locally
 served requests without a sample are estimated at the sampled agreement rate ``p``:
 
     retention = (n_cloud + agreeing_samples + n_unsampled * p) / n

@@ -1,12 +1,12 @@
 """What-if replay: re-decide every logged request under another policy, calling no model.
 
-For each logged request, :func:`replay` runs the pure decision (:func:`router.decision.decide`)
+For each logged request, :func:`replay` runs the pure decision (:func:`router.routing.decide.decide`)
 on the inputs the log holds (requested model, classifier score, whether the cloud tier was
 available) under the new policy, then the pure escalation check
-(:func:`router.checks.should_escalate`, thresholds and combiner included) on the logged
+(:func:`router.cascade.verdict.should_escalate`, thresholds and combiner included) on the logged
 signals of the local attempt (every signal when the log kept them, ``calls.signals``; the
 mean token log-probability and empty flag in older logs), and prices the projected calls from logged token
-counts with the new policy's prices (:func:`router.cost.price_call`: a table lookup, no
+counts with the new policy's prices (:func:`router.ledger.cost.price_call`: a table lookup, no
 model is called).
 
 Projection rules, per ok request:
@@ -15,13 +15,13 @@ Projection rules, per ok request:
   policy that produced the log reproduces its decisions and costs exactly);
 - a call the log does not hold is synthesised: a cloud call from the request's logged
   cloud-tokenizer prompt count and completion estimate (the counterfactual's inputs,
-  :mod:`router.cost`), a local call from the same counts with the mean logged local latency
+  :mod:`router.ledger.cost`), a local call from the same counts with the mean logged local latency
   (for hourly prices);
 - a request newly routed to the local tier whose local attempt was never logged is
   escalated with probability ``q``: the share of logged local attempts that the new
   escalation rule escalates; its cost and counts are expected values (fractional).
 
-Quality (:mod:`router.quality`): an answer from the cloud tier counts as retained; a local
+Quality (:mod:`router.analysis.quality`): an answer from the cloud tier counts as retained; a local
 answer that has its own sample (a shadow sample, or the escalation sample of an escalated
 request whose local answer the new policy would keep) counts as its verdict; any other
 local answer is estimated at the shadow-sample agreement rate. Requests that were answered
@@ -36,13 +36,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .checks import Signals, escalation_applies, should_escalate
-from .cost import price_call
-from .decision import decide
-from .errors import RouterError
-from .policy import Policy, TierConfig
+from ..cascade.verdict import Signals, escalation_applies, should_escalate
+from ..ledger.cost import price_call
+from ..routing.decide import decide
+from ..errors import RouterError
+from ..policy import Policy, TierConfig
 from .quality import Retention, estimate_retention
-from .records import CallRecord, RequestRecord, ShadowRecord
+from ..store.records import CallRecord, RequestRecord, ShadowRecord
 from .report import CHECK_PURPOSES, quality_retention
 
 __all__ = ["Outcome", "Projection", "ReplayResult", "replay", "decision_for", "policy_as_logged"]

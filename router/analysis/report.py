@@ -2,13 +2,13 @@
 
 :func:`summarize` totals a set of requests; :func:`summarize_by` splits them by tier,
 route, model, API key or day; :func:`latency_by_tier` gives call latency percentiles.
-Rendering (Markdown, HTML, JSON, CSV) is in :mod:`router.reporting`.
+Rendering (Markdown, HTML, JSON, CSV) is in :mod:`router.analysis.render`.
 
 Definitions (all USD unless said):
 
 - actual cost: the sum of every logged call's cost (failed requests' calls included);
   calls with an unknown price are excluded and counted in ``unpriced_calls``.
-- all-cloud cost: the sum of ok requests' counterfactual cloud cost (:mod:`router.cost`).
+- all-cloud cost: the sum of ok requests' counterfactual cloud cost (:mod:`router.ledger.cost`).
 - savings = all-cloud - actual; net savings = savings - shadow spend (the cloud and judge
   calls made only to measure quality).
 - escalation tax: what the local attempts of escalated requests took (tokens, cost,
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .quality import Retention, agreement_rate, estimate_retention
-from .records import CallRecord, RequestRecord, ShadowRecord
+from ..store.records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["Summary", "summarize", "summarize_by", "GROUPINGS", "group_key", "route_of", "latency_by_tier",
            "TierLatency", "quality_retention", "answering_call", "CHECK_PURPOSES"]
@@ -62,7 +62,7 @@ class Summary:
         shadow_samples: quality samples (shadow and escalation); shadow_calls: extra cloud
             calls made for them; shadow_usd: their cost plus judge calls (USD);
             net_savings_usd: savings_usd - shadow_usd.
-        quality: estimated quality retention (see :mod:`router.quality`).
+        quality: estimated quality retention (see :mod:`router.analysis.quality`).
     """
 
     requests: int

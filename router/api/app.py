@@ -4,7 +4,7 @@
 pass their own parts. Every error leaves as OpenAI's error JSON from the handlers
 registered here, and every chat request is logged, failed ones included. With a
 ``policy_path`` the policy is reloaded when the file changes and on SIGHUP
-(:mod:`router.live_policy`); each request uses the router that was active when it arrived.
+(:mod:`router.api.live_policy`); each request uses the router that was active when it arrived.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api_keys import api_key_id
-from .decision import AUTO
-from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
+from ..request.api_keys import api_key_id
+from ..routing.decide import AUTO
+from ..errors import InvalidRequestError, PayloadTooLargeError, RouterError
 from .live_policy import LivePolicy
-from .pipeline import Router, Routing, new_request_id
-from .policy import Policy
-from .policy_view import redacted_policy
-from .request import ChatRequest, parse_chat_request
-from .store import RequestStore, open_store
-from .tenant import tenant_from_headers
+from ..pipeline import Router, Routing, new_request_id
+from ..policy import Policy
+from ..policy.view import redacted_policy
+from ..request.parse import ChatRequest, parse_chat_request
+from ..store import RequestStore, open_store
+from ..request.tenant import tenant_from_headers
 
 __all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
 
@@ -220,7 +220,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.get("/v1/policy")
     async def active_policy(request: Request) -> dict[str, Any]:
         """The active policy (secrets redacted), its hash, source and reload state."""
-        from .capabilities import resolve_capabilities
+        from ..routing.capabilities import resolve_capabilities
 
         router = live.router
         router.authorize(request.headers)
@@ -272,7 +272,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        from . import metrics
+        from ..ledger import metrics
 
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
 
@@ -289,7 +289,7 @@ def app_from_env() -> FastAPI:
     """
     import os
 
-    from .policy import load_policy
+    from ..policy import load_policy
 
     path = os.environ.get(POLICY_ENV) or None
     return create_app(load_policy(path), warm_up=os.environ.get(WARM_UP_ENV) != "0", policy_path=path)

@@ -3,7 +3,7 @@
 :class:`LivePolicy` holds the :class:`~router.pipeline.Router` built for the active policy.
 A request takes ``live.router`` once when it starts and keeps it to the end, so a reload
 never changes the policy of a request in flight. :meth:`LivePolicy.reload` checks the file
-with :func:`router.policy_check.check_policy_file` (the messages of ``policy check``); a
+with :func:`router.policy.check.check_policy_file` (the messages of ``policy check``); a
 valid new policy gets a new Router (sharing the store and, when the classifier artifact is
 the same, the loaded classifier), warmed up before it is swapped in; an invalid one is
 rejected, its errors logged, and the old policy stays active.
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline import Router
-from .policy_check import check_policy_file
-from .policy_view import policy_hash
+from ..pipeline import Router
+from ..policy.check import check_policy_file
+from ..policy.view import policy_hash
 
 __all__ = ["LivePolicy", "ReloadResult"]
 
@@ -94,7 +94,7 @@ class LivePolicy:
             try:
                 store = current.store
                 if report.policy.log != current.policy.log:
-                    from .store import open_store
+                    from ..store import open_store
 
                     store = open_store(report.policy.log)
                 fresh = current.with_policy(report.policy, store)

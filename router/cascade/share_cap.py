@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .state.base import SharedState, StateUnavailable
+from ..state.base import SharedState, StateUnavailable
 
 __all__ = ["cap_allows", "EscalationShare", "BUCKETS"]
 

@@ -3,7 +3,7 @@
 Pure: :func:`extract` takes the answer text, its per-token log-probabilities (with the top-2
 alternatives when the tier returned them), the finish reason and the request's
 ``response_format``; it returns :class:`AnswerSignals`. The self-check probability and the
-consistency of two samples are measured by other calls (see :mod:`router.self_check`) and
+consistency of two samples are measured by other calls (see :mod:`router.cascade.measures.self_check`) and
 attached with :meth:`AnswerSignals.with_extra`.
 
 Every numeric signal is oriented so that *higher means more likely correct* except the

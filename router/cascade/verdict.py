@@ -1,7 +1,7 @@
 """Checks stage: signals from a local answer and the escalation verdict.
 
 Pure: ``answer_signals`` and ``should_escalate`` take data and return data. The signals
-themselves are computed by :mod:`router.signals`; the self-check and consistency calls are
+themselves are computed by :mod:`router.cascade.signals`; the self-check and consistency calls are
 made by the pipeline (I/O) and attached to the signals before the verdict.
 """
 
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import CombinerConfig, EscalationConfig, Policy
+from ..policy import CombinerConfig, EscalationConfig, Policy
 from .signals import AnswerSignals, extract, format_error
 
 __all__ = ["Signals", "Verdict", "answer_signals", "should_escalate", "escalation_applies", "p_correct",
            "format_error", "REPETITION_LOOP"]
 
 Signals = AnswerSignals
-"""The checks stage's name for :class:`router.signals.AnswerSignals`."""
+"""The checks stage's name for :class:`router.cascade.signals.AnswerSignals`."""
 
 REPETITION_LOOP = 0.5
 """``repetition`` above this (over half the word 4-grams repeat) counts as a loop."""

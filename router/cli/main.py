@@ -1,5 +1,5 @@
 """The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``policy``, and ``train``,
-``eval``, ``calibrate``, ``score`` (from :mod:`router.training_cli`).
+``eval``, ``calibrate``, ``score`` (from :mod:`router.cli.train`).
 
 Bad arguments and invalid policies end with a one-line message and exit code 2.
 """
@@ -15,9 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_policy import policy_app
-from .errors import PolicyError
-from .policy import Policy, load_policy
+from .policy import policy_app
+from ..errors import PolicyError
+from ..policy import Policy, load_policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Route chat requests between a local SLM and a cloud LLM.")
 app.add_typer(policy_app, name="policy")
@@ -76,7 +76,7 @@ def serve(
     if policy is None:
         active = _policy(None)
     else:
-        from .policy_check import check_policy_file
+        from ..policy.check import check_policy_file
 
         report = check_policy_file(policy)
         if report.errors or report.policy is None:
@@ -99,7 +99,7 @@ def serve(
         )
     if workers > 1:
         _prepare_multiprocess_metrics()  # before anything imports prometheus-client's metrics
-        from .server import POLICY_ENV, WARM_UP_ENV
+        from ..api.app import POLICY_ENV, WARM_UP_ENV
 
         if active.store.backend != "redis":
             err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
@@ -109,11 +109,11 @@ def serve(
         else:
             os.environ.pop(POLICY_ENV, None)
         os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
-        uvicorn.run("router.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+        uvicorn.run("router.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level=log_level, access_log=access_log)
         return
-    from .errors import RouterError
-    from .server import create_app
+    from ..errors import RouterError
+    from ..api.app import create_app
 
     try:
         app_ = create_app(active, warm_up=warm_up, policy_path=policy, watch=watch)
@@ -151,10 +151,10 @@ def _open_log(active: Policy, log: Optional[Path]):
     """(a description of the log, the store to read it from): ``--log`` or the policy's
     SQLite file, or its Redis stream when the policy's store is redis."""
     if log is None and active.store.backend == "redis":
-        from .store import open_store
+        from ..store import open_store
 
         return f"{active.store.url} stream {active.store.prefix}:requests", open_store(active, reader=True)
-    from .store.sqlite import SQLiteStore
+    from ..store.sqlite import SQLiteStore
 
     path = log or Path(active.log.path)
     if not path.exists():
@@ -186,8 +186,8 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Costs, savings, escalation tax, shadow spend and estimated quality retention of the logged requests."""
-    from .report import GROUPINGS
-    from .reporting import FORMATS, build_report, render
+    from ..analysis.report import GROUPINGS
+    from ..analysis.render import FORMATS, build_report, render
 
     if as_json:
         fmt = fmt or "json"
@@ -210,7 +210,7 @@ def report(
 
 
 def _print_table(data) -> None:
-    from .reporting.text import GROUP_HEADER, cost_lines, flags, group_rows, headline_rows
+    from ..analysis.render.text import GROUP_HEADER, cost_lines, flags, group_rows, headline_rows
 
     summary = data.summary
     table = Table(title=f"slm-router savings report ({data.source})", show_header=False)
@@ -241,8 +241,8 @@ def replay(
 ) -> None:
     """Re-decide every logged request under another policy, calling no model, and print the
     projected cost, local share, escalation rate and quality beside the actual ones."""
-    from .reporting.replay_view import replay_json, replay_markdown, replay_rows
-    from .replay import replay as run_replay
+    from ..analysis.render.replay_view import replay_json, replay_markdown, replay_rows
+    from ..analysis.replay import replay as run_replay
 
     if fmt is not None and fmt not in ("md", "json"):
         _fail(f"--format must be md or json, got {fmt!r}")
@@ -269,7 +269,7 @@ def replay(
 
 
 # Training, evaluation, calibration and batch scoring live in their own module.
-from . import training_cli  # noqa: E402
+from . import train as training_cli  # noqa: E402
 
 app.command("train")(training_cli.train)
 app.command("eval")(training_cli.evaluate)

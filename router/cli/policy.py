@@ -26,7 +26,7 @@ SCHEMA_PATH = Path("policies") / "policy.schema.json"
 def schema_json() -> str:
     """The JSON Schema of :class:`router.policy.Policy`, as committed in
     ``policies/policy.schema.json`` (2-space indent, trailing newline)."""
-    from .policy import Policy
+    from ..policy import Policy
 
     schema = Policy.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -41,7 +41,7 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
 ) -> None:
     """Report every problem as FILE:LINE:COLUMN with a hint; exit 2 when any file has errors."""
-    from .policy_check import check_policy_file
+    from ..policy.check import check_policy_file
 
     failed = False
     for path in files:
@@ -67,7 +67,7 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write h
 @policy_app.command("hash-key")
 def hash_key(key: Optional[str] = typer.Argument(None, help="The key; read from stdin when omitted.")) -> None:
     """Print the sha256 to put under api_keys[].sha256 for a proxy API key."""
-    from .policy import hash_api_key
+    from ..policy import hash_api_key
 
     value = key if key is not None else sys.stdin.readline().strip()
     if not value:

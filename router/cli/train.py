@@ -119,7 +119,7 @@ def evaluate(
     import numpy as np
     from tqdm.auto import tqdm
 
-    from router.scoring.artifact import load_artifact
+    from ..scoring.artifact import load_artifact
     from training.datasets import load
     from training.evaluate import baseline_scores, cross_val_raw, evaluate_scores
     from training.metrics import quality_curve
@@ -135,7 +135,7 @@ def evaluate(
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
     if split == "none":
-        from router.scoring.classifier import EmbeddingClassifier
+        from ..scoring.classifier import EmbeddingClassifier
 
         clf = EmbeddingClassifier(art.path)
         overlap = set(art.card.get("data", {}).get("datasets", [])) & {e.source for e in rows}
@@ -202,8 +202,8 @@ def calibrate(
         _fail("give --data (the traffic to calibrate on) or --labels (label files of the local tier)")
     import numpy as np
 
-    from router.scoring.artifact import load_artifact
-    from router.scoring.classifier import EmbeddingClassifier
+    from ..scoring.artifact import load_artifact
+    from ..scoring.classifier import EmbeddingClassifier
     from training.calibrate import threshold_for_quality, threshold_for_share
     from training.datasets import load
     from training.metrics import quality_curve
@@ -265,8 +265,8 @@ def _artifact_scores(artifact: str, prompts: list[str]):
     artifact was trained on the prompt, else scored now. Returns (scores, n scored now)."""
     import numpy as np
 
-    from router.scoring.artifact import load_artifact
-    from router.scoring.classifier import EmbeddingClassifier
+    from ..scoring.artifact import load_artifact
+    from ..scoring.classifier import EmbeddingClassifier
     from training.train import load_oof, prompt_key
 
     art = load_artifact(artifact)
@@ -284,13 +284,13 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
                      no_self_check: bool, no_consistency: bool, verifier: Optional[str] = None) -> None:
     import numpy as np
 
-    from router.cost import call_cost
+    from ..ledger.cost import call_cost
     from training.cascade import COMBINER_SIGNALS, Costs, joint_calibration
     from training.datasets.local_labels import prompt_text
     from training.label import read_labels
 
-    from .errors import PolicyError
-    from .policy import load_policy
+    from ..errors import PolicyError
+    from ..policy import load_policy
 
     if not 0.0 < target <= 1.0:
         _fail(f"--target-quality must be in (0, 1] with --labels, got {target}")
@@ -380,8 +380,8 @@ def _read_policy_yaml(path: Path) -> dict:
 def _write_threshold(path: Path, threshold: float, artifact: Optional[str], data: Optional[dict] = None) -> None:
     import yaml
 
-    from .errors import PolicyError
-    from .policy import policy_from_dict
+    from ..errors import PolicyError
+    from ..policy import policy_from_dict
 
     data = _read_policy_yaml(path) if data is None else data
     classifier = data.setdefault("routing", {}).setdefault("classifier", {})
@@ -405,7 +405,7 @@ def score(
     """Batch-score prompts: P(needs the cloud tier) per line, higher = more in need. A stable interface for other tools."""
     from tqdm.auto import tqdm
 
-    from .scoring.classifier import EmbeddingClassifier
+    from ..scoring.classifier import EmbeddingClassifier
 
     if not input.is_file():
         _fail(f"input file not found: {input}")
@@ -456,8 +456,8 @@ def label(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .errors import PolicyError
-    from .policy import load_policy
+    from ..errors import PolicyError
+    from ..policy import load_policy
 
     _training()
     from training.datasets import data_root

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import BudgetLimit, BudgetsConfig, ThresholdShift, TierConfig
-from .records import CallRecord
-from .state.base import NO_LIMIT, SharedState, StateUnavailable
+from ..policy import BudgetLimit, BudgetsConfig, ThresholdShift, TierConfig
+from ..store.records import CallRecord
+from ..state.base import NO_LIMIT, SharedState, StateUnavailable
 
 __all__ = [
     "NANO_PER_USD",
@@ -273,7 +273,7 @@ class Budget:
 def budgets_with_key_overlays(policy) -> "BudgetsConfig":
     """The policy's budgets with each ``api_keys`` entry whose overlay sets ``budgets`` added
     under ``tenants`` (tenant id ``key-`` + the first 16 hex digits of the key's SHA-256, as
-    :func:`router.tenant.tenant_id` computes it); an explicit ``budgets.tenants`` entry wins."""
+    :func:`router.request.tenant.tenant_id` computes it); an explicit ``budgets.tenants`` entry wins."""
     tenants = dict(policy.budgets.tenants)
     for key in policy.api_keys:
         overlay = policy.overlays.get(key.overlay) if key.overlay else None

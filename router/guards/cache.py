@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .policy import CacheConfig
-from .request import ChatRequest, message_text
-from .state.base import SharedState, StateUnavailable
-from .tenant import Tenant
+from ..policy import CacheConfig
+from ..request.parse import ChatRequest, message_text
+from ..state.base import SharedState, StateUnavailable
+from ..request.tenant import Tenant
 
 __all__ = ["CachePlan", "CacheHit", "CacheProbe", "cache_plan", "fingerprint", "semantic_scope", "ResponseCache"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from .errors import RateLimitError, StoreUnavailableError
-from .policy import RateLimitsConfig
-from .state.base import RateVerdict, SharedState, StateUnavailable
+from ..errors import RateLimitError, StoreUnavailableError
+from ..policy import RateLimitsConfig
+from ..state.base import RateVerdict, SharedState, StateUnavailable
 
 __all__ = ["gcra", "limit_for", "RateLimiter"]
 

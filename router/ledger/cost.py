@@ -28,8 +28,8 @@ import logging
 import os
 from typing import Any
 
-from .policy import Policy, Price, TierConfig
-from .records import RequestRecord
+from ..policy import Policy, Price, TierConfig
+from ..store.records import RequestRecord
 
 __all__ = [
     "call_cost",

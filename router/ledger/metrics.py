@@ -30,7 +30,7 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-from .records import RequestRecord
+from ..store.records import RequestRecord
 
 __all__ = ["observe", "budget_rejection", "rate_limited", "escalation_capped", "render", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV"]
 

@@ -4,12 +4,12 @@ After a request answered by the local tier has been logged, :class:`ShadowSample
 ``shadow.rate`` share of them (chosen by a hash of the request id, so the choice is
 reproducible) to the cloud tier as well, on a background task: the client already has its
 answer and never waits for this. Both answers are stored as a
-:class:`~router.records.ShadowRecord` with their agreement: the cosine similarity of their
+:class:`~router.store.records.ShadowRecord` with their agreement: the cosine similarity of their
 MiniLM embeddings (``router.scoring.embedder``) and, when ``shadow.judge_tier`` names a
 tier, that model's YES/NO verdict on whether the local answer is as good. Escalated
 requests already hold both answers (the local attempt and the cloud's), so they are scored
 too, with no extra call. The report turns the samples into an estimated quality retention
-(:mod:`router.quality`).
+(:mod:`router.analysis.quality`).
 
 The pure parts (:func:`is_sampled`, :func:`judge_messages`, :func:`parse_verdict`,
 :func:`agreement`) take data and return data; :class:`ShadowSampler` does the I/O.
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from .cost import price_call
-from .policy import Policy
-from .providers.tier_client import TierCallError, TierClient
-from .records import RequestRecord, ShadowRecord
-from .request import ChatRequest, message_text
-from .scoring.embedder import Embedder
-from .store.base import RequestStore
+from ..policy import Policy
+from ..providers.tier_client import TierCallError, TierClient
+from ..store.records import RequestRecord, ShadowRecord
+from ..request.parse import ChatRequest, message_text
+from ..scoring.embedder import Embedder
+from ..store.base import RequestStore
 
 __all__ = ["ShadowSampler", "is_sampled", "judge_messages", "parse_verdict", "agreement"]
 

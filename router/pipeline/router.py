@@ -2,9 +2,9 @@
 escalate -> log.
 
 :class:`Router` wires the stages together for one policy (a reloaded policy gets a new
-Router, see :mod:`router.live_policy`, so a request keeps the policy it started with). The
-rules, decision and check stages are pure functions (:mod:`router.rules`,
-:mod:`router.decision`, :mod:`router.checks`); this module does the I/O around them:
+Router, see :mod:`router.api.live_policy`, so a request keeps the policy it started with). The
+rules, decision and check stages are pure functions (:mod:`router.routing.rules`,
+:mod:`router.routing.decide`, :mod:`router.cascade.verdict`); this module does the I/O around them:
 identifying the caller, language detection, token counting and scoring off the event
 loop, tier calls through :class:`TierClient`, and one log record per request (plus one per
 model call) written to the store, whatever happens.
@@ -21,17 +21,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import metrics
-from .batching import MicroBatcher
-from .budget import Budget, Reservation, budgets_with_key_overlays, completion_cap, reserve_tokens
-from .cache import CacheHit, CacheProbe, ResponseCache
-from .caller import Caller, CallerIndex, rule_headers
-from .capabilities import apply_capabilities
-from .checks import Verdict, answer_signals, p_correct, should_escalate
-from .cost import call_cost, count_prompt_tokens, price_request
-from .decision import Decision, decide, needs_score
-from .escalation_cap import EscalationShare, cap_allows
-from .errors import (
+from ..ledger import metrics
+from ..batching import MicroBatcher
+from ..guards.budget import Budget, Reservation, budgets_with_key_overlays, completion_cap, reserve_tokens
+from ..guards.cache import CacheHit, CacheProbe, ResponseCache
+from ..request.identity import Caller, CallerIndex, rule_headers
+from ..routing.capabilities import apply_capabilities
+from ..cascade.verdict import Verdict, answer_signals, p_correct, should_escalate
+from ..ledger.cost import call_cost, count_prompt_tokens, price_request
+from ..routing.decide import Decision, decide, needs_score
+from ..cascade.share_cap import EscalationShare, cap_allows
+from ..errors import (
     AuthenticationError,
     BudgetExceededError,
     InvalidRequestError,
@@ -41,22 +41,22 @@ from .errors import (
     UpstreamError,
     upstream_error_for,
 )
-from .features import extract_features
-from .openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
-from .policy import EscalationConfig, Policy, hash_api_key
-from .policy_view import policy_hash
-from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
-from .providers.tier_client import CallResult, TierCallError, TierClient
-from .records import CallRecord, RequestRecord
-from .request import ChatRequest, message_text
-from .ratelimit import RateLimiter
-from .shadow import ShadowSampler
-from .scoring.base import Scorer
-from .self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
-from .signals import AnswerSignals, agreement
-from .state import SharedState, open_state
-from .store.base import RequestStore
-from .tenant import ANONYMOUS, Tenant
+from ..request.features import extract_features
+from ..openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
+from ..policy import EscalationConfig, Policy, hash_api_key
+from ..policy.view import policy_hash
+from ..routing.rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
+from ..providers.tier_client import CallResult, TierCallError, TierClient
+from ..store.records import CallRecord, RequestRecord
+from ..request.parse import ChatRequest, message_text
+from ..guards.ratelimit import RateLimiter
+from ..ledger.shadow import ShadowSampler
+from ..scoring.base import Scorer
+from ..cascade.measures.self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
+from ..cascade.signals import AnswerSignals, agreement
+from ..state import SharedState, open_state
+from ..store.base import RequestStore
+from ..request.tenant import ANONYMOUS, Tenant
 
 __all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
@@ -167,7 +167,7 @@ class Router:
         self.policy_hash = policy_hash(policy)
         self.store = store
         if scorer is None:
-            from .scoring.classifier import EmbeddingClassifier
+            from ..scoring.classifier import EmbeddingClassifier
 
             cfg = policy.routing.classifier
             scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
@@ -219,7 +219,7 @@ class Router:
         if self.policy.cache.semantic.enabled:
             embedder = getattr(self.scorer, "embedder", None)
             if embedder is None:
-                from .scoring.embedder import Embedder
+                from ..scoring.embedder import Embedder
 
                 embedder = Embedder()
             embed = lambda text: embedder.encode([text])[0]  # noqa: E731
@@ -243,7 +243,7 @@ class Router:
         self.client.warm_up()
         self._base_threshold()
         if "language" in self._facts_needed:
-            from .language import warm_up as warm_language
+            from ..request.language import warm_up as warm_language
 
             warm_language()
 
@@ -269,11 +269,11 @@ class Router:
         if cfg.target_cloud_share is None:
             return None
         if self._share_threshold is None:
-            from .calibration import threshold_for_cloud_share
+            from ..routing.threshold import threshold_for_cloud_share
 
             artifact = getattr(self.scorer, "artifact", None)
             if artifact is None:
-                from .scoring.artifact import load_artifact
+                from ..scoring.artifact import load_artifact
 
                 artifact = load_artifact(cfg.artifact)
             self._share_threshold = threshold_for_cloud_share(
@@ -287,7 +287,7 @@ class Router:
         text = message_text(last_user)
         language = prompt_tokens = None
         if "language" in self._facts_needed:
-            from .language import detect_language
+            from ..request.language import detect_language
 
             language = detect_language(text)
         if "prompt_tokens" in self._facts_needed:
@@ -307,11 +307,11 @@ class Router:
             request: the parsed request.
             headers: the HTTP request headers (``Authorization`` identifies the caller).
             tenant: whose budget shifts the threshold as it burns
-                (:func:`router.budget.shifted_threshold`), when budgets are on.
+                (:func:`router.guards.budget.shifted_threshold`), when budgets are on.
 
         Raises:
             ModelNotFoundError, TierForbiddenError, TierUnavailableError: see
-            :func:`router.decision.decide`.
+            :func:`router.routing.decide.decide`.
         """
         caller = self.callers.identify((headers or {}).get("authorization"))
         cfg = self.policy.routing.classifier
@@ -375,7 +375,7 @@ class Router:
     async def _reserve(self, tier: str, request: ChatRequest, record: RequestRecord,
                        params: dict[str, Any]) -> Reservation | None:
         """Hold the worst-case cost of a cloud call on the tenant's budget (may cap
-        ``params['max_tokens']``, see :mod:`router.budget`). None for other tiers.
+        ``params['max_tokens']``, see :mod:`router.guards.budget`). None for other tiers.
 
         Raises:
             _BudgetRefused: the budget is spent (or unknown and failing closed).
@@ -593,9 +593,9 @@ class Router:
         """
         scorer = self._verifiers.get(artifact)
         if scorer is None:
-            from .scoring.artifact import load_artifact
-            from .scoring.classifier import EmbeddingClassifier
-            from .scoring.embedders import embedder_key
+            from ..scoring.artifact import load_artifact
+            from ..scoring.classifier import EmbeddingClassifier
+            from ..scoring.embedders import embedder_key
 
             router_card = getattr(getattr(self.scorer, "artifact", None), "card", None)
             card = (await asyncio.to_thread(load_artifact, artifact)).card
@@ -624,7 +624,7 @@ class Router:
     async def _escalation_allowed(self, decision: Decision, record: RequestRecord, verdict: Verdict) -> bool:
         """Whether a checked local answer goes to the cloud tier: the verdict escalates, the
         cloud tier is allowed and available, and one more escalation keeps the share within
-        ``max_share`` (:func:`router.escalation_cap.cap_allows`, counts from the shared
+        ``max_share`` (:func:`router.cascade.share_cap.cap_allows`, counts from the shared
         state; when the state is unreachable the cap is not applied and the reason says so).
         Counts the answer for the cap; notes on ``record`` why an escalation is not made."""
         esc = decision.escalation
@@ -868,7 +868,7 @@ class Router:
         or by text pieces when the tier streams none) or its end; nothing reaches the client
         meanwhile. Their signals (mean/min/quantile log-probabilities, margins, repetition,
         refusal; not ``empty`` or ``finish_length`` of an unfinished answer) go through
-        :func:`router.checks.should_escalate`; the self-check and consistency calls are
+        :func:`router.cascade.verdict.should_escalate`; the self-check and consistency calls are
         skipped on a prefix (they judge a whole answer). An answer that ends within the
         prefix is checked whole, like a held-back answer. Keep: the held pieces, then the
         rest of the local stream, live. Escalate: the cloud stream is opened first; once it

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .policy import (
+from .model import (
     Policy,
     _ENV_PATTERN,
     _nearest,
@@ -300,8 +300,8 @@ def _price_problems(policy: Policy, out: _Collector) -> None:
 
 
 def _deployment_problems(policy: Policy, out: _Collector) -> None:
-    from .models import resolve_gguf
-    from .scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
+    from ..models import resolve_gguf
+    from ..scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
 
     for name, tier in policy.tiers.items():
         if tier.is_in_process:

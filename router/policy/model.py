@@ -5,7 +5,7 @@ which tier is the local one and which the cloud one, the classifier and its thre
 escalation rule, model aliases, ordered routing rules, the proxy's API keys with their
 per-key overlays, and where requests are logged. ``Policy()`` with no arguments is the
 embedded default, identical to ``policies/default.yaml``; ``load_policy(path)`` reads a YAML
-file and reports problems with file, line and column (:mod:`router.policy_check`).
+file and reports problems with file, line and column (:mod:`router.policy.check`).
 ``policies/policy.schema.json`` is the JSON Schema of :class:`Policy`
 (``slm-router policy schema`` regenerates it).
 
@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import PolicyError
+from ..errors import PolicyError
 
 __all__ = [
     "Price",
@@ -81,7 +81,7 @@ __all__ = [
 
 AUTO = "auto"
 NEEDS = ("vision", "tools", "json")
-"""Capabilities a request can need (see :mod:`router.features`): ``vision`` (an image part),
+"""Capabilities a request can need (see :mod:`router.request.features`): ``vision`` (an image part),
 ``tools`` (``tools`` given), ``json`` (``response_format`` json_object or json_schema)."""
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -162,7 +162,7 @@ class LocalRuntime(_Strict):
 class Capabilities(_Strict):
     """What a tier can do. A field left unset is looked up when needed: in litellm's model
     map for litellm models, or ``runtime.n_ctx`` and no vision/tools/JSON schema for
-    in-process ``slm-local`` models (see :mod:`router.capabilities`)."""
+    in-process ``slm-local`` models (see :mod:`router.routing.capabilities`)."""
 
     context_window: int | None = Field(None, ge=1, description="prompt + completion tokens the model accepts")
     vision: bool | None = Field(None, description="accepts image parts")
@@ -219,7 +219,7 @@ class ClassifierConfig(_Strict):
 
     Set either ``threshold`` or ``target_cloud_share``; the latter picks the threshold
     from the artifact card's held-out ``score_quantiles``
-    (:func:`router.calibration.threshold_for_cloud_share`).
+    (:func:`router.routing.threshold.threshold_for_cloud_share`).
     """
 
     artifact: str = Field("builtin", description="'builtin' (shipped in the package), 'builtin:<name>' "
@@ -272,7 +272,7 @@ _SIGNALS = (
     "first_logprob", "mean_margin", "min_margin", "log_tokens", "finish_length", "repetition",
     "refusal", "empty", "format_error", "self_check", "consistency", "verifier",
 )
-"""Signal names a policy may use (router.signals.SIGNAL_NAMES; duplicated here so that the
+"""Signal names a policy may use (router.cascade.signals.SIGNAL_NAMES; duplicated here so that the
 policy schema does not import the checks stage). ``router_score`` is also accepted by a
 combiner: the pre-routing classifier score of the request."""
 _HARD_FAILURES = ("empty", "format_error", "refusal", "repetition", "finish_length")
@@ -292,7 +292,7 @@ class CombinerConfig(_Strict):
     """A learned escalation combiner: logistic regression giving P(local answer correct).
 
     ``p = 1 / (1 + exp(-(intercept + sum_i weights[i] * (x_i - means[i]) / scales[i])))`` over
-    the named ``signals`` (``router.signals.SIGNAL_NAMES`` plus ``router_score``); the answer
+    the named ``signals`` (``router.cascade.signals.SIGNAL_NAMES`` plus ``router_score``); the answer
     is escalated when ``p < min_p_correct``. Written by ``slm-router calibrate --labels``
     (trained on label files from ``slm-router label``); ``trained_on`` records provenance.
     """
@@ -810,7 +810,7 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> "Policy":
         if info.context and info.context.get("defer_references"):
-            return self  # router.policy_check reports them with file positions
+            return self  # router.policy.check reports them with file positions
         errors = [p for p in reference_problems(self) if p.severity == "error"]
         if errors:
             raise ValueError("; ".join(_describe(p) for p in errors))
@@ -934,11 +934,11 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     Raises:
         PolicyError: the file is missing, is not YAML, or fails validation; the message
             lists every problem as ``FILE:LINE:COLUMN: error: ...`` with hints
-            (:func:`router.policy_check.check_policy_file`).
+            (:func:`router.policy.check.check_policy_file`).
     """
     if path is None:
         return Policy()
-    from .policy_check import check_policy_file
+    from .check import check_policy_file
 
     report = check_policy_file(Path(path))
     if report.errors or report.policy is None:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .policy import Policy
+from .model import Policy
 
 __all__ = ["REDACTED", "redacted_policy", "policy_hash"]
 

@@ -2,7 +2,7 @@
 
 Pure: :func:`api_key_id` takes the request's ``Authorization`` header value and returns the
 id that groups a client's requests in the report (``slm-router report --by api-key``). It is
-the tenant id of :mod:`router.tenant` (one hash of a key across the whole product), or None
+the tenant id of :mod:`router.request.tenant` (one hash of a key across the whole product), or None
 for a request without a key.
 """
 

@@ -1,13 +1,13 @@
 """Features stage: what the router looks at in a request before choosing a tier.
 
-Pure: takes a :class:`~router.request.ChatRequest`, returns :class:`Features`.
+Pure: takes a :class:`~router.request.parse.ChatRequest`, returns :class:`Features`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .request import ChatRequest, message_text
+from .parse import ChatRequest, message_text
 
 __all__ = ["Features", "extract_features"]
 

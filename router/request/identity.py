@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .policy import Overlay, Policy, hash_api_key
+from ..policy import Overlay, Policy, hash_api_key
 
 __all__ = ["Caller", "CallerIndex", "bearer_token", "rule_headers"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
 
 __all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
            "CONTENT_PART_TYPES"]

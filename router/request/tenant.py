@@ -28,7 +28,7 @@ def tenant_id(api_key: str | None) -> str:
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """Who one request is for, as shared state scopes it (its identity within the policy's
-    ``api_keys`` is :class:`router.caller.Caller`).
+    ``api_keys`` is :class:`router.request.identity.Caller`).
 
     Attributes:
         tenant: tenant id (see :func:`tenant_id`).

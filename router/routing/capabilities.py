@@ -13,10 +13,10 @@ import functools
 import os
 from dataclasses import dataclass, replace
 
-from .decision import Decision
-from .errors import InvalidRequestError
-from .features import Features
-from .policy import Policy, TierConfig
+from .decide import Decision
+from ..errors import InvalidRequestError
+from ..request.features import Features
+from ..policy import Policy, TierConfig
 
 __all__ = ["TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
 
@@ -52,7 +52,7 @@ def resolve_capabilities(tier: TierConfig) -> TierCapabilities:
 
 @functools.lru_cache(maxsize=256)
 def _resolve(model: str, declared_json: str, n_ctx: int, in_process: bool) -> TierCapabilities:
-    from .policy import Capabilities
+    from ..policy import Capabilities
 
     declared = Capabilities.model_validate_json(declared_json)
     fields = ("context_window", "vision", "tools", "json_schema")

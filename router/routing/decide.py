@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ModelNotFoundError, TierForbiddenError, TierUnavailableError
-from .policy import AUTO, EscalationConfig, Policy
+from ..errors import ModelNotFoundError, TierForbiddenError, TierUnavailableError
+from ..policy import AUTO, EscalationConfig, Policy
 
 __all__ = ["AUTO", "Constraints", "Decision", "decide", "needs_score", "resolve_model"]
 
 
 @dataclass(frozen=True, slots=True)
 class Constraints:
-    """What rules and the caller's overlay ask of one decision (see :mod:`router.rules`).
+    """What rules and the caller's overlay ask of one decision (see :mod:`router.routing.rules`).
 
     Attributes:
         forced_tier, forced_by: a tier a rule forces, and who (``rule <name>``).
@@ -125,7 +125,7 @@ def decide(requested_model: str, score: float | None, policy: Policy,
         requested_model: the request's ``model``: ``auto``, a tier name or an alias.
         score: classifier P(needs cloud) in [0, 1]; required when :func:`needs_score` is True.
         policy: the active policy.
-        constraints: from rules and the caller's overlay (:func:`router.rules.constraints_for`).
+        constraints: from rules and the caller's overlay (:func:`router.routing.rules.constraints_for`).
 
     Returns:
         The decision. Its ``escalation`` is set for answers of the local tier on

@@ -3,7 +3,7 @@ overlay ask of the decision.
 
 Pure: :func:`evaluate_rules` takes the rules and the :class:`RequestFacts` of a request and
 returns a :class:`RuleOutcome`; :func:`constraints_for` folds that outcome and the caller's
-overlay into the :class:`~router.decision.Constraints` that :func:`router.decision.decide`
+overlay into the :class:`~router.routing.decide.Constraints` that :func:`router.routing.decide.decide`
 honours. Nothing here calls a model or reads a file; facts that cost something to compute
 (language, token count) are computed by the pipeline only when :func:`facts_needed` says a
 rule looks at them.
@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .decision import Constraints
-from .policy import EscalationOverride, Overlay, Policy, Rule
+from .decide import Constraints
+from ..policy import EscalationOverride, Overlay, Policy, Rule
 
 __all__ = ["RequestFacts", "RuleOutcome", "rule_matches", "evaluate_rules", "constraints_for", "facts_needed"]
 

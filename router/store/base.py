@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..records import RequestRecord, ShadowRecord
+from .records import RequestRecord, ShadowRecord
 
 __all__ = ["RequestStore"]
 

@@ -35,7 +35,7 @@ class CallRecord:
         empty_answer: the answer had no visible text (an escalation input); None when not
             checked.
         signals: the checked answer's confidence signals
-            (:meth:`router.signals.AnswerSignals.as_dict`, plus ``p_correct`` when a combiner
+            (:meth:`router.cascade.signals.AnswerSignals.as_dict`, plus ``p_correct`` when a combiner
             ran and ``prefix_tokens`` when only a streamed prefix was checked), so ``replay``
             can re-evaluate another policy's thresholds; None on calls that were not checked
             and in logs written before signals were kept.
@@ -77,10 +77,10 @@ class RequestRecord:
         latency_ms: request wall time (ms).
         cost_usd: sum of its calls' cost (USD); None if any call's price is unknown.
         counterfactual_usd: what it would have cost on the cloud tier (USD); None if unknown.
-        policy_hash: :func:`router.policy_view.policy_hash` of the policy that routed it.
+        policy_hash: :func:`router.policy.view.policy_hash` of the policy that routed it.
         rules: names of the routing rules that matched, comma-separated; None when none did.
         api_key_name: the caller's ``api_keys`` entry name; None for an unknown caller.
-        tenant: who asked (:func:`router.tenant.tenant_id`: a key hash or ``anonymous``).
+        tenant: who asked (:func:`router.request.tenant.tenant_id`: a key hash or ``anonymous``).
         cache: ``exact`` or ``semantic`` when answered from the response cache, else None.
         calls: the model calls made for it.
         api_key_id: a non-reversible id of the client's API key (``key-`` + 16 hex of its
@@ -93,7 +93,7 @@ class RequestRecord:
         cloud_prompt_tokens: the prompt counted with the cloud model's tokenizer (tokens).
         cloud_completion_tokens: completion tokens of the cloud answer: the real count when the
             cloud tier answered, else the estimate used for the counterfactual (see
-            :func:`router.cost.estimate_cloud_completion_tokens`).
+            :func:`router.ledger.cost.estimate_cloud_completion_tokens`).
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.

@@ -10,7 +10,7 @@ import threading
 from dataclasses import astuple, fields
 from pathlib import Path
 
-from ..records import CallRecord, RequestRecord, ShadowRecord
+from .records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["SQLiteStore"]
 

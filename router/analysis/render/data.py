@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..records import RequestRecord, ShadowRecord
+from ...store.records import RequestRecord, ShadowRecord
 from ..report import Summary, TierLatency, latency_by_tier, summarize, summarize_by
 
 __all__ = ["ReportData", "build_report", "fmt_time", "fmt_usd", "fmt_pct"]
@@ -45,7 +45,7 @@ def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
     """Aggregate a window of the log for rendering.
 
     Raises:
-        ValueError: ``by`` is not one of :data:`router.report.GROUPINGS`.
+        ValueError: ``by`` is not one of :data:`router.analysis.report.GROUPINGS`.
     """
     records = sorted(records, key=lambda r: r.ts)
     shadows = list(shadows)

@@ -13,7 +13,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..records import RequestRecord, ShadowRecord
+from ...store.records import RequestRecord, ShadowRecord
 from ..report import TierLatency
 
 __all__ = ["Bucket", "bucket_size", "buckets", "cost_per_bucket_png", "cumulative_savings_png",

@@ -1,0 +1,1 @@
+"""Extra measurements of a local answer (self-check, consistency, verifier)."""
