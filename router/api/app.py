@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..request.api_keys import api_key_id
 from ..routing.decide import AUTO
 from ..errors import InvalidRequestError, PayloadTooLargeError, RouterError
 from .live_policy import LivePolicy
@@ -30,7 +29,6 @@ from ..policy import Policy
 from ..policy.view import redacted_policy
 from ..request.parse import ChatRequest, parse_chat_request
 from ..store import RequestStore, open_store
-from ..request.tenant import tenant_from_headers
 
 __all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
 
@@ -181,11 +179,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         request_id = new_request_id()
         request.state.request_id = request_id
         record = router.new_record(request_id, started)
-        tenant = tenant_from_headers(request.headers.get("authorization"), request.headers.get("cache-control"))
-        record.tenant = tenant.tenant
-        record.api_key_id = api_key_id(request.headers.get("authorization") or request.headers.get("api-key"))
+        identity = router.identify(request.headers)  # the credential headers, read once
+        record.tenant, record.api_key_id = identity.tenant.tenant, identity.api_key_id
         try:
-            router.authorize(request.headers)
+            router.authorize(identity)
         except RouterError as err:
             await router.log_failure(record, err)
             raise
@@ -193,7 +190,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
         except InvalidRequestError as err:
-            record.api_key_name = router.caller_name(request.headers)
+            record.api_key_name = identity.caller.name if identity.caller else None
             await router.log_failure(record, err)
             raise
         except Exception as err:  # never an unlogged bare 500
@@ -201,10 +198,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record, request.headers, tenant)
+            routed = await router.stream(chat, record, request.headers, identity=identity)
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers, tenant, log_later=True)
+        answer = await router.complete(chat, record, request.headers, log_later=True, identity=identity)
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
         return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
 

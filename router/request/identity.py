@@ -1,5 +1,7 @@
 """Who is calling: the proxy API key in ``Authorization: Bearer <key>`` looked up among the
-policy's ``api_keys`` (by SHA-256, so the policy holds no key in clear).
+policy's ``api_keys`` (by SHA-256, so the policy holds no key in clear), with the tenant id
+and the logged key id derived from the same hash: :meth:`Identity.parse` reads the
+credential headers once per request.
 
 Identification never rejects a request: an absent or unknown key gives an anonymous caller
 (None), which rules on ``keys``/``groups`` do not match and no overlay applies to.
@@ -11,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..policy import Overlay, Policy, hash_api_key
+from .api_keys import api_key_id
+from .tenant import ANONYMOUS, Tenant, tenant_from_headers
 
-__all__ = ["Caller", "CallerIndex", "bearer_token", "rule_headers"]
+__all__ = ["Caller", "CallerIndex", "Identity", "bearer_token", "rule_headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +67,54 @@ class CallerIndex:
         digest = hash_api_key(token)
         return digest in self._by_hash or digest in extra_hashes
 
+    def by_hash(self, digest: str) -> Caller | None:
+        """The caller whose key has SHA-256 ``digest`` (hex), or None."""
+        return self._by_hash.get(digest)
+
+    def admits_hash(self, digest: str | None, extra_hashes: frozenset[str] = frozenset()) -> bool:
+        """:meth:`admits` for a key already hashed (None: no bearer key)."""
+        return digest is not None and (digest in self._by_hash or digest in extra_hashes)
+
     def identify(self, authorization: str | None) -> Caller | None:
         """The caller whose key is in ``authorization`` (a header value), or None."""
         token = bearer_token(authorization)
         if token is None or not self._by_hash:
             return None
         return self._by_hash.get(hash_api_key(token))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who one request is from, parsed once from its headers.
+
+    Attributes:
+        tenant: the tenant (``key-`` + 16 hex of SHA-256 of the key, or ``anonymous``) and its
+            cache directives (:func:`router.request.tenant.tenant_from_headers`).
+        api_key_id: the key id the log keeps (:func:`router.request.api_keys.api_key_id`: the
+            tenant id, or that of an ``api-key`` header without ``Authorization``), or None.
+        caller: the ``api_keys`` entry of the bearer key, or None.
+        key_sha256: SHA-256 (hex) of the bearer key, or None without one (authorization).
+        presented: an ``Authorization`` header was sent (a missing key is a different 401).
+    """
+
+    tenant: Tenant = Tenant()
+    api_key_id: str | None = None
+    caller: Caller | None = None
+    key_sha256: str | None = None
+    presented: bool = False
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str] | None, callers: "CallerIndex | None" = None) -> "Identity":
+        """The identity in ``headers`` (``Authorization``, ``api-key``, ``Cache-Control``);
+        ``callers`` looks the bearer key up (no caller when None). Never raises."""
+        headers = headers or {}
+        authorization = headers.get("authorization")
+        tenant = tenant_from_headers(authorization, headers.get("cache-control"))
+        token = bearer_token(authorization)
+        digest = hash_api_key(token) if token is not None else None
+        if authorization:
+            key_id = None if tenant.tenant == ANONYMOUS else tenant.tenant
+        else:
+            key_id = api_key_id(headers.get("api-key"))
+        caller = callers.by_hash(digest) if callers is not None and digest is not None else None
+        return cls(tenant, key_id, caller, digest, bool(authorization))

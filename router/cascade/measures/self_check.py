@@ -14,7 +14,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CHECK_QUESTION", "self_check_messages", "p_yes", "SELF_CHECK_PARAMS"]
+from ...policy import EscalationConfig
+from .base import MeasureInput, Measured
+
+__all__ = ["CHECK_QUESTION", "SelfCheck", "self_check_messages", "p_yes", "SELF_CHECK_PARAMS"]
 
 CHECK_QUESTION = "Is your answer above correct? Reply with only yes or no."
 """The question appended after the answer. It continues the same conversation, so a local
@@ -57,3 +60,23 @@ def p_yes(top: Sequence[tuple[str, float]] | None) -> float | None:
     if yes + no <= 0.0:
         return None
     return yes / (yes + no)
+
+
+class SelfCheck:
+    """The ``self_check`` measure: P("yes") of the local model judging its own answer
+    (one call with purpose ``self_check``)."""
+
+    signal = "self_check"
+
+    def wanted(self, escalation: EscalationConfig) -> bool:
+        return bool(escalation.self_check or escalation.needs("self_check"))
+
+    async def measure(self, given: MeasureInput) -> Measured:
+        check = await given.check_call("self_check", self_check_messages(given.messages(), given.text),
+                                       dict(SELF_CHECK_PARAMS))
+        if check is None:
+            return Measured()
+        p = p_yes(check.top_logprobs[0] if check.top_logprobs else None)
+        if p is None:
+            return Measured(note="self-check gave neither yes nor no")
+        return Measured(p, f"self-check {p:.2f}")
