@@ -18,9 +18,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["AnswerSignals", "SIGNAL_NAMES", "NEUTRAL", "extract", "repetition_share", "is_refusal", "format_error",
+__all__ = ["AnswerSignals", "SIGNAL_NAMES", "HARD_FAILURES", "HardFailure", "NEUTRAL", "extract", "repetition_share", "is_refusal", "format_error",
            "normalize_answer", "agreement",
            "quantile"]
 
@@ -30,6 +30,12 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "refusal", "empty", "format_error", "self_check", "consistency", "verifier",
 )
 """Names a combiner or a threshold may use, in the order of :meth:`AnswerSignals.vector`."""
+
+HardFailure = Literal["empty", "format_error", "refusal", "repetition", "finish_length"]
+"""A signal that can fail an answer outright (``escalation.escalate_on``; the policy's type)."""
+
+HARD_FAILURES: tuple[str, ...] = get_args(HardFailure)
+"""Every :data:`HardFailure`, in check order."""
 
 # Neutral values for a signal that could not be measured (no log-probabilities returned, no
 # self-check made): roughly the middle of what SmolLM2-135M's answers show, so a missing

@@ -33,13 +33,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .model import (
-    Policy,
-    _ENV_PATTERN,
-    _nearest,
-    interpolate_env,
-    reference_problems,
-)
+from .env import ENV_PATTERN, interpolate_env
+from .model import Policy
+from .references import nearest, reference_problems
 
 __all__ = ["Problem", "CheckReport", "check_policy_file", "check_policy_text"]
 
@@ -237,7 +233,7 @@ def _duplicate_keys(node: yaml.Node | None, path: _Path, out: _Collector) -> Non
 
 def _unset_env(data: Any, path: _Path, environ: Mapping[str, str], out: _Collector) -> None:
     if isinstance(data, str):
-        for m in _ENV_PATTERN.finditer(data):
+        for m in ENV_PATTERN.finditer(data):
             name, default = m.group(1), m.group(2)
             if default is None and not environ.get(name):
                 hint = None
@@ -262,7 +258,7 @@ def _schema_problems(err: ValidationError, out: _Collector) -> None:
         if kind == "extra_forbidden":
             key = str(loc[-1])
             valid = _valid_keys(loc[:-1])
-            hint = _nearest(key, valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
+            hint = nearest(key, valid) or (f"valid keys: {', '.join(valid)}" if valid else None)
             out.add(loc, f"unknown key {key!r}", hint, at_key=True)
         elif kind == "missing":
             _, info = _schema_at(loc)
