@@ -269,11 +269,12 @@ def replay(
 
 
 # Training, evaluation, calibration and batch scoring live in their own module.
+from . import calibrate as calibrate_cli  # noqa: E402
 from . import train as training_cli  # noqa: E402
 
 app.command("train")(training_cli.train)
 app.command("eval")(training_cli.evaluate)
-app.command("calibrate")(training_cli.calibrate)
+app.command("calibrate")(calibrate_cli.calibrate)
 app.command("score")(training_cli.score)
 app.command("label")(training_cli.label)
 

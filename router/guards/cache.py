@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from ..policy import CacheConfig
+from ..policy import CacheConfig, Policy
 from ..request.parse import ChatRequest, message_text
 from ..state.base import SharedState, StateUnavailable
 from ..request.tenant import Tenant
 
-__all__ = ["CachePlan", "CacheHit", "CacheProbe", "cache_plan", "fingerprint", "semantic_scope", "ResponseCache"]
+__all__ = ["CachePlan", "CacheHit", "CacheProbe", "cache_plan", "fingerprint", "semantic_scope", "ResponseCache",
+           "response_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +192,21 @@ class ResponseCache:
                                             self.config.ttl_s, self.config.semantic.max_entries)
         except StateUnavailable as err:
             log.debug("answer not cached: %s", err)
+
+
+def response_cache(policy: Policy, state: SharedState, scorer: Any = None) -> ResponseCache:
+    """The policy's response cache on ``state``; the semantic cache embeds with the scorer's
+    embedder when it has one (else a MiniLM embedder of its own, loaded on first use)."""
+    embed = None
+    if policy.cache.semantic.enabled:
+        from ..scoring.protocols import EmbeddingScorer
+
+        if isinstance(scorer, EmbeddingScorer):
+            embedder = scorer.embedder
+        else:
+            from ..scoring.embedder import Embedder
+
+            embedder = Embedder()
+        embed = lambda text: embedder.encode([text])[0]  # noqa: E731
+    models = {name: t.model for name, t in policy.tiers.items()}
+    return ResponseCache(state, policy.cache, models, embed)

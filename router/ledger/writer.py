@@ -20,7 +20,7 @@ from ..batching import MicroBatcher
 from ..guards.budget import Reservation
 from ..policy import Policy
 from ..request.parse import ChatRequest
-from ..store.base import RequestStore
+from ..store.base import BatchStore, RequestStore
 from ..store.records import RequestRecord
 from . import metrics
 from .cost import price_request
@@ -74,11 +74,10 @@ class LogWriter:
                 record.cost_usd = record.counterfactual_usd = None
             records.append(record)
         errors: list[Exception | None] = [None] * len(records)
-        record_many = getattr(self.store, "record_many", None)
         written = False
-        if record_many is not None and len(records) > 1:
+        if isinstance(self.store, BatchStore) and len(records) > 1:
             try:
-                record_many(records)
+                self.store.record_many(records)
                 written = True
             except Exception:
                 log.exception("writing %d log records at once failed; writing them one by one", len(records))

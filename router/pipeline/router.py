@@ -26,7 +26,7 @@ from ..cascade.cascade import Cascade
 from ..cascade.measures import Verifiers
 from ..errors import AuthenticationError, PolicyError, RateLimitError, RouterError
 from ..guards.budget import Budget, Reservation, budgets_with_key_overlays
-from ..guards.cache import ResponseCache
+from ..guards.cache import response_cache
 from ..guards.ratelimit import RateLimiter
 from ..guards.reserve import CloudReserver
 from ..ledger import metrics
@@ -43,6 +43,7 @@ from ..request.tenant import Tenant
 from ..routing.decide import Decision, needs_score
 from ..routing.route import Routing, RouteStage
 from ..scoring.base import Scorer
+from ..scoring.protocols import EmbeddingScorer
 from ..state import SharedState, open_state
 from ..store.base import RequestStore
 from ..store.records import RequestRecord
@@ -94,7 +95,7 @@ class Router:
         # Embedding + classifier for concurrent decisions run as one batch on one thread.
         self._scores: MicroBatcher[str, float] = MicroBatcher(self._score_batch, max_batch=32, name="slm-router-score")
         self.state = state or open_state(policy.store)
-        self.cache = self._response_cache() if policy.cache.enabled else None
+        self.cache = response_cache(policy, self.state, scorer) if policy.cache.enabled else None
         self.budget = Budget(self.state, budgets_with_key_overlays(policy)) if policy.budgets.enabled else None
         self.limiter = RateLimiter(self.state, policy.rate_limits) if policy.rate_limits.enabled else None
         if self.budget is not None and call_cost(policy.cloud, 1000, 1000) is None:
@@ -107,7 +108,8 @@ class Router:
         reserver = CloudReserver(policy, self.budget)
         self.attempts = Attempts(policy, self.client, reserver)
         self.cascade = Cascade(policy, self.state, Verifiers(scorer))
-        self.shadow = ShadowSampler(policy, self.client, store, getattr(scorer, "embedder", None))
+        self.shadow = ShadowSampler(policy, self.client, store,
+                                    scorer.embedder if isinstance(scorer, EmbeddingScorer) else None)
         self.writer = LogWriter(policy, store, self.shadow, reserver.settle if self.budget is not None else None)
 
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
@@ -122,26 +124,13 @@ class Router:
             fresh._scores = self._scores  # one scoring thread and its batches for the shared scorer
         return fresh
 
-    def _response_cache(self) -> ResponseCache:
-        embed = None
-        if self.policy.cache.semantic.enabled:
-            embedder = getattr(self.scorer, "embedder", None)
-            if embedder is None:
-                from ..scoring.embedder import Embedder
-
-                embedder = Embedder()
-            embed = lambda text: embedder.encode([text])[0]  # noqa: E731
-        models = {name: t.model for name, t in self.policy.tiers.items()}
-        return ResponseCache(self.state, self.policy.cache, models, embed)
-
     def _artifact_card(self) -> dict[str, Any]:
         """The classifier artifact's card (blocking when it is not loaded yet)."""
-        artifact = getattr(self.scorer, "artifact", None)
-        if artifact is None:
-            from ..scoring.artifact import load_artifact
+        if isinstance(self.scorer, EmbeddingScorer):
+            return self.scorer.artifact.card
+        from ..scoring.artifact import load_artifact
 
-            artifact = load_artifact(self.policy.routing.classifier.artifact)
-        return artifact.card
+        return load_artifact(self.policy.routing.classifier.artifact).card
 
     def _score_batch(self, texts: list[str]) -> list[float]:
         """P(needs cloud) per text (blocking; the scoring thread)."""
@@ -153,17 +142,15 @@ class Router:
     def health(self) -> dict[str, Any]:
         """``{"ok", "store", "state"}``: the request log and the shared state; ``ok`` False
         while either is degraded (records spooled, caching paused, budgets per on_store_down)."""
-        store_health = getattr(self.store, "health", None)
-        store = store_health() if store_health else {"ok": True}
+        store = self.store.health()
         state = self.state.health()
         return {"ok": bool(store.get("ok", True) and state.get("ok", True)), "store": store, "state": state}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the classifier, the embedder and in-process models (blocking, seconds)."""
-        warm = getattr(self.scorer, "warm_up", None)
-        if warm:
-            warm()
+        if isinstance(self.scorer, EmbeddingScorer):
+            self.scorer.warm_up()
         self.client.warm_up()
         self.routing.base_threshold()
         if "language" in self.routing.facts_needed:

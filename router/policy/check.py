@@ -35,11 +35,10 @@ from pydantic import BaseModel, ValidationError
 
 from .env import ENV_PATTERN, interpolate_env
 from .model import Policy
+from .positions import Positions, YamlPath, dotted, line_col
 from .references import nearest, reference_problems
 
 __all__ = ["Problem", "CheckReport", "check_policy_file", "check_policy_text"]
-
-_Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,61 +98,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-# -- positions --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    key: yaml.Mark | None  # the key's mark in its mapping (None for list items and the root)
-    value: yaml.Mark
-
-
-class _Positions:
-    """Map from a path (mapping keys and list indices) to its YAML marks."""
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self._index: dict[_Path, _Where] = {}
-        if root is not None:
-            self._walk(root, (), None)
-
-    def _walk(self, node: yaml.Node, path: _Path, key_mark: yaml.Mark | None) -> None:
-        self._index[path] = _Where(key_mark, node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode):
-                    self._walk(v, path + (k.value,), k.start_mark)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._walk(item, path + (i,), None)
-
-    def resolve(self, loc: tuple[Any, ...]) -> tuple[_Path, bool]:
-        """The longest known path along ``loc`` and whether all of ``loc`` was found.
-        Elements pydantic adds for unions (``function-after[...]``, type names) are skipped."""
-        path: _Path = ()
-        for elem in loc:
-            candidate = path + (elem if isinstance(elem, int) else str(elem),)
-            if candidate in self._index:
-                path = candidate
-        return path, path == tuple(e if isinstance(e, int) else str(e) for e in loc)
-
-    def mark(self, path: _Path, *, key: bool = False) -> yaml.Mark | None:
-        where = self._index.get(path)
-        if where is None:
-            return None
-        return (where.key or where.value) if key else where.value
-
-
-def _line_col(mark: yaml.Mark | None) -> tuple[int, int]:
-    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-
-
-def _dotted(path: _Path | tuple[Any, ...]) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 # -- schema walking (for hints) ---------------------------------------------------------
 
 
@@ -196,7 +140,7 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
 
 
 class _Collector:
-    def __init__(self, source: str, positions: _Positions) -> None:
+    def __init__(self, source: str, positions: Positions) -> None:
         self.source = source
         self.positions = positions
         self.problems: list[Problem] = []
@@ -204,8 +148,8 @@ class _Collector:
     def add(self, loc: tuple[Any, ...], message: str, hint: str | None = None, severity: str = "error",
             *, at_key: bool = False) -> None:
         path, exact = self.positions.resolve(loc)
-        line, col = _line_col(self.positions.mark(path, key=at_key or not exact))
-        problem = Problem(self.source, line, col, severity, _dotted(loc), message, hint)
+        line, col = line_col(self.positions.mark(path, key=at_key or not exact))
+        problem = Problem(self.source, line, col, severity, dotted(loc), message, hint)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -214,16 +158,16 @@ class _Collector:
         self.problems.append(Problem(self.source, line, column, severity, path, message, hint))
 
 
-def _duplicate_keys(node: yaml.Node | None, path: _Path, out: _Collector) -> None:
+def _duplicate_keys(node: yaml.Node | None, path: YamlPath, out: _Collector) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, yaml.Mark] = {}
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode):
                 if k.value in seen and k.value != "<<":
                     first = seen[k.value]
-                    line, col = _line_col(k.start_mark)
+                    line, col = line_col(k.start_mark)
                     out.at(line, col, f"duplicate key {k.value!r} (first at line {first.line + 1}); YAML would keep "
-                           "only the last", path=_dotted(path + (k.value,)))
+                           "only the last", path=dotted(path + (k.value,)))
                 seen.setdefault(k.value, k.start_mark)
                 _duplicate_keys(v, path + (k.value,), out)
     elif isinstance(node, yaml.SequenceNode):
@@ -231,7 +175,7 @@ def _duplicate_keys(node: yaml.Node | None, path: _Path, out: _Collector) -> Non
             _duplicate_keys(item, path + (i,), out)
 
 
-def _unset_env(data: Any, path: _Path, environ: Mapping[str, str], out: _Collector) -> None:
+def _unset_env(data: Any, path: YamlPath, environ: Mapping[str, str], out: _Collector) -> None:
     if isinstance(data, str):
         for m in ENV_PATTERN.finditer(data):
             name, default = m.group(1), m.group(2)
@@ -314,8 +258,10 @@ def _deployment_problems(policy: Policy, out: _Collector) -> None:
         out.add(loc, f"classifier artifact {str(folder)!r} lacks {', '.join(missing)}",
                 "use 'builtin' or a directory written by 'slm-router train'")
     elif cfg.target_cloud_share is not None:
-        card = json.loads((folder / CARD_FILE).read_text())
-        if not any(k.replace(".", "", 1).isdigit() for k in (card.get("score_quantiles") or {})):
+        from ..scoring.card import ArtifactCard
+
+        card = ArtifactCard.read(json.loads((folder / CARD_FILE).read_text()))
+        if not card.has_quantiles:
             out.add(("routing", "classifier", "target_cloud_share"),
                     f"the artifact card at {folder} has no score_quantiles to derive a threshold from",
                     "set routing.classifier.threshold instead")
@@ -376,7 +322,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark or err.context_mark
-            line, col = _line_col(mark)
+            line, col = line_col(mark)
             what = " ".join(x for x in (err.context, err.problem) if x)
             report = CheckReport(source, None)
             report.problems.append(Problem(source, line, col, "error", "", f"not valid YAML: {what}"))
@@ -385,19 +331,19 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
             report = CheckReport(source, None)
             report.problems.append(Problem(source, 1, 1, "error", "", f"not valid YAML: {err}"))
             return report
-        out = _Collector(source, _Positions(None))
+        out = _Collector(source, Positions(None))
         _duplicate_keys(root, (), out)
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as err:  # construction errors (unknown tags...)
         report = CheckReport(source, None)
         mark = getattr(err, "problem_mark", None)
-        line, col = _line_col(mark)
+        line, col = line_col(mark)
         report.problems.append(Problem(source, line, col, "error", "", f"not valid YAML: {err}"))
         return report
     finally:
         loader.dispose()
 
-    positions = _Positions(root)
+    positions = Positions(root)
     out.positions = positions
     if data is None:
         data = {}

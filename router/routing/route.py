@@ -24,6 +24,7 @@ from ..request.features import Features, extract_features
 from ..request.identity import Caller, rule_headers
 from ..request.parse import ChatRequest, message_text
 from ..request.tenant import ANONYMOUS
+from ..scoring.card import ArtifactCard
 from .capabilities import apply_capabilities
 from .decide import Constraints, Decision, decide, needs_score
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
@@ -111,9 +112,8 @@ class RouteStage:
         if cfg.target_cloud_share is None:
             return None
         if self._share_threshold is None:
-            card = self._artifact_card()
-            self._share_threshold = threshold_for_cloud_share(card.get("score_quantiles") or {},
-                                                              cfg.target_cloud_share)
+            card = ArtifactCard.read(self._artifact_card())
+            self._share_threshold = threshold_for_cloud_share(card.score_quantiles, cfg.target_cloud_share)
         return self._share_threshold
 
     def facts(self, request: ChatRequest, caller: Caller | None, headers: Mapping[str, str] | None,

@@ -41,10 +41,13 @@ class Verifiers:
             from ...scoring.classifier import EmbeddingClassifier
             from ...scoring.embedders import embedder_key
 
-            router_card = getattr(getattr(self.scorer, "artifact", None), "card", None)
+            from ...scoring.protocols import EmbeddingScorer
+
+            ours = self.scorer if isinstance(self.scorer, EmbeddingScorer) else None
             card = (await asyncio.to_thread(load_artifact, artifact)).card
-            same = router_card is not None and embedder_key(router_card) == embedder_key(card)
-            scorer = EmbeddingClassifier(artifact, getattr(self.scorer, "embedder", None) if same else None)
+            same = ours is not None and embedder_key(ours.artifact.card) == embedder_key(card)
+            # the router's embedder is shared when both artifacts read the same embeddings
+            scorer = EmbeddingClassifier(artifact, ours.embedder if same else None)
             self._loaded[artifact] = scorer
         (p_wrong,) = await asyncio.to_thread(scorer.score, [text or " "])
         return 1.0 - float(p_wrong)
