@@ -202,9 +202,10 @@ def _row(record) -> dict[str, Any]:
     return row
 
 
-def _run_session(tmp_path: Path) -> dict[str, Any]:
+def _run_session(tmp_path: Path) -> tuple[dict[str, Any], list, dict]:
     local, cloud = FakeLocal().start(), FakeOpenAI().start()
-    proxy = ProxyProcess(_policy(local.url, cloud.url), tmp_path)
+    policy = _policy(local.url, cloud.url)
+    proxy = ProxyProcess(policy, tmp_path)
     responses: dict[str, Any] = {}
     ids: dict[str, str] = {}
     try:
@@ -236,11 +237,19 @@ def _run_session(tmp_path: Path) -> dict[str, Any]:
     rows = {ids.get(r.id, f"unanswered {i}"): _row(r) for i, r in enumerate(records)}
     chat_cases = [name for name, path, *_ in SESSION if path == "/v1/chat/completions"]
     assert sorted(rows) == sorted(chat_cases), "every chat request is logged once"
-    return _clean({"responses": responses, "log": {name: rows[name] for name in chat_cases}})
+    named = {ids.get(r.id): r for r in records}
+    return _clean({"responses": responses, "log": {name: rows[name] for name in chat_cases}}), named, policy
 
 
-def test_golden_session(tmp_path: Path) -> None:
-    got = _run_session(tmp_path)
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> tuple[dict[str, Any], dict, dict]:
+    """The session's cleaned responses and log rows, its log records by case name, and the
+    policy mapping it ran under."""
+    return _run_session(tmp_path_factory.mktemp("golden"))
+
+
+def test_golden_session(session) -> None:
+    got = session[0]
     if os.environ.get("SLM_ROUTER_UPDATE_GOLDEN") == "1" or not GOLDEN.exists():
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
@@ -252,3 +261,25 @@ def test_golden_session(tmp_path: Path) -> None:
     for name in want["log"]:
         assert got["log"].get(name) == want["log"][name], f"log row of {name!r} changed"
     assert got == want
+
+
+def test_replay_decides_like_the_live_router(session) -> None:
+    """``replay`` under the policy that served the session re-decides every routed request
+    as the live router did: the rules (a header, metadata, a model name), the overlay of a
+    key (cloud forbidden, escalation off), forced tiers and aliases, the escalation verdict
+    with the rules' settings, and the share cap (``max_share: 0``)."""
+    from router.analysis.replay import replay
+    from router.policy import policy_from_dict
+
+    _, records, policy = session
+    result = replay(list(records.values()), [], policy_from_dict(policy))
+    by_id = {p.request_id: p for p in result.projections}
+    routed = {name: r for name, r in records.items() if r.status == "ok" and not r.cache}
+    assert {"rule forces cloud", "overlay keeps local", "share cap", "alias + rule threshold"} <= set(routed)
+    for name, r in routed.items():
+        projected = by_id[r.id]
+        assert projected.tier == r.routed_tier, f"{name}: replay routes to {projected.tier}, live to {r.routed_tier}"
+        assert projected.escalation_p == (1.0 if r.escalated else 0.0), f"{name}: escalation differs"
+    assert result.decisions_changed == 0 and result.escalations_changed == 0 and result.would_fail == 0
+    # the share-capped answer failed its check: only the replayed cap keeps it local
+    assert records["share cap"].escalated is False and "escalation capped" in records["share cap"].reason

@@ -36,13 +36,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..cascade.verdict import Signals, escalation_applies, should_escalate
-from ..ledger.cost import price_call
-from ..routing.decide import decide
+from ..cascade.cascade import caps_share, checks as is_checked, may_escalate
+from ..cascade.verdict import Signals, should_escalate
 from ..errors import RouterError
-from ..policy import Policy, TierConfig
-from .quality import Retention, estimate_retention
+from ..ledger.cost import price_call
+from ..policy import EscalationConfig, Policy, TierConfig
 from ..store.records import CallRecord, RequestRecord, ShadowRecord
+from .quality import Retention, estimate_retention
+from .redecide import ShareCapReplay, decision_for, logged_decision, policy_as_logged
 from .report import CHECK_PURPOSES, quality_retention
 
 __all__ = ["Outcome", "Projection", "ReplayResult", "replay", "decision_for", "policy_as_logged"]
@@ -115,27 +116,6 @@ class ReplayResult:
     projections: list[Projection] = field(default_factory=list)
 
 
-def policy_as_logged(policy: Policy, cloud_available: bool | None) -> Policy:
-    """``policy`` with its cloud tier's availability set as it was when a request was
-    decided (availability is a decision input; the replaying machine's keys are not)."""
-    if cloud_available is None or policy.cloud.available == cloud_available:
-        return policy
-    cloud = policy.cloud
-    update = {"api_key": "replay-placeholder"} if cloud_available else {"api_key": None, "api_base": None}
-    tiers = {**policy.tiers, policy.routing.cloud_tier: cloud.model_copy(update=update)}
-    return policy.model_copy(update={"tiers": tiers})
-
-
-def decision_for(record: RequestRecord, policy: Policy) -> str:
-    """The first tier ``policy`` chooses for a logged request, from the logged decision inputs.
-
-    Raises:
-        RouterError: the policy rejects the request (unknown model, cloud unavailable with
-            ``on_cloud_unavailable: error``).
-    """
-    return decide(record.requested_model or "", record.score, policy_as_logged(policy, record.cloud_available)).tier
-
-
 def _local_attempt(record: RequestRecord) -> CallRecord | None:
     """The logged local attempt whose signals were checked (None when none was)."""
     for call in record.calls:
@@ -157,10 +137,11 @@ def logged_signals(call: CallRecord) -> Signals:
                    refusal=False, empty=empty)
 
 
-def _escalates(call: CallRecord, policy: Policy, router_score: float | None = None) -> bool:
-    """The new policy's verdict on a logged local attempt (thresholds and combiner on the
-    logged signals; a self-check or consistency the log lacks stays unmeasured)."""
-    return should_escalate(logged_signals(call), policy.escalation, router_score).escalate
+def _escalates(call: CallRecord, escalation: EscalationConfig, router_score: float | None = None) -> bool:
+    """The verdict of ``escalation`` (the request's settings under the new policy) on a logged
+    local attempt (thresholds and combiner on the logged signals; a self-check or
+    consistency the log lacks stays unmeasured)."""
+    return should_escalate(logged_signals(call), escalation, router_score).escalate
 
 
 def _tier_for(call: CallRecord, record: RequestRecord, policy: Policy) -> TierConfig:
@@ -199,13 +180,16 @@ def _sample_verdicts(shadows: Iterable[ShadowRecord]) -> dict[tuple[str, str], b
     return {(s.request_id, s.kind): bool(s.agrees) for s in shadows if s.status == "ok" and s.agrees is not None}
 
 
-def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], policy: Policy) -> ReplayResult:
+def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], policy: Policy,
+           base_threshold: float | None = None) -> ReplayResult:
     """Project the logged requests under ``policy`` (pure apart from litellm's price table).
 
     Args:
-        records: logged requests with their calls (``store.requests()``).
+        records: logged requests with their calls (``store.requests()``), oldest first.
         shadows: their quality samples (``store.shadows()``).
         policy: the policy to replay.
+        base_threshold: the threshold ``policy``'s ``target_cloud_share`` derives from its
+            artifact card (None when it sets a threshold).
 
     Returns:
         Actual and projected :class:`Outcome`, counts of what changed, per-request projections.
@@ -220,7 +204,7 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     rate = actual_quality.rate  # agreement of the logged shadow samples: estimates unsampled local answers
 
     attempts = [(c, r.score) for r in records if r.status == "ok" for c in [_local_attempt(r)] if c is not None]
-    q = sum(_escalates(c, policy, score) for c, score in attempts) / len(attempts) if attempts else 0.0
+    q = sum(_escalates(c, policy.escalation, score) for c, score in attempts) / len(attempts) if attempts else 0.0
     local_latencies = [c.latency_ms for r in records for c in r.calls
                        if c.status == "ok" and r.local and c.tier == r.tier and c.purpose not in CHECK_PURPOSES]
     mean_local_latency = sum(local_latencies) / len(local_latencies) if local_latencies else 0.0
@@ -233,6 +217,8 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     observed: list[bool] = []
     changed = esc_changed = esc_estimated = would_fail = 0
     projections: list[Projection] = []
+    share_counted = caps_share(policy)
+    cap = ShareCapReplay()
 
     for r in records:
         for c in r.calls:
@@ -242,18 +228,23 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
                 projected_cost.add(_price(_tier_for(c, r, policy), c))
             continue
         view = policy_as_logged(policy, r.cloud_available)
-        try:
-            tier = decision_for(r, policy)
-        except RouterError:
-            would_fail += 1
-            projections.append(Projection(r.id, r.routed_tier, None, r.escalated, 0.0, 0.0, 0.0))
-            continue
+        decision = None
+        if r.cache:  # answered from the response cache: never routed, nothing to re-decide
+            tier = r.routed_tier
+        else:
+            try:
+                decision = logged_decision(r, policy, base_threshold)
+            except RouterError:
+                would_fail += 1
+                projections.append(Projection(r.id, r.routed_tier, None, r.escalated, 0.0, 0.0, 0.0))
+                continue
+            tier = decision.tier
         changed += tier != r.routed_tier
         costs = _Costs()
         attempt = _local_attempt(r)
         logged_cloud = next((c for c in reversed(r.calls) if c.status == "ok" and c.tier == r.tier and not r.local), None)
         is_local = tier == view.routing.local_tier
-        checks = escalation_applies(r.requested_model, tier, view)
+        checks = decision is not None and is_checked(view, decision, tier) and may_escalate(view, decision)
         can_escalate = view.cloud.available
 
         same_route = tier == r.routed_tier
@@ -268,7 +259,7 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
                 costs.add(usd)
             esc_p, local_p = 0.0, 1.0 if r.local else 0.0
         elif is_local and same_route and attempt is not None:
-            escalate = checks and _escalates(attempt, view, r.score)
+            escalate = checks and _capped_verdict(attempt, r, decision.escalation, share_counted, can_escalate, cap)
             if escalate and (escalation_failed or not can_escalate):
                 for usd in logged_usd:  # the log shows what happens: the local answer is kept
                     costs.add(usd)
@@ -344,3 +335,21 @@ def _cloud_usd(record: RequestRecord, logged_cloud: CallRecord | None, policy: P
     if record.cloud_prompt_tokens is None:
         return None
     return price_call(policy.cloud, record.cloud_prompt_tokens, record.cloud_completion_tokens or 0)[0]
+
+
+def _capped_verdict(attempt: CallRecord, record: RequestRecord, esc: EscalationConfig, counted: bool,
+                    can_escalate: bool, cap: ShareCapReplay) -> bool:
+    """The new verdict on a checked logged attempt after the share cap, counting it the way
+    the live cascade does (:meth:`router.cascade.cascade.Cascade.escalation_allowed`)."""
+    if not _escalates(attempt, esc, record.score):
+        if counted:
+            cap.note(esc, record.ts, False)
+        return False
+    if not can_escalate:
+        return True  # kept by the caller's branch: the cloud tier was unavailable
+    if counted and esc.max_share < 1.0 and not cap.allows(esc, record.ts):
+        cap.note(esc, record.ts, False)
+        return False
+    if counted:
+        cap.note(esc, record.ts, True)
+    return True

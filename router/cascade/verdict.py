@@ -15,7 +15,7 @@ from typing import Any
 from ..policy import CombinerConfig, EscalationConfig, Policy
 from .signals import AnswerSignals, extract, format_error
 
-__all__ = ["Signals", "Verdict", "answer_signals", "should_escalate", "escalation_applies", "p_correct",
+__all__ = ["Signals", "Verdict", "answer_signals", "should_escalate", "p_correct",
            "format_error", "REPETITION_LOOP"]
 
 Signals = AnswerSignals
@@ -117,9 +117,3 @@ def should_escalate(signals: AnswerSignals, config: EscalationConfig, router_sco
     if mean is None:
         return Verdict(False, "no log-probabilities")
     return Verdict(False, f"mean logprob {mean:.2f} ok")
-
-
-def escalation_applies(requested_model: str | None, tier: str, policy: Policy) -> bool:
-    """True when an answer of ``tier`` is checked and may be escalated: the policy's local
-    tier answered a routed (``auto``) request and escalation is enabled."""
-    return tier == policy.routing.local_tier and requested_model == "auto" and policy.escalation.enabled

@@ -253,7 +253,13 @@ def replay(
         records, shadows = store.requests(lo, hi), store.shadows(lo, hi)
     finally:
         store.close()
-    result = run_replay(records, shadows, active)
+    cfg = active.routing.classifier
+    base = None
+    if cfg.target_cloud_share is not None:
+        from ..routing.threshold import threshold_for_artifact
+
+        base = threshold_for_artifact(cfg.artifact, cfg.target_cloud_share)
+    result = run_replay(records, shadows, active, base)
     if fmt == "json":
         _write_out(replay_json(result), None)
         return

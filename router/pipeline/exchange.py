@@ -11,12 +11,14 @@ probe. :meth:`Exchange.note` is the only writer of the record's reason after the
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..policy import Rule
 from ..request.identity import Identity
 from ..request.parse import ChatRequest
+from ..routing.rules import logged_facts
 from ..store.records import RequestRecord
 
 if TYPE_CHECKING:  # imported for annotations only (no import cycle at run time)
@@ -72,9 +74,10 @@ class Exchange:
             self._messages = self.request.messages_as_dicts()
         return [dict(m) for m in self._messages]
 
-    def apply(self, routing: "Routing", cloud_available: bool) -> None:
+    def apply(self, routing: "Routing", cloud_available: bool, rules: Sequence[Rule] = ()) -> None:
         """Keep the routing decision on the record, with the decision inputs ``replay``
-        re-decides from (needs, prompt size, cloud availability, the completion cap)."""
+        re-decides from (needs, prompt size, cloud availability, the completion cap, the
+        facts the policy's ``rules`` read)."""
         self.routing = routing
         decision, record, request = routing.decision, self.record, self.request
         record.routed_tier, record.score = decision.tier, decision.score
@@ -86,6 +89,8 @@ class Exchange:
         record.needs = ",".join(sorted(routing.needs))
         record.prompt_chars = routing.prompt_chars
         record.cloud_available = cloud_available
+        if routing.facts is not None:
+            record.rule_facts = logged_facts(rules, routing.facts)
         cap = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
         record.max_tokens = int(cap) if isinstance(cap, (int, float)) else None
 

@@ -252,7 +252,7 @@ class Router:
             if hit is not None:
                 return hit.tier, hit_result(hit, ex.record)
         routing = await self.routing.route(ex.request, ex.identity.caller, ex.headers, ex.identity.tenant.tenant)
-        ex.apply(routing, self.policy.cloud.available)
+        ex.apply(routing, self.policy.cloud.available, self.policy.rules)
         return None
 
     async def complete(self, request: ChatRequest, record: RequestRecord,

@@ -67,6 +67,11 @@ class CallerIndex:
         digest = hash_api_key(token)
         return digest in self._by_hash or digest in extra_hashes
 
+    def by_name(self, name: str | None) -> Caller | None:
+        """The enabled caller named ``name`` (an ``api_keys`` entry), or None (``replay``
+        identifies logged callers by name)."""
+        return next((c for c in self._by_hash.values() if c.name == name), None) if name else None
+
     def by_hash(self, digest: str) -> Caller | None:
         """The caller whose key has SHA-256 ``digest`` (hex), or None."""
         return self._by_hash.get(digest)

@@ -43,7 +43,8 @@ class Routing:
         needs: capabilities the request needs (``vision``, ``tools``, ``json``).
         language: ISO 639-1 code of the last user turn, when a rule needed it.
         prompt_tokens: prompt tokens (cloud model's tokenizer), when a rule needed them.
-        prompt_chars: characters of the text the classifier reads.
+        prompt_chars: characters in all turns (the context-window check reads them).
+        facts: the rule facts the decision was made on (the log keeps what rules read).
     """
 
     decision: Decision
@@ -52,6 +53,7 @@ class Routing:
     language: str | None = None
     prompt_tokens: int | None = None
     prompt_chars: int = 0
+    facts: RequestFacts | None = None
 
 
 def constraints_on_facts(policy: Policy, facts: RequestFacts, caller: Caller | None,
@@ -169,4 +171,5 @@ class RouteStage:
             score = 1.0  # nothing to embed (an image-only turn): treat as hard
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
         decision = decide_on_facts(self.policy, request.model, constraints, score, features, max_out)
-        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars)
+        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars,
+                       facts)

@@ -24,11 +24,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .decide import Constraints
 from ..policy import EscalationOverride, Overlay, Policy, Rule
 
-__all__ = ["RequestFacts", "RuleOutcome", "rule_matches", "evaluate_rules", "constraints_for", "facts_needed"]
+__all__ = ["RequestFacts", "RuleOutcome", "rule_matches", "evaluate_rules", "constraints_for", "facts_needed",
+           "logged_facts", "facts_from_log"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,4 +217,37 @@ def constraints_for(policy: Policy, outcome: RuleOutcome, overlay: Overlay | Non
         escalation=esc,
         escalation_note=escalation_note,
         rules=outcome.matched,
+    )
+
+
+def logged_facts(rules: Sequence[Rule], facts: RequestFacts) -> dict[str, Any]:
+    """The rule facts a log record keeps so that ``replay`` can evaluate rules again (pure):
+    the headers and metadata entries some rule names, the last user turn only when a rule
+    reads it with a regex, and the language and prompt tokens when they were computed.
+    The requested model, the needs and the caller are logged in their own fields."""
+    headers = {n.lower() for r in rules for n in (r.match.headers or {})}
+    metadata = {n for r in rules for n in (r.match.metadata or {})}
+    out: dict[str, Any] = {
+        "headers": {k: v for k, v in facts.headers.items() if k in headers},
+        "metadata": {k: str(v) for k, v in facts.metadata.items() if k in metadata},
+    }
+    if any(r.match.last_user_regex is not None for r in rules):
+        out["last_user_text"] = facts.last_user_text
+    if facts.language is not None:
+        out["language"] = facts.language
+    if facts.prompt_tokens is not None:
+        out["prompt_tokens"] = facts.prompt_tokens
+    return out
+
+
+def facts_from_log(logged: Mapping[str, Any] | None, requested_model: str, needs: frozenset[str],
+                   key_name: str | None, key_group: str | None) -> RequestFacts:
+    """The rule facts of a logged request (:func:`logged_facts` plus its logged fields); a
+    fact the log does not hold is absent, so a condition on it does not hold."""
+    logged = logged or {}
+    return RequestFacts(
+        requested_model=requested_model, last_user_text=str(logged.get("last_user_text") or ""), needs=needs,
+        headers=dict(logged.get("headers") or {}), metadata=dict(logged.get("metadata") or {}),
+        key_name=key_name, key_group=key_group, prompt_tokens=logged.get("prompt_tokens"),
+        language=logged.get("language"),
     )

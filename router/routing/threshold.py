@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["threshold_for_cloud_share"]
+__all__ = ["threshold_for_cloud_share", "threshold_for_artifact"]
 
 
 def threshold_for_cloud_share(score_quantiles: Mapping[str, object], share: float) -> float:
@@ -47,3 +47,17 @@ def threshold_for_cloud_share(score_quantiles: Mapping[str, object], share: floa
             w = (share - lo) / (hi - lo)
             return points[lo] + w * (points[hi] - points[lo])
     return points[xs[-1]]  # unreachable: share is in [0, 1]
+
+
+def threshold_for_artifact(location: str, share: float) -> float:
+    """The threshold for ``share`` from the card of the classifier artifact at ``location``
+    (``builtin``, ``builtin:<name>`` or a directory; reads the card: blocking).
+
+    Raises:
+        FileNotFoundError: the artifact is incomplete.
+        ValueError: see :func:`threshold_for_cloud_share`.
+    """
+    from ..scoring.artifact import load_artifact
+    from ..scoring.card import ArtifactCard
+
+    return threshold_for_cloud_share(ArtifactCard.read(load_artifact(location).card).score_quantiles, share)

@@ -94,6 +94,10 @@ class RequestRecord:
         cloud_completion_tokens: completion tokens of the cloud answer: the real count when the
             cloud tier answered, else the estimate used for the counterfactual (see
             :func:`router.ledger.cost.estimate_cloud_completion_tokens`).
+        rule_facts: what the routing rules read that the fields above do not hold
+            (:func:`router.routing.rules.logged_facts`: the headers and metadata entries rules
+            name, the last user turn when a regex rule reads it, language, prompt tokens);
+            None when the request was not routed.
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -131,6 +135,7 @@ class RequestRecord:
     max_tokens: int | None = None
     cloud_prompt_tokens: int | None = None
     cloud_completion_tokens: int | None = None
+    rule_facts: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
