@@ -12,6 +12,8 @@ from pathlib import Path
 from router.cascade.measures import MEASURES, Measure, Verifiers, build_measures
 from router.cascade.signals import HARD_FAILURES, SIGNAL_NAMES, AnswerSignals
 from router.policy import EscalationConfig, EscalationOverride
+from router.providers.runtimes import RUNTIMES
+from router.routing.capabilities import TIER_FILTERS
 from router.scoring.registry import EMBEDDERS
 from router.state import STATES
 from router.store import STORES
@@ -112,6 +114,7 @@ def test_signal_names_are_the_signal_fields_defined_once() -> None:
 def test_registries_name_each_implementation() -> None:
     assert set(STORES) == {"sqlite", "redis"} and set(STATES) == {"sqlite", "redis"}
     assert set(EMBEDDERS) == {"minilm", "static"}
+    assert set(RUNTIMES) == {"slm-local"} and len(TIER_FILTERS) == 2
     measures = build_measures(Verifiers(None))
     assert [m.signal for m in measures] == list(MEASURES) == ["self_check", "verifier", "consistency"]
     assert all(isinstance(m, Measure) and m.signal in SIGNAL_NAMES for m in measures)

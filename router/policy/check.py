@@ -12,7 +12,7 @@ validated :class:`~router.policy.Policy` (None when there are errors) and the li
 - deployment facts: a ``slm-local`` GGUF file that does not exist, a classifier artifact
   that is missing (or has no ``score_quantiles`` for ``target_cloud_share``), a model
   litellm has no price for while the tier sets none (warning: its calls are logged
-  unpriced), sections this build validates but does not enforce (warning).
+  unpriced), settings that do nothing in the configuration at hand (warning).
 
 ``slm-router policy check`` prints :meth:`CheckReport.format`; ``serve`` and hot reload use
 the same report, so the messages are identical everywhere.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .decide import Decision
@@ -18,7 +19,7 @@ from ..errors import InvalidRequestError
 from ..request.features import Features
 from ..policy import Policy, TierConfig
 
-__all__ = ["TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
+__all__ = ["TIER_FILTERS", "TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +86,31 @@ def _litellm_info(model: str) -> tuple[dict, str]:
     }, "litellm"
 
 
+def lacks_capabilities(caps: TierCapabilities, features: Features, max_completion_tokens: int | None) -> list[str]:
+    """The needs (``vision``, ``tools``, ``json``) the tier's capabilities lack."""
+    return [need for need in sorted(features.needs) if not caps.can(need)]
+
+
+def exceeds_context(caps: TierCapabilities, features: Features, max_completion_tokens: int | None) -> list[str]:
+    """``["context"]`` when the prompt (estimated tokens) plus the completion budget (the
+    request's, capped at a quarter of the window; at least one token) exceeds the window."""
+    if caps.context_window is None:
+        return []
+    budget = min(max_completion_tokens or 1, max(caps.context_window // 4, 1))
+    return ["context"] if features.approx_prompt_tokens + budget > caps.context_window else []
+
+
+TIER_FILTERS: list[Callable[[TierCapabilities, Features, int | None], list[str]]] = [
+    lacks_capabilities, exceeds_context]
+"""Pure checks of whether a tier can serve a request, each ``(capabilities, features,
+completion cap) -> what is missing``; a tier with anything missing is not chosen."""
+
+
 def unmet_needs(tier: TierConfig, features: Features, max_completion_tokens: int | None = None) -> list[str]:
-    """What ``tier`` cannot do for this request: capabilities it lacks (``vision``, ``tools``,
-    ``json``) and ``context`` when the prompt (estimated tokens) plus the completion budget
-    (the request's, capped at a quarter of the window; at least one token) exceeds its
-    context window. Empty when the tier can serve it."""
+    """What ``tier`` cannot do for this request, by every :data:`TIER_FILTERS` entry in
+    order: capabilities it lacks, then ``context``. Empty when the tier can serve it."""
     caps = resolve_capabilities(tier)
-    missing = [need for need in sorted(features.needs) if not caps.can(need)]
-    if caps.context_window is not None:
-        budget = min(max_completion_tokens or 1, max(caps.context_window // 4, 1))
-        if features.approx_prompt_tokens + budget > caps.context_window:
-            missing.append("context")
-    return missing
+    return [missing for check in TIER_FILTERS for missing in check(caps, features, max_completion_tokens)]
 
 
 def apply_capabilities(decision: Decision, features: Features, policy: Policy, forced: bool,
