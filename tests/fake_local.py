@@ -10,17 +10,13 @@ per whitespace word, like :mod:`tests.fake_openai`.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
-from .fake_openai import free_port
+from .fake_openai import FakeOpenAI
 
 LOCAL_ANSWER = "Paris is the capital of France."
 SURE, UNSURE = -0.05, -2.5
@@ -37,29 +33,9 @@ def _token(word: str, lp: float, top: int) -> dict[str, Any]:
     return {"token": word, "logprob": lp, "bytes": None, "top_logprobs": alternatives}
 
 
-class FakeLocal:
-    """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> "FakeLocal":
-        self._thread.start()
-        deadline = time.time() + 10
-        while not self._server.started:
-            if time.time() > deadline:
-                raise RuntimeError("fake local server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+class FakeLocal(FakeOpenAI):
+    """Run with ``start()``; ``url`` is the ``api_base``; ``received`` the request bodies
+    (the server of :class:`tests.fake_openai.FakeOpenAI`, answering as described above)."""
 
     async def _chat(self, request: Request):
         body = await request.json()

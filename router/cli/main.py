@@ -162,6 +162,15 @@ def _open_log(active: Policy, log: Optional[Path]):
     return path, SQLiteStore(path)
 
 
+def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None):
+    """(where the log is, its requests and its shadow samples in ``[lo, hi)``)."""
+    path, store = _open_log(active, log)
+    try:
+        return path, store.requests(lo, hi), store.shadows(lo, hi)
+    finally:
+        store.close()
+
+
 def _write_out(text: str, out: Optional[Path]) -> None:
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -197,11 +206,7 @@ def report(
         _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     lo, hi = _window(since, until)
     active = _policy(policy)
-    path, store = _open_log(active, log)
-    try:
-        records, shadows = store.requests(lo, hi), store.shadows(lo, hi)
-    finally:
-        store.close()
+    path, records, shadows = _read_log(active, log, lo, hi)
     data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by)
     if fmt is not None:
         _write_out(render(data, fmt), out)
@@ -248,11 +253,7 @@ def replay(
         _fail(f"--format must be md or json, got {fmt!r}")
     lo, hi = _window(since, until)
     active = _policy(policy)
-    path, store = _open_log(active, log)
-    try:
-        records, shadows = store.requests(lo, hi), store.shadows(lo, hi)
-    finally:
-        store.close()
+    path, records, shadows = _read_log(active, log, lo, hi)
     cfg = active.routing.classifier
     base = None
     if cfg.target_cloud_share is not None:
