@@ -44,7 +44,7 @@ def replay_markdown(result: ReplayResult, policy: str, log: str) -> str:
     lines = [f"# What-if replay of `{log}` under `{policy}`", "", "| | actual | projected |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in replay_rows(result)]
     lines += ["", "No model was called: decisions, escalation checks and prices were recomputed from the log "
-              "(see `router/replay.py` for the projection rules)."]
+              "(see `router/analysis/replay.py` for the projection rules)."]
     return "\n".join(lines) + "\n"
 
 
