@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ...policy import EscalationConfig
-from ...providers.tier_client import CallResult
+if TYPE_CHECKING:  # annotations only: the measures stay importable without the providers
+    from ...policy import EscalationConfig
+    from ...providers.tier_client import CallResult
 
 __all__ = ["CheckCall", "Measure", "MeasureInput", "Measured"]
 
-CheckCall = Callable[[str, list[dict[str, Any]], dict[str, Any]], Awaitable[CallResult | None]]
+CheckCall = Callable[[str, list[dict[str, Any]], dict[str, Any]], Awaitable["CallResult | None"]]
 """``(purpose, messages, params) -> result``: one logged call to the local tier (retries
 included); None when it failed (the pipeline notes the failure in the reason)."""
 
@@ -29,7 +30,7 @@ class MeasureInput:
     parameters, and how to call the local tier."""
 
     text: str
-    escalation: EscalationConfig
+    escalation: "EscalationConfig"
     messages: Callable[[], list[dict[str, Any]]]
     params: dict[str, Any]
     check_call: CheckCall

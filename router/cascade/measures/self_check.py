@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...policy import EscalationConfig
 from .base import MeasureInput, Measured
+
+if TYPE_CHECKING:
+    from ...policy import EscalationConfig
 
 __all__ = ["CHECK_QUESTION", "SelfCheck", "self_check_messages", "p_yes", "SELF_CHECK_PARAMS"]
 
@@ -68,7 +70,7 @@ class SelfCheck:
 
     signal = "self_check"
 
-    def wanted(self, escalation: EscalationConfig) -> bool:
+    def wanted(self, escalation: "EscalationConfig") -> bool:
         return bool(escalation.self_check or escalation.needs("self_check"))
 
     async def measure(self, given: MeasureInput) -> Measured:
