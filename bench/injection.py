@@ -3,7 +3,7 @@
 Real prompts from ``../shared/data`` (AlpacaEval instructions and MMLU questions) are
 scored by the default classifier as they are, then with a line addressed to the router
 added (before, after, or as a system turn), with and without
-:func:`router.features.strip_router_directives`. Prints, per injected text: the mean and
+:func:`router.request.features.strip_router_directives`. Prints, per injected text: the mean and
 largest score shift, and the share of decisions at the default threshold (0.5) that flip
 from local to cloud. Also counts the shared prompts the directive pattern matches (the
 stripping changes nothing for them, so the cross-domain figures cannot move).
@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from router.features import ROUTER_DIRECTIVE, strip_router_directives  # noqa: E402
+from router.request.features import ROUTER_DIRECTIVE, strip_router_directives  # noqa: E402
 from router.scoring.classifier import EmbeddingClassifier  # noqa: E402
 
 INJECTIONS = {
@@ -66,7 +66,7 @@ def main() -> None:
     clf = EmbeddingClassifier()
     base = clf.score(prompts)
     print(f"{len(prompts)} real prompts (AlpacaEval + MMLU), default classifier, threshold {args.threshold}")
-    print(f"| injected text | mean shift | max shift | local->cloud flips | mean shift, stripped | flips, stripped |")
+    print("| injected text | mean shift | max shift | local->cloud flips | mean shift, stripped | flips, stripped |")
     print("|---|---|---|---|---|---|")
     for label, (before, after) in INJECTIONS.items():
         raw = [before + p + after for p in prompts]
