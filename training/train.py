@@ -58,11 +58,20 @@ def limit_per_source(examples: Sequence[Example], limit: int | None) -> list[Exa
     return kept
 
 
-def prepare_inputs(examples: Sequence[Example], embedder: str = "minilm", progress: bool = True) -> tuple[np.ndarray, int]:
-    """Model inputs for ``examples``: (array of shape (n, dim + text features), dim)."""
+def prepare_inputs(examples: Sequence[Example], embedder: str = "minilm", progress: bool = True,
+                   names: Sequence[str] = FEATURE_NAMES) -> tuple[np.ndarray, int]:
+    """Model inputs for ``examples``: (array of shape (n, dim + len(names)), dim); ``names`` are
+    the text features (``ALL_FEATURE_NAMES`` for the ``transfer`` kind)."""
     texts = [e.prompt for e in examples]
     emb = embed_cached(texts, progress=progress, name=embedder)
-    return build_inputs(emb, texts), emb.shape[1]
+    return build_inputs(emb, texts, names), emb.shape[1]
+
+
+def task_centroids(embedder: str = "minilm") -> np.ndarray:
+    """Task-type prototype centroids (:mod:`training.task_types`) under ``embedder``, shape (t, dim)."""
+    from .task_types import prototype_centroids
+
+    return prototype_centroids(lambda texts: embed_cached(texts, progress=False, name=embedder))
 
 
 def _fmt(triple) -> dict[str, float]:
