@@ -26,8 +26,8 @@ from .families import FAMILY_ORDER
 from .lofo import FamilyTable, family_table, kfold_scores, lofo_scores
 from .models import fit_model, make_model, raw_scores
 
-__all__ = ["Recipe", "BASELINES", "family_weights", "fit_score_fn", "baseline_routers", "evaluate_protocol",
-           "ProtocolResult", "order_families"]
+__all__ = ["Recipe", "BASELINES", "family_weights", "fit_score_fn", "baseline_routers", "fixed_baselines",
+           "logreg_fit_score", "evaluate_protocol", "ProtocolResult", "order_families"]
 
 BASELINES = ("random", "length", "rules", "logreg", "oracle")
 LOGREG_C = 0.1
@@ -78,8 +78,11 @@ def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example]
     return run
 
 
-def _logreg_fn(inputs: np.ndarray, examples: Sequence[Example], dim: int, families: np.ndarray,
-               exclude: Sequence[str] = ()):
+def logreg_fit_score(inputs: np.ndarray, examples: Sequence[Example], dim: int, families: np.ndarray,
+                     exclude: Sequence[str] = ()) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The ``logreg`` baseline as ``(train_idx, test_idx) -> scores``: logistic regression on the
+    embedding columns alone (C = :data:`LOGREG_C`, balanced classes, label ``needs_strong``), never
+    trained on the ``exclude`` families (as the recipe)."""
     from sklearn.linear_model import LogisticRegression
 
     y = label_values(examples, "needs_strong").astype(int)
@@ -93,10 +96,8 @@ def _logreg_fn(inputs: np.ndarray, examples: Sequence[Example], dim: int, famili
     return run
 
 
-def baseline_routers(examples: Sequence[Example], inputs: np.ndarray, dim: int, split: Callable, families: np.ndarray,
-                     seed: int = 0, exclude: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Scores of :data:`BASELINES`; ``split(fit_score) -> scores`` runs the trained one (``logreg``)
-    under the protocol (LOFO or k-fold), never trained on the ``exclude`` families (as the recipe)."""
+def fixed_baselines(examples: Sequence[Example], seed: int = 0) -> dict[str, np.ndarray]:
+    """Scores of the untrained baselines: ``random``, ``length``, ``rules`` and ``oracle``, shape (n,) each."""
     from router.scoring.rules import rule_score
 
     rng = np.random.default_rng(seed)
@@ -104,9 +105,17 @@ def baseline_routers(examples: Sequence[Example], inputs: np.ndarray, dim: int, 
         "random": rng.random(len(examples)),
         "length": np.array([len(e.prompt) for e in examples], dtype=float),
         "rules": np.array([rule_score(e.prompt) for e in examples]),
-        "logreg": split(_logreg_fn(inputs, examples, dim, families, exclude)),
         "oracle": np.array([e.gap for e in examples], dtype=float),
     }
+
+
+def baseline_routers(examples: Sequence[Example], inputs: np.ndarray, dim: int, split: Callable, families: np.ndarray,
+                     seed: int = 0, exclude: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Scores of :data:`BASELINES`, in that order; ``split(fit_score) -> scores`` runs the trained
+    one (``logreg``) under the protocol (LOFO or k-fold)."""
+    fixed = fixed_baselines(examples, seed)
+    logreg = split(logreg_fit_score(inputs, examples, dim, families, exclude))
+    return {name: logreg if name == "logreg" else fixed[name] for name in BASELINES}
 
 
 def order_families(names) -> list[str]:

@@ -11,7 +11,9 @@ bulleted items),
 ``numbered_items``, ``paragraphs`` (blank-line separated blocks), ``non_ascii_share`` and
 ``non_latin_share`` (the language: share of characters outside ASCII / letters outside the
 Latin script), ``code_fence`` and ``imperative`` (the text opens with a verb of making:
-write, create, implement, ...). An artifact's card lists the names it was trained on, and
+write, create, implement, ...), and ``rule_<signal>`` for each keyword group of the rule scorer
+(:mod:`router.scoring.rules`: code, math, reasoning markers, ...; 0/1, or the count of extra
+asks for ``multi_part``). An artifact's card lists the names it was trained on, and
 :func:`text_features` computes exactly those (older cards list :data:`FEATURE_NAMES`).
 The pipeline joins the last user turn and its context turns with newlines before scoring,
 so the number of turns is not visible here (``paragraphs`` is the nearest proxy).
@@ -46,8 +48,9 @@ FEATURE_NAMES = (
     "wh_words",
 )
 N_FEATURES = len(FEATURE_NAMES)
+RULE_SIGNALS = ("code", "math", "arithmetic", "reasoning", "technical", "constraints", "multi_part", "simple")
 EXTRA_FEATURE_NAMES = ("n_questions", "numbered_items", "paragraphs", "non_ascii_share", "non_latin_share",
-                       "code_fence", "imperative")
+                       "code_fence", "imperative") + tuple(f"rule_{n}" for n in RULE_SIGNALS)
 ALL_FEATURE_NAMES = FEATURE_NAMES + EXTRA_FEATURE_NAMES
 
 _ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+\S")
@@ -92,6 +95,9 @@ def _one(text: str) -> list[float]:
 
 
 def _extra(text: str) -> list[float]:
+    from .rules import WEIGHTS, rule_points
+
+    points = rule_points(text)
     lines = text.split("\n")
     items = sum(1 for ln in lines if _ITEM.match(ln))
     letters = [c for c in text if c.isalpha()]
@@ -104,7 +110,7 @@ def _extra(text: str) -> list[float]:
         sum(ord(c) > 0x24F for c in letters) / max(1, len(letters)),
         float("```" in text),
         float(bool(_IMPERATIVE.search(text))),
-    ]
+    ] + [points[n] / WEIGHTS[n] for n in RULE_SIGNALS]
 
 
 def text_features(texts: Sequence[str], names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:

@@ -26,12 +26,29 @@ import numpy as np
 
 from .text_features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
 
-__all__ = ["TransferRouter", "BLOCKS", "LOG_FEATURES"]
+__all__ = ["TransferRouter", "BLOCKS", "LOG_FEATURES", "FEATURE_GROUPS"]
 
 BLOCKS = ("task_type", "text", "embedding")
 LOG_FEATURES = frozenset({"numbers", "choices", "mean_choice_chars", "max_choice_chars", "percent_signs", "lines",
                           "question_marks", "sentences", "wh_words", "n_questions", "numbered_items", "paragraphs"})
 """Count features compressed by log1p before standardising."""
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "task_type": ("similarity to the task-type prototypes",),
+    "structure": ("choices", "mean_choice_chars", "max_choice_chars", "negated_stem", "statement_pair",
+                  "roman_options", "which_of_following", "code", "code_fence", "math_markup", "operator_density",
+                  "percent_signs", "numbers", "log_number_chars", "digit_share", "lines", "sentences",
+                  "capitalised_share", "mean_word_chars", "wh_words", "imperative"),
+    "length": ("log_chars", "log_words", "log_stem_chars"),
+    "questions": ("n_questions", "question_marks", "numbered_items"),
+    "language": ("non_ascii_share", "non_latin_share"),
+    "keywords": ("rule_code", "rule_math", "rule_arithmetic", "rule_reasoning", "rule_technical", "rule_constraints",
+                 "rule_multi_part", "rule_simple"),
+    "turns": ("paragraphs",),
+    "embedding": ("the raw embedding",),
+}
+"""The ablation's feature groups (``bench/model_selection.py --ablation``). The scorer sees the
+turns joined by newlines, so ``turns`` is measured by its proxy, the number of paragraphs."""
 
 
 class TransferRouter:
