@@ -66,7 +66,8 @@ def train(
                              help="Dataset names, comma-separated (mmlu, gsm8k, arc, winogrande, mbpp, alpaca_eval), "
                                   "'all', label files or .jsonl files in the toolkit's schema (each file is one "
                                   "family). The default is the shipped classifier's data."),
-    model: str = typer.Option("transfer", "--model", help="Model kind: transfer, logistic, ridge, knn, gbm, mlp, stack."),
+    model: str = typer.Option("transfer", "--model", help="Model kind: transfer, logistic, ridge, knn, gbm, mlp, stack; "
+                                                          "or rules: write the keyword rule's card (no training)."),
     label: str = typer.Option("needs_strong", "--label", help="Training target: needs_strong, weak_wrong or gap."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
     embedder: str = typer.Option("minilm", "--embedder", help="Embedder key (router/scoring/embedders.py): minilm "
@@ -105,6 +106,15 @@ def train(
         if not all(is_label_file(Path(n)) for n in names):
             _fail("--text answer needs label files written by 'slm-router label' in --data")
         examples = [e for n in names for e in load_local_labels(Path(n), text="answer")]
+    if model == "rules":
+        from training.rules_card import write_rules_card
+
+        try:
+            write_rules_card(data, out, n_boot=n_boot, seed=seed)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            _fail(str(err).strip("'\""))
+        console.print(f"wrote {out / 'card.json'} (the keyword rule: metrics per family, score quantiles)")
+        return
     params = {"C": c, "embedding_weight": embedding_weight} if model == "transfer" else {}
     try:
         card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,

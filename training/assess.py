@@ -31,10 +31,10 @@ class Assessment:
     """Tables (None when a protocol does not apply) and the recipe's raw held-out scores (n,)."""
 
     lofo: FamilyTable | None
-    kfold: FamilyTable
+    kfold: FamilyTable | None
     unseen_subject: FamilyTable | None
     lofo_raw: np.ndarray | None
-    kfold_raw: np.ndarray
+    kfold_raw: np.ndarray | None
 
 
 def subject_fold_scores(examples: Sequence[Example], fit_score: Callable, k: int = 5, seed: int = 0) -> np.ndarray:
@@ -61,7 +61,8 @@ def _table(examples, fams, scores: dict[str, np.ndarray], n_boot: int, seed: int
 def assess(examples: Sequence[Example], families: np.ndarray, inputs: np.ndarray, dim: int, recipe: Recipe,
            centroids: np.ndarray | None, k: int = 5, n_boot: int = 200, seed: int = 0,
            on_step: Callable[[str], None] | None = None, protocols: Sequence[str] = ("lofo", "kfold", "unseen")) -> Assessment:
-    """Run the protocols named in ``protocols`` (``kfold`` always runs: the card's compatibility rows).
+    """Run the protocols named in ``protocols`` (``lofo``, ``kfold``, ``unseen``); a protocol that
+    does not apply (one family; no MMLU) is left None.
 
     Raises:
         ValueError: fewer prompts than ``k``.
@@ -77,12 +78,14 @@ def assess(examples: Sequence[Example], families: np.ndarray, inputs: np.ndarray
         lofo = _table(examples, families, {"router": lofo_raw, **fixed, "logreg": lofo_scores(families, logreg)},
                       n_boot, seed)
         step("lofo baselines")
-    if len(examples) < k:
-        raise ValueError(f"{len(examples)} prompts are too few for {k} folds")
-    kfold_raw = kfold_scores(len(examples), fit, k, seed)
-    step("kfold")
-    kfold = _table(examples, families, {"router": kfold_raw, **fixed,
-                                        "logreg": kfold_scores(len(examples), logreg, k, seed)}, n_boot, seed)
+    kfold = kfold_raw = None
+    if "kfold" in protocols:
+        if len(examples) < k:
+            raise ValueError(f"{len(examples)} prompts are too few for {k} folds")
+        kfold_raw = kfold_scores(len(examples), fit, k, seed)
+        step("kfold")
+        kfold = _table(examples, families, {"router": kfold_raw, **fixed,
+                                            "logreg": kfold_scores(len(examples), logreg, k, seed)}, n_boot, seed)
     mmlu_subjects = {e.group for e in examples if e.source == "mmlu"}
     if "unseen" in protocols and len(mmlu_subjects) >= k:
         idx = np.array([e.source == "mmlu" for e in examples])

@@ -13,8 +13,8 @@ shows; the score is ``sigmoid(points - OFFSET)``, so a request with no signal sc
 | ``reasoning`` | 1.0 | asks for reasoning (why, prove, step by step, analyse, compare, what if, riddle, ...) |
 | ``technical`` | 0.75 | uses technical vocabulary (algorithm, architecture, latency, database, ...) |
 | ``constraints`` | 0.5 | sets constraints on the answer (must, exactly, at least, without using, format as, ...) |
-| ``multi_part`` | 0.5 per ask beyond the first, at most 1.5 | asks several questions or lists numbered/bulleted items |
-| ``long`` | 0.0-1.0 | is long: ``min(1, log(1 + words) / log(400))`` minus 0.5, so short texts lose half a point |
+| ``multi_part`` | 0.5 | per ask beyond the first (at most 3): asks several questions or lists numbered/bulleted items |
+| ``long`` | 1.0 | times ``min(1, log(1 + words) / log(400)) - 0.5``: long texts gain up to half a point, short ones lose up to half |
 | ``simple`` | -1.5 | is a greeting, a thank-you, a lookup (capital of, who is, define, translate) or a rewrite (rephrase, summarise, fix the grammar) |
 
 The weights are round numbers set by hand from what the field reports makes a weak model fail
