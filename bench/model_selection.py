@@ -6,7 +6,10 @@ whether AlpacaEval's judge preferences are trained on) is scored LOFO: each fami
 AlpacaEval) by a model fitted on all the others. Prints one markdown table, candidates and the
 baselines (random, length, the keyword rule, plain logistic regression on the embedding,
 oracle), per family and the mean and worst family, with paired bootstrap 95% intervals on the
-mean; then the choice: the highest LOFO mean, ties (within 0.005) broken by the worst family.
+mean; two more views of the same candidates: "pooled" (the correctness families together, each
+prompt scored by a model that never saw its family: how well a router ranks mixed traffic) and
+unseen MMLU subjects; then the choice: the highest LOFO mean, ties (within 0.005) broken by the
+worst family.
 ``--ablation`` adds the LOFO contribution of each feature group of the chosen recipe
 (mean APGR with the group minus without it, paired 95% interval).
 
@@ -28,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.scoring.text_features import ALL_FEATURE_NAMES, FEATURE_NAMES  # noqa: E402
 from router.scoring.transfer import FEATURE_GROUPS  # noqa: E402
-from training.families import load_with_families  # noqa: E402
+from training.families import family_names, load_with_families  # noqa: E402
+from training.metrics import apgr, quality_curve  # noqa: E402
 from training.lofo import family_table, lofo_scores  # noqa: E402
-from training.protocol import BASELINES, Recipe, baseline_routers, fit_score_fn, order_families  # noqa: E402
+from training.protocol import BASELINES, Recipe, baseline_routers, fit_score_fn, fixed_baselines, order_families  # noqa: E402
 from training.report import markdown_table  # noqa: E402
 from training.train import prepare_inputs, task_centroids  # noqa: E402
 
@@ -41,13 +45,15 @@ NO_ALPACA = ("alpaca_eval",)
 def candidates() -> dict[str, Recipe]:
     """The recipes compared (names are the table's row labels)."""
     out = {}
-    for c in (0.01, 0.1, 1.0):
-        out[f"T C={c:g}"] = Recipe(params={"C": c}, exclude=NO_ALPACA)
-    out["T C=0.1 +alpaca"] = Recipe(params={"C": 0.1})
-    out["T C=0.1 unweighted"] = Recipe(params={"C": 0.1}, balance_families=False, exclude=NO_ALPACA)
-    out["T C=0.1 gap"] = Recipe(label="gap", params={"C": 0.1}, exclude=NO_ALPACA)
+    for label in ("gap", "needs_strong"):
+        for c in (0.01, 0.1, 1.0):
+            out[f"T {label} C={c:g}"] = Recipe(label=label, params={"C": c}, exclude=NO_ALPACA)
+    out["T gap C=0.1 +100 trees"] = Recipe(label="gap", params={"C": 0.1, "trees": 100}, exclude=NO_ALPACA)
+    out["T gap C=0.1 +alpaca"] = Recipe(label="gap", params={"C": 0.1})
+    out["T gap C=0.1 unweighted"] = Recipe(label="gap", params={"C": 0.1}, balance_families=False, exclude=NO_ALPACA)
+    out["T gap C=0.1 centred"] = Recipe(label="gap", params={"C": 0.1}, exclude=NO_ALPACA, center_families=True)
     for w in (0.1, 0.3):
-        out[f"T+emb w={w:g} C=0.1"] = Recipe(params={"C": 0.1, "embedding_weight": w}, exclude=NO_ALPACA)
+        out[f"T+emb w={w:g} gap C=0.1"] = Recipe(label="gap", params={"C": 0.1, "embedding_weight": w}, exclude=NO_ALPACA)
     return out
 
 
@@ -91,12 +97,38 @@ def main(argv=None) -> int:
         m, d = table.mean[n], table.diff[(n, best_base)]
         print(f"| {n} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {table.worst[n][0]:.3f} ({table.worst_family[n]}) "
               f"| {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] vs {best_base} |")
+    pooled_rows = np.nonzero(~np.isin(fams, NO_ALPACA))[0]
+    unseen = _unseen_subjects(rows, x, dim, cent, recipes, args.n_boot)
+    print("\n| candidate | pooled: correctness families together, each scored out-of-family, APGR | "
+          "unseen MMLU subjects (5 folds of subjects), APGR [95% CI] |")
+    print("|---|---|---|")
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    for n in [*names, "length", "rules", "logreg"]:
+        pooled = apgr(quality_curve(scores[n][pooled_rows], w[pooled_rows], s[pooled_rows]))
+        u = unseen.get(n)
+        print(f"| {n} | {pooled:.3f} | " + (f"{u[0]:.3f} [{u[1]:.3f}, {u[2]:.3f}]" if u else "-") + " |")
     chosen = choose(table, list(recipes))
     print(f"\nchosen: {chosen} = {recipes[chosen].describe()}")
     if args.ablation:
         ablation(rows, fams, x, dim, cent, recipes[chosen], args.n_boot)
     print(f"\n<!-- {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
     return 0
+
+
+def _unseen_subjects(rows, x, dim, cent, recipes, n_boot):
+    """APGR on MMLU of each recipe and of the trained baseline under 5 folds of whole subjects."""
+    from training.assess import subject_fold_scores
+    from training.protocol import logreg_fit_score
+
+    fams = family_names(rows)
+    mmlu = np.array([e.source == "mmlu" for e in rows])
+    sub = [e for e, m in zip(rows, mmlu) if m]
+    scores = {n: subject_fold_scores(rows, fit_score_fn(r, x, rows, fams, dim, cent))[mmlu] for n, r in recipes.items()}
+    scores["logreg"] = subject_fold_scores(rows, logreg_fit_score(x, rows, dim, fams, NO_ALPACA))[mmlu]
+    fixed = fixed_baselines(sub)
+    scores.update(length=fixed["length"], rules=fixed["rules"])
+    t = family_table(sub, np.array(["mmlu"] * len(sub)), scores, n_boot=n_boot)
+    return {n: t.families["mmlu"][n]["apgr"] for n in scores}
 
 
 def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int) -> None:
@@ -112,7 +144,8 @@ def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int) -> None:
             params["embedding_weight"] = 0.0
         else:
             params["drop"] = tuple(params.get("drop", ())) + tuple(names)
-        variants[f"without {group}"] = Recipe(recipe.kind, recipe.label, params, recipe.balance_families, recipe.exclude)
+        variants[f"without {group}"] = Recipe(recipe.kind, recipe.label, params, recipe.balance_families, recipe.exclude,
+                                              recipe.center_families)
     scores = {n: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent)) for n, r in variants.items()}
     table = family_table(rows, fams, scores, n_boot=n_boot, compare=["full"])
     print("\n| feature group (features) | LOFO mean APGR without it | contribution = full - without [95% CI] | "

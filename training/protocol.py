@@ -38,20 +38,24 @@ class Recipe:
     """What to train: ``kind`` (:data:`training.models.MODEL_KINDS`), ``label``, ``params``
     (``transfer``'s keyword arguments besides the centroids), ``balance_families`` (each
     training family's rows share one equal total weight; ``transfer`` only), ``exclude``
-    (families whose labels are never trained on; they are still scored)."""
+    (families whose labels are never trained on; they are still scored), ``center_families``
+    (subtract each training family's mean label: the model learns only what ranks prompts
+    within a family, nothing of how families differ)."""
 
     kind: str = "transfer"
     label: str = "needs_strong"
     params: dict[str, Any] = field(default_factory=dict)
     balance_families: bool = True
     exclude: tuple[str, ...] = ()
+    center_families: bool = False
 
     def describe(self) -> str:
         """One line: kind, label, parameters, weighting."""
         p = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return (f"{self.kind} on {self.label}" + (f" ({p})" if p else "")
                 + (", families weighted equally" if self.balance_families else "")
-                + (f", not trained on {', '.join(self.exclude)}" if self.exclude else ""))
+                + (f", not trained on {', '.join(self.exclude)}" if self.exclude else "")
+                + (", labels centred per family" if self.center_families else ""))
 
 
 def family_weights(families: np.ndarray) -> np.ndarray:
@@ -59,6 +63,14 @@ def family_weights(families: np.ndarray) -> np.ndarray:
     names, inverse, counts = np.unique(families, return_inverse=True, return_counts=True)
     w = 1.0 / counts[inverse]
     return w * len(w) / w.sum()
+
+
+def centred(y: np.ndarray, families: np.ndarray) -> np.ndarray:
+    """``y`` minus the mean of its family, shape (n,) (a regression target: use it with ``gap``)."""
+    out = np.asarray(y, dtype=float).copy()
+    for fam in set(families.tolist()):
+        out[families == fam] -= out[families == fam].mean()
+    return out
 
 
 def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example], families: np.ndarray,
@@ -71,7 +83,8 @@ def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example]
     def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         train = train[~np.isin(families[train], recipe.exclude)] if recipe.exclude else train
         weights = family_weights(families[train]) if recipe.balance_families and recipe.kind == "transfer" else None
-        model = fit_model(make_model(recipe.kind, recipe.label, dim, seed, params), inputs[train], y[train],
+        target = centred(y[train], families[train]) if recipe.center_families else y[train]
+        model = fit_model(make_model(recipe.kind, recipe.label, dim, seed, params), inputs[train], target,
                           groups[train], sample_weight=weights)
         return raw_scores(model, inputs[test])
 

@@ -13,9 +13,13 @@ Input rows are :func:`router.scoring.routing_model.build_inputs` rows (an embedd
 Every block is standardised on the training rows and clipped to [-5, 5] (a prompt far outside
 the training range moves the score by a bounded amount). The estimator is a logistic
 regression (binary label, balanced classes) or a ridge regression (``gap``); ``C`` is the
-inverse L2 penalty (ridge uses ``alpha = 1 / C``). No group or dataset prior: nothing in the
-model knows which family a training row came from. Scoring one prompt is a few hundred
-multiply-adds on the fitted coefficients (plain numpy, no per-call validation).
+inverse L2 penalty (ridge uses ``alpha = 1 / C``). With ``trees`` > 0, a small gradient-boosted
+tree ensemble (``trees`` trees of at most 8 leaves, at least 100 rows a leaf) is fitted on the
+task-type and text blocks (not the embedding) as well, and the score is the sum of the two
+models' raw scores, each divided by its standard deviation on the training rows. No group or
+dataset prior: nothing in the model knows which family a training row came from. Scoring one
+prompt is a few hundred multiply-adds on the fitted coefficients (plain numpy, no per-call
+validation), plus the trees when there are any.
 """
 
 from __future__ import annotations
@@ -62,15 +66,17 @@ class TransferRouter:
         regression: fit the ``gap`` (ridge) instead of a binary label (logistic).
         embedding_weight: scale of the raw embedding block (0 leaves it out).
         use_text, use_task_type: include those blocks (ablations); ``drop`` removes single text features.
+        trees: size of the tree ensemble added on the task-type and text blocks (0 = linear only).
     """
 
     def __init__(self, dim: int, centroids: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES + EXTRA_FEATURE_NAMES,
                  C: float = 0.1, regression: bool = False, embedding_weight: float = 0.0, use_text: bool = True,
-                 use_task_type: bool = True, drop: Sequence[str] = ()) -> None:
+                 use_task_type: bool = True, drop: Sequence[str] = (), trees: int = 0, seed: int = 0) -> None:
         self.dim, self.centroids = dim, np.asarray(centroids, dtype=np.float32)
         self.feature_names = tuple(feature_names)
         self.C, self.regression, self.embedding_weight = C, regression, embedding_weight
         self.use_text, self.use_task_type, self.drop = use_text, use_task_type, tuple(drop)
+        self.trees, self.seed = trees, seed
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -117,11 +123,26 @@ class TransferRouter:
             model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
             model.fit(Z, y.astype(int), sample_weight=sample_weight)
             self.coef_, self.intercept_ = model.coef_.ravel(), float(model.intercept_[0])
+        self.linear_scale_ = float(np.std(Z @ self.coef_)) or 1.0
+        self.trees_ = None
+        if self.trees > 0:
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            small = Z[:, : Z.shape[1] - (self.dim if self.embedding_weight > 0 else 0)]
+            self.trees_ = HistGradientBoostingRegressor(
+                max_iter=self.trees, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=100,
+                l2_regularization=1.0, random_state=self.seed).fit(small, y, sample_weight=sample_weight)
+            self.trees_scale_ = float(np.std(self.trees_.predict(small))) or 1.0
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Raw score per row, shape (n,); higher = more in need of the strong model."""
-        return self._standardise(self._features(X)) @ self.coef_ + self.intercept_
+        Z = self._standardise(self._features(X))
+        out = (Z @ self.coef_ + self.intercept_) / self.linear_scale_
+        if self.trees_ is not None:
+            small = Z[:, : Z.shape[1] - (self.dim if self.embedding_weight > 0 else 0)]
+            out = out + self.trees_.predict(small) / self.trees_scale_
+        return out
 
     def input_names(self) -> list[str]:
         """Names of the linear model's inputs, in coefficient order."""
@@ -131,7 +152,7 @@ class TransferRouter:
 
     def __repr__(self) -> str:
         head = (f"TransferRouter(C={self.C:g}, regression={self.regression}, embedding_weight={self.embedding_weight:g}, "
-                f"task_types={len(self.centroids) if self.use_task_type else 0}, text={self.use_text})")
+                f"task_types={len(self.centroids) if self.use_task_type else 0}, text={self.use_text}, trees={self.trees})")
         if not hasattr(self, "coef_"):
             return head
         top = sorted(zip(self.input_names(), self.coef_), key=lambda p: -abs(p[1]))[:8]
