@@ -68,15 +68,15 @@ def train(
                                   "family). The default is the shipped classifier's data."),
     model: str = typer.Option("transfer", "--model", help="Model kind: transfer, logistic, ridge, knn, gbm, mlp, stack; "
                                                           "or rules: write the keyword rule's card (no training)."),
-    label: str = typer.Option("needs_strong", "--label", help="Training target: needs_strong, weak_wrong or gap."),
+    label: str = typer.Option("gap", "--label", help="Training target: gap (strong - weak outcome), needs_strong or weak_wrong."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
     embedder: str = typer.Option("minilm", "--embedder", help="Embedder key (router/scoring/embedders.py): minilm "
                                                               "(torch, the default), static (distilled, <1 ms), ..."),
     c: float = typer.Option(0.1, "--C", min=1e-6, help="transfer: inverse L2 penalty (chosen by LOFO in bench/model_selection.py)."),
     embedding_weight: float = typer.Option(0.0, "--embedding-weight", min=0.0,
                                            help="transfer: weight of the raw embedding block (0 = task-type similarities and text features only)."),
-    trees: int = typer.Option(0, "--trees", min=0, help="transfer: trees of the small boosted ensemble added on the "
-                                                        "task-type and text features (0 = linear only)."),
+    trees: int = typer.Option(100, "--trees", min=0, help="transfer: trees of the small boosted ensemble added on the "
+                                                          "task-type and text features (0 = linear only)."),
     exclude: str = typer.Option("alpaca_eval", "--exclude", help="Families scored but never trained on, comma-separated "
                                                                  "('' for none); AlpacaEval's judge preferences by default."),
     balance: bool = typer.Option(True, "--balance-families/--no-balance-families",

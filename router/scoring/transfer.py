@@ -140,8 +140,11 @@ class TransferRouter:
         Z = self._standardise(self._features(X))
         out = (Z @ self.coef_ + self.intercept_) / self.linear_scale_
         if self.trees_ is not None:
+            from .stacked import _one_thread  # OpenMP trees on the calling thread only (see there why)
+
             small = Z[:, : Z.shape[1] - (self.dim if self.embedding_weight > 0 else 0)]
-            out = out + self.trees_.predict(small) / self.trees_scale_
+            with _one_thread():
+                out = out + self.trees_.predict(small) / self.trees_scale_
         return out
 
     def input_names(self) -> list[str]:
