@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +18,7 @@ from rich.table import Table
 
 __all__ = ["train", "evaluate", "calibrate", "score", "label", "metrics_table"]
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: wide enough for the family tables
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when piped
 
 DEFAULT_OUT = Path("router/artifacts/difficulty")

@@ -53,7 +53,7 @@ class Recipe:
         """One line: kind, label, parameters, weighting."""
         p = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return (f"{self.kind} on {self.label}" + (f" ({p})" if p else "")
-                + (", families weighted equally" if self.balance_families else "")
+                + (", families weighted equally" if self.balance_families and self.kind == "transfer" else "")
                 + (f", not trained on {', '.join(self.exclude)}" if self.exclude else "")
                 + (", labels centred per family" if self.center_families else ""))
 

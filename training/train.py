@@ -136,7 +136,9 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
     rows, fams = (examples, family_names(examples)) if examples is not None else load_with_families(data)
     keep = limit_indices(rows, limit)
     rows, fams = [rows[i] for i in keep], fams[keep]
-    recipe_ = Recipe(kind, label, dict(params or {}), balance_families, tuple(exclude))
+    present = set(fams.tolist())
+    recipe_ = Recipe(kind, label, dict(params or {}), balance_families and kind == "transfer",
+                     tuple(f for f in exclude if f in present))
     names = ALL_FEATURE_NAMES if kind == "transfer" else FEATURE_NAMES
     centroids = task_centroids(embedder) if kind == "transfer" else None
     make_model(kind, label, 1, params={"centroids": np.zeros((1, 1))} if kind == "transfer" else None)  # fail fast
