@@ -52,6 +52,9 @@ def candidates() -> dict[str, Recipe]:
     out["T gap C=0.1 +alpaca"] = Recipe(label="gap", params={"C": 0.1})
     out["T gap C=0.1 unweighted"] = Recipe(label="gap", params={"C": 0.1}, balance_families=False, exclude=NO_ALPACA)
     out["T gap C=0.1 centred"] = Recipe(label="gap", params={"C": 0.1}, exclude=NO_ALPACA, center_families=True)
+    for w in (0.25, 1.0):
+        out[f"T gap C=0.1 +100 trees +rule prior {w:g}"] = Recipe(
+            label="gap", params={"C": 0.1, "trees": 100, "prior_weight": w}, exclude=NO_ALPACA)
     for w in (0.1, 0.3):
         out[f"T+emb w={w:g} gap C=0.1"] = Recipe(label="gap", params={"C": 0.1, "embedding_weight": w}, exclude=NO_ALPACA)
     return out

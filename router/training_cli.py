@@ -78,6 +78,8 @@ def train(
                                            help="transfer: weight of the raw embedding block (0 = task-type similarities and text features only)."),
     trees: int = typer.Option(100, "--trees", min=0, help="transfer: trees of the small boosted ensemble added on the "
                                                           "task-type and text features (0 = linear only)."),
+    prior_weight: float = typer.Option(0.0, "--prior-weight", min=0.0,
+                                       help="transfer: weight of the keyword rule's points as a fixed prior (0 = none)."),
     exclude: str = typer.Option("alpaca_eval", "--exclude", help="Families scored but never trained on, comma-separated "
                                                                  "('' for none); AlpacaEval's judge preferences by default."),
     balance: bool = typer.Option(True, "--balance-families/--no-balance-families",
@@ -118,7 +120,8 @@ def train(
             _fail(str(err).strip("'\""))
         console.print(f"wrote {out / 'card.json'} (the keyword rule: metrics per family, score quantiles)")
         return
-    params = {"C": c, "embedding_weight": embedding_weight, "trees": trees} if model == "transfer" else {}
+    params = ({"C": c, "embedding_weight": embedding_weight, "trees": trees, "prior_weight": prior_weight}
+              if model == "transfer" else {})
     try:
         card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,
                               examples=examples, params=params, balance_families=balance,

@@ -67,16 +67,22 @@ class TransferRouter:
         embedding_weight: scale of the raw embedding block (0 leaves it out).
         use_text, use_task_type: include those blocks (ablations); ``drop`` removes single text features.
         trees: size of the tree ensemble added on the task-type and text blocks (0 = linear only).
+        prior_weight: weight of a fixed prior, the keyword rule's points (:func:`rule_prior`), added in
+            standard deviations to the learned score (0 = none): knowledge the training families
+            cannot teach (code, math and reasoning asks are hard, greetings and lookups easy).
     """
+
+    prior_weight = 0.0  # models pickled before the prior existed read it from here
 
     def __init__(self, dim: int, centroids: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES + EXTRA_FEATURE_NAMES,
                  C: float = 0.1, regression: bool = False, embedding_weight: float = 0.0, use_text: bool = True,
-                 use_task_type: bool = True, drop: Sequence[str] = (), trees: int = 0, seed: int = 0) -> None:
+                 use_task_type: bool = True, drop: Sequence[str] = (), trees: int = 0, prior_weight: float = 0.0,
+                 seed: int = 0) -> None:
         self.dim, self.centroids = dim, np.asarray(centroids, dtype=np.float32)
         self.feature_names = tuple(feature_names)
         self.C, self.regression, self.embedding_weight = C, regression, embedding_weight
         self.use_text, self.use_task_type, self.drop = use_text, use_task_type, tuple(drop)
-        self.trees, self.seed = trees, seed
+        self.trees, self.seed, self.prior_weight = trees, seed, prior_weight
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -124,6 +130,9 @@ class TransferRouter:
             model.fit(Z, y.astype(int), sample_weight=sample_weight)
             self.coef_, self.intercept_ = model.coef_.ravel(), float(model.intercept_[0])
         self.linear_scale_ = float(np.std(Z @ self.coef_)) or 1.0
+        if self.prior_weight:
+            p = self._prior(X)
+            self.prior_mean_, self.prior_scale_ = float(p.mean()), float(p.std()) or 1.0
         self.trees_ = None
         if self.trees > 0:
             from sklearn.ensemble import HistGradientBoostingRegressor
@@ -139,6 +148,8 @@ class TransferRouter:
         """Raw score per row, shape (n,); higher = more in need of the strong model."""
         Z = self._standardise(self._features(X))
         out = (Z @ self.coef_ + self.intercept_) / self.linear_scale_
+        if self.prior_weight:
+            out = out + self.prior_weight * (self._prior(X) - self.prior_mean_) / self.prior_scale_
         if self.trees_ is not None:
             from .stacked import _one_thread  # OpenMP trees on the calling thread only (see there why)
 
@@ -146,6 +157,16 @@ class TransferRouter:
             with _one_thread():
                 out = out + self.trees_.predict(small) / self.trees_scale_
         return out
+
+    def _prior(self, X: np.ndarray) -> np.ndarray:
+        """The keyword rule's points of each row, read from its ``rule_*`` and ``log_words`` features."""
+        from .rules import WEIGHTS
+
+        text = np.asarray(X, dtype=np.float64)[:, self.dim:]
+        col = {n: i for i, n in enumerate(self.feature_names)}
+        points = sum(WEIGHTS[k] * text[:, col[f"rule_{k}"]] for k in WEIGHTS if f"rule_{k}" in col)
+        long = np.minimum(1.0, text[:, col["log_words"]] / np.log(400)) - 0.5
+        return points + WEIGHTS["long"] * long
 
     def input_names(self) -> list[str]:
         """Names of the linear model's inputs, in coefficient order."""
