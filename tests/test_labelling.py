@@ -31,7 +31,7 @@ def llama_server(tmp_path_factory):
     reached over HTTP like Ollama or a llama.cpp server would be)."""
     port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", _gguf(), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "tests.llama_server_main", "--model", _gguf(), "--port", str(port),
                              "--n_ctx", "2048", "--n_threads", "1"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
@@ -121,7 +121,7 @@ def label_file(tmp_path_factory, data_dir) -> Path:
     """A label file in the exact shape ``label`` writes, for 120 real SST-2 and TREC items,
     with a made-up local model that is right on positive reviews and on TREC numbers: the
     signals carry the answer's confidence so a combiner has something to learn."""
-    from router.signals import extract
+    from router.cascade.signals import extract
     from training.label_tasks import load_items
 
     rng = __import__("random").Random(0)

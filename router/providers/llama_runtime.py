@@ -97,13 +97,14 @@ class LlamaRuntime:
         with self._load_lock:
             if self._llm is not None:
                 return
-            from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            from .llama_load import load_llama
 
             kwargs: dict[str, Any] = {"n_ctx": self.n_ctx, "logits_all": False, "verbose": False}
             if self.n_threads:
                 kwargs["n_threads"] = self.n_threads
-            llm = Llama(model_path=str(self.model_path), **kwargs)
+            llm = load_llama(self.model_path, extra_buffers=False, **kwargs)
             meta = llm.metadata
             template = meta.get("tokenizer.chat_template")
             if not template:
