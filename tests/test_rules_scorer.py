@@ -48,7 +48,7 @@ def test_rule_scorer_is_fast_and_needs_no_model():
 def test_policy_kind_rules_routes_with_the_rule():
     from router.pipeline import Router
     from router.policy import policy_from_dict
-    from router.request import parse_chat_request
+    from router.request.parse import parse_chat_request
     from router.store.sqlite import SQLiteStore
 
     assert set(SCORER_KINDS) == {"embedding", "rules"}
