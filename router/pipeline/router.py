@@ -89,10 +89,9 @@ class Router:
         self.policy_hash = policy_hash(policy)
         self.store = store
         if scorer is None:
-            from ..scoring.classifier import EmbeddingClassifier
+            from ..scoring import make_scorer
 
-            cfg = policy.routing.classifier
-            scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
+            scorer = make_scorer(policy.routing.classifier)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -122,7 +121,8 @@ class Router:
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
         new, old = policy.routing.classifier, self.policy.routing.classifier
-        same_artifact = (new.artifact, new.threads, new.precision) == (old.artifact, old.threads, old.precision)
+        same_artifact = (new.kind, new.artifact, new.threads, new.precision) == (old.kind, old.artifact, old.threads,
+                                                                                 old.precision)
         same_state = policy.store == self.policy.store
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
