@@ -1,8 +1,10 @@
 """Routing-decision latency: features + embedding + classifier, as the server runs it.
 
-One decision = :func:`router.features.extract_features` of a one-turn chat request (the
-policy's ``max_chars`` cut) and the scorer the policy builds (:func:`router.scoring.factory.scorer_for`)
-scoring it at threshold 0.5, on one thread. Scorers, each on the default artifact:
+One decision = :func:`router.request.features.extract_features` of a one-turn chat request (the
+policy's ``max_chars`` cut) and the scorer the policy builds (:func:`router.scoring.make_scorer`)
+scoring it at threshold 0.5, on one thread. Scorers, each on the default artifact (the transfer
+model: task-type similarities of the embedding and the text features its card lists, so a
+decision also computes those):
 
 - ``minilm``: all-MiniLM-L6-v2 on torch fp32, one thread (the baseline: today's path);
 - ``minilm-int8``: the same artifact fed the ONNX Runtime int8 MiniLM (one intra-op thread),
@@ -39,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from router.batching import MicroBatcher  # noqa: E402
-from router.features import extract_features  # noqa: E402
+from router.request.features import extract_features  # noqa: E402
 from router.models import minilm_dir  # noqa: E402
 from router.policy import ClassifierConfig  # noqa: E402
-from router.request import parse_chat_request  # noqa: E402
+from router.request.parse import parse_chat_request  # noqa: E402
 from router.scoring.artifact import artifact_dir  # noqa: E402
-from router.scoring.factory import scorer_for  # noqa: E402
+from router.scoring import make_scorer  # noqa: E402
 from router.scoring.two_stage import score_near  # noqa: E402
 
 LENGTHS = (200, 2000)
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     texts = {n: [_feature_text(p, cfg0) for p in _prompts(n, args.n)] for n in LENGTHS}
     rows = []
     for name, cfg in _configs().items():
-        scorer = scorer_for(cfg)
+        scorer = make_scorer(cfg)
         for n in LENGTHS:
             lat, second = one_at_a_time(scorer, texts[n])
             rate = concurrent_rate(scorer, texts[n])

@@ -10,9 +10,11 @@ import pytest
 
 from router.policy import ClassifierConfig, policy_from_dict
 from router.scoring.classifier import EmbeddingClassifier
-from router.scoring.embedders import EMBEDDER_IDS, EMBEDDERS, FAMILY, make_embedder, resolve_embedder
+from router.scoring import SCORER_KINDS, make_scorer, scorer_settings
+from router.scoring.embedders import EMBEDDER_IDS, embedder_key, make_embedder
 from router.scoring.embedding_cache import CachedEmbedder
-from router.scoring.factory import scorer_for, scorer_settings
+from router.scoring.protocols import Embedder, EmbeddingScorer
+from router.scoring.registry import EMBEDDERS, FAMILY, new_embedder, resolve_embedder
 from router.scoring.onnx_embedder import MAX_TOKENS, OnnxEmbedder, onnx_model_dir
 from router.scoring.two_stage import StagedScore, TwoStageScorer, score_near
 
@@ -35,12 +37,12 @@ def test_int8_model_ships_small_and_is_not_optimised_for_this_cpu():
 
 
 def test_int8_embeddings_are_unit_vectors_close_to_torch():
-    from router.scoring.embedder import Embedder
+    from router.scoring.embedder import Embedder as TorchMiniLM
 
     got = OnnxEmbedder().encode(TEXTS)
     assert got.shape == (4, 384) and got.dtype == np.float32
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-4)
-    ref = Embedder().encode(TEXTS)
+    ref = TorchMiniLM().encode(TEXTS)
     assert np.min(np.sum(got * ref, axis=1)) > 0.97
     assert got[0] @ got[1] > got[0] @ got[2]
     # one text or four at a time: the same vectors (padding is masked)
@@ -50,7 +52,7 @@ def test_int8_embeddings_are_unit_vectors_close_to_torch():
 def test_default_reads_what_minilm_reads_and_a_bound_takes_both_ends():
     e = make_embedder("minilm-int8")
     assert (e.max_tokens, e.head) == (MAX_TOKENS, None)
-    clf = scorer_for(ClassifierConfig(max_tokens=64))
+    clf = make_scorer(ClassifierConfig(max_tokens=64))
     assert (clf.embedder.inner.max_tokens, clf.embedder.inner.head) == (64, 31)  # the cache wraps the policy's
 
 
@@ -95,6 +97,9 @@ def test_cache_embeds_each_text_once_and_stays_bounded():
 
 def test_registry_policy_and_families_agree():
     assert EMBEDDERS.keys() == EMBEDDER_IDS.keys() == FAMILY.keys()
+    assert make_embedder is new_embedder  # one registry: router.scoring.registry
+    assert isinstance(new_embedder("minilm-int8"), Embedder) and isinstance(CachedEmbedder(OnnxEmbedder()), Embedder)
+    assert embedder_key({"embedder": EMBEDDER_IDS["minilm-int8"]}) == "minilm-int8"
     runtimes = typing.get_args(typing.get_args(ClassifierConfig.model_fields["embedder"].annotation)[0])
     assert set(runtimes) == {k for k, f in FAMILY.items() if f == "minilm"}
     assert resolve_embedder("minilm", "minilm-int8") == "minilm-int8"
@@ -107,12 +112,31 @@ def test_registry_policy_and_families_agree():
 
 def test_default_scorer_runs_without_torch():
     before = "torch" in sys.modules
-    clf = scorer_for(ClassifierConfig())
+    clf = make_scorer(ClassifierConfig())
     assert clf.embedder_name == "minilm-int8"
     scores = clf.score(TEXTS)
     assert all(0 <= s <= 1 for s in scores)
     if not before:
         assert "torch" not in sys.modules
+
+
+def test_policy_builds_the_two_stage_scorer_through_the_kind_registry():
+    two = make_scorer(ClassifierConfig(first_stage="builtin:difficulty-static"))
+    assert isinstance(two, TwoStageScorer) and isinstance(two, EmbeddingScorer)  # cache, shadow, verifier share it
+    assert two.first.embedder_name == "static" and two.second.embedder_name == "minilm-int8"
+    assert two.artifact.card["name"] == "difficulty"  # target_cloud_share reads the default's quantiles
+    assert set(SCORER_KINDS) == {"embedding", "rules"}
+    assert scorer_settings(ClassifierConfig(kind="rules")) != scorer_settings(ClassifierConfig())
+
+
+def test_text_feature_artifacts_score_on_int8_embeddings():
+    # the default (transfer) reads embedding + 38 text features; difficulty-static its 23
+    for location, n_features in (("builtin", 38), ("builtin:difficulty-static", 23)):
+        clf = make_scorer(ClassifierConfig(artifact=location, cache_size=0))
+        assert clf.artifact.card["inputs"] == ["embedding", "text_features"]
+        assert len(clf.artifact.card["text_features"]) == n_features
+        emb = clf.embedder.encode(TEXTS)
+        assert np.allclose(clf.score_embeddings(emb, TEXTS), clf.score(TEXTS))
 
 
 def test_two_stage_sends_only_the_uncertain_band_to_the_transformer():
@@ -137,7 +161,7 @@ def test_two_stage_sends_only_the_uncertain_band_to_the_transformer():
 
 def test_routed_reason_names_the_deciding_stage(tmp_path):
     from router.pipeline import Router
-    from router.request import parse_chat_request
+    from router.request.parse import parse_chat_request
     from router.store.sqlite import SQLiteStore
 
     def policy(band):

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from .artifact import Artifact, load_artifact
-from .embedders import embedder_key, make_embedder, resolve_embedder
+from .card import ArtifactCard
+from .embedders import embedder_key
 from .embedding_cache import CachedEmbedder
+from .registry import new_embedder, resolve_embedder
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -25,7 +27,7 @@ class EmbeddingClassifier:
         threads: intra-op threads for that embedder (torch's or ONNX Runtime's; None = its default).
         precision: ``fp32``, ``bf16`` or ``auto`` for that embedder (MiniLM on torch only).
         embedder_key: the embedder to build instead of the card's when both compute the same
-            vectors (:func:`~router.scoring.embedders.resolve_embedder`: ``minilm-int8`` for
+            vectors (:func:`~router.scoring.registry.resolve_embedder`: ``minilm-int8`` for
             an artifact trained on ``minilm`` and back; see ``bench/embedder_quality.py``).
         max_tokens: word pieces ``minilm-int8`` reads (None: its default, the first 256).
         cache_size: embeddings of recent texts kept in memory
@@ -64,8 +66,8 @@ class EmbeddingClassifier:
     def embedder(self) -> Any:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
-            embedder = make_embedder(self.embedder_name, threads=self._threads, precision=self._precision,
-                                     max_tokens=self._max_tokens)
+            embedder = new_embedder(self.embedder_name, threads=self._threads, precision=self._precision,
+                                    max_tokens=self._max_tokens)
             self._embedder = CachedEmbedder(embedder, self._cache_size) if self._cache_size else embedder
         return self._embedder
 
@@ -80,12 +82,13 @@ class EmbeddingClassifier:
             ValueError: the artifact needs text features and ``texts`` is None.
         """
         inputs = embeddings
-        if "text_features" in self.artifact.card.get("inputs", ()):
+        if ArtifactCard.read(self.artifact.card).needs_text_features:
             if texts is None:
                 raise ValueError("this artifact also needs the texts (text features)")
             from .routing_model import build_inputs
+            from .text_features import FEATURE_NAMES
 
-            inputs = build_inputs(embeddings, texts)
+            inputs = build_inputs(embeddings, texts, self.artifact.card.get("text_features") or FEATURE_NAMES)
         proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 

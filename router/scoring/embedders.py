@@ -13,13 +13,16 @@
   (well under 1 ms per prompt).
 
 An artifact's card records the key under ``embedder_key`` (cards without it used ``minilm``).
-Training takes the same keys (``slm-router train --embedder minilm-int8``).
+Training takes the same keys (``slm-router train --embedder minilm-int8``). The factories are
+the registry's (:data:`router.scoring.registry.EMBEDDERS`); this module names them in full
+and reads a card's key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+from .registry import EMBEDDERS, FAMILY, new_embedder, resolve_embedder
 
 __all__ = ["EMBEDDER_IDS", "EMBEDDERS", "FAMILY", "make_embedder", "embedder_key", "resolve_embedder"]
 
@@ -28,46 +31,10 @@ EMBEDDER_IDS = {
     "minilm-int8": "sentence-transformers/all-MiniLM-L6-v2, ONNX int8 dynamic quantisation (router/artifacts/minilm-int8)",
     "static": "model2vec static embedding distilled from sentence-transformers/all-MiniLM-L6-v2",
 }
+assert EMBEDDER_IDS.keys() == EMBEDDERS.keys()
 
-
-def _minilm(threads: int | None, precision: str, max_tokens: int | None) -> Any:
-    from .embedder import Embedder
-
-    return Embedder(threads=threads, precision=precision)
-
-
-def _minilm_int8(threads: int | None, precision: str, max_tokens: int | None) -> Any:
-    from .onnx_embedder import DEFAULT_TOKENS, OnnxEmbedder
-
-    n = max_tokens or DEFAULT_TOKENS
-    return OnnxEmbedder(threads=threads or 1, max_tokens=n, head=None if n >= DEFAULT_TOKENS else (n - 2) // 2)
-
-
-def _static(threads: int | None, precision: str, max_tokens: int | None) -> Any:
-    from .static_embedder import StaticEmbedder
-
-    return StaticEmbedder()
-
-
-EMBEDDERS: dict[str, Callable[[int | None, str, int | None], Any]] = {
-    "minilm": _minilm, "minilm-int8": _minilm_int8, "static": _static,
-}
-assert EMBEDDERS.keys() == EMBEDDER_IDS.keys()
-
-
-FAMILY = {"minilm": "minilm", "minilm-int8": "minilm", "static": "static"}
-"""Embedders whose vectors an artifact trained on one of them can read: the same MiniLM on
-torch fp32 or ONNX Runtime int8 (cosine ~0.99, see ``bench/embedder_quality.py``)."""
-assert FAMILY.keys() == EMBEDDER_IDS.keys()
-
-
-def resolve_embedder(card_key: str, wanted: str | None) -> str:
-    """The embedder to run for an artifact trained on ``card_key`` when the policy asks for
-    ``wanted``: ``wanted`` when it computes the same family of vectors, else ``card_key``
-    (a static-embedder artifact always reads static vectors)."""
-    if wanted is None or FAMILY.get(wanted) != FAMILY.get(card_key):
-        return card_key
-    return wanted
+make_embedder = new_embedder
+"""A new embedder for a key (:func:`router.scoring.registry.new_embedder`)."""
 
 
 def embedder_key(card: dict[str, Any]) -> str:
@@ -79,19 +46,3 @@ def embedder_key(card: dict[str, Any]) -> str:
         if card.get("embedder") == ident:
             return k
     return "minilm"
-
-
-def make_embedder(key: str, threads: int | None = None, precision: str = "fp32", max_tokens: int | None = None) -> Any:
-    """A new embedder for ``key`` (loaded lazily on first ``encode``). ``threads``: torch
-    intra-op threads for ``minilm`` (process-wide), ORT intra-op threads for ``minilm-int8``
-    (default 1); ``precision`` (``fp32``, ``bf16``, ``auto``) applies to ``minilm`` only;
-    ``max_tokens``: word pieces ``minilm-int8`` reads (default and most: the first 256, as
-    ``minilm`` reads; fewer are taken half from each end of the text).
-
-    Raises:
-        ValueError: an unknown key.
-    """
-    factory = EMBEDDERS.get(key)
-    if factory is None:
-        raise ValueError(f"unknown embedder {key!r}; expected one of {', '.join(EMBEDDER_IDS)}")
-    return factory(threads, precision, max_tokens)

@@ -30,8 +30,8 @@ class CachedEmbedder:
 
     ``encode(texts)`` returns what ``inner.encode`` returns (float32, shape (n, dim)) and
     calls ``inner.encode`` once, with only the texts not cached (duplicates embedded once).
-    ``hits`` and ``misses`` count texts since creation. Other attributes (``dimension``,
-    ``path``...) are the inner embedder's.
+    ``hits`` and ``misses`` count texts since creation; ``inner`` is the wrapped embedder
+    (one of :data:`router.scoring.registry.EMBEDDERS`, which all give their ``dimension``).
 
     Raises:
         ValueError: ``max_items`` < 1.
@@ -47,10 +47,10 @@ class CachedEmbedder:
         self.hits = 0
         self.misses = 0
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    @property
+    def dimension(self) -> int:
+        """The inner embedder's dimensions."""
+        return int(self.inner.dimension)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -81,5 +81,5 @@ class CachedEmbedder:
             self.misses += len(todo)
             self.hits += len(keys) - len(todo)
         if not keys:
-            return np.zeros((0, getattr(self.inner, "dimension", 0)), dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[k] for k in keys])

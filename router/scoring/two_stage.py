@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .classifier import EmbeddingClassifier
 
 __all__ = ["StagedScore", "ThresholdScorer", "TwoStageScorer", "score_near"]
 
@@ -45,21 +48,23 @@ class TwoStageScorer:
     of their threshold.
 
     Args:
-        first, second: scorers with ``score(texts) -> list[float]`` (e.g.
-            :class:`~router.scoring.classifier.EmbeddingClassifier`).
+        first, second: :class:`~router.scoring.classifier.EmbeddingClassifier` stages.
         band: half-width of the uncertain band, in score units (0 = first stage only,
             1 = second stage always).
         names: stage names shown in reasons (first, second); None: each stage's embedder key
             (its ``embedder_name``, e.g. ``static``, ``minilm-int8``).
 
     ``score(texts)`` (no threshold known) returns the second stage's scores; ``embedder``
-    is the second stage's (shared with the semantic cache and shadow sampling).
+    and ``artifact`` are the second stage's (the embedder is shared with the semantic cache,
+    shadow sampling and the verifier; the card gives ``target_cloud_share`` its quantiles), so
+    it is an :class:`~router.scoring.protocols.EmbeddingScorer` like a single stage.
 
     Raises:
         ValueError: ``band`` outside [0, 1].
     """
 
-    def __init__(self, first: Any, second: Any, band: float, names: tuple[str, str] | None = None) -> None:
+    def __init__(self, first: "EmbeddingClassifier", second: "EmbeddingClassifier", band: float,
+                 names: tuple[str, str] | None = None) -> None:
         if not 0.0 <= band <= 1.0:
             raise ValueError(f"band must be in [0, 1], got {band}")
         self.first, self.second, self.band, self.names = first, second, band, names
@@ -69,10 +74,15 @@ class TwoStageScorer:
         """The second stage's embedder."""
         return self.second.embedder
 
+    @property
+    def artifact(self) -> Any:
+        """The second stage's artifact (its card's score quantiles set ``target_cloud_share``)."""
+        return self.second.artifact
+
     def warm_up(self) -> None:
         """Load both stages now."""
-        for stage in (self.first, self.second):
-            getattr(stage, "warm_up", lambda: stage.score(["warm up"]))()
+        self.first.warm_up()
+        self.second.warm_up()
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """The second stage's P(needs cloud) per text."""

@@ -1,0 +1,91 @@
+"""Policy section ``routing``: the local and cloud tiers, the classifier and its threshold."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import _Strict
+
+__all__ = ["ClassifierConfig", "RoutingConfig"]
+
+
+class ClassifierConfig(_Strict):
+    """The difficulty classifier: an artifact directory and the decision threshold.
+
+    Set either ``threshold`` or ``target_cloud_share``; the latter picks the threshold
+    from the artifact card's held-out ``score_quantiles``
+    (:func:`router.routing.threshold.threshold_for_cloud_share`).
+    """
+
+    kind: Literal["embedding", "rules"] = Field(
+        "embedding", description="'embedding': the artifact's model over the request's embedding; 'rules': "
+        "keyword/structure weights (router/scoring/rules.py), no model, no embedding, 0 ms; artifact is then unused")
+    artifact: str = Field("builtin", description="'builtin' (shipped in the package), 'builtin:<name>' "
+                                                 "(another shipped artifact, e.g. builtin:smollm2-local) or a directory")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="route to the cloud tier when P(needs cloud) >= threshold"
+    )
+    target_cloud_share: float | None = Field(
+        None, ge=0, le=1,
+        description="instead of threshold: share of requests to send to the cloud tier "
+        "(threshold read from the artifact card's held-out score quantiles)",
+    )
+    context_turns: int = Field(
+        2, ge=0, description="earlier turns embedded with the last user turn"
+    )
+    max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
+    threads: int | None = Field(
+        1, ge=1,
+        description="CPU threads of the MiniLM embedding (torch: process-wide; None = torch's default, all "
+        "cores; minilm-int8: ONNX Runtime's intra-op threads, None = 1). 1 is fastest on a box whose cores are busy "
+        "(2 spinning threads were 2-10x slower there); concurrent decisions are batched instead",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="number format of the MiniLM embedding's matrix products: 'auto' = bf16 where the CPU "
+        "computes it natively (AVX512-BF16, AMX; ~35% faster, embeddings at cosine 0.99999 of fp32), else fp32",
+    )
+    embedder: Literal["minilm", "minilm-int8"] | None = Field(
+        "minilm-int8",
+        description="how MiniLM embeddings are computed for an artifact trained on them: 'minilm-int8' = ONNX "
+        "Runtime int8 on one thread, no torch (cosine ~0.99 of torch fp32, 2-4x faster; bench/embedder_quality.py); "
+        "'minilm' = torch fp32/bf16; None = the artifact card's. Artifacts on another embedder (static) use their own",
+    )
+    max_tokens: int = Field(
+        256, ge=8, le=256,
+        description="word pieces of the text the minilm-int8 embedder reads: 256 = the first 256, all MiniLM reads; "
+        "fewer are taken half from the start and half from the end (64: a quarter of the time, same 5-fold APGR, "
+        "0.03-0.04 lower on Winogrande and MBPP left out of training; bench/embedder_quality.py)",
+    )
+    first_stage: str | None = Field(
+        None,
+        description="two-stage decision: this artifact (e.g. builtin:difficulty-static, the static embedder) scores "
+        "every request first and only a score within first_stage_band of the threshold is scored again by "
+        "'artifact'; None = one stage (kind 'embedding' only)",
+    )
+    first_stage_band: float = Field(
+        0.1, ge=0, le=1, description="half-width of the uncertain band around the threshold (score units)"
+    )
+    cache_size: int = Field(
+        4096, ge=0, description="embeddings of recent texts kept in memory, by SHA-256 of the text (~1.5 KB each); 0 = none"
+    )
+
+    @model_validator(mode="after")
+    def _threshold_or_share(self) -> "ClassifierConfig":
+        if self.target_cloud_share is not None and "threshold" in self.model_fields_set:
+            raise ValueError("set either threshold or target_cloud_share, not both")
+        return self
+
+
+class RoutingConfig(_Strict):
+    """Which tier is local, which is cloud, and what to do when the cloud is unavailable."""
+
+    local_tier: str = Field("local", description="tier that answers easy requests")
+    cloud_tier: str = Field("cloud", description="tier that answers hard and escalated requests")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    on_cloud_unavailable: Literal["local", "error"] = Field(
+        "local",
+        description="'local': answer from the local tier and mark x-router-degraded; 'error': 503",
+    )
