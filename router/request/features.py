@@ -28,8 +28,17 @@ training or evaluation data matches it."""
 
 
 def strip_router_directives(text: str) -> str:
-    """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); pure."""
-    return ROUTER_DIRECTIVE.sub("", text) if text else text
+    """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); a line
+    that held nothing else goes with them (its line break would change the text features: the
+    question alone and the question plus a directive line must read the same); pure."""
+    if not text or not ROUTER_DIRECTIVE.search(text):
+        return text
+    kept = []
+    for line in text.split("\n"):
+        left = ROUTER_DIRECTIVE.sub("", line)
+        if left.strip() or not line.strip():
+            kept.append(left)
+    return "\n".join(kept)
 
 
 @dataclass(frozen=True, slots=True)
