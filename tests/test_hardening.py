@@ -590,3 +590,23 @@ def test_a_second_paid_tier_is_held_to_the_budget(cloud_up, local_up, tmp_path):
             assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", (tier, r.text)
     finally:
         proc.stop()
+
+
+def test_an_unpriced_cloud_tier_counts_no_savings(cloud_up, local_up, tmp_path):
+    import subprocess
+    import sys
+
+    policy = _policy(cloud_up.url, local_up.url)
+    policy["tiers"]["cloud"]["model"] = "openai/my-finetune-without-a-price"
+    proc = ProxyProcess(policy, tmp_path).start()
+    try:
+        for tier in ("local", "cloud"):
+            assert _chat(proc, model=tier, messages=[{"role": "user", "content": f"unpriced {tier}"}]).status_code == 200
+    finally:
+        proc.stop()
+    out = subprocess.run([sys.executable, "-m", "router.cli", "report", "--log", str(proc.log_path), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    summary = json.loads(out.stdout)
+    summary = summary.get("summary", summary)
+    assert summary["savings_usd"] == 0 and summary["all_cloud_usd"] == 0
+    assert summary["unknown_counterfactual"] == 2
