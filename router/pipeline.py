@@ -227,12 +227,15 @@ class Router:
         return ResponseCache(self.state, self.policy.cache, models, embed)
 
     def health(self) -> dict[str, Any]:
-        """``{"ok", "store", "state"}``: the request log and the shared state; ``ok`` False
-        while either is degraded (records spooled, caching paused, budgets per on_store_down)."""
+        """``{"ok", "store", "state", "local"}``: the request log, the shared state and the
+        in-process tiers' worker pools; ``ok`` False while one is degraded (records spooled,
+        caching paused, budgets per on_store_down, local workers crashed too often)."""
         store_health = getattr(self.store, "health", None)
         store = store_health() if store_health else {"ok": True}
         state = self.state.health()
-        return {"ok": bool(store.get("ok", True) and state.get("ok", True)), "store": store, "state": state}
+        local = self.client.local_health()  # in-process tiers' workers: restarts, crashes, extra buffers
+        ok = store.get("ok", True) and state.get("ok", True) and all(p["ok"] for p in local.values())
+        return {"ok": bool(ok), "store": store, "state": state, "local": local}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -482,7 +485,7 @@ class Router:
         except TierCallError as err:
             if err.client_fault:
                 raise InvalidRequestError(str(err), code="upstream_rejected") from err
-            alt = self._fallback_for(tier, decision)
+            alt = self._fallback_for(tier, decision) if err.fallback else None
             if alt is None:
                 raise upstream_error_for(err.status, str(err)) from err
             record.reason += f"; {tier} failed ({err.status}), fell back to {alt}"
@@ -841,7 +844,7 @@ class Router:
                 result = await self._call_or_upstream_error(local, request, record, "fallback", decision)
                 return self._replay_stream(request, record, local, result, t0)
             except TierCallError as err:
-                alt = self._fallback_for(tier, decision)
+                alt = self._fallback_for(tier, decision) if err.fallback else None
                 if err.client_fault or alt is None:
                     raise (InvalidRequestError(str(err), code="upstream_rejected") if err.client_fault
                            else upstream_error_for(err.status, str(err))) from err

@@ -6,12 +6,19 @@ logits of every position and made generation about 6x slower here. This runtime 
 context holds (the position that produced the token) and takes its log-softmax.
 
 One model instance is not thread-safe, so all generation runs on one dedicated worker
-thread (:attr:`LlamaRuntime.executor`); callers on an event loop submit to it.
+thread (:attr:`LlamaRuntime.executor`); callers on an event loop submit to it. The server
+runs this class inside a supervised worker process (:mod:`router.providers.worker_pool`),
+so a crash of llama.cpp never takes the server down.
+
+llama.cpp's "extra" (repacking) buffer types, e.g. the AMX kernels picked when a native
+build sees AMX, crash some CPUs (SIGSEGV in ``ggml_backend_amx_mul_mat``); models load with
+them off unless ``use_extra_bufts`` is True (:mod:`router.providers.extra_buffers` decides).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TokenStep", "LocalCompletion", "LlamaRuntime", "ContextWindowExceededError"]
+__all__ = ["TokenStep", "LocalCompletion", "LlamaRuntime", "ContextWindowExceededError", "model_params_override"]
 
 
 class ContextWindowExceededError(ValueError):
@@ -57,8 +64,29 @@ class LocalCompletion:
     steps: list[TokenStep] = field(default_factory=list)
 
 
-class _Cancelled(Exception):
-    pass
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_params_override(use_extra_bufts: bool):
+    """While active, ``llama_cpp.Llama(...)`` builds its model parameters with
+    ``use_extra_bufts`` set as given (llama-cpp-python 0.3 exposes the field in
+    ``llama_model_params`` but not as a ``Llama`` argument). One load at a time."""
+    import llama_cpp.llama_cpp as lib
+
+    with _params_lock:
+        original = lib.llama_model_default_params
+
+        def params():
+            p = original()
+            p.use_extra_bufts = bool(use_extra_bufts)
+            return p
+
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
 
 
 class LlamaRuntime:
@@ -70,6 +98,8 @@ class LlamaRuntime:
         n_threads: CPU threads (None = llama.cpp's default).
         top_logprobs: alternatives recorded per token.
         repeat_penalty: llama.cpp repetition penalty (1.0 = off); small models loop without it.
+        use_extra_bufts: load with llama.cpp's extra (repacking, e.g. AMX) buffer types;
+            off by default because they crash some CPUs.
     """
 
     def __init__(
@@ -79,12 +109,14 @@ class LlamaRuntime:
         n_threads: int | None = None,
         top_logprobs: int = 2,
         repeat_penalty: float = 1.1,
+        use_extra_bufts: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.top_logprobs = top_logprobs
         self.repeat_penalty = repeat_penalty
+        self.use_extra_bufts = use_extra_bufts
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llm: Any = None
         self._formatter: Any = None
@@ -103,7 +135,8 @@ class LlamaRuntime:
             kwargs: dict[str, Any] = {"n_ctx": self.n_ctx, "logits_all": False, "verbose": False}
             if self.n_threads:
                 kwargs["n_threads"] = self.n_threads
-            llm = Llama(model_path=str(self.model_path), **kwargs)
+            with model_params_override(self.use_extra_bufts):
+                llm = Llama(model_path=str(self.model_path), **kwargs)
             meta = llm.metadata
             template = meta.get("tokenizer.chat_template")
             if not template:
