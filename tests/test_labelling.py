@@ -31,7 +31,7 @@ def llama_server(tmp_path_factory):
     reached over HTTP like Ollama or a llama.cpp server would be)."""
     port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", _gguf(), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "tests.llama_server_main", "--model", _gguf(), "--port", str(port),
                              "--n_ctx", "2048", "--n_threads", "1"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120

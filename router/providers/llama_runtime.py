@@ -18,7 +18,6 @@ them off unless ``use_extra_bufts`` is True (:mod:`router.providers.extra_buffer
 from __future__ import annotations
 
 import codecs
-import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TokenStep", "LocalCompletion", "LlamaRuntime", "ContextWindowExceededError", "model_params_override"]
+__all__ = ["TokenStep", "LocalCompletion", "LlamaRuntime", "ContextWindowExceededError"]
 
 
 class ContextWindowExceededError(ValueError):
@@ -62,31 +61,6 @@ class LocalCompletion:
     prompt_tokens: int
     completion_tokens: int
     steps: list[TokenStep] = field(default_factory=list)
-
-
-_params_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def model_params_override(use_extra_bufts: bool):
-    """While active, ``llama_cpp.Llama(...)`` builds its model parameters with
-    ``use_extra_bufts`` set as given (llama-cpp-python 0.3 exposes the field in
-    ``llama_model_params`` but not as a ``Llama`` argument). One load at a time."""
-    import llama_cpp.llama_cpp as lib
-
-    with _params_lock:
-        original = lib.llama_model_default_params
-
-        def params():
-            p = original()
-            p.use_extra_bufts = bool(use_extra_bufts)
-            return p
-
-        lib.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            lib.llama_model_default_params = original
 
 
 class LlamaRuntime:
@@ -129,14 +103,14 @@ class LlamaRuntime:
         with self._load_lock:
             if self._llm is not None:
                 return
-            from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            from .llama_load import load_llama
 
             kwargs: dict[str, Any] = {"n_ctx": self.n_ctx, "logits_all": False, "verbose": False}
             if self.n_threads:
                 kwargs["n_threads"] = self.n_threads
-            with model_params_override(self.use_extra_bufts):
-                llm = Llama(model_path=str(self.model_path), **kwargs)
+            llm = load_llama(self.model_path, extra_buffers=self.use_extra_bufts, **kwargs)
             meta = llm.metadata
             template = meta.get("tokenizer.chat_template")
             if not template:
