@@ -36,6 +36,7 @@ def serve(conn: Connection, spec: dict[str, Any]) -> None:
     started = time.perf_counter()
     runtime = LlamaRuntime(**spec)
     runtime.load()
+    runtime.generate([{"role": "user", "content": "Hi"}], max_tokens=1)  # first decode's one-off costs, before "ready"
     from .extra_buffers import system_info
 
     conn.send(("ready", {"pid": os.getpid(), "load_ms": (time.perf_counter() - started) * 1000,

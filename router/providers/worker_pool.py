@@ -349,7 +349,9 @@ class WorkerPool:
                 "restarts": self.restarts,
                 "crashes": [{"at": round(t, 3), "reason": r} for t, r in list(self._crashes)[-5:]],
                 "unavailable_reason": self.unavailable_reason,
-                "workers": [{"pid": w.proc.pid, "ready": w.ready, "busy": w.job is not None} for w in self._workers],
+                "workers": [{"pid": w.proc.pid, "ready": w.ready, "busy": w.job is not None,
+                             "load_ms": round(w.info.get("load_ms", 0.0), 1),
+                             "use_extra_bufts": w.info.get("use_extra_bufts")} for w in self._workers],
                 "queue": {"waiting": len(self._waiting), "limit": self.spec.queue},
                 "extra_buffers": self.extra_buffers.as_dict() if self.extra_buffers else None,
             }
