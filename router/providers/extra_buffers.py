@@ -112,6 +112,9 @@ def system_info() -> str:
     """llama.cpp's own report of the CPU features it was built for (``llama_print_system_info``)."""
     import llama_cpp
 
+    from .llama_backends import load_cpu_variants
+
+    load_cpu_variants()  # a portable build reports the features of the variant it picked
     return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
 
 

@@ -105,7 +105,10 @@ class LlamaRuntime:
                 return
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+            from .llama_backends import load_cpu_variants
             from .llama_load import load_llama
+
+            load_cpu_variants()  # a portable build's per-CPU backends (no-op for a native build)
 
             kwargs: dict[str, Any] = {"n_ctx": self.n_ctx, "logits_all": False, "verbose": False}
             if self.n_threads:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging
 import os
 import queue
 import signal
@@ -30,6 +31,8 @@ from typing import Any
 
 from .extra_buffers import Resolution, resolve
 from .llama_runtime import ContextWindowExceededError, LocalCompletion, TokenStep
+
+log = logging.getLogger(__name__)
 
 __all__ = ["WorkerSpec", "WorkerPool", "LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError",
            "LocalQueueFullError"]
@@ -168,7 +171,8 @@ class WorkerPool:
     def _spawn(self) -> None:
         """Start one worker process (call with ``_lock`` held)."""
         spec = {"model_path": self.spec.model_path, "n_ctx": self.spec.n_ctx,
-                "n_threads": self.spec.n_threads or max(1, (os.cpu_count() or 1) // self.spec.parallel),
+                "n_threads": self.spec.n_threads or (  # one worker: llama.cpp's default, as in process
+                    max(1, (os.cpu_count() or 1) // self.spec.parallel) if self.spec.parallel > 1 else None),
                 "top_logprobs": self.spec.top_logprobs, "repeat_penalty": self.spec.repeat_penalty,
                 "use_extra_bufts": bool(self.extra_buffers and self.extra_buffers.enabled)}
         ours, theirs = Pipe(duplex=True)
@@ -188,8 +192,9 @@ class WorkerPool:
         with self._lock:
             self._closing = True
             workers, self._workers = list(self._workers), []
+        for w in workers:  # the reader threads see the pipe close and exit
+            w.proc.terminate()
         for w in workers:
-            w.conn.close()
             try:
                 w.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
@@ -197,11 +202,16 @@ class WorkerPool:
 
     # -- reader threads ----------------------------------------------------------------------
     def _read(self, worker: _Worker) -> None:
-        try:
-            while True:
-                self._on_message(worker, worker.conn.recv())
-        except (EOFError, OSError):
-            pass
+        while True:
+            try:
+                msg = worker.conn.recv()
+            except (EOFError, OSError, TypeError):  # TypeError: the pipe was closed under recv
+                break
+            try:
+                self._on_message(worker, msg)
+            except Exception:  # a bug here must not stop the worker's messages
+                log.exception("SLM worker %s: message %r not handled", worker.proc.pid, msg[:2])
+        worker.conn.close()
         self._on_exit(worker, worker.proc.wait())
 
     def _on_message(self, worker: _Worker, msg: tuple) -> None:
@@ -218,7 +228,7 @@ class WorkerPool:
             with self._lock:
                 worker.job = None
                 self._dispatch(worker)
-        job.sink(msg)
+        _deliver(job, msg)
 
     def _on_exit(self, worker: _Worker, code: int) -> None:
         reason = f"the SLM worker (pid {worker.proc.pid}) {_exit_reason(code)}"
@@ -242,7 +252,7 @@ class WorkerPool:
                 self.restarts += 1
                 self._spawn()
         for job, msg in failed:
-            job.sink(msg)
+            _deliver(job, msg)
 
     def _dispatch(self, worker: _Worker) -> None:
         """Give ``worker`` the next waiting job (call with ``_lock`` held)."""
@@ -355,6 +365,15 @@ class WorkerPool:
                 "queue": {"waiting": len(self._waiting), "limit": self.spec.queue},
                 "extra_buffers": self.extra_buffers.as_dict() if self.extra_buffers else None,
             }
+
+
+def _deliver(job: _Job, msg: tuple) -> None:
+    """Hand ``msg`` to the job's consumer; one that has gone away (its event loop closed)
+    must not stop the reader thread."""
+    try:
+        job.sink(msg)
+    except RuntimeError:
+        pass
 
 
 def _result(msg: tuple) -> LocalCompletion:
