@@ -160,7 +160,8 @@ class LocalRuntime(_Strict):
     extra_buffers: Literal["auto", "on", "off"] = Field(
         "auto", description="llama.cpp's extra (repacking, e.g. AMX) buffer types: 'auto' = on when a probe in a "
         "child process generated with them on this build and CPU (cached per machine), 'on', 'off'")
-    parallel: int = Field(1, ge=1, le=64, description="sequences the local model generates at once")
+    parallel: int = Field(2, ge=1, le=64, description="worker processes generating at once (one sequence each, "
+                          "the cores divided among them; bench/local_tier.py)")
     queue: int = Field(32, ge=0, description="requests waiting for a free sequence; more go per on_queue_full")
     on_queue_full: Literal["cloud", "reject"] = Field(
         "cloud", description="a request over the queue: 'cloud' = answered by the cloud tier (503 "

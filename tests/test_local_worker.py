@@ -26,7 +26,7 @@ def _policy(cloud_url: str | None, max_crashes: int = 20) -> dict:
     cloud = {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_url} if cloud_url \
         else {"model": "openai/gpt-4o-mini", "api_key": ""}
     return {
-        "tiers": {"local": {"model": "slm-local/smollm2", "runtime": {"n_ctx": 1024, "max_crashes": max_crashes}},
+        "tiers": {"local": {"model": "slm-local/smollm2", "runtime": {"n_ctx": 1024, "max_crashes": max_crashes, "parallel": 1}},
                   "cloud": cloud},
         "routing": {"on_cloud_unavailable": "local", "classifier": {"threshold": 1.0}},
         "escalation": {"enabled": True},

@@ -1,5 +1,5 @@
 """The README is tested: every YAML block goes through ``slm-router policy check`` as a
-policy fragment, and every ``slm-router ...`` command line (in shell blocks and in inline
+policy fragment (merged into ``policies/default.yaml``), and every ``slm-router ...`` command line (in shell blocks and in inline
 code) is parsed by the real command line (its subcommand exists, its options and arguments
 parse), without running it."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+import yaml
 
 try:  # typer 0.29 carries its own copy of click; its commands raise that copy's errors
     from typer._click.core import Context, Exit
@@ -69,10 +70,44 @@ def _strip_comment(line: str) -> str:
     return "".join(out)
 
 
+def fragment(body: str) -> str:
+    """A README block as a whole policy: its mappings merged, key by key, into
+    ``policies/default.yaml`` (a block showing ``tiers.local`` keeps the default cloud tier);
+    lists and scalars replace. A block that is not a mapping is returned as written (policy
+    check reports it)."""
+    if _has_duplicate_keys(yaml.compose(body)):
+        return body  # policy check of the block as written names the duplicate
+    block = yaml.safe_load(body)
+    if not isinstance(block, dict):
+        return body
+    base = yaml.safe_load((README.parent / "policies" / "default.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_dump(_merge(base, block), sort_keys=False)
+
+
+def _has_duplicate_keys(node) -> bool:
+    if isinstance(node, yaml.MappingNode):
+        keys = [k.value for k, _ in node.value]
+        return len(keys) != len(set(keys)) or any(_has_duplicate_keys(v) for _, v in node.value)
+    if isinstance(node, yaml.SequenceNode):
+        return any(_has_duplicate_keys(v) for v in node.value)
+    return False
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 @pytest.mark.parametrize("line_no,body", blocks("yaml"), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
 def test_yaml_block_passes_policy_check(line_no, body, tmp_path):
     path = tmp_path / f"readme-line{line_no}.yaml"
-    path.write_text(body, encoding="utf-8")
+    try:  # duplicate keys, bad indentation: policy check of the block as written names them
+        text = fragment(body)
+    except yaml.YAMLError:
+        text = body
+    path.write_text(text, encoding="utf-8")
     result = CliRunner().invoke(app, ["policy", "check", str(path)])
     assert result.exit_code == 0, f"README.md line {line_no}: policy check failed:\n{result.output}"
 
@@ -125,6 +160,16 @@ def test_command_line_parses(line_no, command, tmp_path, monkeypatch):
 
 def test_the_readme_has_blocks_and_commands():
     assert len(blocks("yaml")) >= 10 and len(commands()) >= 20
+
+
+def test_a_fragment_keeps_the_defaults_and_a_wrong_key_still_fails(tmp_path):
+    merged = yaml.safe_load(fragment("tiers:\n  local: {runtime: {parallel: 4}}\n"))
+    assert merged["tiers"]["local"]["runtime"]["parallel"] == 4 and merged["tiers"]["local"]["model"]
+    assert "cloud" in merged["tiers"]
+    with pytest.raises(AssertionError, match="unknown key 'transport'"):
+        test_yaml_block_passes_policy_check(1, "tiers:\n  cloud: {transport: auto}\n", tmp_path)
+    with pytest.raises(AssertionError, match="duplicate key 'price'"):
+        test_yaml_block_passes_policy_check(2, "price: {usd_per_hour: 1}\nprice: {usd_per_hour: 2}\n", tmp_path)
 
 
 def test_the_checks_catch_a_wrong_command():

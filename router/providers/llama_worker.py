@@ -4,7 +4,8 @@ server. :mod:`router.providers.worker_pool` starts, feeds and restarts it.
 
 Messages are tuples pickled through a :class:`multiprocessing.connection.Connection`:
 
-- server -> worker: ``("gen", rid, messages, args, stream)``, ``("cancel", rid)``;
+- server -> worker: ``("gen", rid, messages, args, stream)``, ``("cancel", rid)``,
+  ``("ping", rid)`` (answered ``("done", rid, None)`` at once);
 - worker -> server: ``("ready", info)`` once the model is loaded (``info``: pid, load_ms,
   use_extra_bufts, system_info); per token while ``stream``: ``("step", rid, step)`` (a
   :class:`TokenStep`); at the end ``("done", rid, completion)`` (a :class:`LocalCompletion`,
@@ -46,6 +47,9 @@ def serve(conn: Connection, spec: dict[str, Any]) -> None:
             msg = conn.recv()
         except (EOFError, OSError):
             return
+        if msg[0] == "ping":  # the pipe's round trip, as the server sees it (bench/local_tier.py)
+            conn.send(("done", msg[1], None))
+            continue
         if msg[0] != "gen":
             continue  # a cancel for a request that already ended
         _, rid, messages, args, stream = msg

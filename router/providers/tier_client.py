@@ -15,7 +15,7 @@ from typing import Any
 from ..policy import Policy, TierConfig
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
-from .worker_pool import LocalTierError
+from .local_errors import LocalTierError
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
 

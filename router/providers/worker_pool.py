@@ -31,46 +31,12 @@ from typing import Any
 
 from .extra_buffers import Resolution, resolve
 from .llama_runtime import ContextWindowExceededError, LocalCompletion, TokenStep
+from .local_errors import LocalQueueFullError, LocalTierError, LocalTierUnavailableError, WorkerCrashedError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["WorkerSpec", "WorkerPool", "LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError",
            "LocalQueueFullError"]
-
-
-class LocalTierError(RuntimeError):
-    """A failure of the local tier itself (not of the request): ``code`` names it,
-    ``status`` is the HTTP-like status, ``fallback`` says whether another tier may answer."""
-
-    code = "local_tier_error"
-    status = 503
-    fallback = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.code}: {message}")
-
-
-class WorkerCrashedError(LocalTierError):
-    """The worker process generating the request died (signal or exit)."""
-
-    code = "local_worker_crashed"
-
-
-class LocalTierUnavailableError(LocalTierError):
-    """The pool stopped restarting workers after repeated crashes, or could not start."""
-
-    code = "local_tier_unavailable"
-
-
-class LocalQueueFullError(LocalTierError):
-    """Every sequence is busy and the queue is full; ``fallback`` per ``on_queue_full``."""
-
-    code = "local_queue_full"
-
-    def __init__(self, message: str, fallback: bool) -> None:
-        super().__init__(message)
-        self.fallback = fallback
-        self.status = 503 if fallback else 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +213,11 @@ class WorkerPool:
                 self.unavailable_reason = (f"{len(recent)} worker crashes within {self.spec.crash_window_s:g} s "
                                            f"(last: {reason}); not restarted")
                 failed += [(j, ("unavailable", self.unavailable_reason)) for j in self._waiting]
+                failed += [(w.job, ("unavailable", self.unavailable_reason)) for w in self._workers if w.job]
                 self._waiting.clear()
+                self._closing = True  # the other workers stop too: the tier is out until restart
+                for w in self._workers:
+                    w.proc.terminate()
             else:
                 self.restarts += 1
                 self._spawn()
@@ -262,12 +232,13 @@ class WorkerPool:
             worker.send(job.payload)
 
     # -- requests ----------------------------------------------------------------------------
-    def _submit(self, messages: list, args: dict, stream: bool, sink: Callable[[tuple], None]) -> _Job:
+    def _submit(self, messages: list | None, args: dict, stream: bool, sink: Callable[[tuple], None]) -> _Job:
         with self._lock:
             if self.unavailable_reason:
                 raise LocalTierUnavailableError(self.unavailable_reason)
             self._next_rid += 1
-            job = _Job(self._next_rid, ("gen", self._next_rid, messages, args, stream), sink)
+            rid = self._next_rid
+            job = _Job(rid, ("gen", rid, messages, args, stream) if messages is not None else ("ping", rid), sink)
             idle = next((w for w in self._workers if w.ready and w.job is None), None)
             if idle is not None and not self._waiting:
                 idle.job, job.worker = job, idle
@@ -325,6 +296,18 @@ class WorkerPool:
             if isinstance(item, LocalCompletion):
                 return item
         raise AssertionError("unreachable")
+
+    async def round_trip_ms(self) -> float:
+        """One empty message to an idle worker and its answer back, through the same queue,
+        pipe, reader thread and event-loop hand-off as a generation's tokens (ms)."""
+        if not self._started.is_set():
+            await asyncio.to_thread(self.start)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        t = time.perf_counter()
+        self._submit(None, {}, False, lambda msg: loop.call_soon_threadsafe(done.set_result, msg))
+        await done
+        return (time.perf_counter() - t) * 1000
 
     def generate_blocking(self, messages: list, args: dict, timeout_s: float | None = None) -> LocalCompletion:
         """:meth:`generate` for threads without an event loop. Raises as :meth:`stream`,
