@@ -133,6 +133,9 @@ def test_crash_mid_request_goes_to_the_cloud(with_cloud, sig, stream):
     health = _wait_ready(proxy, before + 1)
     assert health["restarts"] == before + 1 and pid not in [w["pid"] for w in health["workers"]]
     assert _health(proxy)["status"] == "ok"
+    eb = health["extra_buffers"]  # the probe's verdict, its time and reason (cached per build and CPU)
+    assert eb["mode"] == "auto" and eb["source"] in ("probe", "cache") and eb["reason"] and eb["probed_at"] > 0
+    assert [w["use_extra_bufts"] for w in health["workers"] if w["ready"]] == [eb["enabled"]]
     raw = client.chat.completions.with_raw_response.create(model="local", messages=SHORT, max_tokens=16)
     assert raw.headers["x-router-tier"] == "local" and "Tokyo" in raw.parse().choices[0].message.content
 
