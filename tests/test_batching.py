@@ -12,7 +12,7 @@ import pytest
 from router.batching import MicroBatcher
 from router.pipeline import Router
 from router.policy import policy_from_dict
-from router.request import parse_chat_request
+from router.request.parse import parse_chat_request
 from router.store.sqlite import SQLiteStore
 
 
@@ -165,7 +165,7 @@ def test_answers_return_before_their_log_write_and_shutdown_drains_every_one(clo
     assert sorted(r.id for r in rows) == [f"req-{i:02d}" for i in range(12)]
     assert all(r.status == "ok" and r.tier == "cloud" and r.cost_usd and r.cost_usd > 0 for r in rows)
     assert all(len(r.calls) == 1 for r in rows)
-    assert router._log.batches < 12  # the writes were batched (the first alone, the rest together)
+    assert router.writer.batches < 12  # the writes were batched (the first alone, the rest together)
 
 
 def test_a_batch_the_store_refuses_is_written_one_by_one(cloud, tmp_path):
@@ -179,6 +179,6 @@ def test_a_batch_the_store_refuses_is_written_one_by_one(cloud, tmp_path):
     records = [router.new_record(f"r{i}", time.time()) for i in range(3)]
     for r in records:
         r.status, r.http_status = "ok", 200
-    errors = router._write_batch([(r, None, None) for r in records])
+    errors = router.writer.write_batch([(r, None, None) for r in records])
     assert errors == [None, None, None]
     assert [r.id for r in store.requests()] == ["r0", "r1", "r2"]

@@ -1,7 +1,7 @@
 import pytest
 
-from router.checks import answer_signals, should_escalate
-from router.decision import decide
+from router.cascade.verdict import answer_signals, should_escalate
+from router.routing.decide import decide
 from router.errors import ModelNotFoundError, TierUnavailableError
 from router.policy import EscalationConfig, policy_from_dict
 
@@ -59,7 +59,7 @@ def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
 
     from router.errors import RouterError
     from router.pipeline import Router
-    from router.request import parse_chat_request
+    from router.request.parse import parse_chat_request
     from router.store.sqlite import SQLiteStore
 
     class Broken:
@@ -79,7 +79,7 @@ def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
 
 
 def test_format_check_escalates_prose_for_json():
-    from router.checks import format_error
+    from router.cascade.verdict import format_error
 
     schema = {"type": "json_schema", "json_schema": {"name": "p", "schema": {
         "type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}}}

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from router.cli import app
-from router.doctor import Check, exit_code
+from router.cli.doctor import Check, exit_code
 
 from .fake_openai import free_port
 

@@ -16,6 +16,7 @@ from ..policy import Policy, TierConfig
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 from .local_errors import LocalTierError
+from .runtimes import runtime_for
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
 
@@ -104,7 +105,7 @@ def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCall
     mapped = err if isinstance(err, TierCallError) else _classify(tier, err)
     if secret and secret in str(mapped):  # a provider key must never reach a log or a client
         mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
-                               mapped.client_fault, mapped.retryable)
+                               mapped.client_fault, mapped.retryable, mapped.fallback)
     return mapped
 
 
@@ -148,17 +149,17 @@ class TierClient:
     """Calls tiers of a policy through litellm.
 
     Args:
-        policy: the tiers; ``slm-local/...`` tiers are registered with the local provider.
+        policy: the tiers; in-process tiers (``slm-local/...``) are registered with their
+            runtime (:data:`router.providers.runtimes.RUNTIMES`).
     """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._runtimes = {}
         for name, tier in policy.tiers.items():
-            if tier.is_in_process:
-                from .local_provider import register_local_tier
-
-                self._runtimes[name] = register_local_tier(tier)
+            runtime = runtime_for(tier)
+            if runtime is not None:
+                self._runtimes[name] = runtime
 
     def warm_up(self) -> None:
         """Load in-process models now (blocking, seconds) and import litellm."""

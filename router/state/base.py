@@ -76,7 +76,7 @@ class SharedState(Protocol):
         ...
 
     async def rate(self, key: str, interval_s: float, burst: int) -> RateVerdict:
-        """One GCRA admission check (see :func:`router.ratelimit.gcra`) on ``key``."""
+        """One GCRA admission check (see :func:`router.guards.ratelimit.gcra`) on ``key``."""
         ...
 
     def health(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..ratelimit import gcra
+from ..guards.ratelimit import gcra
 from .base import NO_LIMIT, RateVerdict
 
 __all__ = ["MemoryState"]

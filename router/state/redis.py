@@ -53,7 +53,7 @@ end
 return 1
 """
 
-# GCRA, the same rule as router.ratelimit.gcra, on the server's clock.
+# GCRA, the same rule as router.guards.ratelimit.gcra, on the server's clock.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000

@@ -1,0 +1,1 @@
+"""HTTP edge: the FastAPI app and the live (reloadable) policy."""

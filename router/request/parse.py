@@ -1,0 +1,206 @@
+"""Parse stage: turn a client's JSON body into a validated :class:`ChatRequest`.
+
+Only what routing needs is typed; every other OpenAI parameter is kept in
+``ChatRequest.params`` and passed to the tier unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+
+from ..errors import InvalidRequestError
+
+__all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
+           "CONTENT_PART_TYPES"]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Parameters forwarded to a tier as given; anything else in the body is ignored.
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "user",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "reasoning_effort",
+)
+# Read by the router itself, never forwarded.
+_ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
+
+
+class SamplingParams(BaseModel):
+    """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
+    before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
+    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences). Other fields pass
+    through unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    n: StrictInt | None = Field(None, ge=1, le=128)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    logprobs: StrictBool | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    seed: StrictInt | None = None
+    stop: str | list[str] | None = Field(None, max_length=4)
+
+
+CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+"""Content part types of OpenAI's chat messages; any other is a client error."""
+
+
+class Message(BaseModel):
+    """One chat turn. ``content`` is a string, a list of OpenAI content parts, or None."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """A validated chat-completions request.
+
+    Attributes:
+        model: ``auto`` or a tier name.
+        messages: at least one turn; the last user turn has non-empty text.
+        stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
+        metadata: OpenAI's ``metadata`` (string keys and values); routing rules can match
+            on it; not forwarded to the tier.
+        params: other OpenAI parameters, forwarded to the tier unchanged.
+        ignored_fields: names of body fields that were dropped, never forwarded: anything
+            outside the OpenAI chat parameters above, such as ``api_base``, ``base_url`` or
+            ``api_key`` (a client can never redirect the proxy or supply a provider key).
+    """
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    ignored_fields: list[str] = Field(default_factory=list)
+
+    @property
+    def include_usage(self) -> bool:
+        """True when a streaming client asked for the final usage chunk."""
+        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
+
+    def messages_as_dicts(self) -> list[dict[str, Any]]:
+        """The turns as plain dicts, as litellm takes them."""
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+def message_text(message: Message | dict[str, Any]) -> str:
+    """Text of one turn: the string content, or the text parts joined by newlines."""
+    content = message.content if isinstance(message, Message) else message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, str | None]:
+    first = err.errors()[0]
+    loc = [*prefix, *first["loc"]]
+    if loc and loc[0] == "params":
+        loc = loc[1:]
+    # messages.0.content.str -> messages[0].content (OpenAI's own spelling of a field path)
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif parts and p in ("str", "list[dict[str,any]]", "none", "list[str]", "int", "float", "bool"):
+            continue  # pydantic's name of a union branch, not a field
+        else:
+            parts.append(str(p))
+    param = ".".join(parts) or None
+    if first["type"] == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    return f"Invalid value for '{param}': {first['msg']}.", param
+
+
+def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
+    """Validate a chat-completions body (raw bytes or already-decoded JSON).
+
+    Raises:
+        InvalidRequestError: the body is not JSON, lacks ``model``/``messages``, has an
+            unknown role, or the last user turn is empty. ``param`` names the field.
+    """
+    if isinstance(body, (bytes, str)):
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InvalidRequestError(
+                f"We could not parse the JSON body of your request ({err}).", code="invalid_json"
+            ) from None
+    else:
+        data = body
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+
+    fields = {k: data[k] for k in _ROUTER_FIELDS if data.get(k) is not None}
+    fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
+    fields["ignored_fields"] = sorted(k for k in data if k not in _ROUTER_FIELDS and k not in _PASSTHROUGH)
+    try:
+        SamplingParams.model_validate(fields["params"])
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+    try:
+        request = ChatRequest.model_validate(fields)
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+
+    for i, m in enumerate(request.messages):
+        for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
+            if part.get("type") not in CONTENT_PART_TYPES:
+                raise InvalidRequestError(
+                    f"Invalid value for 'messages[{i}].content[{j}].type': {part.get('type')!r}; expected one of "
+                    f"{', '.join(sorted(CONTENT_PART_TYPES))}.",
+                    param=f"messages[{i}].content[{j}].type",
+                )
+
+    for i, m in enumerate(request.messages):
+        if m.role not in ROLES:
+            raise InvalidRequestError(
+                f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
+                f"{', '.join(sorted(ROLES))}.",
+                param=f"messages[{i}].role",
+            )
+    user_turns = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    if not user_turns:
+        raise InvalidRequestError("'messages' must contain at least one user turn.", param="messages")
+    last = user_turns[-1]
+    if not message_text(request.messages[last]).strip() and not isinstance(request.messages[last].content, list):
+        raise InvalidRequestError(
+            f"'messages[{last}].content' is empty; send the text to answer.",
+            param=f"messages[{last}].content",
+            code="empty_content",
+        )
+    return request
