@@ -182,3 +182,32 @@ def test_a_batch_the_store_refuses_is_written_one_by_one(cloud, tmp_path):
     errors = router.writer.write_batch([(r, None, None) for r in records])
     assert errors == [None, None, None]
     assert [r.id for r in store.requests()] == ["r0", "r1", "r2"]
+
+
+def test_one_bad_item_fails_only_itself_not_its_batch():
+    """A batch that raises is rerun item by item: the bad item gets the error, the others
+    their results (a tokenizer that chokes on one input must not fail its neighbours)."""
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        gate.wait(5)
+        if 13 in items:
+            raise TypeError("cannot tokenize item 13")
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(fn, max_batch=8)
+
+    async def main():
+        first = batcher.submit(1)  # runs alone while the next ones queue behind it
+        await asyncio.sleep(0.05)
+        rest = [batcher.submit(i) for i in (2, 13, 4)]
+        gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert results[0] == 10 and results[1] == 20 and results[3] == 40
+    assert isinstance(results[2], TypeError)
+    assert [2, 13, 4] in calls and [13] in calls

@@ -49,7 +49,12 @@ def test_signals_and_escalation_verdicts():
     v = should_escalate(unsure, cfg)
     assert v.escalate and "-1.50" in v.reason
     assert should_escalate(answer_signals("  ", [-0.1], "stop"), cfg).escalate
-    assert not should_escalate(answer_signals("text", None, "stop"), cfg).escalate
+    # no log-probabilities while a threshold reads them: escalate unless the policy says keep
+    assert should_escalate(answer_signals("text", None, "stop"), cfg).escalate
+    keep = EscalationConfig(enabled=True, min_mean_logprob=-1.0, on_missing_signal="keep")
+    assert not should_escalate(answer_signals("text", None, "stop"), keep).escalate
+    no_threshold = EscalationConfig(enabled=True, min_mean_logprob=-100)
+    assert not should_escalate(answer_signals("text", None, "stop"), no_threshold).escalate
     assert not should_escalate(unsure, EscalationConfig(enabled=False)).escalate
 
 

@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..routing.decide import AUTO
-from ..errors import InvalidRequestError, PayloadTooLargeError, RouterError
+from ..errors import InvalidRequestError, PayloadTooLargeError, PermissionDeniedError, RouterError
 from .live_policy import LivePolicy
 from ..pipeline import Router, Routing, new_request_id
 from ..policy import Policy
@@ -62,6 +62,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(piece)
     return b"".join(chunks)
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready (nothing is sent)."""
+
+
+async def _until_disconnect(request: Request, work: Any) -> Any:
+    """Await ``work`` (a coroutine), cancelling it when the client disconnects first.
+
+    Starlette cancels a streaming response whose client goes away, but not a handler that
+    is still computing a non-streaming answer (or a stream held back for its check): a 1 s
+    client timeout left SmolLM2 generating for 47 s. The disconnect arrives as an
+    ``http.disconnect`` message on the ASGI receive channel once the body has been read;
+    the cancelled pipeline logs the request ``cancelled`` with the tokens its calls spent.
+
+    Raises:
+        ClientDisconnected: the client went away (the work was cancelled).
+    """
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        if not watcher.done():
+            watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    raise ClientDisconnected()
+
+
 async def _logged(task: asyncio.Task | None) -> None:
     """Wait for a request's log write (run after its answer was sent)."""
     if task is None:
@@ -164,7 +205,17 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         message = (
             f"Unknown path {request.method} {request.url.path}." if err.status_code in (404, 405) else str(err.detail)
         )
+        if request.url.path.startswith("/v1/"):  # an API call that went wrong is still a logged request
+            router = live.router
+            record = router.new_record(new_request_id(), time.time())
+            await router.log_failure(record, InvalidRequestError(message, code=code, status_code=err.status_code))
+            return _error_response(err.status_code, message, "invalid_request_error", code,
+                                   headers={"x-request-id": record.id})
         return _error_response(err.status_code, message, "invalid_request_error", code)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, err: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nobody reads it; the request is logged 'cancelled'
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
@@ -189,6 +240,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         try:
             body = await _read_body(request, router.policy.server.max_request_bytes)
             chat = parse_chat_request(body)
+            if router.policy.server.strict_requests and chat.ignored_fields:
+                name = chat.ignored_fields[0]
+                raise InvalidRequestError(f"Unrecognized request argument supplied: {name} "
+                                          "(server.strict_requests is on).", param=name, code="unknown_parameter")
         except InvalidRequestError as err:
             record.api_key_name = identity.caller.name if identity.caller else None
             await router.log_failure(record, err)
@@ -198,10 +253,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             await router.log_failure(record, wrapped)
             raise wrapped from err
         if chat.stream:
-            routed = await router.stream(chat, record, request.headers, identity=identity)
+            routed = await _until_disconnect(request, router.stream(chat, record, request.headers, identity=identity))
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers, log_later=True, identity=identity)
+        answer = await _until_disconnect(request, router.complete(chat, record, request.headers, log_later=True,
+                                                                  identity=identity))
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
         return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
 
@@ -220,7 +276,14 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         from ..routing.capabilities import resolve_capabilities
 
         router = live.router
-        router.authorize(request.headers)
+        identity = router.identify(request.headers)
+        router.authorize(identity)
+        if router.policy.server.require_api_key:
+            caller = identity.caller
+            if caller is None or not caller.admin:
+                raise PermissionDeniedError(
+                    "Reading the policy needs an admin key (an api_keys entry with admin: true).",
+                    code="admin_key_required")
         caps = {}
         for name, tier in router.policy.tiers.items():
             c = await asyncio.to_thread(resolve_capabilities, tier)
@@ -256,6 +319,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         current = live.router
+        await current.state.probe()
         shared = current.health()
         return {
             "status": "ok" if shared["ok"] else "degraded",

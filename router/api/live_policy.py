@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..pipeline import Router
 from ..policy.check import check_policy_file
-from ..policy.view import policy_hash
+from ..policy.view import changed_secrets, policy_hash
 
 __all__ = ["LivePolicy", "ReloadResult"]
 
@@ -82,10 +82,15 @@ class LivePolicy:
             for warning in report.warnings:
                 log.warning("%s", warning)
             new_hash = policy_hash(report.policy)
-            if new_hash == current.policy_hash:
+            # The hash leaves secrets out, so compare the resolved policies: a rotated key
+            # alone must reload (and be sent from then on).
+            if report.policy == current.policy:
                 self.last_error = None
                 log.info("policy reload (%s): %s unchanged", trigger, new_hash)
                 return ReloadResult("unchanged", new_hash)
+            secrets = changed_secrets(current.policy, report.policy)
+            if secrets:
+                log.warning("policy reload (%s): secrets changed: %s", trigger, ", ".join(secrets))
             for name, tier in report.policy.tiers.items():
                 old = next((t for t in current.policy.tiers.values() if t.model == tier.model), None)
                 if tier.is_in_process and old is not None and old.runtime != tier.runtime:

@@ -31,6 +31,10 @@ SIGNAL_NAMES: tuple[str, ...] = (
 )
 """Names a combiner or a threshold may use, in the order of :meth:`AnswerSignals.vector`."""
 
+LOGPROB_SIGNALS: frozenset[str] = frozenset({"mean_logprob", "min_logprob", "p10_logprob", "p25_logprob",
+                                             "p50_logprob", "first_logprob", "mean_margin", "min_margin"})
+"""The signals computed from the answer's token log-probabilities (unmeasured without them)."""
+
 HardFailure = Literal["empty", "format_error", "refusal", "repetition", "finish_length"]
 """A signal that can fail an answer outright (``escalation.escalate_on``; the policy's type)."""
 
@@ -202,9 +206,27 @@ def format_error(text: str, response_format: Mapping[str, Any] | None) -> str | 
     return None
 
 
+def tool_choice_error(tool_calls: Sequence[Mapping[str, Any]] | None, tool_choice: Any) -> str | None:
+    """Why an answer violates the request's ``tool_choice`` (OpenAI: ``"required"`` asks for at
+    least one call, ``{"type": "function", "function": {"name": N}}`` for a call of N,
+    ``"none"`` for no call), or None when it complies or nothing was forced."""
+    calls = list(tool_calls or ())
+    if tool_choice == "required" and not calls:
+        return "answer ignores tool_choice 'required' (no tool call)"
+    if tool_choice == "none" and calls:
+        return "answer calls a tool although tool_choice is 'none'"
+    if isinstance(tool_choice, Mapping):
+        wanted = (tool_choice.get("function") or {}).get("name")
+        names = [(c.get("function") or {}).get("name") for c in calls]
+        if wanted and wanted not in names:
+            return f"answer ignores tool_choice (no call of {wanted!r})"
+    return None
+
+
 def extract(text: str, token_logprobs: Sequence[float | None] | None, finish_reason: str | None,
             response_format: Mapping[str, Any] | None = None,
-            top_logprobs: Sequence[Sequence[tuple[str, float]]] | None = None) -> AnswerSignals:
+            top_logprobs: Sequence[Sequence[tuple[str, float]]] | None = None, *,
+            tool_calls: Sequence[Mapping[str, Any]] | None = None, tool_choice: Any = None) -> AnswerSignals:
     """Signals of one answer.
 
     Args:
@@ -214,6 +236,8 @@ def extract(text: str, token_logprobs: Sequence[float | None] | None, finish_rea
         response_format: the request's OpenAI ``response_format``, or None.
         top_logprobs: per token, the most likely alternatives as (token, logprob), best first
             (OpenAI's ``top_logprobs``); margins need at least two.
+        tool_calls: the answer's tool calls; an answer that only calls a tool is not empty.
+        tool_choice: the request's; an answer that ignores a forced choice is a format error.
     """
     lps = [float(lp) for lp in (token_logprobs or ()) if lp is not None and math.isfinite(lp)]
     ordered = sorted(lps)
@@ -232,8 +256,9 @@ def extract(text: str, token_logprobs: Sequence[float | None] | None, finish_rea
         finish_length=finish_reason == "length",
         repetition=repetition_share(text),
         refusal=is_refusal(text),
-        empty=not text.strip(),
-        format_error=format_error(text, response_format),
+        empty=not text.strip() and not tool_calls,
+        format_error=tool_choice_error(tool_calls, tool_choice) or (
+            format_error(text, response_format) if not tool_calls else None),
     )
 
 

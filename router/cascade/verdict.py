@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy import CombinerConfig, EscalationConfig, Policy
+from ..policy import CombinerConfig, EscalationConfig
 from .signals import AnswerSignals, extract, format_error
 
 __all__ = ["Signals", "Verdict", "answer_signals", "should_escalate", "p_correct",
@@ -37,9 +37,13 @@ class Verdict:
 
 def answer_signals(text: str, token_logprobs: Sequence[float] | None, finish_reason: str | None,
                    response_format: dict[str, Any] | None = None,
-                   top_logprobs: Sequence[Sequence[tuple[str, float]]] | None = None) -> AnswerSignals:
-    """Compute :class:`AnswerSignals` from an answer and its per-token log-probabilities (nats)."""
-    return extract(text, token_logprobs, finish_reason, response_format, top_logprobs)
+                   top_logprobs: Sequence[Sequence[tuple[str, float]]] | None = None, *,
+                   tool_calls: Sequence[dict[str, Any]] | None = None, tool_choice: Any = None) -> AnswerSignals:
+    """Compute :class:`AnswerSignals` from an answer and its per-token log-probabilities (nats);
+    ``tool_calls`` (the answer's) and ``tool_choice`` (the request's) make a tool call an
+    answer and an ignored forced tool choice a ``format_error``."""
+    return extract(text, token_logprobs, finish_reason, response_format, top_logprobs,
+                   tool_calls=tool_calls, tool_choice=tool_choice)
 
 
 def p_correct(combiner: CombinerConfig, signals: AnswerSignals, router_score: float | None = None) -> float:
@@ -82,7 +86,8 @@ def should_escalate(signals: AnswerSignals, config: EscalationConfig, router_sco
     """Decide whether a local answer goes to the cloud tier instead.
 
     Rules, in order: escalation disabled -> keep; a hard failure listed in
-    ``config.escalate_on`` -> escalate; mean log-probability below
+    ``config.escalate_on`` -> escalate; no log-probabilities while a threshold reads them
+    (``on_missing_signal``) -> escalate; mean log-probability below
     ``config.min_mean_logprob`` -> escalate; a ``min``/``max`` threshold broken -> escalate;
     the combiner's P(correct) below its ``min_p_correct`` -> escalate; else keep. A signal
     that was not measured (no log-probabilities, no self-check) breaks no threshold.
@@ -98,6 +103,8 @@ def should_escalate(signals: AnswerSignals, config: EscalationConfig, router_sco
     if failure:
         return Verdict(True, failure)
     mean = signals.mean_logprob
+    if mean is None and config.escalates_without_logprobs():
+        return Verdict(True, "no log-probabilities returned (on_missing_signal: escalate)")
     if mean is not None and mean < config.min_mean_logprob:
         return Verdict(True, f"mean logprob {mean:.2f} < {config.min_mean_logprob:.2f}")
     for name, low in config.min.items():
@@ -117,3 +124,4 @@ def should_escalate(signals: AnswerSignals, config: EscalationConfig, router_sco
     if mean is None:
         return Verdict(False, "no log-probabilities")
     return Verdict(False, f"mean logprob {mean:.2f} ok")
+

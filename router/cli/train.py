@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -18,11 +19,11 @@ from rich.table import Table
 
 __all__ = ["train", "evaluate", "score", "label", "metrics_table"]
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: wide enough for the family tables
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when piped
 
 DEFAULT_OUT = Path("router/artifacts/difficulty")
-_ROUTERS = ("router", "random", "length", "oracle")
+_ROUTERS = ("router", "random", "length", "rules", "logreg", "oracle")
 _COLUMNS = (("apgr", "APGR [95% CI]"), ("cpt50", "CPT(50%)"), ("cpt80", "CPT(80%)"),
             ("share_for_95pct_strong", "cloud share for 95% strong"), ("auroc", "AUROC"))
 
@@ -59,24 +60,42 @@ def metrics_table(source: str, entry: dict, title_extra: str = "") -> Table:
     return table
 
 
+DEFAULT_TRAIN_DATA = "mmlu,gsm8k,arc,winogrande,mbpp,alpaca_eval"
+
+
 def train(
-    data: str = typer.Option("mmlu,gsm8k,arc,winogrande,mbpp", "--data",
+    data: str = typer.Option(DEFAULT_TRAIN_DATA, "--data",
                              help="Dataset names, comma-separated (mmlu, gsm8k, arc, winogrande, mbpp, alpaca_eval), "
-                                  "'all', or a .jsonl file in the toolkit's schema. The default is the shipped "
-                                  "classifier's training data."),
-    model: str = typer.Option("stack", "--model", help="Model kind: logistic, ridge, knn, gbm, mlp, stack."),
-    label: str = typer.Option("gap", "--label", help="Training target: needs_strong, weak_wrong or gap."),
+                                  "'all', label files or .jsonl files in the toolkit's schema (each file is one "
+                                  "family). The default is the shipped classifier's data."),
+    model: str = typer.Option("transfer", "--model", help="Model kind: transfer, logistic, ridge, knn, gbm, mlp, stack; "
+                                                          "or rules: write the keyword rule's card (no training)."),
+    label: str = typer.Option("gap", "--label", help="Training target: gap (strong - weak outcome), needs_strong or weak_wrong."),
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Artifact directory to write."),
-    embedder: str = typer.Option("minilm", "--embedder", help="minilm (torch, the default) or static (distilled, <1 ms)."),
-    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds for the card's held-out metrics."),
+    embedder: str = typer.Option("minilm", "--embedder", help="Embedder key (router/scoring/embedders.py): minilm "
+                                                              "(torch, the default), static (distilled, <1 ms), ..."),
+    c: float = typer.Option(0.1, "--C", min=1e-6, help="transfer: inverse L2 penalty (chosen by LOFO in bench/model_selection.py)."),
+    embedding_weight: float = typer.Option(0.0, "--embedding-weight", min=0.0,
+                                           help="transfer: weight of the raw embedding block (0 = task-type similarities and text features only)."),
+    trees: int = typer.Option(100, "--trees", min=0, help="transfer: trees of the small boosted ensemble added on the "
+                                                          "task-type and text features (0 = linear only)."),
+    prior_weight: float = typer.Option(0.0, "--prior-weight", min=0.0,
+                                       help="transfer: weight of the keyword rule's points as a fixed prior (0 = none)."),
+    exclude: str = typer.Option("alpaca_eval", "--exclude", help="Families scored but never trained on, comma-separated "
+                                                                 "('' for none); AlpacaEval's judge preferences by default."),
+    balance: bool = typer.Option(True, "--balance-families/--no-balance-families",
+                                 help="transfer: every training family weighs the same in the fit."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Folds of the 5-fold and unseen-subject protocols."),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="Bootstrap resamples for 95% intervals."),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
     seed: int = typer.Option(0, "--seed"),
     text: str = typer.Option("prompt", "--text", help="With label files: 'prompt' trains a router on the requests; "
                                                       "'answer' trains a verifier on the local answers "
                                                       "(escalation.verifier_artifact)."),
+    because: Optional[str] = typer.Option(None, "--because", help="A sentence for the card on why this recipe was chosen."),
 ) -> None:
-    """Train a classifier, cross-validate it, write the artifact and its card, print the held-out metrics."""
+    """Train a classifier, evaluate it leave-one-family-out (and 5-fold, unseen subjects) next to the
+    baselines, write the artifact and its card, print the tables."""
     _training()
     from training.datasets import parse_names
     from training.datasets.local_labels import is_label_file, load_local_labels
@@ -93,80 +112,69 @@ def train(
         if not all(is_label_file(Path(n)) for n in names):
             _fail("--text answer needs label files written by 'slm-router label' in --data")
         examples = [e for n in names for e in load_local_labels(Path(n), text="answer")]
+    if model == "rules":
+        from training.rules_card import write_rules_card
+
+        try:
+            write_rules_card(data, out, n_boot=n_boot, seed=seed)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            _fail(str(err).strip("'\""))
+        console.print(f"wrote {out / 'card.json'} (the keyword rule: metrics per family, score quantiles)")
+        return
+    params = ({"C": c, "embedding_weight": embedding_weight, "trees": trees, "prior_weight": prior_weight}
+              if model == "transfer" else {})
     try:
         card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,
-                              examples=examples)
+                              examples=examples, params=params, balance_families=balance,
+                              exclude=tuple(x.strip() for x in exclude.split(",") if x.strip()), chosen_because=because)
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
-    for source, entry in card["metrics"].items():
-        console.print(metrics_table(source, entry, f", {folds}-fold held-out"))
+    from training.protocol import BASELINES
+
+    from .train_tables import json_table, print_goal
+
+    for key, title in (("lofo", "leave-one-family-out (headline)"), ("kfold", f"{folds}-fold by prompt (secondary)"),
+                       ("unseen_subject", "unseen MMLU subjects (secondary)")):
+        section = card.get(key)
+        if section and "families" in section:
+            console.print(json_table(section, title, BASELINES))
+    if "goal" in card["lofo"]:
+        print_goal(console, None, card["lofo"]["goal"])
     console.print(f"wrote {out} ({model} on {label}, {card['data']['n_train']} prompts, embedder {embedder})")
 
 
 def evaluate(
-    artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory or 'builtin'."),
-    data: str = typer.Option(..., "--data", help="Dataset names, comma-separated, or a .jsonl file."),
-    split: str = typer.Option("kfold", "--split", help="kfold: 5 folds of prompts; group: 5 folds of whole groups "
-                              "(unseen MMLU subjects); none: score with the artifact as it is (data it never saw)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG to write (one per dataset: NAME is appended); "
-                                        "default runs/eval/<dataset>-<split>.png."),
+    artifact: str = typer.Option("builtin", "--artifact", help="Artifact directory, 'builtin', or 'rules' (the keyword rule)."),
+    data: str = typer.Option(..., "--data", help="Dataset names, comma-separated, or .jsonl files (each file one family)."),
+    split: str = typer.Option("auto", "--split", help="auto: lofo when the data has two families or more, else none; "
+                              "lofo: refit the artifact's recipe leaving each family out; kfold: 5 folds of prompts; "
+                              "group: 5 folds of whole groups; unseen: 5 folds of whole MMLU subjects; none: score "
+                              "with the artifact as it is (data it never saw)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG to write (one per family: NAME is appended); "
+                                        "default runs/eval/<family>-<split>.png."),
     folds: int = typer.Option(5, "--folds", min=2),
     n_boot: int = typer.Option(200, "--n-boot", min=10),
     limit: Optional[int] = typer.Option(None, "--limit", min=10, help="Use only the first N prompts of each dataset."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Print the metrics table of the artifact's recipe (or the artifact itself) next to random/length/oracle; write the plot."""
+    """Print the per-family table (mean, worst) of the artifact or its recipe next to random, length,
+    the keyword rule, logistic regression on the embedding and the oracle; write the plots."""
     _training()
-    import numpy as np
-    from tqdm.auto import tqdm
+    from training.eval_run import EvalError, run_eval
 
-    from ..scoring.artifact import load_artifact
-    from training.datasets import load
-    from training.evaluate import baseline_scores, cross_val_raw, evaluate_scores
-    from training.metrics import quality_curve
-    from training.plot import plot_quality
-    from training.train import limit_per_source, prepare_inputs, recipe
-
-    if split not in ("kfold", "group", "none"):
-        _fail(f"--split must be kfold, group or none, got {split!r}")
+    if split not in ("auto", "lofo", "kfold", "group", "unseen", "none"):
+        _fail(f"--split must be auto, lofo, kfold, group, unseen or none, got {split!r}")
     try:
-        art = load_artifact(artifact)
-        rows = limit_per_source(load(data), limit)
-        kind, label, emb = recipe(art.path) if split != "none" else (None, None, None)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+        result = run_eval(artifact, data, split, folds, n_boot, limit, seed, plot=plot,
+                          note=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False))
+    except (EvalError, ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
-    if split == "none":
-        from ..scoring.classifier import EmbeddingClassifier
+    from .train_tables import family_table_rich, print_goal
 
-        clf = EmbeddingClassifier(art.path)
-        overlap = set(art.card.get("data", {}).get("datasets", [])) & {e.source for e in rows}
-        if overlap:
-            err_console.print(f"[yellow]note:[/] the artifact was trained on {', '.join(sorted(overlap))}; "
-                              "--split none scores its own training prompts (use kfold for held-out numbers)")
-        texts = [e.prompt for e in rows]
-        scores = np.array([s for i in tqdm(range(0, len(texts), 256), desc="scoring")
-                           for s in clf.score(texts[i:i + 256])])
-        how = "artifact as is"
-    else:
-        x, dim = prepare_inputs(rows, emb)
-        bar = tqdm(total=folds, desc=f"{split} cross-validation ({kind}, {label})", unit="fold")
-        try:
-            scores, _ = cross_val_raw(rows, x, kind, label, dim, split, folds, seed, on_fold=lambda f: bar.update(1))
-        except ValueError as err:
-            bar.close()
-            _fail(str(err))
-        bar.close()
-        how = f"{folds}-fold {'by group' if split == 'group' else 'by prompt'}, {kind} on {label}"
-    routers = {"router": scores, **baseline_scores(rows, seed)}
-    results = evaluate_scores(rows, routers, n_boot=n_boot, seed=seed)
-    for source, entry in results.items():
-        console.print(metrics_table(source, entry, f", {how}"))
-        idx = np.array([i for i, e in enumerate(rows) if e.source == source])
-        weak, strong = np.array([rows[i].weak for i in idx]), np.array([rows[i].strong for i in idx])
-        curves = {name: quality_curve(s[idx], weak, strong, seed) for name, s in routers.items()}
-        target = (plot.with_name(f"{plot.stem}-{source}{plot.suffix or '.png'}") if plot and len(results) > 1
-                  else plot or Path("runs") / "eval" / f"{source}-{split}.png")
-        plot_quality(curves, target, f"{source}: {how}")
+    console.print(family_table_rich(result.table, result.how))
+    if result.split == "lofo":
+        print_goal(console, result.table)
+    for target in result.plots:
         console.print(f"plot: {target}")
 
 

@@ -43,14 +43,15 @@ class CloudReserver:
     async def reserve(self, ex: "Exchange", tier: str, params: dict[str, Any]) -> Reservation | None:
         """Hold the worst-case cost (USD) of a call to ``tier`` on the request's tenant's budget
         (may set ``params['max_tokens']``, see :func:`router.guards.budget.completion_cap`);
-        kept on ``ex.reservations``. None for other tiers or with budgets off.
+        kept on ``ex.reservations``. Every tier but the local one is held (the cloud tier, and
+        any other paid tier a client names); None for the local tier or with budgets off.
 
         Raises:
             BudgetRefused: the budget is spent (or unknown and failing closed).
         """
-        if self.budget is None or tier != self.policy.routing.cloud_tier:
-            return None
-        cloud = self.policy.cloud
+        if self.budget is None or tier == self.policy.routing.local_tier:
+            return None  # every tier but the local one spends money: a second paid tier too
+        cloud = self.policy.tiers[tier]
         cap, inject = completion_cap(params, cloud, self.policy.budgets)
         if inject:
             params["max_tokens"] = cap

@@ -79,7 +79,8 @@ async def answer(router: "Router", ex: Exchange) -> tuple[str, CallResult]:
     if tier == policy.routing.local_tier:  # logged even when unchecked: replay re-checks it
         answered = ex.record.calls[-1]
         signals = answer_signals(result.text, result.token_logprobs, result.finish_reason,
-                                 ex.request.params.get("response_format"), result.top_logprobs)
+                                 ex.request.params.get("response_format"), result.top_logprobs,
+                                 tool_calls=result.tool_calls, tool_choice=ex.request.params.get("tool_choice"))
         keep_signals(answered, signals)
     if checks(policy, ex.decision, tier):
         verdict = await router.cascade.verdict(ex, answered, result.text, signals, check_call_for(router, ex))

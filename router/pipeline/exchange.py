@@ -105,6 +105,19 @@ class Exchange:
         if record.status not in ("partial", "cancelled"):
             record.status, record.http_status = "ok", 200
 
+    def cancel(self, local_tier: str) -> None:
+        """The client disconnected before its answer was ready: status ``cancelled``, the
+        calls still in flight marked cancelled, the tokens the finished calls reported."""
+        record = self.record
+        record.status, record.error, record.http_status = "cancelled", "client disconnected", 499
+        for call in record.calls:
+            if call.status == "ok" and not call.latency_ms:  # still in flight
+                call.status, call.error = "cancelled", "client disconnected"
+                call.latency_ms = (time.perf_counter() - self.t0) * 1000
+        tier = record.calls[-1].tier if record.calls else (record.routed_tier or local_tier)
+        self.finish(tier, local_tier, sum(c.prompt_tokens or 0 for c in record.calls),
+                    sum(c.completion_tokens or 0 for c in record.calls))
+
     def note(self, text: str) -> None:
         """Append ``text`` to the record's reason (``x-router-reason``), ``; `` separated."""
         self.record.reason += f"; {text}"

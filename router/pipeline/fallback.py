@@ -22,7 +22,7 @@ from ..guards.reserve import BudgetRefused
 from ..ledger import metrics
 from ..policy import Policy
 from ..providers.tier_client import CallResult, TierCallError
-from ..routing.decide import Decision
+from ..routing.decide import AUTO, Decision
 from .exchange import Exchange
 
 __all__ = ["fallback_tier", "refuse", "recover", "escalation_failed"]
@@ -74,10 +74,10 @@ def escalation_failed(ex: Exchange, err: Exception, policy: Policy) -> None:
     ex.note(f"escalation failed ({err.status}), kept local answer")
 
 
-async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call) -> CallResult:
+async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, purpose: str = "fallback") -> CallResult:
     """The fallback tier's call; its failure is the client's error."""
     try:
-        return await call(ex, tier, "fallback")
+        return await call(ex, tier, purpose)
     except TierCallError as err:
         raise upstream_error_for(err.status, str(err)) from err
     except BudgetRefused as refused:
@@ -104,11 +104,18 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
         return local, await _fallback_call(ex, local, policy, call)
     if not isinstance(err, TierCallError):
         raise err
-    if err.client_fault:
-        raise InvalidRequestError(str(err), code="upstream_rejected") from err
+    # A routed request the local tier rejects as malformed (a strict server's shape rules)
+    # may still suit the cloud tier: escalate it instead of surfacing the 400.
+    routed_local = ex.decision.model == AUTO and tier == policy.routing.local_tier
     alt = fallback_tier(policy, tier, ex.decision) if err.fallback else None  # a full local queue may refuse it
+    if err.client_fault and (not routed_local or alt is None):
+        raise InvalidRequestError(str(err), code="upstream_rejected") from err
     if alt is None:
         raise upstream_error_for(err.status, str(err)) from err
+    if err.client_fault:
+        ex.record.escalated = True
+        ex.note(f"{tier} rejected the request ({err.status}), escalated to {alt}")
+        return alt, await _fallback_call(ex, alt, policy, call, "escalation")
     ex.note(f"{tier} failed ({err.status}), fell back to {alt}")
     ex.record.degraded = ex.record.degraded or tier == policy.routing.cloud_tier
     return alt, await _fallback_call(ex, alt, policy, call)

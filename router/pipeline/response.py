@@ -16,7 +16,8 @@ from ..providers.tier_client import CallResult
 from ..request.parse import ChatRequest
 from ..store.records import RequestRecord
 
-__all__ = ["RoutedAnswer", "RoutedStream", "router_headers", "completion_body", "hit_result"]
+__all__ = ["RoutedAnswer", "RoutedStream", "router_headers", "completion_body", "hit_result", "client_logprobs",
+           "format_note"]
 
 
 @dataclass
@@ -87,3 +88,28 @@ def hit_result(hit: CacheHit, record: RequestRecord) -> CallResult:
     return CallResult(response=body, text=(choice.get("message") or {}).get("content") or "",
                       finish_reason=choice.get("finish_reason"), prompt_tokens=int(usage.get("prompt_tokens") or 0),
                       completion_tokens=int(usage.get("completion_tokens") or 0), latency_ms=0.0)
+
+
+def client_logprobs(request: ChatRequest, entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A stream chunk's log-probabilities as the client asked for them (``logprobs: true``,
+    ``top_logprobs`` alternatives each), or None when it did not ask: the cascade's own
+    request for them is never passed on."""
+    if not entries or not request.params.get("logprobs"):
+        return None
+    keep = int(request.params.get("top_logprobs") or 0)
+    return [{**e, "top_logprobs": list(e.get("top_logprobs") or [])[:keep]} for e in entries]
+
+
+def format_note(request: ChatRequest, result: CallResult, reason: str) -> str | None:
+    """The note for an answer returned to the client although it fails the request's
+    ``response_format`` (not JSON, or not matching the schema), whichever tier answered and
+    whether or not the cascade checked it; None when it passes or the reason already says so."""
+    from ..cascade.signals import format_error
+
+    fmt = request.params.get("response_format")
+    if not fmt or result.tool_calls:
+        return None
+    problem = format_error(result.text, fmt)
+    if not problem or problem in reason:
+        return None
+    return f"returned anyway: {problem}"

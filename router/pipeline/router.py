@@ -50,11 +50,17 @@ from ..store.records import RequestRecord
 from . import stream as streaming
 from .answer import answer
 from .exchange import Exchange
-from .response import RoutedAnswer, RoutedStream, completion_body, hit_result, router_headers
+from .response import RoutedAnswer, RoutedStream, completion_body, format_note, hit_result, router_headers
 
 __all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
 log = logging.getLogger(__name__)
+
+
+def _log_cancelled(router: "Router", ex: Exchange) -> None:
+    """Log a request the server cancelled because its client disconnected."""
+    ex.cancel(router.policy.routing.local_tier)
+    router.log_soon(ex, None)
 
 
 def new_request_id() -> str:
@@ -83,10 +89,9 @@ class Router:
         self.policy_hash = policy_hash(policy)
         self.store = store
         if scorer is None:
-            from ..scoring.classifier import EmbeddingClassifier
+            from ..scoring import make_scorer
 
-            cfg = policy.routing.classifier
-            scorer = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
+            scorer = make_scorer(policy.routing.classifier)
         self.scorer = scorer
         self.client = client or TierClient(policy)
         self.callers = CallerIndex(policy)
@@ -116,7 +121,8 @@ class Router:
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
         and, when the classifier artifact is the same, its loaded scorer."""
         new, old = policy.routing.classifier, self.policy.routing.classifier
-        same_artifact = (new.artifact, new.threads, new.precision) == (old.artifact, old.threads, old.precision)
+        same_artifact = (new.kind, new.artifact, new.threads, new.precision) == (old.kind, old.artifact, old.threads,
+                                                                                 old.precision)
         same_state = policy.store == self.policy.store
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
@@ -281,12 +287,17 @@ class Router:
         try:
             hit = await self._prepare(ex)
             tier, result = hit if hit is not None else await answer(self, ex)
+        except asyncio.CancelledError:  # the client went away: the server cancelled the request
+            _log_cancelled(self, ex)
+            raise
         except Exception as err:
             failure = await self._failed(ex, err)
             if failure is err:
                 raise
             raise failure from err
         ex.finish(tier, self.policy.routing.local_tier, result.prompt_tokens, result.completion_tokens)
+        if (note := format_note(request, result, record.reason)) is not None:
+            ex.note(note)
         body = completion_body(request, record, self.policy.tiers[tier].model, result)
         await self.keep(ex, tier, body)
         headers_out = router_headers(record)
@@ -310,6 +321,9 @@ class Router:
             if hit is not None:
                 return streaming.replay(self, ex, *hit)
             return await streaming.stream(self, ex)
+        except asyncio.CancelledError:  # the client went away before the first byte
+            _log_cancelled(self, ex)
+            raise
         except Exception as err:
             failure = await self._failed(ex, err)
             if failure is err:

@@ -20,13 +20,14 @@ from ..cascade.cascade import checks, may_escalate
 from ..cascade.verdict import answer_signals
 from ..guards.reserve import BudgetRefused
 from ..ledger.cost import count_prompt_tokens
-from ..openai_format import SSE_DONE, chunk, error_event, split_for_stream, sse
+from ..openai_format import SSE_DONE, ToolCallAssembler, chunk, error_event, split_for_stream, sse, tool_call_fragments
+from ..providers.attempts import note_cached_tokens
 from ..providers.tier_client import CallResult, TierCallError
 from ..store.records import CallRecord
 from .answer import answer, call_tier, check_call_for, params_for
 from .exchange import Exchange
 from .fallback import escalation_failed, recover
-from .response import RoutedStream, completion_body, router_headers
+from .response import RoutedStream, client_logprobs, completion_body, router_headers
 
 if TYPE_CHECKING:
     from .router import Router
@@ -183,6 +184,8 @@ def replay(router: "Router", ex: Exchange, tier: str, result: CallResult) -> Rou
                 yield sse(chunk(cid, created, model, role="assistant", content="", index=i))
                 for piece in split_for_stream(message.get("content") or ""):
                     yield sse(chunk(cid, created, model, content=piece, index=i))
+                if message.get("tool_calls"):
+                    yield sse(chunk(cid, created, model, index=i, tool_calls=tool_call_fragments(message["tool_calls"])))
                 yield sse(chunk(cid, created, model, finish_reason=choice.get("finish_reason") or "stop", index=i))
             if request.include_usage:
                 yield sse(chunk(cid, created, model, with_choice=False, usage={
@@ -210,6 +213,8 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
     text_parts: list[str] = []
     finish_reason: str | None = None
     finished: set[int] = set()
+    started: set[int] = set()
+    tool_calls = ToolCallAssembler()
     usage: dict[str, int] | None = None
     try:
         yield sse(chunk(cid, created, model, role="assistant", content=""))
@@ -219,11 +224,19 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
                 if d.usage is not None:
                     usage = d.usage
                     continue
+                if d.content or d.tool_calls:
+                    started.add(d.index)
                 if d.content:
                     pieces += 1
                     if d.index == 0:
                         text_parts.append(d.content)
-                    yield sse(chunk(cid, created, model, content=d.content, index=d.index))
+                    yield sse(chunk(cid, created, model, content=d.content, index=d.index,
+                                    logprobs=client_logprobs(request, d.logprob_entries)))
+                if d.tool_calls:
+                    pieces += 1
+                    if d.index == 0:
+                        tool_calls.add(d.tool_calls)
+                    yield sse(chunk(cid, created, model, tool_calls=d.tool_calls, index=d.index))
                 if d.finish_reason:
                     finished.add(d.index)
                     finish_reason = d.finish_reason
@@ -234,16 +247,24 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
                 break
         if not finished:
             raise TierCallError(call.tier, 502, f"tier '{call.tier}' closed the stream before finishing")
+        # litellm's stream wrapper passes on one finish reason (choice 0's): every other
+        # choice that streamed ends with it too, so no client waits for a choice forever.
+        for index in sorted(started - finished):
+            finished.add(index)
+            yield sse(chunk(cid, created, model, finish_reason=finish_reason or "stop", index=index))
         if usage is None:
             ex.note("usage not reported, completion tokens counted from chunks")
         whole = {k: v for k, v in (usage or {"prompt_tokens": 0, "completion_tokens": pieces}).items()
                  if k in ("prompt_tokens", "completion_tokens")}
         if request.include_usage:
             yield sse(chunk(cid, created, model, with_choice=False, usage=whole))
-        if ex.probe is not None and finished == {0} and text_parts:  # one whole choice: cacheable
+        if ex.probe is not None and finished == {0} and (text_parts or tool_calls):  # one whole choice: cacheable
+            message = {"role": "assistant", "content": "".join(text_parts) or None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls.calls()
             router.writer.spawn(router.keep(ex, call.tier, {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},
+                "choices": [{"index": 0, "message": message,
                              "logprobs": None, "finish_reason": finish_reason or "stop"}],
                 "usage": {**whole, "total_tokens": whole["prompt_tokens"] + whole["completion_tokens"]},
             }))
@@ -260,6 +281,7 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
         usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
         call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
         call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
+        note_cached_tokens(ex, call.tier, call.prompt_tokens, call.cached_prompt_tokens)
         call.latency_ms = (time.perf_counter() - ex.t0) * 1000
         ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
         router.log_soon(ex, "".join(text_parts))

@@ -21,7 +21,6 @@ the same report, so the messages are identical everywhere.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import types
 import typing
@@ -33,9 +32,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .env import ENV_PATTERN, interpolate_env
+from .env import ENV_PATTERN, LITELLM_ENV, interpolate_env
 from .model import Policy
 from .positions import Positions, YamlPath, dotted, line_col
+from .deployment import deployment_problems, price_problems
 from .references import nearest, reference_problems
 
 __all__ = ["Problem", "CheckReport", "check_policy_file", "check_policy_text"]
@@ -177,8 +177,10 @@ def _duplicate_keys(node: yaml.Node | None, path: YamlPath, out: _Collector) -> 
 
 def _unset_env(data: Any, path: YamlPath, environ: Mapping[str, str], out: _Collector) -> None:
     if isinstance(data, str):
-        for m in ENV_PATTERN.finditer(data):
-            name, default = m.group(1), m.group(2)
+        litellm_form = LITELLM_ENV.match(data)
+        refs = [(litellm_form.group(1), None)] if litellm_form else [(m.group(1), m.group(2))
+                                                                     for m in ENV_PATTERN.finditer(data)]
+        for name, default in refs:
             if default is None and not environ.get(name):
                 hint = None
                 if path and path[-1] == "api_key" and len(path) >= 2:
@@ -219,58 +221,6 @@ def _schema_problems(err: ValidationError, out: _Collector) -> None:
             if "input" in e and not isinstance(e["input"], (dict, list)) and kind != "value_error":
                 message += f", got {e['input']!r}"
             out.add(loc, message, hint)
-
-
-def _price_problems(policy: Policy, out: _Collector) -> None:
-    unpriced = [(name, t) for name, t in policy.tiers.items() if t.price is None and not t.is_in_process]
-    if not unpriced:
-        return
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    for name, tier in unpriced:
-        try:
-            litellm.cost_per_token(model=tier.model, prompt_tokens=1, completion_tokens=1)
-        except Exception:
-            out.add(("tiers", name, "model"),
-                    f"litellm has no price for model {tier.model!r}; its calls would be logged unpriced "
-                    "and flagged by the report",
-                    "add price: {input_usd_per_mtok: ..., output_usd_per_mtok: ...} to the tier",
-                    severity="warning")
-
-
-def _deployment_problems(policy: Policy, out: _Collector) -> None:
-    from ..models import resolve_gguf
-    from ..scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
-
-    for name, tier in policy.tiers.items():
-        if tier.is_in_process:
-            try:
-                resolve_gguf(tier.model.split("/", 1)[1])
-            except FileNotFoundError as err:
-                out.add(("tiers", name, "model"), str(err), "give 'slm-local/smollm2' or the path of a GGUF file")
-
-    cfg = policy.routing.classifier
-    folder = artifact_dir(cfg.artifact)
-    loc = ("routing", "classifier", "artifact")
-    missing = [f for f in (MODEL_FILE, CARD_FILE) if not (folder / f).is_file()]
-    if missing:
-        out.add(loc, f"classifier artifact {str(folder)!r} lacks {', '.join(missing)}",
-                "use 'builtin' or a directory written by 'slm-router train'")
-    elif cfg.target_cloud_share is not None:
-        from ..scoring.card import ArtifactCard
-
-        card = ArtifactCard.read(json.loads((folder / CARD_FILE).read_text()))
-        if not card.has_quantiles:
-            out.add(("routing", "classifier", "target_cloud_share"),
-                    f"the artifact card at {folder} has no score_quantiles to derive a threshold from",
-                    "set routing.classifier.threshold instead")
-
-    # Settings that do nothing in this configuration; say so rather than let them look active.
-    for oname, overlay in policy.overlays.items():
-        if overlay.budgets is not None and not policy.budgets.enabled:
-            out.add(("overlays", oname, "budgets"), "per-key budgets apply only with budgets.enabled: true",
-                    severity="warning")
 
 
 def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | None:
@@ -366,8 +316,8 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
             out.add(ref.path, ref.message, ref.hint, ref.severity)
     if policy is not None:
         if not any(p.severity == "error" for p in out.problems) and deployment:
-            _deployment_problems(policy, out)
-            _price_problems(policy, out)
+            deployment_problems(policy, out)
+            price_problems(policy, out)
     problems = sorted(out.problems, key=lambda p: (p.line, p.column))
     ok = not any(p.severity == "error" for p in problems)
     return CheckReport(source, policy if ok else None, problems)

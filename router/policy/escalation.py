@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..cascade.signals import SIGNAL_NAMES, HardFailure
+from ..cascade.signals import LOGPROB_SIGNALS, SIGNAL_NAMES, HardFailure
 from .base import _Strict
+
+LOGPROB_THRESHOLD_OFF = -100.0
+"""``min_mean_logprob`` at or below this is no threshold (the README's "set -100")."""
 
 __all__ = ["CombinerConfig", "EscalationConfig", "EscalationOverride"]
 
@@ -104,6 +107,23 @@ class EscalationConfig(_Strict):
     stream_check_tokens: int | None = Field(
         None, ge=1, description="streaming: check after the first N local tokens and then stream; "
                                 "null holds back the whole answer until checked")
+    on_missing_signal: Literal["escalate", "keep"] | None = Field(
+        None, description="an answer without the log-probabilities a threshold reads (a tier that returns "
+                          "none, e.g. Ollama): escalate or keep it; null = escalate when the policy has a "
+                          "log-probability threshold (min_mean_logprob above -100, or min/max on one)")
+
+    def reads_logprobs(self) -> bool:
+        """True when a threshold reads a log-probability signal (``min_mean_logprob`` above
+        -100, the README's "off", or ``min``/``max`` on one of ``LOGPROB_SIGNALS``)."""
+        return (self.min_mean_logprob > LOGPROB_THRESHOLD_OFF
+                or any(name in LOGPROB_SIGNALS for name in (*self.min, *self.max)))
+
+    def escalates_without_logprobs(self) -> bool:
+        """Whether an answer that came without log-probabilities escalates
+        (``on_missing_signal``; unset: when a threshold reads them)."""
+        if self.on_missing_signal is not None:
+            return self.on_missing_signal == "escalate"
+        return self.reads_logprobs()
 
     @field_validator("min", "max")
     @classmethod

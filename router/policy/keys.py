@@ -26,6 +26,7 @@ class ApiKey(_Strict):
     key: str | None = Field(None, description="the key itself (use ${ENV_VAR}); hashed at load")
     group: str | None = Field(None, pattern=_NAME, description="group name rules can match")
     overlay: str | None = Field(None, description="name of an entry under overlays")
+    admin: bool = Field(False, description="may read GET /v1/policy when server.require_api_key is on")
 
     @field_validator("sha256", mode="before")
     @classmethod

@@ -19,6 +19,9 @@ class ClassifierConfig(_Strict):
     (:func:`router.routing.threshold.threshold_for_cloud_share`).
     """
 
+    kind: Literal["embedding", "rules"] = Field(
+        "embedding", description="'embedding': the artifact's model over the request's embedding; 'rules': "
+        "keyword/structure weights (router/scoring/rules.py), no model, no embedding, 0 ms; artifact is then unused")
     artifact: str = Field("builtin", description="'builtin' (shipped in the package), 'builtin:<name>' "
                                                  "(another shipped artifact, e.g. builtin:smollm2-local) or a directory")
     threshold: float = Field(

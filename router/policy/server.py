@@ -25,6 +25,11 @@ class ServerConfig(_Strict):
     api_keys_env: str = Field(
         "SLM_ROUTER_API_KEYS", description="environment variable holding extra proxy keys, comma-separated"
     )
+    strict_requests: bool = Field(
+        False, description="answer 400 naming the field to a request with fields this router does not forward "
+                           "(api_base, api_key, unknown ones, extra keys inside tools[]); false drops them and "
+                           "names them in x-router-reason"
+    )
 
 
 class LogConfig(_Strict):

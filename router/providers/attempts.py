@@ -25,7 +25,15 @@ from .tier_client import CallResult, StreamDelta, TierCallError, TierClient
 if TYPE_CHECKING:
     from ..pipeline.exchange import Exchange
 
-__all__ = ["Attempts", "backoff_s"]
+__all__ = ["Attempts", "backoff_s", "note_cached_tokens"]
+
+
+def note_cached_tokens(ex: "Exchange", tier: str, prompt_tokens: int, cached_tokens: int) -> None:
+    """Note on ``ex`` a tier that reported more cached prompt tokens than prompt tokens (the
+    price counts at most all prompt tokens as cached, see :func:`router.ledger.cost.policy_price`)."""
+    if cached_tokens > prompt_tokens:
+        ex.note(f"{tier} reported {cached_tokens} cached prompt tokens of {prompt_tokens}, "
+                f"priced as {prompt_tokens} cached")
 
 
 def backoff_s(attempt: int) -> float:
@@ -96,6 +104,9 @@ class Attempts:
             call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
             call.cached_prompt_tokens = result.cached_prompt_tokens
             call.latency_ms = result.latency_ms
+            if result.usage_estimated:
+                ex.note(f"usage not reported by {tier}, tokens counted with litellm's tokenizer")
+            note_cached_tokens(ex, tier, result.prompt_tokens, result.cached_prompt_tokens)
             return result
         raise AssertionError("unreachable")
 

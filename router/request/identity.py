@@ -21,12 +21,14 @@ __all__ = ["Caller", "CallerIndex", "Identity", "bearer_token", "rule_headers"]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A known caller: its ``api_keys`` entry's name, group and overlay (name and settings)."""
+    """A known caller: its ``api_keys`` entry's name, group and overlay (name and settings),
+    and whether it may read the policy (``admin``)."""
 
     name: str
     group: str | None = None
     overlay_name: str | None = None
     overlay: Overlay | None = None
+    admin: bool = False
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -54,7 +56,8 @@ class CallerIndex:
 
     def __init__(self, policy: Policy) -> None:
         self._by_hash = {
-            k.sha256: Caller(k.name, k.group, k.overlay, policy.overlays.get(k.overlay) if k.overlay else None)
+            k.sha256: Caller(k.name, k.group, k.overlay, policy.overlays.get(k.overlay) if k.overlay else None,
+                             k.admin)
             for k in policy.api_keys if k.enabled
         }
 

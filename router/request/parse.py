@@ -108,8 +108,9 @@ class ChatRequest(BaseModel):
         return bool(self.stream and (self.stream_options or {}).get("include_usage"))
 
     def messages_as_dicts(self) -> list[dict[str, Any]]:
-        """The turns as plain dicts, as litellm takes them."""
-        return [m.model_dump(exclude_none=True) for m in self.messages]
+        """The turns as plain dicts, as litellm takes them: every field as the client sent it
+        (an assistant tool-call turn keeps `content: null`; strict servers reject it missing)."""
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
 
 
 def message_text(message: Message | dict[str, Any]) -> str:
@@ -144,12 +145,92 @@ def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, 
     return f"Invalid value for '{param}': {first['msg']}.", param
 
 
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string in ``value`` that is not valid
+    Unicode (a lone UTF-16 surrogate, which JSON's ``\\ud800`` escape and Python's
+    ``surrogatepass`` decoding of raw bytes ``ED A0 80`` both produce), or None. Such a string
+    cannot be encoded as UTF-8, so a tokenizer or a provider would fail on it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found = _lone_surrogate_path(key, sub) or _lone_surrogate_path(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+_TOOL_KEYS = frozenset({"type", "function"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def _openai_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``tools`` with only the keys of OpenAI's tool shape (a client-side ``api_base`` or
+    ``api_key`` inside an entry is never forwarded), and the dropped keys' paths."""
+    cleaned, dropped = [], []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        dropped += [f"tools[{i}].{k}" for k in tool if k not in _TOOL_KEYS]
+        dropped += [f"tools[{i}].function.{k}" for k in fn if k not in _FUNCTION_KEYS]
+        cleaned.append({**{k: v for k, v in tool.items() if k in _TOOL_KEYS},
+                        "function": {k: v for k, v in fn.items() if k in _FUNCTION_KEYS}})
+    return cleaned, dropped
+
+
+RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+"""OpenAI's ``response_format.type`` values."""
+
+
+def _check_tools_and_format(params: dict[str, Any]) -> None:
+    """OpenAI's shapes of ``tools`` (a list of ``{"type": "function", "function": {"name", ...}}``),
+    ``tool_choice`` and ``response_format`` (``type`` one of text, json_object, json_schema;
+    json_schema needs ``json_schema.schema`` or a name). Raises InvalidRequestError naming the param."""
+    tools = params.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise InvalidRequestError(f"Invalid type for 'tools': expected an array of tools, got {type(tools).__name__}.",
+                                      param="tools")
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise InvalidRequestError(
+                    f"Invalid value for 'tools[{i}]': expected {{\"type\": \"function\", \"function\": "
+                    "{\"name\": ..., \"parameters\": ...}}.", param=f"tools[{i}]")
+    choice = params.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or (
+            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str))):
+        raise InvalidRequestError("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
+                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}.", param="tool_choice")
+    fmt = params.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in RESPONSE_FORMAT_TYPES:
+            raise InvalidRequestError(
+                f"Invalid value for 'response_format.type': {kind!r}; expected one of "
+                f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
+        if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+            raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
+                                      param="response_format.json_schema")
+
+
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
 
     Raises:
-        InvalidRequestError: the body is not JSON, lacks ``model``/``messages``, has an
-            unknown role, or the last user turn is empty. ``param`` names the field.
+        InvalidRequestError: the body is not JSON, holds a string that is not valid Unicode
+            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, or the last
+            user turn is empty. ``param`` names the field.
     """
     if isinstance(body, (bytes, str)):
         try:
@@ -162,6 +243,11 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
         data = body
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    bad = _lone_surrogate_path(data)
+    if bad:
+        raise InvalidRequestError(
+            f"Invalid value for '{bad}': the string is not valid Unicode (a lone UTF-16 surrogate); "
+            "send UTF-8 text.", param=bad)
 
     fields = {k: data[k] for k in _ROUTER_FIELDS if data.get(k) is not None}
     fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
@@ -171,6 +257,10 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     except ValidationError as err:
         message, param = _validation_message(err)
         raise InvalidRequestError(message, param=param) from None
+    _check_tools_and_format(fields["params"])
+    if fields["params"].get("tools"):
+        fields["params"]["tools"], dropped = _openai_tools(fields["params"]["tools"])
+        fields["ignored_fields"] = sorted(fields["ignored_fields"] + dropped)
     try:
         request = ChatRequest.model_validate(fields)
     except ValidationError as err:

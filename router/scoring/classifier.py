@@ -69,8 +69,9 @@ class EmbeddingClassifier:
             if texts is None:
                 raise ValueError("this artifact also needs the texts (text features)")
             from .routing_model import build_inputs
+            from .text_features import FEATURE_NAMES
 
-            inputs = build_inputs(embeddings, texts)
+            inputs = build_inputs(embeddings, texts, self.artifact.card.get("text_features") or FEATURE_NAMES)
         proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 

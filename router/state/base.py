@@ -83,6 +83,11 @@ class SharedState(Protocol):
         """``{"backend", "ok", "error"?}``: whether the last operations reached the store."""
         ...
 
+    async def probe(self) -> None:
+        """Reach the store now (Redis: one PING) so that :meth:`health` is current even when
+        no request has touched it; never raises (a failure is what ``health`` then shows)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

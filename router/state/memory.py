@@ -99,6 +99,9 @@ class MemoryState:
             self._sweep()
         return verdict
 
+    async def probe(self) -> None:
+        """Nothing to reach: process memory is always there."""
+
     def health(self) -> dict[str, Any]:
         return {"backend": self.backend, "ok": True}
 

@@ -226,6 +226,14 @@ class RedisState:
     def health(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.link.describe()}
 
+    async def probe(self) -> None:
+        """One PING (skipped while the breaker waits to retry), so ``/healthz`` sees an outage
+        before a request does."""
+        try:
+            await self._run("PING", lambda r: r.ping())
+        except StateUnavailable:
+            pass
+
     async def close(self) -> None:
         if self._client is not None:
             try:
