@@ -21,16 +21,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api_keys import api_key_id
+from .api.anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .api.chat_entry import client_headers, logged as _logged, read_body as _read_body, serve_chat
 from .decision import AUTO
-from .errors import InvalidRequestError, PayloadTooLargeError, RouterError
+from .errors import RouterError
 from .live_policy import LivePolicy
-from .pipeline import Router, Routing, new_request_id
+from .pipeline import Router, RoutedStream, Routing
 from .policy import Policy
 from .policy_view import redacted_policy
 from .request import ChatRequest, parse_chat_request
 from .store import RequestStore, open_store
-from .tenant import tenant_from_headers
 
 __all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
 
@@ -47,31 +47,6 @@ def _error_response(status: int, message: str, error_type: str, code: str | None
         status_code=status,
         headers=headers,
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it exceeds ``limit`` bytes (checked against
-    ``content-length`` first, then while reading, so a huge body is never held in memory)."""
-    declared = request.headers.get("content-length")
-    too_large = PayloadTooLargeError(
-        f"The request body is larger than this router accepts ({limit} bytes).", param=None)
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for piece in request.stream():
-        size += len(piece)
-        if size > limit:
-            raise too_large
-        chunks.append(piece)
-    return b"".join(chunks)
-async def _logged(task: asyncio.Task | None) -> None:
-    """Wait for a request's log write (run after its answer was sent)."""
-    if task is None:
-        return
-    try:
-        await task
-    except Exception:
-        log.exception("writing a request's log record failed")
 
 
 def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dict[str, Any]:
@@ -176,37 +151,14 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        started = time.time()
-        router = live.router  # this request keeps this policy to the end, whatever reloads happen
-        request_id = new_request_id()
-        request.state.request_id = request_id
-        record = router.new_record(request_id, started)
-        tenant = tenant_from_headers(request.headers.get("authorization"), request.headers.get("cache-control"))
-        record.tenant = tenant.tenant
-        record.api_key_id = api_key_id(request.headers.get("authorization") or request.headers.get("api-key"))
-        try:
-            router.authorize(request.headers)
-        except RouterError as err:
-            await router.log_failure(record, err)
-            raise
-        try:
-            body = await _read_body(request, router.policy.server.max_request_bytes)
-            chat = parse_chat_request(body)
-        except InvalidRequestError as err:
-            record.api_key_name = router.caller_name(request.headers)
-            await router.log_failure(record, err)
-            raise
-        except Exception as err:  # never an unlogged bare 500
-            wrapped = InvalidRequestError(f"Could not read the request: {err}")
-            await router.log_failure(record, wrapped)
-            raise wrapped from err
-        if chat.stream:
-            routed = await router.stream(chat, record, request.headers, tenant)
+        routed = await serve_chat(live, request, parse_chat_request)
+        if isinstance(routed, RoutedStream):
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await router.complete(chat, record, request.headers, tenant, log_later=True)
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
-        return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
+        return JSONResponse(routed.body, headers=routed.headers, background=BackgroundTask(_logged, routed.logged))
+
+    register_anthropic(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:
@@ -242,9 +194,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        live.router.authorize(request.headers)
+        live.router.authorize(client_headers(request))
         created = int(app.state.started)
         active = live.router.policy
+        if wants_anthropic(request):
+            return anthropic_models(active, created)
         data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]
         data += [
             {"id": name, "object": "model", "created": created, "owned_by": "slm-router", "root": tier.model}
