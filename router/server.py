@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api.anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
 from .api.chat_entry import client_headers, logged as _logged, read_body as _read_body, serve_chat
+from .api.responses_routes import register_responses
 from .decision import AUTO
 from .errors import RouterError
 from .live_policy import LivePolicy
@@ -159,6 +160,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         return JSONResponse(routed.body, headers=routed.headers, background=BackgroundTask(_logged, routed.logged))
 
     register_anthropic(app, live)
+    register_responses(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,7 +26,7 @@ from ..policy import AUTO, Policy, TierConfig
 from ..request import ChatRequest
 from .anthropic_request import parse_messages_request
 from .anthropic_response import error_body, message_events, stream_events, to_message
-from .chat_entry import client_headers, logged, read_body, serve_chat
+from .chat_entry import client_headers, iterate, logged, read_body, serve_chat
 
 __all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
 
@@ -75,11 +74,6 @@ def _unexpected(request: Request, err: Exception) -> JSONResponse:
                         status_code=500)
 
 
-async def _each(events: Iterator[bytes]) -> AsyncIterator[bytes]:
-    for event in events:
-        yield event
-
-
 def register_anthropic(app: FastAPI, live) -> None:
     """Add the Anthropic endpoints to ``app``, answered by ``live``'s active router."""
 
@@ -109,7 +103,7 @@ def register_anthropic(app: FastAPI, live) -> None:
         message = to_message(routed.body, message_id)
         done = BackgroundTask(logged, routed.logged)
         if wanted_stream:
-            return StreamingResponse(_each(message_events(message)), media_type="text/event-stream",
+            return StreamingResponse(iterate(message_events(message)), media_type="text/event-stream",
                                      headers={**routed.headers, **stream_headers}, background=done)
         return JSONResponse(message, headers=routed.headers, background=done)
 
