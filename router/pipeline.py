@@ -53,6 +53,8 @@ from .ratelimit import RateLimiter
 from .shadow import ShadowSampler
 from .scoring.base import Scorer
 from .self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
+from .session import switched as session_switched
+from .session_keeper import SessionKeeper, SessionTurn
 from .signals import AnswerSignals, agreement
 from .state import SharedState, open_state
 from .store.base import RequestStore
@@ -121,6 +123,7 @@ class Routing:
     language: str | None = None
     prompt_tokens: int | None = None
     prompt_chars: int = 0
+    session: SessionTurn | None = None
 
 
 @dataclass
@@ -143,6 +146,8 @@ def _headers(record: RequestRecord) -> dict[str, str]:
         "x-router-policy": record.policy_hash or "",
         **({"x-router-cache": record.cache} if record.cache else {}),
         **({"x-router-tenant": record.tenant} if record.tenant else {}),
+        **({"x-router-session": record.session_id,
+            "x-router-session-switched": "true" if session_switched(record) else "false"} if record.session_id else {}),
     }
 
 
@@ -188,6 +193,7 @@ class Router:
         self.cache = self._response_cache() if policy.cache.enabled else None
         self.budget = Budget(self.state, budgets_with_key_overlays(policy)) if policy.budgets.enabled else None
         self.limiter = RateLimiter(self.state, policy.rate_limits) if policy.rate_limits.enabled else None
+        self.sessions = SessionKeeper(policy, self.state)
         self._reservations: dict[str, list[Reservation]] = {}
         self.shadow = ShadowSampler(policy, self.client, store, getattr(scorer, "embedder", None))
         # local answers of escalated requests, until the request is logged (escalation samples)
@@ -336,9 +342,11 @@ class Router:
         elif not forced:
             score = 1.0  # nothing to embed (an image-only turn): treat as hard
         decision = decide(request.model, score, self.policy, constraints)
+        decision, session = await self.sessions.steer(decision, request, headers, tenant)
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
         decision = apply_capabilities(decision, features, self.policy, forced, max_out)
-        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars)
+        return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars,
+                       session)
 
     async def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
         """The decision of :meth:`route`."""
@@ -1110,6 +1118,9 @@ class Router:
         record.cloud_available = self.policy.cloud.available
         cap = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
         record.max_tokens = int(cap) if isinstance(cap, (int, float)) else None
+        if routing.session is not None:
+            record.session_id, record.session_per_turn_tier = routing.session.id, routing.session.per_turn_tier
+            record.session_prev_tier = routing.session.previous.tier if routing.session.previous else None
 
     def _finish(self, record: RequestRecord, tier: str, prompt_tokens: int, completion_tokens: int, t0: float) -> None:
         record.tier = tier
@@ -1189,6 +1200,7 @@ class Router:
 
     async def _store(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         local_text = self._escalated_local_text.pop(record.id, None)
+        await self.sessions.note(record)  # before the log write, so the session's next turn sees it
         try:
             error = await self._log.run((record, request, answer_text))
             if error is not None:

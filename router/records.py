@@ -94,6 +94,10 @@ class RequestRecord:
         cloud_completion_tokens: completion tokens of the cloud answer: the real count when the
             cloud tier answered, else the estimate used for the counterfactual (see
             :func:`router.cost.estimate_cloud_completion_tokens`).
+        session_id: the conversation's session (:func:`router.session.session_id`), None
+            without one; session_prev_tier: the tier of the session's previous turn (None on
+            its first); session_per_turn_tier: the tier the turn's own decision chose, before
+            the session kept its tier (:func:`router.session.choose_tier`).
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -131,6 +135,9 @@ class RequestRecord:
     max_tokens: int | None = None
     cloud_prompt_tokens: int | None = None
     cloud_completion_tokens: int | None = None
+    session_id: str | None = None
+    session_prev_tier: str | None = None
+    session_per_turn_tier: str | None = None
 
 
 @dataclass(slots=True)
