@@ -89,6 +89,7 @@ def test_cloud_text_through_litellms_anthropic_provider(proxy, client, claude):
         metadata={"user_id": "user-42"}, extra_body={"temperature": 0.2, "top_k": 5})  # older SDKs' fields
     message = raw.parse()
     assert raw.headers["x-router-tier"] == "cloud"
+    assert raw.headers["x-router-session"].startswith("u-")  # metadata.user_id + the conversation's fingerprint
     assert message.type == "message" and message.role == "assistant"
     assert [b.type for b in message.content] == ["text"] and message.content[0].text == ANTHROPIC_ANSWER
     assert message.stop_reason == "end_turn" and message.model == "anthropic/claude-sonnet-4-5"

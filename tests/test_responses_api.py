@@ -11,6 +11,7 @@ import time
 import openai
 import pytest
 
+from .fake_anthropic import FakeAnthropic
 from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 
@@ -21,13 +22,22 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a 
 
 
 @pytest.fixture(scope="module")
-def proxy(cloud, tmp_path_factory):
+def claude():
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(cloud, claude, tmp_path_factory):
     policy = {
         "tiers": {
             "local": {"model": "slm-local/smollm2", "max_tokens": 24,
                       "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
             "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url, "max_retries": 0,
                       "capabilities": {"tools": True, "json_schema": True}},
+            # an Anthropic model (through litellm's Anthropic provider) that calls tools
+            "claude": {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk-ant", "api_base": claude.url},
         },
         "routing": {"classifier": {"threshold": 1.0}},
         "escalation": {"enabled": False},
@@ -120,3 +130,26 @@ def test_stateful_fields_are_refused_by_name(proxy, client):
     assert tool.value.body["param"] == "tools[0].type"
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="nope", input="x")
+
+
+def test_model_tool_call_becomes_a_function_call_item(client):
+    ask = {"model": "claude", "tools": [TOOL], "input": "What is the weather in Paris?"}
+    response = client.responses.create(**ask)
+    call = next(item for item in response.output if item.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert call.call_id == "toolu_fake01"
+    kinds, arguments = [], []
+    with client.responses.stream(**ask) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.function_call_arguments.delta":
+                arguments.append(event.delta)
+        final = stream.get_final_response()
+    assert json.loads("".join(arguments)) == {"city": "Paris"}
+    assert "response.function_call_arguments.done" in kinds and kinds[-1] == "response.completed"
+    assert next(i for i in final.output if i.type == "function_call").call_id == "toolu_fake01"
+    answered = client.responses.create(model="claude", tools=[TOOL], input=[
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "21C"}])
+    assert answered.output_text == "The tool said: 21C"
