@@ -77,7 +77,10 @@ class SessionKeeper:
         forced tiers (model name, rule) and cache hits keep their tier but are remembered.
         """
         headers = headers or {}
-        sid = session_id(headers.get(SESSION_HEADER), request.params.get("user"), request.messages_as_dicts())
+        header, user = headers.get(SESSION_HEADER), request.params.get("user")
+        if not (header or user):  # most requests: no session, and no per-request cost
+            return decision, None
+        sid = session_id(header, user, request.messages_as_dicts())
         if sid is None:
             return decision, None
         tenant = tenant or tenant_from_headers(headers.get("authorization"), None).tenant

@@ -32,14 +32,16 @@ def test_blocks_become_chat_turns():
                                          {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
             {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "x"},
                                               {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok", "is_error": True},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": [
+                {"type": "text", "text": "ok"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
                                          {"type": "text", "text": "and now?"}]},
         ]})
     turns = chat.messages_as_dicts()
     assert turns[0] == {"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]}
     assert turns[1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}
     assert turns[2]["tool_calls"] == [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
-    assert turns[3] == {"role": "tool", "tool_call_id": "t1", "content": "Error: ok"}
+    assert turns[3] == {"role": "tool", "tool_call_id": "t1", "content": "Error: ok\n[image not forwarded]"}
     assert turns[4] == {"role": "user", "content": "and now?"}
     assert chat.params["tool_choice"] == "required" and chat.params["parallel_tool_calls"] is False
     assert chat.params["tools"][0]["function"] == {"name": "f", "parameters": {"type": "object"}}

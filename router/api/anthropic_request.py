@@ -12,7 +12,8 @@ budgets, cache, log) serves it:
   an Anthropic tier and strips it for others), ``image`` blocks -> ``image_url`` parts
   (base64 sources as ``data:`` URLs);
 - an assistant's ``tool_use`` blocks -> ``tool_calls`` (``input`` as JSON text);
-- a user's ``tool_result`` blocks -> ``tool`` turns before the rest of that user turn;
+- a user's ``tool_result`` blocks -> ``tool`` turns before the rest of that user turn (text
+  only: an image inside a result becomes the text ``[image not forwarded]``);
 - ``tools`` -> function tools (``input_schema`` as ``parameters``), ``tool_choice``
   ``auto``/``any``/``tool``/``none`` -> ``auto``/``required``/a named function/``none``,
   ``disable_parallel_tool_use`` -> ``parallel_tool_calls: false``;
@@ -114,9 +115,13 @@ def _result_text(content: Any, where: str) -> str:
         raise _fail("tool_result content must be a string or a list of text blocks", where)
     texts = []
     for j, block in enumerate(content):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise _fail("only text blocks are supported inside a tool_result", f"{where}.{j}.type")
-        texts.append(str(block.get("text", "")))
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "image":  # chat tool turns carry text only; an agent's screenshot must not fail the turn
+            texts.append("[image not forwarded]")
+        else:
+            raise _fail("only text and image blocks are supported inside a tool_result", f"{where}.{j}.type")
     return "\n".join(texts)
 
 
