@@ -70,6 +70,9 @@ def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dic
             "name": routing.caller.name, "group": routing.caller.group, "overlay": routing.caller.overlay_name},
         "language": routing.language,
         "prompt_tokens": routing.prompt_tokens,
+        "session": None if routing.session is None else {
+            "id": routing.session.id, "per_turn_tier": routing.session.per_turn_tier,
+            "previous_tier": routing.session.previous.tier if routing.session.previous else None},
         "policy_hash": policy_hash,
     }
 

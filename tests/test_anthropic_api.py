@@ -93,7 +93,7 @@ def test_cloud_text_through_litellms_anthropic_provider(proxy, client, claude):
     assert message.type == "message" and message.role == "assistant"
     assert [b.type for b in message.content] == ["text"] and message.content[0].text == ANTHROPIC_ANSWER
     assert message.stop_reason == "end_turn" and message.model == "anthropic/claude-sonnet-4-5"
-    assert message.id == f"msg_{raw.headers['x-request-id']}"
+    assert message.id == f"msg_{raw.headers['x-request-id']}" and message._request_id == raw.headers["x-request-id"]
     # cache reads are reported apart from the uncached input, as Anthropic does
     assert message.usage.cache_read_input_tokens == 2 and message.usage.input_tokens == 3 + 3 - 2
     sent, headers = claude.received[-1]

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -96,6 +97,12 @@ def test_sticky_keeps_the_cloud_for_the_rest_of_the_conversation(proxies):
     assert [t["switched"] for t in turns] == ["false", "false", "true", "false", "false", "false"]
     assert len({t["session"] for t in turns}) == 1 and turns[0]["session"].startswith("u-")
     assert all("session sticky on cloud" in t["reason"] for t in turns[3:])
+    # POST /v1/route shows the session's view of the next turn without calling a model
+    history = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": TURNS[0]}]
+    route = httpx.post(proxies["sticky"].url + "/v1/route", json={"model": "auto", "user": "alice", "messages": history},
+                       headers={"authorization": "Bearer unused"})  # the SDK's key: the same tenant
+    assert route.json()["session"] == {"id": turns[0]["session"], "per_turn_tier": "local", "previous_tier": "cloud"}
+    assert route.json()["tier"] == "cloud"
     # the same user's other conversation is another session, routed on its own
     other = _converse([proxies["sticky"]], ["Thanks!"], user="alice")[0]
     assert other["tier"] == "local" and other["session"] != turns[0]["session"]

@@ -96,6 +96,7 @@ def register_anthropic(app: FastAPI, live) -> None:
         except Exception as err:  # noqa: BLE001 - never a bare 500
             return _unexpected(request, err)
         message_id = f"msg_{request.state.request_id}"
+        routed.headers["request-id"] = request.state.request_id  # where Anthropic's SDKs read the request id
         stream_headers = {"cache-control": "no-cache"}
         if isinstance(routed, RoutedStream):
             return StreamingResponse(stream_events(routed.events, message_id), media_type="text/event-stream",
