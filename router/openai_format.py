@@ -22,8 +22,10 @@ def chunk(
     index: int = 0,
     usage: dict[str, int] | None = None,
     with_choice: bool = True,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion.chunk`` object with one choice delta (or none, for the usage chunk)."""
+    """A ``chat.completion.chunk`` object with one choice delta (or none, for the usage chunk);
+    ``tool_calls`` are OpenAI's streamed tool-call pieces."""
     body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -37,6 +39,8 @@ def chunk(
             delta["role"] = role
         if content is not None:
             delta["content"] = content
+        if tool_calls:
+            delta["tool_calls"] = tool_calls
         body["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
     if usage is not None:
         body["usage"] = {**usage, "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)}

@@ -1018,6 +1018,8 @@ class Router:
                     yield sse(chunk(cid, created, model, role="assistant", content="", index=i))
                     for piece in split_for_stream(message.get("content") or ""):
                         yield sse(chunk(cid, created, model, content=piece, index=i))
+                    for k, call in enumerate(message.get("tool_calls") or ()):  # each call whole, in one piece
+                        yield sse(chunk(cid, created, model, index=i, tool_calls=[{**call, "index": k}]))
                     yield sse(chunk(cid, created, model, finish_reason=choice.get("finish_reason") or "stop", index=i))
                 if request.include_usage:
                     yield sse(chunk(cid, created, model, with_choice=False, usage={
@@ -1045,6 +1047,7 @@ class Router:
         finish_reason: str | None = None
         finished: set[int] = set()
         usage: dict[str, int] | None = None
+        tools_streamed = False
         try:
             yield sse(chunk(cid, created, model, role="assistant", content=""))
             pending = list(held)
@@ -1058,6 +1061,9 @@ class Router:
                         if d.index == 0:
                             text_parts.append(d.content)
                         yield sse(chunk(cid, created, model, content=d.content, index=d.index))
+                    if d.tool_calls:
+                        tools_streamed = True
+                        yield sse(chunk(cid, created, model, index=d.index, tool_calls=d.tool_calls))
                     if d.finish_reason:
                         finished.add(d.index)
                         finish_reason = d.finish_reason
@@ -1074,7 +1080,7 @@ class Router:
                      if k in ("prompt_tokens", "completion_tokens")}
             if request.include_usage:
                 yield sse(chunk(cid, created, model, with_choice=False, usage=whole))
-            if probe is not None and finished == {0} and text_parts:  # one whole choice: cacheable
+            if probe is not None and finished == {0} and text_parts and not tools_streamed:  # one whole text choice
                 self._keep_soon(probe, record, call.tier, {
                     "id": cid, "object": "chat.completion", "created": created, "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},

@@ -219,3 +219,24 @@ def test_count_tokens_and_models(proxy, client):
     assert ids[0] == "auto" and {"local", "cloud"} == set(ids[1:3]) and {"claude-sonnet-4-5", "claude-haiku-4-5"} <= set(ids)
     openai_shape = httpx.get(proxy.url + "/v1/models").json()
     assert openai_shape["object"] == "list"
+
+
+def test_chat_stream_relays_tool_calls(proxy):
+    import openai
+
+    chat = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+    tool = {"type": "function", "function": {"name": WEATHER_TOOL["name"], "parameters": WEATHER_TOOL["input_schema"]}}
+    stream = chat.chat.completions.create(model="cloud", stream=True, tools=[tool],
+                                          messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    calls, finish = {}, None
+    for part in stream:
+        for choice in part.choices:
+            for piece in choice.delta.tool_calls or ():
+                entry = calls.setdefault(piece.index, {"id": None, "name": None, "arguments": ""})
+                entry["id"] = piece.id or entry["id"]
+                entry["name"] = (piece.function.name if piece.function else None) or entry["name"]
+                entry["arguments"] += (piece.function.arguments if piece.function else None) or ""
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls" and len(calls) == 1
+    (call,) = calls.values()
+    assert call["id"] == "toolu_fake01" and call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Paris"}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from router.api.anthropic_request import parse_messages_request
-from router.api.anthropic_response import error_body, message_events, stream_events, to_message
+from router.api.anthropic_response import error_body, stream_events, to_message
 from router.errors import InvalidRequestError
 from router.openai_format import SSE_DONE, chunk, error_event, sse
 
@@ -79,11 +79,6 @@ def test_chat_answer_becomes_a_message():
     assert message["stop_reason"] == "tool_use"
     assert message["usage"] == {"input_tokens": 4, "output_tokens": 4, "cache_read_input_tokens": 6,
                                 "cache_creation_input_tokens": 0}
-    events = _events(list(message_events(message, piece_chars=3)))
-    assert [k for k, _ in events] == ["message_start", "ping", "content_block_start", *["content_block_delta"] * 3,
-                                      "content_block_stop", "content_block_start", *["content_block_delta"] * 3,
-                                      "content_block_stop", "message_delta", "message_stop"]
-    assert "".join(d["delta"]["partial_json"] for k, d in events[8:11]) == '{"x": 2}'
 
 
 def _translate(pieces: list[bytes]) -> list[tuple[str, dict]]:
@@ -107,6 +102,26 @@ def test_chat_stream_becomes_anthropic_events():
     assert events[0][1]["message"]["id"] == "msg_9" and events[0][1]["message"]["model"] == "m"
     assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
     assert events[-2][1]["usage"]["input_tokens"] == 7 and events[-2][1]["usage"]["output_tokens"] == 2
+
+
+def test_streamed_tool_calls_become_tool_use_blocks():
+    def call(k, **piece):
+        return sse(chunk("c", 1, "m", tool_calls=[{"index": k, **piece}]))
+
+    events = _translate([
+        sse(chunk("c", 1, "m", role="assistant", content="")), sse(chunk("c", 1, "m", content="Checking.")),
+        call(0, id="t1", type="function", function={"name": "f", "arguments": ""}),
+        call(0, function={"arguments": '{"a": '}), call(0, function={"arguments": "1}"}),
+        call(1, id="t2", type="function", function={"name": "g", "arguments": "{}"}),
+        sse(chunk("c", 1, "m", finish_reason="tool_calls")), SSE_DONE])
+    assert [(k, d.get("index")) for k, d in events] == [
+        ("message_start", None), ("ping", None), ("content_block_start", 0), ("content_block_delta", 0),
+        ("content_block_stop", 0), ("content_block_start", 1), ("content_block_delta", 1), ("content_block_delta", 1),
+        ("content_block_stop", 1), ("content_block_start", 2), ("content_block_delta", 2), ("content_block_stop", 2),
+        ("message_delta", None), ("message_stop", None)]
+    assert events[5][1]["content_block"] == {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+    assert "".join(d["delta"]["partial_json"] for k, d in events[6:8]) == '{"a": 1}'
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
 
 
 def test_mid_stream_failure_becomes_an_error_event():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from router.api.responses_request import parse_responses_request
-from router.api.responses_response import response_events, to_response
+from router.api.responses_response import stream_response_events, to_response
+from router.openai_format import SSE_DONE, chunk, sse
 from router.errors import InvalidRequestError
 
 
@@ -57,12 +59,33 @@ def test_answer_with_tool_calls_becomes_items_and_events():
     assert response["output"][1] == {"type": "function_call", "id": "fc_abc_0", "call_id": "c9", "name": "f",
                                      "arguments": '{"a": 1}', "status": "completed"}
     assert response["usage"]["total_tokens"] == 8 and response["status"] == "completed"
-    events = [json.loads(block.split(b"data: ", 1)[1]) for block in response_events(response)]
-    assert [e["sequence_number"] for e in events] == list(range(len(events)))
-    kinds = [e["type"] for e in events]
-    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
-    assert "response.function_call_arguments.delta" in kinds
-    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
-    assert done["arguments"] == '{"a": 1}'
     cut = to_response({**body, "choices": [{"finish_reason": "length", "message": {"content": "par"}}]}, "resp_x", req)
     assert cut["status"] == "incomplete" and cut["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_streamed_text_and_tool_calls_become_items():
+    req = parse_responses_request({"model": "auto", "input": "x", "stream": True}).request
+    pieces = [sse(chunk("c", 1, "m", role="assistant", content="")), sse(chunk("c", 1, "m", content="ok")),
+              sse(chunk("c", 1, "m", tool_calls=[{"index": 0, "id": "c9", "function": {"name": "f", "arguments": '{"a"'}}])),
+              sse(chunk("c", 1, "m", tool_calls=[{"index": 0, "function": {"arguments": ": 1}"}}])),
+              sse(chunk("c", 1, "m", finish_reason="tool_calls")),
+              sse(chunk("c", 1, "m", with_choice=False, usage={"prompt_tokens": 5, "completion_tokens": 3})), SSE_DONE]
+
+    async def run():
+        async def source():
+            for p in pieces:
+                yield p
+        return [json.loads(e.split(b"data: ", 1)[1]) async for e in stream_response_events(source(), "resp_abc", req)]
+
+    events = asyncio.run(run())
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "response.output_item.done", "response.completed"]
+    assert events[11]["arguments"] == '{"a": 1}' and events[11]["output_index"] == 1
+    final = events[-1]["response"]
+    assert [i["type"] for i in final["output"]] == ["message", "function_call"]
+    assert final["output"][1]["call_id"] == "c9" and final["usage"]["total_tokens"] == 8

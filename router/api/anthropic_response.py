@@ -2,11 +2,10 @@
 
 - :func:`to_message`: an OpenAI ``chat.completion`` body -> an Anthropic ``message``;
 - :func:`stream_events`: the pipeline's OpenAI SSE stream -> Anthropic's event sequence
-  (``message_start``, ``ping``, ``content_block_start``, ``content_block_delta``,
+  (``message_start``, ``ping``, ``content_block_start``, ``content_block_delta`` with
+  ``text_delta`` or, for tool input, ``input_json_delta``,
   ``content_block_stop``, ``message_delta`` with ``stop_reason`` and usage, ``message_stop``;
   an ``error`` event when the upstream fails mid-stream);
-- :func:`message_events`: the same sequence for an answer that is already whole (a tool
-  use is sent as ``input_json_delta`` pieces);
 - :func:`error_body`: Anthropic's error JSON ``{"type": "error", "error": {"type", "message"}}``.
 
 Shapes follow Anthropic's Messages API reference ("Streaming Messages", "Errors").
@@ -18,7 +17,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-__all__ = ["to_message", "stream_events", "message_events", "error_body", "error_type_for", "sse_event",
+__all__ = ["to_message", "stream_events", "error_body", "error_type_for", "sse_event",
            "STOP_REASONS", "usage_of"]
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -99,32 +98,6 @@ def _start(message_id: str, model: str, input_tokens: int = 0) -> bytes:
         "usage": {"input_tokens": input_tokens, "output_tokens": 0}}})
 
 
-def _pieces(text: str, size: int) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
-
-
-def message_events(message: dict[str, Any], piece_chars: int = 24) -> Iterator[bytes]:
-    """Anthropic's stream events for a whole ``message`` (:func:`to_message`): text blocks as
-    ``text_delta`` pieces, tool uses as ``input_json_delta`` pieces of their JSON input."""
-    usage = message.get("usage") or {}
-    yield _start(message["id"], message.get("model", ""), int(usage.get("input_tokens") or 0))
-    yield sse_event("ping", {})
-    for i, block in enumerate(message.get("content") or []):
-        if block["type"] == "text":
-            yield sse_event("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}})
-            for piece in _pieces(block["text"], piece_chars):
-                yield sse_event("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": piece}})
-        else:
-            yield sse_event("content_block_start", {"index": i, "content_block": {**block, "input": {}}})
-            for piece in _pieces(json.dumps(block["input"], ensure_ascii=False), piece_chars):
-                yield sse_event("content_block_delta", {"index": i, "delta": {"type": "input_json_delta",
-                                                                              "partial_json": piece}})
-        yield sse_event("content_block_stop", {"index": i})
-    yield sse_event("message_delta", {"delta": {"stop_reason": message.get("stop_reason"), "stop_sequence": None},
-                                      "usage": usage})
-    yield sse_event("message_stop", {})
-
-
 def _chat_events(raw: bytes) -> Iterator[dict[str, Any] | None]:
     """The JSON objects in a piece of the pipeline's OpenAI SSE stream (None for ``[DONE]``)."""
     for line in raw.split(b"\n"):
@@ -134,11 +107,50 @@ def _chat_events(raw: bytes) -> Iterator[dict[str, Any] | None]:
         yield None if data == b"[DONE]" else json.loads(data)
 
 
+class _Blocks:
+    """The content blocks of a translated stream: one open at a time, numbered from 0; text
+    pieces go to a text block, tool-call pieces (by their OpenAI ``index``) to a tool_use block."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.open: tuple[str, int] | None = None
+
+    def _close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        self.open = None
+        self.index += 1
+        return [sse_event("content_block_stop", {"index": self.index - 1})]
+
+    def _start(self, key: tuple[str, int], block: dict[str, Any]) -> list[bytes]:
+        out = self._close()
+        self.open = key
+        return out + [sse_event("content_block_start", {"index": self.index, "content_block": block})]
+
+    def text(self, piece: str) -> list[bytes]:
+        out = [] if self.open == ("text", 0) else self._start(("text", 0), {"type": "text", "text": ""})
+        return out + [sse_event("content_block_delta", {"index": self.index, "delta": {"type": "text_delta", "text": piece}})]
+
+    def tool(self, piece: dict[str, Any]) -> list[bytes]:
+        key, function = ("tool", int(piece.get("index") or 0)), piece.get("function") or {}
+        out = [] if self.open == key else self._start(key, {
+            "type": "tool_use", "id": piece.get("id") or f"toolu_{key[1]}", "name": function.get("name") or "", "input": {}})
+        if function.get("arguments"):
+            out.append(sse_event("content_block_delta", {"index": self.index, "delta": {
+                "type": "input_json_delta", "partial_json": function["arguments"]}}))
+        return out
+
+    def close(self) -> list[bytes]:
+        return self._close()
+
+
 async def stream_events(chat_stream: AsyncIterator[bytes], message_id: str) -> AsyncIterator[bytes]:
     """Translate the pipeline's OpenAI chat SSE stream (one choice, usage chunk included) into
-    Anthropic's event sequence under ``message_id``. An OpenAI error event becomes an
-    Anthropic ``error`` event and ends the stream (no ``message_stop``, as Anthropic does)."""
-    started = block_open = False
+    Anthropic's event sequence under ``message_id``: text as ``text_delta``, tool calls as
+    ``tool_use`` blocks whose input arrives as ``input_json_delta``. An OpenAI error event
+    becomes an Anthropic ``error`` event and ends the stream (no ``message_stop``)."""
+    started = False
+    blocks = _Blocks()
     stop: str | None = None
     usage: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
     async for raw in chat_stream:
@@ -158,18 +170,18 @@ async def stream_events(chat_stream: AsyncIterator[bytes], message_id: str) -> A
             if event.get("usage"):
                 usage = usage_of(event["usage"])
             for choice in event.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    if not block_open:
-                        yield sse_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-                        block_open = True
-                    yield sse_event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+                delta = choice.get("delta") or {}
+                for out in (blocks.text(delta["content"]) if delta.get("content") else []):
+                    yield out
+                for piece in delta.get("tool_calls") or ():
+                    for out in blocks.tool(piece):
+                        yield out
                 if choice.get("finish_reason"):
                     stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
     if not started:
         yield _start(message_id, "")
-    if block_open:
-        yield sse_event("content_block_stop", {"index": 0})
+    for out in blocks.close():
+        yield out
     yield sse_event("message_delta", {"delta": {"stop_reason": stop or "end_turn", "stop_sequence": None},
                                       "usage": usage})
     yield sse_event("message_stop", {})

@@ -4,9 +4,7 @@
 Each request is translated by :mod:`.anthropic_request`, answered by the one chat pipeline
 (:func:`.chat_entry.serve_chat`: rules, classifier, cascade, budgets, cache, log) and
 translated back by :mod:`.anthropic_response`. Errors leave in Anthropic's JSON shape with
-the router's status codes. A streaming request that offers ``tools`` is answered whole and
-then sent as Anthropic's event sequence (tool input as ``input_json_delta`` pieces), since
-the pipeline's live stream carries text only.
+the router's status codes.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ from ..pipeline import RoutedStream
 from ..policy import AUTO, Policy, TierConfig
 from ..request import ChatRequest
 from .anthropic_request import parse_messages_request
-from .anthropic_response import error_body, message_events, stream_events, to_message
-from .chat_entry import client_headers, iterate, logged, read_body, serve_chat
+from .anthropic_response import error_body, stream_events, to_message
+from .chat_entry import client_headers, logged, read_body, serve_chat
 
 __all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
 
@@ -79,34 +77,19 @@ def register_anthropic(app: FastAPI, live) -> None:
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Any:
-        wanted_stream = False
-
-        def parse(body: bytes) -> ChatRequest:
-            nonlocal wanted_stream
-            chat = parse_messages_request(body)
-            wanted_stream = chat.stream
-            if chat.stream and chat.params.get("tools"):
-                chat = chat.model_copy(update={"stream": False})  # answered whole, sent as events
-            return chat
-
         try:
-            routed = await serve_chat(live, request, parse)
+            routed = await serve_chat(live, request, parse_messages_request)
         except RouterError as err:
             return _error(request, err)
         except Exception as err:  # noqa: BLE001 - never a bare 500
             return _unexpected(request, err)
         message_id = f"msg_{request.state.request_id}"
         routed.headers["request-id"] = request.state.request_id  # where Anthropic's SDKs read the request id
-        stream_headers = {"cache-control": "no-cache"}
         if isinstance(routed, RoutedStream):
             return StreamingResponse(stream_events(routed.events, message_id), media_type="text/event-stream",
-                                     headers={**routed.headers, **stream_headers})
-        message = to_message(routed.body, message_id)
-        done = BackgroundTask(logged, routed.logged)
-        if wanted_stream:
-            return StreamingResponse(iterate(message_events(message)), media_type="text/event-stream",
-                                     headers={**routed.headers, **stream_headers}, background=done)
-        return JSONResponse(message, headers=routed.headers, background=done)
+                                     headers={**routed.headers, "cache-control": "no-cache"})
+        return JSONResponse(to_message(routed.body, message_id), headers=routed.headers,
+                            background=BackgroundTask(logged, routed.logged))
 
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> Any:

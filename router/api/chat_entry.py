@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable
 
 from fastapi import Request
 
@@ -19,7 +19,7 @@ from ..pipeline import RoutedAnswer, RoutedStream, new_request_id
 from ..request import ChatRequest
 from ..tenant import tenant_from_headers
 
-__all__ = ["serve_chat", "read_body", "logged", "client_headers", "iterate"]
+__all__ = ["serve_chat", "read_body", "logged", "client_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,6 @@ async def logged(task: asyncio.Task | None) -> None:
         await task
     except Exception:
         log.exception("writing a request's log record failed")
-
-
-async def iterate(events: Iterable[bytes]) -> AsyncIterator[bytes]:
-    """An async body for a streaming response from events already made (a whole answer)."""
-    for event in events:
-        yield event
 
 
 def client_headers(request: Request) -> dict[str, str]:

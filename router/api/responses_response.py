@@ -2,13 +2,12 @@
 
 - :func:`to_response`: an OpenAI ``chat.completion`` body -> a ``response`` object (a
   ``message`` item with ``output_text``, one ``function_call`` item per tool call);
-- :func:`response_events`: the stream events of a whole response (``response.created``,
-  ``response.in_progress``, ``response.output_item.added``, ``response.content_part.added``,
-  ``response.output_text.delta``/``.done``, ``response.content_part.done``,
-  ``response.function_call_arguments.delta``/``.done``, ``response.output_item.done``,
-  ``response.completed``), each with its ``sequence_number``;
-- :func:`stream_response_events`: the same for the pipeline's live text stream; a failure
-  mid-stream ends it with ``response.failed``.
+- :func:`stream_response_events`: the pipeline's live stream -> the Responses events
+  (``response.created``, ``response.in_progress``, ``response.output_item.added``,
+  ``response.content_part.added``, ``response.output_text.delta``/``.done``,
+  ``response.content_part.done``, ``response.function_call_arguments.delta``/``.done``,
+  ``response.output_item.done``, ``response.completed`` or ``response.incomplete``), each
+  with its ``sequence_number``; a failure mid-stream ends it with ``response.failed``.
 
 Shapes follow OpenAI's API reference ("Responses", "Streaming events").
 """
@@ -23,7 +22,7 @@ from typing import Any
 
 from .responses_request import ResponsesRequest
 
-__all__ = ["to_response", "response_events", "stream_response_events"]
+__all__ = ["to_response", "stream_response_events"]
 
 
 def _usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -92,53 +91,80 @@ class _Events:
         return f"event: {kind}\ndata: {payload}\n\n".encode("utf-8")
 
 
-def _pieces(text: str, size: int = 24) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)]
-
-
 def _opening(event: _Events, response: dict[str, Any]) -> Iterator[bytes]:
     start = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
     yield event("response.created", response=start)
     yield event("response.in_progress", response=start)
 
 
-def response_events(response: dict[str, Any]) -> Iterator[bytes]:
-    """The Responses stream events of a whole ``response`` (:func:`to_response`)."""
-    event = _Events()
-    yield from _opening(event, response)
-    for i, item in enumerate(response["output"]):
-        if item["type"] == "message":
-            text = item["content"][0]["text"]
-            yield event("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "content": []})
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            yield event("response.content_part.added", item_id=item["id"], output_index=i, content_index=0, part=part)
-            for piece in _pieces(text):
-                yield event("response.output_text.delta", item_id=item["id"], output_index=i, content_index=0,
-                            delta=piece, logprobs=[])
-            yield event("response.output_text.done", item_id=item["id"], output_index=i, content_index=0, text=text,
-                        logprobs=[])
-            yield event("response.content_part.done", item_id=item["id"], output_index=i, content_index=0,
-                        part=item["content"][0])
+class _Items:
+    """The output items of a translated stream: one open at a time, numbered from 0; text
+    pieces go to a ``message`` item, tool-call pieces (by their OpenAI ``index``) to a
+    ``function_call`` item. ``done`` holds the finished items."""
+
+    def __init__(self, event: _Events, response_id: str) -> None:
+        self.event, self.rid = event, response_id[5:]
+        self.done: list[dict[str, Any]] = []
+        self.open: tuple[str, int] | None = None
+        self.item: dict[str, Any] = {}
+        self.parts: list[str] = []
+
+    def _where(self) -> dict[str, Any]:
+        return {"item_id": self.item["id"], "output_index": len(self.done)}
+
+    def close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        e, where, joined = self.event, self._where(), "".join(self.parts)
+        if self.open[0] == "text":
+            item = _text_item(self.item["id"], joined)
+            out = [e("response.output_text.done", **where, content_index=0, text=joined, logprobs=[]),
+                   e("response.content_part.done", **where, content_index=0, part=item["content"][0])]
         else:
-            yield event("response.output_item.added", output_index=i,
-                        item={**item, "arguments": "", "status": "in_progress"})
-            for piece in _pieces(item["arguments"]):
-                yield event("response.function_call_arguments.delta", item_id=item["id"], output_index=i, delta=piece)
-            yield event("response.function_call_arguments.done", item_id=item["id"], output_index=i,
-                        arguments=item["arguments"], name=item["name"])
-        yield event("response.output_item.done", output_index=i, item=item)
-    yield event("response.completed" if response["status"] == "completed" else "response.incomplete",
-                response=response)
+            item = {**self.item, "arguments": joined, "status": "completed"}
+            out = [e("response.function_call_arguments.done", **where, arguments=joined, name=item["name"])]
+        out.append(e("response.output_item.done", output_index=len(self.done), item=item))
+        self.done.append(item)
+        self.open, self.parts = None, []
+        return out
+
+    def text(self, piece: str) -> list[bytes]:
+        out: list[bytes] = []
+        if self.open != ("text", 0):
+            out += self.close()
+            self.open, self.item = ("text", 0), {**_text_item(f"msg_{self.rid}", "", "in_progress"), "content": []}
+            out += [self.event("response.output_item.added", output_index=len(self.done), item=self.item),
+                    self.event("response.content_part.added", **self._where(), content_index=0,
+                               part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})]
+        self.parts.append(piece)
+        return out + [self.event("response.output_text.delta", **self._where(), content_index=0, delta=piece,
+                                 logprobs=[])]
+
+    def tool(self, piece: dict[str, Any]) -> list[bytes]:
+        key, function = ("tool", int(piece.get("index") or 0)), piece.get("function") or {}
+        out: list[bytes] = []
+        if self.open != key:
+            out += self.close()
+            self.open = key
+            self.item = {"type": "function_call", "id": f"fc_{self.rid}_{key[1]}",
+                         "call_id": piece.get("id") or f"call_{key[1]}", "name": function.get("name") or "",
+                         "arguments": "", "status": "in_progress"}
+            out.append(self.event("response.output_item.added", output_index=len(self.done), item=self.item))
+        if function.get("arguments"):
+            self.parts.append(function["arguments"])
+            out.append(self.event("response.function_call_arguments.delta", **self._where(),
+                                  delta=function["arguments"]))
+        return out
 
 
 async def stream_response_events(chat_stream: AsyncIterator[bytes], response_id: str,
                                  req: ResponsesRequest) -> AsyncIterator[bytes]:
     """Translate the pipeline's OpenAI chat SSE stream (one choice, usage chunk included) into
-    Responses events, text delta by text delta."""
+    Responses events: text as ``response.output_text.delta``, each tool call as a
+    ``function_call`` item whose arguments arrive as ``response.function_call_arguments.delta``."""
     event = _Events()
+    items = _Items(event, response_id)
     response: dict[str, Any] | None = None
-    item_id = f"msg_{response_id[5:]}"
-    text: list[str] = []
     finish: str | None = None
     usage: dict[str, Any] | None = None
     async for raw in chat_stream:
@@ -158,29 +184,18 @@ async def stream_response_events(chat_stream: AsyncIterator[bytes], response_id:
             if data.get("usage"):
                 usage = data["usage"]
             for choice in data.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    if not text:
-                        yield event("response.output_item.added", output_index=0,
-                                    item={**_text_item(item_id, "", "in_progress"), "content": []})
-                        yield event("response.content_part.added", item_id=item_id, output_index=0, content_index=0,
-                                    part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
-                    text.append(piece)
-                    yield event("response.output_text.delta", item_id=item_id, output_index=0, content_index=0,
-                                delta=piece, logprobs=[])
+                delta = choice.get("delta") or {}
+                for out in (items.text(delta["content"]) if delta.get("content") else []):
+                    yield out
+                for piece in delta.get("tool_calls") or ():
+                    for out in items.tool(piece):
+                        yield out
                 finish = choice.get("finish_reason") or finish
     if response is None:
         response = _envelope(response_id, req, "", "in_progress")
         for opening in _opening(event, response):
             yield opening
-    output = []
-    if text:
-        item = _text_item(item_id, "".join(text))
-        yield event("response.output_text.done", item_id=item_id, output_index=0, content_index=0,
-                    text=item["content"][0]["text"], logprobs=[])
-        yield event("response.content_part.done", item_id=item_id, output_index=0, content_index=0,
-                    part=item["content"][0])
-        yield event("response.output_item.done", output_index=0, item=item)
-        output.append(item)
-    final = _finished({**response, "output": output, "usage": _usage(usage)}, finish)
+    for out in items.close():
+        yield out
+    final = _finished({**response, "output": items.done, "usage": _usage(usage)}, finish)
     yield event("response.completed" if final["status"] == "completed" else "response.incomplete", response=final)

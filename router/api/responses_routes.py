@@ -2,8 +2,7 @@
 
 The body is translated by :mod:`.responses_request`, answered by the one chat pipeline
 (:func:`.chat_entry.serve_chat`) and translated back by :mod:`.responses_response`. Errors
-are OpenAI's error JSON (the app's handlers). As on ``/v1/messages``, a streaming request
-that offers ``tools`` is answered whole, then sent as events.
+are OpenAI's error JSON (the app's handlers).
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from starlette.background import BackgroundTask
 
 from ..pipeline import RoutedStream
 from ..request import ChatRequest
-from .chat_entry import iterate, logged, serve_chat
+from .chat_entry import logged, serve_chat
 from .responses_request import ResponsesRequest, parse_responses_request
-from .responses_response import response_events, stream_response_events, to_response
+from .responses_response import stream_response_events, to_response
 
 __all__ = ["register_responses"]
 
@@ -33,20 +32,13 @@ def register_responses(app: FastAPI, live) -> None:
         def parse(body: bytes) -> ChatRequest:
             nonlocal original
             parsed = parse_responses_request(body)
-            original, chat = parsed.request, parsed.chat
-            if chat.stream and chat.params.get("tools"):
-                chat = chat.model_copy(update={"stream": False})  # answered whole, sent as events
-            return chat
+            original = parsed.request
+            return parsed.chat
 
         routed = await serve_chat(live, request, parse)
         response_id = f"resp_{request.state.request_id}"
-        headers = {**routed.headers, "cache-control": "no-cache"}
         if isinstance(routed, RoutedStream):
             return StreamingResponse(stream_response_events(routed.events, response_id, original),
-                                     media_type="text/event-stream", headers=headers)
-        response = to_response(routed.body, response_id, original)
-        done = BackgroundTask(logged, routed.logged)
-        if original.stream:
-            return StreamingResponse(iterate(response_events(response)), media_type="text/event-stream",
-                                     headers=headers, background=done)
-        return JSONResponse(response, headers=routed.headers, background=done)
+                                     media_type="text/event-stream", headers={**routed.headers, "cache-control": "no-cache"})
+        return JSONResponse(to_response(routed.body, response_id, original), headers=routed.headers,
+                            background=BackgroundTask(logged, routed.logged))

@@ -79,13 +79,16 @@ class StreamDelta:
     ``cached_prompt_tokens`` when reported) when the tier reports it. ``logprobs``: when the
     call asked for them, one (logprob in nats, alternatives as (token, logprob)) pair per
     token behind ``content`` (from OpenAI's chunk ``logprobs`` or the in-process tier's
-    ``provider_specific_fields``), else None."""
+    ``provider_specific_fields``), else None. ``tool_calls``: OpenAI's streamed tool-call
+    pieces (``index``, then ``id``/``function.name`` once and ``function.arguments`` in
+    fragments), else None."""
 
     content: str = ""
     index: int = 0
     finish_reason: str | None = None
     usage: dict[str, int] | None = field(default=None)
     logprobs: list[tuple[float, list[tuple[str, float]]]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 def _token_logprobs(content: list[dict[str, Any]] | None) -> list[tuple[float, list[tuple[str, float]]]] | None:
@@ -213,8 +216,10 @@ class TierClient:
                     lp = choice.get("logprobs")
                     extra = (delta.get("provider_specific_fields") or {}).get(STREAM_LOGPROBS_FIELD)
                     logprobs = _token_logprobs(extra or (lp.get("content") if isinstance(lp, dict) else None))
-                    if content or choice.get("finish_reason") or logprobs:
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None, logprobs)
+                    tool_calls = delta.get("tool_calls") or None
+                    if content or choice.get("finish_reason") or logprobs or tool_calls:
+                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None, logprobs,
+                                          tool_calls)
                 if usage and usage.get("completion_tokens") is not None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
