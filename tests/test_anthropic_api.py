@@ -84,7 +84,7 @@ def _events(proxy, body: dict, headers: dict | None = None) -> list[tuple[str, d
 
 def test_cloud_text_through_litellms_anthropic_provider(proxy, client, claude):
     raw = client.messages.with_raw_response.create(
-        model="cloud", max_tokens=64, system=[{"type": "text", "text": "You are terse."}],
+        model="cloud", max_tokens=64, system=[{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "Name a colour."}], stop_sequences=["\n\n"],
         metadata={"user_id": "user-42"}, extra_body={"temperature": 0.2, "top_k": 5})  # older SDKs' fields
     message = raw.parse()
@@ -98,6 +98,7 @@ def test_cloud_text_through_litellms_anthropic_provider(proxy, client, claude):
     assert message.usage.cache_read_input_tokens == 2 and message.usage.input_tokens == 3 + 3 - 2
     sent, headers = claude.received[-1]
     assert sent["system"][0]["text"] == "You are terse." and sent["max_tokens"] == 64
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}  # the client's cache marker reaches Anthropic
     assert sent["top_k"] == 5 and sent["stop_sequences"] == ["\n\n"] and sent["temperature"] == 0.2
     assert headers["x-api-key"] == "sk-ant-test"  # the tier's key, never the client's
     row = _row(proxy, raw.headers["x-request-id"])
