@@ -14,8 +14,10 @@ Shapes follow Anthropic's Messages API reference ("Streaming Messages", "Errors"
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
+
+from ..openai_format import sse_objects
 
 __all__ = ["to_message", "stream_events", "error_body", "error_type_for", "sse_event",
            "STOP_REASONS", "usage_of"]
@@ -98,15 +100,6 @@ def _start(message_id: str, model: str, input_tokens: int = 0) -> bytes:
         "usage": {"input_tokens": input_tokens, "output_tokens": 0}}})
 
 
-def _chat_events(raw: bytes) -> Iterator[dict[str, Any] | None]:
-    """The JSON objects in a piece of the pipeline's OpenAI SSE stream (None for ``[DONE]``)."""
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"data: "):
-            continue
-        data = line[6:].strip()
-        yield None if data == b"[DONE]" else json.loads(data)
-
-
 class _Blocks:
     """The content blocks of a translated stream: one open at a time, numbered from 0; text
     pieces go to a text block, tool-call pieces (by their OpenAI ``index``) to a tool_use block."""
@@ -154,9 +147,7 @@ async def stream_events(chat_stream: AsyncIterator[bytes], message_id: str) -> A
     stop: str | None = None
     usage: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
     async for raw in chat_stream:
-        for event in _chat_events(raw):
-            if event is None:
-                continue
+        for event in sse_objects(raw):
             if "error" in event:
                 if not started:
                     yield _start(message_id, "")

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from ..openai_format import sse_objects
 from .responses_request import ResponsesRequest
 
 __all__ = ["to_response", "stream_response_events"]
@@ -168,10 +169,7 @@ async def stream_response_events(chat_stream: AsyncIterator[bytes], response_id:
     finish: str | None = None
     usage: dict[str, Any] | None = None
     async for raw in chat_stream:
-        for line in raw.split(b"\n"):
-            if not line.startswith(b"data: ") or line[6:].strip() == b"[DONE]":
-                continue
-            data = json.loads(line[6:])
+        for data in sse_objects(raw):
             if response is None:
                 response = _envelope(response_id, req, data.get("model", ""), "in_progress")
                 for opening in _opening(event, response):
