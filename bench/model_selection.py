@@ -1,12 +1,21 @@
-"""Which model family and which label route best: 5-fold APGR on RouteLLM MMLU and GSM8K.
+"""Which recipe routes best on traffic it was not trained on: leave-one-family-out (LOFO) APGR.
 
-Every model kind of ``training.models`` with every label it accepts (``needs_strong`` =
-strong right and weak wrong, ``weak_wrong``, ``gap`` = strong - weak outcome), trained
-in-domain on MiniLM embeddings + text features, scored on held-out folds (5-fold by prompt,
-seed 0). Prints a markdown table of APGR and CPT(50%), best first per dataset.
+Every candidate recipe (model kind, label, regularisation, embedding weight, family weighting,
+whether AlpacaEval's judge preferences are trained on) is scored LOFO: each family
+(:mod:`training.families`: the four MMLU subject groups, GSM8K, ARC, Winogrande, MBPP,
+AlpacaEval) by a model fitted on all the others. Prints one markdown table, candidates and the
+baselines (random, length, the keyword rule, plain logistic regression on the embedding,
+oracle), per family and the mean and worst family, with paired bootstrap 95% intervals on the
+mean; two more views of the same candidates: "pooled" (the correctness families together, each
+prompt scored by a model that never saw its family: how well a router ranks mixed traffic) and
+unseen MMLU subjects; then the choice: the highest LOFO mean, ties (within 0.005) broken by the
+worst family.
+``--ablation`` adds the LOFO contribution of each feature group of the chosen recipe
+(mean APGR with the group minus without it, paired 95% interval).
 
-Run: ``python bench/model_selection.py [--embedder minilm|static] [--data mmlu,gsm8k]``
-(about 20 minutes on 2 cores, most of it gradient boosting on MMLU).
+Run: ``python bench/model_selection.py [--embedder minilm] [--ablation] [--with-stack]``
+(a few minutes on 2 cores once the embeddings are cached; ``--with-stack`` adds today's
+stacked recipe, about 20 minutes more).
 """
 
 from __future__ import annotations
@@ -20,40 +29,139 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.datasets import LABELS, load  # noqa: E402
-from training.evaluate import cross_val_raw  # noqa: E402
-from training.metrics import router_metrics  # noqa: E402
-from training.models import MODEL_KINDS, make_model  # noqa: E402
-from training.train import prepare_inputs  # noqa: E402
+from router.scoring.text_features import ALL_FEATURE_NAMES, FEATURE_NAMES  # noqa: E402
+from router.scoring.transfer import FEATURE_GROUPS  # noqa: E402
+from training.families import family_names, load_with_families  # noqa: E402
+from training.metrics import apgr, quality_curve  # noqa: E402
+from training.lofo import family_table, lofo_scores  # noqa: E402
+from training.protocol import BASELINES, Recipe, baseline_routers, fit_score_fn, fixed_baselines, order_families  # noqa: E402
+from training.report import markdown_table  # noqa: E402
+from training.train import prepare_inputs, task_centroids  # noqa: E402
+
+DEFAULT_DATA = "mmlu,gsm8k,arc,winogrande,mbpp,alpaca_eval"
+NO_ALPACA = ("alpaca_eval",)
+
+
+def candidates() -> dict[str, Recipe]:
+    """The recipes compared (names are the table's row labels)."""
+    out = {}
+    for label in ("gap", "needs_strong"):
+        for c in (0.01, 0.1, 1.0):
+            out[f"T {label} C={c:g}"] = Recipe(label=label, params={"C": c}, exclude=NO_ALPACA)
+    out["T gap C=0.1 +100 trees"] = Recipe(label="gap", params={"C": 0.1, "trees": 100}, exclude=NO_ALPACA)
+    out["T gap C=0.1 +alpaca"] = Recipe(label="gap", params={"C": 0.1})
+    out["T gap C=0.1 unweighted"] = Recipe(label="gap", params={"C": 0.1}, balance_families=False, exclude=NO_ALPACA)
+    out["T gap C=0.1 centred"] = Recipe(label="gap", params={"C": 0.1}, exclude=NO_ALPACA, center_families=True)
+    for w in (0.25, 1.0):
+        out[f"T gap C=0.1 +100 trees +rule prior {w:g}"] = Recipe(
+            label="gap", params={"C": 0.1, "trees": 100, "prior_weight": w}, exclude=NO_ALPACA)
+    for w in (0.1, 0.3):
+        out[f"T+emb w={w:g} gap C=0.1"] = Recipe(label="gap", params={"C": 0.1, "embedding_weight": w}, exclude=NO_ALPACA)
+    return out
+
+
+def choose(table, names: list[str]) -> str:
+    """Highest LOFO mean APGR; within 0.005 of it, the highest worst family."""
+    top = max(table.mean[n][0] for n in names)
+    close = [n for n in names if table.mean[n][0] >= top - 0.005]
+    return max(close, key=lambda n: table.worst[n][0])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedder", default="minilm")
-    ap.add_argument("--data", default="mmlu,gsm8k")
-    ap.add_argument("--kinds", default=",".join(MODEL_KINDS))
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--ablation", action="store_true", help="also print each feature group's LOFO contribution")
+    ap.add_argument("--with-stack", action="store_true", help="also score today's recipe (stack on gap) LOFO")
     args = ap.parse_args(argv)
-    print(f"embedder {args.embedder}; 5-fold by prompt, in-domain\n")
-    print("| data | model | label | APGR | CPT(50%) | AUROC | fit+score s |")
-    print("|---|---|---|---|---|---|---|")
-    for name in args.data.split(","):
-        rows = load(name)
-        w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
-        x, dim = prepare_inputs(rows, args.embedder, progress=False)
-        results = []
-        for kind in args.kinds.split(","):
-            for label in LABELS:
-                try:
-                    make_model(kind, label, dim)
-                except ValueError:
-                    continue
-                t = time.perf_counter()
-                m = router_metrics(cross_val_raw(rows, x, kind, label, dim)[0], w, s)
-                results.append((m["apgr"], kind, label, m["cpt50"], m["auroc"], time.perf_counter() - t))
-                print(f"<!-- {name} {kind} {label} {m['apgr']:.4f} -->", file=sys.stderr, flush=True)
-        for apgr, kind, label, cpt50, auc, secs in sorted(results, reverse=True):
-            print(f"| {name} | {kind} | {label} | {apgr:.3f} | {cpt50:.3f} | {auc:.3f} | {secs:.0f} |", flush=True)
+    t0 = time.perf_counter()
+    rows, fams = load_with_families(args.data)
+    x, dim = prepare_inputs(rows, args.embedder, progress=False, names=ALL_FEATURE_NAMES)
+    cent = task_centroids(args.embedder)
+    recipes = candidates()
+    scores = {name: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent)) for name, r in recipes.items()}
+    if args.with_stack:
+        x1 = x[:, : dim + len(FEATURE_NAMES)]
+        scores["stack gap (today)"] = lofo_scores(fams, fit_score_fn(Recipe("stack", "gap", balance_families=False),
+                                                                     x1, rows, fams, dim, None))
+    scores.update(baseline_routers(rows, x, dim, lambda fn: lofo_scores(fams, fn), fams, exclude=NO_ALPACA))
+    table = family_table(rows, fams, scores, n_boot=args.n_boot, compare=[n for n in scores if n not in BASELINES])
+    table.families = {f: table.families[f] for f in order_families(table.families)}
+    print(f"embedder {args.embedder}; leave-one-family-out over {', '.join(table.families)}; APGR with paired "
+          f"bootstrap 95% intervals ({args.n_boot} resamples); baselines: logreg = logistic regression on the "
+          "embedding alone (C=0.1), rules = router/scoring/rules.py\n")
+    names = [n for n in scores if n not in BASELINES]
+    print("\n".join(markdown_table(table, names + list(BASELINES), ci=False)))
+    print("\n| candidate | LOFO mean APGR [95% CI] | worst family | mean - best trained baseline [95% CI] |")
+    print("|---|---|---|---|")
+    best_base = max(("length", "rules", "logreg"), key=lambda b: table.mean[b][0])
+    for n in sorted(names, key=lambda n: -table.mean[n][0]):
+        m, d = table.mean[n], table.diff[(n, best_base)]
+        print(f"| {n} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {table.worst[n][0]:.3f} ({table.worst_family[n]}) "
+              f"| {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] vs {best_base} |")
+    pooled_rows = np.nonzero(~np.isin(fams, NO_ALPACA))[0]
+    unseen = _unseen_subjects(rows, x, dim, cent, recipes, args.n_boot)
+    print("\n| candidate | pooled: correctness families together, each scored out-of-family, APGR | "
+          "unseen MMLU subjects (5 folds of subjects), APGR [95% CI] |")
+    print("|---|---|---|")
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    for n in [*names, "length", "rules", "logreg"]:
+        pooled = apgr(quality_curve(scores[n][pooled_rows], w[pooled_rows], s[pooled_rows]))
+        u = unseen.get(n)
+        print(f"| {n} | {pooled:.3f} | " + (f"{u[0]:.3f} [{u[1]:.3f}, {u[2]:.3f}]" if u else "-") + " |")
+    chosen = choose(table, list(recipes))
+    print(f"\nchosen: {chosen} = {recipes[chosen].describe()}")
+    if args.ablation:
+        ablation(rows, fams, x, dim, cent, recipes[chosen], args.n_boot)
+    print(f"\n<!-- {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
     return 0
+
+
+def _unseen_subjects(rows, x, dim, cent, recipes, n_boot):
+    """APGR on MMLU of each recipe and of the trained baseline under 5 folds of whole subjects."""
+    from training.assess import subject_fold_scores
+    from training.protocol import logreg_fit_score
+
+    fams = family_names(rows)
+    mmlu = np.array([e.source == "mmlu" for e in rows])
+    sub = [e for e, m in zip(rows, mmlu) if m]
+    scores = {n: subject_fold_scores(rows, fit_score_fn(r, x, rows, fams, dim, cent))[mmlu] for n, r in recipes.items()}
+    scores["logreg"] = subject_fold_scores(rows, logreg_fit_score(x, rows, dim, fams, NO_ALPACA))[mmlu]
+    fixed = fixed_baselines(sub)
+    scores.update(length=fixed["length"], rules=fixed["rules"])
+    t = family_table(sub, np.array(["mmlu"] * len(sub)), scores, n_boot=n_boot)
+    return {n: t.families["mmlu"][n]["apgr"] for n in scores}
+
+
+def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int) -> None:
+    """Print each feature group's LOFO contribution to ``recipe``."""
+    variants = {"full": recipe}
+    for group, names in FEATURE_GROUPS.items():
+        params = dict(recipe.params)
+        if group == "task_type":
+            params["use_task_type"] = False
+        elif group == "embedding":
+            if not params.get("embedding_weight"):
+                continue
+            params["embedding_weight"] = 0.0
+        else:
+            params["drop"] = tuple(params.get("drop", ())) + tuple(names)
+        variants[f"without {group}"] = Recipe(recipe.kind, recipe.label, params, recipe.balance_families, recipe.exclude,
+                                              recipe.center_families)
+    scores = {n: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent)) for n, r in variants.items()}
+    table = family_table(rows, fams, scores, n_boot=n_boot, compare=["full"])
+    print("\n| feature group (features) | LOFO mean APGR without it | contribution = full - without [95% CI] | "
+          "worst family without it |")
+    print("|---|---|---|---|")
+    print(f"| all ({recipe.describe()}) | {table.mean['full'][0]:.3f} | | {table.worst['full'][0]:.3f} |")
+    for n in variants:
+        if n == "full":
+            continue
+        g = n.removeprefix("without ")
+        d = table.diff[("full", n)]
+        print(f"| {g} ({', '.join(FEATURE_GROUPS[g])}) | {table.mean[n][0]:.3f} | {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] "
+              f"| {table.worst[n][0]:.3f} ({table.worst_family[n]}) |")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
-"""Router quality on the shared data, next to the random, length and oracle routers.
+"""Router quality of an artifact's recipe on the shared data, leave-one-family-out, next to the baselines.
 
-Prints one markdown table: for each dataset and protocol, the router's APGR (and CPT(50%))
-with bootstrap 95% intervals, the baselines, the issue's goal and whether it is met; then
-the held-out calibration rows (realised cloud share for target shares 0.2/0.5/0.8).
+Prints markdown tables:
 
-Every number is on held-out prompts: 5-fold cross-validation by prompt (seed 0), or, for
-"grouped", 5 folds of whole MMLU subjects (the held-out subjects are unseen in training).
-The router is trained only on the dataset it is evaluated on (in-domain, as RouteLLM's
-published numbers), with the recipe of the shipped artifact unless --model/--label/--embedder
-say otherwise.
+1. **LOFO** (headline): each family (:mod:`training.families`) scored by the recipe fitted on all
+   other families; APGR with paired bootstrap 95% intervals for the recipe and the baselines
+   (random, length, the keyword rule, logistic regression on the embedding, oracle); the mean
+   and the worst family; the goal check of issue 18 (:func:`training.report.goal_check`);
+2. 5-fold by prompt and unseen MMLU subjects (secondary rows);
+3. with ``--previous DIR``: the same protocols for another artifact's recipe (e.g. the
+   previous default), side by side;
+4. the chat check: what the artifact does on unlabelled real chat prompts (Arena-Hard v0.1 and
+   v2.0, AlpacaEval's 805 instructions): the cloud share per task type (nearest task-type
+   prototype, :mod:`training.task_types`) at threshold 0.5, and the share each threshold gives.
 
-Run: ``python bench/quality.py`` (about 10-20 minutes on 2 cores; ``--quick`` skips the
-RouterBench/AlpacaEval rows and uses 100 bootstrap resamples).
+``--card DIR`` writes the comparison and the chat check into that artifact's card (``quality``).
+
+Run: ``python bench/quality.py [--artifact builtin] [--previous DIR] [--card DIR]`` (a few minutes on
+2 cores with cached embeddings; a ``stack`` recipe under ``--previous`` takes about 20 more).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,100 +31,171 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.scoring.artifact import builtin_artifact_dir  # noqa: E402
-from training.datasets import load  # noqa: E402
-from training.evaluate import baseline_scores, cross_val_raw, evaluate_scores, held_out_calibration  # noqa: E402
-from training.train import prepare_inputs, recipe  # noqa: E402
+from router.scoring.artifact import load_artifact  # noqa: E402
+from training.assess import assess  # noqa: E402
+from training.eval_run import artifact_recipe  # noqa: E402
+from training.families import load_with_families  # noqa: E402
+from training.report import goal_check, markdown_table  # noqa: E402
+from training.train import prepare_inputs, task_centroids  # noqa: E402
 
-GOALS = {  # (dataset, split) -> list of (metric, comparison, goal)
-    ("mmlu", "kfold"): [("apgr", ">=", 0.70)],
-    ("mmlu", "group"): [("apgr", ">=", 0.65)],
-    ("gsm8k", "kfold"): [("apgr", ">=", 0.65), ("cpt50", "<=", 0.30)],
-}
-PUBLISHED = {("mmlu", "kfold"): "APGR ~0.60 (RouteLLM best)", ("mmlu", "group"): "",
-             ("gsm8k", "kfold"): "CPT(50%) ~0.34 (RouteLLM best)"}
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def _ci(t) -> str:
-    return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+def _families_of(card: dict) -> str:
+    return ",".join(card["data"]["datasets"])
+
+
+def run(artifact: str, n_boot: int, protocols=("lofo", "kfold", "unseen")):
+    """(card, assessment) of an artifact's recipe, refitted under the protocols."""
+    card = load_artifact(artifact).card
+    recipe, emb = artifact_recipe(card)
+    rows, fams = load_with_families(_families_of(card))
+    x, dim = prepare_inputs(rows, emb, progress=False, names=card.get("text_features"))
+    cent = task_centroids(emb) if recipe.kind == "transfer" else None
+    return card, recipe, assess(rows, fams, x, dim, recipe, cent, n_boot=n_boot, protocols=protocols)
+
+
+def print_assessment(name: str, recipe, found) -> None:
+    """Markdown tables of one assessment."""
+    print(f"### {name}: {recipe.describe()}\n")
+    if found.lofo is not None:
+        print("leave-one-family-out (headline), APGR [95% CI]:\n")
+        print("\n".join(markdown_table(found.lofo)))
+        g = goal_check(found.lofo)
+        print("\n| goal | met | detail |\n|---|---|---|")
+        d = ", ".join(f"{b} {t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]" for b, t in g["mean"]["diff_vs"].items())
+        print(f"| LOFO mean above every baseline beyond the interval | {'yes' if g['mean']['met'] else 'no'} | "
+              f"router - baseline: {d} |")
+        for fam, v in g["families"].items():
+            t = v["diff"]
+            print(f"| {fam}: not below the best baseline ({v['best_baseline']}) beyond the interval | "
+                  f"{'yes' if v['met'] else 'no'} | {t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}] |")
+        print(f"| families where nothing beats random | | {', '.join(g['no_signal']) or 'none'} |\n")
+    if found.kfold is not None:
+        print("5-fold by prompt (secondary), APGR [95% CI]:\n")
+        print("\n".join(markdown_table(found.kfold)))
+    if found.unseen_subject is not None:
+        print("\nunseen MMLU subjects (secondary), APGR [95% CI]:\n")
+        print("\n".join(markdown_table(found.unseen_subject)))
+    print()
+
+
+def chat_prompts() -> dict[str, list[str]]:
+    """Unlabelled real chat prompts of the shared data: Arena-Hard v0.1 + v2.0, AlpacaEval's instructions."""
+    from training.datasets import data_root
+
+    root = data_root()
+    arena = [json.loads(line)["prompt"] for f in sorted((root / "arena_hard").glob("*/question.jsonl"))
+             for line in f.open(encoding="utf-8") if line.strip()]
+    alpaca = [json.loads(line)["instruction"] for line in
+              (root / "alpaca_eval" / "alpaca_eval_805_prompts.jsonl").open(encoding="utf-8") if line.strip()]
+    return {"arena_hard": arena, "alpaca_eval": alpaca}
+
+
+def chat_check(artifacts: dict[str, str]) -> dict:
+    """Cloud share by task type at 0.5 and per threshold of each artifact on the chat prompts."""
+    from router.scoring.classifier import EmbeddingClassifier
+    from router.scoring.embedders import embedder_key
+    from router.scoring.rules import rule_score
+    from training.embedding_cache import embed_cached
+    from training.task_types import TYPE_NAMES
+
+    out: dict = {}
+    for set_name, texts in chat_prompts().items():
+        emb = embed_cached(texts, progress=False, name="minilm")
+        types = np.array(TYPE_NAMES)[np.argmax(emb @ task_centroids("minilm").T, axis=1)]
+        entry: dict = {"n": len(texts), "task_types": {t: int((types == t).sum()) for t in TYPE_NAMES}}
+        for name, art in artifacts.items():
+            if art == "rules":
+                scores = np.array([rule_score(t) for t in texts])
+            else:
+                clf = EmbeddingClassifier(art)
+                key = embedder_key(clf.artifact.card)
+                e = emb if key == "minilm" else embed_cached(texts, progress=False, name=key)
+                scores = np.array(clf.score_embeddings(e, texts))
+            entry[name] = {
+                "share_by_threshold": {f"{t:.1f}": round(float(np.mean(scores >= t)), 3) for t in THRESHOLDS},
+                "share_at_0.5_by_type": {t: round(float(np.mean(scores[types == t] >= 0.5)), 3)
+                                         for t in TYPE_NAMES if (types == t).any()},
+                "mean_score_by_type": {t: round(float(scores[types == t].mean()), 3)
+                                       for t in TYPE_NAMES if (types == t).any()},
+            }
+        out[set_name] = entry
+    return out
+
+
+def print_chat(check: dict) -> None:
+    """Markdown tables of :func:`chat_check`."""
+    for set_name, entry in check.items():
+        names = [k for k in entry if k not in ("n", "task_types")]
+        print(f"chat check, {set_name} (n={entry['n']}, unlabelled): cloud share at threshold 0.5 by task type "
+              "(nearest prototype)\n")
+        print("| task type | n | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+        for t, n in entry["task_types"].items():
+            if n:
+                print(f"| {t} | {n} | " + " | ".join(f"{entry[a]['share_at_0.5_by_type'][t]:.2f}" for a in names) + " |")
+        print(f"\n{set_name}: cloud share per threshold\n")
+        print("| threshold | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+        for t in THRESHOLDS:
+            print(f"| {t:.1f} | " + " | ".join(f"{entry[a]['share_by_threshold'][f'{t:.1f}']:.2f}" for a in names) + " |")
+        print()
 
 
 def main(argv=None) -> int:
-    kind0, label0, emb0 = recipe(builtin_artifact_dir())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=kind0)
-    ap.add_argument("--label", default=label0)
-    ap.add_argument("--embedder", default=emb0)
+    ap.add_argument("--artifact", default="builtin")
+    ap.add_argument("--previous", default=None, help="another artifact whose recipe is compared (e.g. the old default)")
+    ap.add_argument("--previous-protocols", default="lofo,kfold,unseen",
+                    help="protocols run for --previous (a stack recipe takes minutes per fit)")
     ap.add_argument("--n-boot", type=int, default=200)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--card", type=Path, default=None,
-                    help="artifact directory whose card.json gets these results under 'targets'")
+    ap.add_argument("--no-chat", action="store_true", help="skip the chat check")
+    ap.add_argument("--card", type=Path, default=None, help="artifact directory whose card.json gets 'quality'")
     args = ap.parse_args(argv)
-    n_boot = 100 if args.quick else args.n_boot
-    runs = [("mmlu", "kfold"), ("mmlu", "group"), ("gsm8k", "kfold")]
-    if not args.quick:
-        runs += [("arc", "kfold"), ("winogrande", "kfold"), ("mbpp", "kfold"), ("alpaca_eval", "kfold")]
-    print(f"recipe: {args.model} on {args.label}, embedder {args.embedder}; in-domain training; n_boot {n_boot}\n")
-    header = ("| data, protocol | n | router APGR [95% CI] | random | length APGR [95% CI] | oracle | router CPT(50%) "
-              "| length CPT(50%) | AUROC | goal | met | published |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    calib_rows = []
-    records: list[dict] = []
-    cache: dict[str, tuple] = {}
-    for name, split in runs:
-        t0 = time.perf_counter()
-        if name not in cache:
-            rows = load(name)
-            cache[name] = (rows, *prepare_inputs(rows, args.embedder, progress=False))
-        rows, x, dim = cache[name]
-        scores, _ = cross_val_raw(rows, x, args.model, args.label, dim, split, 5, 0)
-        res = evaluate_scores(rows, {"router": scores, **baseline_scores(rows)}, n_boot=n_boot)[name]
-        r, ln = res["router"], res["length"]
-        goals = GOALS.get((name, split), [])
-        met = all((r[m][0] >= g) if op == ">=" else (r[m][0] <= g) for m, op, g in goals) if goals else None
-        goal_txt = " / ".join(f"{'APGR' if m == 'apgr' else 'CPT(50%)'} {op} {g}" for m, op, g in goals) or "beat length"
-        beat = r["apgr"][1] > ln["apgr"][2]
-        met_txt = ("yes" if met else "no") if goals else ("yes" if beat else "no (intervals overlap)")
-        if goals:
-            met_txt += "" if beat else "; intervals overlap length"
-        proto = "5-fold by prompt" if split == "kfold" else "5-fold by subject (unseen subjects)"
-        print(f"| {name}, {proto} | {res['n']} | {_ci(r['apgr'])} | {res['random']['apgr'][0]:.3f} | {_ci(ln['apgr'])} "
-              f"| {res['oracle']['apgr'][0]:.3f} | {r['cpt50'][0]:.3f} | {ln['cpt50'][0]:.3f} | {r['auroc'][0]:.3f} "
-              f"| {goal_txt} | {met_txt} | {PUBLISHED.get((name, split), '')} |", flush=True)
-        records.append({
-            "data": name, "protocol": proto, "n": res["n"], "goal": goal_txt, "met": met_txt,
-            **{f"{router}_{m}": [round(float(v), 4) for v in res[router][m]]
-               for router in ("router", "random", "length", "oracle") for m in ("apgr", "cpt50")},
-            "router_auroc": round(float(r["auroc"][0]), 4),
-        })
-        if split == "kfold" and name in ("mmlu", "gsm8k"):
-            shares = held_out_calibration(rows, x, args.model, args.label, dim, (0.2, 0.5, 0.8), 5, 0)
-            calib_rows.append((name, shares))
-        print(f"<!-- {name} {split}: {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
-    print("\n| calibration (held-out folds) | target | realised share per fold | mean | max |error| | within 3 points |")
-    print("|---|---|---|---|---|---|")
-    for name, shares in calib_rows:
-        for t, v in shares.items():
-            err = max(abs(s - t) for s in v)
-            print(f"| {name} | {t:.1f} | {', '.join(f'{s:.3f}' for s in v)} | {np.mean(v):.3f} | {err:.3f} "
-                  f"| {'yes' if abs(np.mean(v) - t) <= 0.03 else 'no'} (mean){'' if err <= 0.03 else '; not every fold'} |")
+    t0 = time.perf_counter()
+    card, recipe, found = run(args.artifact, args.n_boot)
+    print_assessment(args.artifact, recipe, found)
+    summary = {"this": _summary(found)}
+    if args.previous:
+        _, old_recipe, old = run(args.previous, args.n_boot, protocols=tuple(args.previous_protocols.split(",")))
+        print_assessment(args.previous, old_recipe, old)
+        summary["previous"] = {**_summary(old), "recipe": old_recipe.describe(), "artifact": args.previous}
+        print("| model | LOFO mean APGR [95% CI] | LOFO worst | 5-fold mean | 5-fold MMLU (4 groups, mean) | unseen MMLU subjects |")
+        print("|---|---|---|---|---|---|")
+        for name, s in (("this", summary["this"]), ("previous", summary["previous"])):
+            print(f"| {name} | {s['lofo_mean']} | {s['lofo_worst']} | {s['kfold_mean']} | {s['kfold_mmlu']} | {s['unseen']} |")
+        print()
+    check = None
+    if not args.no_chat:
+        arts = {"this": args.artifact, **({"previous": args.previous} if args.previous else {}), "rules": "rules"}
+        check = chat_check(arts)
+        print_chat(check)
     if args.card:
-        import json
-
         path = args.card / "card.json"
-        card = json.loads(path.read_text())
-        card["targets"] = {
-            "how": f"bench/quality.py: {args.model} on {args.label}, embedder {args.embedder}, trained in-domain on "
-                   "each dataset; held-out by 5-fold cross-validation (by prompt, or by whole MMLU subject); "
-                   f"[value, 95% CI low, high] from {n_boot} bootstrap resamples",
-            "rows": records,
-            "calibration_held_out": {name: {f"{t:.1f}": [round(x, 4) for x in v] for t, v in shares.items()}
-                                     for name, shares in calib_rows},
-        }
-        path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-        print(f"\nwrote the table into {path} under 'targets'")
+        data = json.loads(path.read_text())
+        data["quality"] = {"how": "bench/quality.py; APGR [point, 95% CI low, high]", "summary": summary,
+                           "chat_check": check}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        print(f"wrote 'quality' into {path}")
+    print(f"<!-- {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
     return 0
+
+
+def _summary(found) -> dict:
+    def ci(t):
+        return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+
+    k = found.kfold
+    out = {"kfold_mean": ci(k.mean["router"]) if k is not None else "-"}
+    mmlu = [f for f in k.families if f.startswith("mmlu")] if k is not None else []
+    out["kfold_mmlu"] = (f"{np.mean([k.families[f]['router']['apgr'][0] for f in mmlu]):.3f}" if mmlu else "-")
+    if found.lofo is not None:
+        out["lofo_mean"] = ci(found.lofo.mean["router"])
+        out["lofo_worst"] = f"{found.lofo.worst['router'][0]:.3f} ({found.lofo.worst_family['router']})"
+    else:
+        out["lofo_mean"] = out["lofo_worst"] = "-"
+    u = found.unseen_subject
+    out["unseen"] = ci(u.mean["router"]) if u is not None else "-"
+    return out
 
 
 if __name__ == "__main__":

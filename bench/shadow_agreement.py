@@ -1,7 +1,7 @@
 """How well does embedding agreement stand in for a quality judge? Measured on judged pairs.
 
 Shadow sampling scores a local answer by the cosine similarity of its MiniLM embedding to
-the cloud tier's answer to the same request (``router.shadow``). This script checks that
+the cloud tier's answer to the same request (``router.ledger.shadow``). This script checks that
 proxy on real, judged pairs: for the 805 AlpacaEval instructions it embeds the answer of
 ``gemma-7b-it`` (the "local" answer) and of ``gpt4_1106_preview`` (GPT-4-Turbo, the
 "cloud" answer) exactly as the router does, and compares the similarity with the

@@ -54,7 +54,7 @@ def __getattr__(name: str):
 
         return Router
     if name == "create_app":
-        from .server import create_app
+        from .api.app import create_app
 
         return create_app
     raise AttributeError(f"module 'router' has no attribute {name!r}")

@@ -46,7 +46,8 @@ class MicroBatcher(Generic[T, R]):
 
     Args:
         fn: blocking; takes a non-empty list of items, returns one result per item, in order.
-            An exception fails every item of that batch with it.
+            When a batch of several items raises, each item is run alone, so an exception
+            fails only the items that raise it (one bad input never fails its neighbours).
         max_batch: most items per call of ``fn``.
         name: worker thread name (shows in profilers and thread dumps).
 
@@ -102,13 +103,33 @@ class MicroBatcher(Generic[T, R]):
                     _resolve(future, error=asyncio.CancelledError())
                 raise
             except Exception as err:
-                for _, future in batch:
-                    _resolve(future, error=err)
+                if len(batch) == 1:
+                    _resolve(batch[0][1], error=err)
+                else:
+                    # One bad item must not fail its neighbours: run each alone, so only
+                    # the item that raises gets the error.
+                    await self._run_one_by_one(loop, batch)
             else:
                 self.batches += 1
                 self.items += len(items)
                 for (_, future), result in zip(batch, results):
                     _resolve(future, result)
+
+    async def _run_one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[T, asyncio.Future]]) -> None:
+        for item, future in batch:
+            try:
+                results = await loop.run_in_executor(self._pool(), self._fn, [item])
+                if len(results) != 1:
+                    raise ValueError(f"{self._name}: {len(results)} results for 1 item")
+            except asyncio.CancelledError:
+                _resolve(future, error=asyncio.CancelledError())
+                raise
+            except Exception as err:
+                _resolve(future, error=err)
+            else:
+                self.batches += 1
+                self.items += 1
+                _resolve(future, results[0])
 
     async def drain(self) -> None:
         """Wait until every item submitted so far has been through ``fn``."""

@@ -16,6 +16,7 @@ __all__ = [
     "ModelNotFoundError",
     "TierUnavailableError",
     "TierForbiddenError",
+    "PermissionDeniedError",
     "UpstreamError",
     "PayloadTooLargeError",
     "AuthenticationError",
@@ -98,6 +99,15 @@ class TierForbiddenError(RouterError):
     status_code = 403
     error_type = "permission_error"
     default_code = "tier_forbidden"
+
+
+class PermissionDeniedError(RouterError):
+    """The caller's key is valid but may not use this endpoint (``GET /v1/policy`` needs an
+    ``admin: true`` key when ``server.require_api_key`` is on), HTTP 403."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
 
 
 class UpstreamError(RouterError):

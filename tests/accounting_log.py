@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from router.api_keys import api_key_id
-from router.cost import price_call, price_request
+from router.request.api_keys import api_key_id
+from router.ledger.cost import price_call, price_request
 from router.policy import policy_from_dict
-from router.records import CallRecord, RequestRecord, ShadowRecord
+from router.store.records import CallRecord, RequestRecord, ShadowRecord
 
 POLICY_DICT = {
     "tiers": {
@@ -76,7 +76,7 @@ def _request(rid, ts, requested, routed, tier, score, calls, key=KEY1, escalated
 
 
 def build_records() -> list[RequestRecord]:
-    """The six requests, priced by the real pricing code (``router.cost.price_request``)."""
+    """The six requests, priced by the real pricing code (``router.ledger.cost.price_request``)."""
     t = DAY1
     records = [
         _request("r1", t, "auto", "local", "local", 0.2, [_call("r1", t, "local", p=10, c=5, ms=500.0, lp=-0.5)]),

@@ -12,7 +12,7 @@ import uvicorn
 
 from router.pipeline import Router
 from router.policy import Policy
-from router.server import create_app
+from router.api.app import create_app
 from router.store.sqlite import SQLiteStore
 
 from .fake_openai import ANSWER, FakeOpenAI, free_port

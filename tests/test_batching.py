@@ -12,7 +12,7 @@ import pytest
 from router.batching import MicroBatcher
 from router.pipeline import Router
 from router.policy import policy_from_dict
-from router.request import parse_chat_request
+from router.request.parse import parse_chat_request
 from router.store.sqlite import SQLiteStore
 
 
@@ -165,7 +165,7 @@ def test_answers_return_before_their_log_write_and_shutdown_drains_every_one(clo
     assert sorted(r.id for r in rows) == [f"req-{i:02d}" for i in range(12)]
     assert all(r.status == "ok" and r.tier == "cloud" and r.cost_usd and r.cost_usd > 0 for r in rows)
     assert all(len(r.calls) == 1 for r in rows)
-    assert router._log.batches < 12  # the writes were batched (the first alone, the rest together)
+    assert router.writer.batches < 12  # the writes were batched (the first alone, the rest together)
 
 
 def test_a_batch_the_store_refuses_is_written_one_by_one(cloud, tmp_path):
@@ -179,6 +179,35 @@ def test_a_batch_the_store_refuses_is_written_one_by_one(cloud, tmp_path):
     records = [router.new_record(f"r{i}", time.time()) for i in range(3)]
     for r in records:
         r.status, r.http_status = "ok", 200
-    errors = router._write_batch([(r, None, None) for r in records])
+    errors = router.writer.write_batch([(r, None, None) for r in records])
     assert errors == [None, None, None]
     assert [r.id for r in store.requests()] == ["r0", "r1", "r2"]
+
+
+def test_one_bad_item_fails_only_itself_not_its_batch():
+    """A batch that raises is rerun item by item: the bad item gets the error, the others
+    their results (a tokenizer that chokes on one input must not fail its neighbours)."""
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        gate.wait(5)
+        if 13 in items:
+            raise TypeError("cannot tokenize item 13")
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(fn, max_batch=8)
+
+    async def main():
+        first = batcher.submit(1)  # runs alone while the next ones queue behind it
+        await asyncio.sleep(0.05)
+        rest = [batcher.submit(i) for i in (2, 13, 4)]
+        gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert results[0] == 10 and results[1] == 20 and results[3] == 40
+    assert isinstance(results[2], TypeError)
+    assert [2, 13, 4] in calls and [13] in calls

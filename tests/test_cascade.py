@@ -11,15 +11,15 @@ import sqlite3
 
 import pytest
 
-from router.checks import answer_signals, p_correct, should_escalate
-from router.decision import decide, needs_score
-from router.escalation_cap import BUCKETS, EscalationShare, cap_allows
+from router.cascade.verdict import answer_signals, p_correct, should_escalate
+from router.routing.decide import decide, needs_score
+from router.cascade.share_cap import BUCKETS, EscalationShare, cap_allows
 from router.policy import CombinerConfig, EscalationConfig, EscalationOverride, StoreConfig, policy_from_dict
-from router.records import CallRecord, RequestRecord
-from router.replay import logged_signals, replay
-from router.report import answering_call, summarize
-from router.rules import RequestFacts, constraints_for, evaluate_rules
-from router.signals import AnswerSignals
+from router.store.records import CallRecord, RequestRecord
+from router.analysis.replay import logged_signals, replay
+from router.analysis.report import answering_call, summarize
+from router.routing.rules import RequestFacts, constraints_for, evaluate_rules
+from router.cascade.signals import AnswerSignals
 from router.state.memory import MemoryState
 from router.state.redis import RedisState
 from router.store.codec import record_from_json, record_to_json

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from router.checks import p_correct, should_escalate
+from router.cascade.verdict import p_correct, should_escalate
 from router.policy import EscalationConfig, EscalationOverride
-from router.self_check import CHECK_QUESTION, p_yes, self_check_messages
-from router.signals import AnswerSignals, agreement, extract, is_refusal, quantile, repetition_share
+from router.cascade.measures.self_check import CHECK_QUESTION, p_yes, self_check_messages
+from router.cascade.signals import AnswerSignals, agreement, extract, is_refusal, quantile, repetition_share
 
 
 def test_extract_logprob_statistics_and_margins():

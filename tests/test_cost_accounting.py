@@ -6,11 +6,11 @@ from __future__ import annotations
 import litellm
 import pytest
 
-from router.api_keys import api_key_id
-from router.cost import estimate_cloud_completion_tokens, policy_price, price_call
+from router.request.api_keys import api_key_id
+from router.ledger.cost import estimate_cloud_completion_tokens, policy_price, price_call
 from router.policy import Price, TierConfig
-from router.quality import wilson_interval
-from router.report import group_key, latency_by_tier, route_of, summarize, summarize_by
+from router.analysis.quality import wilson_interval
+from router.analysis.report import group_key, latency_by_tier, route_of, summarize, summarize_by
 from router.store.sqlite import SQLiteStore
 
 from .accounting_log import ANSWERS, DAY2, KEY1, KEY2, MAX_TOKENS, MESSAGES, build_records, build_shadows

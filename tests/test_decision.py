@@ -1,7 +1,7 @@
 import pytest
 
-from router.checks import answer_signals, should_escalate
-from router.decision import decide
+from router.cascade.verdict import answer_signals, should_escalate
+from router.routing.decide import decide
 from router.errors import ModelNotFoundError, TierUnavailableError
 from router.policy import EscalationConfig, policy_from_dict
 
@@ -49,7 +49,12 @@ def test_signals_and_escalation_verdicts():
     v = should_escalate(unsure, cfg)
     assert v.escalate and "-1.50" in v.reason
     assert should_escalate(answer_signals("  ", [-0.1], "stop"), cfg).escalate
-    assert not should_escalate(answer_signals("text", None, "stop"), cfg).escalate
+    # no log-probabilities while a threshold reads them: escalate unless the policy says keep
+    assert should_escalate(answer_signals("text", None, "stop"), cfg).escalate
+    keep = EscalationConfig(enabled=True, min_mean_logprob=-1.0, on_missing_signal="keep")
+    assert not should_escalate(answer_signals("text", None, "stop"), keep).escalate
+    no_threshold = EscalationConfig(enabled=True, min_mean_logprob=-100)
+    assert not should_escalate(answer_signals("text", None, "stop"), no_threshold).escalate
     assert not should_escalate(unsure, EscalationConfig(enabled=False)).escalate
 
 
@@ -59,7 +64,7 @@ def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
 
     from router.errors import RouterError
     from router.pipeline import Router
-    from router.request import parse_chat_request
+    from router.request.parse import parse_chat_request
     from router.store.sqlite import SQLiteStore
 
     class Broken:
@@ -79,7 +84,7 @@ def test_unexpected_error_is_logged_and_becomes_openai_500(tmp_path):
 
 
 def test_format_check_escalates_prose_for_json():
-    from router.checks import format_error
+    from router.cascade.verdict import format_error
 
     schema = {"type": "json_schema", "json_schema": {"name": "p", "schema": {
         "type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}}}

@@ -21,9 +21,9 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from router.api_keys import api_key_id
+from router.request.api_keys import api_key_id
 from router.cli import app
-from router.replay import replay
+from router.analysis.replay import replay
 from router.store.sqlite import SQLiteStore
 
 from .fake_openai import FakeOpenAI

@@ -121,7 +121,7 @@ def label_file(tmp_path_factory, data_dir) -> Path:
     """A label file in the exact shape ``label`` writes, for 120 real SST-2 and TREC items,
     with a made-up local model that is right on positive reviews and on TREC numbers: the
     signals carry the answer's confidence so a combiner has something to learn."""
-    from router.signals import extract
+    from router.cascade.signals import extract
     from training.label_tasks import load_items
 
     rng = __import__("random").Random(0)

@@ -51,7 +51,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_redacted_policy_hides_secrets_and_hash_ignores_them():
-    from router.policy_view import REDACTED, policy_hash, redacted_policy
+    from router.policy.view import REDACTED, policy_hash, redacted_policy
 
     def make(key, threshold=0.5):
         return policy_from_dict({

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from router.cli import app
-from router.cli_policy import schema_json
+from router.cli.policy import schema_json
 from router.errors import PolicyError
 from router.policy import Policy, load_policy
-from router.policy_check import check_policy_file, check_policy_text
+from router.policy.check import check_policy_file, check_policy_text
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"SET_KEY": "sk-1"}

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from router.policy import StoreConfig
-from router.records import CallRecord, RequestRecord
-from router.report import summarize
+from router.store.records import CallRecord, RequestRecord
+from router.analysis.report import summarize
 from router.store.codec import record_from_json, record_to_json
 from router.store.redis import RedisStore
 from router.store.sqlite import SQLiteStore

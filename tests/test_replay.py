@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from router.policy import policy_from_dict
-from router.quality import wilson_interval
-from router.replay import decision_for, policy_as_logged, replay
-from router.report import summarize
+from router.analysis.quality import wilson_interval
+from router.analysis.replay import decision_for, policy_as_logged, replay
+from router.analysis.report import summarize
 
 from .accounting_log import POLICY, POLICY_DICT, build_records, build_shadows
 

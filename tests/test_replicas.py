@@ -16,10 +16,10 @@ import sys
 import httpx
 import pytest
 
-from router.budget import NANO_PER_USD, windows
+from router.guards.budget import NANO_PER_USD, windows
 from router.policy import BudgetLimit, StoreConfig
 from router.store.redis import RedisStore
-from router.tenant import tenant_id
+from router.request.tenant import tenant_id
 
 from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess

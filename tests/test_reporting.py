@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from router.cli import app
-from router.report import summarize
+from router.analysis.report import summarize
 from router.store.sqlite import SQLiteStore
 
 from .accounting_log import POLICY_DICT, build_records, build_shadows
@@ -166,7 +166,7 @@ def test_replay_cli_same_policy_and_a_what_if(log_path, tmp_path):
 
 
 def test_time_buckets_of_the_plots():
-    from router.reporting.plots import bucket_size, buckets
+    from router.analysis.render.plots import bucket_size, buckets
 
     assert bucket_size(0, 3 * 86_400) == (86_400, "day")
     assert bucket_size(0, 3_600) == (600, "10 minutes")

@@ -1,9 +1,9 @@
 import pytest
 
 from router.errors import InvalidRequestError
-from router.features import extract_features
+from router.request.features import extract_features
 from router.openai_format import split_for_stream
-from router.request import parse_chat_request
+from router.request.parse import parse_chat_request
 
 
 def test_parse_keeps_passthrough_params():

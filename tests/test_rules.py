@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from router.caller import CallerIndex, bearer_token, rule_headers
-from router.calibration import threshold_for_cloud_share
-from router.decision import decide, needs_score
+from router.request.identity import CallerIndex, bearer_token, rule_headers
+from router.routing.threshold import threshold_for_cloud_share
+from router.routing.decide import decide, needs_score
 from router.errors import ModelNotFoundError, TierForbiddenError, TierUnavailableError
 from router.policy import hash_api_key, policy_from_dict
-from router.rules import RequestFacts, constraints_for, evaluate_rules, facts_needed, rule_matches
+from router.routing.rules import RequestFacts, constraints_for, evaluate_rules, facts_needed, rule_matches
 from router.scoring.artifact import builtin_artifact_dir
 
 
@@ -210,7 +210,7 @@ def test_router_uses_target_cloud_share_threshold_with_the_real_classifier():
     import asyncio
 
     from router.pipeline import Router
-    from router.request import parse_chat_request
+    from router.request.parse import parse_chat_request
     from router.store.sqlite import SQLiteStore
 
     p = policy_from_dict({"routing": {"classifier": {"target_cloud_share": 0.2}}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.policy import Policy, SessionConfig
-from router.session import SessionState, SwitchCost, choose_tier, fingerprint, next_state, session_id, state_key
+from router.routing.session import SessionState, SwitchCost, choose_tier, fingerprint, next_state, session_id, state_key
 
 BOTH = {"local", "cloud"}
 
@@ -64,8 +64,8 @@ def test_next_state_counts_switches():
 
 
 def test_switch_cost_uses_litellms_prices():
-    from router.session_keeper import SessionKeeper
-    from router.request import parse_chat_request
+    from router.routing.session_keeper import SessionKeeper
+    from router.request.parse import parse_chat_request
     from router.state.memory import MemoryState
 
     import litellm
@@ -85,10 +85,10 @@ def test_switch_cost_uses_litellms_prices():
 def test_keeper_keeps_the_cloud_when_leaving_would_waste_the_cache():
     import asyncio
 
-    from router.decision import Decision
-    from router.records import CallRecord, RequestRecord
-    from router.request import parse_chat_request
-    from router.session_keeper import SessionKeeper
+    from router.routing.decide import Decision
+    from router.store.records import CallRecord, RequestRecord
+    from router.request.parse import parse_chat_request
+    from router.routing.session_keeper import SessionKeeper
     from router.state.memory import MemoryState
 
     policy = Policy.model_validate({

@@ -11,9 +11,9 @@ import pytest
 
 from router.policy import policy_from_dict
 from router.providers.tier_client import TierClient
-from router.records import RequestRecord
-from router.request import parse_chat_request
-from router.shadow import ShadowSampler, agreement, is_sampled, judge_messages, parse_verdict
+from router.store.records import RequestRecord
+from router.request.parse import parse_chat_request
+from router.ledger.shadow import ShadowSampler, agreement, is_sampled, judge_messages, parse_verdict
 from router.store.sqlite import SQLiteStore
 
 from .fake_openai import FakeOpenAI

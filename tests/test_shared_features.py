@@ -9,14 +9,14 @@ import re
 import httpx
 import pytest
 
-from router.budget import NANO_PER_USD, windows
+from router.guards.budget import NANO_PER_USD, windows
 from router.pipeline import Router
 from router.policy import BudgetLimit, policy_from_dict
-from router.report import summarize
-from router.server import create_app
+from router.analysis.report import summarize
+from router.api.app import create_app
 from router.state.memory import MemoryState
 from router.store.sqlite import SQLiteStore
-from router.tenant import tenant_id
+from router.request.tenant import tenant_id
 
 from .fake_openai import ANSWER, free_port
 
@@ -92,7 +92,7 @@ def test_threshold_rises_as_the_budget_burns(cloud, tmp_path):
                                          "threshold_shift": {"start_fraction": 0.5, "max_threshold": 0.9}},
                      routing={"classifier": {"threshold": 0.5}})
     _, router, _ = _serve(policy, tmp_path, state=state)
-    request = __import__("router.request", fromlist=["x"]).parse_chat_request(_chat("What is 2+2?", model="auto"))
+    request = __import__("router.request.parse", fromlist=["x"]).parse_chat_request(_chat("What is 2+2?", model="auto"))
     tenant = tenant_id("sk-burning")
 
     async def run():

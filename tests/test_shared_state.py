@@ -10,7 +10,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from router.budget import (
+from router.guards.budget import (
     Budget,
     Reservation,
     burn_fraction,
@@ -20,7 +20,7 @@ from router.budget import (
     to_nano,
     windows,
 )
-from router.cache import ResponseCache, cache_plan, fingerprint, semantic_scope
+from router.guards.cache import ResponseCache, cache_plan, fingerprint, semantic_scope
 from router.errors import RateLimitError, StoreUnavailableError
 from router.policy import (
     BudgetLimit,
@@ -32,12 +32,12 @@ from router.policy import (
     TierConfig,
     policy_from_dict,
 )
-from router.ratelimit import RateLimiter, gcra, limit_for
-from router.request import parse_chat_request
+from router.guards.ratelimit import RateLimiter, gcra, limit_for
+from router.request.parse import parse_chat_request
 from router.state.base import NO_LIMIT, StateUnavailable
 from router.state.memory import MemoryState
 from router.state.redis import RedisState
-from router.tenant import Tenant, tenant_from_headers, tenant_id
+from router.request.tenant import Tenant, tenant_from_headers, tenant_id
 
 
 def _req(content="What is 2+2?", **params):

@@ -1,7 +1,7 @@
 import pytest
 
-from router.records import CallRecord, RequestRecord
-from router.report import summarize
+from router.store.records import CallRecord, RequestRecord
+from router.analysis.report import summarize
 from router.store.sqlite import SQLiteStore
 
 

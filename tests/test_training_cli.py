@@ -109,3 +109,31 @@ def test_cli_argument_errors_exit_2(tmp_path):
     ):
         proc = _cli(*args, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and text in proc.stderr, (args, proc.stderr)
+
+
+@pytest.mark.slow
+def test_eval_on_users_files_prints_lofo_with_every_baseline(tmp_path, user_data, data_dir):
+    """Two files are two families: ``eval`` refits the artifact's recipe leaving each out; one file
+    is scored by the artifact as it is; ``--artifact rules`` scores the keyword rule."""
+    from training.datasets import load
+
+    other = tmp_path / "theirs.jsonl"
+    with other.open("w") as fh:
+        for e in load("arc", data_dir)[:200]:
+            fh.write(json.dumps({"prompt": e.prompt, "outcomes": dict(e.outcomes), "weak": e.weak_model,
+                                 "strong": e.strong_model}) + "\n")
+    _cli("train", "--data", f"{user_data},{other}", "--out", "art", "--embedder", "static", "--n-boot", "20",
+         "--exclude", "", cwd=tmp_path)
+    card = json.loads((tmp_path / "art" / "card.json").read_text())
+    assert card["model"]["kind"] == "transfer" and set(card["lofo"]["families"]) == {"mine", "theirs"}
+    assert set(card["lofo"]["mean"]) == {"router", "random", "length", "rules", "logreg", "oracle"}
+    assert "no_signal" in card["lofo"]["goal"] and card["unseen_subject"] is None
+    proc = _cli("eval", "--artifact", "art", "--data", f"{user_data},{other}", "--n-boot", "20", cwd=tmp_path)
+    for word in ("leave-one-family-out", "mine", "theirs", "rules", "logreg", "oracle", "mean", "worst"):
+        assert word in proc.stdout, word
+    proc = _cli("eval", "--artifact", "builtin", "--data", str(other), "--n-boot", "20", cwd=tmp_path)
+    assert "artifact as is" in proc.stdout and "theirs" in proc.stdout and "logreg" in proc.stdout
+    proc = _cli("eval", "--artifact", "rules", "--data", str(other), "--n-boot", "20", cwd=tmp_path)
+    assert "keyword rule" in proc.stdout
+    proc = _cli("eval", "--artifact", "rules", "--data", str(other), "--split", "lofo", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "no training" in proc.stderr

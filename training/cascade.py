@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from router.policy import CombinerConfig
-from router.signals import SIGNAL_NAMES, AnswerSignals
+from router.cascade.signals import SIGNAL_NAMES, AnswerSignals
 
 __all__ = ["COMBINER_SIGNALS", "signal_matrix", "fit_combiner", "oof_probabilities", "auroc_ci",
            "cloud_outcomes", "Costs", "row_costs", "OperatingPoint", "simulate", "best_point", "grid",

@@ -1,6 +1,7 @@
 """On-disk cache of prompt embeddings keyed by the SHA-256 of each text.
 
-A second training run over the same prompts embeds nothing. The cache is one ``.npz`` file
+A second training run over the same prompts embeds nothing; several processes may share the
+cache (each writes its own temporary file and merges what is on disk). The cache is one ``.npz`` file
 per embedder (``embeddings-<name>.npz``: keys and a float32 matrix of shape (n, dim)), under
 ``$SLM_ROUTER_CACHE`` or ``.cache/`` in the working directory.
 """
@@ -26,6 +27,13 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _read(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return dict(zip(z["keys"].tolist(), z["vectors"]))
+
+
 def embed_cached(texts: Sequence[str], embedder=None, progress: bool = True, name: str = "minilm") -> np.ndarray:
     """Embed ``texts`` with the embedder called ``name`` (``minilm`` or ``static``), reading and
     extending the on-disk cache.
@@ -37,10 +45,7 @@ def embed_cached(texts: Sequence[str], embedder=None, progress: bool = True, nam
         float32 array of shape (len(texts), dim), in the order of ``texts``.
     """
     path = cache_dir() / f"embeddings-{name}.npz"
-    known: dict[str, np.ndarray] = {}
-    if path.is_file():
-        with np.load(path) as z:
-            known = dict(zip(z["keys"].tolist(), z["vectors"]))
+    known = _read(path)
     keys = [_key(t) for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
     if missing:
@@ -49,10 +54,12 @@ def embed_cached(texts: Sequence[str], embedder=None, progress: bool = True, nam
 
             embedder = make_embedder(name)
         vectors = embedder.encode([t for _, t in missing], show_progress_bar=progress)
-        known.update({k: v for (k, _), v in zip(missing, vectors)})
+        fresh = {k: v for (k, _), v in zip(missing, vectors)}
+        known.update(fresh)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+        merged = {**_read(path), **fresh}  # another process may have extended the file meanwhile
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one temporary file per writer
+        np.savez(tmp, keys=np.array(list(merged)), vectors=np.stack(list(merged.values())))
         os.replace(tmp, path)
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)

@@ -9,8 +9,9 @@ Protocols (``split``):
 
 Metrics are computed per dataset (routing ranks prompts within one workload), on the
 out-of-fold scores, by :mod:`training.metrics`, each with a bootstrap 95% interval.
-Baselines: ``random`` (uniform scores, seed 0), ``length`` (characters of the prompt) and
-``oracle`` (the true outcome gap, strong - weak).
+Baselines: ``random`` (uniform scores, seed 0), ``length`` (characters of the prompt),
+``rules`` (:mod:`router.scoring.rules`) and ``oracle`` (the true outcome gap, strong - weak).
+The headline protocol, leave-one-family-out, is :mod:`training.assess`.
 """
 
 from __future__ import annotations
@@ -78,13 +79,11 @@ def cross_val_raw(examples: Sequence[Example], inputs: np.ndarray, kind: str, la
 
 
 def baseline_scores(examples: Sequence[Example], seed: int = 0) -> dict[str, np.ndarray]:
-    """Scores of the random, length and oracle routers."""
-    rng = np.random.default_rng(seed)
-    return {
-        "random": rng.random(len(examples)),
-        "length": np.array([len(e.prompt) for e in examples], dtype=float),
-        "oracle": np.array([e.gap for e in examples], dtype=float),
-    }
+    """Scores of the random, length, keyword-rule and oracle routers
+    (:func:`training.protocol.fixed_baselines`)."""
+    from .protocol import fixed_baselines
+
+    return fixed_baselines(examples, seed)
 
 
 def evaluate_scores(examples: Sequence[Example], routers: dict[str, np.ndarray], n_boot: int = 200,
@@ -113,7 +112,8 @@ def evaluate_scores(examples: Sequence[Example], routers: dict[str, np.ndarray],
 
 def held_out_calibration(examples: Sequence[Example], inputs: np.ndarray, kind: str, label: str, dim: int,
                          targets: Sequence[float] = (0.2, 0.5, 0.8), k: int = 5, seed: int = 0,
-                         on_fold: Callable[[int], None] | None = None) -> dict[float, list[float]]:
+                         on_fold: Callable[[int], None] | None = None,
+                         fit_score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[float, list[float]]:
     """Does a threshold calibrated on held-out prompts give the target cloud share on new ones?
 
     For each of ``k`` folds: the other folds are split 80/20 (seed); the model is fitted on
@@ -121,6 +121,9 @@ def held_out_calibration(examples: Sequence[Example], inputs: np.ndarray, kind: 
     (:func:`training.calibrate.threshold_for_share`), and the share of this fold's prompts
     scoring >= that threshold is recorded.
 
+    Args:
+        fit_score: ``(train_idx, test_idx) -> scores`` (:func:`training.protocol.fit_score_fn`);
+            when None, ``kind`` is fitted with its fixed parameters.
     Returns:
         ``{target: [realised share on each fold]}``.
     """
@@ -133,8 +136,12 @@ def held_out_calibration(examples: Sequence[Example], inputs: np.ndarray, kind: 
         tr = rng.permutation(tr)
         cut = len(tr) // 5
         cal, fit = tr[:cut], tr[cut:]
-        model = fit_model(make_model(kind, label, dim, seed), inputs[fit], y[fit], group_names(examples)[fit])
-        cal_scores, test_scores = raw_scores(model, inputs[cal]), raw_scores(model, inputs[te])
+        if fit_score is not None:
+            both = fit_score(fit, np.concatenate([cal, te]))
+            cal_scores, test_scores = both[: len(cal)], both[len(cal):]
+        else:
+            model = fit_model(make_model(kind, label, dim, seed), inputs[fit], y[fit], group_names(examples)[fit])
+            cal_scores, test_scores = raw_scores(model, inputs[cal]), raw_scores(model, inputs[te])
         for t in targets:
             out[t].append(float(np.mean(test_scores >= threshold_for_share(cal_scores, t))))
         if on_fold:

@@ -10,7 +10,7 @@ stores, as one JSON line:
 - ``recorded``: a strong model's recorded outcome on the question where the data has one;
 - ``finish_reason``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``;
 - ``token_logprobs`` (nats per token) and ``top_logprobs`` (top-2 per token);
-- ``signals`` (:class:`router.signals.AnswerSignals` as a dict, self-check and consistency
+- ``signals`` (:class:`router.cascade.signals.AnswerSignals` as a dict, self-check and consistency
   attached);
 - ``self_check``: P("yes") and the check call's tokens and latency;
 - ``sample``: a second answer sampled at temperature 0.7, its correctness and its agreement
@@ -34,8 +34,8 @@ from typing import Any
 
 from router.policy import Policy
 from router.providers.tier_client import CallResult, TierCallError, TierClient
-from router.self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
-from router.signals import agreement, extract
+from router.cascade.measures.self_check import SELF_CHECK_PARAMS, p_yes, self_check_messages
+from router.cascade.signals import agreement, extract
 
 from .label_tasks import LabelItem, grade
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.signals import normalize_answer
+from router.cascade.signals import normalize_answer
 
 __all__ = ["LabelItem", "TASKS", "load_items", "grade", "extract_letter", "extract_choice", "last_number"]
 

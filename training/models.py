@@ -9,9 +9,12 @@
 | ``gbm`` | histogram gradient boosting classifier | histogram gradient boosting regressor |
 | ``mlp`` | one-hidden-layer perceptron classifier | perceptron regressor |
 | ``stack`` | :class:`router.scoring.stacked.StackedRouter` on the 0/1 label | the same on the gap: kNN means (k = 30, 100, 300), ridge, group prior; ridge on their 5-fold predictions |
+| ``transfer`` | :class:`router.scoring.transfer.TransferRouter`: logistic regression on task-type similarities, text features (and optionally the embedding) | the same as ridge on the gap |
 
-The hyper-parameters are fixed here (chosen by 5-fold APGR on RouteLLM MMLU and GSM8K
-while building the toolkit; see the artifact card for what the shipped model used).
+The hyper-parameters of the first six are fixed here (chosen by 5-fold APGR on RouteLLM MMLU
+and GSM8K while building the toolkit). ``transfer`` takes its parameters (``centroids``, ``C``,
+``embedding_weight``, ...) from the caller; ``bench/model_selection.py`` chooses them by
+leave-one-family-out APGR (see the artifact card for what the shipped model used).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from router.scoring.text_features import N_FEATURES
 
 __all__ = ["MODEL_KINDS", "make_model", "fit_model", "raw_scores", "is_regression"]
 
-MODEL_KINDS = ("logistic", "ridge", "knn", "gbm", "mlp", "stack")
+MODEL_KINDS = ("logistic", "ridge", "knn", "gbm", "mlp", "stack", "transfer")
 KNN_NEIGHBOURS = 100
 
 
@@ -50,15 +53,17 @@ def _prep(dim: int, embedding: bool = True, text: bool = True, scale_embedding: 
     return ColumnTransformer(parts)
 
 
-def make_model(kind: str, label: str, dim: int, seed: int = 0) -> Any:
+def make_model(kind: str, label: str, dim: int, seed: int = 0, params: dict[str, Any] | None = None) -> Any:
     """An unfitted scikit-learn estimator of family ``kind`` for target ``label``.
 
     Args:
         kind: one of :data:`MODEL_KINDS`.
         label: ``needs_strong``, ``weak_wrong`` or ``gap``.
         dim: number of embedding columns at the front of each input row.
+        params: keyword arguments of ``transfer`` (:class:`router.scoring.transfer.TransferRouter`;
+            ``centroids`` is required); ignored by the other kinds.
     Raises:
-        ValueError: an unknown kind, or a kind that does not fit the label.
+        ValueError: an unknown kind, a kind that does not fit the label, or ``transfer`` without centroids.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -91,6 +96,13 @@ def make_model(kind: str, label: str, dim: int, seed: int = 0) -> Any:
         from router.scoring.stacked import StackedRouter
 
         return StackedRouter(dim, seed=seed)
+    if kind == "transfer":
+        from router.scoring.transfer import TransferRouter
+
+        params = dict(params or {})
+        if "centroids" not in params:
+            raise ValueError("the transfer model needs task-type centroids (training.task_types.prototype_centroids)")
+        return TransferRouter(dim, regression=reg, **params)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
 
@@ -101,10 +113,15 @@ def raw_scores(model: Any, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(inputs), dtype=float)
 
 
-def fit_model(model: Any, inputs: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Any:
-    """Fit ``model``; models that use groups (``stack``'s group prior) receive them."""
+def fit_model(model: Any, inputs: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
+              sample_weight: np.ndarray | None = None) -> Any:
+    """Fit ``model``; models that use groups (``stack``'s group prior) receive them, and
+    ``transfer`` the per-row ``sample_weight`` (None = equal weights)."""
     from router.scoring.stacked import StackedRouter
+    from router.scoring.transfer import TransferRouter
 
     if isinstance(model, StackedRouter):
         return model.fit(inputs, y, groups)
+    if isinstance(model, TransferRouter):
+        return model.fit(inputs, y, sample_weight)
     return model.fit(inputs, y)

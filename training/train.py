@@ -1,16 +1,19 @@
-"""Train a classifier artifact: cross-validate the recipe, fit it on all rows, write the card.
+"""Train a classifier artifact: evaluate the recipe held out, fit it on all rows, write the card.
 
-Steps for ``train_artifact("mmlu,gsm8k", kind="stack", label="gap", out=DIR)``:
+Steps for ``train_artifact("mmlu,gsm8k,arc", kind="transfer", label="needs_strong", out=DIR)``:
 
-1. load the named sets (:mod:`training.datasets`) and embed every prompt (cached on disk);
-2. 5-fold cross-validation (by prompt, seed 0): out-of-fold raw scores for every prompt;
-3. metrics per dataset on those held-out scores next to random/length/oracle, with
-   bootstrap 95% intervals; realised cloud share on held-out folds for target shares
+1. load the named sets and name each row's family (:mod:`training.families`); embed every
+   prompt (cached on disk);
+2. :func:`training.assess.assess`: leave-one-family-out (the headline), 5-fold by prompt and
+   unseen MMLU subjects, each next to the baselines (random, length, keyword rule, plain
+   logistic regression on the embedding, oracle), with paired bootstrap 95% intervals;
+3. a Platt mapping from raw score to P(needs cloud) fitted on the LOFO held-out scores (5-fold
+   ones when there is one family); realised cloud share on held-out folds for target shares
    0.2/0.5/0.8 (:func:`training.evaluate.held_out_calibration`);
-4. a Platt mapping from raw score to P(needs cloud) fitted on the out-of-fold scores;
-5. the model refitted on all rows, wrapped in :class:`router.scoring.routing_model.RoutingModel`,
-   saved with its card and the out-of-fold scores (``oof_scores.npz``, keyed by a prompt hash,
-   so ``calibrate`` uses held-out scores for prompts the model was trained on).
+4. the model refitted on all rows of the families it trains on, wrapped in
+   :class:`router.scoring.routing_model.RoutingModel`, saved with its card and the held-out
+   scores (``oof_scores.npz``, keyed by a prompt hash, so ``calibrate`` uses held-out scores
+   for prompts the model was trained on).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from router.scoring.text_features import FEATURE_NAMES
 from .calibrate import threshold_for_share
 from .datasets import Example, label_values, load
 from .embedding_cache import embed_cached
-from .evaluate import baseline_scores, cross_val_raw, evaluate_scores, group_names, held_out_calibration
+from .evaluate import baseline_scores, evaluate_scores, group_names, held_out_calibration
 from .models import MODEL_KINDS, fit_model, make_model
+from .protocol import fit_score_fn
 
 __all__ = ["prepare_inputs", "train_artifact", "prompt_key", "OOF_FILE", "load_oof", "limit_per_source"]
 
@@ -58,11 +62,20 @@ def limit_per_source(examples: Sequence[Example], limit: int | None) -> list[Exa
     return kept
 
 
-def prepare_inputs(examples: Sequence[Example], embedder: str = "minilm", progress: bool = True) -> tuple[np.ndarray, int]:
-    """Model inputs for ``examples``: (array of shape (n, dim + text features), dim)."""
+def prepare_inputs(examples: Sequence[Example], embedder: str = "minilm", progress: bool = True,
+                   names: Sequence[str] = FEATURE_NAMES) -> tuple[np.ndarray, int]:
+    """Model inputs for ``examples``: (array of shape (n, dim + len(names)), dim); ``names`` are
+    the text features (``ALL_FEATURE_NAMES`` for the ``transfer`` kind)."""
     texts = [e.prompt for e in examples]
     emb = embed_cached(texts, progress=progress, name=embedder)
-    return build_inputs(emb, texts), emb.shape[1]
+    return build_inputs(emb, texts, names), emb.shape[1]
+
+
+def task_centroids(embedder: str = "minilm") -> np.ndarray:
+    """Task-type prototype centroids (:mod:`training.task_types`) under ``embedder``, shape (t, dim)."""
+    from .task_types import prototype_centroids
+
+    return prototype_centroids(lambda texts: embed_cached(texts, progress=False, name=embedder))
 
 
 def _fmt(triple) -> dict[str, float]:
@@ -84,45 +97,82 @@ def card_metrics(results: dict[str, dict]) -> dict[str, dict]:
 def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | Path, embedder: str = "minilm",
                    k: int = 5, n_boot: int = 200, seed: int = 0, limit: int | None = None,
                    progress: bool = True, examples: Sequence[Example] | None = None,
-                   check_calibration: bool = True) -> dict[str, Any]:
-    """Train, cross-validate and write an artifact; return its card.
+                   check_calibration: bool = True, params: dict[str, Any] | None = None,
+                   exclude: Sequence[str] = (), balance_families: bool = True,
+                   chosen_because: str | None = None) -> dict[str, Any]:
+    """Train, evaluate (LOFO, 5-fold, unseen subjects; :mod:`training.assess`) and write an artifact;
+    return its card.
+
+    The Platt mapping and the score quantiles are fitted on held-out scores: LOFO ones when
+    the data has two families or more (what new traffic looks like), else 5-fold ones; both
+    over the rows of the families trained on.
 
     Args:
         data: dataset names (``"mmlu,gsm8k"``, ``"all"``, a ``.jsonl`` path) unless ``examples`` is given.
         kind: one of :data:`training.models.MODEL_KINDS`.
         label: ``needs_strong``, ``weak_wrong`` or ``gap``.
-        embedder: ``minilm`` or ``static``.
+        embedder: a key of :data:`router.scoring.embedders.EMBEDDER_IDS`.
         limit: keep only the first ``limit`` prompts of each dataset (quick runs).
         check_calibration: also measure held-out calibration (``k`` more fits).
+        params: ``transfer``'s parameters (``C``, ``embedding_weight``, ...).
+        exclude: families scored but never trained on (e.g. ``alpaca_eval``).
+        balance_families: give every training family the same total weight (``transfer``).
+        chosen_because: a sentence for the card on why this recipe (model selection).
     Raises:
-        ValueError: unknown kind/label/dataset, or too few prompts for ``k`` folds.
+        ValueError: unknown kind/label/dataset/embedder, or too few prompts for ``k`` folds.
         FileNotFoundError: missing data.
     """
+    from router.scoring.text_features import ALL_FEATURE_NAMES
+
+    from .assess import assess
+    from .families import family_names, load_with_families
+    from .protocol import Recipe
+    from .report import goal_check, table_json
+
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
     if embedder not in EMBEDDER_IDS:
         raise ValueError(f"unknown embedder {embedder!r}; expected one of {', '.join(EMBEDDER_IDS)}")
-    rows = limit_per_source(examples if examples is not None else load(data), limit)
-    make_model(kind, label, 1)  # fail fast on a kind/label mismatch
-    x, dim = prepare_inputs(rows, embedder, progress)
-    y = label_values(rows, label)
+    rows, fams = (examples, family_names(examples)) if examples is not None else load_with_families(data)
+    keep = limit_indices(rows, limit)
+    rows, fams = [rows[i] for i in keep], fams[keep]
+    present = set(fams.tolist())
+    recipe_ = Recipe(kind, label, dict(params or {}), balance_families and kind == "transfer",
+                     tuple(f for f in exclude if f in present))
+    names = ALL_FEATURE_NAMES if kind == "transfer" else FEATURE_NAMES
+    centroids = task_centroids(embedder) if kind == "transfer" else None
+    make_model(kind, label, 1, params={"centroids": np.zeros((1, 1))} if kind == "transfer" else None)  # fail fast
+    x, dim = prepare_inputs(rows, embedder, progress, names)
+    trained = ~np.isin(fams, recipe_.exclude)
+    if not trained.any():
+        raise ValueError("every family is excluded from training")
 
-    bar = _progress(progress, k + 1, f"training {kind} on {label}")
-    raw, fold_of = cross_val_raw(rows, x, kind, label, dim, "kfold", k, seed, on_fold=lambda f: bar.update(1))
-    platt = fit_platt(raw, label_values(rows, "needs_strong"))
-    model = RoutingModel(fit_model(make_model(kind, label, dim, seed), x, y, group_names(rows)), kind, label, platt)
+    bar = _progress(progress, 5, f"training {kind} on {label}")
+    found = assess(rows, fams, x, dim, recipe_, centroids, k, n_boot, seed, on_step=lambda name: bar.update(1))
+    held_raw = found.lofo_raw if found.lofo_raw is not None else found.kfold_raw
+    platt = fit_platt(held_raw[trained], label_values(rows, "needs_strong")[trained])
+    from .protocol import family_weights
+
+    weights = family_weights(fams[trained]) if balance_families and kind == "transfer" else None
+    params_full = {**recipe_.params, "centroids": centroids} if kind == "transfer" else None
+    fitted = fit_model(make_model(kind, label, dim, seed, params_full), x[trained], label_values(rows, label)[trained],
+                       group_names(rows)[trained], sample_weight=weights)
+    model = RoutingModel(fitted, kind, label, platt)
     bar.update(1)
     bar.close()
-    held_out = model.predict_proba_from_raw(raw)
+    held_out = model.predict_proba_from_raw(held_raw)
 
-    results = evaluate_scores(rows, {"router": raw, **baseline_scores(rows, seed)}, n_boot=n_boot, seed=seed)
+    results = evaluate_scores(rows, {"router": found.kfold_raw, **baseline_scores(rows, seed)}, n_boot=n_boot, seed=seed)
     sources = list(dict.fromkeys(e.source for e in rows))
     calibration = {}
     if check_calibration:
-        bar = _progress(progress, k, "calibration check")
-        shares = held_out_calibration(rows, x, kind, label, dim, CALIBRATION_TARGETS, k, seed, lambda f: bar.update(1))
-        bar.close()
+        shares = held_out_calibration(rows, x, kind, label, dim, CALIBRATION_TARGETS, k, seed,
+                                      fit_score=fit_score_fn(recipe_, x, rows, fams, dim, centroids, seed))
         calibration = {f"{t:.1f}": [round(s, 4) for s in v] for t, v in shares.items()}
+    lofo = ({**table_json(found.lofo, "leave-one-family-out: each family scored by a model fitted on all other "
+                                      "families"), "goal": goal_check(found.lofo)}
+            if found.lofo is not None else {"skipped": "the data has one family; LOFO needs two or more"})
+    held_name = "leave-one-family-out" if found.lofo_raw is not None else f"{k}-fold"
     card = {
         "name": Path(out).name,
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -130,25 +180,34 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
         "embedder_key": embedder,
         "embedding_dim": int(dim),
         "inputs": ["embedding", "text_features"],
-        "text_features": list(FEATURE_NAMES),
-        "model": {"kind": kind, "label": label, "estimator": repr(model.model)[:600], "platt": list(platt)},
+        "text_features": list(names),
+        "model": {"kind": kind, "label": label, "estimator": repr(model.model)[:600], "platt": list(platt),
+                  "params": recipe_.params, "balance_families": balance_families, "exclude": list(recipe_.exclude),
+                  "recipe": recipe_.describe()},
         "label": label,
-        "output": "P(needs the cloud tier) in [0, 1]: Platt mapping of the raw score, balanced classes "
-                  "(label 'strong right and weak wrong'); ranking as the raw score",
+        "output": f"P(needs the cloud tier) in [0, 1]: Platt mapping of the raw score fitted on {held_name} "
+                  "held-out scores, balanced classes (label 'strong right and weak wrong'); ranking as the raw score",
         "data": {
             "datasets": sources,
-            "n_train": len(rows),
+            "families": sorted(set(fams.tolist())),
+            "trained_on_families": sorted(set(fams[trained].tolist())),
+            "n_train": int(trained.sum()),
             "per_dataset": {s: sum(e.source == s for e in rows) for s in sources},
             "pairs": {s: {"weak": next(e.weak_model for e in rows if e.source == s),
                           "strong": next(e.strong_model for e in rows if e.source == s)} for s in sources},
-            "positive_rate": round(float(label_values(rows, "needs_strong").mean()), 4),
+            "positive_rate": round(float(label_values(rows, "needs_strong")[trained].mean()), 4),
             "source": "../shared/data (see its README); RouteLLM contaminated prompts dropped",
         },
-        "split": f"{k}-fold cross-validation by prompt (seed {seed}); every metric is on held-out "
-                 "(out-of-fold) scores; the shipped model is then refitted on all rows",
+        "split": f"headline: leave-one-family-out (lofo); secondary: {k}-fold cross-validation by prompt (seed {seed}, "
+                 "metrics) and folds of whole MMLU subjects (unseen_subject); every metric is on held-out scores; "
+                 "the shipped model is then refitted on all rows of the families trained on",
         "metrics_protocol": "../shared/data/README.md: PGR over cloud share k/n, APGR by trapezoid, "
-                            "CPT first crossing; bootstrap 95% intervals over prompts",
+                            "CPT first crossing; bootstrap 95% intervals over prompts (paired across routers)",
         "n_bootstrap": n_boot,
+        "lofo": lofo,
+        "kfold": table_json(found.kfold, f"{k}-fold by prompt over all families pooled"),
+        "unseen_subject": table_json(found.unseen_subject, f"{k} folds of whole MMLU subjects")
+        if found.unseen_subject is not None else None,
         "metrics": card_metrics(results),
         "calibration_held_out": {
             "meaning": "cloud share realised on each held-out fold (all datasets pooled) by the threshold "
@@ -156,15 +215,28 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
             **calibration,
         },
         "score_quantiles": {
-            "meaning": "threshold giving this cloud share on held-out prompts (all datasets pooled)",
-            **{f"{q:.1f}": round(threshold_for_share(held_out, q), 4) for q in np.arange(0.1, 1.0, 0.1)},
+            "meaning": f"threshold giving this cloud share on {held_name} held-out prompts (families trained on, pooled)",
+            **{f"{q:.1f}": round(threshold_for_share(held_out[trained], q), 4) for q in np.arange(0.1, 1.0, 0.1)},
         },
-        "cloud_share_at_0.5": round(float(np.mean(held_out >= 0.5)), 4),
+        "cloud_share_at_0.5": round(float(np.mean(held_out[trained] >= 0.5)), 4),
     }
+    if chosen_because:
+        card["chosen_because"] = chosen_because
     path = save_artifact(out, model, card)
     np.savez_compressed(path / OOF_FILE, keys=np.array([prompt_key(e.prompt) for e in rows]),
                         scores=held_out.astype(np.float32))
     return card
+
+
+def limit_indices(examples: Sequence[Example], limit: int | None) -> np.ndarray:
+    """Indices of the first ``limit`` prompts of each dataset (all when None)."""
+    counts: dict[str, int] = {}
+    kept = []
+    for i, e in enumerate(examples):
+        if not limit or counts.get(e.source, 0) < limit:
+            kept.append(i)
+            counts[e.source] = counts.get(e.source, 0) + 1
+    return np.array(kept, dtype=int)
 
 
 def load_oof(artifact_dir: str | Path) -> dict[str, float]:

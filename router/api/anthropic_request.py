@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request import ChatRequest, parse_chat_request
+from ..request.parse import ChatRequest, parse_chat_request
 
 __all__ = ["MessagesRequest", "parse_messages_request", "to_chat_body", "MAX_STOP_SEQUENCES"]
 

@@ -21,10 +21,10 @@ from starlette.background import BackgroundTask
 from ..errors import RouterError
 from ..pipeline import RoutedStream
 from ..policy import AUTO, Policy, TierConfig
-from ..request import ChatRequest
+from ..request.parse import ChatRequest
 from .anthropic_request import parse_messages_request
 from .anthropic_response import error_body, stream_events, to_message
-from .chat_entry import client_headers, logged, read_body, serve_chat
+from .chat_entry import ClientDisconnected, logged, read_body, serve_chat
 
 __all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
 
@@ -81,6 +81,8 @@ def register_anthropic(app: FastAPI, live) -> None:
             routed = await serve_chat(live, request, parse_messages_request)
         except RouterError as err:
             return _error(request, err)
+        except ClientDisconnected:
+            raise  # nobody reads the answer (the app's 499; the request is logged 'cancelled')
         except Exception as err:  # noqa: BLE001 - never a bare 500
             return _unexpected(request, err)
         message_id = f"msg_{request.state.request_id}"
@@ -97,11 +99,11 @@ def register_anthropic(app: FastAPI, live) -> None:
         counts it (no model call, not logged, like ``POST /v1/route``)."""
         try:
             router = live.router
-            headers = client_headers(request)
-            router.authorize(headers)
+            identity = router.identify(request.headers)  # x-api-key or a bearer token
+            router.authorize(identity)
             chat = parse_messages_request(await read_body(request, router.policy.server.max_request_bytes),
                                           count_only=True)
-            routing = await router.route(chat, headers)
+            routing = await router.route(chat, request.headers, identity=identity)
             tier = router.policy.tiers[routing.decision.tier]
             tokens = await asyncio.to_thread(count_request_tokens, tier, chat)
         except RouterError as err:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request import ChatRequest, parse_chat_request
+from ..request.parse import ChatRequest, parse_chat_request
 
 __all__ = ["ResponsesRequest", "ParsedResponses", "parse_responses_request", "STATEFUL_FIELDS"]
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..pipeline import RoutedStream
-from ..request import ChatRequest
+from ..request.parse import ChatRequest
 from .chat_entry import logged, serve_chat
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_response import stream_response_events, to_response

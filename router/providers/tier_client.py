@@ -13,10 +13,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..policy import Policy, TierConfig
+from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
+from .runtimes import runtime_for
 
-__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient"]
+__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content", "logprob_entries"]
+
+
+def keep_null_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with ``content: ""`` on turns that carry ``content: null``.
+
+    litellm removes every None field of a message before it sends it
+    (``litellm.utils.cleanup_none_field_in_message``), so an assistant tool-call turn sent
+    with ``content: null`` would reach the tier with no ``content`` at all, which strict
+    OpenAI-compatible servers reject with 400. An empty string is what OpenAI's API takes
+    for "no text" there, and what servers that need a string accept. Other turns are
+    returned as they are (the list is copied only when a turn changes).
+    """
+    if not any("content" in m and m["content"] is None for m in messages):
+        return messages
+    return [{**m, "content": ""} if "content" in m and m["content"] is None else m for m in messages]
 
 
 class TierCallError(Exception):
@@ -53,6 +70,8 @@ class CallResult:
             ``usage.prompt_tokens_details.cached_tokens``), 0 when not reported.
         top_logprobs: per completion token, the returned alternatives as (token, logprob),
             best first (OpenAI's ``top_logprobs``); None when not returned.
+        usage_estimated: the upstream reported no usage; the token counts are litellm's
+            tokenizer's count of the prompt and of every choice's text.
     """
 
     response: dict[str, Any]
@@ -64,6 +83,32 @@ class CallResult:
     token_logprobs: list[float] | None = None
     cached_prompt_tokens: int = 0
     top_logprobs: list[list[tuple[str, float]]] | None = None
+    usage_estimated: bool = False
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The first choice's tool calls (OpenAI's message ``tool_calls``), empty when none."""
+        choice = (self.response.get("choices") or [{}])[0]
+        return list((choice.get("message") or {}).get("tool_calls") or [])
+
+
+def _counted_usage(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, int]:
+    """Prompt and completion tokens of an answer whose upstream sent no ``usage``, counted
+    with ``litellm.token_counter`` (the model's tokenizer where litellm knows it, else tiktoken's
+    cl100k), completion over the text and tool-call arguments of every choice."""
+    import litellm
+
+    texts = []
+    for choice in body.get("choices") or []:
+        message = choice.get("message") or {}
+        texts.append(message.get("content") or "")
+        texts += [(tc.get("function") or {}).get("arguments") or "" for tc in message.get("tool_calls") or []]
+    try:
+        prompt = litellm.token_counter(model=model, messages=messages)
+        completion = litellm.token_counter(model=model, text="".join(texts)) if any(texts) else 0
+    except Exception:  # a message shape the counter does not know: count nothing rather than fail the answer
+        return {"prompt_tokens": 0, "completion_tokens": 0}
+    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
 
 
 def cached_tokens(usage: dict[str, Any] | None) -> int:
@@ -79,9 +124,11 @@ class StreamDelta:
     ``cached_prompt_tokens`` when reported) when the tier reports it. ``logprobs``: when the
     call asked for them, one (logprob in nats, alternatives as (token, logprob)) pair per
     token behind ``content`` (from OpenAI's chunk ``logprobs`` or the in-process tier's
-    ``provider_specific_fields``), else None. ``tool_calls``: OpenAI's streamed tool-call
-    pieces (``index``, then ``id``/``function.name`` once and ``function.arguments`` in
-    fragments), else None."""
+    ``provider_specific_fields``), else None. ``tool_calls``: the chunk's tool-call
+    fragments in OpenAI's delta shape (``index``, and ``id``/``type``/``function.name`` on
+    a call's first fragment, ``function.arguments`` pieces), None when it has none.
+    ``logprob_entries``: the same log-probabilities as OpenAI chat entries (token text
+    included), for relaying to a client that asked for them."""
 
     content: str = ""
     index: int = 0
@@ -89,6 +136,48 @@ class StreamDelta:
     usage: dict[str, int] | None = field(default=None)
     logprobs: list[tuple[float, list[tuple[str, float]]]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    logprob_entries: list[dict[str, Any]] | None = None
+
+
+def _tool_call_fragments(raw: Any) -> list[dict[str, Any]] | None:
+    """A chunk delta's ``tool_calls`` as plain OpenAI fragments without the None fields
+    litellm's models add (``{"index", "id"?, "type"?, "function": {"name"?, "arguments"?}}``)."""
+    if not raw:
+        return None
+    out = []
+    for k, tc in enumerate(raw):
+        tc = tc if isinstance(tc, dict) else getattr(tc, "model_dump", lambda: {})()
+        fn = tc.get("function") or {}
+        fragment: dict[str, Any] = {"index": int(tc.get("index") if tc.get("index") is not None else k)}
+        if tc.get("id"):
+            fragment["id"] = tc["id"]
+            fragment["type"] = tc.get("type") or "function"
+        function = {key: fn[key] for key in ("name", "arguments") if fn.get(key) is not None}
+        if function:
+            fragment["function"] = function
+        out.append(fragment)
+    return out
+
+
+def logprob_entries(logprobs: Any) -> list[dict[str, Any]] | None:
+    """A choice's ``logprobs`` as OpenAI chat entries (``{"token", "logprob", "top_logprobs":
+    [{"token", "logprob"}]}``), from the chat shape (``{"content": [...]}``) or the legacy
+    completions shape some OpenAI-compatible servers return (``{"tokens": [...],
+    "token_logprobs": [...], "top_logprobs": [{token: logprob}, ...]}``); None when absent."""
+    if not isinstance(logprobs, dict):
+        return None
+    if logprobs.get("content"):
+        return list(logprobs["content"])
+    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if not tokens or not values:
+        return None
+    tops = logprobs.get("top_logprobs") or [None] * len(tokens)
+    out = []
+    for token, value, top in zip(tokens, values, tops):
+        alternatives = sorted((top or {}).items(), key=lambda kv: -float(kv[1])) if isinstance(top, dict) else []
+        out.append({"token": str(token), "logprob": value,
+                    "top_logprobs": [{"token": str(t), "logprob": float(v)} for t, v in alternatives]})
+    return out
 
 
 def _token_logprobs(content: list[dict[str, Any]] | None) -> list[tuple[float, list[tuple[str, float]]]] | None:
@@ -132,17 +221,18 @@ class TierClient:
     """Calls tiers of a policy through litellm.
 
     Args:
-        policy: the tiers; ``slm-local/...`` tiers are registered with the local provider.
+        policy: the tiers; in-process tiers (``slm-local/...``) are registered with their
+            runtime (:data:`router.providers.runtimes.RUNTIMES`).
     """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        sse_filter.install()
         self._runtimes = {}
         for name, tier in policy.tiers.items():
-            if tier.is_in_process:
-                from .local_provider import register_local_tier
-
-                self._runtimes[name] = register_local_tier(tier)
+            runtime = runtime_for(tier)
+            if runtime is not None:
+                self._runtimes[name] = runtime
 
     def warm_up(self) -> None:
         """Load in-process models now (blocking, seconds) and import litellm."""
@@ -155,7 +245,7 @@ class TierClient:
         kwargs: dict[str, Any] = dict(params)
         if tier.max_tokens and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
             kwargs["max_tokens"] = tier.max_tokens
-        kwargs.update(model=tier.model, messages=messages, timeout=tier.timeout_s, num_retries=0)
+        kwargs.update(model=tier.model, messages=keep_null_content(messages), timeout=tier.timeout_s, num_retries=0)
         if tier.api_key:
             kwargs["api_key"] = tier.api_key
         if tier.api_base:
@@ -180,7 +270,10 @@ class TierClient:
         latency_ms = (time.perf_counter() - start) * 1000
         choice = (body.get("choices") or [{}])[0]
         usage = body.get("usage") or {}
-        logprobs = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+        estimated = not usage.get("prompt_tokens") and not usage.get("completion_tokens")
+        if estimated:  # the upstream reported no usage: count with litellm's tokenizer for the model
+            usage = _counted_usage(tier.model, messages, body)
+        logprobs = logprob_entries(choice.get("logprobs"))
         return CallResult(
             response=body,
             text=(choice.get("message") or {}).get("content") or "",
@@ -188,10 +281,11 @@ class TierClient:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=latency_ms,
-            token_logprobs=[float(t["logprob"]) for t in logprobs] if logprobs else None,
+            token_logprobs=[float(t["logprob"]) for t in logprobs if t.get("logprob") is not None] if logprobs else None,
             cached_prompt_tokens=cached_tokens(usage),
             top_logprobs=[[(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
                            if a.get("logprob") is not None] for t in logprobs] if logprobs else None,
+            usage_estimated=estimated,
         )
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
@@ -213,13 +307,13 @@ class TierClient:
                 for choice in body.get("choices") or []:
                     delta = choice.get("delta") or {}
                     content = delta.get("content") or ""
-                    lp = choice.get("logprobs")
                     extra = (delta.get("provider_specific_fields") or {}).get(STREAM_LOGPROBS_FIELD)
-                    logprobs = _token_logprobs(extra or (lp.get("content") if isinstance(lp, dict) else None))
-                    tool_calls = delta.get("tool_calls") or None
+                    entries = extra or logprob_entries(choice.get("logprobs"))
+                    logprobs = _token_logprobs(entries)
+                    tool_calls = _tool_call_fragments(delta.get("tool_calls"))
                     if content or choice.get("finish_reason") or logprobs or tool_calls:
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None, logprobs,
-                                          tool_calls)
+                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
+                                          logprobs, tool_calls, entries or None)
                 if usage and usage.get("completion_tokens") is not None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Artifact", "load_artifact", "save_artifact", "builtin_artifact_dir", "artifact_dir", "BUILTIN"]
+__all__ = ["Artifact", "ArtifactError", "load_artifact", "save_artifact", "builtin_artifact_dir", "artifact_dir", "BUILTIN"]
 
 BUILTIN = "builtin"
 MODEL_FILE = "model.joblib"
@@ -54,6 +54,8 @@ def load_artifact(location: str | Path) -> Artifact:
 
     Raises:
         FileNotFoundError: the directory lacks ``model.joblib`` or ``card.json``.
+        ArtifactError: a file is there but cannot be read (truncated, corrupt, not JSON);
+            the message names the file.
     """
     import joblib
 
@@ -62,7 +64,19 @@ def load_artifact(location: str | Path) -> Artifact:
     for p in (model_path, card_path):
         if not p.is_file():
             raise FileNotFoundError(f"classifier artifact incomplete: {p} is missing")
-    return Artifact(path, joblib.load(model_path), json.loads(card_path.read_text()))
+    try:
+        estimator = joblib.load(model_path)
+    except Exception as err:  # joblib/pickle raise anything from EOFError to IndexError on a bad file
+        raise ArtifactError(f"{model_path}: cannot load the classifier ({type(err).__name__}: {err})") from err
+    try:
+        card = json.loads(card_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{card_path}: not a valid artifact card ({err})") from err
+    return Artifact(path, estimator, card)
+
+
+class ArtifactError(ValueError):
+    """An artifact file exists but cannot be loaded; the message names the file."""
 
 
 def save_artifact(path: str | Path, estimator: Any, card: dict[str, Any]) -> Path:

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from .artifact import Artifact, load_artifact
-from .embedders import embedder_key, make_embedder
+from .embedders import embedder_key
+from .card import ArtifactCard
+from .registry import new_embedder
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -48,7 +50,7 @@ class EmbeddingClassifier:
     def embedder(self) -> Any:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
-            self._embedder = make_embedder(embedder_key(self.artifact.card), threads=self._threads,
+            self._embedder = new_embedder(embedder_key(self.artifact.card), threads=self._threads,
                                            precision=self._precision)
         return self._embedder
 
@@ -63,12 +65,13 @@ class EmbeddingClassifier:
             ValueError: the artifact needs text features and ``texts`` is None.
         """
         inputs = embeddings
-        if "text_features" in self.artifact.card.get("inputs", ()):
+        if ArtifactCard.read(self.artifact.card).needs_text_features:
             if texts is None:
                 raise ValueError("this artifact also needs the texts (text features)")
             from .routing_model import build_inputs
+            from .text_features import FEATURE_NAMES
 
-            inputs = build_inputs(embeddings, texts)
+            inputs = build_inputs(embeddings, texts, self.artifact.card.get("text_features") or FEATURE_NAMES)
         proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 

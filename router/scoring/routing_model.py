@@ -16,20 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from .text_features import text_features
+from .text_features import FEATURE_NAMES, text_features
 
 __all__ = ["RoutingModel", "build_inputs", "fit_platt"]
 
 
-def build_inputs(embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """Concatenate embeddings (n, d) and text features (n, N_FEATURES) into (n, d + N_FEATURES) float32.
+def build_inputs(embeddings: np.ndarray, texts: Sequence[str], names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    """Concatenate embeddings (n, d) and the text features ``names`` (n, f) into (n, d + f) float32
+    (``names``: an artifact card's ``text_features``; the first 23 of them by default).
 
     Raises:
         ValueError: the two disagree on n.
     """
     if len(embeddings) != len(texts):
         raise ValueError(f"{len(embeddings)} embeddings for {len(texts)} texts")
-    return np.hstack([np.asarray(embeddings, dtype=np.float32), text_features(list(texts))])
+    return np.hstack([np.asarray(embeddings, dtype=np.float32), text_features(list(texts), names)])
 
 
 def fit_platt(raw: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -76,11 +76,16 @@ class SharedState(Protocol):
         ...
 
     async def rate(self, key: str, interval_s: float, burst: int) -> RateVerdict:
-        """One GCRA admission check (see :func:`router.ratelimit.gcra`) on ``key``."""
+        """One GCRA admission check (see :func:`router.guards.ratelimit.gcra`) on ``key``."""
         ...
 
     def health(self) -> dict[str, Any]:
         """``{"backend", "ok", "error"?}``: whether the last operations reached the store."""
+        ...
+
+    async def probe(self) -> None:
+        """Reach the store now (Redis: one PING) so that :meth:`health` is current even when
+        no request has touched it; never raises (a failure is what ``health`` then shows)."""
         ...
 
     async def close(self) -> None:

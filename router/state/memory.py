@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..ratelimit import gcra
+from ..guards.ratelimit import gcra
 from .base import NO_LIMIT, RateVerdict
 
 __all__ = ["MemoryState"]
@@ -98,6 +98,9 @@ class MemoryState:
         if self._writes % 1024 == 0:
             self._sweep()
         return verdict
+
+    async def probe(self) -> None:
+        """Nothing to reach: process memory is always there."""
 
     def health(self) -> dict[str, Any]:
         return {"backend": self.backend, "ok": True}

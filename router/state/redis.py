@@ -53,7 +53,7 @@ end
 return 1
 """
 
-# GCRA, the same rule as router.ratelimit.gcra, on the server's clock.
+# GCRA, the same rule as router.guards.ratelimit.gcra, on the server's clock.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -225,6 +225,14 @@ class RedisState:
 
     def health(self) -> dict[str, Any]:
         return {"backend": self.backend, **self.link.describe()}
+
+    async def probe(self) -> None:
+        """One PING (skipped while the breaker waits to retry), so ``/healthz`` sees an outage
+        before a request does."""
+        try:
+            await self._run("PING", lambda r: r.ping())
+        except StateUnavailable:
+            pass
 
     async def close(self) -> None:
         if self._client is not None:

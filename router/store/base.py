@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ..records import RequestRecord, ShadowRecord
+from .records import RequestRecord, ShadowRecord
 
-__all__ = ["RequestStore"]
+__all__ = ["BatchStore", "RequestStore"]
 
 
 class RequestStore(Protocol):
@@ -20,9 +20,6 @@ class RequestStore(Protocol):
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
         """Requests with ``since <= ts < until`` (Unix seconds), oldest first, calls attached."""
         ...
-
-    # Optional: ``record_many(requests: list[RequestRecord]) -> None`` writes several
-    # requests in one transaction or round trip; the router's log writer uses it when present.
 
     def record_shadow(self, shadow: ShadowRecord) -> None:
         """Write one quality sample (written after its request, from a background task)."""
@@ -40,4 +37,14 @@ class RequestStore(Protocol):
     def health(self) -> dict:
         """``{"backend", "ok", ...}`` for ``/healthz``; ``ok`` False while records cannot
         reach the store (they are kept elsewhere until it returns)."""
+        ...
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    """A store that also writes several requests in one transaction or round trip (the log
+    writer uses it for its batches, checked with ``isinstance``)."""
+
+    def record_many(self, requests: list[RequestRecord]) -> None:
+        """Write ``requests`` (with their calls) atomically."""
         ...

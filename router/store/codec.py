@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields
 
-from ..records import CallRecord, RequestRecord
+from .records import CallRecord, RequestRecord
 
 __all__ = ["record_to_json", "record_from_json"]
 

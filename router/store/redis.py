@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..policy import StoreConfig
-from ..records import RequestRecord, ShadowRecord
+from .records import RequestRecord, ShadowRecord
 from ..state.redis import LinkHealth, redis_client_options
 from .codec import record_from_json, record_to_json
 from .spool import DiskSpool

@@ -10,7 +10,7 @@ import threading
 from dataclasses import astuple, fields
 from pathlib import Path
 
-from ..records import CallRecord, RequestRecord, ShadowRecord
+from .records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["SQLiteStore"]
 
@@ -60,8 +60,9 @@ _ADDED_COLUMNS = [
     ("requests", "cloud_prompt_tokens", "INTEGER"),
     ("requests", "cloud_completion_tokens", "INTEGER"),
     ("calls", "signals", "TEXT"),
+    ("requests", "rule_facts", "TEXT"),
 ]
-_JSON_COLUMNS = {"signals"}
+_JSON_COLUMNS = {"signals", "rule_facts"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""
 
 
@@ -80,9 +81,14 @@ def _from_row(columns: list[str], row: tuple) -> dict:
     return out
 
 
-def _call_row(call: CallRecord) -> list:
+def _json_row(record: object, columns: list[str]) -> list:
+    """A record's column values, dicts as JSON text."""
     return [json.dumps(v, separators=(",", ":")) if k in _JSON_COLUMNS and v is not None else v
-            for k, v in ((name, getattr(call, name)) for name in _CALL_COLUMNS)]
+            for k, v in ((name, getattr(record, name)) for name in columns)]
+
+
+def _call_row(call: CallRecord) -> list:
+    return _json_row(call, _CALL_COLUMNS)
 
 
 
@@ -134,7 +140,7 @@ class SQLiteStore:
 
     def _insert(self, requests: list[RequestRecord]) -> None:
         with self._lock, self._db:
-            self._db.executemany(_INSERT_REQUEST, [[getattr(r, name) for name in _REQUEST_COLUMNS] for r in requests])
+            self._db.executemany(_INSERT_REQUEST, [_json_row(r, _REQUEST_COLUMNS) for r in requests])
             self._db.executemany(_INSERT_CALL, [_call_row(c) for r in requests for c in r.calls])
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:

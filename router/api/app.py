@@ -1,0 +1,276 @@
+"""HTTP edge: the OpenAI-compatible FastAPI app, with Anthropic's Messages API
+(:mod:`router.api.anthropic_routes`) and OpenAI's Responses API
+(:mod:`router.api.responses_routes`) beside the chat endpoint, all through one entry
+(:mod:`router.api.chat_entry`).
+
+``create_app(policy, store=None, router=None, policy_path=None)`` builds the app; tests
+pass their own parts. Every error leaves as OpenAI's error JSON from the handlers
+registered here, and every chat request is logged, failed ones included. With a
+``policy_path`` the policy is reloaded when the file changes and on SIGHUP
+(:mod:`router.api.live_policy`); each request uses the router that was active when it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InvalidRequestError, PermissionDeniedError, RouterError
+from ..pipeline import Router, RoutedStream, Routing, new_request_id
+from ..policy import Policy
+from ..policy.view import redacted_policy
+from ..request.parse import ChatRequest, parse_chat_request
+from ..routing.decide import AUTO
+from ..store import RequestStore, open_store
+from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .chat_entry import ClientDisconnected, logged as _logged, read_body as _read_body, serve_chat
+from .live_policy import LivePolicy
+from .responses_routes import register_responses
+
+__all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
+
+POLICY_ENV = "SLM_ROUTER_POLICY"
+WARM_UP_ENV = "SLM_ROUTER_WARM_UP"
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(status: int, message: str, error_type: str, code: str | None, param: str | None = None,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dict[str, Any]:
+    d = routing.decision
+    return {
+        "object": "route",
+        "tier": d.tier,
+        "score": d.score,
+        "threshold": d.threshold,
+        "reason": d.reason,
+        "rules": list(d.rules),
+        "needs": sorted(routing.needs),
+        "forbidden": dict(d.forbidden),
+        # every escalation setting for this request: policy, then overlay, then rules applied
+        "escalation": None if d.escalation is None else d.escalation.model_dump(mode="json"),
+        "degraded": d.degraded,
+        "model": requested_model,
+        "resolved_model": d.model,
+        "caller": None if routing.caller is None else {
+            "name": routing.caller.name, "group": routing.caller.group, "overlay": routing.caller.overlay_name},
+        "language": routing.language,
+        "prompt_tokens": routing.prompt_tokens,
+        "session": None if routing.session is None else {
+            "id": routing.session.id, "per_turn_tier": routing.session.per_turn_tier,
+            "previous_tier": routing.session.previous.tier if routing.session.previous else None},
+        "policy_hash": policy_hash,
+    }
+
+
+def create_app(policy: Policy, store: RequestStore | None = None, router: Router | None = None,
+               warm_up: bool = True, policy_path: str | Path | None = None, watch: bool = True) -> FastAPI:
+    """Build the proxy app.
+
+    Args:
+        policy: the policy at start-up.
+        store: request log; the one the policy's ``store`` names when None (then closed,
+            and its spool flushed, at shutdown).
+        router: a prebuilt :class:`Router` (tests); built from policy and store when None.
+        warm_up: load the classifier, embedder and local model at start-up (and before a
+            reloaded policy takes over), so no request pays loading time.
+        policy_path: the file ``policy`` came from; enables reload on SIGHUP.
+        watch: also reload when ``policy_path`` changes on disk.
+    """
+    own_store = store is None and router is None
+    store = router.store if router is not None else (store or open_store(policy))
+    router = router or Router(policy, store)
+
+    def swapped(new: Router) -> None:
+        app.state.router, app.state.policy = new, new.policy
+
+    live = LivePolicy(router, policy_path, warm_up=warm_up, on_swap=swapped)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if warm_up:
+            await asyncio.to_thread(router.warm_up)
+        stop = asyncio.Event()
+        watcher = None
+        if policy_path is not None:
+            live.install_sighup()
+            if watch:
+                watcher = asyncio.get_running_loop().create_task(live.watch(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            live.remove_sighup()
+            if watcher is not None:
+                try:
+                    await asyncio.wait_for(watcher, timeout=5)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    watcher.cancel()
+            await live.drain()
+            await live.router.close()
+            if own_store:
+                await asyncio.to_thread(store.close)
+
+    app = FastAPI(title="slm-router", version="0.1.0", lifespan=lifespan)
+    app.state.live = live
+    app.state.router = router
+    app.state.policy = router.policy
+    app.state.started = time.time()
+
+    @app.exception_handler(RouterError)
+    async def _router_error(request: Request, err: RouterError) -> JSONResponse:
+        rid = getattr(request.state, "request_id", None)
+        headers = dict(getattr(err, "headers", None) or {})
+        if rid:
+            headers["x-request-id"] = rid
+        return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        message = (
+            f"Unknown path {request.method} {request.url.path}." if err.status_code in (404, 405) else str(err.detail)
+        )
+        if request.url.path.startswith("/v1/"):  # an API call that went wrong is still a logged request
+            router = live.router
+            record = router.new_record(new_request_id(), time.time())
+            await router.log_failure(record, InvalidRequestError(message, code=code, status_code=err.status_code))
+            return _error_response(err.status_code, message, "invalid_request_error", code,
+                                   headers={"x-request-id": record.id})
+        return _error_response(err.status_code, message, "invalid_request_error", code)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, err: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nobody reads it; the request is logged 'cancelled'
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _error_response(500, f"Internal error: {type(err).__name__}. The request was logged.",
+                               "server_error", "internal_error")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        routed = await serve_chat(live, request, parse_chat_request)
+        if isinstance(routed, RoutedStream):
+            return StreamingResponse(routed.events, media_type="text/event-stream",
+                                     headers={**routed.headers, "cache-control": "no-cache"})
+        # The log record is written after the answer has gone out (lifespan drains it at shutdown).
+        return JSONResponse(routed.body, headers=routed.headers, background=BackgroundTask(_logged, routed.logged))
+
+    register_anthropic(app, live)
+    register_responses(app, live)
+
+    @app.post("/v1/route")
+    async def route(request: Request) -> Any:
+        """The decision for a chat request (tier, score, reason, rules, needs); no model call."""
+        router = live.router
+        identity = router.identify(request.headers)
+        router.authorize(identity)
+        chat: ChatRequest = parse_chat_request(await _read_body(request, router.policy.server.max_request_bytes))
+        routing = await router.route(chat, request.headers, identity=identity)
+        return _route_body(routing, chat.model, router.policy_hash)
+
+    @app.get("/v1/policy")
+    async def active_policy(request: Request) -> dict[str, Any]:
+        """The active policy (secrets redacted), its hash, source and reload state."""
+        from ..routing.capabilities import resolve_capabilities
+
+        router = live.router
+        identity = router.identify(request.headers)
+        router.authorize(identity)
+        if router.policy.server.require_api_key:
+            caller = identity.caller
+            if caller is None or not caller.admin:
+                raise PermissionDeniedError(
+                    "Reading the policy needs an admin key (an api_keys entry with admin: true).",
+                    code="admin_key_required")
+        caps = {}
+        for name, tier in router.policy.tiers.items():
+            c = await asyncio.to_thread(resolve_capabilities, tier)
+            caps[name] = {"context_window": c.context_window, "vision": c.vision, "tools": c.tools,
+                          "json_schema": c.json_schema, "source": c.source}
+        return {
+            "object": "policy",
+            "hash": router.policy_hash,
+            "source": str(live.path) if live.path else "embedded default",
+            "loaded_at": live.loaded_at,
+            "reloads": live.reloads,
+            "last_reload_error": live.last_error,
+            "capabilities": caps,
+            "policy": redacted_policy(router.policy),
+        }
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        live.router.authorize(request.headers)  # Anthropic's x-api-key too (Identity)
+        created = int(app.state.started)
+        active = live.router.policy
+        if wants_anthropic(request):
+            return anthropic_models(active, created)
+        data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]
+        data += [
+            {"id": name, "object": "model", "created": created, "owned_by": "slm-router", "root": tier.model}
+            for name, tier in active.tiers.items()
+        ]
+        data += [
+            {"id": alias, "object": "model", "created": created, "owned_by": "slm-router", "root": target}
+            for alias, target in active.aliases.items()
+        ]
+        return {"object": "list", "data": data}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        current = live.router
+        await current.state.probe()
+        shared = current.health()
+        return {
+            "status": "ok" if shared["ok"] else "degraded",
+            "tiers": {name: {"model": t.model, "available": t.available} for name, t in current.policy.tiers.items()},
+            "store": shared["store"],
+            "state": shared["state"],
+            "policy_hash": current.policy_hash,
+            "last_reload_error": live.last_error,
+            "uptime_s": round(time.time() - app.state.started, 1),
+        }
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        from ..ledger import metrics
+
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and ``slm-router serve --workers N``: each
+    worker loads the policy file named by ``$SLM_ROUTER_POLICY`` (the embedded default when
+    unset) and warms up unless ``$SLM_ROUTER_WARM_UP`` is ``0``.
+
+    Raises:
+        PolicyError: the policy file is invalid.
+    """
+    import os
+
+    from ..policy import load_policy
+
+    path = os.environ.get(POLICY_ENV) or None
+    return create_app(load_policy(path), warm_up=os.environ.get(WARM_UP_ENV) != "0", policy_path=path)

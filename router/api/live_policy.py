@@ -1,0 +1,166 @@
+"""Hot reload: the policy in force, replaced when its file changes or on SIGHUP.
+
+:class:`LivePolicy` holds the :class:`~router.pipeline.Router` built for the active policy.
+A request takes ``live.router`` once when it starts and keeps it to the end, so a reload
+never changes the policy of a request in flight. :meth:`LivePolicy.reload` checks the file
+with :func:`router.policy.check.check_policy_file` (the messages of ``policy check``); a
+valid new policy gets a new Router (sharing the store and, when the classifier artifact is
+the same, the loaded classifier), warmed up before it is swapped in; an invalid one is
+rejected, its errors logged, and the old policy stays active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..pipeline import Router
+from ..policy.check import check_policy_file
+from ..policy.view import changed_secrets, policy_hash
+
+__all__ = ["LivePolicy", "ReloadResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """Outcome of one reload: ``status`` is ``reloaded``, ``unchanged`` or ``rejected``;
+    ``hash`` the policy hash in force afterwards; ``message`` the errors when rejected."""
+
+    status: str
+    hash: str
+    message: str = ""
+
+
+class LivePolicy:
+    """The active router and the file it came from.
+
+    Args:
+        router: the router of the policy loaded at start-up.
+        path: the policy file, or None for the embedded default (nothing to reload).
+        warm_up: warm a new router up (classifier, local model) before swapping it in.
+        on_swap: called with the new router after each successful reload.
+    """
+
+    def __init__(self, router: Router, path: str | Path | None = None, *, warm_up: bool = True,
+                 on_swap: Callable[[Router], None] | None = None) -> None:
+        self.router = router
+        self.path = Path(path) if path is not None else None
+        self.warm_up = warm_up
+        self.on_swap = on_swap
+        self.loaded_at = time.time()
+        self.reloads = 0
+        self.last_error: str | None = None
+        self._retired: list[Router] = []
+        self._lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def reload(self, trigger: str = "request") -> ReloadResult:
+        """Re-read the policy file and swap the router if the policy is valid and changed.
+
+        Never raises for a bad file: the errors are logged and returned, and the old
+        policy stays active.
+        """
+        if self.path is None:
+            return ReloadResult("unchanged", self.router.policy_hash, "no policy file (embedded default)")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            current = self.router
+            report = await asyncio.to_thread(check_policy_file, self.path)
+            if report.errors or report.policy is None:
+                self.last_error = report.format(include_warnings=False)
+                log.error("policy reload (%s) rejected; keeping policy %s:\n%s", trigger, current.policy_hash,
+                          self.last_error)
+                return ReloadResult("rejected", current.policy_hash, self.last_error)
+            for warning in report.warnings:
+                log.warning("%s", warning)
+            new_hash = policy_hash(report.policy)
+            # The hash leaves secrets out, so compare the resolved policies: a rotated key
+            # alone must reload (and be sent from then on).
+            if report.policy == current.policy:
+                self.last_error = None
+                log.info("policy reload (%s): %s unchanged", trigger, new_hash)
+                return ReloadResult("unchanged", new_hash)
+            secrets = changed_secrets(current.policy, report.policy)
+            if secrets:
+                log.warning("policy reload (%s): secrets changed: %s", trigger, ", ".join(secrets))
+            for name, tier in report.policy.tiers.items():
+                old = next((t for t in current.policy.tiers.values() if t.model == tier.model), None)
+                if tier.is_in_process and old is not None and old.runtime != tier.runtime:
+                    log.warning("tier %r: runtime settings of the loaded model %s take effect at the next restart",
+                                name, tier.model)
+            try:
+                store = current.store
+                if report.policy.log != current.policy.log:
+                    from ..store import open_store
+
+                    store = open_store(report.policy.log)
+                fresh = current.with_policy(report.policy, store)
+                if self.warm_up:
+                    await asyncio.to_thread(fresh.warm_up)
+            except Exception as err:  # the file is valid but the deployment is not (model, artifact, store)
+                self.last_error = f"{self.path}: cannot apply policy: {type(err).__name__}: {err}"
+                log.exception("policy reload (%s) failed; keeping policy %s", trigger, current.policy_hash)
+                return ReloadResult("rejected", current.policy_hash, self.last_error)
+            self.router = fresh
+            self._retired.append(current)  # requests in flight may still log through it
+            self.reloads += 1
+            self.loaded_at = time.time()
+            self.last_error = None
+            if self.on_swap:
+                self.on_swap(fresh)
+            log.warning("policy reloaded (%s): %s -> %s", trigger, current.policy_hash, new_hash)
+            return ReloadResult("reloaded", new_hash)
+
+    def _spawn(self, trigger: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(trigger))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def install_sighup(self) -> bool:
+        """Reload on SIGHUP (Unix, running event loop). Returns False where unsupported."""
+        if self.path is None or not hasattr(signal, "SIGHUP"):
+            return False
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._spawn, "SIGHUP")
+        except (NotImplementedError, RuntimeError, ValueError):
+            return False
+        return True
+
+    def remove_sighup(self) -> None:
+        """Undo :meth:`install_sighup`."""
+        if hasattr(signal, "SIGHUP"):
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Reload whenever the policy file is written, replaced or re-created, until ``stop``
+        is set. Watches the file's folder (editors save by renaming a new file over the old
+        one) through watchfiles, which batches bursts of events."""
+        if self.path is None:
+            return
+        from watchfiles import awatch
+
+        folder, name = self.path.resolve().parent, self.path.name
+        try:
+            async for _ in awatch(folder, watch_filter=lambda _change, p: Path(p).name == name,
+                                  stop_event=stop, recursive=False, debounce=400, step=50):
+                await self.reload("file changed")
+        except Exception:
+            log.exception("watching %s stopped; SIGHUP still reloads the policy", self.path)
+
+    async def drain(self) -> None:
+        """Wait for log writes of the active and retired routers, and running reloads."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for router in [*self._retired, self.router]:
+            await router.drain()

@@ -1,0 +1,5 @@
+"""``python -m router.cli``: the ``slm-router`` command line."""
+
+from .main import main
+
+main()

@@ -1,0 +1,307 @@
+"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``policy``, and ``train``,
+``eval``, ``calibrate``, ``score`` (from :mod:`router.cli.train`).
+
+Bad arguments and invalid policies end with a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .policy import policy_app
+from ..errors import PolicyError
+from ..policy import Policy, load_policy
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Route chat requests between a local SLM and a cloud LLM.")
+app.add_typer(policy_app, name="policy")
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when piped
+
+__all__ = ["app"]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _policy(path: Optional[Path]) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as err:
+        _fail(str(err))
+        raise  # unreachable
+
+
+def _parse_time(value: Optional[str], option: str) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} must be an ISO date or time such as 2026-11-29 or 2026-11-29T10:00, got {value!r}")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+@app.command()
+def serve(
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy YAML; the embedded default when omitted."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the policy when its file changes (SIGHUP always reloads)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
+    warm_up: bool = typer.Option(True, "--warm-up/--no-warm-up",
+                                 help="Load the classifier and in-process models at start (else on first use)."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
+                                    help="Log one line per HTTP request (uvicorn's access log; off by default: "
+                                         "every request is in the request log already)."),
+) -> None:
+    """Run the OpenAI-compatible proxy (POST /v1/chat/completions, /v1/route, GET /v1/models,
+    /v1/policy, /healthz, /metrics). Refuses an invalid policy with the messages of 'policy check'."""
+    import logging
+    import os
+
+    import uvicorn
+
+    if policy is None:
+        active = _policy(None)
+    else:
+        from ..policy.check import check_policy_file
+
+        report = check_policy_file(policy)
+        if report.errors or report.policy is None:
+            err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2)
+        for warning in report.warnings:
+            err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+        active = report.policy
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    router_log = logging.getLogger("router")
+    router_log.addHandler(handler)
+    router_log.setLevel(log_level.upper() if log_level.upper() in logging.getLevelNamesMapping() else "INFO")
+    if not active.cloud.available:
+        err_console.print(
+            f"[yellow]note:[/] cloud tier '{active.routing.cloud_tier}' ({active.cloud.model}) has no API key; "
+            f"requests routed to it are answered by '{active.routing.local_tier}' "
+            "(x-router-degraded: true). Set OPENAI_API_KEY or edit the policy.",
+            highlight=False,
+        )
+    if workers > 1:
+        _prepare_multiprocess_metrics()  # before anything imports prometheus-client's metrics
+        from ..api.app import POLICY_ENV, WARM_UP_ENV
+
+        if active.store.backend != "redis":
+            err_console.print("[yellow]note:[/] with several workers and store: sqlite, each worker keeps its own "
+                              "caches, budgets and rate limits; use store: redis to share them.", highlight=False)
+        if policy is not None:
+            os.environ[POLICY_ENV] = str(policy.resolve())
+        else:
+            os.environ.pop(POLICY_ENV, None)
+        os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
+        uvicorn.run("router.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level, access_log=access_log)
+        return
+    from ..errors import RouterError
+    from ..api.app import create_app
+
+    try:
+        app_ = create_app(active, warm_up=warm_up, policy_path=policy, watch=watch)
+    except RouterError as err:
+        _fail(err.message)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Point prometheus-client's multiprocess mode at an empty folder before workers start
+    (a fresh temporary one unless ``PROMETHEUS_MULTIPROC_DIR`` is set; stale files from an
+    earlier run are removed, as prometheus-client requires)."""
+    import os
+    import tempfile
+
+    MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # not imported from .metrics: that would create metrics here
+
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="slm-router-metrics-")
+        os.environ[MULTIPROC_ENV] = folder
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
+
+
+def _window(since: Optional[str], until: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    lo, hi = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if lo is not None and hi is not None and hi <= lo:
+        _fail("--until must be later than --since")
+    return lo, hi
+
+
+def _open_log(active: Policy, log: Optional[Path]):
+    """(a description of the log, the store to read it from): ``--log`` or the policy's
+    SQLite file, or its Redis stream when the policy's store is redis."""
+    if log is None and active.store.backend == "redis":
+        from ..store import open_store
+
+        return f"{active.store.url} stream {active.store.prefix}:requests", open_store(active, reader=True)
+    from ..store.sqlite import SQLiteStore
+
+    path = log or Path(active.log.path)
+    if not path.exists():
+        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
+    return path, SQLiteStore(path)
+
+
+def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None):
+    """(where the log is, its requests and its shadow samples in ``[lo, hi)``)."""
+    path, store = _open_log(active, log)
+    try:
+        return path, store.requests(lo, hi), store.shadows(lo, hi)
+    finally:
+        store.close()
+
+
+def _write_out(text: str, out: Optional[Path]) -> None:
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror}")
+    err_console.print(f"wrote {out}", highlight=False)
+
+
+@app.command()
+def report(
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy whose log to read."),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's store."),
+    since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
+    until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Group by: tier, route, model, api-key, day or session."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md, html, json or csv; a table on the terminal when omitted."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    """Costs, savings, escalation tax, shadow spend and estimated quality retention of the logged requests."""
+    from ..analysis.report import GROUPINGS
+    from ..analysis.render import FORMATS, build_report, render
+
+    if as_json:
+        fmt = fmt or "json"
+    if fmt is not None and fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if by is not None and by not in GROUPINGS:
+        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+    lo, hi = _window(since, until)
+    active = _policy(policy)
+    path, records, shadows = _read_log(active, log, lo, hi)
+    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by)
+    if fmt is not None:
+        _write_out(render(data, fmt), out)
+        return
+    _print_table(data)
+    if by == "session":
+        _print_sessions(records)
+
+
+def _print_sessions(records) -> None:
+    from ..analysis.session_report import SESSION_HEADER_ROW, session_rows, session_table_rows
+
+    table = Table(title="sessions: tier switches and what stickiness cost or saved")
+    for h in SESSION_HEADER_ROW:
+        table.add_column(h, overflow="fold")
+    for row in session_table_rows(session_rows(records)):
+        table.add_row(*row)
+    console.print(table)
+
+
+def _print_table(data) -> None:
+    from ..analysis.render.text import GROUP_HEADER, cost_lines, flags, group_rows, headline_rows
+
+    summary = data.summary
+    table = Table(title=f"slm-router savings report ({data.source})", show_header=False)
+    for k, v in headline_rows(summary):
+        table.add_row(k, v)
+    header, rows = cost_lines(summary)
+    for row in rows:
+        table.add_row(row[0], f"{row[4]}; {row[1]} calls" + (f"; {row[5]}" if row[5] != "-" else ""))
+    for w in flags(summary):
+        table.add_row("[yellow]flag[/]", w)
+    console.print(table)
+    if data.by:
+        grouped = Table(title=f"by {data.by}")
+        for h in GROUP_HEADER:
+            grouped.add_column(h, overflow="fold")
+        for row in group_rows(data.groups):
+            grouped.add_row(*row)
+        console.print(grouped)
+
+
+@app.command()
+def replay(
+    policy: Path = typer.Option(..., "--policy", "-p", help="The policy to replay the log under (YAML)."),
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; the new policy's log.path when omitted."),
+    since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
+    until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md or json; a table on the terminal when omitted."),
+) -> None:
+    """Re-decide every logged request under another policy, calling no model, and print the
+    projected cost, local share, escalation rate and quality beside the actual ones."""
+    from ..analysis.render.replay_view import replay_json, replay_markdown, replay_rows
+    from ..analysis.replay import replay as run_replay
+
+    if fmt is not None and fmt not in ("md", "json"):
+        _fail(f"--format must be md or json, got {fmt!r}")
+    lo, hi = _window(since, until)
+    active = _policy(policy)
+    path, records, shadows = _read_log(active, log, lo, hi)
+    cfg = active.routing.classifier
+    base = None
+    if cfg.target_cloud_share is not None:
+        from ..routing.threshold import threshold_for_artifact
+
+        base = threshold_for_artifact(cfg.artifact, cfg.target_cloud_share)
+    result = run_replay(records, shadows, active, base)
+    if fmt == "json":
+        _write_out(replay_json(result), None)
+        return
+    if fmt == "md":
+        _write_out(replay_markdown(result, str(policy), str(path)), None)
+        return
+    table = Table(title=f"replay of {path} under {policy}")
+    for h in ("", "actual", "projected"):
+        table.add_column(h)
+    for row in replay_rows(result):
+        table.add_row(*row)
+    console.print(table)
+
+
+# Training, evaluation, calibration and batch scoring live in their own module.
+from . import calibrate as calibrate_cli  # noqa: E402
+from . import train as training_cli  # noqa: E402
+
+app.command("train")(training_cli.train)
+app.command("eval")(training_cli.evaluate)
+app.command("calibrate")(calibrate_cli.calibrate)
+app.command("score")(training_cli.score)
+app.command("label")(training_cli.label)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

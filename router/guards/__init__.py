@@ -1,0 +1,1 @@
+"""Guards around tier calls: budgets, rate limits and the response cache."""

@@ -1,0 +1,1 @@
+"""The ledger: pricing, the request log writer, shadow samples and metrics."""

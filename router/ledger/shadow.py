@@ -1,0 +1,211 @@
+"""Shadow sampling: measure how often a locally served answer is as good as the cloud's.
+
+After a request answered by the local tier has been logged, :class:`ShadowSampler` sends a
+``shadow.rate`` share of them (chosen by a hash of the request id, so the choice is
+reproducible) to the cloud tier as well, on a background task: the client already has its
+answer and never waits for this. Both answers are stored as a
+:class:`~router.store.records.ShadowRecord` with their agreement: the cosine similarity of their
+MiniLM embeddings (``router.scoring.embedder``) and, when ``shadow.judge_tier`` names a
+tier, that model's YES/NO verdict on whether the local answer is as good. Escalated
+requests already hold both answers (the local attempt and the cloud's), so they are scored
+too, with no extra call. The report turns the samples into an estimated quality retention
+(:mod:`router.analysis.quality`).
+
+The pure parts (:func:`is_sampled`, :func:`judge_messages`, :func:`parse_verdict`,
+:func:`agreement`) take data and return data; :class:`ShadowSampler` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .cost import price_call
+from ..policy import Policy
+from ..providers.tier_client import TierCallError, TierClient
+from ..store.records import RequestRecord, ShadowRecord
+from ..request.parse import ChatRequest, message_text
+from ..scoring.embedder import Embedder
+from ..store.base import RequestStore
+
+__all__ = ["ShadowSampler", "is_sampled", "judge_messages", "parse_verdict", "agreement"]
+
+log = logging.getLogger(__name__)
+
+# OpenAI parameters not sent with a shadow call: log-probabilities and extra choices are
+# not needed to compare answers and would only cost more.
+_DROPPED_PARAMS = ("logprobs", "top_logprobs", "n", "stream_options")
+
+
+def is_sampled(request_id: str, rate: float) -> bool:
+    """True for a ``rate`` share of request ids (SHA-256 of the id read as a number in [0, 1))."""
+    if rate <= 0:
+        return False
+    if rate >= 1:
+        return True
+    h = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
+    return h / 2**64 < rate
+
+
+def agreement(similarity: float | None, verdict: bool | None, agree_at: float) -> bool | None:
+    """Whether the local answer counts as as good as the cloud's: the judge's verdict when
+    there is one, else ``similarity >= agree_at``; None when neither is known."""
+    if verdict is not None:
+        return verdict
+    if similarity is None:
+        return None
+    return similarity >= agree_at
+
+
+def judge_messages(question: str, reference: str, candidate: str) -> list[dict[str, str]]:
+    """Chat turns asking a judge model whether ``candidate`` (the local answer) is as good
+    as ``reference`` (the cloud answer) for ``question``; it is told to reply YES or NO."""
+    return [
+        {"role": "system", "content": (
+            "You compare two answers to the same request. Answer A is the reference. Reply with one "
+            "word: YES if answer B is as good as answer A (as correct, helpful and complete), NO otherwise.")},
+        {"role": "user", "content": (
+            f"Request:\n{question}\n\nAnswer A (reference):\n{reference}\n\nAnswer B:\n{candidate}\n\n"
+            "Is answer B as good as answer A? Reply YES or NO.")},
+    ]
+
+
+def parse_verdict(text: str) -> bool | None:
+    """The judge's verdict: True for a reply starting with YES, False for NO, else None."""
+    words = text.strip().strip("*\"'`.").split()
+    if not words:
+        return None
+    first = words[0].strip(".,:;!*\"'`").upper()
+    return {"YES": True, "NO": False}.get(first)
+
+
+def _similarity(embedder: Embedder, a: str, b: str) -> float:
+    if not a.strip() or not b.strip():
+        return 1.0 if not a.strip() and not b.strip() else 0.0
+    vectors = embedder.encode([a, b])
+    return float(np.dot(vectors[0], vectors[1]))
+
+
+class ShadowSampler:
+    """Takes quality samples of logged requests in the background.
+
+    Args:
+        policy: its ``shadow`` section (rate, agree_at, judge_tier, max_in_flight) and tiers.
+        client: calls the cloud and judge tiers.
+        store: where samples are written (``record_shadow``).
+        embedder: MiniLM encoder for the similarity; a new lazily loaded one when None.
+
+    Attributes:
+        skipped: samples not taken because ``max_in_flight`` were already running.
+    """
+
+    def __init__(self, policy: Policy, client: TierClient, store: RequestStore, embedder: Embedder | None = None) -> None:
+        self.policy = policy
+        self.client = client
+        self.store = store
+        self._embedder = embedder
+        self._tasks: set[asyncio.Task] = set()
+        self._shadow_calls = 0
+        self.skipped = 0
+
+    @property
+    def embedder(self) -> Embedder:
+        """The encoder used for agreement (created on first use)."""
+        if self._embedder is None:
+            self._embedder = Embedder()
+        return self._embedder
+
+    def consider(self, record: RequestRecord, request: ChatRequest, answer_text: str, local_text: str | None = None) -> None:
+        """Schedule the samples a just-logged request calls for; returns at once.
+
+        Args:
+            record: the logged request; only ``ok`` ones are sampled.
+            request: its parsed body (turns and parameters are resent to the cloud tier).
+            answer_text: the answer the client got.
+            local_text: the local attempt's answer when the request was escalated.
+        """
+        cfg = self.policy.shadow
+        if cfg.rate <= 0 or record.status != "ok":
+            return
+        if record.escalated and local_text is not None:
+            self._spawn(self._score_escalation(record, request, local_text, answer_text))
+        elif record.local and self.policy.cloud.available and is_sampled(record.id, cfg.rate):
+            if self._shadow_calls >= cfg.max_in_flight:
+                self.skipped += 1
+                log.warning("shadow sample of %s skipped: %d already running", record.id, self._shadow_calls)
+                return
+            self._spawn(self._shadow(record, request, answer_text))
+
+    async def drain(self) -> None:
+        """Wait for the samples still running."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- background work -----------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _shadow(self, record: RequestRecord, request: ChatRequest, local_text: str) -> None:
+        self._shadow_calls += 1
+        try:
+            name = self.policy.routing.cloud_tier
+            tier = self.policy.tiers[name]
+            sample = ShadowRecord(record.id, time.time(), "shadow", name, tier.model, local_text=local_text)
+            params = {k: v for k, v in request.params.items() if k not in _DROPPED_PARAMS}
+            try:
+                result = await self.client.complete(name, request.messages_as_dicts(), params)
+            except TierCallError as err:
+                sample.status, sample.error = "error", str(err)[:500]
+            else:
+                sample.cloud_text = result.text
+                sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, result.completion_tokens
+                sample.cached_prompt_tokens, sample.latency_ms = result.cached_prompt_tokens, result.latency_ms
+                sample.cost_usd, sample.price_source = await asyncio.to_thread(
+                    price_call, tier, result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens,
+                    result.latency_ms)
+                await self._agree(sample, request)
+            await asyncio.to_thread(self.store.record_shadow, sample)
+        except Exception:
+            log.exception("shadow sample of request %s failed", record.id)
+        finally:
+            self._shadow_calls -= 1
+
+    async def _score_escalation(self, record: RequestRecord, request: ChatRequest, local_text: str, cloud_text: str) -> None:
+        try:
+            name = self.policy.routing.cloud_tier
+            sample = ShadowRecord(record.id, time.time(), "escalation", name, self.policy.tiers[name].model,
+                                  local_text=local_text, cloud_text=cloud_text, cost_usd=0.0)
+            await self._agree(sample, request)
+            await asyncio.to_thread(self.store.record_shadow, sample)
+        except Exception:
+            log.exception("escalation sample of request %s failed", record.id)
+
+    async def _agree(self, sample: ShadowRecord, request: ChatRequest) -> None:
+        """Fill similarity, judge fields and ``agrees`` of a sample holding both answers."""
+        sample.similarity = await asyncio.to_thread(_similarity, self.embedder, sample.local_text, sample.cloud_text)
+        judge = self.policy.shadow.judge_tier
+        if judge is not None:
+            await self._judge(sample, request, judge)
+        sample.agrees = agreement(sample.similarity, sample.judge_verdict, self.policy.shadow.agree_at)
+
+    async def _judge(self, sample: ShadowRecord, request: ChatRequest, judge: str) -> None:
+        tier = self.policy.tiers[judge]
+        sample.judge_model = tier.model
+        question = next((message_text(m) for m in reversed(request.messages) if m.role == "user"), "")
+        params: dict[str, Any] = {"max_tokens": 4, "temperature": 0}
+        try:
+            result = await self.client.complete(judge, judge_messages(question, sample.cloud_text, sample.local_text), params)
+        except TierCallError as err:
+            log.warning("judge %s failed on request %s: %s", judge, sample.request_id, err)
+            return
+        sample.judge_verdict = parse_verdict(result.text)
+        sample.judge_cost_usd = (await asyncio.to_thread(
+            price_call, tier, result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens,
+            result.latency_ms))[0]

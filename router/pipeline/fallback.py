@@ -1,0 +1,121 @@
+"""The fallback layer: what happens when a tier call fails or its budget refuses it.
+
+One place for the three situations the answer and stream paths share:
+
+- the first call (or stream opening) failed before any byte reached the client:
+  :func:`recover` calls the fallback tier (cloud -> local with ``on_cloud_unavailable:
+  local``; local -> cloud when it is available), or raises the client-visible error;
+- a budget refused a cloud call: :func:`refuse` applies ``budgets.on_exhausted`` (the local
+  tier answers, degraded, or a 429);
+- an escalation failed: :func:`escalation_failed` keeps the local answer and says why.
+
+It catches only :class:`TierCallError` and :class:`BudgetRefused`, the errors of the
+attempts layer below it (:mod:`router.providers.attempts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ..errors import BudgetExceededError, InvalidRequestError, UpstreamError, upstream_error_for
+from ..guards.reserve import BudgetRefused
+from ..ledger import metrics
+from ..policy import Policy
+from ..providers.tier_client import CallResult, TierCallError
+from ..routing.decide import AUTO, Decision
+from .exchange import Exchange
+
+__all__ = ["fallback_tier", "refuse", "recover", "escalation_failed"]
+
+Call = Callable[[Exchange, str, str], Awaitable[CallResult]]
+"""``(exchange, tier, purpose) -> result``: one call of a tier with the request's turns."""
+
+
+def fallback_tier(policy: Policy, tier: str, decision: Decision) -> str | None:
+    """The tier that answers when ``tier`` failed, or None (pure): cloud -> local with
+    ``on_cloud_unavailable: local``, local -> cloud when it is available; never a forbidden one."""
+    routing = policy.routing
+    if tier == routing.cloud_tier and routing.on_cloud_unavailable == "local":
+        alt = routing.local_tier
+    elif tier == routing.local_tier and policy.cloud.available:
+        alt = routing.cloud_tier
+    else:
+        return None
+    return None if alt in decision.forbidden else alt
+
+
+def refuse(ex: Exchange, refused: BudgetRefused, policy: Policy) -> None:
+    """Apply ``budgets.on_exhausted`` to a refused cloud call: note it (the local tier
+    answers, ``x-router-degraded``) or raise the 429.
+
+    Raises:
+        BudgetExceededError: ``on_exhausted`` is ``reject``.
+    """
+    action = policy.budgets.on_exhausted
+    metrics.budget_rejection(action)
+    if action == "reject":
+        raise BudgetExceededError(
+            f"The cloud budget of this API key is spent: {refused}. budgets.on_exhausted is 'reject'."
+        ) from refused
+    ex.record.degraded = True
+    ex.note(f"{refused}, local tier answers")
+
+
+def escalation_failed(ex: Exchange, err: Exception, policy: Policy) -> None:
+    """An escalation call failed or was refused: the local answer is kept (noted on ``ex``).
+
+    Raises:
+        BudgetExceededError: the budget refused it and ``on_exhausted`` is ``reject``.
+    """
+    if isinstance(err, BudgetRefused):
+        refuse(ex, err, policy)
+        return
+    ex.record.degraded = True
+    ex.note(f"escalation failed ({err.status}), kept local answer")
+
+
+async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, purpose: str = "fallback") -> CallResult:
+    """The fallback tier's call; its failure is the client's error."""
+    try:
+        return await call(ex, tier, purpose)
+    except TierCallError as err:
+        raise upstream_error_for(err.status, str(err)) from err
+    except BudgetRefused as refused:
+        if policy.budgets.on_exhausted == "reject":
+            refuse(ex, refused, policy)
+        raise UpstreamError(f"Tier '{tier}' was needed as a fallback but its budget refused the call: {refused}.") from refused
+
+
+async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call: Call) -> tuple[str, CallResult]:
+    """Answer after the first call to ``tier`` failed with ``err`` before any byte was sent.
+
+    Returns:
+        (tier that answered, its result).
+
+    Raises:
+        RouterError: the client-visible error (400 ``upstream_rejected`` for a request the
+            provider refused; 429 when the budget refuses with ``reject``; the upstream's
+            status when no fallback tier exists or it failed too).
+    """
+    if isinstance(err, BudgetRefused):
+        refuse(ex, err, policy)
+        local = policy.routing.local_tier
+        return local, await _fallback_call(ex, local, policy, call)
+    if not isinstance(err, TierCallError):
+        raise err
+    # A routed request the local tier rejects as malformed (a strict server's shape rules)
+    # may still suit the cloud tier: escalate it instead of surfacing the 400.
+    routed_local = ex.decision.model == AUTO and tier == policy.routing.local_tier
+    alt = fallback_tier(policy, tier, ex.decision)
+    if err.client_fault and (not routed_local or alt is None):
+        raise InvalidRequestError(str(err), code="upstream_rejected") from err
+    if alt is None:
+        raise upstream_error_for(err.status, str(err)) from err
+    if err.client_fault:
+        ex.record.escalated = True
+        ex.note(f"{tier} rejected the request ({err.status}), escalated to {alt}")
+        return alt, await _fallback_call(ex, alt, policy, call, "escalation")
+    ex.note(f"{tier} failed ({err.status}), fell back to {alt}")
+    ex.record.degraded = ex.record.degraded or tier == policy.routing.cloud_tier
+    return alt, await _fallback_call(ex, alt, policy, call)
+

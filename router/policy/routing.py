@@ -1,0 +1,81 @@
+"""Policy section ``routing``: the local and cloud tiers, the classifier and its threshold."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import _Strict
+
+__all__ = ["ClassifierConfig", "SessionConfig", "RoutingConfig"]
+
+
+class ClassifierConfig(_Strict):
+    """The difficulty classifier: an artifact directory and the decision threshold.
+
+    Set either ``threshold`` or ``target_cloud_share``; the latter picks the threshold
+    from the artifact card's held-out ``score_quantiles``
+    (:func:`router.routing.threshold.threshold_for_cloud_share`).
+    """
+
+    kind: Literal["embedding", "rules"] = Field(
+        "embedding", description="'embedding': the artifact's model over the request's embedding; 'rules': "
+        "keyword/structure weights (router/scoring/rules.py), no model, no embedding, 0 ms; artifact is then unused")
+    artifact: str = Field("builtin", description="'builtin' (shipped in the package), 'builtin:<name>' "
+                                                 "(another shipped artifact, e.g. builtin:smollm2-local) or a directory")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="route to the cloud tier when P(needs cloud) >= threshold"
+    )
+    target_cloud_share: float | None = Field(
+        None, ge=0, le=1,
+        description="instead of threshold: share of requests to send to the cloud tier "
+        "(threshold read from the artifact card's held-out score quantiles)",
+    )
+    context_turns: int = Field(
+        2, ge=0, description="earlier turns embedded with the last user turn"
+    )
+    max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
+    threads: int | None = Field(
+        1, ge=1,
+        description="CPU threads of the MiniLM embedding (torch, process-wide); None = torch's default (all "
+        "cores). 1 is fastest on a box whose cores are busy (2 spinning threads were 2-10x slower there); "
+        "concurrent decisions are batched instead",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="number format of the MiniLM embedding's matrix products: 'auto' = bf16 where the CPU "
+        "computes it natively (AVX512-BF16, AMX; ~35% faster, embeddings at cosine 0.99999 of fp32), else fp32",
+    )
+
+    @model_validator(mode="after")
+    def _threshold_or_share(self) -> "ClassifierConfig":
+        if self.target_cloud_share is not None and "threshold" in self.model_fields_set:
+            raise ValueError("set either threshold or target_cloud_share, not both")
+        return self
+
+
+class SessionConfig(_Strict):
+    """``routing.session``: whether the turns of one conversation keep the tier of the previous
+    turn (``sticky``) or are routed one by one (``per_turn``); see :mod:`router.routing.session`."""
+
+    mode: Literal["sticky", "per_turn"] = Field("sticky", description="sticky: keep the previous turn's tier")
+    ttl_s: float = Field(1800.0, gt=0, description="seconds a session is remembered after its last turn")
+    allow_upgrade: bool = Field(True, description="sticky: a turn routed to the cloud moves the session there")
+    allow_downgrade: bool = Field(
+        False, description="sticky: a turn routed locally may leave the cloud (when it saves more than the "
+                           "cached prefix is worth)")
+    max_switches: int | None = Field(None, ge=0, description="tier switches per session, then it stays (None: no cap)")
+
+
+class RoutingConfig(_Strict):
+    """Which tier is local, which is cloud, and what to do when the cloud is unavailable."""
+
+    local_tier: str = Field("local", description="tier that answers easy requests")
+    cloud_tier: str = Field("cloud", description="tier that answers hard and escalated requests")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    on_cloud_unavailable: Literal["local", "error"] = Field(
+        "local",
+        description="'local': answer from the local tier and mark x-router-degraded; 'error': 503",
+    )
+    session: SessionConfig = Field(default_factory=SessionConfig)

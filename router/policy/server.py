@@ -1,0 +1,68 @@
+"""Policy sections ``server``, ``log`` and ``store``: the HTTP edge and where requests are logged."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import _Strict
+
+__all__ = ["ServerConfig", "LogConfig", "StoreConfig"]
+
+
+class ServerConfig(_Strict):
+    """HTTP surface of the proxy itself: limits and client authentication."""
+
+    max_request_bytes: int = Field(
+        4_000_000, ge=1024, description="largest accepted request body (bytes); larger gets 413"
+    )
+    require_api_key: bool = Field(
+        False,
+        description="answer 401 to /v1/* requests whose Bearer key is neither in api_keys nor in "
+        "the environment variable named by api_keys_env",
+    )
+    api_keys_env: str = Field(
+        "SLM_ROUTER_API_KEYS", description="environment variable holding extra proxy keys, comma-separated"
+    )
+    strict_requests: bool = Field(
+        False, description="answer 400 naming the field to a request with fields this router does not forward "
+                           "(api_base, api_key, unknown ones, extra keys inside tools[]); false drops them and "
+                           "names them in x-router-reason"
+    )
+
+
+class LogConfig(_Strict):
+    """Where every request and model call is recorded (``path`` is used by the sqlite store)."""
+
+    store: Literal["sqlite", "redis"] | None = Field(
+        None, description="older spelling of the top-level 'store' choice; must agree with it when both are set"
+    )
+    path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
+
+
+class StoreConfig(_Strict):
+    """Where shared state lives: the request log, caches, budgets and rate limits.
+
+    ``sqlite`` (embedded default): the log in ``log.path``, the rest in process memory (one
+    process). ``redis``: everything on the Redis at ``url``, shared by every replica. The
+    YAML may say just ``store: sqlite`` or ``store: redis``.
+    """
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis://, rediss://, unix://)")
+    prefix: str = Field("slm-router", min_length=1, description="prefix of every Redis key")
+    spool_dir: str = Field(
+        "slm-router-spool", description="log records wait here on local disk while Redis is unreachable"
+    )
+    timeout_ms: float = Field(
+        1000, gt=0, description="Redis connect and command timeout (ms); a timeout counts as an outage"
+    )
+    retry_interval_s: float = Field(
+        1.0, gt=0, description="after a Redis failure, seconds before it is tried again (meanwhile: degraded)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"backend": value} if isinstance(value, str) else value

@@ -1,0 +1,100 @@
+"""Server-sent events that carry no ``data:`` field are dropped before litellm reads a stream.
+
+The SSE spec (WHATWG HTML, "Interpreting an event stream") dispatches an event only when
+its data buffer is non-empty: a block of only ``event: ping``, ``id: 5``, ``retry: 1000``
+or ``: comment`` lines dispatches nothing. The ``openai`` SDK that litellm uses for
+OpenAI-compatible tiers parses every block as JSON instead, so one keep-alive ``event: ping``
+from an upstream (llama.cpp servers, proxies, Anthropic-style gateways) failed the whole
+call. :class:`SSEDataOnlyTransport` wraps the HTTP transport litellm is given
+(``litellm.aclient_session``, a documented setting) and removes such blocks, and comment
+lines inside blocks, from ``text/event-stream`` bodies. Other bodies pass untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+__all__ = ["SSEDataOnlyTransport", "filter_sse_blocks", "install"]
+
+
+def _has_data(block: bytes) -> bool:
+    return any(line == b"data" or line.startswith(b"data:") for line in block.split(b"\n"))
+
+
+def _without_comments(block: bytes) -> bytes:
+    return b"\n".join(line for line in block.split(b"\n") if not line.startswith(b":"))
+
+
+async def filter_sse_blocks(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield the event blocks of an SSE byte stream that hold a ``data`` field, each ending
+    with a blank line; line endings are normalised to ``\\n`` (CRLF and CR are both valid SSE)."""
+    buffer = b""
+    pending_cr = False
+    async for piece in chunks:
+        if pending_cr:
+            piece = b"\r" + piece
+            pending_cr = False
+        if piece.endswith(b"\r"):  # a CRLF may be split across reads
+            piece, pending_cr = piece[:-1], True
+        buffer += piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            if _has_data(block):
+                yield _without_comments(block) + b"\n\n"
+    if pending_cr:
+        buffer += b"\n"
+    if buffer.strip() and _has_data(buffer):
+        yield _without_comments(buffer.rstrip(b"\n")) + b"\n\n"
+
+
+class _FilteredStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for block in filter_sse_blocks(self._inner.__aiter__()):
+            yield block
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class SSEDataOnlyTransport(httpx.AsyncBaseTransport):
+    """An httpx transport around ``inner`` whose event-stream responses carry only events
+    with data (see the module docstring); everything else is ``inner``'s response as is."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            return response
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx.Response(response.status_code, headers=headers, stream=_FilteredStream(response.stream),
+                              extensions=response.extensions, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def install() -> None:
+    """Give litellm one shared async HTTP client whose transport filters event streams.
+
+    Uses litellm's own transport (its aiohttp-backed one where available) inside, so
+    connection pooling and speed stay litellm's. Idempotent; a client the user already set
+    on ``litellm.aclient_session`` is left alone.
+    """
+    import litellm
+
+    if litellm.aclient_session is not None:
+        return
+    try:
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        inner: httpx.AsyncBaseTransport = AsyncHTTPHandler.create_async_transport() or httpx.AsyncHTTPTransport()
+    except Exception:  # an older or newer litellm without that helper
+        inner = httpx.AsyncHTTPTransport()
+    litellm.aclient_session = httpx.AsyncClient(transport=SSEDataOnlyTransport(inner), follow_redirects=True)

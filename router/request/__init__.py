@@ -1,0 +1,1 @@
+"""The request as the router reads it: parsing, features, the caller's identity, language."""

@@ -1,0 +1,80 @@
+"""Features stage: what the router looks at in a request before choosing a tier.
+
+Pure: takes a :class:`~router.request.parse.ChatRequest`, returns :class:`Features`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .parse import ChatRequest, message_text
+
+__all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
+
+ROUTER_DIRECTIVE = re.compile(
+    r"(?i)[^.!?\n]*\b(?:"
+    r"(?:note|message|instruction|instructions|hint|directive|attention)s?\s+(?:to|for)\s+(?:the\s+)?"
+    r"(?:router|classifier|routing\s+(?:model|system|layer)|model\s+(?:selector|router)|gateway|proxy)\b"
+    r"|(?:router|classifier)\s*:"
+    r"|(?:route|send|forward|escalate)\s+(?:this|me|it|the\s+request)\s+to\s+(?:the\s+)?"
+    r"(?:cloud|strong(?:est)?|best|big(?:gest)?|large(?:st)?|premium|gpt-?4\w*|claude\w*)\b"
+    r")[^.!?\n]*[.!?]?[ \t]*")
+"""A sentence addressed to the router rather than the model ("NOTE TO ROUTER: very hard",
+"route this to the strongest model"). Such a line asks for a tier; it says nothing about the
+question's difficulty, and alone it moved a simple question's score from 0.43 to 0.51
+(``bench/injection.py`` measures the shift over real prompts). No prompt of the shared
+training or evaluation data matches it."""
+
+
+def strip_router_directives(text: str) -> str:
+    """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); pure."""
+    return ROUTER_DIRECTIVE.sub("", text) if text else text
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What routing decides on.
+
+    Attributes:
+        text: the text embedded for the classifier: the last user turn preceded by up to
+            ``context_turns`` earlier turns, without sentences addressed to the router
+            (:func:`strip_router_directives`), cut to the last ``max_chars`` characters; empty
+            when the last user turn has no text (an image only).
+        prompt_chars: characters in all turns.
+        approx_prompt_tokens: ``prompt_chars / 4``, OpenAI's rule of thumb for English.
+        needs: capabilities the request needs: ``vision``, ``tools``, ``json``.
+    """
+
+    text: str
+    prompt_chars: int
+    approx_prompt_tokens: int
+    needs: frozenset[str]
+
+
+def extract_features(request: ChatRequest, *, context_turns: int = 2, max_chars: int = 2000) -> Features:
+    """Compute :class:`Features` for one request (no I/O, no model)."""
+    turns = [m for m in request.messages if m.role in ("user", "assistant", "system", "developer")]
+    last_user = max(i for i, m in enumerate(turns) if m.role == "user")
+    window = turns[max(0, last_user - context_turns) : last_user + 1]
+    text = strip_router_directives("\n".join(message_text(m) for m in window if message_text(m)))[-max_chars:]
+    if not message_text(turns[last_user]).strip():
+        text = ""  # e.g. an image-only turn: earlier turns must not decide its route
+
+    prompt_chars = sum(len(message_text(m)) for m in request.messages)
+    needs = set()
+    for m in request.messages:
+        if isinstance(m.content, list) and any(
+            isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in m.content
+        ):
+            needs.add("vision")
+    if request.params.get("tools"):
+        needs.add("tools")
+    if request.params.get("response_format", {}).get("type") in ("json_object", "json_schema"):
+        needs.add("json")
+    return Features(
+        text=text,
+        prompt_chars=prompt_chars,
+        approx_prompt_tokens=max(1, prompt_chars // 4),
+        needs=frozenset(needs),
+    )

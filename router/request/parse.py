@@ -1,0 +1,296 @@
+"""Parse stage: turn a client's JSON body into a validated :class:`ChatRequest`.
+
+Only what routing needs is typed; every other OpenAI parameter is kept in
+``ChatRequest.params`` and passed to the tier unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+
+from ..errors import InvalidRequestError
+
+__all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
+           "CONTENT_PART_TYPES"]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Parameters forwarded to a tier as given; anything else in the body is ignored.
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "user",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "logit_bias",
+    "functions",
+    "function_call",
+    "reasoning_effort",
+)
+# Read by the router itself, never forwarded.
+_ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
+
+
+class SamplingParams(BaseModel):
+    """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
+    before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
+    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences). Other fields pass
+    through unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    n: StrictInt | None = Field(None, ge=1, le=128)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
+    logprobs: StrictBool | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    seed: StrictInt | None = None
+    stop: str | list[str] | None = Field(None, max_length=4)
+
+
+CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+"""Content part types of OpenAI's chat messages; any other is a client error."""
+
+
+class Message(BaseModel):
+    """One chat turn. ``content`` is a string, a list of OpenAI content parts, or None."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """A validated chat-completions request.
+
+    Attributes:
+        model: ``auto`` or a tier name.
+        messages: at least one turn; the last user turn has non-empty text.
+        stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
+        metadata: OpenAI's ``metadata`` (string keys and values); routing rules can match
+            on it; not forwarded to the tier.
+        params: other OpenAI parameters, forwarded to the tier unchanged.
+        ignored_fields: names of body fields that were dropped, never forwarded: anything
+            outside the OpenAI chat parameters above, such as ``api_base``, ``base_url`` or
+            ``api_key`` (a client can never redirect the proxy or supply a provider key).
+    """
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    ignored_fields: list[str] = Field(default_factory=list)
+
+    @property
+    def include_usage(self) -> bool:
+        """True when a streaming client asked for the final usage chunk."""
+        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
+
+    def messages_as_dicts(self) -> list[dict[str, Any]]:
+        """The turns as plain dicts, as litellm takes them: every field as the client sent it
+        (an assistant tool-call turn keeps `content: null`; strict servers reject it missing)."""
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
+
+
+def message_text(message: Message | dict[str, Any]) -> str:
+    """Text of one turn: the string content, or the text parts joined by newlines."""
+    content = message.content if isinstance(message, Message) else message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
+def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, str | None]:
+    first = err.errors()[0]
+    loc = [*prefix, *first["loc"]]
+    if loc and loc[0] == "params":
+        loc = loc[1:]
+    # messages.0.content.str -> messages[0].content (OpenAI's own spelling of a field path)
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        elif parts and p in ("str", "list[dict[str,any]]", "none", "list[str]", "int", "float", "bool"):
+            continue  # pydantic's name of a union branch, not a field
+        else:
+            parts.append(str(p))
+    param = ".".join(parts) or None
+    if first["type"] == "missing":
+        return f"Missing required parameter: '{param}'.", param
+    return f"Invalid value for '{param}': {first['msg']}.", param
+
+
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string in ``value`` that is not valid
+    Unicode (a lone UTF-16 surrogate, which JSON's ``\\ud800`` escape and Python's
+    ``surrogatepass`` decoding of raw bytes ``ED A0 80`` both produce), or None. Such a string
+    cannot be encoded as UTF-8, so a tokenizer or a provider would fail on it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found = _lone_surrogate_path(key, sub) or _lone_surrogate_path(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+_TOOL_KEYS = frozenset({"type", "function"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def _openai_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``tools`` with only the keys of OpenAI's tool shape (a client-side ``api_base`` or
+    ``api_key`` inside an entry is never forwarded), and the dropped keys' paths."""
+    cleaned, dropped = [], []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        dropped += [f"tools[{i}].{k}" for k in tool if k not in _TOOL_KEYS]
+        dropped += [f"tools[{i}].function.{k}" for k in fn if k not in _FUNCTION_KEYS]
+        cleaned.append({**{k: v for k, v in tool.items() if k in _TOOL_KEYS},
+                        "function": {k: v for k, v in fn.items() if k in _FUNCTION_KEYS}})
+    return cleaned, dropped
+
+
+RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+"""OpenAI's ``response_format.type`` values."""
+
+
+def _check_tools_and_format(params: dict[str, Any]) -> None:
+    """OpenAI's shapes of ``tools`` (a list of ``{"type": "function", "function": {"name", ...}}``),
+    ``tool_choice`` and ``response_format`` (``type`` one of text, json_object, json_schema;
+    json_schema needs ``json_schema.schema`` or a name). Raises InvalidRequestError naming the param."""
+    tools = params.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise InvalidRequestError(f"Invalid type for 'tools': expected an array of tools, got {type(tools).__name__}.",
+                                      param="tools")
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise InvalidRequestError(
+                    f"Invalid value for 'tools[{i}]': expected {{\"type\": \"function\", \"function\": "
+                    "{\"name\": ..., \"parameters\": ...}}.", param=f"tools[{i}]")
+    choice = params.get("tool_choice")
+    if choice is not None and not (choice in ("none", "auto", "required") or (
+            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str))):
+        raise InvalidRequestError("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
+                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}.", param="tool_choice")
+    fmt = params.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in RESPONSE_FORMAT_TYPES:
+            raise InvalidRequestError(
+                f"Invalid value for 'response_format.type': {kind!r}; expected one of "
+                f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
+        if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+            raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
+                                      param="response_format.json_schema")
+
+
+def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
+    """Validate a chat-completions body (raw bytes or already-decoded JSON).
+
+    Raises:
+        InvalidRequestError: the body is not JSON, holds a string that is not valid Unicode
+            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, or the last
+            user turn is empty. ``param`` names the field.
+    """
+    if isinstance(body, (bytes, str)):
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InvalidRequestError(
+                f"We could not parse the JSON body of your request ({err}).", code="invalid_json"
+            ) from None
+    else:
+        data = body
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    bad = _lone_surrogate_path(data)
+    if bad:
+        raise InvalidRequestError(
+            f"Invalid value for '{bad}': the string is not valid Unicode (a lone UTF-16 surrogate); "
+            "send UTF-8 text.", param=bad)
+
+    fields = {k: data[k] for k in _ROUTER_FIELDS if data.get(k) is not None}
+    fields["params"] = {k: data[k] for k in _PASSTHROUGH if k in data and data[k] is not None}
+    fields["ignored_fields"] = sorted(k for k in data if k not in _ROUTER_FIELDS and k not in _PASSTHROUGH)
+    try:
+        SamplingParams.model_validate(fields["params"])
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+    _check_tools_and_format(fields["params"])
+    if fields["params"].get("tools"):
+        fields["params"]["tools"], dropped = _openai_tools(fields["params"]["tools"])
+        fields["ignored_fields"] = sorted(fields["ignored_fields"] + dropped)
+    try:
+        request = ChatRequest.model_validate(fields)
+    except ValidationError as err:
+        message, param = _validation_message(err)
+        raise InvalidRequestError(message, param=param) from None
+
+    for i, m in enumerate(request.messages):
+        for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
+            if part.get("type") not in CONTENT_PART_TYPES:
+                raise InvalidRequestError(
+                    f"Invalid value for 'messages[{i}].content[{j}].type': {part.get('type')!r}; expected one of "
+                    f"{', '.join(sorted(CONTENT_PART_TYPES))}.",
+                    param=f"messages[{i}].content[{j}].type",
+                )
+
+    for i, m in enumerate(request.messages):
+        if m.role not in ROLES:
+            raise InvalidRequestError(
+                f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
+                f"{', '.join(sorted(ROLES))}.",
+                param=f"messages[{i}].role",
+            )
+    user_turns = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    if not user_turns:
+        raise InvalidRequestError("'messages' must contain at least one user turn.", param="messages")
+    last = user_turns[-1]
+    if not message_text(request.messages[last]).strip() and not isinstance(request.messages[last].content, list):
+        raise InvalidRequestError(
+            f"'messages[{last}].content' is empty; send the text to answer.",
+            param=f"messages[{last}].content",
+            code="empty_content",
+        )
+    return request
