@@ -610,3 +610,23 @@ def test_an_unpriced_cloud_tier_counts_no_savings(cloud_up, local_up, tmp_path):
     summary = summary.get("summary", summary)
     assert summary["savings_usd"] == 0 and summary["all_cloud_usd"] == 0
     assert summary["unknown_counterfactual"] == 2
+
+
+def test_broken_http_framing_gets_openai_json(proxy):
+    import socket
+
+    body = b'{"model": "cloud", "messages": [{"role": "user", "content": "hi"}]}'
+    raw = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: 10\r\n\r\n" + body)  # 10 is shorter than the body: the rest is garbage
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            piece = s.recv(65536)
+            if not piece:
+                break
+            data += piece
+    last = data[data.rfind(b"HTTP/1.1 "):]
+    head, _, payload = last.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower()
+    assert json.loads(payload)["error"]["code"] == "invalid_http"

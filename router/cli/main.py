@@ -73,6 +73,8 @@ def serve(
 
     import uvicorn
 
+    from ..api.http_errors import PROTOCOL as HTTP_PROTOCOL
+
     if policy is None:
         active = _policy(None)
     else:
@@ -110,7 +112,7 @@ def serve(
             os.environ.pop(POLICY_ENV, None)
         os.environ[WARM_UP_ENV] = "1" if warm_up else "0"
         uvicorn.run("router.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
-                    log_level=log_level, access_log=access_log)
+                    log_level=log_level, access_log=access_log, http=HTTP_PROTOCOL)
         return
     from ..errors import RouterError
     from ..api.app import create_app
@@ -119,7 +121,7 @@ def serve(
         app_ = create_app(active, warm_up=warm_up, policy_path=policy, watch=watch)
     except RouterError as err:
         _fail(err.message)
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=access_log, http=HTTP_PROTOCOL)
 
 
 def _prepare_multiprocess_metrics() -> None:
