@@ -113,3 +113,35 @@ def test_keeper_keeps_the_cloud_when_leaving_would_waste_the_cache():
     kept = asyncio.run(turn(3000))
     assert kept.tier == "cloud" and "cached prefix" in kept.reason
     assert asyncio.run(turn(0)).tier == "local"  # nothing cached: leaving saves the whole cloud turn
+
+
+def test_replay_keeps_a_sticky_session_on_the_tier_of_its_previous_turn() -> None:
+    from router.analysis.redecide import SessionReplay, logged_decision
+    from router.store.records import RequestRecord
+
+    policy = Policy.model_validate({
+        "tiers": {"local": {"model": "openai/local-sim", "api_base": "http://127.0.0.1:9/v1",
+                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-x"}},
+        "routing": {"classifier": {"threshold": 0.5}}})
+    per_turn = policy.model_copy(update={"routing": policy.routing.model_copy(update={
+        "session": SessionConfig(mode="per_turn")})})
+
+    def turn(i: int, score: float, tier: str) -> RequestRecord:
+        r = RequestRecord(id=f"r{i}", ts=1000.0 + i, requested_model="auto", score=score, status="ok",
+                          routed_tier=tier, tier=tier, cloud_available=True, session_id="s1", tenant="anonymous")
+        return r
+
+    turns = [turn(1, 0.9, "cloud"), turn(2, 0.1, "cloud")]
+    for p, want in ((policy, "cloud"), (per_turn, "local")):
+        sessions = SessionReplay()
+        tiers = []
+        for r in turns:
+            tiers.append(logged_decision(r, p, None, sessions).tier)
+            sessions.note(r, tiers[-1], p)
+        assert tiers == ["cloud", want]
+    later = turn(3, 0.1, "local")
+    later.ts = 1000.0 + 2 + policy.routing.session.ttl_s + 1  # the session expired
+    sessions = SessionReplay()
+    sessions.note(turns[0], "cloud", policy)
+    assert logged_decision(later, policy, None, sessions).tier == "local"

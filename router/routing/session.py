@@ -36,13 +36,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..policy import SessionConfig
+from dataclasses import replace
+
+from ..ledger.cost import call_cost
+from ..policy import AUTO, Policy, SessionConfig
 
 if TYPE_CHECKING:  # annotations only
     from ..store.records import RequestRecord
+    from .decide import Decision
 
 __all__ = ["SESSION_HEADER", "SessionState", "SwitchCost", "SessionChoice", "session_id", "fingerprint",
-           "choose_tier", "next_state", "switched", "state_key"]
+           "choose_tier", "next_state", "switched", "state_key", "steer", "prices_switch", "switch_cost"]
 
 SESSION_HEADER = "x-session-id"
 MAX_ID_CHARS = 128
@@ -181,3 +185,44 @@ def switched(record: "RequestRecord") -> bool:
     session's previous turn (``session_prev_tier``, None on its first turn)."""
     prev = record.session_prev_tier
     return prev is not None and record.tier is not None and record.tier != prev
+
+
+def prices_switch(decision: "Decision", previous: SessionState | None, policy: Policy) -> bool:
+    """True when :func:`steer` reads the value of leaving the cloud for this turn (a sticky
+    session on the cloud tier that may downgrade, a turn routed locally)."""
+    cfg, routing = policy.routing.session, policy.routing
+    return (previous is not None and cfg.mode == "sticky" and cfg.allow_downgrade
+            and previous.tier == routing.cloud_tier and decision.tier == routing.local_tier)
+
+
+def switch_cost(policy: Policy, prompt_tokens: int, previous: SessionState) -> SwitchCost | None:
+    """:class:`SwitchCost` of leaving the cloud for a turn of ``prompt_tokens`` (the cloud
+    tokenizer's count) after ``previous``; None when a price is unknown."""
+    routing = policy.routing
+    cloud, local = policy.tiers[routing.cloud_tier], policy.tiers[routing.local_tier]
+    cached = min(previous.cached_prompt_tokens, prompt_tokens)
+    completion = previous.completion_tokens
+    cloud_turn = call_cost(cloud, prompt_tokens, completion, cached)
+    local_turn = call_cost(local, prompt_tokens, completion)
+    uncached, cached_usd = call_cost(cloud, cached, 0, 0), call_cost(cloud, cached, 0, cached)
+    if None in (cloud_turn, local_turn, uncached, cached_usd):
+        return None
+    return SwitchCost(saving_usd=cloud_turn - local_turn, lost_cache_usd=uncached - cached_usd)
+
+
+def steer(decision: "Decision", previous: SessionState | None, policy: Policy,
+          cost: SwitchCost | None = None) -> "Decision":
+    """The decision of a session's turn after ``previous`` (None: a new session). Only
+    classifier-routed turns (``model: auto``, scored, not degraded) are steered; forced
+    tiers (model name, rule) keep theirs. Run before the capability filter, live
+    (:class:`router.routing.session_keeper.SessionKeeper`) and in ``replay``."""
+    routing = policy.routing
+    if previous is None or not (decision.model == AUTO and decision.score is not None and not decision.degraded):
+        return decision
+    allowed = {t for t in (routing.local_tier, routing.cloud_tier)
+               if t not in decision.forbidden and policy.tiers[t].available}
+    choice = choose_tier(decision.tier, previous, routing.session, routing.local_tier, routing.cloud_tier, allowed,
+                         cost)
+    if not choice.reason:
+        return decision
+    return replace(decision, tier=choice.tier, reason=f"{decision.reason}; {choice.reason}")

@@ -17,14 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ..analysis.report import answering_call
-from ..ledger.cost import call_cost, count_prompt_tokens
-from ..policy import AUTO, Policy
+from ..ledger.cost import count_prompt_tokens
+from ..policy import Policy
 from ..request.parse import ChatRequest
 from ..request.tenant import ANONYMOUS
 from ..state import SharedState, StateUnavailable
 from ..store.records import RequestRecord
 from .decide import Decision
-from .session import SESSION_HEADER, SessionState, SwitchCost, choose_tier, next_state, session_id, state_key
+from .session import (SESSION_HEADER, SessionState, SwitchCost, next_state, prices_switch, session_id, state_key,
+                      steer, switch_cost)
 
 __all__ = ["SessionTurn", "SessionKeeper"]
 
@@ -55,19 +56,9 @@ class SessionKeeper:
         self.state = state
 
     def _switch_cost(self, request: ChatRequest, previous: SessionState) -> SwitchCost | None:
-        """:class:`router.routing.session.SwitchCost` of leaving the cloud for this turn (blocking:
-        the cloud tokenizer); None when a price is unknown."""
-        routing = self.policy.routing
-        cloud, local = self.policy.tiers[routing.cloud_tier], self.policy.tiers[routing.local_tier]
-        prompt = count_prompt_tokens(cloud, request.messages_as_dicts())
-        cached = min(previous.cached_prompt_tokens, prompt)
-        completion = previous.completion_tokens
-        cloud_turn = call_cost(cloud, prompt, completion, cached)
-        local_turn = call_cost(local, prompt, completion)
-        uncached, cached_usd = call_cost(cloud, cached, 0, 0), call_cost(cloud, cached, 0, cached)
-        if None in (cloud_turn, local_turn, uncached, cached_usd):
-            return None
-        return SwitchCost(saving_usd=cloud_turn - local_turn, lost_cache_usd=uncached - cached_usd)
+        """:func:`router.routing.session.switch_cost` of this turn (blocking: the cloud tokenizer)."""
+        prompt = count_prompt_tokens(self.policy.cloud, request.messages_as_dicts())
+        return switch_cost(self.policy, prompt, previous)
 
     async def steer(self, decision: Decision, request: ChatRequest, headers: Mapping[str, str] | None,
                     tenant: str | None) -> tuple[Decision, SessionTurn | None]:
@@ -94,23 +85,13 @@ class SessionKeeper:
         except ValueError:
             previous = None
         turn = SessionTurn(sid, previous, decision.tier)
-        routing = self.policy.routing
-        steerable = decision.model == AUTO and decision.score is not None and not decision.degraded
-        if previous is None or not steerable:
-            return decision, turn
-        allowed = {t for t in (routing.local_tier, routing.cloud_tier)
-                   if t not in decision.forbidden and self.policy.tiers[t].available}
         cost = None
-        if (self.cfg.mode == "sticky" and self.cfg.allow_downgrade and previous.tier == routing.cloud_tier
-                and decision.tier == routing.local_tier):
+        if prices_switch(decision, previous, self.policy):
             try:
                 cost = await asyncio.to_thread(self._switch_cost, request, previous)
             except Exception:  # noqa: BLE001 - no tokenizer: decide without the cache's value
                 log.exception("pricing a session switch failed")
-        choice = choose_tier(decision.tier, previous, self.cfg, routing.local_tier, routing.cloud_tier, allowed, cost)
-        if choice.reason:
-            decision = replace(decision, tier=choice.tier, reason=f"{decision.reason}; {choice.reason}")
-        return decision, turn
+        return steer(decision, previous, self.policy, cost), turn
 
     async def note(self, record: RequestRecord) -> None:
         """Remember the tier that answered a session's turn (ok or partial answers from the
