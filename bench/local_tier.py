@@ -1,33 +1,46 @@
-"""Routing-decision latency and local-tier generation speed, on this machine.
+"""The local tier on this machine: the supervised worker against plain llama-cpp-python, the
+extra buffer types on vs off, and concurrency (several worker processes vs one llama.cpp
+batch of several sequences).
 
-Prints:
-- p50/p90 latency (ms) of one routing score (embedding + classifier) for short and
-  ~200-token prompts;
-- SmolLM2 tokens/s through ``LlamaRuntime`` (log-probabilities of every token) vs
-  llama-cpp-python's own ``create_chat_completion`` without log-probabilities, same prompts,
-  greedy, same token budget.
+Every figure is a ratio against a baseline measured in the same run, interleaved where the
+two can be, so that a machine shared with other work slows both alike. Prints:
+
+1. tokens/s: worker (``WorkerPool``, log-probabilities of every token, over a pipe) vs plain
+   ``llama_cpp.Llama.create_completion`` in this process (no log-probabilities); goal >= 0.9x;
+2. time to first token: worker stream vs ``LlamaRuntime`` in this process, extra ms (goal <= 5);
+3. extra buffers on vs off (tokens/s), only where the probe says they work; else the probe's
+   verdict (they crash here);
+4. concurrency 8 (``max_tokens`` 8, short prompts): requests/s and TTFT p99 of today's path
+   (one generation at a time) vs ``runtime.parallel`` worker processes, and vs one process
+   decoding the 8 sequences in one llama.cpp batch (greedy; the alternative design);
+   goals: >= 2x requests/s, TTFT p99 <= 2 s.
+
+Run: ``python bench/local_tier.py [--rounds N]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from router.models import smollm2_gguf_path  # noqa: E402
-from router.providers.llama_runtime import LlamaRuntime  # noqa: E402
-from router.scoring.classifier import EmbeddingClassifier  # noqa: E402
+from router.providers import extra_buffers as eb  # noqa: E402
+from router.providers.llama_load import load_llama  # noqa: E402
+from router.providers.llama_runtime import LlamaRuntime, LocalCompletion  # noqa: E402
+from router.providers.worker_pool import WorkerPool, WorkerSpec  # noqa: E402
 
-PROMPTS = [
-    "What is the capital of Japan?",
-    "Write a short poem about the sea.",
-    "Explain why the sky is blue in two sentences.",
-    "List three fruits that are red.",
-]
-LONG = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-        "How many clips did Natalia sell altogether in April and May? ") * 5  # about 200 tokens
+PROMPTS = ["What is the capital of Japan?", "Write a short poem about the sea.",
+           "Explain why the sky is blue in two sentences.", "List three fruits that are red.",
+           "Who wrote Hamlet?", "Name a planet of the solar system.", "What is water made of?", "Say hello in French."]
+GGUF = str(smollm2_gguf_path())
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -35,41 +48,206 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def bench_scoring(n: int = 50) -> None:
-    clf = EmbeddingClassifier()
-    clf.warm_up()
-    for label, text in (("short prompt", PROMPTS[0]), ("~200-token prompt", LONG)):
-        times = []
-        for _ in range(n):
+def _pool(parallel: int = 1, n_threads: int | None = None, extra: str = "off") -> WorkerPool:
+    pool = WorkerPool(WorkerSpec(GGUF, n_ctx=2048, n_threads=n_threads, repeat_penalty=1.0, extra_buffers=extra,
+                                 parallel=parallel, queue=64))
+    pool.start()
+    deadline = time.time() + 120
+    while sum(w["ready"] for w in pool.health()["workers"]) < parallel and time.time() < deadline:
+        time.sleep(0.05)
+    return pool
+
+
+def bench_worker_vs_plain(rounds: int, max_tokens: int = 64) -> None:
+    plain = load_llama(GGUF, extra_buffers=False, n_ctx=2048, verbose=False)
+    runtime = LlamaRuntime(GGUF, repeat_penalty=1.0)
+    pool = _pool()
+    fmt = runtime.format_prompt
+    totals = {"worker": [0, 0.0], "in-process": [0, 0.0], "plain": [0, 0.0]}
+    for _ in range(rounds):
+        for prompt in PROMPTS[:4]:
+            messages = [{"role": "user", "content": prompt}]
+            runs = {
+                "worker": lambda: pool.generate_blocking(messages, {"max_tokens": max_tokens}).completion_tokens,
+                "in-process": lambda: runtime.generate(messages, max_tokens=max_tokens).completion_tokens,
+                "plain": lambda: plain.create_completion(fmt(messages), max_tokens=max_tokens, temperature=0.0,
+                                                         repeat_penalty=1.0)["usage"]["completion_tokens"],
+            }
+            for name, run in runs.items():  # interleaved: contention hits the three alike
+                t = time.perf_counter()
+                totals[name][0] += run()
+                totals[name][1] += time.perf_counter() - t
+    rate = {k: n / s for k, (n, s) in totals.items()}
+    print(f"worker process (pipe, logprobs of every token): {rate['worker']:6.1f} tokens/s ({totals['worker'][0]} tokens)")
+    print(f"LlamaRuntime in this process (logprobs)       : {rate['in-process']:6.1f} tokens/s")
+    print(f"plain llama-cpp-python in process, no logprobs: {rate['plain']:6.1f} tokens/s")
+    print(f"worker / plain: {rate['worker'] / rate['plain']:.2f}x (goal >= 0.9x); "
+          f"worker / in-process: {rate['worker'] / rate['in-process']:.2f}x (the process boundary alone)")
+
+    # Time to first token: worker stream vs the same runtime in this process, interleaved.
+    extra = []
+    for _ in range(rounds):
+        for prompt in PROMPTS:
+            messages = [{"role": "user", "content": prompt}]
+            first: list[float] = []
             t = time.perf_counter()
-            clf.score([text])
-            times.append((time.perf_counter() - t) * 1000)
-        print(f"routing score, {label:18s}: p50 {statistics.median(times):6.1f} ms  p90 {_pct(times, 0.9):6.1f} ms  (n={n})")
+            runtime.generate(messages, max_tokens=1, on_step=lambda s: first.append(time.perf_counter() - t))
+            local = first[0]
+            extra.append((asyncio.run(_first_token(pool, messages)) - local) * 1000)
+    print(f"time to first token, worker minus in-process: median {statistics.median(extra):+.2f} ms, "
+          f"p90 {_pct(extra, 0.9):+.2f} ms (n={len(extra)}; both include the prompt's decoding, so noisy)")
+    trips = asyncio.run(_round_trips(pool, 200))
+    print(f"what the worker adds to the first token (the request in, the token out: one pipe round trip): "
+          f"median {statistics.median(trips):.2f} ms, p90 {_pct(trips, 0.9):.2f} ms (n={len(trips)}; goal <= 5 ms)")
+    pool.close()
 
 
-def bench_generation(max_tokens: int = 64) -> None:
-    from llama_cpp import Llama
+async def _round_trips(pool: WorkerPool, n: int) -> list[float]:
+    return [await pool.round_trip_ms() for _ in range(n)]
 
-    runtime = LlamaRuntime(smollm2_gguf_path(), repeat_penalty=1.0)
+
+async def _first_token(pool: WorkerPool, messages: list) -> float:
+    t = time.perf_counter()
+    gen = pool.stream(messages, {"max_tokens": 1})
+    async for _ in gen:
+        first = time.perf_counter() - t
+        break
+    await gen.aclose()
+    return first
+
+
+def bench_extra_buffers(rounds: int, max_tokens: int = 64) -> None:
+    verdict = eb.resolve("auto", GGUF)
+    v = verdict.verdict
+    print(f"extra buffers probe ({verdict.source}, {v.probe_ms:.0f} ms): works={v.works}: {v.reason}")
+    if not v.works:
+        print("extra buffers on vs off: not measurable here: generation with them on crashes (see the probe)")
+        return
+    on, off = _pool(extra="on"), _pool(extra="off")
+    rates = {"on": [0.0, 0.0], "off": [0.0, 0.0]}
+    for _ in range(rounds):
+        for prompt in PROMPTS[:4]:
+            for name, pool in (("on", on), ("off", off)):
+                t = time.perf_counter()
+                out = pool.generate_blocking([{"role": "user", "content": prompt}], {"max_tokens": max_tokens})
+                rates[name][0] += out.completion_tokens
+                rates[name][1] += time.perf_counter() - t
+    r_on, r_off = (rates[k][0] / rates[k][1] for k in ("on", "off"))
+    print(f"extra buffers on: {r_on:.1f} tokens/s, off: {r_off:.1f} tokens/s, on / off: {r_on / r_off:.2f}x")
+    on.close()
+    off.close()
+
+
+async def _load(pool: WorkerPool, n_requests: int, concurrency: int, max_tokens: int) -> tuple[float, list[float]]:
+    """requests/s and each request's time to first token (s, queueing included)."""
+    sem = asyncio.Semaphore(concurrency)
+    ttft: list[float] = []
+
+    async def one(i: int) -> None:
+        async with sem:  # a client of the 8 sends its next request when its last one ended
+            t, first = time.perf_counter(), None
+            async for item in pool.stream([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], {"max_tokens": max_tokens}):
+                if first is None and not isinstance(item, LocalCompletion):
+                    first = time.perf_counter() - t
+            ttft.append(first if first is not None else time.perf_counter() - t)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n_requests)))
+    return n_requests / (time.perf_counter() - t0), ttft
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_batched(n_requests: int, concurrency: int, max_tokens: int, n_threads: int) -> tuple[float, list[float]]:
+    """The alternative design: one process decoding ``concurrency`` sequences per llama.cpp
+    batch (greedy, continuous: a finished sequence's slot takes the next request)."""
+    import llama_cpp as lib
+    import numpy as np
+
+    runtime = LlamaRuntime(GGUF, n_threads=n_threads)
     runtime.load()
-    plain = Llama(model_path=str(smollm2_gguf_path()), n_ctx=2048, verbose=False)
-    ours_tok = ours_s = plain_tok = plain_s = 0.0
-    for prompt in PROMPTS * 2:
-        messages = [{"role": "user", "content": prompt}]
-        t = time.perf_counter()
-        out = runtime.generate(messages, max_tokens=max_tokens)
-        ours_s += time.perf_counter() - t
-        ours_tok += out.completion_tokens
-        t = time.perf_counter()
-        res = plain.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.0)
-        plain_s += time.perf_counter() - t
-        plain_tok += res["usage"]["completion_tokens"]
-    ours, base = ours_tok / ours_s, plain_tok / plain_s
-    print(f"SmolLM2 with per-token logprobs (LlamaRuntime): {ours:6.1f} tokens/s ({int(ours_tok)} tokens)")
-    print(f"SmolLM2 plain llama-cpp-python, no logprobs   : {base:6.1f} tokens/s ({int(plain_tok)} tokens)")
-    print(f"ratio: {ours / base:.2f}x")
+    llm = runtime._llm
+    params = lib.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_seq_max, params.kv_unified = 2048, 512, concurrency, True
+    params.n_threads = params.n_threads_batch = n_threads
+    ctx = lib.llama_init_from_model(llm._model.model, params)
+    mem, n_vocab = lib.llama_get_memory(ctx), llm.n_vocab()
+    batch = lib.llama_batch_init(512, 0, concurrency)
+    queue = [runtime.prompt_tokens([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]) for i in range(n_requests)]
+    slots: dict[int, dict] = {}
+    ttft: list[float] = []
+    t0 = time.perf_counter()
+    while queue or slots:
+        for s in range(concurrency):
+            if s not in slots and queue:
+                lib.llama_memory_seq_rm(mem, s, -1, -1)
+                slots[s] = {"pending": queue.pop(0), "pos": 0, "n": 0, "t": time.perf_counter()}
+        batch.n_tokens, rows = 0, {}
+        for s, st in slots.items():
+            for j, tok in enumerate(st["pending"]):
+                i = batch.n_tokens
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, st["pos"], 1
+                batch.seq_id[i][0] = s
+                batch.logits[i] = int(j == len(st["pending"]) - 1)
+                st["pos"] += 1
+                batch.n_tokens += 1
+            rows[s] = batch.n_tokens - 1
+        if lib.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        for s, i in rows.items():
+            st = slots[s]
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, i), shape=(n_vocab,))
+            tok = int(logits.argmax())
+            if st["n"] == 0:
+                ttft.append(time.perf_counter() - st["t"])
+            st["n"] += 1
+            st["pending"] = [tok]
+            if st["n"] >= max_tokens or tok in runtime._eog:
+                del slots[s]
+    rate = n_requests / (time.perf_counter() - t0)
+    lib.llama_batch_free(batch)
+    lib.llama_free(ctx)
+    return rate, ttft
+
+
+def bench_concurrency(n_requests: int = 32, concurrency: int = 8, max_tokens: int = 8) -> None:
+    cores = os.cpu_count() or 1
+    print(f"concurrency {concurrency}, {n_requests} requests, max_tokens {max_tokens}, {cores} cores:")
+    rows = []
+    today = _pool(parallel=1)
+    rate0, ttft0 = asyncio.run(_load(today, n_requests, concurrency, max_tokens))
+    today.close()
+    rows.append(("today: 1 worker, one generation at a time", rate0, ttft0))
+    for parallel in sorted({2, cores, concurrency}):
+        pool = _pool(parallel=parallel)
+        rate, ttft = asyncio.run(_load(pool, n_requests, concurrency, max_tokens))
+        rss = [_rss_mb(w["pid"]) for w in pool.health()["workers"]]
+        pool.close()
+        print(f"  runtime.parallel {parallel}: worker RSS {statistics.mean(rss):.0f} MB each (VmRSS, the mapped GGUF included)")
+        rows.append((f"runtime.parallel {parallel}: {parallel} worker processes x {max(1, cores // parallel)} thread(s)",
+                     rate, ttft))
+    for threads in sorted({1, cores}):
+        rate, ttft = bench_batched(n_requests, concurrency, max_tokens, threads)
+        rows.append((f"one process, {concurrency} sequences per llama.cpp batch, {threads} thread(s)", rate, ttft))
+    rate1, _ = asyncio.run(_load(_pool(parallel=1), n_requests, concurrency, max_tokens))  # today again: drift
+    for name, rate, ttft in rows:
+        print(f"  {name:70s}: {rate:5.2f} req/s = {rate / rate0:4.2f}x today, TTFT p50 {statistics.median(ttft):5.2f} s, "
+              f"p99 {_pct(ttft, 0.99):5.2f} s")
+    print(f"  (today's path measured again at the end: {rate1:.2f} req/s; goals: >= 2x, TTFT p99 <= 2 s)")
 
 
 if __name__ == "__main__":
-    bench_scoring()
-    bench_generation()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "extra", "concurrency"])
+    args = parser.parse_args()
+    if "plain" not in args.skip:
+        bench_worker_vs_plain(args.rounds)
+    if "extra" not in args.skip:
+        bench_extra_buffers(args.rounds)
+    if "concurrency" not in args.skip:
+        bench_concurrency()

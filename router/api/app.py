@@ -243,9 +243,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         shared = current.health()
         return {
             "status": "ok" if shared["ok"] else "degraded",
-            "tiers": {name: {"model": t.model, "available": t.available} for name, t in current.policy.tiers.items()},
+            "tiers": {name: {"model": t.model, "available": t.available and shared["local"].get(name, {}).get("ok", True)}
+                      for name, t in current.policy.tiers.items()},
             "store": shared["store"],
             "state": shared["state"],
+            "local": shared["local"],
             "policy_hash": current.policy_hash,
             "last_reload_error": live.last_error,
             "uptime_s": round(time.time() - app.state.started, 1),

@@ -1,4 +1,4 @@
-"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``policy``, and ``train``,
+"""The ``slm-router`` command line: ``serve``, ``report``, ``replay``, ``policy``, ``doctor``, and ``train``,
 ``eval``, ``calibrate``, ``score`` (from :mod:`router.cli.train`).
 
 Bad arguments and invalid policies end with a one-line message and exit code 2.
@@ -288,6 +288,36 @@ def replay(
     for row in replay_rows(result):
         table.add_row(*row)
     console.print(table)
+
+
+@app.command()
+def doctor(
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy YAML; the embedded default when omitted."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object (checks and exit code) for machines."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
+    timeout: float = typer.Option(3.0, min=0.1, help="Seconds per network check (api_base, Redis)."),
+    no_models: bool = typer.Option(False, "--no-models", help="Skip the local generation and the embedder."),
+) -> None:
+    """Check this machine and policy: versions, CPU and llama.cpp build, extra-buffer probe,
+    a local generation, the embedder, the artifact, the policy, each tier, Redis, the log.
+    Exit 0 = fine, 1 = warnings with --strict, 2 = errors."""
+    import json
+
+    from . import doctor as checks
+
+    colour = {"ok": "green", "warning": "yellow", "error": "bold red"}
+
+    def show(c: "checks.Check") -> None:
+        console.print(f"[{colour[c.status]}]{c.status:7s}[/] {c.name}: {c.detail}", highlight=False, markup=True,
+                      soft_wrap=True)
+        if c.fix:
+            console.print(f"        -> {c.fix}", highlight=False, markup=False, soft_wrap=True)
+
+    found = checks.run(policy, timeout_s=timeout, models=not no_models, on_check=None if as_json else show)
+    code = checks.exit_code(found, strict)
+    if as_json:
+        sys.stdout.write(json.dumps({"exit_code": code, "checks": [c.as_dict() for c in found]}, indent=2) + "\n")
+    raise typer.Exit(code=code)
 
 
 # Training, evaluation, calibration and batch scoring live in their own module.

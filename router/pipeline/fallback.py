@@ -95,7 +95,8 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     Raises:
         RouterError: the client-visible error (400 ``upstream_rejected`` for a request the
             provider refused; 429 when the budget refuses with ``reject``; the upstream's
-            status when no fallback tier exists or it failed too).
+            status when no fallback tier exists, the failure allows none (``err.fallback``
+            False: a full local queue under ``on_queue_full: reject``) or it failed too).
     """
     if isinstance(err, BudgetRefused):
         refuse(ex, err, policy)
@@ -106,7 +107,7 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     # A routed request the local tier rejects as malformed (a strict server's shape rules)
     # may still suit the cloud tier: escalate it instead of surfacing the 400.
     routed_local = ex.decision.model == AUTO and tier == policy.routing.local_tier
-    alt = fallback_tier(policy, tier, ex.decision)
+    alt = fallback_tier(policy, tier, ex.decision) if err.fallback else None  # a full local queue may refuse it
     if err.client_fault and (not routed_local or alt is None):
         raise InvalidRequestError(str(err), code="upstream_rejected") from err
     if alt is None:

@@ -149,11 +149,14 @@ class Router:
         return await self._scores.run(text)
 
     def health(self) -> dict[str, Any]:
-        """``{"ok", "store", "state"}``: the request log and the shared state; ``ok`` False
-        while either is degraded (records spooled, caching paused, budgets per on_store_down)."""
+        """``{"ok", "store", "state", "local"}``: the request log, the shared state and the
+        in-process tiers' worker pools; ``ok`` False while one is degraded (records spooled,
+        caching paused, budgets per on_store_down, local workers crashed too often)."""
         store = self.store.health()
         state = self.state.health()
-        return {"ok": bool(store.get("ok", True) and state.get("ok", True)), "store": store, "state": state}
+        local = self.client.local_health()  # in-process tiers' workers: restarts, crashes, extra buffers
+        ok = store.get("ok", True) and state.get("ok", True) and all(p["ok"] for p in local.values())
+        return {"ok": bool(ok), "store": store, "state": state, "local": local}
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:

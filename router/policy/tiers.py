@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -38,6 +38,18 @@ class LocalRuntime(_Strict):
     n_threads: int | None = Field(None, ge=1, description="CPU threads; None = all cores")
     top_logprobs: int = Field(2, ge=0, le=20, description="alternatives kept per token")
     repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp repetition penalty (1 = off)")
+    extra_buffers: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp's extra (repacking, e.g. AMX) buffer types: 'auto' = on when a probe in a "
+        "child process generated with them on this build and CPU (cached per machine), 'on', 'off'")
+    parallel: int = Field(2, ge=1, le=64, description="worker processes generating at once (one sequence each, "
+                          "the cores divided among them; bench/local_tier.py)")
+    queue: int = Field(32, ge=0, description="requests waiting for a free sequence; more go per on_queue_full")
+    on_queue_full: Literal["cloud", "reject"] = Field(
+        "cloud", description="a request over the queue: 'cloud' = answered by the cloud tier (503 "
+        "tier_unavailable without one), 'reject' = 429 local_queue_full")
+    max_crashes: int = Field(3, ge=1, description="worker crashes within crash_window_s that mark the tier "
+                                                   "unavailable instead of restarting it")
+    crash_window_s: float = Field(60.0, gt=0, description="seconds over which max_crashes are counted")
 
 
 class Capabilities(_Strict):

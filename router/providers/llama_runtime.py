@@ -6,7 +6,13 @@ logits of every position and made generation about 6x slower here. This runtime 
 context holds (the position that produced the token) and takes its log-softmax.
 
 One model instance is not thread-safe, so all generation runs on one dedicated worker
-thread (:attr:`LlamaRuntime.executor`); callers on an event loop submit to it.
+thread (:attr:`LlamaRuntime.executor`); callers on an event loop submit to it. The server
+runs this class inside a supervised worker process (:mod:`router.providers.worker_pool`),
+so a crash of llama.cpp never takes the server down.
+
+llama.cpp's "extra" (repacking) buffer types, e.g. the AMX kernels picked when a native
+build sees AMX, crash some CPUs (SIGSEGV in ``ggml_backend_amx_mul_mat``); models load with
+them off unless ``use_extra_bufts`` is True (:mod:`router.providers.extra_buffers` decides).
 """
 
 from __future__ import annotations
@@ -57,10 +63,6 @@ class LocalCompletion:
     steps: list[TokenStep] = field(default_factory=list)
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class LlamaRuntime:
     """A GGUF chat model run in this process.
 
@@ -70,6 +72,8 @@ class LlamaRuntime:
         n_threads: CPU threads (None = llama.cpp's default).
         top_logprobs: alternatives recorded per token.
         repeat_penalty: llama.cpp repetition penalty (1.0 = off); small models loop without it.
+        use_extra_bufts: load with llama.cpp's extra (repacking, e.g. AMX) buffer types;
+            off by default because they crash some CPUs.
     """
 
     def __init__(
@@ -79,12 +83,14 @@ class LlamaRuntime:
         n_threads: int | None = None,
         top_logprobs: int = 2,
         repeat_penalty: float = 1.1,
+        use_extra_bufts: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.top_logprobs = top_logprobs
         self.repeat_penalty = repeat_penalty
+        self.use_extra_bufts = use_extra_bufts
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llm: Any = None
         self._formatter: Any = None
@@ -99,12 +105,15 @@ class LlamaRuntime:
                 return
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+            from .llama_backends import load_cpu_variants
             from .llama_load import load_llama
+
+            load_cpu_variants()  # a portable build's per-CPU backends (no-op for a native build)
 
             kwargs: dict[str, Any] = {"n_ctx": self.n_ctx, "logits_all": False, "verbose": False}
             if self.n_threads:
                 kwargs["n_threads"] = self.n_threads
-            llm = load_llama(self.model_path, extra_buffers=False, **kwargs)
+            llm = load_llama(self.model_path, extra_buffers=self.use_extra_bufts, **kwargs)
             meta = llm.metadata
             template = meta.get("tokenizer.chat_template")
             if not template:

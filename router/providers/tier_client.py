@@ -16,6 +16,7 @@ from ..policy import Policy, TierConfig
 from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
+from .local_errors import LocalTierError
 from .runtimes import runtime_for
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content", "logprob_entries"]
@@ -44,15 +45,17 @@ class TierCallError(Exception):
             429 rate limit, 502/503 upstream); client_fault: True when the request itself is
             bad (retrying it elsewhere would fail the same way); retryable: a second attempt
             at the same tier may succeed (timeouts, rate limits, 5xx; never a 4xx or an auth
-            failure).
+            failure); fallback: another tier may answer instead (False for a full local
+            queue under ``on_queue_full: reject``).
     """
 
     def __init__(self, tier: str, status: int, message: str, client_fault: bool = False,
-                 retryable: bool | None = None) -> None:
+                 retryable: bool | None = None, fallback: bool = True) -> None:
         super().__init__(message)
         self.tier = tier
         self.status = status
         self.client_fault = client_fault
+        self.fallback = fallback
         self.retryable = (status in (408, 429, 500, 502, 503, 504) and not client_fault) if retryable is None else retryable
 
 
@@ -193,13 +196,29 @@ def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCall
     mapped = err if isinstance(err, TierCallError) else _classify(tier, err)
     if secret and secret in str(mapped):  # a provider key must never reach a log or a client
         mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
-                               mapped.client_fault, mapped.retryable)
+                               mapped.client_fault, mapped.retryable, mapped.fallback)
     return mapped
 
 
+def _local_cause(err: BaseException) -> BaseException:
+    """The in-process tier's own error behind litellm's wrapping (litellm re-raises a custom
+    provider's exception as ``APIConnectionError``), else ``err``."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (LocalTierError, ContextWindowExceededError)):
+            return cur
+        seen.add(id(cur))
+        cur = getattr(cur, "original_exception", None) or cur.__cause__ or cur.__context__
+    return err
+
+
 def _classify(tier: str, err: Exception) -> TierCallError:
+    err = _local_cause(err)
     if isinstance(err, ContextWindowExceededError):
         return TierCallError(tier, 400, str(err), client_fault=False, retryable=False)
+    if isinstance(err, LocalTierError):  # a crashed worker is not retried: another tier answers
+        return TierCallError(tier, err.status, f"tier '{tier}' failed: {err}", retryable=False, fallback=err.fallback)
     import litellm
 
     status = getattr(err, "status_code", None) or 502
@@ -238,8 +257,12 @@ class TierClient:
         """Load in-process models now (blocking, seconds) and import litellm."""
         import litellm  # noqa: F401 - import cost paid at start-up, not on the first request
 
-        for runtime in self._runtimes.values():
-            runtime.load()
+        for pool in self._runtimes.values():
+            pool.start()
+
+    def local_health(self) -> dict[str, Any]:
+        """Each in-process tier's worker pool (:meth:`WorkerPool.health`), by tier name."""
+        return {name: pool.health() for name, pool in self._runtimes.items()}
 
     def _kwargs(self, name: str, tier: TierConfig, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(params)

@@ -1,0 +1,42 @@
+"""Failures of the in-process tier itself (not of the request), raised by
+:class:`router.providers.worker_pool.WorkerPool` and mapped by the tier client to a
+:class:`TierCallError` that falls back to another tier (or not: ``fallback``)."""
+
+from __future__ import annotations
+
+__all__ = ["LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError", "LocalQueueFullError"]
+
+
+class LocalTierError(RuntimeError):
+    """A failure of the local tier itself (not of the request): ``code`` names it,
+    ``status`` is the HTTP-like status, ``fallback`` says whether another tier may answer."""
+
+    code = "local_tier_error"
+    status = 503
+    fallback = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.code}: {message}")
+
+
+class WorkerCrashedError(LocalTierError):
+    """The worker process generating the request died (signal or exit)."""
+
+    code = "local_worker_crashed"
+
+
+class LocalTierUnavailableError(LocalTierError):
+    """The pool stopped restarting workers after repeated crashes, or could not start."""
+
+    code = "local_tier_unavailable"
+
+
+class LocalQueueFullError(LocalTierError):
+    """Every sequence is busy and the queue is full; ``fallback`` per ``on_queue_full``."""
+
+    code = "local_queue_full"
+
+    def __init__(self, message: str, fallback: bool) -> None:
+        super().__init__(message)
+        self.fallback = fallback
+        self.status = 503 if fallback else 429
