@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["chunk", "sse", "SSE_DONE", "error_event", "split_for_stream", "tool_call_fragments",
-           "ToolCallAssembler"]
+           "ToolCallAssembler", "sse_objects"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -54,6 +55,14 @@ def chunk(
 def sse(data: dict[str, Any]) -> bytes:
     """One server-sent event line pair: ``data: <json>\\n\\n`` (UTF-8, non-ASCII kept)."""
     return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+def sse_objects(raw: bytes) -> Iterator[dict[str, Any]]:
+    """The JSON objects of the ``data:`` lines in a piece of an SSE stream (``[DONE]`` skipped),
+    e.g. the pipeline's own stream read back by the other APIs' translators."""
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data: ") and line[6:].strip() != b"[DONE]":
+            yield json.loads(line[6:])
 
 
 def error_event(message: str, error_type: str = "upstream_error", code: str = "stream_interrupted") -> bytes:

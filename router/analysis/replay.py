@@ -43,7 +43,7 @@ from ..ledger.cost import price_call
 from ..policy import EscalationConfig, Policy, TierConfig
 from ..store.records import CallRecord, RequestRecord, ShadowRecord
 from .quality import Retention, estimate_retention
-from .redecide import ShareCapReplay, decision_for, logged_decision, policy_as_logged
+from .redecide import SessionReplay, ShareCapReplay, decision_for, logged_decision, policy_as_logged
 from .report import CHECK_PURPOSES, quality_retention
 
 __all__ = ["Outcome", "Projection", "ReplayResult", "replay", "decision_for", "policy_as_logged"]
@@ -219,6 +219,7 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     projections: list[Projection] = []
     share_counted = caps_share(policy)
     cap = ShareCapReplay()
+    sessions = SessionReplay()
 
     for r in records:
         for c in r.calls:
@@ -233,12 +234,14 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
             tier = r.routed_tier
         else:
             try:
-                decision = logged_decision(r, policy, base_threshold)
+                decision = logged_decision(r, policy, base_threshold, sessions)
             except RouterError:
                 would_fail += 1
                 projections.append(Projection(r.id, r.routed_tier, None, r.escalated, 0.0, 0.0, 0.0))
                 continue
             tier = decision.tier
+            # the session's next turn follows the tier that answers this one (the logged one on the same route)
+            sessions.note(r, r.tier if tier == r.routed_tier and r.tier else tier, view)
         changed += tier != r.routed_tier
         costs = _Costs()
         attempt = _local_attempt(r)

@@ -32,7 +32,7 @@ from ..store.records import CallRecord, RequestRecord, ShadowRecord
 __all__ = ["Summary", "summarize", "summarize_by", "GROUPINGS", "group_key", "route_of", "latency_by_tier",
            "TierLatency", "quality_retention", "answering_call", "CHECK_PURPOSES"]
 
-GROUPINGS = ("tier", "route", "model", "api-key", "day")
+GROUPINGS = ("tier", "route", "model", "api-key", "day", "session")
 NONE_KEY = "(none)"
 
 
@@ -232,12 +232,14 @@ _KEYS: dict[str, Callable[[RequestRecord], str]] = {
     "model": _model,
     "api-key": lambda r: r.api_key_id or NONE_KEY,
     "day": _day,
+    "session": lambda r: r.session_id or NONE_KEY,
 }
 
 
 def group_key(record: RequestRecord, by: str) -> str:
     """The group of a request under ``by`` (one of :data:`GROUPINGS`): the answering tier,
-    the route, the answering model, the API key id, or the UTC day (``YYYY-MM-DD``).
+    the route, the answering model, the API key id, the UTC day (``YYYY-MM-DD``) or the
+    session id.
 
     Raises:
         ValueError: ``by`` is not a known grouping.

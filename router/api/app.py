@@ -1,4 +1,7 @@
-"""HTTP edge: the OpenAI-compatible FastAPI app.
+"""HTTP edge: the OpenAI-compatible FastAPI app, with Anthropic's Messages API
+(:mod:`router.api.anthropic_routes`) and OpenAI's Responses API
+(:mod:`router.api.responses_routes`) beside the chat endpoint, all through one entry
+(:mod:`router.api.chat_entry`).
 
 ``create_app(policy, store=None, router=None, policy_path=None)`` builds the app; tests
 pass their own parts. Every error leaves as OpenAI's error JSON from the handlers
@@ -21,14 +24,17 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..routing.decide import AUTO
-from ..errors import InvalidRequestError, PayloadTooLargeError, PermissionDeniedError, RouterError
-from .live_policy import LivePolicy
-from ..pipeline import Router, Routing, new_request_id
+from ..errors import InvalidRequestError, PermissionDeniedError, RouterError
+from ..pipeline import Router, RoutedStream, Routing, new_request_id
 from ..policy import Policy
 from ..policy.view import redacted_policy
 from ..request.parse import ChatRequest, parse_chat_request
+from ..routing.decide import AUTO
 from ..store import RequestStore, open_store
+from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .chat_entry import ClientDisconnected, logged as _logged, read_body as _read_body, serve_chat
+from .live_policy import LivePolicy
+from .responses_routes import register_responses
 
 __all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
 
@@ -45,72 +51,6 @@ def _error_response(status: int, message: str, error_type: str, code: str | None
         status_code=status,
         headers=headers,
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it exceeds ``limit`` bytes (checked against
-    ``content-length`` first, then while reading, so a huge body is never held in memory)."""
-    declared = request.headers.get("content-length")
-    too_large = PayloadTooLargeError(
-        f"The request body is larger than this router accepts ({limit} bytes).", param=None)
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for piece in request.stream():
-        size += len(piece)
-        if size > limit:
-            raise too_large
-        chunks.append(piece)
-    return b"".join(chunks)
-class ClientDisconnected(Exception):
-    """The client closed the connection before its answer was ready (nothing is sent)."""
-
-
-async def _until_disconnect(request: Request, work: Any) -> Any:
-    """Await ``work`` (a coroutine), cancelling it when the client disconnects first.
-
-    Starlette cancels a streaming response whose client goes away, but not a handler that
-    is still computing a non-streaming answer (or a stream held back for its check): a 1 s
-    client timeout left SmolLM2 generating for 47 s. The disconnect arrives as an
-    ``http.disconnect`` message on the ASGI receive channel once the body has been read;
-    the cancelled pipeline logs the request ``cancelled`` with the tokens its calls spent.
-
-    Raises:
-        ClientDisconnected: the client went away (the work was cancelled).
-    """
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        if not watcher.done():
-            watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    raise ClientDisconnected()
-
-
-async def _logged(task: asyncio.Task | None) -> None:
-    """Wait for a request's log write (run after its answer was sent)."""
-    if task is None:
-        return
-    try:
-        await task
-    except Exception:
-        log.exception("writing a request's log record failed")
 
 
 def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dict[str, Any]:
@@ -133,6 +73,9 @@ def _route_body(routing: Routing, requested_model: str, policy_hash: str) -> dic
             "name": routing.caller.name, "group": routing.caller.group, "overlay": routing.caller.overlay_name},
         "language": routing.language,
         "prompt_tokens": routing.prompt_tokens,
+        "session": None if routing.session is None else {
+            "id": routing.session.id, "per_turn_tier": routing.session.per_turn_tier,
+            "previous_tier": routing.session.previous.tier if routing.session.previous else None},
         "policy_hash": policy_hash,
     }
 
@@ -225,49 +168,24 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        started = time.time()
-        router = live.router  # this request keeps this policy to the end, whatever reloads happen
-        request_id = new_request_id()
-        request.state.request_id = request_id
-        record = router.new_record(request_id, started)
-        identity = router.identify(request.headers)  # the credential headers, read once
-        record.tenant, record.api_key_id = identity.tenant.tenant, identity.api_key_id
-        try:
-            router.authorize(identity)
-        except RouterError as err:
-            await router.log_failure(record, err)
-            raise
-        try:
-            body = await _read_body(request, router.policy.server.max_request_bytes)
-            chat = parse_chat_request(body)
-            if router.policy.server.strict_requests and chat.ignored_fields:
-                name = chat.ignored_fields[0]
-                raise InvalidRequestError(f"Unrecognized request argument supplied: {name} "
-                                          "(server.strict_requests is on).", param=name, code="unknown_parameter")
-        except InvalidRequestError as err:
-            record.api_key_name = identity.caller.name if identity.caller else None
-            await router.log_failure(record, err)
-            raise
-        except Exception as err:  # never an unlogged bare 500
-            wrapped = InvalidRequestError(f"Could not read the request: {err}")
-            await router.log_failure(record, wrapped)
-            raise wrapped from err
-        if chat.stream:
-            routed = await _until_disconnect(request, router.stream(chat, record, request.headers, identity=identity))
+        routed = await serve_chat(live, request, parse_chat_request)
+        if isinstance(routed, RoutedStream):
             return StreamingResponse(routed.events, media_type="text/event-stream",
                                      headers={**routed.headers, "cache-control": "no-cache"})
-        answer = await _until_disconnect(request, router.complete(chat, record, request.headers, log_later=True,
-                                                                  identity=identity))
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
-        return JSONResponse(answer.body, headers=answer.headers, background=BackgroundTask(_logged, answer.logged))
+        return JSONResponse(routed.body, headers=routed.headers, background=BackgroundTask(_logged, routed.logged))
+
+    register_anthropic(app, live)
+    register_responses(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:
         """The decision for a chat request (tier, score, reason, rules, needs); no model call."""
         router = live.router
-        router.authorize(request.headers)
+        identity = router.identify(request.headers)
+        router.authorize(identity)
         chat: ChatRequest = parse_chat_request(await _read_body(request, router.policy.server.max_request_bytes))
-        routing = await router.route(chat, request.headers)
+        routing = await router.route(chat, request.headers, identity=identity)
         return _route_body(routing, chat.model, router.policy_hash)
 
     @app.get("/v1/policy")
@@ -302,9 +220,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        live.router.authorize(request.headers)
+        live.router.authorize(request.headers)  # Anthropic's x-api-key too (Identity)
         created = int(app.state.started)
         active = live.router.policy
+        if wants_anthropic(request):
+            return anthropic_models(active, created)
         data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]
         data += [
             {"id": name, "object": "model", "created": created, "owned_by": "slm-router", "root": tier.model}

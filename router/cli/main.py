@@ -191,7 +191,7 @@ def report(
     log: Optional[Path] = typer.Option(None, "--log", help="SQLite log file; overrides the policy's store."),
     since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
-    by: Optional[str] = typer.Option(None, "--by", help="Group by: tier, route, model, api-key or day."),
+    by: Optional[str] = typer.Option(None, "--by", help="Group by: tier, route, model, api-key, day or session."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md, html, json or csv; a table on the terminal when omitted."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
@@ -214,6 +214,19 @@ def report(
         _write_out(render(data, fmt), out)
         return
     _print_table(data)
+    if by == "session":
+        _print_sessions(records)
+
+
+def _print_sessions(records) -> None:
+    from ..analysis.session_report import SESSION_HEADER_ROW, session_rows, session_table_rows
+
+    table = Table(title="sessions: tier switches and what stickiness cost or saved")
+    for h in SESSION_HEADER_ROW:
+        table.add_column(h, overflow="fold")
+    for row in session_table_rows(session_rows(records)):
+        table.add_row(*row)
+    console.print(table)
 
 
 def _print_table(data) -> None:

@@ -42,14 +42,18 @@ class LogWriter:
         store: the request log.
         shadow: the shadow sampler (offered every answered request).
         settle: coroutine settling a request's budget reservations, or None (budgets off).
+        remember: coroutine run with each record before it is written (the sessions
+            remember the tier that answered, so a session's next turn sees it), or None.
     """
 
     def __init__(self, policy: Policy, store: RequestStore, shadow: ShadowSampler,
-                 settle: Callable[[Iterable[Reservation]], Awaitable[None]] | None = None) -> None:
+                 settle: Callable[[Iterable[Reservation]], Awaitable[None]] | None = None,
+                 remember: Callable[[RequestRecord], Awaitable[None]] | None = None) -> None:
         self.policy = policy
         self.store = store
         self.shadow = shadow
         self._settle = settle
+        self._remember = remember
         self._batches: MicroBatcher[Item, Exception | None] = MicroBatcher(self.write_batch, max_batch=256,
                                                                           name="slm-router-log")
         self._pending: set[asyncio.Task] = set()
@@ -104,14 +108,16 @@ class LogWriter:
 
     async def log(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None,
                     reservations: Iterable[Reservation] = (), local_text: str | None = None) -> None:
-        """Log one request (batched on the writer's thread), settle its ``reservations``,
-        then offer it to the shadow sampler (``local_text``: the local answer of an
-        escalated request).
+        """Log one request (``remember`` it, then write it batched on the writer's thread),
+        settle its ``reservations``, then offer it to the shadow sampler (``local_text``: the
+        local answer of an escalated request).
 
         Raises:
             Exception: the store's, when the record could not be written (reservations are
                 settled anyway).
         """
+        if self._remember is not None:
+            await self._remember(record)  # before the log write, so a session's next turn sees it
         try:
             error = await self._batches.run((record, request, answer_text))
             if error is not None:

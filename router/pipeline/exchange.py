@@ -4,8 +4,8 @@ An :class:`Exchange` is made when a chat request arrives and travels through eve
 (route, attempts, fallback, cascade, response, ledger) instead of long parameter lists and
 request-id-keyed dicts on the long-lived router: the parsed request, its log record, who is
 calling, the routing decision, the budget reservations its cloud calls hold, the local
-answer of an escalated request (an escalation sample for the shadow stage) and the cache
-probe. :meth:`Exchange.note` is the only writer of the record's reason after the decision.
+answer of an escalated request (an escalation sample for the shadow stage), the cache
+probe and the request's session turn (:attr:`Exchange.session`, from the routing stage). :meth:`Exchange.note` is the only writer of the record's reason after the decision.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported for annotations only (no import cycle at run time)
     from ..guards.cache import CacheProbe
     from ..routing.decide import Decision
     from ..routing.route import Routing
+    from ..routing.session_keeper import SessionTurn
 
 __all__ = ["Exchange"]
 
@@ -67,6 +68,11 @@ class Exchange:
         assert self.routing is not None, "the request has not been routed"
         return self.routing.decision
 
+    @property
+    def session(self) -> "SessionTurn | None":
+        """The turn of the request's session, or None (no session, or not routed: a cache hit)."""
+        return self.routing.session if self.routing is not None else None
+
     def messages(self) -> list[dict[str, Any]]:
         """The request's turns as OpenAI message dicts, converted once; each call gets its own
         shallow copies (a provider may annotate what it is given)."""
@@ -77,7 +83,8 @@ class Exchange:
     def apply(self, routing: "Routing", cloud_available: bool, rules: Sequence[Rule] = ()) -> None:
         """Keep the routing decision on the record, with the decision inputs ``replay``
         re-decides from (needs, prompt size, cloud availability, the completion cap, the
-        facts the policy's ``rules`` read)."""
+        facts the policy's ``rules`` read) and the session's turn (id, previous tier, the
+        turn's own tier)."""
         self.routing = routing
         decision, record, request = routing.decision, self.record, self.request
         record.routed_tier, record.score = decision.tier, decision.score
@@ -93,6 +100,9 @@ class Exchange:
             record.rule_facts = logged_facts(rules, routing.facts)
         cap = request.params.get("max_tokens") or request.params.get("max_completion_tokens")
         record.max_tokens = int(cap) if isinstance(cap, (int, float)) else None
+        if routing.session is not None:
+            record.session_id, record.session_per_turn_tier = routing.session.id, routing.session.per_turn_tier
+            record.session_prev_tier = routing.session.previous.tier if routing.session.previous else None
 
     def finish(self, tier: str, local_tier: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Record the answering tier, the answer's tokens and the latency (ms since ``t0``);

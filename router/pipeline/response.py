@@ -14,6 +14,7 @@ from typing import Any
 from ..guards.cache import CacheHit
 from ..providers.tier_client import CallResult
 from ..request.parse import ChatRequest
+from ..routing.session import switched
 from ..store.records import RequestRecord
 
 __all__ = ["RoutedAnswer", "RoutedStream", "router_headers", "completion_body", "hit_result", "client_logprobs",
@@ -55,6 +56,8 @@ def router_headers(record: RequestRecord) -> dict[str, str]:
         "x-router-policy": record.policy_hash or "",
         **({"x-router-cache": record.cache} if record.cache else {}),
         **({"x-router-tenant": record.tenant} if record.tenant else {}),
+        **({"x-router-session": record.session_id,
+            "x-router-session-switched": "true" if switched(record) else "false"} if record.session_id else {}),
     }
 
 

@@ -42,6 +42,7 @@ from ..request.parse import ChatRequest
 from ..request.tenant import Tenant
 from ..routing.decide import Decision, needs_score
 from ..routing.route import Routing, RouteStage
+from ..routing.session_keeper import SessionKeeper
 from ..scoring import make_scorer, scorer_settings
 from ..scoring.base import Scorer
 from ..scoring.protocols import EmbeddingScorer
@@ -110,14 +111,16 @@ class Router:
                 f"budgets are enabled but no price is known for the cloud tier's model {policy.cloud.model!r}; "
                 "set tiers.<cloud>.price"
             )
+        self.sessions = SessionKeeper(policy, self.state)
         self.routing = RouteStage(policy, self._score, self._artifact_card,
-                                  self.budget.threshold if self.budget is not None else None)
+                                  self.budget.threshold if self.budget is not None else None, self.sessions)
         reserver = CloudReserver(policy, self.budget)
         self.attempts = Attempts(policy, self.client, reserver)
         self.cascade = Cascade(policy, self.state, Verifiers(scorer))
         self.shadow = ShadowSampler(policy, self.client, store,
                                     scorer.embedder if isinstance(scorer, EmbeddingScorer) else None)
-        self.writer = LogWriter(policy, store, self.shadow, reserver.settle if self.budget is not None else None)
+        self.writer = LogWriter(policy, store, self.shadow, reserver.settle if self.budget is not None else None,
+                                self.sessions.note)
 
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
@@ -228,7 +231,7 @@ class Router:
             :func:`router.routing.decide.decide`.
         """
         identity = identity or self.identify(headers)
-        return await self.routing.route(request, identity.caller, headers, tenant)
+        return await self.routing.route(request, identity.caller, headers, tenant, identity.tenant.tenant)
 
     async def decide(self, request: ChatRequest, headers: Mapping[str, str] | None = None) -> Decision:
         """The decision of :meth:`route`."""

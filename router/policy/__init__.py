@@ -15,14 +15,14 @@ from .keys import ApiKey, Overlay
 from .load import load_policy, policy_from_dict
 from .model import Policy
 from .references import ReferenceProblem, reference_problems
-from .routing import ClassifierConfig, RoutingConfig
+from .routing import ClassifierConfig, RoutingConfig, SessionConfig
 from .rules import Rule, RuleAction, RuleMatch
 from .server import LogConfig, ServerConfig, StoreConfig
 from .shadow import ShadowConfig
 from .tiers import Capabilities, LocalRuntime, Price, TierConfig
 
 __all__ = [
-    "Price", "LocalRuntime", "Capabilities", "TierConfig", "ClassifierConfig", "RoutingConfig",
+    "Price", "LocalRuntime", "Capabilities", "TierConfig", "ClassifierConfig", "RoutingConfig", "SessionConfig",
     "EscalationConfig", "EscalationOverride", "CombinerConfig", "RuleMatch", "RuleAction", "Rule",
     "ApiKey", "Overlay", "LogConfig", "ServerConfig", "StoreConfig", "CacheConfig", "SemanticCacheConfig",
     "BudgetLimit", "ThresholdShift", "BudgetsConfig", "RateLimitsConfig", "ShadowConfig", "Policy",

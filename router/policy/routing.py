@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from .base import _Strict
 
-__all__ = ["ClassifierConfig", "RoutingConfig"]
+__all__ = ["ClassifierConfig", "SessionConfig", "RoutingConfig"]
 
 
 class ClassifierConfig(_Strict):
@@ -79,6 +79,19 @@ class ClassifierConfig(_Strict):
         return self
 
 
+class SessionConfig(_Strict):
+    """``routing.session``: whether the turns of one conversation keep the tier of the previous
+    turn (``sticky``) or are routed one by one (``per_turn``); see :mod:`router.routing.session`."""
+
+    mode: Literal["sticky", "per_turn"] = Field("sticky", description="sticky: keep the previous turn's tier")
+    ttl_s: float = Field(1800.0, gt=0, description="seconds a session is remembered after its last turn")
+    allow_upgrade: bool = Field(True, description="sticky: a turn routed to the cloud moves the session there")
+    allow_downgrade: bool = Field(
+        False, description="sticky: a turn routed locally may leave the cloud (when it saves more than the "
+                           "cached prefix is worth)")
+    max_switches: int | None = Field(None, ge=0, description="tier switches per session, then it stays (None: no cap)")
+
+
 class RoutingConfig(_Strict):
     """Which tier is local, which is cloud, and what to do when the cloud is unavailable."""
 
@@ -89,3 +102,4 @@ class RoutingConfig(_Strict):
         "local",
         description="'local': answer from the local tier and mark x-router-degraded; 'error': 503",
     )
+    session: SessionConfig = Field(default_factory=SessionConfig)

@@ -1,5 +1,6 @@
-"""Who is calling: the proxy API key in ``Authorization: Bearer <key>`` looked up among the
-policy's ``api_keys`` (by SHA-256, so the policy holds no key in clear), with the tenant id
+"""Who is calling: the proxy API key in ``Authorization: Bearer <key>`` (or Anthropic's
+``x-api-key``) looked up among the policy's ``api_keys`` (by SHA-256, so the policy holds no
+key in clear), with the tenant id
 and the logged key id derived from the same hash: :meth:`Identity.parse` reads the
 credential headers once per request.
 
@@ -102,7 +103,8 @@ class Identity:
             tenant id, or that of an ``api-key`` header without ``Authorization``), or None.
         caller: the ``api_keys`` entry of the bearer key, or None.
         key_sha256: SHA-256 (hex) of the bearer key, or None without one (authorization).
-        presented: an ``Authorization`` header was sent (a missing key is a different 401).
+        presented: an ``Authorization`` (or ``x-api-key``) header was sent (a missing key is a
+            different 401).
     """
 
     tenant: Tenant = Tenant()
@@ -113,10 +115,13 @@ class Identity:
 
     @classmethod
     def parse(cls, headers: Mapping[str, str] | None, callers: "CallerIndex | None" = None) -> "Identity":
-        """The identity in ``headers`` (``Authorization``, ``api-key``, ``Cache-Control``);
+        """The identity in ``headers`` (``Authorization``, or Anthropic's ``x-api-key`` as its
+        bearer key when no ``Authorization`` is sent; ``api-key``; ``Cache-Control``);
         ``callers`` looks the bearer key up (no caller when None). Never raises."""
         headers = headers or {}
         authorization = headers.get("authorization")
+        if not authorization and headers.get("x-api-key"):  # Anthropic's SDKs send the key there
+            authorization = f"Bearer {headers.get('x-api-key').strip()}"
         tenant = tenant_from_headers(authorization, headers.get("cache-control"))
         token = bearer_token(authorization)
         digest = hash_api_key(token) if token is not None else None

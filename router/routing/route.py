@@ -1,4 +1,4 @@
-"""The routing stage: request facts -> rules -> threshold -> score -> decide -> capabilities.
+"""The routing stage: request facts -> rules -> threshold -> score -> decide -> session -> capabilities.
 
 :class:`RouteStage` is what ``POST /v1/route``, every chat request and ``slm-router replay``
 run to choose a request's first tier. The steps that decide are pure
@@ -8,7 +8,9 @@ this stage gathers their inputs: language detection and token counting off the e
 when a rule reads them, the threshold derived from ``target_cloud_share``, the budget's
 threshold shift, and the classifier score (batched on the scoring thread). ``slm-router replay``
 runs the same pure steps (:func:`constraints_on_facts`, :func:`decide_on_facts`) on facts
-read back from the log.
+read back from the log. A turn of a session (:mod:`router.routing.session`) may then keep
+the tier of the session's previous turn (:class:`router.routing.session_keeper.SessionKeeper`,
+state in the shared store) before the capability filter.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ledger.cost import count_prompt_tokens
 from ..policy import Policy
@@ -31,7 +33,10 @@ from .decide import Constraints, Decision, decide, needs_score
 from .rules import RequestFacts, constraints_for, evaluate_rules, facts_needed
 from .threshold import threshold_for_cloud_share
 
-__all__ = ["Routing", "RouteStage", "constraints_on_facts", "decide_on_facts"]
+if TYPE_CHECKING:  # annotations only
+    from .session_keeper import SessionKeeper, SessionTurn
+
+__all__ = ["Routing", "RouteStage", "constraints_on_facts", "decide_on_facts", "first_decision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class Routing:
         prompt_tokens: prompt tokens (cloud model's tokenizer), when a rule needed them.
         prompt_chars: characters in all turns (the context-window check reads them).
         facts: the rule facts the decision was made on (the log keeps what rules read).
+        session: the turn of the request's session (id, state before it, the tier its own
+            decision chose), or None without a session (:mod:`router.routing.session`).
     """
 
     decision: Decision
@@ -55,6 +62,7 @@ class Routing:
     prompt_tokens: int | None = None
     prompt_chars: int = 0
     facts: RequestFacts | None = None
+    session: "SessionTurn | None" = None
 
 
 def constraints_on_facts(policy: Policy, facts: RequestFacts, caller: Caller | None,
@@ -80,9 +88,17 @@ def decide_on_facts(policy: Policy, requested_model: str, constraints: Constrain
         ModelNotFoundError, TierForbiddenError, TierUnavailableError, InvalidRequestError:
         see :func:`decide` and :func:`apply_capabilities`.
     """
-    forced = not needs_score(requested_model, policy, constraints)
-    decision = decide(requested_model, None if forced else score, policy, constraints)
+    decision, forced = first_decision(policy, requested_model, constraints, score)
     return apply_capabilities(decision, features, policy, forced, max_out)
+
+
+def first_decision(policy: Policy, requested_model: str, constraints: Constraints,
+                   score: float | None) -> tuple[Decision, bool]:
+    """:func:`decide` on ``score`` (ignored when a tier is forced) under ``constraints``, and
+    whether a tier was forced: the step before the capability filter, where the live stage
+    lets a session keep its tier (:func:`decide_on_facts` runs both steps)."""
+    forced = not needs_score(requested_model, policy, constraints)
+    return decide(requested_model, None if forced else score, policy, constraints), forced
 
 
 class RouteStage:
@@ -96,12 +112,16 @@ class RouteStage:
             once, when ``target_cloud_share`` is set.
         budget_threshold: coroutine ``(tenant, base threshold) -> (threshold, note)`` when
             budgets shift the threshold, else None.
+        sessions: steers the decision of a session's turn (between :func:`decide` and the
+            capability filter), or None (turns routed one by one).
     """
 
     def __init__(self, policy: Policy, score: Callable[[str, float], Awaitable[StagedScore]],
                  artifact_card: Callable[[], Any],
-                 budget_threshold: Callable[[str, float], Awaitable[tuple[float, str | None]]] | None = None) -> None:
+                 budget_threshold: Callable[[str, float], Awaitable[tuple[float, str | None]]] | None = None,
+                 sessions: "SessionKeeper | None" = None) -> None:
         self.policy = policy
+        self.sessions = sessions
         self._score = score
         self._artifact_card = artifact_card
         self._budget_threshold = budget_threshold
@@ -138,7 +158,7 @@ class RouteStage:
         )
 
     async def route(self, request: ChatRequest, caller: Caller | None, headers: Mapping[str, str] | None = None,
-                    tenant: str | None = None) -> Routing:
+                    tenant: str | None = None, session_tenant: str | None = None) -> Routing:
         """Evaluate the rules, score (off the event loop) when the classifier decides, and
         choose the first tier. Calls no model.
 
@@ -146,6 +166,8 @@ class RouteStage:
             caller: the identified caller (rules on keys/groups, overlays), or None.
             headers: the HTTP request headers (header rules).
             tenant: whose budget shifts the threshold as it burns, when budgets are on.
+            session_tenant: whose session state a session's turn reads (the caller's tenant;
+                anonymous when None).
 
         Raises:
             ModelNotFoundError, TierForbiddenError, TierUnavailableError: see
@@ -173,8 +195,12 @@ class RouteStage:
         elif not forced:
             score = 1.0  # nothing to embed (an image-only turn): treat as hard
         max_out = request.params.get("max_completion_tokens") or request.params.get("max_tokens")
-        decision = decide_on_facts(self.policy, request.model, constraints, score, features, max_out)
+        decision, forced = first_decision(self.policy, request.model, constraints, score)
+        session = None
+        if self.sessions is not None:
+            decision, session = await self.sessions.steer(decision, request, headers, session_tenant or tenant)
+        decision = apply_capabilities(decision, features, self.policy, forced, max_out)
         if staged is not None and staged.stage:  # a two-stage scorer: the reason names the stage that decided
             decision = replace(decision, reason=f"{decision.reason}; {staged.note()}")
         return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars,
-                       facts)
+                       facts, session)

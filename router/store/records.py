@@ -98,6 +98,10 @@ class RequestRecord:
             (:func:`router.routing.rules.logged_facts`: the headers and metadata entries rules
             name, the last user turn when a regex rule reads it, language, prompt tokens);
             None when the request was not routed.
+        session_id: the conversation's session (:func:`router.routing.session.session_id`),
+            None without one; session_prev_tier: the tier of the session's previous turn (None
+            on its first); session_per_turn_tier: the tier the turn's own decision chose, before
+            the session kept its tier (:func:`router.routing.session.choose_tier`).
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -136,6 +140,9 @@ class RequestRecord:
     cloud_prompt_tokens: int | None = None
     cloud_completion_tokens: int | None = None
     rule_facts: dict[str, Any] | None = None
+    session_id: str | None = None
+    session_prev_tier: str | None = None
+    session_per_turn_tier: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,113 @@
+"""Anthropic's Messages API on the proxy: ``POST /v1/messages``,
+``POST /v1/messages/count_tokens`` and the Anthropic-shaped model list.
+
+Each request is translated by :mod:`.anthropic_request`, answered by the one chat pipeline
+(:func:`.chat_entry.serve_chat`: rules, classifier, cascade, budgets, cache, log) and
+translated back by :mod:`.anthropic_response`. Errors leave in Anthropic's JSON shape with
+the router's status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from ..errors import RouterError
+from ..pipeline import RoutedStream
+from ..policy import AUTO, Policy, TierConfig
+from ..request.parse import ChatRequest
+from .anthropic_request import parse_messages_request
+from .anthropic_response import error_body, stream_events, to_message
+from .chat_entry import ClientDisconnected, logged, read_body, serve_chat
+
+__all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
+
+log = logging.getLogger(__name__)
+
+VERSION_HEADER = "anthropic-version"
+
+
+def wants_anthropic(request: Request) -> bool:
+    """True when the client speaks Anthropic's API (it sends ``anthropic-version``)."""
+    return VERSION_HEADER in request.headers
+
+
+def anthropic_models(policy: Policy, created: float) -> dict[str, Any]:
+    """Anthropic's ``GET /v1/models`` page: ``auto``, every tier and every alias, one page."""
+    when = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    names = [(AUTO, "auto (routed by slm-router)")]
+    names += [(name, f"{name} ({tier.model})") for name, tier in policy.tiers.items()]
+    names += [(alias, f"{alias} (alias of {target})") for alias, target in policy.aliases.items()]
+    data = [{"type": "model", "id": i, "display_name": shown, "created_at": when} for i, shown in names]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+
+
+def count_request_tokens(tier: TierConfig, chat: ChatRequest) -> int:
+    """Prompt tokens of ``chat`` (turns and tools) as ``tier``'s model counts them
+    (``litellm.token_counter``; its default tokenizer for models it has none for). Blocking."""
+    import litellm
+
+    return int(litellm.token_counter(model=tier.model, messages=chat.messages_as_dicts(),
+                                     tools=chat.params.get("tools"), tool_choice=chat.params.get("tool_choice")))
+
+
+def _error(request: Request, err: RouterError) -> JSONResponse:
+    rid = getattr(request.state, "request_id", None)
+    headers = dict(getattr(err, "headers", None) or {})
+    if rid:
+        headers["x-request-id"] = headers["request-id"] = rid
+    return JSONResponse(error_body(err.status_code, err.message, rid), status_code=err.status_code,
+                        headers=headers or None)
+
+
+def _unexpected(request: Request, err: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return JSONResponse(error_body(500, f"Internal error: {type(err).__name__}. The request was logged."),
+                        status_code=500)
+
+
+def register_anthropic(app: FastAPI, live) -> None:
+    """Add the Anthropic endpoints to ``app``, answered by ``live``'s active router."""
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Any:
+        try:
+            routed = await serve_chat(live, request, parse_messages_request)
+        except RouterError as err:
+            return _error(request, err)
+        except ClientDisconnected:
+            raise  # nobody reads the answer (the app's 499; the request is logged 'cancelled')
+        except Exception as err:  # noqa: BLE001 - never a bare 500
+            return _unexpected(request, err)
+        message_id = f"msg_{request.state.request_id}"
+        routed.headers["request-id"] = request.state.request_id  # where Anthropic's SDKs read the request id
+        if isinstance(routed, RoutedStream):
+            return StreamingResponse(stream_events(routed.events, message_id), media_type="text/event-stream",
+                                     headers={**routed.headers, "cache-control": "no-cache"})
+        return JSONResponse(to_message(routed.body, message_id), headers=routed.headers,
+                            background=BackgroundTask(logged, routed.logged))
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens(request: Request) -> Any:
+        """``{"input_tokens": N}``: the prompt as the tier this request would be routed to
+        counts it (no model call, not logged, like ``POST /v1/route``)."""
+        try:
+            router = live.router
+            identity = router.identify(request.headers)  # x-api-key or a bearer token
+            router.authorize(identity)
+            chat = parse_messages_request(await read_body(request, router.policy.server.max_request_bytes),
+                                          count_only=True)
+            routing = await router.route(chat, request.headers, identity=identity)
+            tier = router.policy.tiers[routing.decision.tier]
+            tokens = await asyncio.to_thread(count_request_tokens, tier, chat)
+        except RouterError as err:
+            return _error(request, err)
+        except Exception as err:  # noqa: BLE001
+            return _unexpected(request, err)
+        return JSONResponse({"input_tokens": tokens}, headers={"x-router-tier": routing.decision.tier})
