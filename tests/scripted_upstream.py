@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
 
-from .fake_openai import free_port
+from .fake_openai import FakeOpenAI
 
 Reply = Callable[[dict[str, Any]], Any]
 
@@ -80,8 +76,9 @@ async def _client_left_during(request: Request, seconds: float) -> bool:
         waiter.cancel()
 
 
-class ScriptedUpstream:
-    """Run with ``start()``; ``url`` is the ``api_base`` (``http://127.0.0.1:PORT/v1``)."""
+class ScriptedUpstream(FakeOpenAI):
+    """Run with ``start()``; ``url`` is the ``api_base`` (``http://127.0.0.1:PORT/v1``); the
+    server is :class:`tests.fake_openai.FakeOpenAI`'s, answering as ``reply`` scripts."""
 
     @staticmethod
     def default_reply(body: dict[str, Any]) -> dict[str, Any]:
@@ -89,30 +86,11 @@ class ScriptedUpstream:
         return completion("ok", usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
 
     def __init__(self, reply: Reply | None = None) -> None:
+        super().__init__()
         self.reply: Reply = reply or self.default_reply
-        self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers, lower-case names
-        self.delay_s = 0.0
         self.per_chunk_s = 0.0
         self.cancelled = 0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> "ScriptedUpstream":
-        self._thread.start()
-        deadline = time.time() + 10
-        while not self._server.started:
-            if time.time() > deadline:
-                raise RuntimeError("scripted upstream did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
 
     async def _chat(self, request: Request):
         body = await request.json()

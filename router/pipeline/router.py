@@ -17,7 +17,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -288,17 +289,9 @@ class Router:
             RouterError: any client-visible failure (already logged).
         """
         ex = self._exchange(request, record, headers, tenant, identity, stream=False)
-        try:
+        async with self._failures_logged(ex):
             hit = await self._prepare(ex)
             tier, result = hit if hit is not None else await answer(self, ex)
-        except asyncio.CancelledError:  # the client went away: the server cancelled the request
-            _log_cancelled(self, ex)
-            raise
-        except Exception as err:
-            failure = await self._failed(ex, err)
-            if failure is err:
-                raise
-            raise failure from err
         ex.finish(tier, self.policy.routing.local_tier, result.prompt_tokens, result.completion_tokens)
         if (note := format_note(request, result, record.reason)) is not None:
             ex.note(note)
@@ -320,19 +313,11 @@ class Router:
             RouterError: a failure before the first byte (already logged).
         """
         ex = self._exchange(request, record, headers, tenant, identity, stream=True)
-        try:
+        async with self._failures_logged(ex):
             hit = await self._prepare(ex)
             if hit is not None:
                 return streaming.replay(self, ex, *hit)
             return await streaming.stream(self, ex)
-        except asyncio.CancelledError:  # the client went away before the first byte
-            _log_cancelled(self, ex)
-            raise
-        except Exception as err:
-            failure = await self._failed(ex, err)
-            if failure is err:
-                raise
-            raise failure from err
 
     async def keep(self, ex: Exchange, tier: str, body: dict[str, Any]) -> None:
         """Cache a fresh, whole, non-degraded answer."""
@@ -350,6 +335,22 @@ class Router:
     def log_soon(self, ex: Exchange, answer_text: str | None) -> asyncio.Task | None:
         """Log the request on a task of its own (see :meth:`LogWriter.log_soon`)."""
         return self.writer.log_soon(*self._log_args(ex, answer_text))
+
+    @asynccontextmanager
+    async def _failures_logged(self, ex: Exchange) -> AsyncIterator[None]:
+        """Log a request whose answering fails and raise the client-visible error (see
+        :meth:`_failed`); a request the server cancels (its client went away) is logged
+        ``cancelled``."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            _log_cancelled(self, ex)
+            raise
+        except Exception as err:
+            failure = await self._failed(ex, err)
+            if failure is err:
+                raise
+            raise failure from err
 
     async def _failed(self, ex: Exchange, err: Exception) -> RouterError:
         """Log a failed request; return the client-visible error (unexpected errors become a
