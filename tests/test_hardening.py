@@ -501,6 +501,13 @@ def test_cached_tokens_above_prompt_tokens_are_flagged(proxy, cloud_up):
     cloud_up.reply = lambda body: completion("ok", usage=usage)
     r = _chat(proxy, model="cloud", messages=[{"role": "user", "content": "cached tokens check"}])
     assert "cloud reported 50 cached prompt tokens of 10" in r.headers["x-router-reason"]
+    _row(proxy, r.headers["x-request-id"])
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "router.cli", "report", "--log", str(proxy.log_path)],
+                         capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "COLUMNS": "200"})
+    assert "calls report more cached prompt tokens than prompt tokens" in " ".join(out.stdout.split())
 
 
 def test_wrong_method_on_an_api_path_is_logged(proxy):
@@ -630,3 +637,13 @@ def test_broken_http_framing_gets_openai_json(proxy):
     head, _, payload = last.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower()
     assert json.loads(payload)["error"]["code"] == "invalid_http"
+
+
+def test_a_forced_tier_that_ignores_tool_choice_is_a_clear_error(proxy, local_up):
+    local_up.reply = lambda body: completion("I would rather chat.", usage=USAGE)
+    r = _chat(proxy, model="local", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}},
+              messages=[{"role": "user", "content": "Weather in Rome?"}])
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["code"] == "tool_choice_ignored" and "get_weather" in err["message"]
+    assert _row(proxy, r.headers["x-request-id"])["http_status"] == 502

@@ -45,6 +45,8 @@ class Summary:
         local_share: answered by the local tier / ok requests (0..1).
         escalation_rate: escalated / ok requests (0..1).
         prompt_tokens, completion_tokens, cached_prompt_tokens: over all calls (tokens).
+        cached_over_prompt: calls whose tier reported more cached than prompt tokens (priced
+            with every prompt token cached; a provider's usage report to check).
         actual_usd: sum of every logged call's cost (USD).
         all_cloud_usd: sum of the requests' counterfactual cloud cost (USD).
         savings_usd: all_cloud_usd - actual_usd; savings_pct: savings / all_cloud (%),
@@ -82,6 +84,7 @@ class Summary:
     unpriced_calls: int
     cache_hits: int = 0
     cached_prompt_tokens: int = 0
+    cached_over_prompt: int = 0
     unpriced_requests: int = 0
     unpriced_models: tuple[str, ...] = ()
     unknown_counterfactual: int = 0
@@ -177,6 +180,7 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
         unpriced_calls=sum(c.cost_usd is None for c in calls),
         cache_hits=sum(bool(r.cache) for r in ok),
         cached_prompt_tokens=sum(c.cached_prompt_tokens for c in calls),
+        cached_over_prompt=sum(c.cached_prompt_tokens > c.prompt_tokens for c in calls),
         unpriced_requests=sum(any(c.cost_usd is None for c in r.calls) for r in records),
         unpriced_models=tuple(sorted({c.model for c in calls if c.cost_usd is None})),
         unknown_counterfactual=sum(r.counterfactual_usd is None for r in ok),

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..cascade.cascade import checks, keep_signals
 from ..cascade.measures import CheckCall
+from ..cascade.signals import tool_choice_error
 from ..cascade.verdict import answer_signals
+from ..errors import UpstreamError
 from ..guards.reserve import BudgetRefused
 from ..policy import Policy
 from ..providers.tier_client import CallResult, TierCallError
@@ -67,8 +69,19 @@ async def answer(router: "Router", ex: Exchange) -> tuple[str, CallResult]:
         (tier that answered, its result).
 
     Raises:
-        RouterError: the client-visible failure (see :func:`router.pipeline.fallback.recover`).
+        RouterError: the client-visible failure (see :func:`router.pipeline.fallback.recover`);
+            502 ``tool_choice_ignored`` when the answer that would be returned ignores the
+            request's forced or ``required`` ``tool_choice`` (no tier could answer as asked).
     """
+    tier, result = await _answer(router, ex)
+    problem = tool_choice_error(result.tool_calls, ex.request.params.get("tool_choice"))
+    if problem:
+        raise UpstreamError(f"Tier '{tier}' answered, but its {problem} and no other tier could answer "
+                            "as asked.", code="tool_choice_ignored")
+    return tier, result
+
+
+async def _answer(router: "Router", ex: Exchange) -> tuple[str, CallResult]:
     policy = router.policy
     tier = ex.decision.tier
     try:

@@ -99,6 +99,9 @@ def flags(s: Summary) -> list[str]:
     if s.unknown_counterfactual:
         out.append(f"{s.unknown_counterfactual} requests have no known all-cloud cost (the cloud model's price "
                    "is unknown); they are excluded from the all-cloud cost and the savings.")
+    if s.cached_over_prompt:
+        out.append(f"{s.cached_over_prompt} calls report more cached prompt tokens than prompt tokens; they are "
+                   "priced with every prompt token cached (check the provider's usage report).")
     if s.failed:
         out.append(f"{s.failed} requests failed; their calls (if any) are in the actual cost.")
     return out
