@@ -188,7 +188,11 @@ def check_embedder(ctx: Context) -> list[Check]:
     from ..scoring.classifier import EmbeddingClassifier
 
     cfg = ctx.policy.routing.classifier
-    clf = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision)
+    if cfg.kind != "embedding":
+        return [Check("embedder", "ok", f"none: routing.classifier.kind is {cfg.kind!r}")]
+    # the embedder serving runs (routing.classifier.embedder, e.g. MiniLM int8 in ONNX Runtime)
+    clf = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision, embedder_key=cfg.embedder,
+                              max_tokens=cfg.max_tokens)
     try:
         t0 = time.perf_counter()
         clf.embedder.encode(["warm up"])
