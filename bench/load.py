@@ -29,7 +29,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy import HERE, free_port, start, wait_http  # noqa: E402
+from proxy import free_port, slm_router_command, start, start_fake_backend, wait_http  # noqa: E402
 
 _M = [{"role": "user", "content": "hi"}]
 BAD_INPUTS: dict[str, bytes] = {
@@ -116,17 +116,13 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=10000, help="good requests")
     parser.add_argument("-c", type=int, default=64, help="concurrent clients")
     args = parser.parse_args()
-    bindir = Path(sys.executable).parent
-    slm_router = [str(bindir / "slm-router")] if (bindir / "slm-router").exists() else [sys.executable, "-m", "router.cli"]
+    slm_router = slm_router_command()
     work = Path(tempfile.mkdtemp(prefix="slm-router-load-"))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
     procs = []
     try:
-        bport = free_port()
-        backend = f"http://127.0.0.1:{bport}"
-        procs.append(start([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "fake_backend:app",
-                            "--port", str(bport), "--log-level", "warning", "--no-access-log"], work / "backend.log", env))
-        wait_http(backend + "/health", procs[-1])
+        backend_proc, backend = start_fake_backend(work, env)
+        procs.append(backend_proc)
         log_path = work / "requests.sqlite3"
         policy = {"tiers": {"local": {"model": "openai/bench-local", "api_key": "sk-bench", "api_base": backend + "/v1",
                                       "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},

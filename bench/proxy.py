@@ -151,6 +151,23 @@ def start(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None =
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env or os.environ.copy(), cwd=cwd)
 
 
+def slm_router_command() -> list[str]:
+    """How to run ``slm-router`` from this interpreter's environment (its console script, or
+    ``python -m router.cli`` when none is installed)."""
+    script = Path(sys.executable).parent / "slm-router"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+
+
+def start_fake_backend(work: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    """Start ``bench/fake_backend.py`` on a free port and wait for it; returns (process, base URL)."""
+    port = free_port()
+    proc = start([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "fake_backend:app",
+                  "--port", str(port), "--log-level", "warning", "--no-access-log"], work / "backend.log", env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", proc)
+    return proc, url
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -203,17 +220,14 @@ def main() -> int:
     args = parser.parse_args()
 
     bindir = Path(sys.executable).parent
-    slm_router = [str(bindir / "slm-router")] if (bindir / "slm-router").exists() else [sys.executable, "-m", "router.cli"]
+    slm_router = slm_router_command()
     litellm_bin = bindir / "litellm"
     work = Path(tempfile.mkdtemp(prefix="slm-router-bench-"))
     procs: list[subprocess.Popen] = []
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
     try:
-        bport = free_port()
-        backend = f"http://127.0.0.1:{bport}"
-        procs.append(start([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "fake_backend:app",
-                            "--port", str(bport), "--log-level", "warning", "--no-access-log"], work / "backend.log", env))
-        wait_http(backend + "/health", procs[-1])
+        backend_proc, backend = start_fake_backend(work, env)
+        procs.append(backend_proc)
 
         rport = free_port()
         policy = {
