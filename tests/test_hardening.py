@@ -54,6 +54,7 @@ def local_up():
 @pytest.fixture(scope="module")
 def proxy(cloud_up, local_up, tmp_path_factory):
     proc = ProxyProcess(_policy(cloud_up.url, local_up.url), tmp_path_factory.mktemp("hardening")).start()
+    _chat(proc, model="cloud", messages=[{"role": "user", "content": "warm-up"}])  # litellm's first call is slow
     yield proc
     proc.stop()
 
@@ -327,6 +328,7 @@ def in_process_proxy(cloud_up, tmp_path_factory):
                         "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_up.url}},
               "routing": {"classifier": {"threshold": 1.0}}}
     proc = ProxyProcess(policy, tmp_path_factory.mktemp("in-process")).start()
+    _chat(proc, model="local", max_tokens=2, messages=[{"role": "user", "content": "warm-up"}])  # litellm's first call
     yield proc
     proc.stop()
 
