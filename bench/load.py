@@ -2,11 +2,13 @@
 
 Starts the fast fake backend (``bench/fake_backend.py``) and ``slm-router serve`` with
 both tiers on it, then sends, at once, ``-n`` good cloud requests (half streaming) from
-``-c`` concurrent clients interleaved with every kind of bad input in :data:`BAD_INPUTS`
-(malformed JSON, invalid Unicode, wrong types, unknown fields and models, poisoned
-tools, oversize bodies, ...). Prints: good requests answered 200 (and the errors), bad
-ones answered with a 4xx in OpenAI's JSON shape (and any other answer), requests/s, log
-rows written vs requests sent, and how long ``serve`` takes to stop on SIGTERM.
+``-c`` concurrent clients interleaved with every kind of bad input of the sweep
+(``bench/bad_inputs.py``: malformed JSON, invalid Unicode, wrong types and out-of-range
+numbers for every field, bad tools, tool_choice and response_format, broken HTTP framing,
+oversize bodies, ... on the chat, Anthropic Messages, count_tokens, Responses and route
+endpoints). Prints: good requests answered 200 (and the errors), bad ones answered with a
+4xx in their API's error JSON (and any other answer), requests/s, log rows written vs
+requests sent, and how long ``serve`` takes to stop on SIGTERM.
 
 Usage: ``python bench/load.py [-n 10000] [-c 64]``
 """
@@ -29,37 +31,10 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bad_inputs import BAD_INPUTS, BadInput, answer_problem, send_raw  # noqa: E402
 from proxy import free_port, slm_router_command, start, start_fake_backend, wait_http  # noqa: E402
 
-_M = [{"role": "user", "content": "hi"}]
-BAD_INPUTS: dict[str, bytes] = {
-    "not JSON": b"{not json",
-    "JSON array": b"[1, 2]",
-    "empty body": b"",
-    "no model": json.dumps({"messages": _M}).encode(),
-    "no messages": json.dumps({"model": "auto"}).encode(),
-    "messages not a list": json.dumps({"model": "auto", "messages": "hi"}).encode(),
-    "unknown role": json.dumps({"model": "auto", "messages": [{"role": "robot", "content": "hi"}]}).encode(),
-    "no user turn": json.dumps({"model": "auto", "messages": [{"role": "system", "content": "x"}]}).encode(),
-    "empty user turn": json.dumps({"model": "auto", "messages": [{"role": "user", "content": "  "}]}).encode(),
-    "lone surrogate escape": b'{"model": "auto", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
-    "lone surrogate bytes": b'{"model": "auto", "messages": [{"role": "user", "content": "hi \xed\xa0\x80"}]}',
-    "invalid UTF-8": b'{"model": "auto", "messages": [{"role": "user", "content": "hi \xff\xfe"}]}',
-    "unknown model": json.dumps({"model": "gpt-99", "messages": _M}).encode(),
-    "temperature as text": json.dumps({"model": "auto", "messages": _M, "temperature": "hot"}).encode(),
-    "temperature 5": json.dumps({"model": "auto", "messages": _M, "temperature": 5}).encode(),
-    "top_p -1": json.dumps({"model": "auto", "messages": _M, "top_p": -1}).encode(),
-    "n 0": json.dumps({"model": "auto", "messages": _M, "n": 0}).encode(),
-    "max_tokens 0": json.dumps({"model": "auto", "messages": _M, "max_tokens": 0}).encode(),
-    "stream as text": json.dumps({"model": "auto", "messages": _M, "stream": "yes"}).encode(),
-    "five stop strings": json.dumps({"model": "auto", "messages": _M, "stop": list("abcde")}).encode(),
-    "tools as text": json.dumps({"model": "auto", "messages": _M, "tools": "yes"}).encode(),
-    "tool without name": json.dumps({"model": "auto", "messages": _M, "tools": [{"type": "function", "function": {}}]}).encode(),
-    "tool_choice bad": json.dumps({"model": "auto", "messages": _M, "tool_choice": "always"}).encode(),
-    "response_format xml": json.dumps({"model": "auto", "messages": _M, "response_format": {"type": "xml"}}).encode(),
-    "content part type": json.dumps({"model": "auto", "messages": [{"role": "user", "content": [{"type": "video"}]}]}).encode(),
-    "oversize body": json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x" * 5_000_000}]}).encode(),
-}
+SHAPED = "4xx, the API's error shape"
 
 
 async def _good(session: aiohttp.ClientSession, url: str, i: int) -> int:
@@ -73,19 +48,21 @@ async def _good(session: aiohttp.ClientSession, url: str, i: int) -> int:
         return r.status
 
 
-async def _bad(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bool]:
-    async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
-        text = await r.text(errors="replace")
-        try:
-            shaped = isinstance(json.loads(text).get("error", {}).get("message"), str)
-        except (ValueError, AttributeError):
-            shaped = False
-        return r.status, shaped
+async def _bad(session: aiohttp.ClientSession, base: str, port: int, kind: BadInput) -> str | None:
+    """Send one bad input; what is wrong with the answer, or None (a 4xx in the API's error shape)."""
+    if kind.raw is not None:
+        status, body = await send_raw("127.0.0.1", port, kind.raw)
+    else:
+        async with session.request(kind.method, base + kind.path, data=kind.body or None,
+                                   headers=kind.request_headers(), skip_auto_headers=("content-type",)) as r:
+            status, body = r.status, await r.read()
+    return answer_problem(kind, status, body)
 
 
-async def _run(url: str, n: int, concurrency: int) -> tuple[Counter, Counter, int, float]:
+async def _run(base: str, port: int, n: int, concurrency: int) -> tuple[Counter, Counter, int, float]:
+    url = base + "/v1/chat/completions"
     jobs: list[tuple[str, object]] = [("good", i) for i in range(n)]
-    kinds = list(BAD_INPUTS.items())
+    kinds = BAD_INPUTS
     every = max(1, n // (4 * len(kinds)))  # every bad kind about 4 times, spread through the run
     for k in range(0, n, every):
         jobs.insert(k + k // every, ("bad", kinds[(k // every) % len(kinds)]))
@@ -101,9 +78,8 @@ async def _run(url: str, n: int, concurrency: int) -> tuple[Counter, Counter, in
                 if kind == "good":
                     good[await _good(session, url, item)] += 1
                 else:
-                    name, body = item
-                    status, shaped = await _bad(session, url, body)
-                    bad["4xx, OpenAI shape" if 400 <= status < 500 and shaped else f"{name}: {status}"] += 1
+                    problem = await _bad(session, base, port, item)
+                    bad[SHAPED if problem is None else f"{item.name}: {problem}"] += 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -134,7 +110,7 @@ def main() -> int:
                                      "--log-level", "warning"], work / "router.log", env)
         procs.append(server)
         wait_http(f"http://127.0.0.1:{rport}/healthz", server)
-        good, bad, sent, elapsed = asyncio.run(_run(f"http://127.0.0.1:{rport}/v1/chat/completions", args.n, args.c))
+        good, bad, sent, elapsed = asyncio.run(_run(f"http://127.0.0.1:{rport}", rport, args.n, args.c))
         t = time.perf_counter()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -144,12 +120,12 @@ def main() -> int:
         print(f"{args.n} good cloud requests (half streaming) + {sent - args.n} bad ones of {len(BAD_INPUTS)} kinds, "
               f"{args.c} concurrent, one run on {os.cpu_count()} CPUs")
         print(f"good: {good.get(200, 0)} answered 200; others: {dict((k, v) for k, v in good.items() if k != 200) or 'none'}")
-        print(f"bad: {bad.get('4xx, OpenAI shape', 0)} answered 4xx in OpenAI's error shape; others: "
-              f"{dict((k, v) for k, v in bad.items() if k != '4xx, OpenAI shape') or 'none'}")
+        print(f"bad: {bad.get(SHAPED, 0)} answered 4xx in their API's error shape (OpenAI or Anthropic); others: "
+              f"{dict((k, v) for k, v in bad.items() if k != SHAPED) or 'none'}")
         print(f"throughput: {sent / elapsed:.0f} req/s over {elapsed:.1f} s")
         print(f"log rows: {rows} for {sent} requests sent ({'none lost' if rows == sent else 'MISMATCH'})")
         print(f"shutdown after SIGTERM: {shutdown_s:.1f} s")
-        return 0 if good.get(200, 0) == args.n and rows == sent and bad.get("4xx, OpenAI shape", 0) == sent - args.n else 1
+        return 0 if good.get(200, 0) == args.n and rows == sent and bad.get(SHAPED, 0) == sent - args.n else 1
     finally:
         for p in procs:
             if p.poll() is None:

@@ -54,6 +54,7 @@ def local_up():
 @pytest.fixture(scope="module")
 def proxy(cloud_up, local_up, tmp_path_factory):
     proc = ProxyProcess(_policy(cloud_up.url, local_up.url), tmp_path_factory.mktemp("hardening")).start()
+    _chat(proc, model="cloud", messages=[{"role": "user", "content": "warm-up"}])  # litellm's first call is slow
     yield proc
     proc.stop()
 
@@ -105,8 +106,7 @@ def test_lone_surrogate_is_a_400_naming_the_field(proxy):
             err = r.json()["error"]
             assert err["type"] == "invalid_request_error" and err["param"] == "messages[0].content"
             assert "Unicode" in err["message"]
-            if path == "/v1/chat/completions":  # /v1/route calls no model and logs nothing
-                assert _row(proxy, r.headers["x-request-id"])["http_status"] == 400
+            assert _row(proxy, r.headers["x-request-id"])["http_status"] == 400  # a refused /v1/route is logged too
 
 
 def test_bad_requests_never_fail_their_neighbours(proxy):
@@ -286,27 +286,74 @@ def test_disconnect_cancels_a_cloud_call(proxy, cloud_up, stream):
     assert time.time() - since < 4
     row = _cancelled_row(proxy, since)
     assert row["error"] == "client disconnected"
+    # the upstream said nothing about usage: the prompt it read is counted, and marked so
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] == 0
+    assert "counted with litellm's tokenizer (estimated)" in row["reason"]
 
 
-def test_disconnect_stops_in_process_generation(tmp_path, cloud_up):
-    """SmolLM2 asked for 2,000 tokens by a client with a 1 s timeout stops within a second,
-    and the next local request is answered at once."""
+def test_a_cancelled_cloud_stream_logs_the_tokens_it_streamed(proxy, cloud_up):
+    import litellm
+
+    pieces = [" Internationalization of extraordinarily", " heterogeneous telecommunications",
+              " infrastructure requires", " uncharacteristically meticulous", " standardization."] * 6
+    cloud_up.reply = lambda body: [chunk({"role": "assistant", "content": ""})] + [
+        chunk({"content": p}) for p in pieces] + [chunk({}, finish="stop"), usage_chunk(), DONE]
+    cloud_up.per_chunk_s = 0.2
+    since = time.time()
+    seen = ""
+    body = {"model": "cloud", "stream": True, "messages": [{"role": "user", "content": "a long technical sentence"}]}
+    with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.headers["x-router-tier"] == "cloud"
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                seen += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            if seen.count(".") >= 1 and len(seen) > 120:
+                break  # the client goes away mid-stream
+    row = _cancelled_row(proxy, since)
+    counted = litellm.token_counter(model="gpt-4o-mini", text=seen)
+    assert counted >= 12
+    # every relayed piece's tokens (more than the pieces: each is several tokens), never the whole answer's
+    assert counted <= row["completion_tokens"] < litellm.token_counter(model="gpt-4o-mini", text="".join(pieces))
+    assert row["prompt_tokens"] > 0
+    assert "prompt and streamed tokens counted with litellm's tokenizer (estimated)" in row["reason"]
+    call = _rows(proxy, "SELECT * FROM calls WHERE request_id = ?", (row["id"],))[-1]
+    assert call["completion_tokens"] == row["completion_tokens"]
+
+
+@pytest.fixture(scope="module")
+def in_process_proxy(cloud_up, tmp_path_factory):
+    """The in-process SmolLM2 tier (worker processes) as the local tier; auto -> local, checked."""
     policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 2000,
                                   "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
-                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_up.url}}}
-    proc = ProxyProcess(policy, tmp_path).start()
-    try:
-        since = time.time()
-        _client_gives_up(proc, {"model": "local", "max_tokens": 2000, "messages": [
-            {"role": "user", "content": "Write a very long story about a dragon, with many chapters."}]})
-        row = _cancelled_row(proc, since)
-        assert row["latency_ms"] < 2500 and row["error"] == "client disconnected"
-        t = time.time()
-        r = _chat(proc, model="local", max_tokens=4, messages=[{"role": "user", "content": "Say hi."}])
-        assert r.status_code == 200
-        assert time.time() - t < 10, "the next local request waited behind the abandoned one"
-    finally:
-        proc.stop()
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_up.url}},
+              "routing": {"classifier": {"threshold": 1.0}}}
+    proc = ProxyProcess(policy, tmp_path_factory.mktemp("in-process")).start()
+    _chat(proc, model="local", max_tokens=2, messages=[{"role": "user", "content": "warm-up"}])  # litellm's first call
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.parametrize("model, stream", [("local", False), ("auto", True)],
+                         ids=["non-streaming", "held-back stream"])
+def test_disconnect_stops_in_process_generation(in_process_proxy, model, stream):
+    """SmolLM2 asked for 2,000 tokens by a client with a 1 s timeout stops within a second,
+    the row carries the tokens it generated (the worker's own count), and the next local
+    request is answered at once."""
+    proc = in_process_proxy
+    since = time.time()
+    _client_gives_up(proc, {"model": model, "max_tokens": 2000, "stream": stream, "messages": [
+        {"role": "user", "content": f"Write a very long story about a dragon, with many chapters ({model})."}]})
+    row = _cancelled_row(proc, since)
+    assert row["latency_ms"] < 2500 and row["error"] == "client disconnected"
+    assert row["tier"] == "local" and row["prompt_tokens"] > 10 and row["completion_tokens"] > 0, row
+    assert "estimated" not in row["reason"]
+    calls = _rows(proc, "SELECT * FROM calls WHERE request_id = ?", (row["id"],))
+    assert [c["status"] for c in calls] == ["cancelled"]
+    assert calls[0]["completion_tokens"] == row["completion_tokens"] < 2000
+    t = time.time()
+    r = _chat(proc, model="local", max_tokens=4, messages=[{"role": "user", "content": "Say hi."}])
+    assert r.status_code == 200
+    assert time.time() - t < 10, "the next local request waited behind the abandoned one"
 
 
 # -- 6b. a local tier that rejects the request's shape under auto is escalated --------------------

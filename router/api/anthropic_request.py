@@ -273,7 +273,7 @@ def parse_messages_request(body: bytes | str | dict[str, Any], count_only: bool 
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
             raise InvalidRequestError(f"The request body is not valid JSON ({err}).", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")

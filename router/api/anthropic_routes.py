@@ -24,7 +24,7 @@ from ..policy import AUTO, Policy, TierConfig
 from ..request.parse import ChatRequest
 from .anthropic_request import parse_messages_request
 from .anthropic_response import error_body, stream_events, to_message
-from .chat_entry import ClientDisconnected, logged, read_body, serve_chat
+from .chat_entry import ClientDisconnected, admit, logged, refusals_logged, serve_chat
 
 __all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
 
@@ -96,16 +96,18 @@ def register_anthropic(app: FastAPI, live) -> None:
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> Any:
         """``{"input_tokens": N}``: the prompt as the tier this request would be routed to
-        counts it (no model call, not logged, like ``POST /v1/route``)."""
-        try:
-            router = live.router
-            identity = router.identify(request.headers)  # x-api-key or a bearer token
-            router.authorize(identity)
-            chat = parse_messages_request(await read_body(request, router.policy.server.max_request_bytes),
-                                          count_only=True)
+        counts it (no model call; like ``POST /v1/route``, logged only when refused)."""
+        router = live.router
+
+        async def count(chat: ChatRequest) -> tuple[Any, int]:
             routing = await router.route(chat, request.headers, identity=identity)
             tier = router.policy.tiers[routing.decision.tier]
-            tokens = await asyncio.to_thread(count_request_tokens, tier, chat)
+            return routing, await asyncio.to_thread(count_request_tokens, tier, chat)
+
+        try:  # x-api-key or a bearer token; a refusal is logged
+            record, identity, chat = await admit(router, request, lambda body: parse_messages_request(
+                body, count_only=True))
+            routing, tokens = await refusals_logged(router, record, count(chat))
         except RouterError as err:
             return _error(request, err)
         except Exception as err:  # noqa: BLE001

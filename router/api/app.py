@@ -28,11 +28,12 @@ from ..errors import InvalidRequestError, PermissionDeniedError, RouterError
 from ..pipeline import Router, RoutedStream, Routing, new_request_id
 from ..policy import Policy
 from ..policy.view import redacted_policy
-from ..request.parse import ChatRequest, parse_chat_request
+from ..request.parse import parse_chat_request
 from ..routing.decide import AUTO
 from ..store import RequestStore, open_store
 from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
-from .chat_entry import ClientDisconnected, logged as _logged, read_body as _read_body, serve_chat
+from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
+from .http_errors import set_framing_listener
 from .live_policy import LivePolicy
 from .responses_routes import register_responses
 
@@ -103,12 +104,20 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     live = LivePolicy(router, policy_path, warm_up=warm_up, on_swap=swapped)
 
+    def _log_framing_error(message: str) -> None:
+        """Log a request uvicorn refused for its broken framing (see :mod:`.http_errors`)."""
+        current = live.router
+        record = current.new_record(new_request_id(), time.time())
+        err = InvalidRequestError(f"Invalid HTTP request: {message}", code="invalid_http")
+        current.writer.spawn(current.log_failure(record, err))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if warm_up:
             await asyncio.to_thread(router.warm_up)
         stop = asyncio.Event()
         watcher = None
+        set_framing_listener(_log_framing_error)
         if policy_path is not None:
             live.install_sighup()
             if watch:
@@ -116,6 +125,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         try:
             yield
         finally:
+            set_framing_listener(None)
             stop.set()
             live.remove_sighup()
             if watcher is not None:
@@ -182,11 +192,9 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     async def route(request: Request) -> Any:
         """The decision for a chat request (tier, score, reason, rules, needs); no model call."""
         router = live.router
-        identity = router.identify(request.headers)
-        router.authorize(identity)
-        chat: ChatRequest = parse_chat_request(await _read_body(request, router.policy.server.max_request_bytes))
-        routing = await router.route(chat, request.headers, identity=identity)
-        return _route_body(routing, chat.model, router.policy_hash)
+        record, identity, chat = await admit(router, request, parse_chat_request)  # a refusal is logged
+        routing = await refusals_logged(router, record, router.route(chat, request.headers, identity=identity))
+        return JSONResponse(_route_body(routing, chat.model, router.policy_hash), headers={"x-request-id": record.id})
 
     @app.get("/v1/policy")
     async def active_policy(request: Request) -> dict[str, Any]:

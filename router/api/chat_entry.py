@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, RouterError
 from ..pipeline import RoutedAnswer, RoutedStream, new_request_id
+from ..request.identity import Identity
 from ..request.parse import ChatRequest
+from ..store.records import RequestRecord
 
 if TYPE_CHECKING:
+    from ..pipeline import Router
     from .live_policy import LivePolicy
 
-__all__ = ["serve_chat", "read_body", "logged", "ClientDisconnected"]
+__all__ = ["serve_chat", "admit", "refusals_logged", "read_body", "logged", "ClientDisconnected"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,63 @@ async def logged(task: asyncio.Task | None) -> None:
         log.exception("writing a request's log record failed")
 
 
+async def admit(router: "Router", request: Request, parse: Callable[[bytes], ChatRequest]
+                ) -> tuple[RequestRecord, Identity, ChatRequest]:
+    """Start one API request's log record, identify and authorize the caller, read and parse
+    the body; a refusal is logged (one row) before it is raised.
+
+    Returns:
+        (the request's record, the caller's identity, the parsed request);
+        ``request.state.request_id`` is the record's id.
+
+    Raises:
+        RouterError: 401 (no or an unknown key), 413 (too large) or 400 (the body does not
+            parse, or a field ``server.strict_requests`` refuses), already logged.
+    """
+    request_id = new_request_id()
+    request.state.request_id = request_id
+    record = router.new_record(request_id, time.time())
+    identity = router.identify(request.headers)  # the credential headers, read once
+    record.tenant, record.api_key_id = identity.tenant.tenant, identity.api_key_id
+    try:
+        router.authorize(identity)
+    except RouterError as err:
+        await router.log_failure(record, err)
+        raise
+    try:
+        chat = parse(await read_body(request, router.policy.server.max_request_bytes))
+        if router.policy.server.strict_requests and chat.ignored_fields:
+            name = chat.ignored_fields[0]
+            raise InvalidRequestError(f"Unrecognized request argument supplied: {name} "
+                                      "(server.strict_requests is on).", param=name, code="unknown_parameter")
+    except RouterError as err:
+        record.api_key_name = identity.caller.name if identity.caller else None
+        await router.log_failure(record, err)
+        raise
+    except Exception as err:  # never an unlogged bare 500
+        wrapped = InvalidRequestError(f"Could not read the request: {type(err).__name__}: {err}"[:300])
+        await router.log_failure(record, wrapped)
+        raise wrapped from err
+    record.requested_model = chat.model
+    return record, identity, chat
+
+
+async def refusals_logged(router: "Router", record: RequestRecord, work: Awaitable[Any]) -> Any:
+    """Await ``work`` (an admitted request that calls no model: ``/v1/route``,
+    ``count_tokens``), logging its refusal (a RouterError; any other error as a 500
+    ``internal_error``) under ``record`` before raising it. Its success is not logged."""
+    try:
+        return await work
+    except RouterError as err:
+        await router.log_failure(record, err)
+        raise
+    except Exception as err:
+        log.exception("request %s failed unexpectedly", record.id)
+        wrapped = RouterError(f"Internal error ({type(err).__name__}); logged as request {record.id}.")
+        await router.log_failure(record, wrapped)
+        raise wrapped from err
+
+
 async def serve_chat(live: "LivePolicy", request: Request,
                      parse: Callable[[bytes], ChatRequest]) -> RoutedAnswer | RoutedStream:
     """Answer one HTTP request through the pipeline of the router active when it arrived.
@@ -117,32 +177,8 @@ async def serve_chat(live: "LivePolicy", request: Request,
         ClientDisconnected: the client went away before its answer was ready (logged
             ``cancelled``).
     """
-    started = time.time()
     router = live.router  # this request keeps this policy to the end, whatever reloads happen
-    request_id = new_request_id()
-    request.state.request_id = request_id
-    record = router.new_record(request_id, started)
-    identity = router.identify(request.headers)  # the credential headers, read once
-    record.tenant, record.api_key_id = identity.tenant.tenant, identity.api_key_id
-    try:
-        router.authorize(identity)
-    except RouterError as err:
-        await router.log_failure(record, err)
-        raise
-    try:
-        chat = parse(await read_body(request, router.policy.server.max_request_bytes))
-        if router.policy.server.strict_requests and chat.ignored_fields:
-            name = chat.ignored_fields[0]
-            raise InvalidRequestError(f"Unrecognized request argument supplied: {name} "
-                                      "(server.strict_requests is on).", param=name, code="unknown_parameter")
-    except InvalidRequestError as err:
-        record.api_key_name = identity.caller.name if identity.caller else None
-        await router.log_failure(record, err)
-        raise
-    except Exception as err:  # never an unlogged bare 500
-        wrapped = InvalidRequestError(f"Could not read the request: {err}")
-        await router.log_failure(record, wrapped)
-        raise wrapped from err
+    record, identity, chat = await admit(router, request, parse)
     if chat.stream:
         return await _until_disconnect(request, router.stream(chat, record, request.headers, identity=identity))
     return await _until_disconnect(request, router.complete(chat, record, request.headers, log_later=True,

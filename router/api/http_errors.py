@@ -5,14 +5,39 @@ a malformed request line or header) never reaches the app: uvicorn's HTTP parser
 it with a plain-text ``400 Invalid HTTP request received.``. Clients of an OpenAI-compatible
 API parse error bodies as JSON, so :func:`protocol_class` gives uvicorn (its ``http``
 setting, which takes a protocol class or an import string) a subclass of the protocol it
-would pick that sends the same 400 as ``{"error": {"message", "type", "param", "code"}}``.
+would pick that sends the same 400 as ``{"error": {"message", "type", "param", "code"}}``,
+and tells the app's listener (:func:`set_framing_listener`), which logs it: such a request
+never reaches a route, yet it is a request and gets its log row.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 
-__all__ = ["framing_error_body", "protocol_class", "OpenAIErrorProtocol", "PROTOCOL"]
+__all__ = ["framing_error_body", "protocol_class", "set_framing_listener", "OpenAIErrorProtocol", "PROTOCOL"]
+
+log = logging.getLogger(__name__)
+
+_listener: Callable[[str], None] | None = None
+
+
+def set_framing_listener(listener: Callable[[str], None] | None) -> None:
+    """Call ``listener(message)`` (on the event loop's thread) for every framing 400 sent in
+    this process; None stops it. The app sets it while it runs."""
+    global _listener
+    _listener = listener
+
+
+def _framing_error(msg: str) -> bytes:
+    """The 400's body; the listener hears of it (its failure never stops the answer)."""
+    if _listener is not None:
+        try:
+            _listener(msg)
+        except Exception:
+            log.exception("logging a framing error failed")
+    return framing_error_body(msg)
 
 
 def framing_error_body(message: str) -> bytes:
@@ -29,7 +54,7 @@ def _h11_class():
         """uvicorn's h11 protocol; its framing 400 is OpenAI-shaped JSON."""
 
         def send_400_response(self, msg: str) -> None:
-            body = framing_error_body(msg)
+            body = _framing_error(msg)
             headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
                        (b"content-length", str(len(body)).encode())]
             for event in (h11.Response(status_code=400, headers=headers, reason=STATUS_PHRASES[400]),
@@ -47,7 +72,7 @@ def _httptools_class():
         """uvicorn's httptools protocol; its framing 400 is OpenAI-shaped JSON."""
 
         def send_400_response(self, msg: str) -> None:
-            body = framing_error_body(msg)
+            body = _framing_error(msg)
             head = [STATUS_LINE[400]]
             for name, value in self.server_state.default_headers:
                 head += [name, b": ", value, b"\r\n"]

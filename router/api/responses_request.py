@@ -171,7 +171,7 @@ def parse_responses_request(body: bytes | str | dict[str, Any]) -> ParsedRespons
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
             raise InvalidRequestError(f"We could not parse the JSON body of your request ({err}).",
                                       code="invalid_json") from None
     if not isinstance(body, dict):

@@ -20,6 +20,7 @@ from ..policy import Policy
 from ..providers.tier_client import CallResult, TierCallError
 from .exchange import Exchange
 from .fallback import escalation_failed, recover
+from .format_escalation import escalate_format
 
 if TYPE_CHECKING:
     from .router import Router
@@ -74,6 +75,7 @@ async def answer(router: "Router", ex: Exchange) -> tuple[str, CallResult]:
             request's forced or ``required`` ``tool_choice`` (no tier could answer as asked).
     """
     tier, result = await _answer(router, ex)
+    tier, result = await escalate_format(router, ex, tier, result, call_tier)  # prose for a JSON format
     problem = tool_choice_error(result.tool_calls, ex.request.params.get("tool_choice"))
     if problem:
         raise UpstreamError(f"Tier '{tier}' answered, but its {problem} and no other tier could answer "

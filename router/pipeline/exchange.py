@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..policy import Rule
+from ..providers.spend import Spend
 from ..request.identity import Identity
 from ..request.parse import ChatRequest
 from ..routing.rules import logged_facts
-from ..store.records import RequestRecord
+from ..store.records import CallRecord, RequestRecord
 
 if TYPE_CHECKING:  # imported for annotations only (no import cycle at run time)
     from ..guards.budget import Reservation
@@ -48,6 +49,8 @@ class Exchange:
             is logged.
         escalated_local_text: the local answer of an escalated request (the shadow stage
             keeps it as an escalation sample), or None.
+        spends: each call's :class:`Spend` (the tokens an in-process generation reports,
+            read when the request is cancelled before the call returned).
     """
 
     request: ChatRequest
@@ -60,6 +63,7 @@ class Exchange:
     probe: "CacheProbe | None" = None
     reservations: list["Reservation"] = field(default_factory=list)
     escalated_local_text: str | None = None
+    spends: list[tuple[CallRecord, Spend]] = field(default_factory=list)
     _messages: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
@@ -114,6 +118,16 @@ class Exchange:
         record.latency_ms = (time.perf_counter() - self.t0) * 1000
         if record.status not in ("partial", "cancelled"):
             record.status, record.http_status = "ok", 200
+
+    def spend_for(self, call: CallRecord) -> Spend:
+        """A new :class:`Spend` for ``call`` (one per attempt), kept with it."""
+        spend = Spend()
+        self.spends.append((call, spend))
+        return spend
+
+    def in_flight(self) -> list[tuple[CallRecord, Spend]]:
+        """The calls that have not returned (no latency yet), with their spends."""
+        return [(call, spend) for call, spend in self.spends if call.status == "ok" and not call.latency_ms]
 
     def cancel(self, local_tier: str) -> None:
         """The client disconnected before its answer was ready: status ``cancelled``, the

@@ -106,13 +106,13 @@ def client_logprobs(request: ChatRequest, entries: list[dict[str, Any]] | None) 
 def format_note(request: ChatRequest, result: CallResult, reason: str) -> str | None:
     """The note for an answer returned to the client although it fails the request's
     ``response_format`` (not JSON, or not matching the schema), whichever tier answered and
-    whether or not the cascade checked it; None when it passes or the reason already says so."""
+    whether or not the cascade checked it; None when it passes or the reason already marks it."""
     from ..cascade.signals import format_error
 
     fmt = request.params.get("response_format")
     if not fmt or result.tool_calls:
         return None
     problem = format_error(result.text, fmt)
-    if not problem or problem in reason:
+    if not problem or f"returned anyway: {problem}" in reason:
         return None
     return f"returned anyway: {problem}"

@@ -53,18 +53,13 @@ from ..store.base import RequestStore
 from ..store.records import RequestRecord
 from . import stream as streaming
 from .answer import answer
+from .cancelled import log_cancelled
 from .exchange import Exchange
 from .response import RoutedAnswer, RoutedStream, completion_body, format_note, hit_result, router_headers
 
 __all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
 log = logging.getLogger(__name__)
-
-
-def _log_cancelled(router: "Router", ex: Exchange) -> None:
-    """Log a request the server cancelled because its client disconnected."""
-    ex.cancel(router.policy.routing.local_tier)
-    router.log_soon(ex, None)
 
 
 def new_request_id() -> str:
@@ -325,16 +320,17 @@ class Router:
             await self.cache.store(ex.probe, tier, body)
 
     # -- logging -------------------------------------------------------------------------
-    def _log_args(self, ex: Exchange, answer_text: str | None) -> tuple:
+    def log_args(self, ex: Exchange, answer_text: str | None) -> tuple:
+        """:meth:`LogWriter.log`'s arguments for ``ex`` (its reservations handed over once)."""
         reservations, ex.reservations = ex.reservations, []
         return ex.record, ex.request, answer_text, reservations, ex.escalated_local_text
 
     async def _log(self, ex: Exchange, answer_text: str | None) -> None:
-        await self.writer.log(*self._log_args(ex, answer_text))
+        await self.writer.log(*self.log_args(ex, answer_text))
 
     def log_soon(self, ex: Exchange, answer_text: str | None) -> asyncio.Task | None:
         """Log the request on a task of its own (see :meth:`LogWriter.log_soon`)."""
-        return self.writer.log_soon(*self._log_args(ex, answer_text))
+        return self.writer.log_soon(*self.log_args(ex, answer_text))
 
     @asynccontextmanager
     async def _failures_logged(self, ex: Exchange) -> AsyncIterator[None]:
@@ -344,7 +340,7 @@ class Router:
         try:
             yield
         except asyncio.CancelledError:
-            _log_cancelled(self, ex)
+            log_cancelled(self, ex)  # with the tokens its calls in flight spent
             raise
         except Exception as err:
             failure = await self._failed(ex, err)

@@ -1,6 +1,7 @@
 """The streaming path: the answer layers of :mod:`router.pipeline.answer` for SSE.
 
-A checked local answer (and an ``n > 1`` answer of the in-process tier) is generated whole,
+A checked local answer (and an ``n > 1`` answer of the in-process tier, and a routed JSON
+answer that may go to another tier, :mod:`router.pipeline.format_escalation`) is generated whole,
 then replayed as chunks, so the client never sees an answer that is later replaced; with
 ``escalation.stream_check_tokens`` only its first tokens are held back
 (:func:`prefix_checked`). Other answers are relayed live (:func:`relay`). Errors before the
@@ -25,9 +26,11 @@ from ..providers.attempts import note_cached_tokens
 from ..providers.tier_client import CallResult, TierCallError
 from ..store.records import CallRecord
 from .answer import answer, call_tier, check_call_for, params_for
+from .cancelled import log_cancelled_stream
 from .exchange import Exchange
 from .fallback import escalation_failed, recover
-from .response import RoutedStream, client_logprobs, completion_body, router_headers
+from .format_escalation import format_escalates
+from .response import RoutedStream, client_logprobs, completion_body, format_note, router_headers
 
 if TYPE_CHECKING:
     from .router import Router
@@ -47,8 +50,10 @@ async def stream(router: "Router", ex: Exchange) -> RoutedStream:
     n = int(request.params.get("n") or 1)
     prefix = (checked and n == 1 and decision.escalation.stream_check_tokens is not None
               and not request.params.get("response_format"))
-    if (checked and not prefix) or (policy.tiers[tier].is_in_process and n > 1):
+    if (checked and not prefix) or (policy.tiers[tier].is_in_process and n > 1) or format_escalates(policy, ex):
         tier, result = await answer(router, ex)
+        if (note := format_note(request, result, ex.record.reason)) is not None:
+            ex.note(note)
         await router.keep(ex, tier, completion_body(request, ex.record, policy.tiers[tier].model, result))
         return replay(router, ex, tier, result)
     try:
@@ -216,6 +221,7 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
     started: set[int] = set()
     tool_calls = ToolCallAssembler()
     usage: dict[str, int] | None = None
+    streamed: list[str] = []  # every choice's text and tool arguments (a cancelled stream's count)
     try:
         yield sse(chunk(cid, created, model, role="assistant", content=""))
         pending = list(held)
@@ -228,12 +234,14 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
                     started.add(d.index)
                 if d.content:
                     pieces += 1
+                    streamed.append(d.content)
                     if d.index == 0:
                         text_parts.append(d.content)
                     yield sse(chunk(cid, created, model, content=d.content, index=d.index,
                                     logprobs=client_logprobs(request, d.logprob_entries)))
                 if d.tool_calls:
                     pieces += 1
+                    streamed.extend((tc.get("function") or {}).get("arguments") or "" for tc in d.tool_calls)
                     if d.index == 0:
                         tool_calls.add(d.tool_calls)
                     yield sse(chunk(cid, created, model, tool_calls=d.tool_calls, index=d.index))
@@ -278,13 +286,16 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
         record.status, record.error = "cancelled", "client disconnected"
         raise
     finally:
-        usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
-        call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
-        call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
-        note_cached_tokens(ex, call.tier, call.prompt_tokens, call.cached_prompt_tokens)
-        call.latency_ms = (time.perf_counter() - ex.t0) * 1000
-        ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
-        router.log_soon(ex, "".join(text_parts))
+        if usage is None and record.status == "cancelled":  # the tokens spent, counted or reported
+            log_cancelled_stream(router, ex, call, "".join(streamed), "".join(text_parts))
+        else:
+            usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
+            call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            call.cached_prompt_tokens = int(usage.get("cached_prompt_tokens") or 0)
+            note_cached_tokens(ex, call.tier, call.prompt_tokens, call.cached_prompt_tokens)
+            call.latency_ms = (time.perf_counter() - ex.t0) * 1000
+            ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
+            router.log_soon(ex, "".join(text_parts))
         # Close the upstream stream (stops local generation) outside a cancelled scope.
         try:
             asyncio.get_running_loop().create_task(deltas.aclose())

@@ -55,6 +55,8 @@ def reference_problems(policy: "Policy") -> list[ReferenceProblem]:
         problems.append(ReferenceProblem(("tiers", AUTO), "'auto' is reserved for routed requests and cannot name a tier"))
     for role in ("local_tier", "cloud_tier"):
         tier_ref(("routing", role), getattr(policy.routing, role), "tier")
+    for i, name in enumerate(policy.routing.escalation_order):
+        tier_ref(("routing", "escalation_order", i), name, "tier")
     for alias, target in policy.aliases.items():
         if alias == AUTO or alias in policy.tiers:
             problems.append(ReferenceProblem(("aliases", alias), f"alias {alias!r} hides the model of the same name"))

@@ -103,3 +103,8 @@ class RoutingConfig(_Strict):
         description="'local': answer from the local tier and mark x-router-degraded; 'error': 503",
     )
     session: SessionConfig = Field(default_factory=SessionConfig)
+    escalation_order: list[str] = Field(
+        default_factory=list,
+        description="tiers asked after the cloud tier, in order, when a routed (auto) request's answer breaks its "
+        "response_format (json_object / json_schema): each untried tier in turn until one answers in the format; "
+        "the answer is marked 'returned anyway' only when none is left (router/pipeline/format_escalation.py)")

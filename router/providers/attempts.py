@@ -6,7 +6,9 @@ client: it reserves the call's budget, makes up to ``1 + max_retries`` attempts 
 retryable failures: a timeout, a 429 or a 5xx), records each as a
 :class:`router.store.records.CallRecord` on the request (``retry`` after the first; failed
 attempts carry no tokens, so nothing is billed twice), and raises only its own errors: the
-last :class:`TierCallError`, or :class:`router.guards.reserve.BudgetRefused`.
+last :class:`TierCallError`, or :class:`router.guards.reserve.BudgetRefused`. Each attempt
+runs under its own :class:`router.providers.spend.Spend` (kept on the exchange), so a
+cancelled call's tokens can still be logged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..guards.budget import Reservation
 from ..guards.reserve import CloudReserver
 from ..policy import Policy
 from ..store.records import CallRecord
+from .spend import metering
 from .tier_client import CallResult, StreamDelta, TierCallError, TierClient
 
 if TYPE_CHECKING:
@@ -97,7 +100,8 @@ class Attempts:
             call = self._record(ex, tier, purpose, attempt, reservation)
             started = time.perf_counter()
             try:
-                result = await self.client.complete(tier, messages, params)
+                with metering(ex.spend_for(call)):
+                    result = await self.client.complete(tier, messages, params)
             except TierCallError as err:
                 await self._failed(call, err, started, attempt, attempts)
                 continue
@@ -127,7 +131,8 @@ class Attempts:
             started = time.perf_counter()
             deltas = self.client.stream(tier, ex.messages(), params)
             try:
-                first = await deltas.__anext__()
+                with metering(ex.spend_for(call)):  # the generation reads it when it starts
+                    first = await deltas.__anext__()
             except StopAsyncIteration:
                 return call, None, deltas
             except TierCallError as err:

@@ -22,6 +22,7 @@ from typing import Any
 from ..models import resolve_gguf
 from ..policy import TierConfig
 from .llama_runtime import LocalCompletion, TokenStep
+from .spend import current_spend
 from .worker_pool import WorkerPool, WorkerSpec
 
 __all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "pool_for", "pools", "LocalLlamaProvider"]
@@ -213,9 +214,20 @@ def _sample_args(optional_params: dict) -> list[dict[str, Any]]:
     return out
 
 
+def _metered() -> Any:
+    """The ``on_end`` of one generation: its final counts go to the current call's
+    :class:`~router.providers.spend.Spend` (read when the call is cancelled), or None."""
+    spend = current_spend()
+    if spend is None:
+        return None
+    spend.begin()
+    return spend.end
+
+
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
     pool = pool_for(model)
-    results = await asyncio.gather(*(pool.generate(messages, a) for a in _sample_args(optional_params)))
+    results = await asyncio.gather(*(pool.generate(messages, a, on_end=_metered())
+                                     for a in _sample_args(optional_params)))
     return _to_model_response(model, list(results), model_response)
 
 
@@ -233,7 +245,7 @@ async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIt
             steps = []
         return chunk
 
-    generation = pool.stream(messages, _generation_args(optional_params))
+    generation = pool.stream(messages, _generation_args(optional_params), on_end=_metered())
     try:
         async for item in generation:
             if isinstance(item, TokenStep):

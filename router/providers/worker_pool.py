@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .extra_buffers import Resolution, resolve
-from .llama_runtime import ContextWindowExceededError, LocalCompletion, TokenStep
+from .llama_runtime import LocalCompletion, TokenStep
 from .local_errors import LocalQueueFullError, LocalTierError, LocalTierUnavailableError, WorkerCrashedError
+from .worker_messages import OnEnd, deliver, final_count, result_of
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class WorkerPool:
             with self._lock:
                 worker.job = None
                 self._dispatch(worker)
-        _deliver(job, msg)
+        deliver(job, msg)
 
     def _on_exit(self, worker: _Worker, code: int) -> None:
         reason = f"the SLM worker (pid {worker.proc.pid}) {_exit_reason(code)}"
@@ -222,7 +223,7 @@ class WorkerPool:
                 self.restarts += 1
                 self._spawn()
         for job, msg in failed:
-            _deliver(job, msg)
+            deliver(job, msg)
 
     def _dispatch(self, worker: _Worker) -> None:
         """Give ``worker`` the next waiting job (call with ``_lock`` held)."""
@@ -252,30 +253,44 @@ class WorkerPool:
                     fallback=self.spec.on_queue_full == "cloud")
         return job
 
-    def _cancel(self, job: _Job) -> None:
+    def _cancel(self, job: _Job) -> bool:
+        """Stop ``job``: drop it from the queue, or ask its worker to stop. Returns True when
+        a worker runs it (its final ``done``, with the tokens generated so far, follows)."""
         with self._lock:
             if job in self._waiting:
                 self._waiting.remove(job)
-                return
+                return False
             worker = job.worker if job.worker is not None and job.worker.job is job else None
         if worker is not None:
             worker.send(("cancel", job.rid))
+        return worker is not None
 
-    async def stream(self, messages: list, args: dict, steps: bool = True) -> AsyncIterator[TokenStep | LocalCompletion]:
+    async def stream(self, messages: list, args: dict, steps: bool = True,
+                     on_end: Callable[[int, int], None] | None = None) -> AsyncIterator[TokenStep | LocalCompletion]:
         """Generate on a worker: yields each :class:`TokenStep` as it is produced (when
         ``steps``), then the :class:`LocalCompletion` (its ``steps`` empty when streamed).
-        Closing the iterator early cancels the generation.
+        Closing the iterator early (or cancelling its reader) cancels the generation.
+
+        ``on_end(prompt_tokens, completion_tokens)`` is called once when the generation is
+        over: with the finished completion's counts, with the counts the worker reports
+        after it stopped for a cancel (a background task waits up to 5 s for that report),
+        or with (0, 0) when it failed or never left the queue.
 
         Raises:
             WorkerCrashedError, LocalTierUnavailableError, LocalQueueFullError: see above.
             ContextWindowExceededError: the prompt does not fit ``n_ctx``.
             ValueError: the worker rejected the request (e.g. a bad grammar).
         """
+        end = OnEnd(on_end)
         if not self._started.is_set():
             await asyncio.to_thread(self.start)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[tuple] = asyncio.Queue()
-        job = self._submit(messages, args, steps, lambda msg: loop.call_soon_threadsafe(inbox.put_nowait, msg))
+        try:
+            job = self._submit(messages, args, steps, lambda msg: loop.call_soon_threadsafe(inbox.put_nowait, msg))
+        except BaseException:
+            end(0, 0)
+            raise
         finished = False
         try:
             while True:
@@ -284,15 +299,21 @@ class WorkerPool:
                     yield msg[2]
                     continue
                 finished = True
-                yield _result(msg)
+                end.final(msg)
+                yield result_of(msg)
                 return
         finally:
             if not finished:
-                self._cancel(job)
+                if self._cancel(job) and on_end is not None:
+                    loop.create_task(final_count(inbox, end))
+                else:
+                    end(0, 0)
 
-    async def generate(self, messages: list, args: dict) -> LocalCompletion:
-        """One whole generation (its steps included). Raises as :meth:`stream`."""
-        async for item in self.stream(messages, args, steps=False):
+    async def generate(self, messages: list, args: dict,
+                       on_end: Callable[[int, int], None] | None = None) -> LocalCompletion:
+        """One whole generation (its steps included); ``on_end`` as in :meth:`stream`.
+        Raises as :meth:`stream`."""
+        async for item in self.stream(messages, args, steps=False, on_end=on_end):
             if isinstance(item, LocalCompletion):
                 return item
         raise AssertionError("unreachable")
@@ -316,7 +337,7 @@ class WorkerPool:
         inbox: queue.Queue[tuple] = queue.Queue()
         job = self._submit(messages, args, False, inbox.put)
         try:
-            return _result(inbox.get(timeout=timeout_s))
+            return result_of(inbox.get(timeout=timeout_s))
         except BaseException:
             self._cancel(job)
             raise
@@ -348,28 +369,6 @@ class WorkerPool:
                 "queue": {"waiting": len(self._waiting), "limit": self.spec.queue},
                 "extra_buffers": self.extra_buffers.as_dict() if self.extra_buffers else None,
             }
-
-
-def _deliver(job: _Job, msg: tuple) -> None:
-    """Hand ``msg`` to the job's consumer; one that has gone away (its event loop closed)
-    must not stop the reader thread."""
-    try:
-        job.sink(msg)
-    except RuntimeError:
-        pass
-
-
-def _result(msg: tuple) -> LocalCompletion:
-    kind = msg[0]
-    if kind == "done":
-        return msg[2]
-    if kind == "crashed":
-        raise WorkerCrashedError(f"{msg[1]} while generating; the request goes to another tier")
-    if kind == "unavailable":
-        raise LocalTierUnavailableError(msg[1])
-    if kind == "error" and msg[2] == "context_window":
-        raise ContextWindowExceededError(msg[3])
-    raise ValueError(msg[3])
 
 
 _POOLS: list[WorkerPool] = []

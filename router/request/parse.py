@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
+from .shapes import check_tools_and_format, check_turns
 
 __all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
            "CONTENT_PART_TYPES"]
@@ -158,7 +159,8 @@ def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
+            shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # a bad key is named escaped
+            sub = f"{path}.{shown}" if path else shown
             found = _lone_surrogate_path(key, sub) or _lone_surrogate_path(item, sub)
             if found:
                 return found
@@ -187,43 +189,6 @@ def _openai_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return cleaned, dropped
 
 
-RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
-"""OpenAI's ``response_format.type`` values."""
-
-
-def _check_tools_and_format(params: dict[str, Any]) -> None:
-    """OpenAI's shapes of ``tools`` (a list of ``{"type": "function", "function": {"name", ...}}``),
-    ``tool_choice`` and ``response_format`` (``type`` one of text, json_object, json_schema;
-    json_schema needs ``json_schema.schema`` or a name). Raises InvalidRequestError naming the param."""
-    tools = params.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise InvalidRequestError(f"Invalid type for 'tools': expected an array of tools, got {type(tools).__name__}.",
-                                      param="tools")
-        for i, tool in enumerate(tools):
-            fn = tool.get("function") if isinstance(tool, dict) else None
-            if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
-                    or not isinstance(fn.get("name"), str) or not fn["name"]:
-                raise InvalidRequestError(
-                    f"Invalid value for 'tools[{i}]': expected {{\"type\": \"function\", \"function\": "
-                    "{\"name\": ..., \"parameters\": ...}}.", param=f"tools[{i}]")
-    choice = params.get("tool_choice")
-    if choice is not None and not (choice in ("none", "auto", "required") or (
-            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str))):
-        raise InvalidRequestError("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or "
-                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}.", param="tool_choice")
-    fmt = params.get("response_format")
-    if fmt is not None:
-        kind = fmt.get("type") if isinstance(fmt, dict) else None
-        if kind not in RESPONSE_FORMAT_TYPES:
-            raise InvalidRequestError(
-                f"Invalid value for 'response_format.type': {kind!r}; expected one of "
-                f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
-        if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
-            raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
-                                      param="response_format.json_schema")
-
-
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
 
@@ -235,7 +200,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     if isinstance(body, (bytes, str)):
         try:
             data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
             raise InvalidRequestError(
                 f"We could not parse the JSON body of your request ({err}).", code="invalid_json"
             ) from None
@@ -257,7 +222,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     except ValidationError as err:
         message, param = _validation_message(err)
         raise InvalidRequestError(message, param=param) from None
-    _check_tools_and_format(fields["params"])
+    check_tools_and_format(fields["params"])
     if fields["params"].get("tools"):
         fields["params"]["tools"], dropped = _openai_tools(fields["params"]["tools"])
         fields["ignored_fields"] = sorted(fields["ignored_fields"] + dropped)
@@ -276,6 +241,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
                     param=f"messages[{i}].content[{j}].type",
                 )
 
+    check_turns(fields["messages"])
     for i, m in enumerate(request.messages):
         if m.role not in ROLES:
             raise InvalidRequestError(

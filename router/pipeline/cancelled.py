@@ -1,0 +1,88 @@
+"""Logging a request whose client went away: the row says ``cancelled`` with the tokens spent.
+
+A cancelled call returns no usage. Its tokens come from:
+
+- an in-process tier (``slm-local/...``): the count its worker reports once it has stopped
+  (exact; :class:`router.providers.spend.Spend`, awaited at most ``SETTLE_S`` seconds);
+- any other tier (cloud, or a local OpenAI-compatible server), which reported nothing: the
+  prompt and the text streamed so far counted with litellm's tokenizer for the tier's model
+  (:func:`router.ledger.cost.count_prompt_tokens`), and the reason says they are estimated.
+  A non-streaming call streamed nothing, so only its prompt is counted.
+
+Both the answer paths (a cancelled pipeline, :func:`log_cancelled`) and a live stream's
+relay (:func:`log_cancelled_stream`) log through here, on a task the log writer drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from ..ledger.cost import count_prompt_tokens, count_text_tokens
+from ..providers.spend import Spend
+from ..store.records import CallRecord
+from .exchange import Exchange
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ = ["SETTLE_S", "log_cancelled", "log_cancelled_stream"]
+
+SETTLE_S = 2.0
+"""Seconds a cancelled in-process generation is given to report its count (it stops
+within one token, tens of ms)."""
+
+
+async def _spent(router: "Router", ex: Exchange, call: CallRecord, spend: Spend | None, streamed: str) -> bool:
+    """Fill ``call``'s tokens after a cancel. Returns True when they are estimated."""
+    tier = router.policy.tiers[call.tier]
+    if tier.is_in_process:
+        if spend is not None:
+            await spend.settled(SETTLE_S)
+            call.prompt_tokens, call.completion_tokens = spend.prompt_tokens, spend.completion_tokens
+        return False
+    try:
+        call.prompt_tokens = await asyncio.to_thread(count_prompt_tokens, tier, ex.messages())
+        call.completion_tokens = await asyncio.to_thread(count_text_tokens, tier, streamed)
+    except Exception:  # a message shape the counter does not know: nothing counted, still logged
+        return False
+    return True
+
+
+async def _settle_and_log(router: "Router", ex: Exchange) -> None:
+    estimated = [call.tier for call, spend in ex.in_flight() if await _spent(router, ex, call, spend, "")]
+    if estimated:
+        ex.note(f"cancelled: prompt tokens of {', '.join(dict.fromkeys(estimated))} counted with litellm's "
+                "tokenizer (estimated)")
+    ex.cancel(router.policy.routing.local_tier)
+    await router.writer.log(*router.log_args(ex, None))
+
+
+def log_cancelled(router: "Router", ex: Exchange) -> None:
+    """Log a request the server cancelled before its answer was ready (its calls still in
+    flight get the tokens they spent), on a task :meth:`LogWriter.drain` waits for."""
+    router.writer.spawn(_settle_and_log(router, ex))
+
+
+async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, streamed: str, answer_text: str) -> None:
+    spend = next((s for c, s in ex.spends if c is call), None)
+    if await _spent(router, ex, call, spend, streamed):
+        ex.note(f"cancelled: usage not reported by {call.tier}, prompt and streamed tokens counted with "
+                "litellm's tokenizer (estimated)")
+    call.latency_ms = (time.perf_counter() - ex.t0) * 1000
+    ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
+    await router.writer.log(*router.log_args(ex, answer_text))
+
+
+def log_cancelled_stream(router: "Router", ex: Exchange, call: CallRecord, streamed: str, answer_text: str) -> None:
+    """Log a live stream whose client disconnected before the tier reported usage: ``call``
+    gets the tokens spent (``streamed``: every text and tool-argument piece relayed). With
+    no event loop running (a generator closed by the GC) it is logged at once, uncounted."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
+        router.log_soon(ex, answer_text)
+        return
+    router.writer.spawn(_stream_logged(router, ex, call, streamed, answer_text))

@@ -1,0 +1,149 @@
+"""Shape checks of a chat request's structured fields, after its types were validated (pure).
+
+OpenAI's API reference (Chat Completions) gives each of these a 400 ``invalid_request_error``
+naming the field; a proxy that forwards them unchecked lets a provider answer 400 (or, worse,
+an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). Checked here:
+
+- ``tools``: a list of ``{"type": "function", "function": {"name", "parameters"?}}``, names of
+  1-64 letters, digits, ``_`` or ``-`` and unique, ``parameters`` a JSON Schema object;
+- ``tool_choice``: ``none``/``auto``/``required`` or a named function; ``required`` and a named
+  function need ``tools``, and the name must be one of them;
+- ``response_format``: ``type`` one of text/json_object/json_schema; ``json_schema`` an object
+  whose ``schema``, when given, is an object;
+- ``top_logprobs`` only with ``logprobs: true``; ``logit_bias`` an object;
+  ``parallel_tool_calls`` a boolean;
+- turns: ``name`` a string; an assistant's ``tool_calls`` a list of calls with a function
+  name; a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
+  with an ``http(s)://`` or ``data:`` URL.
+
+Each check raises :class:`router.errors.InvalidRequestError` with ``param`` set.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import InvalidRequestError
+
+__all__ = ["RESPONSE_FORMAT_TYPES", "check_tools_and_format", "check_turns"]
+
+RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
+"""OpenAI's ``response_format.type`` values."""
+
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's function name rule
+
+
+def _bad(param: str, expected: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid value for '{param}': expected {expected}.", param=param)
+
+
+def _check_tools(tools: Any) -> list[str]:
+    """The tool names, after checking ``tools``' shape."""
+    if not isinstance(tools, list):
+        raise InvalidRequestError(f"Invalid type for 'tools': expected an array of tools, got {type(tools).__name__}.",
+                                  param="tools")
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _bad(f"tools[{i}]", '{"type": "function", "function": {"name": ..., "parameters": ...}}')
+        if not _TOOL_NAME.match(fn["name"]):
+            raise _bad(f"tools[{i}].function.name", "1 to 64 letters, digits, underscores or dashes")
+        if fn["name"] in names:
+            raise InvalidRequestError(f"Invalid value for 'tools[{i}].function.name': {fn['name']!r} is defined twice.",
+                                      param=f"tools[{i}].function.name")
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            raise _bad(f"tools[{i}].function.parameters", "a JSON Schema object")
+        names.append(fn["name"])
+    return names
+
+
+def _check_tool_choice(choice: Any, names: list[str] | None) -> None:
+    if choice is None:
+        return
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
+        if not isinstance(name, str):
+            raise _bad("tool_choice", "'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}")
+        if names is None or name not in names:
+            raise InvalidRequestError(f"Invalid value for 'tool_choice': no tool named {name!r} in 'tools'.",
+                                      param="tool_choice.function.name")
+        return
+    if choice not in ("none", "auto", "required"):
+        raise _bad("tool_choice", "'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}")
+    if choice == "required" and not names:
+        raise InvalidRequestError("Invalid value for 'tool_choice': 'required' needs 'tools'.", param="tool_choice")
+
+
+def _check_format(fmt: Any) -> None:
+    if fmt is None:
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind not in RESPONSE_FORMAT_TYPES:
+        raise InvalidRequestError(
+            f"Invalid value for 'response_format.type': {kind!r}; expected one of "
+            f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict):
+            raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
+                                      param="response_format.json_schema")
+        if "schema" in spec and not isinstance(spec["schema"], dict):
+            raise _bad("response_format.json_schema.schema", "a JSON Schema object")
+
+
+def check_tools_and_format(params: dict[str, Any]) -> None:
+    """Check ``tools``, ``tool_choice``, ``response_format``, ``top_logprobs``, ``logit_bias``
+    and ``parallel_tool_calls`` (see the module docstring).
+
+    Raises:
+        InvalidRequestError: naming the first bad field.
+    """
+    names = _check_tools(params["tools"]) if params.get("tools") is not None else None
+    _check_tool_choice(params.get("tool_choice"), names)
+    _check_format(params.get("response_format"))
+    if params.get("top_logprobs") is not None and params.get("logprobs") is not True:
+        raise InvalidRequestError("Invalid value for 'top_logprobs': it needs 'logprobs' set to true.",
+                                  param="top_logprobs")
+    if "logit_bias" in params and not isinstance(params["logit_bias"], dict):
+        raise _bad("logit_bias", "an object of token ids to biases")
+    if "parallel_tool_calls" in params and not isinstance(params["parallel_tool_calls"], bool):
+        raise _bad("parallel_tool_calls", "a boolean")
+
+
+def _check_part(part: dict[str, Any], where: str) -> None:
+    kind = part.get("type")
+    if kind == "text" and not isinstance(part.get("text"), str):
+        raise _bad(f"{where}.text", "a string")
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
+            raise _bad(f"{where}.image_url.url", "an http(s):// or data: URL")
+
+
+def check_turns(messages: list[dict[str, Any]]) -> None:
+    """Check each turn's ``name``, ``tool_calls``, ``tool_call_id`` and content parts.
+
+    Raises:
+        InvalidRequestError: naming the first bad field (``messages[i]...``).
+    """
+    for i, m in enumerate(messages):
+        at = f"messages[{i}]"
+        if "name" in m and m["name"] is not None and not isinstance(m["name"], str):
+            raise _bad(f"{at}.name", "a string")
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise _bad(f"{at}.tool_calls", "an array of tool calls")
+            for j, call in enumerate(calls):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise _bad(f"{at}.tool_calls[{j}]", '{"id": ..., "type": "function", "function": {"name": ..., '
+                                                       '"arguments": ...}}')
+        if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise InvalidRequestError(f"Missing required parameter: '{at}.tool_call_id'.", param=f"{at}.tool_call_id")
+        for j, part in enumerate(m["content"] if isinstance(m.get("content"), list) else ()):
+            _check_part(part, f"{at}.content[{j}]")
