@@ -238,7 +238,8 @@ def _print_table(data) -> None:
         table.add_row(k, v)
     header, rows = cost_lines(summary)
     for row in rows:
-        table.add_row(row[0], f"{row[4]}; {row[1]} calls" + (f"; {row[5]}" if row[5] != "-" else ""))
+        tokens = f"; {row[2]} prompt + {row[3]} completion tokens" if row[3] != "-" and row[2].isdigit() else ""
+        table.add_row(row[0], f"{row[4]}; {row[1]} calls{tokens}" + (f"; {row[5]}" if row[5] != "-" else ""))
     for w in flags(summary):
         table.add_row("[yellow]flag[/]", w)
     console.print(table)

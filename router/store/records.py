@@ -166,8 +166,12 @@ class ShadowRecord:
         similarity: cosine similarity of the two answers' MiniLM embeddings (-1..1).
         agrees: the local answer counts as as good as the cloud's: the judge's verdict when a
             judge ran, else ``similarity >= shadow.agree_at``; None when unknown.
-        judge_model: the judge tier's model when an LLM judge ran; judge_verdict its verdict
-            (True: local answer as good), None when it gave none; judge_cost_usd its cost.
+        judge_model: the judge tier's model when an LLM judge ran; judge_verdict its final
+            verdict (True: the local answer is at least as good; None: tie/unsure, the orders
+            disagreed, or no verdict); judge_cost_usd the cost of its calls (USD).
+        judge_replies: the judge's raw replies, one per order asked, as a JSON list of
+            ``{"order", "reply", "verdict"}`` (:mod:`router.ledger.judge`); None without a judge.
+        judge_prompt_tokens, judge_completion_tokens: tokens of the judge's calls (both orders).
     """
 
     request_id: str
@@ -190,3 +194,6 @@ class ShadowRecord:
     judge_model: str | None = None
     judge_verdict: bool | None = None
     judge_cost_usd: float | None = None
+    judge_replies: list[dict[str, Any]] | None = None
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0

@@ -19,7 +19,8 @@ CSV_COLUMNS = [
     "savings_pct", "escalation_tax_calls", "escalation_tax_prompt_tokens", "escalation_tax_completion_tokens",
     "escalation_tax_usd", "escalation_tax_latency_ms", "self_check_calls", "self_check_tokens", "self_check_usd",
     "consistency_calls", "consistency_tokens", "consistency_usd",
-    "shadow_samples", "shadow_calls", "shadow_usd", "net_savings_usd", "quality_estimate", "quality_lo",
+    "shadow_samples", "shadow_calls", "shadow_usd", "judge_samples", "judge_calls", "judge_prompt_tokens",
+    "judge_completion_tokens", "judge_usd", "judge_unsure", "net_savings_usd", "quality_estimate", "quality_lo",
     "quality_hi", "shadow_agreement_rate", "unpriced_calls", "unpriced_requests", "unknown_counterfactual",
 ]
 

@@ -24,6 +24,10 @@ METHOD_NOTES = [
     "background, agreement = MiniLM cosine similarity at or above shadow.agree_at, or an LLM judge's "
     "verdict), unsampled ones at the sampled agreement rate; 95% interval from the Wilson interval of "
     "that rate. Shadow calls are a real spend, shown on their own line and taken off net savings.",
+    "Judge: the judge tier is asked whether the local answer is at least as good as the cloud's, with the "
+    "answers in both orders (shadow.judge_swap); a verdict only when both orders agree, else tie/unsure (the "
+    "sample then falls back to the embedding agreement). Its prompt and completion tokens are priced on the "
+    "line \"judge\", part of the shadow spend.",
 ]
 
 GROUP_HEADER = ["group", "requests", "served locally", "escalated", "actual cost", "all-cloud cost", "savings",
@@ -64,15 +68,15 @@ def headline_rows(s: Summary) -> list[tuple[str, str]]:
         ("actual cost", fmt_usd(s.actual_usd)),
         ("all-cloud cost", fmt_usd(s.all_cloud_usd)),
         ("savings", f"{fmt_usd(s.savings_usd)} ({savings_pct})"),
-        ("shadow sampling spend", fmt_usd(s.shadow_usd)),
+        ("shadow sampling spend", f"{fmt_usd(s.shadow_usd)} (judge {fmt_usd(s.judge_usd)})"),
         ("net savings", fmt_usd(s.net_savings_usd)),
         ("estimated quality retention", quality_text(s.quality)),
     ]
 
 
 def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the cost breakdown: serving, escalation tax, self-check, shadow."""
-    header = ["line", "calls", "prompt tokens", "completion tokens", "cost", "latency (sum)"]
+    """(header, rows) of the cost breakdown: serving, escalation tax, self-check, shadow, judge."""
+    header = ["line", "calls", "prompt tokens", "completion tokens", "cost", "latency (sum) or note"]
     serving_calls = sum(s.price_sources.values())
     rows = [
         ["serving (all calls)", str(serving_calls), str(s.prompt_tokens), str(s.completion_tokens),
@@ -84,7 +88,10 @@ def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
          fmt_usd(s.self_check_usd), "-"],
         ["of which: consistency samples", str(s.consistency_calls), f"{s.consistency_tokens} (total)", "-",
          fmt_usd(s.consistency_usd), "-"],
-        ["shadow sampling (extra cloud calls and judge)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd), "-"],
+        ["shadow sampling (extra cloud calls)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd - s.judge_usd),
+         "-"],
+        ["judge", str(s.judge_calls), str(s.judge_prompt_tokens), str(s.judge_completion_tokens),
+         fmt_usd(s.judge_usd), f"{s.judge_samples} samples, {s.judge_unsure} tie/unsure"],
     ]
     return header, rows
 
