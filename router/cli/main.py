@@ -209,7 +209,8 @@ def report(
     lo, hi = _window(since, until)
     active = _policy(policy)
     path, records, shadows = _read_log(active, log, lo, hi)
-    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by)
+    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by,
+                        tiers=(active.routing.local_tier, active.routing.cloud_tier))
     if fmt is not None:
         _write_out(render(data, fmt), out)
         return
@@ -243,6 +244,15 @@ def _print_table(data) -> None:
     for w in flags(summary):
         table.add_row("[yellow]flag[/]", w)
     console.print(table)
+    if data.shadow_policies:
+        from ..analysis.render.text import SHADOW_POLICY_HEADER, shadow_policy_rows
+
+        compared = Table(title="shadow policy vs active (same requests)")
+        for h in SHADOW_POLICY_HEADER:
+            compared.add_column(h, overflow="fold")
+        for row in shadow_policy_rows(data.shadow_policies):
+            compared.add_row(*row)
+        console.print(compared)
     if data.by:
         grouped = Table(title=f"by {data.by}")
         for h in GROUP_HEADER:

@@ -102,6 +102,10 @@ class RequestRecord:
             None without one; session_prev_tier: the tier of the session's previous turn (None
             on its first); session_per_turn_tier: the tier the turn's own decision chose, before
             the session kept its tier (:func:`router.routing.session.choose_tier`).
+        shadow_policy_version: the policy version in shadow when the request was routed
+            (:mod:`router.pipeline.candidate`), None without one; shadow_tier: the tier that
+            version would have chosen first (``error:<code>`` when it would have refused the
+            request). It never acted.
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -143,6 +147,8 @@ class RequestRecord:
     session_id: str | None = None
     session_prev_tier: str | None = None
     session_per_turn_tier: str | None = None
+    shadow_policy_version: str | None = None
+    shadow_tier: str | None = None
 
 
 @dataclass(slots=True)

@@ -61,6 +61,8 @@ _ADDED_COLUMNS = [
     ("requests", "cloud_completion_tokens", "INTEGER"),
     ("calls", "signals", "TEXT"),
     ("requests", "rule_facts", "TEXT"),
+    ("requests", "shadow_policy_version", "TEXT"),
+    ("requests", "shadow_tier", "TEXT"),
     ("shadows", "judge_replies", "TEXT"),
     ("shadows", "judge_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("shadows", "judge_completion_tokens", "INTEGER NOT NULL DEFAULT 0"),

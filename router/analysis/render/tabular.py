@@ -43,6 +43,7 @@ def to_json(data: ReportData) -> str:
     out["by"] = data.by
     out["groups"] = [{"group": k, **asdict(s)} for k, s in data.groups]
     out["days"] = [{"day": k, **asdict(s)} for k, s in data.days]
+    out["shadow_policies"] = [{**asdict(c), "agreement": c.agreement} for c in data.shadow_policies]
     out["latency_by_tier"] = [{"tier": t.tier, "calls": t.calls, "p50_ms": t.p50_ms, "p95_ms": t.p95_ms,
                                "max_ms": t.max_ms} for t in data.latency]
     return json.dumps(out, indent=2)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ..policy_compare import ShadowComparison
 from ..quality import Retention
 from ..report import Summary
 from .data import ReportData, fmt_pct, fmt_time, fmt_usd
 
 __all__ = ["window_text", "quality_text", "headline_rows", "cost_lines", "flags", "group_rows", "GROUP_HEADER",
-           "METHOD_NOTES"]
+           "METHOD_NOTES", "SHADOW_POLICY_HEADER", "shadow_policy_rows"]
 
 METHOD_NOTES = [
     "Actual cost: every logged call, priced from litellm's model price map (prompt, cached-prompt and "
@@ -112,6 +113,18 @@ def flags(s: Summary) -> list[str]:
     if s.failed:
         out.append(f"{s.failed} requests failed; their calls (if any) are in the actual cost.")
     return out
+
+
+SHADOW_POLICY_HEADER = ["shadow version", "active version(s)", "requests", "same first tier", "cloud share active",
+                        "cloud share shadow", "cost active", "cost shadow (estimated)", "shadow would refuse"]
+
+
+def shadow_policy_rows(comparisons: list[ShadowComparison]) -> list[list[str]]:
+    """Rows under :data:`SHADOW_POLICY_HEADER`: each version in shadow against the active
+    policy on the same requests (:mod:`router.analysis.policy_compare`)."""
+    return [[c.version, ", ".join(c.active_versions), str(c.requests), f"{c.agree} ({fmt_pct(c.agreement)})",
+             fmt_pct(c.active_cloud_share), fmt_pct(c.shadow_cloud_share), fmt_usd(c.active_usd),
+             fmt_usd(c.shadow_usd), str(c.refused)] for c in comparisons]
 
 
 def _quality_cell(q: Retention | None) -> str:
