@@ -141,3 +141,63 @@ def test_report_has_a_judge_cost_line():
     csv_text = render(build_report(records, shadows, source="test"), "csv")
     header, row = csv_text.splitlines()[:2]
     assert dict(zip(header.split(","), row.split(",")))["judge_prompt_tokens"] == "200"
+
+
+@pytest.mark.slow
+def test_server_judges_shadow_samples_in_both_orders_and_reports_the_judge_line(tmp_path):
+    """The real server: every locally served request is shadowed, a position-biased judge
+    (a real HTTP server) is asked in both orders, the orders disagree, so every sample is
+    tie/unsure; `report` prices the judge's tokens on its own line."""
+    import json
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    from .fake_openai import FakeOpenAI
+    from .proxy_process import ProxyProcess
+
+    local, cloud = FakeOpenAI(answer="Paris.").start(), FakeOpenAI(answer="The capital is Paris.").start()
+    judge = ScriptedUpstream(_prefers_first_position).start()
+    policy = {
+        "tiers": {"local": {"model": "openai/local-model", "api_key": "sk-test", "api_base": local.url,
+                            "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url},
+                  "judge": {"model": "openai/judge", "api_key": "sk-test", "api_base": judge.url,
+                            "price": {"input_usd_per_mtok": 2.0, "output_usd_per_mtok": 10.0}}},
+        "routing": {"classifier": {"threshold": 1.0}},  # every request served locally
+        "escalation": {"enabled": False},
+        "shadow": {"rate": 1.0, "judge_tier": "judge"},
+    }
+    proxy = ProxyProcess(policy, tmp_path).start()
+    try:
+        import httpx
+
+        for q in ("What is the capital of France?", "Name the capital of France.", "France's capital?"):
+            r = httpx.post(proxy.url + "/v1/chat/completions", timeout=60,
+                           json={"model": "auto", "messages": [{"role": "user", "content": q}]})
+            assert r.status_code == 200 and r.headers["x-router-tier"] == "local"
+        deadline = time.time() + 60
+        while len(judge.received) < 6 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the samples are written after the judge answers
+        assert len(judge.received) == 6  # three samples, two orders each
+        db = sqlite3.connect(proxy.log_path)
+        rows = db.execute("SELECT judge_verdict, judge_replies, judge_prompt_tokens, judge_completion_tokens, "
+                          "judge_cost_usd FROM shadows").fetchall()
+        assert len(rows) == 3
+        for verdict, replies, prompt_tokens, completion_tokens, cost in rows:
+            assert verdict is None  # the orders disagree: tie/unsure
+            assert [(x["order"], x["reply"]) for x in json.loads(replies)] == [("cloud_first", "NO"),
+                                                                                ("local_first", "YES")]
+            assert (prompt_tokens, completion_tokens) == (200, 2)
+            assert cost == pytest.approx((2.0 * 200 + 10.0 * 2) / 1e6)
+        out = CliRunner().invoke(app, ["report", "--log", str(proxy.log_path), "--format", "md"])
+        assert out.exit_code == 0, out.output
+        line = next(l for l in out.output.splitlines() if l.startswith("| judge |"))
+        assert line.split(" | ")[1:5] == ["6", "600", "6", "$0.001260"] and "3 samples, 3 tie/unsure" in line
+    finally:
+        proxy.stop()
+        for s in (local, cloud, judge):
+            s.stop()
