@@ -43,10 +43,10 @@ def test_agreement_prefers_the_judge():
 
 
 def test_judge_prompt_holds_question_and_both_answers():
-    turns = judge_messages("What is 2+2?", "4", "five")
+    turns = judge_messages("What is 2+2?", local="five", cloud="4")
     assert turns[0]["role"] == "system" and "YES" in turns[0]["content"]
-    assert "What is 2+2?" in turns[1]["content"] and "Answer A (reference):\n4" in turns[1]["content"]
-    assert "Answer B:\nfive" in turns[1]["content"]
+    assert "What is 2+2?" in turns[1]["content"] and "Answer 1:\n4" in turns[1]["content"]
+    assert "Answer 2:\nfive" in turns[1]["content"] and "Is answer 2 at least as good as answer 1" in turns[1]["content"]
 
 
 @pytest.mark.slow
@@ -93,7 +93,13 @@ def test_sampler_stores_shadow_and_escalation_samples(tmp_path):
         assert shadow.cost_usd == pytest.approx(4 * entry["input_cost_per_token"] + 2 * entry["cache_read_input_token_cost"]
                                                 + 6 * entry["output_cost_per_token"], rel=1e-12)
         assert shadow.judge_verdict is True and shadow.agrees is True and shadow.judge_model == "openai/judge-model"
-        assert shadow.judge_cost_usd > 0
+        # both orders asked, both raw replies kept, the judge's tokens priced at its own price
+        assert [(r["order"], r["reply"], r["verdict"]) for r in shadow.judge_replies] == [
+            ("cloud_first", "YES", True), ("local_first", "YES", True)]
+        assert shadow.judge_completion_tokens == 2 and shadow.judge_prompt_tokens > 20
+        assert shadow.judge_cost_usd == pytest.approx(
+            (3.0 * shadow.judge_prompt_tokens + 15.0 * shadow.judge_completion_tokens) / 1e6, rel=1e-9)
+        assert store.shadows()[0].judge_replies is not None  # read back from SQLite as JSON
 
         esc = samples[escalated.id]
         assert esc.kind == "escalation" and esc.cost_usd == 0.0 and esc.prompt_tokens == 0
@@ -103,8 +109,8 @@ def test_sampler_stores_shadow_and_escalation_samples(tmp_path):
         body = cloud.received[0]
         assert body["max_tokens"] == 16 and "logprobs" not in body
         assert body["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
-        assert len(judge.received) == 2 and judge.received[0]["max_tokens"] == 4
-        assert sum("Bananas grow on trees." in b["messages"][1]["content"] for b in judge.received) == 1
+        assert len(judge.received) == 4 and judge.received[0]["max_tokens"] == 4  # two samples x two orders
+        assert sum("Bananas grow on trees." in b["messages"][1]["content"] for b in judge.received) == 2
         store.close()
     finally:
         cloud.stop()

@@ -11,6 +11,8 @@ Definitions (all USD unless said):
 - all-cloud cost: the sum of ok requests' counterfactual cloud cost (:mod:`router.ledger.cost`).
 - savings = all-cloud - actual; net savings = savings - shadow spend (the cloud and judge
   calls made only to measure quality).
+- judge: the judge tier's calls on shadow samples (both orders of the answers), their
+  prompt/completion tokens and cost, on their own line (part of the shadow spend).
 - escalation tax: what the local attempts of escalated requests took (tokens, cost,
   latency), spent although the cloud answered in the end.
 - self-check: calls made to check an answer (``purpose == "self_check"``), on their own line;
@@ -64,6 +66,10 @@ class Summary:
         shadow_samples: quality samples (shadow and escalation); shadow_calls: extra cloud
             calls made for them; shadow_usd: their cost plus judge calls (USD);
             net_savings_usd: savings_usd - shadow_usd.
+        judge_samples: samples the judge tier judged; judge_calls: its calls (one per order
+            asked); judge_prompt_tokens,
+            judge_completion_tokens: its tokens (both orders); judge_usd: its cost (USD; part of
+            shadow_usd); judge_unsure: judged samples without a verdict (the orders disagreed).
         quality: estimated quality retention (see :mod:`router.analysis.quality`).
     """
 
@@ -105,6 +111,12 @@ class Summary:
     shadow_usd: float = 0.0
     net_savings_usd: float = 0.0
     quality: Retention | None = None
+    judge_samples: int = 0
+    judge_calls: int = 0
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    judge_usd: float = 0.0
+    judge_unsure: int = 0
 
 
 CHECK_PURPOSES = frozenset({"self_check", "consistency"})
@@ -160,7 +172,9 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
     checks = [c for c in calls if c.purpose == "self_check"]
     samples = [c for c in calls if c.purpose == "consistency"]
     shadow_calls = [s for s in shadows if s.kind == "shadow"]
-    shadow_usd = sum(s.cost_usd or 0.0 for s in shadow_calls) + sum(s.judge_cost_usd or 0.0 for s in shadows)
+    judged = [s for s in shadows if s.judge_model is not None]
+    judge_usd = sum(s.judge_cost_usd or 0.0 for s in judged)
+    shadow_usd = sum(s.cost_usd or 0.0 for s in shadow_calls) + judge_usd
     sources = Counter(c.price_source or ("none" if c.cost_usd is None else "unrecorded") for c in calls)
     return Summary(
         requests=len(records),
@@ -201,6 +215,12 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
         shadow_usd=shadow_usd,
         net_savings_usd=savings - shadow_usd,
         quality=quality_retention(records, shadows) if records else None,
+        judge_samples=len(judged),
+        judge_calls=sum(len(s.judge_replies or ()) for s in judged),
+        judge_prompt_tokens=sum(s.judge_prompt_tokens or 0 for s in judged),
+        judge_completion_tokens=sum(s.judge_completion_tokens or 0 for s in judged),
+        judge_usd=judge_usd,
+        judge_unsure=sum(s.judge_verdict is None for s in judged),
     )
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InvalidRequestError, PermissionDeniedError, RouterError
+from ..errors import InvalidRequestError, RouterError
 from ..pipeline import Router, RoutedStream, Routing, new_request_id
 from ..policy import Policy
 from ..policy.view import redacted_policy
@@ -32,9 +32,11 @@ from ..request.parse import parse_chat_request
 from ..routing.decide import AUTO
 from ..store import RequestStore, open_store
 from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .admin_routes import register_admin, require_admin
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
 from .http_errors import set_framing_listener
 from .live_policy import LivePolicy
+from .version_sync import VersionSync
 from .responses_routes import register_responses
 
 __all__ = ["create_app", "app_from_env", "POLICY_ENV", "WARM_UP_ENV"]
@@ -103,6 +105,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         app.state.router, app.state.policy = new, new.policy
 
     live = LivePolicy(router, policy_path, warm_up=warm_up, on_swap=swapped)
+    sync = VersionSync(live, router.state)
 
     def _log_framing_error(message: str) -> None:
         """Log a request uvicorn refused for its broken framing (see :mod:`.http_errors`)."""
@@ -122,11 +125,14 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             live.install_sighup()
             if watch:
                 watcher = asyncio.get_running_loop().create_task(live.watch(stop))
+        await sync.check()  # a replica starting late runs the active version from its first request
+        follower = asyncio.get_running_loop().create_task(sync.run(stop))
         try:
             yield
         finally:
             set_framing_listener(None)
             stop.set()
+            await asyncio.gather(follower, return_exceptions=True)
             live.remove_sighup()
             if watcher is not None:
                 try:
@@ -187,6 +193,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     register_anthropic(app, live)
     register_responses(app, live)
+    register_admin(app, live, sync)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:
@@ -198,18 +205,11 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     @app.get("/v1/policy")
     async def active_policy(request: Request) -> dict[str, Any]:
-        """The active policy (secrets redacted), its hash, source and reload state."""
+        """The active policy (secrets redacted), its hash, source, reload state and versions."""
         from ..routing.capabilities import resolve_capabilities
 
         router = live.router
-        identity = router.identify(request.headers)
-        router.authorize(identity)
-        if router.policy.server.require_api_key:
-            caller = identity.caller
-            if caller is None or not caller.admin:
-                raise PermissionDeniedError(
-                    "Reading the policy needs an admin key (an api_keys entry with admin: true).",
-                    code="admin_key_required")
+        require_admin(live, request, always=False)
         caps = {}
         for name, tier in router.policy.tiers.items():
             c = await asyncio.to_thread(resolve_capabilities, tier)
@@ -222,6 +222,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "loaded_at": live.loaded_at,
             "reloads": live.reloads,
             "last_reload_error": live.last_error,
+            "versions": sync.describe(),  # the active and shadow policy versions (slm-router policy versions)
             "capabilities": caps,
             "policy": redacted_policy(router.policy),
         }

@@ -209,7 +209,8 @@ def report(
     lo, hi = _window(since, until)
     active = _policy(policy)
     path, records, shadows = _read_log(active, log, lo, hi)
-    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by)
+    data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by,
+                        tiers=(active.routing.local_tier, active.routing.cloud_tier))
     if fmt is not None:
         _write_out(render(data, fmt), out)
         return
@@ -238,10 +239,20 @@ def _print_table(data) -> None:
         table.add_row(k, v)
     header, rows = cost_lines(summary)
     for row in rows:
-        table.add_row(row[0], f"{row[4]}; {row[1]} calls" + (f"; {row[5]}" if row[5] != "-" else ""))
+        tokens = f"; {row[2]} prompt + {row[3]} completion tokens" if row[3] != "-" and row[2].isdigit() else ""
+        table.add_row(row[0], f"{row[4]}; {row[1]} calls{tokens}" + (f"; {row[5]}" if row[5] != "-" else ""))
     for w in flags(summary):
         table.add_row("[yellow]flag[/]", w)
     console.print(table)
+    if data.shadow_policies:
+        from ..analysis.render.text import SHADOW_POLICY_HEADER, shadow_policy_rows
+
+        compared = Table(title="shadow policy vs active (same requests)")
+        for h in SHADOW_POLICY_HEADER:
+            compared.add_column(h, overflow="fold")
+        for row in shadow_policy_rows(data.shadow_policies):
+            compared.add_row(*row)
+        console.print(compared)
     if data.by:
         grouped = Table(title=f"by {data.by}")
         for h in GROUP_HEADER:

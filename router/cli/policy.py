@@ -1,4 +1,5 @@
-"""``slm-router policy ...``: check a policy file, print its JSON Schema, hash an API key.
+"""``slm-router policy ...``: check a policy file, print its JSON Schema, hash an API key, and
+the policy versions (``versions``, ``shadow``, ``activate``, ``revert``: :mod:`.policy_versions`).
 
 Registered on the main CLI by :mod:`router.cli`. A policy with errors ends with exit code 2.
 """
@@ -16,7 +17,8 @@ from rich.console import Console
 __all__ = ["policy_app", "schema_json", "SCHEMA_PATH"]
 
 policy_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="Check policy files, print the policy JSON Schema, hash proxy API keys.")
+                         help="Check policy files, print the policy JSON Schema, hash proxy API keys, "
+                              "shadow / activate / revert policy versions.")
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -74,3 +76,8 @@ def hash_key(key: Optional[str] = typer.Argument(None, help="The key; read from 
         _err.print("error: no key given", markup=False)
         raise typer.Exit(code=2)
     _out.print(hash_api_key(value), markup=False)
+
+
+from .policy_versions import register as _register_versions  # noqa: E402
+
+_register_versions(policy_app)

@@ -11,8 +11,9 @@ requests already hold both answers (the local attempt and the cloud's), so they 
 too, with no extra call. The report turns the samples into an estimated quality retention
 (:mod:`router.analysis.quality`).
 
-The pure parts (:func:`is_sampled`, :func:`judge_messages`, :func:`parse_verdict`,
-:func:`agreement`) take data and return data; :class:`ShadowSampler` does the I/O.
+The pure parts (:func:`is_sampled`, :func:`agreement`, and the judge's
+:func:`~router.ledger.judge.decide_verdict`) take data and return data;
+:class:`ShadowSampler` does the I/O.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any
 
 import numpy as np
 
 from .cost import price_call
+from .judge import Judge, judge_messages, parse_verdict
 from ..policy import Policy
 from ..providers.tier_client import TierCallError, TierClient
 from ..store.records import RequestRecord, ShadowRecord
@@ -60,28 +61,6 @@ def agreement(similarity: float | None, verdict: bool | None, agree_at: float) -
     if similarity is None:
         return None
     return similarity >= agree_at
-
-
-def judge_messages(question: str, reference: str, candidate: str) -> list[dict[str, str]]:
-    """Chat turns asking a judge model whether ``candidate`` (the local answer) is as good
-    as ``reference`` (the cloud answer) for ``question``; it is told to reply YES or NO."""
-    return [
-        {"role": "system", "content": (
-            "You compare two answers to the same request. Answer A is the reference. Reply with one "
-            "word: YES if answer B is as good as answer A (as correct, helpful and complete), NO otherwise.")},
-        {"role": "user", "content": (
-            f"Request:\n{question}\n\nAnswer A (reference):\n{reference}\n\nAnswer B:\n{candidate}\n\n"
-            "Is answer B as good as answer A? Reply YES or NO.")},
-    ]
-
-
-def parse_verdict(text: str) -> bool | None:
-    """The judge's verdict: True for a reply starting with YES, False for NO, else None."""
-    words = text.strip().strip("*\"'`.").split()
-    if not words:
-        return None
-    first = words[0].strip(".,:;!*\"'`").upper()
-    return {"YES": True, "NO": False}.get(first)
 
 
 def _similarity(embedder: Embedder, a: str, b: str) -> float:
@@ -199,13 +178,14 @@ class ShadowSampler:
         tier = self.policy.tiers[judge]
         sample.judge_model = tier.model
         question = next((message_text(m) for m in reversed(request.messages) if m.role == "user"), "")
-        params: dict[str, Any] = {"max_tokens": 4, "temperature": 0}
-        try:
-            result = await self.client.complete(judge, judge_messages(question, sample.cloud_text, sample.local_text), params)
-        except TierCallError as err:
+        outcome = await Judge(self.client, judge, tier, swap=self.policy.shadow.judge_swap).judge(
+            question, sample.local_text, sample.cloud_text)
+        for err in outcome.errors:
             log.warning("judge %s failed on request %s: %s", judge, sample.request_id, err)
-            return
-        sample.judge_verdict = parse_verdict(result.text)
-        sample.judge_cost_usd = (await asyncio.to_thread(
-            price_call, tier, result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens,
-            result.latency_ms))[0]
+        sample.judge_prompt_tokens, sample.judge_completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+        sample.judge_cost_usd = outcome.cost_usd
+        if outcome.verdict is not None:
+            v = outcome.verdict
+            sample.judge_verdict = v.verdict
+            sample.judge_replies = [{"order": o, "reply": r[:200], "verdict": p}
+                                    for o, r, p in zip(v.orders, v.replies, v.per_order)]

@@ -54,12 +54,26 @@ from ..store.records import RequestRecord
 from . import stream as streaming
 from .answer import answer
 from .cancelled import log_cancelled
+from .candidate import CandidatePolicy
 from .exchange import Exchange
 from .response import RoutedAnswer, RoutedStream, completion_body, format_note, hit_result, router_headers
 
 __all__ = ["Router", "Routing", "RoutedAnswer", "RoutedStream", "new_request_id"]
 
 log = logging.getLogger(__name__)
+
+
+async def _route_beside_shadow(router: "Router", ex: Exchange) -> Routing:
+    """The routing stage's result for ``ex``; with a policy version in shadow
+    (:mod:`.candidate`), that version decides the same request at the same time and its
+    version and tier are kept on the record (it never acts)."""
+    routed = router.routing.route(ex.request, ex.identity.caller, ex.headers, ex.identity.tenant.tenant)
+    candidate = router.candidate  # read once: the request keeps the shadow it started with
+    if candidate is None:
+        return await routed
+    routing, shadow = await asyncio.gather(routed, candidate.decide(ex.request, ex.headers))
+    ex.record.shadow_policy_version, ex.record.shadow_tier = shadow
+    return routing
 
 
 def new_request_id() -> str:
@@ -117,6 +131,7 @@ class Router:
                                     scorer.embedder if isinstance(scorer, EmbeddingScorer) else None)
         self.writer = LogWriter(policy, store, self.shadow, reserver.settle if self.budget is not None else None,
                                 self.sessions.note)
+        self.candidate: CandidatePolicy | None = None  # a policy version in shadow (pipeline/candidate.py)
 
     def with_policy(self, policy: Policy, store: RequestStore | None = None) -> "Router":
         """A router for ``policy`` that shares this one's store (unless ``store`` is given)
@@ -260,7 +275,7 @@ class Router:
             hit, ex.probe = await self.cache.lookup(ex.request, ex.identity.tenant)
             if hit is not None:
                 return hit.tier, hit_result(hit, ex.record)
-        routing = await self.routing.route(ex.request, ex.identity.caller, ex.headers, ex.identity.tenant.tenant)
+        routing = await _route_beside_shadow(self, ex)
         ex.apply(routing, self.policy.cloud.available, self.policy.rules)
         return None
 

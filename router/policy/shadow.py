@@ -21,12 +21,16 @@ class ShadowConfig(_Strict):
     pairs equals the share judged as good is 0.889 on AlpacaEval (gemma-7b-it vs GPT-4-Turbo,
     6.3% judged as good) and 0.886 on GSM8K (Mixtral vs GPT-4, 64.6% correct). It estimates
     that *rate*; it does not judge single answers (AUROC 0.43 and 0.64): use ``judge_tier``
-    for that.
+    for that. The judge (:mod:`router.ledger.judge`) is asked in both orders of the two
+    answers (``judge_swap``) and gives a verdict only when both orders agree.
     """
 
     rate: float = Field(0.0, ge=0, le=1, description="share of locally served requests shadowed (0-1)")
     agree_at: float = Field(0.89, ge=-1, le=1, description="similarity at or above which answers agree")
     judge_tier: str | None = Field(
-        None, description="tier asked whether the local answer is as good as the cloud's; None = no judge"
+        None, description="tier asked whether the local answer is at least as good as the cloud's; None = no judge"
     )
+    judge_swap: bool = Field(
+        True, description="ask the judge twice, the answers in both orders; a verdict only when both agree "
+                          "(else tie/unsure); false = one order (half the judge's tokens)")
     max_in_flight: int = Field(4, ge=1, description="samples running at once; more are skipped, not queued")

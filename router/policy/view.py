@@ -2,9 +2,12 @@
 
 :func:`redacted_policy` is what ``GET /v1/policy`` shows: tier ``api_key`` values and
 ``api_keys`` digests are replaced by ``"***"`` and passwords in URLs by ``***``.
-:func:`policy_hash` identifies the policy in force; every logged request stores it. It is
-the SHA-256 of the redacted policy as canonical JSON (sorted keys), cut to 16 hex
-characters: rotating a secret does not change it, any routing change does.
+:func:`policy_hash` identifies the policy in force; every logged request stores it, and it
+is the version id of ``slm-router policy versions`` (:mod:`router.policy.versions`). It is
+the SHA-256 of the redacted policy as canonical JSON (sorted keys) without the deployment
+sections :data:`DEPLOYMENT_SECTIONS` (``store``, ``log``: where this replica's log and shared
+state live, which differ between replicas of one policy), cut to 16 hex characters: rotating
+a secret does not change it, any routing change does.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .model import Policy
 
-__all__ = ["REDACTED", "redacted_policy", "policy_hash", "changed_secrets"]
+__all__ = ["REDACTED", "DEPLOYMENT_SECTIONS", "redacted_policy", "policy_hash", "changed_secrets"]
 
 REDACTED = "***"
+
+DEPLOYMENT_SECTIONS = ("store", "log")
+"""Sections that say where a replica keeps its log and shared state, not how it routes: left
+out of :func:`policy_hash`, and kept from each replica's own file when a stored version is
+applied (:mod:`router.api.version_sync`)."""
 
 # Query parameters that carry credentials in provider URLs (Google's ``?key=``, SAS
 # ``sig``, presigned ``token``/``X-Amz-Signature``, ...): their values are redacted.
@@ -62,7 +70,8 @@ def redacted_policy(policy: Policy) -> dict[str, Any]:
 
 def policy_hash(policy: Policy) -> str:
     """16 hex characters identifying the policy (see the module docstring)."""
-    canonical = json.dumps(redacted_policy(policy), sort_keys=True, separators=(",", ":"))
+    data = {k: v for k, v in redacted_policy(policy).items() if k not in DEPLOYMENT_SECTIONS}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 

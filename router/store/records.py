@@ -102,6 +102,10 @@ class RequestRecord:
             None without one; session_prev_tier: the tier of the session's previous turn (None
             on its first); session_per_turn_tier: the tier the turn's own decision chose, before
             the session kept its tier (:func:`router.routing.session.choose_tier`).
+        shadow_policy_version: the policy version in shadow when the request was routed
+            (:mod:`router.pipeline.candidate`), None without one; shadow_tier: the tier that
+            version would have chosen first (``error:<code>`` when it would have refused the
+            request). It never acted.
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -143,6 +147,8 @@ class RequestRecord:
     session_id: str | None = None
     session_prev_tier: str | None = None
     session_per_turn_tier: str | None = None
+    shadow_policy_version: str | None = None
+    shadow_tier: str | None = None
 
 
 @dataclass(slots=True)
@@ -166,8 +172,12 @@ class ShadowRecord:
         similarity: cosine similarity of the two answers' MiniLM embeddings (-1..1).
         agrees: the local answer counts as as good as the cloud's: the judge's verdict when a
             judge ran, else ``similarity >= shadow.agree_at``; None when unknown.
-        judge_model: the judge tier's model when an LLM judge ran; judge_verdict its verdict
-            (True: local answer as good), None when it gave none; judge_cost_usd its cost.
+        judge_model: the judge tier's model when an LLM judge ran; judge_verdict its final
+            verdict (True: the local answer is at least as good; None: tie/unsure, the orders
+            disagreed, or no verdict); judge_cost_usd the cost of its calls (USD).
+        judge_replies: the judge's raw replies, one per order asked, as a JSON list of
+            ``{"order", "reply", "verdict"}`` (:mod:`router.ledger.judge`); None without a judge.
+        judge_prompt_tokens, judge_completion_tokens: tokens of the judge's calls (both orders).
     """
 
     request_id: str
@@ -190,3 +200,6 @@ class ShadowRecord:
     judge_model: str | None = None
     judge_verdict: bool | None = None
     judge_cost_usd: float | None = None
+    judge_replies: list[dict[str, Any]] | None = None
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0

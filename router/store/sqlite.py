@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import astuple, fields
+from dataclasses import fields
 from pathlib import Path
 
 from .records import CallRecord, RequestRecord, ShadowRecord
@@ -61,8 +61,13 @@ _ADDED_COLUMNS = [
     ("requests", "cloud_completion_tokens", "INTEGER"),
     ("calls", "signals", "TEXT"),
     ("requests", "rule_facts", "TEXT"),
+    ("requests", "shadow_policy_version", "TEXT"),
+    ("requests", "shadow_tier", "TEXT"),
+    ("shadows", "judge_replies", "TEXT"),
+    ("shadows", "judge_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("shadows", "judge_completion_tokens", "INTEGER NOT NULL DEFAULT 0"),
 ]
-_JSON_COLUMNS = {"signals", "rule_facts"}
+_JSON_COLUMNS = {"signals", "rule_facts", "judge_replies"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""
 
 
@@ -120,7 +125,8 @@ class SQLiteStore:
                 have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-            for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS)):
+            for table, columns in (("requests", _REQUEST_COLUMNS), ("calls", _CALL_COLUMNS),
+                                   ("shadows", _SHADOW_COLUMNS)):
                 have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 for column in columns:
                     if column not in have:
@@ -171,7 +177,7 @@ class SQLiteStore:
         with self._lock, self._db:
             self._db.execute(
                 f"INSERT INTO shadows ({', '.join(_SHADOW_COLUMNS)}) VALUES ({', '.join('?' * len(_SHADOW_COLUMNS))})",
-                astuple(shadow),
+                _json_row(shadow, _SHADOW_COLUMNS),
             )
 
     def shadows(self, since: float | None = None, until: float | None = None) -> list[ShadowRecord]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ...store.records import RequestRecord, ShadowRecord
+from ..policy_compare import ShadowComparison, compare_shadow_policies
 from ..report import Summary, TierLatency, latency_by_tier, summarize, summarize_by
 
 __all__ = ["ReportData", "build_report", "fmt_time", "fmt_usd", "fmt_pct"]
@@ -24,6 +25,8 @@ class ReportData:
         days: per UTC day (always computed; plots and the daily table use it).
         latency: call latency per tier.
         records, shadows: the requests and quality samples (for time-series plots).
+        shadow_policies: each policy version in shadow against the active policy
+            (:mod:`router.analysis.policy_compare`); empty when none was in shadow.
     """
 
     source: str
@@ -38,11 +41,16 @@ class ReportData:
     latency: list[TierLatency]
     records: list[RequestRecord] = field(default_factory=list)
     shadows: list[ShadowRecord] = field(default_factory=list)
+    shadow_policies: list[ShadowComparison] = field(default_factory=list)
 
 
 def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] = (), *, source: str = "",
-                 since: float | None = None, until: float | None = None, by: str | None = None) -> ReportData:
+                 since: float | None = None, until: float | None = None, by: str | None = None,
+                 tiers: tuple[str, str] = ("local", "cloud")) -> ReportData:
     """Aggregate a window of the log for rendering.
+
+    Args:
+        tiers: the policy's (local tier, cloud tier) names, for the shadow-policy comparison.
 
     Raises:
         ValueError: ``by`` is not one of :data:`router.analysis.report.GROUPINGS`.
@@ -55,7 +63,7 @@ def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
         first_ts=records[0].ts if records else None, last_ts=records[-1].ts if records else None,
         summary=summarize(records, shadows), by=by, groups=groups,
         days=summarize_by(records, "day", shadows), latency=latency_by_tier(records),
-        records=records, shadows=shadows,
+        records=records, shadows=shadows, shadow_policies=compare_shadow_policies(records, *tiers),
     )
 
 

@@ -8,7 +8,8 @@ from html import escape
 
 from . import plots
 from .data import ReportData, fmt_pct, fmt_usd
-from .text import GROUP_HEADER, METHOD_NOTES, cost_lines, flags, group_rows, headline_rows, window_text
+from .text import (GROUP_HEADER, METHOD_NOTES, SHADOW_POLICY_HEADER, cost_lines, flags, group_rows, headline_rows,
+                   shadow_policy_rows, window_text)
 
 __all__ = ["to_html"]
 
@@ -112,6 +113,9 @@ def to_html(data: ReportData) -> str:
         + escape(", ".join(f"{k}: {v}" for k, v in s.price_sources.items()) or "none")
         + f". Cached prompt tokens: {s.cached_prompt_tokens}.</p>",
     ]
+    if data.shadow_policies:
+        sections += ["<h2>Shadow policy vs active (same requests)</h2>",
+                     _table(SHADOW_POLICY_HEADER, shadow_policy_rows(data.shadow_policies))]
     if data.by:
         sections += [f"<h2>By {escape(data.by)}</h2>", _table(GROUP_HEADER, group_rows(data.groups))]
     if data.by != "day":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .data import ReportData
-from .text import GROUP_HEADER, METHOD_NOTES, cost_lines, flags, group_rows, headline_rows, window_text
+from .text import (GROUP_HEADER, METHOD_NOTES, SHADOW_POLICY_HEADER, cost_lines, flags, group_rows, headline_rows,
+                   shadow_policy_rows, window_text)
 
 __all__ = ["to_markdown"]
 
@@ -29,6 +30,9 @@ def to_markdown(data: ReportData) -> str:
     out += ["", f"Calls by price source: {sources}. Cached prompt tokens: {s.cached_prompt_tokens}.", ""]
     warnings = flags(s)
     out += ["## Flags", ""] + ([f"- **{w}**" for w in warnings] if warnings else ["- Every call is priced."]) + [""]
+    if data.shadow_policies:
+        out += ["## Shadow policy vs active (same requests)", ""]
+        out += _table(SHADOW_POLICY_HEADER, shadow_policy_rows(data.shadow_policies)) + [""]
     if data.by:
         out += [f"## By {data.by}", ""] + _table(GROUP_HEADER, group_rows(data.groups)) + [""]
     if data.by != "day":

@@ -19,7 +19,8 @@ CSV_COLUMNS = [
     "savings_pct", "escalation_tax_calls", "escalation_tax_prompt_tokens", "escalation_tax_completion_tokens",
     "escalation_tax_usd", "escalation_tax_latency_ms", "self_check_calls", "self_check_tokens", "self_check_usd",
     "consistency_calls", "consistency_tokens", "consistency_usd",
-    "shadow_samples", "shadow_calls", "shadow_usd", "net_savings_usd", "quality_estimate", "quality_lo",
+    "shadow_samples", "shadow_calls", "shadow_usd", "judge_samples", "judge_calls", "judge_prompt_tokens",
+    "judge_completion_tokens", "judge_usd", "judge_unsure", "net_savings_usd", "quality_estimate", "quality_lo",
     "quality_hi", "shadow_agreement_rate", "unpriced_calls", "unpriced_requests", "unknown_counterfactual",
 ]
 
@@ -42,6 +43,7 @@ def to_json(data: ReportData) -> str:
     out["by"] = data.by
     out["groups"] = [{"group": k, **asdict(s)} for k, s in data.groups]
     out["days"] = [{"day": k, **asdict(s)} for k, s in data.days]
+    out["shadow_policies"] = [{**asdict(c), "agreement": c.agreement} for c in data.shadow_policies]
     out["latency_by_tier"] = [{"tier": t.tier, "calls": t.calls, "p50_ms": t.p50_ms, "p95_ms": t.p95_ms,
                                "max_ms": t.max_ms} for t in data.latency]
     return json.dumps(out, indent=2)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ..policy_compare import ShadowComparison
 from ..quality import Retention
 from ..report import Summary
 from .data import ReportData, fmt_pct, fmt_time, fmt_usd
 
 __all__ = ["window_text", "quality_text", "headline_rows", "cost_lines", "flags", "group_rows", "GROUP_HEADER",
-           "METHOD_NOTES"]
+           "METHOD_NOTES", "SHADOW_POLICY_HEADER", "shadow_policy_rows"]
 
 METHOD_NOTES = [
     "Actual cost: every logged call, priced from litellm's model price map (prompt, cached-prompt and "
@@ -24,6 +25,10 @@ METHOD_NOTES = [
     "background, agreement = MiniLM cosine similarity at or above shadow.agree_at, or an LLM judge's "
     "verdict), unsampled ones at the sampled agreement rate; 95% interval from the Wilson interval of "
     "that rate. Shadow calls are a real spend, shown on their own line and taken off net savings.",
+    "Judge: the judge tier is asked whether the local answer is at least as good as the cloud's, with the "
+    "answers in both orders (shadow.judge_swap); a verdict only when both orders agree, else tie/unsure (the "
+    "sample then falls back to the embedding agreement). Its prompt and completion tokens are priced on the "
+    "line \"judge\", part of the shadow spend.",
 ]
 
 GROUP_HEADER = ["group", "requests", "served locally", "escalated", "actual cost", "all-cloud cost", "savings",
@@ -64,15 +69,15 @@ def headline_rows(s: Summary) -> list[tuple[str, str]]:
         ("actual cost", fmt_usd(s.actual_usd)),
         ("all-cloud cost", fmt_usd(s.all_cloud_usd)),
         ("savings", f"{fmt_usd(s.savings_usd)} ({savings_pct})"),
-        ("shadow sampling spend", fmt_usd(s.shadow_usd)),
+        ("shadow sampling spend", f"{fmt_usd(s.shadow_usd)} (judge {fmt_usd(s.judge_usd)})"),
         ("net savings", fmt_usd(s.net_savings_usd)),
         ("estimated quality retention", quality_text(s.quality)),
     ]
 
 
 def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the cost breakdown: serving, escalation tax, self-check, shadow."""
-    header = ["line", "calls", "prompt tokens", "completion tokens", "cost", "latency (sum)"]
+    """(header, rows) of the cost breakdown: serving, escalation tax, self-check, shadow, judge."""
+    header = ["line", "calls", "prompt tokens", "completion tokens", "cost", "latency (sum) or note"]
     serving_calls = sum(s.price_sources.values())
     rows = [
         ["serving (all calls)", str(serving_calls), str(s.prompt_tokens), str(s.completion_tokens),
@@ -84,7 +89,10 @@ def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
          fmt_usd(s.self_check_usd), "-"],
         ["of which: consistency samples", str(s.consistency_calls), f"{s.consistency_tokens} (total)", "-",
          fmt_usd(s.consistency_usd), "-"],
-        ["shadow sampling (extra cloud calls and judge)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd), "-"],
+        ["shadow sampling (extra cloud calls)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd - s.judge_usd),
+         "-"],
+        ["judge", str(s.judge_calls), str(s.judge_prompt_tokens), str(s.judge_completion_tokens),
+         fmt_usd(s.judge_usd), f"{s.judge_samples} samples, {s.judge_unsure} tie/unsure"],
     ]
     return header, rows
 
@@ -105,6 +113,18 @@ def flags(s: Summary) -> list[str]:
     if s.failed:
         out.append(f"{s.failed} requests failed; their calls (if any) are in the actual cost.")
     return out
+
+
+SHADOW_POLICY_HEADER = ["shadow version", "active version(s)", "requests", "same first tier", "cloud share active",
+                        "cloud share shadow", "cost active", "cost shadow (estimated)", "shadow would refuse"]
+
+
+def shadow_policy_rows(comparisons: list[ShadowComparison]) -> list[list[str]]:
+    """Rows under :data:`SHADOW_POLICY_HEADER`: each version in shadow against the active
+    policy on the same requests (:mod:`router.analysis.policy_compare`)."""
+    return [[c.version, ", ".join(c.active_versions), str(c.requests), f"{c.agree} ({fmt_pct(c.agreement)})",
+             fmt_pct(c.active_cloud_share), fmt_pct(c.shadow_cloud_share), fmt_usd(c.active_usd),
+             fmt_usd(c.shadow_usd), str(c.refused)] for c in comparisons]
 
 
 def _quality_cell(q: Retention | None) -> str:

@@ -1,0 +1,174 @@
+"""The judge of shadow samples: is the local answer at least as good as the cloud answer?
+
+A judge model sees the request and both answers and replies YES or NO to "is the local
+answer at least as good as the cloud answer for this request?". LLM judges favour an answer
+for its position (Zheng et al. 2023, "Judging LLM-as-a-judge with MT-Bench and Chatbot
+Arena", section 3.3: GPT-4 keeps its verdict under a position swap in 65% of pairs), so with
+``shadow.judge_swap`` (the default) the judge is asked twice, the answers in both orders:
+
+- order 1: answer 1 = the cloud answer, answer 2 = the local answer; "Is answer 2 at least
+  as good as answer 1?"
+- order 2: answer 1 = the local answer, answer 2 = the cloud answer; "Is answer 1 at least
+  as good as answer 2?"
+
+YES means "the local answer is at least as good" in both. :func:`swap_verdict` gives a
+verdict only when both orders agree; otherwise the sample is ``unsure`` (no verdict, so the
+sample falls back to the embedding agreement). The pure parts (:func:`judge_messages`,
+:func:`parse_verdict`, :func:`swap_verdict`, :func:`decide_verdict`) take data and return
+data; :class:`Judge` makes the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .cost import price_call
+
+__all__ = ["ORDERS", "Judge", "JudgeOutcome", "JudgeVerdict", "judge_messages", "parse_verdict", "swap_verdict",
+           "decide_verdict"]
+
+ORDERS = ("cloud_first", "local_first")
+"""The two positions of the answers: order 1 shows the cloud answer first, order 2 the local one."""
+
+_SYSTEM = ("You are a strict judge of answer quality. You read a request and two answers to it. "
+           "Reply with one word: YES or NO.")
+
+
+def judge_messages(question: str, local: str, cloud: str, order: str = "cloud_first") -> list[dict[str, str]]:
+    """Chat turns asking whether ``local`` is at least as good as ``cloud`` for ``question``,
+    with the answers in ``order`` (one of :data:`ORDERS`); the judge is told to reply YES or NO.
+
+    Raises:
+        ValueError: unknown order.
+    """
+    if order == "cloud_first":
+        first, second, asked, other = cloud, local, 2, 1
+    elif order == "local_first":
+        first, second, asked, other = local, cloud, 1, 2
+    else:
+        raise ValueError(f"unknown judge order {order!r}; use one of {', '.join(ORDERS)}")
+    return [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "user", "content": (
+            f"Request:\n{question}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}\n\n"
+            f"Is answer {asked} at least as good as answer {other} for this request (as correct, helpful and "
+            "complete)? Reply YES or NO.")},
+    ]
+
+
+def parse_verdict(text: str) -> bool | None:
+    """One judge reply: True for a reply starting with YES, False for NO, else None."""
+    words = text.strip().strip("*\"'`.").split()
+    if not words:
+        return None
+    first = words[0].strip(".,:;!*\"'`").upper()
+    return {"YES": True, "NO": False}.get(first)
+
+
+def swap_verdict(first: bool | None, second: bool | None) -> bool | None:
+    """The verdict of two orders: True (local at least as good) or False only when both
+    orders say so; None (tie/unsure) when they disagree or either gave no verdict."""
+    if first is None or second is None or first != second:
+        return None
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeVerdict:
+    """What the judge said about one sample.
+
+    Attributes:
+        replies: the raw reply per order asked (text, one per entry of ``orders``).
+        orders: the orders asked (:data:`ORDERS`), one or two.
+        per_order: the parsed verdict of each reply (True: local at least as good; None: unparseable).
+        verdict: the final verdict (True, False, or None = tie/unsure).
+    """
+
+    replies: tuple[str, ...]
+    orders: tuple[str, ...]
+    per_order: tuple[bool | None, ...]
+    verdict: bool | None
+
+    @property
+    def label(self) -> str:
+        """``local`` (as good), ``cloud`` (the cloud answer is better) or ``unsure``."""
+        return {True: "local", False: "cloud", None: "unsure"}[self.verdict]
+
+
+def decide_verdict(replies: Sequence[str], orders: Sequence[str] = ORDERS) -> JudgeVerdict:
+    """The judge's decision from its replies (pure): one reply is its own verdict; two
+    replies (both orders) give :func:`swap_verdict` of their parsed verdicts.
+
+    Raises:
+        ValueError: not one or two replies, or replies and orders of different lengths.
+    """
+    if len(replies) not in (1, 2) or len(replies) != len(orders):
+        raise ValueError("the judge decides on one reply or on one reply per order (two)")
+    parsed = tuple(parse_verdict(r) for r in replies)
+    final = parsed[0] if len(parsed) == 1 else swap_verdict(*parsed)
+    return JudgeVerdict(tuple(replies), tuple(orders), parsed, final)
+
+
+@dataclass(slots=True)
+class JudgeOutcome:
+    """A judged sample with what the judge cost: the verdict (None when every call failed),
+    the prompt and completion tokens of its calls, their cost (USD; None when a call's price
+    is unknown) and the errors of failed calls."""
+
+    verdict: JudgeVerdict | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Judge:
+    """Asks the judge tier about a sample, in one or both orders (concurrently).
+
+    Args:
+        client: a :class:`~router.providers.tier_client.TierClient` (any object with
+            ``async complete(tier, messages, params)`` returning a result with ``text``,
+            ``prompt_tokens``, ``completion_tokens``, ``cached_prompt_tokens``, ``latency_ms``).
+        tier_name: the judge tier; tier: its config (for the price).
+        swap: ask both orders (:data:`ORDERS`); else only ``cloud_first``.
+        max_tokens: the reply cap (tokens); YES/NO needs one or two.
+    """
+
+    def __init__(self, client, tier_name: str, tier, swap: bool = True, max_tokens: int = 4) -> None:
+        self.client = client
+        self.tier_name = tier_name
+        self.tier = tier
+        self.orders = ORDERS if swap else ORDERS[:1]
+        self.params = {"max_tokens": max_tokens, "temperature": 0}
+
+    async def judge(self, question: str, local: str, cloud: str) -> JudgeOutcome:
+        """Ask the judge; never raises for a failed call (the outcome lists the errors and,
+        when a call failed, its order counts as no verdict)."""
+        from ..providers.tier_client import TierCallError
+
+        async def ask(order: str):
+            try:
+                return await self.client.complete(self.tier_name, judge_messages(question, local, cloud, order),
+                                                  dict(self.params))
+            except TierCallError as err:
+                return err
+
+        results = await asyncio.gather(*(ask(o) for o in self.orders))
+        outcome = JudgeOutcome(None)
+        replies = []
+        for result in results:
+            if isinstance(result, Exception):
+                outcome.errors.append(str(result)[:300])
+                replies.append("")
+                continue
+            replies.append(result.text)
+            outcome.prompt_tokens += result.prompt_tokens
+            outcome.completion_tokens += result.completion_tokens
+            cost, _ = await asyncio.to_thread(price_call, self.tier, result.prompt_tokens, result.completion_tokens,
+                                              result.cached_prompt_tokens, result.latency_ms)
+            outcome.cost_usd = None if cost is None or outcome.cost_usd is None else outcome.cost_usd + cost
+        if len(outcome.errors) < len(results):
+            outcome.verdict = decide_verdict(replies, self.orders)
+        return outcome
