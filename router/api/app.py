@@ -32,6 +32,7 @@ from ..request.parse import ChatRequest, parse_chat_request
 from ..routing.decide import AUTO
 from ..store import RequestStore, open_store
 from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .feedback_routes import register_feedback
 from .chat_entry import ClientDisconnected, logged as _logged, read_body as _read_body, serve_chat
 from .live_policy import LivePolicy
 from .responses_routes import register_responses
@@ -177,6 +178,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
 
     register_anthropic(app, live)
     register_responses(app, live)
+    register_feedback(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:

@@ -34,6 +34,7 @@ from ..ledger import metrics
 from ..ledger.cost import call_cost
 from ..ledger.shadow import ShadowSampler
 from ..ledger.writer import LogWriter
+from ..learning.keep import add_answers
 from ..policy import Policy, hash_api_key
 from ..policy.view import policy_hash
 from ..providers.attempts import Attempts
@@ -144,8 +145,9 @@ class Router:
         return load_artifact(self.policy.routing.classifier.artifact).card
 
     def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
-        """P(needs cloud) per (text, threshold), and the stage that decided (blocking; the scoring thread)."""
-        return score_near(self.scorer, items)
+        """P(needs cloud) per (text, threshold), the stage that decided and the inputs it
+        scored (the log keeps them under ``log.keep_for_learning``; blocking, the scoring thread)."""
+        return score_near(self.scorer, items, keep=True)
 
     async def _score(self, text: str, threshold: float) -> StagedScore:
         return await self._scores.run((text, threshold))
@@ -266,7 +268,7 @@ class Router:
             if hit is not None:
                 return hit.tier, hit_result(hit, ex.record)
         routing = await self.routing.route(ex.request, ex.identity.caller, ex.headers, ex.identity.tenant.tenant)
-        ex.apply(routing, self.policy.cloud.available, self.policy.rules)
+        ex.apply(routing, self.policy.cloud.available, self.policy.rules, self.policy.log.keep_for_learning)
         return None
 
     async def complete(self, request: ChatRequest, record: RequestRecord,
@@ -326,6 +328,7 @@ class Router:
 
     # -- logging -------------------------------------------------------------------------
     def _log_args(self, ex: Exchange, answer_text: str | None) -> tuple:
+        add_answers(ex.record.learning, answer_text, ex.escalated_local_text)  # only rows kept with text
         reservations, ex.reservations = ex.reservations, []
         return ex.record, ex.request, answer_text, reservations, ex.escalated_local_text
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CallRecord", "RequestRecord", "ShadowRecord"]
+__all__ = ["CallRecord", "RequestRecord", "ShadowRecord", "FeedbackRecord"]
 
 
 @dataclass(slots=True)
@@ -102,6 +102,13 @@ class RequestRecord:
             None without one; session_prev_tier: the tier of the session's previous turn (None
             on its first); session_per_turn_tier: the tier the turn's own decision chose, before
             the session kept its tier (:func:`router.routing.session.choose_tier`).
+        threshold: the classifier threshold the score was compared with (None when not
+            compared); shadow sampling's ``uncertain`` strategy reads the distance to it.
+        learning: what ``log.keep_for_learning`` keeps for ``slm-router learn``
+            (:func:`router.learning.keep.kept_inputs`): ``{"embedder", "embedding"}`` (the
+            vector the scorer computed, float16 base64) and ``features`` (text feature name ->
+            value), plus ``text``, ``answer`` and ``local_answer`` with ``text``; None with
+            ``none`` or when the request was not scored.
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -143,6 +150,8 @@ class RequestRecord:
     session_id: str | None = None
     session_prev_tier: str | None = None
     session_per_turn_tier: str | None = None
+    threshold: float | None = None
+    learning: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -168,6 +177,10 @@ class ShadowRecord:
             judge ran, else ``similarity >= shadow.agree_at``; None when unknown.
         judge_model: the judge tier's model when an LLM judge ran; judge_verdict its verdict
             (True: local answer as good), None when it gave none; judge_cost_usd its cost.
+        sample_p: the probability with which the request was chosen for this sample
+            (``shadow.rate`` under ``uniform``, higher near the threshold under ``uncertain``,
+            1 for escalation samples); estimates weight each sample by ``1 / sample_p``.
+            None in logs written before it was kept (read as ``shadow.rate``).
     """
 
     request_id: str
@@ -190,3 +203,30 @@ class ShadowRecord:
     judge_model: str | None = None
     judge_verdict: bool | None = None
     judge_cost_usd: float | None = None
+    sample_p: float | None = None
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    """Explicit feedback on one logged request (``POST /v1/feedback``).
+
+    Attributes:
+        request_id: the request it is about (its ``x-request-id``).
+        ts: when the feedback arrived (Unix s).
+        score: the caller's rating in [0, 1] (1 = the answer was good), or None.
+        thumbs: ``up`` or ``down``, or None (exactly one of score and thumbs is set).
+        comment: free text (at most 2,000 characters), or None.
+        api_key_id: the id of the key that sent it (``key-`` + 16 hex), None without one.
+    """
+
+    request_id: str
+    ts: float
+    score: float | None = None
+    thumbs: str | None = None
+    comment: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def good(self) -> bool:
+        """True when the feedback says the answer was good (thumbs up, or score >= 0.5)."""
+        return self.thumbs == "up" if self.thumbs is not None else (self.score or 0.0) >= 0.5

@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ...store.records import RequestRecord, ShadowRecord
+from ...store.records import FeedbackRecord, RequestRecord, ShadowRecord
+from ..learning_report import LearningSection, learning_section
 from ..report import Summary, TierLatency, latency_by_tier, summarize, summarize_by
 
 __all__ = ["ReportData", "build_report", "fmt_time", "fmt_usd", "fmt_pct"]
@@ -24,6 +25,8 @@ class ReportData:
         days: per UTC day (always computed; plots and the daily table use it).
         latency: call latency per tier.
         records, shadows: the requests and quality samples (for time-series plots).
+        learning: what the log keeps for learning, its labels, feedback per tier and any
+            learning curves given (:mod:`router.analysis.learning_report`).
     """
 
     source: str
@@ -38,11 +41,15 @@ class ReportData:
     latency: list[TierLatency]
     records: list[RequestRecord] = field(default_factory=list)
     shadows: list[ShadowRecord] = field(default_factory=list)
+    learning: LearningSection | None = None
 
 
 def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] = (), *, source: str = "",
-                 since: float | None = None, until: float | None = None, by: str | None = None) -> ReportData:
-    """Aggregate a window of the log for rendering.
+                 since: float | None = None, until: float | None = None, by: str | None = None,
+                 feedback: Iterable[FeedbackRecord] = (),
+                 curves: dict[str, list[tuple[int, float]]] | None = None) -> ReportData:
+    """Aggregate a window of the log for rendering (``feedback`` on its requests; ``curves``:
+    learning curves to plot, name -> [(labels, APGR)]).
 
     Raises:
         ValueError: ``by`` is not one of :data:`router.analysis.report.GROUPINGS`.
@@ -55,7 +62,7 @@ def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
         first_ts=records[0].ts if records else None, last_ts=records[-1].ts if records else None,
         summary=summarize(records, shadows), by=by, groups=groups,
         days=summarize_by(records, "day", shadows), latency=latency_by_tier(records),
-        records=records, shadows=shadows,
+        records=records, shadows=shadows, learning=learning_section(records, shadows, feedback, curves),
     )
 
 

@@ -44,6 +44,8 @@ def to_json(data: ReportData) -> str:
     out["days"] = [{"day": k, **asdict(s)} for k, s in data.days]
     out["latency_by_tier"] = [{"tier": t.tier, "calls": t.calls, "p50_ms": t.p50_ms, "p95_ms": t.p95_ms,
                                "max_ms": t.max_ms} for t in data.latency]
+    if data.learning is not None:
+        out["learning"] = asdict(data.learning)
     return json.dumps(out, indent=2)
 
 
