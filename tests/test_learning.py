@@ -221,13 +221,16 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     proxy = ProxyProcess(policy, tmp_path).start()
     try:
         def send(prompts):
-            ids = []
+            from concurrent.futures import ThreadPoolExecutor
+
             with httpx.Client(base_url=proxy.url, timeout=60) as client:
-                for p in prompts:
+                def one(p):
                     r = client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": p}]})
                     assert r.status_code == 200, r.text
-                    ids.append(r.headers["x-request-id"])
-            return ids
+                    return r.headers["x-request-id"]
+
+                with ThreadPoolExecutor(6) as pool:
+                    return list(pool.map(one, prompts))
 
         t0 = time.time()
         signal_ids = send(signal_prompts)
