@@ -145,8 +145,7 @@ class Router:
         return load_artifact(self.policy.routing.classifier.artifact).card
 
     def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
-        """P(needs cloud) per (text, threshold), the stage that decided and the inputs it
-        scored (the log keeps them under ``log.keep_for_learning``; blocking, the scoring thread)."""
+        """P(needs cloud), deciding stage and scored inputs per (text, threshold) (blocking; the scoring thread)."""
         return score_near(self.scorer, items, keep=True)
 
     async def _score(self, text: str, threshold: float) -> StagedScore:
