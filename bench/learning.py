@@ -3,14 +3,16 @@ learn from the first part, evaluate on the later part.
 
 Traffic sets (``../shared/data``): GSM8K (Mixtral vs GPT-4 correctness), MMLU by subject
 group (same pair), RouterBench ARC / Winogrande / MBPP (Mixtral-8x7B chat vs GPT-4) and
-AlpacaEval (gemma-7b-it vs GPT-4-Turbo, judge preferences). Each set is shuffled (seed 0),
-subsampled to ``--max-per-set`` prompts and sent in that order through ``slm-router serve``
-(a subprocess, the shipped default artifact, threshold 0.5): the local and cloud tiers and
-the judge are one recorded server (``bench/recorded_tiers.py``: the weak model's answer,
-the strong model's, and the recorded verdict "the weak answer is as good"). Shadow sampling
-(``uniform``, rate 1, ``judge_tier``) judges the locally served requests of the first
-``--first`` share of each set; the log keeps every request's embedding
-(``keep_for_learning: embedding``).
+AlpacaEval (gemma-7b-it vs GPT-4-Turbo, judge preferences). Each set is shuffled (seed 0) and
+subsampled to ``--max-per-set`` prompts (the traffic order); its first ``--first`` share is
+sent in that order through ``slm-router serve`` (a subprocess, ``--workers`` processes, the
+shipped default artifact, threshold 0.5): the local and cloud tiers and the judge are one
+recorded server (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and
+the recorded verdict "the weak answer is as good"). Shadow sampling (``uniform``, rate 1,
+``judge_tier``) judges every locally served request; the log keeps every request's embedding
+(``keep_for_learning: embedding``). The later part is scored in this process by the server's
+own scorer (the same artifact and int8 embedder, :meth:`EmbeddingClassifier.score_kept`), which
+is what the server would log for it, at a fraction of the time (2 loaded cores).
 
 Per set, on the later part, with the recorded outcomes (APGR as ``../shared/data/README.md``,
 paired bootstrap 95% intervals):
@@ -28,7 +30,7 @@ paired bootstrap 95% intervals):
 
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
-Runs in about 10 minutes on 2 cores with the defaults (``--quick``: 3 sets, 400 prompts).
+Runs in about 10-15 minutes on 2 cores with the defaults (``--quick``: 3 sets, 400 prompts).
 """
 
 from __future__ import annotations
@@ -147,10 +149,11 @@ def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--max-per-set", type=int, default=1200)
-    parser.add_argument("--first", type=float, default=0.6, help="share of each set's traffic learned from")
+    parser.add_argument("--max-per-set", type=int, default=800)
+    parser.add_argument("--first", type=float, default=0.5, help="share of each set's traffic learned from")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="3 sets of 400 prompts")
     args = parser.parse_args()
@@ -174,9 +177,9 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--policy", str(policy_path), "--port",
-                               str(port), "--no-watch", "--log-level", "warning"],
+                               str(port), "--no-watch", "--log-level", "warning", "--workers", str(args.workers)],
                               stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT, cwd=work)
-    windows: dict[str, tuple[float, float, float, list[str]]] = {}
+    windows: dict[str, tuple[float, float, list[str]]] = {}
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         for n, rows in sets.items():
@@ -184,10 +187,8 @@ def main() -> int:
             t0 = time.time()
             ids = asyncio.run(replay(f"http://127.0.0.1:{port}/v1", [e.prompt for e in rows[:cut]], args.concurrency))
             time.sleep(0.05)
-            t_cut = time.time()
-            ids += asyncio.run(replay(f"http://127.0.0.1:{port}/v1", [e.prompt for e in rows[cut:]], args.concurrency))
-            windows[n] = (t0, t_cut, time.time(), ids)
-            print(f"replayed {n}: {len(rows)} requests ({cut} in the first part) in {time.time() - t0:.0f}s", flush=True)
+            windows[n] = (t0, time.time(), ids)
+            print(f"replayed {n}: the first {cut} of {len(rows)} requests in {time.time() - t0:.0f}s", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)  # the server drains its log writes and shadow samples
         server.wait(timeout=120)
@@ -215,25 +216,32 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
     artifact, reads, names = _prior(policy)
     by_id = {r.id: r for r in records}
     results: dict = {"sets": {}, "curves": {}}
+    from router.scoring.classifier import EmbeddingClassifier
+    from router.scoring.prior_stack import PriorStackedModel
+
+    scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
     for name, rows in sets.items():
-        t0, t_cut, t_end, ids = windows[name]
-        recs = [by_id[i] for i in ids if i in by_id]
+        t0, t_cut, ids = windows[name]
+        first = [by_id[i] for i in ids if i in by_id]
         truth = {i: e for i, e in zip(ids, rows)}
-        first = [r for r in recs if r.ts < t_cut]
-        later = [r for r in recs if r.ts >= t_cut]
+        later_rows = rows[len(ids):]
         first_ids = {r.id for r in first}
         judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
         res = learn(first, judged, [], policy, n_boot=200)
-        X = _rows(recs, names, None)
+        # the later part: scored in-process by the server's scorer (same artifact, same int8 embedder)
+        kept = scorer.score_kept([e.prompt for e in later_rows])
+        X_later = np.stack([np.concatenate([k.embedding, np.array([k.features[n] for n in names], np.float32)])
+                            for k in kept])
+        X = np.vstack([_rows(first, names, None), X_later]).astype(np.float32)
         dim = X.shape[1] - len(names)
-        from router.scoring.prior_stack import PriorStackedModel
-
         prior = PriorStackedModel(artifact.estimator, reads, dim).prior_proba(X)
-        y_all = np.array([truth[r.id].needs_strong for r in recs], dtype=float)
-        weak = np.array([truth[r.id].weak for r in recs])
-        strong = np.array([truth[r.id].strong for r in recs])
-        is_later = np.array([r.ts >= t_cut for r in recs])
-        default = np.array([r.score for r in recs], dtype=float)
+        examples = [truth[r.id] for r in first] + later_rows
+        y_all = np.array([e.needs_strong for e in examples], dtype=float)
+        weak = np.array([e.weak for e in examples])
+        strong = np.array([e.strong for e in examples])
+        is_later = np.array([False] * len(first) + [True] * len(later_rows))
+        default = np.array([r.score for r in first] + [k.score for k in kept], dtype=float)
+        recs = first
         oof = np.zeros(len(recs))
         from sklearn.model_selection import StratifiedKFold
 
@@ -243,7 +251,7 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
             oof[te] = m.predict_proba(X[te], prior[te])[:, 1]
         L = is_later
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
-        entry = {"n": len(recs), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
+        entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source}
         if res.promote:
@@ -252,7 +260,7 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
             entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
             entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
         # learning curves: which first-part local answers each strategy would have judged
-        local_first = [i for i, r in enumerate(recs) if r.ts < t_cut and r.local]
+        local_first = [i for i, r in enumerate(recs) if r.local]
         scores = [recs[i].score for i in local_first]
         thresholds = [recs[i].threshold for i in local_first]
         curves, by_budget = {}, {}
