@@ -149,7 +149,7 @@ def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--max-per-set", type=int, default=800)
+    parser.add_argument("--max-per-set", type=int, default=500)
     parser.add_argument("--first", type=float, default=0.5, help="share of each set's traffic learned from")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
     parser.add_argument("--concurrency", type=int, default=8)

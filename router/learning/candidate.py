@@ -86,6 +86,9 @@ def _fit(model: PriorStackedModel, X: np.ndarray, prior: np.ndarray, y: np.ndarr
     Z = model.design(X, prior)
     cal = _fit_lr(Z[:, :1], y, w, 1e4)
     a, b = float(cal.coef_[0, 0]), float(cal.intercept_[0])
+    if a <= 0:  # a recalibration never reverses the prior's ranking: keep its order, fit the base rate
+        rate = float(np.clip((w * y).sum() / w.sum(), 1e-3, 1 - 1e-3))
+        a, b = 1e-3, float(np.log(rate / (1 - rate)) - 1e-3 * Z[:, 0].mean())
     if model.blocks == "prior" or C is None:
         coef = np.zeros(Z.shape[1])
         coef[0] = a
