@@ -304,3 +304,79 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     md = runner.invoke(app, ["report", "--log", str(proxy.log_path), "--format", "html",
                              "--learning", str(tmp_path / "signal" / "learning.json")])
     assert 'id="learning"' in md.output and "Learning curves" in md.output and "thumbs up" in md.output
+
+
+def test_stores_keep_learning_inputs_feedback_and_sample_probabilities(tmp_path, redis_url, redis_prefix):
+    from router.policy import StoreConfig
+    from router.store.redis import RedisStore
+    from router.store.sqlite import SQLiteStore
+
+    sqlite = SQLiteStore(tmp_path / "log.sqlite3")
+    redis = RedisStore(StoreConfig(backend="redis", url=redis_url, prefix=redis_prefix,
+                                   spool_dir=str(tmp_path / "spool")))
+    try:
+        for store in (sqlite, redis):
+            rec = _record(1, time.time())
+            store.record(rec)
+            store.record_shadow(ShadowRecord(rec.id, rec.ts, "shadow", judge_verdict=False, sample_p=0.125))
+            assert store.has_request(rec.id) and not store.has_request("no-such-request")
+            store.record_feedback(FeedbackRecord(rec.id, rec.ts + 1, score=0.25, comment="meh", api_key_id="key-x"))
+            back = store.requests()[0]
+            assert back.threshold == 0.5 and back.learning == rec.learning
+            assert np.allclose(decode_vector(back.learning["embedding"]), _vec(1), atol=1e-3)
+            assert store.shadows()[0].sample_p == 0.125
+            assert [(f.request_id, f.score, f.comment, f.api_key_id) for f in store.feedback()] == [
+                (rec.id, 0.25, "meh", "key-x")]
+    finally:
+        sqlite.close()
+        redis.close()
+
+
+@pytest.mark.slow
+def test_text_mode_keeps_text_and_answers_and_feedback_needs_the_api_key(tmp_path):
+    import asyncio
+
+    from bench.recorded_tiers import CLOUD, LOCAL, Recorded, RecordedTiers
+    from router.api.app import create_app
+    from router.pipeline import Router
+    from router.store.sqlite import SQLiteStore
+
+    tiers = RecordedTiers([Recorded("Say hello to the team.", "Hello team!", "Hello, dear team!", True)]).start()
+    free = {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
+    active = policy_from_dict({
+        "tiers": {"local": {"model": f"openai/{LOCAL}", "api_base": tiers.url, "api_key": "sk-t", "price": free},
+                  "cloud": {"model": f"openai/{CLOUD}", "api_base": tiers.url, "api_key": "sk-t", "price": free}},
+        "routing": {"classifier": {"threshold": 0.99}}, "escalation": {"enabled": False},
+        "log": {"path": str(tmp_path / "log.sqlite3"), "keep_for_learning": "text"},
+        "server": {"require_api_key": True},
+        "api_keys": [{"name": "app", "key": "sk-app"}],
+    })
+    store = SQLiteStore(tmp_path / "log.sqlite3")
+    router = Router(active, store)
+    app = create_app(active, router=router, warm_up=False)
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy", timeout=120) as client:
+            auth = {"authorization": "Bearer sk-app"}
+            r = await client.post("/v1/chat/completions", headers=auth, json={
+                "model": "auto", "messages": [{"role": "user", "content": "Say hello to the team."}]})
+            assert r.status_code == 200 and r.headers["x-router-tier"] == "local"
+            rid = r.headers["x-request-id"]
+            denied = await client.post("/v1/feedback", json={"request_id": rid, "thumbs": "up"})
+            assert denied.status_code == 401 and denied.json()["error"]["code"] == "missing_api_key"
+            ok = await client.post("/v1/feedback", headers=auth, json={"request_id": rid, "thumbs": "up"})
+            assert ok.status_code == 200, ok.text
+            await router.drain()
+            return rid
+
+    try:
+        rid = asyncio.run(run())
+    finally:
+        tiers.stop()
+    record = store.requests()[0]
+    assert record.id == rid and record.learning["text"] == "Say hello to the team."
+    assert record.learning["answer"] == "Hello team!" and record.learning["embedder"] == "minilm-int8"
+    assert len(decode_vector(record.learning["embedding"])) == 384
+    assert store.feedback()[0].api_key_id.startswith("key-")
+    store.close()
