@@ -11,6 +11,12 @@ served requests without a sample are estimated at the sampled agreement rate ``p
 The 95% interval puts the Wilson score interval of ``p`` (Wilson 1927, "Probable inference,
 the law of succession, and statistical inference", JASA 22:209-212) into the same formula;
 with no samples at all ``p`` spans [0, 1] and the point estimate is unknown (None).
+When samples were taken with unequal probabilities (``shadow.strategy: uncertain`` stores
+``sample_p`` per sample), the agreement rate of the locally served requests is the
+inverse-probability weighted mean ``p = sum(a_i / p_i) / sum(1 / p_i)`` (Hajek's ratio form
+of the Horvitz-Thompson estimator, Horvitz and Thompson 1952, JASA 47:663-685), every locally
+served request is estimated at it, and its Wilson interval uses the effective sample size
+``(sum w)^2 / sum w^2`` (Kish 1965).
 The estimate is as good as the agreement measure; ``bench/shadow_agreement.py`` measures how
 well embedding agreement matches a judge.
 """
@@ -21,7 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Retention", "AgreementRate", "wilson_interval", "agreement_rate", "estimate_retention"]
+__all__ = ["Retention", "AgreementRate", "wilson_interval", "agreement_rate", "weighted_agreement_rate",
+           "estimate_retention"]
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 
@@ -56,6 +63,21 @@ def agreement_rate(agrees: Sequence[bool], similarities: Sequence[float] = ()) -
     lo, hi = wilson_interval(k, n)
     sims = [s for s in similarities if s is not None]
     return AgreementRate(n, k, k / n if n else None, lo, hi, sum(sims) / len(sims) if sims else None)
+
+
+def weighted_agreement_rate(agrees: Sequence[bool], probabilities: Sequence[float],
+                            similarities: Sequence[float] = ()) -> AgreementRate:
+    """The inverse-probability weighted agreement rate of samples taken with ``probabilities``
+    (see the module docstring); ``samples`` and ``agreeing`` are the effective counts, rounded."""
+    w = [1.0 / max(float(p), 1e-6) for p in probabilities]
+    if not w:
+        return agreement_rate([], similarities)
+    total = sum(w)
+    rate = sum(wi for wi, a in zip(w, agrees) if a) / total
+    n_eff = total * total / sum(wi * wi for wi in w)
+    lo, hi = wilson_interval(round(rate * n_eff), max(1, round(n_eff)))
+    sims = [s for s in similarities if s is not None]
+    return AgreementRate(round(n_eff), round(rate * n_eff), rate, lo, hi, sum(sims) / len(sims) if sims else None)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .quality import Retention, agreement_rate, estimate_retention
+from .quality import Retention, agreement_rate, estimate_retention, weighted_agreement_rate
 from ..store.records import CallRecord, RequestRecord, ShadowRecord
 
 __all__ = ["Summary", "summarize", "summarize_by", "GROUPINGS", "group_key", "route_of", "latency_by_tier",
@@ -146,12 +146,18 @@ def _escalation_tax_calls(record: RequestRecord) -> list[CallRecord]:
 
 
 def quality_retention(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord]) -> Retention:
-    """Estimated quality retention of ok requests from their shadow samples (pure)."""
+    """Estimated quality retention of ok requests from their shadow samples (pure); samples
+    taken with unequal probabilities are weighted by their inverse (:mod:`.quality`)."""
     ok = [r for r in records if r.status == "ok"]
     local_ids = {r.id for r in ok if r.local}
     verdicts = {s.request_id: s for s in shadows
                 if s.kind == "shadow" and s.status == "ok" and s.agrees is not None and s.request_id in local_ids}
     samples = list(verdicts.values())
+    probabilities = {s.sample_p for s in samples if s.sample_p is not None}
+    if len(probabilities) > 1:  # unequal sampling (shadow.strategy: uncertain): inverse-probability weights
+        rate = weighted_agreement_rate([bool(s.agrees) for s in samples], [s.sample_p or 1.0 for s in samples],
+                                       [s.similarity for s in samples])
+        return estimate_retention(len(ok), len(ok) - len(local_ids), [], len(local_ids), rate)
     rate = agreement_rate([bool(s.agrees) for s in samples], [s.similarity for s in samples])
     observed = [bool(s.agrees) for s in samples]
     return estimate_retention(len(ok), len(ok) - len(local_ids), observed, len(local_ids) - len(observed), rate)

@@ -34,6 +34,7 @@ from ..store import RequestStore, open_store
 from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
 from .admin_routes import register_admin, require_admin
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
+from .feedback_routes import register_feedback
 from .http_errors import set_framing_listener
 from .live_policy import LivePolicy
 from .version_sync import VersionSync
@@ -194,6 +195,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     register_anthropic(app, live)
     register_responses(app, live)
     register_admin(app, live, sync)
+    register_feedback(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:

@@ -164,13 +164,36 @@ def _open_log(active: Policy, log: Optional[Path]):
     return path, SQLiteStore(path)
 
 
-def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None):
-    """(where the log is, its requests and its shadow samples in ``[lo, hi)``)."""
+def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None, feedback: bool = False):
+    """(where the log is, its requests and its shadow samples in ``[lo, hi)``), plus its
+    feedback when ``feedback``."""
+    from ..store.base import FeedbackStore
+
     path, store = _open_log(active, log)
     try:
-        return path, store.requests(lo, hi), store.shadows(lo, hi)
+        out = path, store.requests(lo, hi), store.shadows(lo, hi)
+        if feedback:
+            return out + (store.feedback(lo, hi) if isinstance(store, FeedbackStore) else [],)
+        return out
     finally:
         store.close()
+
+
+def _curves(path: Optional[Path]) -> dict | None:
+    """Learning curves from a ``learning.json`` (``slm-router learn``) or a bench's JSON
+    (``{"curves": {name: [[labels, apgr], ...]}}``)."""
+    import json
+
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        _fail(f"cannot read learning curves from {path}: {err}")
+    if "curves" in data:
+        return {k: [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
+    return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
+            "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
 
 
 def _write_out(text: str, out: Optional[Path]) -> None:
@@ -195,8 +218,10 @@ def report(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="md, html, json or csv; a table on the terminal when omitted."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of stdout."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    learning: Optional[Path] = typer.Option(None, "--learning", help="learning.json of 'slm-router learn': plot its curve."),
 ) -> None:
-    """Costs, savings, escalation tax, shadow spend and estimated quality retention of the logged requests."""
+    """Costs, savings, escalation tax, shadow spend, estimated quality retention, feedback per
+    tier and what the log keeps for learning."""
     from ..analysis.report import GROUPINGS
     from ..analysis.render import FORMATS, build_report, render
 
@@ -208,9 +233,10 @@ def report(
         _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     lo, hi = _window(since, until)
     active = _policy(policy)
-    path, records, shadows = _read_log(active, log, lo, hi)
+    path, records, shadows, feedback = _read_log(active, log, lo, hi, feedback=True)
     data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by,
-                        tiers=(active.routing.local_tier, active.routing.cloud_tier))
+                        tiers=(active.routing.local_tier, active.routing.cloud_tier), feedback=feedback,
+                        curves=_curves(learning))
     if fmt is not None:
         _write_out(render(data, fmt), out)
         return
@@ -228,6 +254,23 @@ def _print_sessions(records) -> None:
     for row in session_table_rows(session_rows(records)):
         table.add_row(*row)
     console.print(table)
+
+
+def _print_learning(data) -> None:
+    from ..analysis.learning_report import FEEDBACK_HEADER, feedback_rows
+    from ..analysis.render.text import learning_lines
+
+    if data.learning is None:
+        return
+    for line in learning_lines(data.learning):
+        console.print(line, highlight=False)
+    if data.learning.feedback:
+        table = Table(title="feedback by tier")
+        for h in FEEDBACK_HEADER:
+            table.add_column(h)
+        for row in feedback_rows(data.learning):
+            table.add_row(*row)
+        console.print(table)
 
 
 def _print_table(data) -> None:
@@ -253,6 +296,7 @@ def _print_table(data) -> None:
         for row in shadow_policy_rows(data.shadow_policies):
             compared.add_row(*row)
         console.print(compared)
+    _print_learning(data)
     if data.by:
         grouped = Table(title=f"by {data.by}")
         for h in GROUP_HEADER:
@@ -333,6 +377,7 @@ def doctor(
 
 # Training, evaluation, calibration and batch scoring live in their own module.
 from . import calibrate as calibrate_cli  # noqa: E402
+from . import learn as learn_cli  # noqa: E402
 from . import train as training_cli  # noqa: E402
 
 app.command("train")(training_cli.train)
@@ -340,6 +385,7 @@ app.command("eval")(training_cli.evaluate)
 app.command("calibrate")(calibrate_cli.calibrate)
 app.command("score")(training_cli.score)
 app.command("label")(training_cli.label)
+app.command("learn")(learn_cli.learn)
 
 
 def main() -> None:  # pragma: no cover - console entry

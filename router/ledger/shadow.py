@@ -11,8 +11,12 @@ requests already hold both answers (the local attempt and the cloud's), so they 
 too, with no extra call. The report turns the samples into an estimated quality retention
 (:mod:`router.analysis.quality`).
 
-The pure parts (:func:`is_sampled`, :func:`agreement`, and the judge's
-:func:`~router.ledger.judge.decide_verdict`) take data and return data;
+Which requests are sampled is ``shadow.strategy`` (:func:`sample_probability`): each with
+probability ``rate`` (``uniform``), or more often where the decision was close
+(``uncertain``); that probability is stored with the sample (``sample_p``).
+
+The pure parts (:func:`is_sampled`, :func:`sample_probability`, :func:`agreement`, and the
+judge's :func:`~router.ledger.judge.decide_verdict`) take data and return data;
 :class:`ShadowSampler` does the I/O.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 
 import numpy as np
@@ -34,7 +39,7 @@ from ..request.parse import ChatRequest, message_text
 from ..scoring.embedder import Embedder
 from ..store.base import RequestStore
 
-__all__ = ["ShadowSampler", "is_sampled", "judge_messages", "parse_verdict", "agreement"]
+__all__ = ["ShadowSampler", "is_sampled", "sample_probability", "judge_messages", "parse_verdict", "agreement"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,25 @@ def is_sampled(request_id: str, rate: float) -> bool:
         return True
     h = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
     return h / 2**64 < rate
+
+
+def sample_probability(score: float | None, threshold: float | None, strategy: str, rate: float,
+                       band: float = 0.05, min_rate: float = 0.01) -> float:
+    """The probability that a locally served request is shadow-sampled (0..1).
+
+    ``uniform``: ``rate``. ``uncertain``: ``max(min_rate, rate * exp(-|score - threshold| / band))``
+    capped at ``rate`` and 1: ``rate`` for a score at the threshold (the closest decisions,
+    whose labels move a router most: uncertainty sampling, Lewis and Gale 1994), falling off
+    with the distance in score units; ``min_rate`` keeps every request sampleable, so the
+    inverse-probability weights ``1 / p`` that keep estimates unbiased stay bounded. A request
+    without a score or threshold (a forced tier) gets ``rate``.
+    """
+    if rate <= 0:
+        return 0.0
+    if strategy == "uniform" or score is None or threshold is None:
+        return min(1.0, rate)
+    near = rate * math.exp(-abs(score - threshold) / band)
+    return min(1.0, rate, max(min_rate, near))
 
 
 def agreement(similarity: float | None, verdict: bool | None, agree_at: float) -> bool | None:
@@ -113,12 +137,14 @@ class ShadowSampler:
             return
         if record.escalated and local_text is not None:
             self._spawn(self._score_escalation(record, request, local_text, answer_text))
-        elif record.local and self.policy.cloud.available and is_sampled(record.id, cfg.rate):
+            return
+        p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.rate, cfg.band, cfg.min_rate)
+        if record.local and self.policy.cloud.available and is_sampled(record.id, p):
             if self._shadow_calls >= cfg.max_in_flight:
                 self.skipped += 1
                 log.warning("shadow sample of %s skipped: %d already running", record.id, self._shadow_calls)
                 return
-            self._spawn(self._shadow(record, request, answer_text))
+            self._spawn(self._shadow(record, request, answer_text, p))
 
     async def drain(self) -> None:
         """Wait for the samples still running."""
@@ -131,12 +157,12 @@ class ShadowSampler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _shadow(self, record: RequestRecord, request: ChatRequest, local_text: str) -> None:
+    async def _shadow(self, record: RequestRecord, request: ChatRequest, local_text: str, p: float) -> None:
         self._shadow_calls += 1
         try:
             name = self.policy.routing.cloud_tier
             tier = self.policy.tiers[name]
-            sample = ShadowRecord(record.id, time.time(), "shadow", name, tier.model, local_text=local_text)
+            sample = ShadowRecord(record.id, time.time(), "shadow", name, tier.model, local_text=local_text, sample_p=p)
             params = {k: v for k, v in request.params.items() if k not in _DROPPED_PARAMS}
             try:
                 result = await self.client.complete(name, request.messages_as_dicts(), params)
@@ -160,7 +186,7 @@ class ShadowSampler:
         try:
             name = self.policy.routing.cloud_tier
             sample = ShadowRecord(record.id, time.time(), "escalation", name, self.policy.tiers[name].model,
-                                  local_text=local_text, cloud_text=cloud_text, cost_usd=0.0)
+                                  local_text=local_text, cloud_text=cloud_text, cost_usd=0.0, sample_p=1.0)
             await self._agree(sample, request)
             await asyncio.to_thread(self.store.record_shadow, sample)
         except Exception:

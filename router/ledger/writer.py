@@ -147,6 +147,12 @@ class LogWriter:
         task.add_done_callback(self._pending.discard)
         return task
 
+    async def flush(self) -> None:
+        """Wait for the log writes in flight (not the shadow samples)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._batches.drain()
+
     async def drain(self) -> None:
         """Wait for log writes and shadow samples still in flight (call before shutdown)."""
         while self._pending:

@@ -19,6 +19,7 @@ from ..policy import Rule
 from ..providers.spend import Spend
 from ..request.identity import Identity
 from ..request.parse import ChatRequest
+from ..learning.keep import kept_inputs
 from ..routing.rules import logged_facts
 from ..store.records import CallRecord, RequestRecord
 
@@ -84,14 +85,20 @@ class Exchange:
             self._messages = self.request.messages_as_dicts()
         return [dict(m) for m in self._messages]
 
-    def apply(self, routing: "Routing", cloud_available: bool, rules: Sequence[Rule] = ()) -> None:
+    def apply(self, routing: "Routing", cloud_available: bool, rules: Sequence[Rule] = (), keep: str = "none") -> None:
         """Keep the routing decision on the record, with the decision inputs ``replay``
         re-decides from (needs, prompt size, cloud availability, the completion cap, the
-        facts the policy's ``rules`` read) and the session's turn (id, previous tier, the
-        turn's own tier)."""
+        facts the policy's ``rules`` read), the session's turn (id, previous tier, the
+        turn's own tier) and, under ``keep`` (``log.keep_for_learning``), the scorer's inputs
+        (:func:`router.learning.keep.kept_inputs`)."""
         self.routing = routing
         decision, record, request = routing.decision, self.record, self.request
         record.routed_tier, record.score = decision.tier, decision.score
+        record.threshold = decision.threshold
+        scored = routing.scored
+        if scored is not None and keep != "none":
+            record.learning = kept_inputs(keep, scored.embedding, scored.features, scored.embedder,
+                                          routing.scored_text)
         record.reason, record.degraded = decision.reason, decision.degraded
         record.rules = ",".join(decision.rules) or None
         record.api_key_name = routing.caller.name if routing.caller else None

@@ -34,6 +34,7 @@ from ..ledger import metrics
 from ..ledger.cost import call_cost
 from ..ledger.shadow import ShadowSampler
 from ..ledger.writer import LogWriter
+from ..learning.keep import add_answers
 from ..policy import Policy, hash_api_key
 from ..policy.view import policy_hash
 from ..providers.attempts import Attempts
@@ -154,8 +155,8 @@ class Router:
         return load_artifact(self.policy.routing.classifier.artifact).card
 
     def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
-        """P(needs cloud) per (text, threshold), and the stage that decided (blocking; the scoring thread)."""
-        return score_near(self.scorer, items)
+        """P(needs cloud), deciding stage and scored inputs per (text, threshold) (blocking; the scoring thread)."""
+        return score_near(self.scorer, items, keep=True)
 
     async def _score(self, text: str, threshold: float) -> StagedScore:
         return await self._scores.run((text, threshold))
@@ -276,7 +277,7 @@ class Router:
             if hit is not None:
                 return hit.tier, hit_result(hit, ex.record)
         routing = await _route_beside_shadow(self, ex)
-        ex.apply(routing, self.policy.cloud.available, self.policy.rules)
+        ex.apply(routing, self.policy.cloud.available, self.policy.rules, self.policy.log.keep_for_learning)
         return None
 
     async def complete(self, request: ChatRequest, record: RequestRecord,
@@ -337,6 +338,7 @@ class Router:
     # -- logging -------------------------------------------------------------------------
     def log_args(self, ex: Exchange, answer_text: str | None) -> tuple:
         """:meth:`LogWriter.log`'s arguments for ``ex`` (its reservations handed over once)."""
+        add_answers(ex.record.learning, answer_text, ex.escalated_local_text)  # only rows kept with text
         reservations, ex.reservations = ex.reservations, []
         return ex.record, ex.request, answer_text, reservations, ex.escalated_local_text
 

@@ -39,6 +39,12 @@ class LogConfig(_Strict):
         None, description="older spelling of the top-level 'store' choice; must agree with it when both are set"
     )
     path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
+    keep_for_learning: Literal["none", "embedding", "text"] = Field(
+        "embedding",
+        description="what each request row keeps for 'slm-router learn': 'none'; 'embedding' (default) = the "
+        "request's embedding vector as the scorer computed it and its text features, no text; 'text' = also the "
+        "scored text and the answers (verifier training)",
+    )
 
 
 class StoreConfig(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .base import _Strict
@@ -23,6 +25,13 @@ class ShadowConfig(_Strict):
     that *rate*; it does not judge single answers (AUROC 0.43 and 0.64): use ``judge_tier``
     for that. The judge (:mod:`router.ledger.judge`) is asked in both orders of the two
     answers (``judge_swap``) and gives a verdict only when both orders agree.
+
+    ``strategy`` chooses which locally served requests are sampled: ``uniform`` takes each with
+    probability ``rate``; ``uncertain`` takes those whose score was close to their threshold
+    more often (:func:`router.ledger.shadow.sample_probability`: ``rate`` at the threshold,
+    falling as ``exp(-|score - threshold| / band)``, never below ``min_rate``), which teaches
+    ``slm-router learn`` most per judged sample. The probability is stored with each sample
+    and quality estimates weight samples by its inverse.
     """
 
     rate: float = Field(0.0, ge=0, le=1, description="share of locally served requests shadowed (0-1)")
@@ -34,3 +43,10 @@ class ShadowConfig(_Strict):
         True, description="ask the judge twice, the answers in both orders; a verdict only when both agree "
                           "(else tie/unsure); false = one order (half the judge's tokens)")
     max_in_flight: int = Field(4, ge=1, description="samples running at once; more are skipped, not queued")
+    strategy: Literal["uniform", "uncertain"] = Field(
+        "uniform", description="uniform: every local answer sampled at 'rate'; uncertain: more often near the threshold"
+    )
+    band: float = Field(0.05, gt=0, le=1, description="uncertain: score distance at which the rate falls to 1/e of 'rate'")
+    min_rate: float = Field(
+        0.01, ge=0, le=1, description="uncertain: the lowest sampling probability (bounds the inverse-probability weights)"
+    )

@@ -53,6 +53,8 @@ class Routing:
         facts: the rule facts the decision was made on (the log keeps what rules read).
         session: the turn of the request's session (id, state before it, the tier its own
             decision chose), or None without a session (:mod:`router.routing.session`).
+        scored: the classifier's score with the inputs it scored (embedding, text features),
+            or None when the classifier did not run; scored_text: the text it scored.
     """
 
     decision: Decision
@@ -63,6 +65,8 @@ class Routing:
     prompt_chars: int = 0
     facts: RequestFacts | None = None
     session: "SessionTurn | None" = None
+    scored: StagedScore | None = None
+    scored_text: str | None = None
 
 
 def constraints_on_facts(policy: Policy, facts: RequestFacts, caller: Caller | None,
@@ -203,4 +207,4 @@ class RouteStage:
         if staged is not None and staged.stage:  # a two-stage scorer: the reason names the stage that decided
             decision = replace(decision, reason=f"{decision.reason}; {staged.note()}")
         return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars,
-                       facts, session)
+                       facts, session, staged, features.text if staged is not None else None)

@@ -92,6 +92,28 @@ class EmbeddingClassifier:
         proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 
+    def score_kept(self, texts: Sequence[str]) -> list[Any]:
+        """:class:`~router.scoring.two_stage.StagedScore` per text with the inputs it scored:
+        the embedding (float32, (dim,)), the text features (name -> value: the card's
+        ``text_features``, or every feature when the model reads none) and the embedder key."""
+        from .routing_model import build_inputs
+        from .text_features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
+        from .two_stage import StagedScore
+
+        if not texts:
+            return []
+        embeddings = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+        names = list(self.artifact.card.get("text_features") or (FEATURE_NAMES + EXTRA_FEATURE_NAMES))
+        rows = build_inputs(embeddings, texts, names)
+        if ArtifactCard.read(self.artifact.card).needs_text_features:
+            proba = self.artifact.estimator.predict_proba(rows)[:, 1]
+        else:
+            proba = self.artifact.estimator.predict_proba(embeddings)[:, 1]
+        dim = embeddings.shape[1]
+        key = self.embedder_name
+        return [StagedScore(float(p), None, row[:dim].copy(), dict(zip(names, (float(v) for v in row[dim:]))), key)
+                for p, row in zip(proba, rows)]
+
     def score(self, texts: Sequence[str]) -> list[float]:
         """P(needs cloud) in [0, 1] for each text."""
         if not texts:

@@ -13,21 +13,29 @@ the second stage and the APGR kept; the policy's default band comes from that ta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .classifier import EmbeddingClassifier
 
-__all__ = ["StagedScore", "ThresholdScorer", "TwoStageScorer", "score_near"]
+__all__ = ["StagedScore", "ThresholdScorer", "InputKeeper", "TwoStageScorer", "score_near"]
 
 
 @dataclass(frozen=True, slots=True)
 class StagedScore:
-    """A score in [0, 1] and the stage that gave it (``None``: a single-stage scorer)."""
+    """A score in [0, 1] and the stage that gave it (``None``: a single-stage scorer).
+
+    When the scorer was asked to keep its inputs (``log.keep_for_learning``), ``embedding``
+    is the vector it scored (shape (dim,), float32), ``features`` the text features it read
+    (name -> value) and ``embedder`` the embedder's key; None otherwise.
+    """
 
     score: float
     stage: str | None = None
+    embedding: Any = field(default=None, compare=False, repr=False)
+    features: dict[str, float] | None = field(default=None, compare=False, repr=False)
+    embedder: str | None = None
 
     def note(self) -> str:
         """The reason fragment naming the deciding stage (empty for a single stage)."""
@@ -40,6 +48,16 @@ class ThresholdScorer(Protocol):
 
     def score_near(self, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
         """One :class:`StagedScore` per (text, threshold), in order."""
+        ...
+
+
+@runtime_checkable
+class InputKeeper(Protocol):
+    """A scorer that can also return the inputs it scored (the embedding and text features),
+    so the log keeps them without embedding the text a second time."""
+
+    def score_kept(self, texts: Sequence[str]) -> list[StagedScore]:
+        """One :class:`StagedScore` per text with ``embedding``, ``features`` and ``embedder`` set."""
         ...
 
 
@@ -88,24 +106,38 @@ class TwoStageScorer:
         """The second stage's P(needs cloud) per text."""
         return self.second.score(texts)
 
-    def score_near(self, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
-        """Scores for (text, threshold) pairs: the second stage runs once, on the uncertain ones."""
+    def score_near(self, items: Sequence[tuple[str, float]], keep: bool = False) -> list[StagedScore]:
+        """Scores for (text, threshold) pairs: the second stage runs once, on the uncertain ones.
+        With ``keep``, each score carries the inputs of the stage that decided."""
         if not items:
             return []
         texts = [t for t, _ in items]
-        first = self.first.score(texts)
-        near = [i for i, ((_, thr), s) in enumerate(zip(items, first)) if abs(s - thr) < self.band]
         names = self.names or (self.first.embedder_name, self.second.embedder_name)
-        out = [StagedScore(s, names[0]) for s in first]
+        if keep:
+            out = [StagedScore(k.score, names[0], k.embedding, k.features, k.embedder)
+                   for k in self.first.score_kept(texts)]
+        else:
+            out = [StagedScore(s, names[0]) for s in self.first.score(texts)]
+        near = [i for i, ((_, thr), s) in enumerate(zip(items, out)) if abs(s.score - thr) < self.band]
         if near:
-            for i, s in zip(near, self.second.score([texts[i] for i in near])):
-                out[i] = StagedScore(s, names[1])
+            chosen = [texts[i] for i in near]
+            if keep:
+                for i, k in zip(near, self.second.score_kept(chosen)):
+                    out[i] = StagedScore(k.score, names[1], k.embedding, k.features, k.embedder)
+            else:
+                for i, s in zip(near, self.second.score(chosen)):
+                    out[i] = StagedScore(s, names[1])
         return out
 
 
-def score_near(scorer: Any, items: Sequence[tuple[str, float]]) -> list[StagedScore]:
+def score_near(scorer: Any, items: Sequence[tuple[str, float]], keep: bool = False) -> list[StagedScore]:
     """Scores of (text, threshold) pairs from any scorer: staged when it is a
-    :class:`ThresholdScorer`, else its plain ``score`` (stage None)."""
+    :class:`ThresholdScorer`, else its plain ``score`` (stage None). With ``keep``, a scorer
+    that is an :class:`InputKeeper` also returns the inputs it scored."""
+    if isinstance(scorer, TwoStageScorer):
+        return scorer.score_near(items, keep)
     if isinstance(scorer, ThresholdScorer):
         return scorer.score_near(items)
+    if keep and isinstance(scorer, InputKeeper):
+        return scorer.score_kept([t for t, _ in items])
     return [StagedScore(s) for s in scorer.score([t for t, _ in items])]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from .records import RequestRecord, ShadowRecord
+from .records import FeedbackRecord, RequestRecord, ShadowRecord
 
-__all__ = ["BatchStore", "RequestStore"]
+__all__ = ["BatchStore", "FeedbackStore", "RequestStore"]
 
 
 class RequestStore(Protocol):
@@ -47,4 +47,22 @@ class BatchStore(Protocol):
 
     def record_many(self, requests: list[RequestRecord]) -> None:
         """Write ``requests`` (with their calls) atomically."""
+        ...
+
+
+@runtime_checkable
+class FeedbackStore(Protocol):
+    """A store that also keeps explicit feedback on logged requests (``POST /v1/feedback``,
+    checked with ``isinstance``; both shipped stores have it)."""
+
+    def has_request(self, request_id: str) -> bool:
+        """True when the request is in the log."""
+        ...
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Write one feedback row."""
+        ...
+
+    def feedback(self, since: float | None = None, until: float | None = None) -> list[FeedbackRecord]:
+        """Feedback on the requests with ``since <= ts < until`` (the request's arrival, Unix s)."""
         ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CallRecord", "RequestRecord", "ShadowRecord"]
+__all__ = ["CallRecord", "RequestRecord", "ShadowRecord", "FeedbackRecord"]
 
 
 @dataclass(slots=True)
@@ -106,6 +106,13 @@ class RequestRecord:
             (:mod:`router.pipeline.candidate`), None without one; shadow_tier: the tier that
             version would have chosen first (``error:<code>`` when it would have refused the
             request). It never acted.
+        threshold: the classifier threshold the score was compared with (None when not
+            compared); shadow sampling's ``uncertain`` strategy reads the distance to it.
+        learning: what ``log.keep_for_learning`` keeps for ``slm-router learn``
+            (:func:`router.learning.keep.kept_inputs`): ``{"embedder", "embedding"}`` (the
+            vector the scorer computed, float16 base64) and ``features`` (text feature name ->
+            value), plus ``text``, ``answer`` and ``local_answer`` with ``text``; None with
+            ``none`` or when the request was not scored.
 
     The fields after ``calls`` are decision and pricing inputs kept so that ``replay`` can
     re-decide and re-price a request from the log alone.
@@ -149,6 +156,8 @@ class RequestRecord:
     session_per_turn_tier: str | None = None
     shadow_policy_version: str | None = None
     shadow_tier: str | None = None
+    threshold: float | None = None
+    learning: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +187,10 @@ class ShadowRecord:
         judge_replies: the judge's raw replies, one per order asked, as a JSON list of
             ``{"order", "reply", "verdict"}`` (:mod:`router.ledger.judge`); None without a judge.
         judge_prompt_tokens, judge_completion_tokens: tokens of the judge's calls (both orders).
+        sample_p: the probability with which the request was chosen for this sample
+            (``shadow.rate`` under ``uniform``, higher near the threshold under ``uncertain``,
+            1 for escalation samples); estimates weight each sample by ``1 / sample_p``.
+            None in logs written before it was kept (read as ``shadow.rate``).
     """
 
     request_id: str
@@ -203,3 +216,30 @@ class ShadowRecord:
     judge_replies: list[dict[str, Any]] | None = None
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
+    sample_p: float | None = None
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    """Explicit feedback on one logged request (``POST /v1/feedback``).
+
+    Attributes:
+        request_id: the request it is about (its ``x-request-id``).
+        ts: when the feedback arrived (Unix s).
+        score: the caller's rating in [0, 1] (1 = the answer was good), or None.
+        thumbs: ``up`` or ``down``, or None (exactly one of score and thumbs is set).
+        comment: free text (at most 2,000 characters), or None.
+        api_key_id: the id of the key that sent it (``key-`` + 16 hex), None without one.
+    """
+
+    request_id: str
+    ts: float
+    score: float | None = None
+    thumbs: str | None = None
+    comment: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def good(self) -> bool:
+        """True when the feedback says the answer was good (thumbs up, or score >= 0.5)."""
+        return self.thumbs == "up" if self.thumbs is not None else (self.score or 0.0) >= 0.5

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..policy import StoreConfig
-from .records import RequestRecord, ShadowRecord
+from .records import FeedbackRecord, RequestRecord, ShadowRecord
 from ..state.redis import LinkHealth, redis_client_options
 from .codec import record_from_json, record_to_json
 from .spool import DiskSpool
@@ -48,6 +48,7 @@ class RedisStore:
         self.config = config
         self.stream = f"{config.prefix}:requests"
         self.shadow_stream = f"{config.prefix}:shadows"
+        self.feedback_stream = f"{config.prefix}:feedback"
         self._redis = redis.Redis.from_url(config.url, retry=Retry(NoBackoff(), 0), **redis_client_options(config))
         self._errors = (redis.RedisError, OSError)
         self.link = LinkHealth(config.retry_interval_s)
@@ -154,6 +155,58 @@ class RedisStore:
             if lo <= sample.ts < hi:
                 out.append(sample)
         return sorted(out, key=lambda x: x.ts)
+
+    def has_request(self, request_id: str) -> bool:
+        """True when the request is in the stream (read newest first, a page at a time:
+        feedback usually follows its request closely; an unknown id reads the whole stream).
+
+        Raises:
+            StoreUnavailableError: Redis is unreachable.
+        """
+        end = "+"
+        try:
+            while True:
+                page = self._redis.xrevrange(self.stream, max=end, min="-", count=_PAGE)
+                for _, entry in page:
+                    line = entry.get(b"r", b"")
+                    if request_id.encode() in line and json.loads(line).get("id") == request_id:
+                        return True
+                if len(page) < _PAGE:
+                    return False
+                end = "(" + page[-1][0].decode()
+        except self._errors as err:
+            raise StoreUnavailableError(f"cannot read the request log from Redis at {self.config.url}: {err}") from err
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Append feedback to the ``<prefix>:feedback`` stream.
+
+        Raises:
+            StoreUnavailableError: Redis is unreachable (the caller gets a 503 and may retry).
+        """
+        try:
+            self._redis.xadd(self.feedback_stream, {"f": json.dumps(asdict(feedback), ensure_ascii=False)})
+        except self._errors as err:
+            raise StoreUnavailableError(f"cannot write feedback to Redis at {self.config.url}: {err}") from err
+
+    def feedback(self, since: float | None = None, until: float | None = None) -> list[FeedbackRecord]:
+        """Feedback on the requests that arrived in ``[since, until)`` (Unix s), oldest first.
+
+        Raises:
+            StoreUnavailableError: Redis is unreachable.
+        """
+        known = {f.name for f in fields(FeedbackRecord)}
+        try:
+            entries = self._redis.xrange(self.feedback_stream, min="-", max="+")
+        except self._errors as err:
+            raise StoreUnavailableError(f"cannot read feedback from Redis at {self.config.url}: {err}") from err
+        ids = {r.id for r in self.requests(since, until)} if since is not None or until is not None else None
+        out = []
+        for _, entry in entries:
+            data = json.loads(entry[b"f"])
+            item = FeedbackRecord(**{k: v for k, v in data.items() if k in known})
+            if ids is None or item.request_id in ids:
+                out.append(item)
+        return out
 
     # -- reading -------------------------------------------------------------------------
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:

@@ -1,5 +1,5 @@
-"""SQLite request log (the embedded default store). Tables ``requests``, ``calls`` and
-``shadows`` (quality samples). Columns added after the first release are added to an
+"""SQLite request log (the embedded default store). Tables ``requests``, ``calls``,
+``shadows`` (quality samples) and ``feedback`` (``POST /v1/feedback``). Columns added after the first release are added to an
 existing file on open (``ALTER TABLE ... ADD COLUMN``), so older logs stay readable."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import threading
 from dataclasses import fields
 from pathlib import Path
 
-from .records import CallRecord, RequestRecord, ShadowRecord
+from .records import CallRecord, FeedbackRecord, RequestRecord, ShadowRecord
 
 __all__ = ["SQLiteStore"]
 
 _REQUEST_COLUMNS = [f.name for f in fields(RequestRecord) if f.name != "calls"]
 _CALL_COLUMNS = [f.name for f in fields(CallRecord)]
 _SHADOW_COLUMNS = [f.name for f in fields(ShadowRecord)]
+_FEEDBACK_COLUMNS = [f.name for f in fields(FeedbackRecord)]
 _BOOL_COLUMNS = {"local", "escalated", "degraded", "stream", "cloud_available", "empty_answer", "agrees",
                  "judge_verdict"}
 
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS shadows (
     similarity REAL, agrees INTEGER, judge_model TEXT, judge_verdict INTEGER, judge_cost_usd REAL
 );
 CREATE INDEX IF NOT EXISTS shadows_request ON shadows(request_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT NOT NULL REFERENCES requests(id), ts REAL NOT NULL, score REAL, thumbs TEXT, comment TEXT,
+    api_key_id TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);
 """
 
 # Columns added after the first schema: (table, column, SQL type and default).
@@ -66,8 +72,11 @@ _ADDED_COLUMNS = [
     ("shadows", "judge_replies", "TEXT"),
     ("shadows", "judge_prompt_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("shadows", "judge_completion_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "threshold", "REAL"),
+    ("requests", "learning", "TEXT"),
+    ("shadows", "sample_p", "REAL"),
 ]
-_JSON_COLUMNS = {"signals", "rule_facts", "judge_replies"}
+_JSON_COLUMNS = {"signals", "rule_facts", "judge_replies", "learning"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""
 
 
@@ -191,6 +200,31 @@ class SQLiteStore:
                 (lo, hi),
             ).fetchall()
         return [ShadowRecord(**_from_row(_SHADOW_COLUMNS, row)) for row in rows]
+
+    def has_request(self, request_id: str) -> bool:
+        """True when a request with this id is in the log."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM requests WHERE id = ?", (request_id,)).fetchone() is not None
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Insert one feedback row."""
+        with self._lock, self._db:
+            self._db.execute(
+                f"INSERT INTO feedback ({', '.join(_FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(_FEEDBACK_COLUMNS))})",
+                astuple(feedback),
+            )
+
+    def feedback(self, since: float | None = None, until: float | None = None) -> list[FeedbackRecord]:
+        """Feedback on the requests that arrived in ``[since, until)`` (Unix s), oldest request first."""
+        lo = since if since is not None else float("-inf")
+        hi = until if until is not None else float("inf")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('f.' + c for c in _FEEDBACK_COLUMNS)} FROM feedback f JOIN requests r "
+                "ON r.id = f.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, f.ts",
+                (lo, hi),
+            ).fetchall()
+        return [FeedbackRecord(*row) for row in rows]
 
     def close(self) -> None:
         """Close the connection."""

@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ...store.records import RequestRecord, ShadowRecord
+from ...store.records import FeedbackRecord, RequestRecord, ShadowRecord
+from ..learning_report import LearningSection, learning_section
 from ..policy_compare import ShadowComparison, compare_shadow_policies
 from ..report import Summary, TierLatency, latency_by_tier, summarize, summarize_by
 
@@ -27,6 +28,8 @@ class ReportData:
         records, shadows: the requests and quality samples (for time-series plots).
         shadow_policies: each policy version in shadow against the active policy
             (:mod:`router.analysis.policy_compare`); empty when none was in shadow.
+        learning: what the log keeps for learning, its labels, feedback per tier and any
+            learning curves given (:mod:`router.analysis.learning_report`).
     """
 
     source: str
@@ -42,12 +45,16 @@ class ReportData:
     records: list[RequestRecord] = field(default_factory=list)
     shadows: list[ShadowRecord] = field(default_factory=list)
     shadow_policies: list[ShadowComparison] = field(default_factory=list)
+    learning: LearningSection | None = None
 
 
 def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] = (), *, source: str = "",
                  since: float | None = None, until: float | None = None, by: str | None = None,
-                 tiers: tuple[str, str] = ("local", "cloud")) -> ReportData:
-    """Aggregate a window of the log for rendering.
+                 tiers: tuple[str, str] = ("local", "cloud"),
+                 feedback: Iterable[FeedbackRecord] = (),
+                 curves: dict[str, list[tuple[int, float]]] | None = None) -> ReportData:
+    """Aggregate a window of the log for rendering (``feedback`` on its requests; ``curves``:
+    learning curves to plot, name -> [(labels, APGR)]).
 
     Args:
         tiers: the policy's (local tier, cloud tier) names, for the shadow-policy comparison.
@@ -64,6 +71,7 @@ def build_report(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
         summary=summarize(records, shadows), by=by, groups=groups,
         days=summarize_by(records, "day", shadows), latency=latency_by_tier(records),
         records=records, shadows=shadows, shadow_policies=compare_shadow_policies(records, *tiers),
+        learning=learning_section(records, shadows, feedback, curves),
     )
 
 

@@ -7,9 +7,10 @@ import base64
 from html import escape
 
 from . import plots
+from ..learning_report import FEEDBACK_HEADER, feedback_rows
 from .data import ReportData, fmt_pct, fmt_usd
 from .text import (GROUP_HEADER, METHOD_NOTES, SHADOW_POLICY_HEADER, cost_lines, flags, group_rows, headline_rows,
-                   shadow_policy_rows, window_text)
+                   learning_lines, shadow_policy_rows, window_text)
 
 __all__ = ["to_html"]
 
@@ -87,6 +88,21 @@ def _plots(data: ReportData) -> str:
     return '<div class="grid">' + "".join(figures) + "</div>"
 
 
+def _learning(data: ReportData) -> list[str]:
+    """The "Learning" section: what is kept, labels, feedback by tier, learning curves."""
+    section = data.learning
+    if section is None:
+        return []
+    out = ['<h2 id="learning">Learning</h2>',
+           '<ul class="notes">' + "".join(f"<li>{escape(line)}</li>" for line in learning_lines(section)) + "</ul>"]
+    if section.feedback:
+        out.append(_table(FEEDBACK_HEADER, feedback_rows(section)))
+    if section.curves:
+        out.append(_img(plots.learning_curve_png(section.curves), "Learning curves",
+                        "Held-out APGR on later traffic against the judged labels used, per curve."))
+    return out
+
+
 def to_html(data: ReportData) -> str:
     """Cards (actual, all-cloud, savings, quality), flags, plots, then the tables of the
     Markdown report."""
@@ -124,6 +140,7 @@ def to_html(data: ReportData) -> str:
                  _table(["tier", "calls", "p50", "p95", "max"],
                         [[t.tier, str(t.calls), f"{t.p50_ms:,.0f} ms", f"{t.p95_ms:,.0f} ms", f"{t.max_ms:,.0f} ms"]
                          for t in data.latency]),
+                 *_learning(data),
                  "<h2>How the figures are computed</h2>",
                  '<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in METHOD_NOTES) + "</ul>"]
     return (

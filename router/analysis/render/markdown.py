@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..learning_report import FEEDBACK_HEADER, feedback_rows
 from .data import ReportData
 from .text import (GROUP_HEADER, METHOD_NOTES, SHADOW_POLICY_HEADER, cost_lines, flags, group_rows, headline_rows,
-                   shadow_policy_rows, window_text)
+                   learning_lines, shadow_policy_rows, window_text)
 
 __all__ = ["to_markdown"]
 
@@ -41,5 +42,9 @@ def to_markdown(data: ReportData) -> str:
     out += _table(["tier", "calls", "p50", "p95", "max"],
                   [[t.tier, str(t.calls), f"{t.p50_ms:,.0f} ms", f"{t.p95_ms:,.0f} ms", f"{t.max_ms:,.0f} ms"]
                    for t in data.latency])
+    if data.learning is not None:
+        out += ["", "## Learning", ""] + [f"- {line}" for line in learning_lines(data.learning)]
+        if data.learning.feedback:
+            out += ["", "Feedback by tier:", ""] + _table(FEEDBACK_HEADER, feedback_rows(data.learning))
     out += ["", "## How the figures are computed", ""] + [f"- {n}" for n in METHOD_NOTES]
     return "\n".join(out) + "\n"

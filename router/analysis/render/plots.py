@@ -170,3 +170,17 @@ def agreement_png(shadows: Sequence[ShadowRecord]) -> bytes:
     ax.set_title(f"Agreement samples: {kinds['shadow']} shadow, {kinds['escalation']} escalation")
     ax.legend(frameon=False)
     return _png(fig)
+
+
+def learning_curve_png(curves) -> bytes:
+    """Held-out APGR against labels used, one line per curve (name -> [(labels, APGR)])."""
+    fig, ax = _figure()
+    for name, points in curves.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("judged labels used")
+    ax.set_ylabel("held-out APGR")
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -46,6 +46,8 @@ def to_json(data: ReportData) -> str:
     out["shadow_policies"] = [{**asdict(c), "agreement": c.agreement} for c in data.shadow_policies]
     out["latency_by_tier"] = [{"tier": t.tier, "calls": t.calls, "p50_ms": t.p50_ms, "p95_ms": t.p95_ms,
                                "max_ms": t.max_ms} for t in data.latency]
+    if data.learning is not None:
+        out["learning"] = asdict(data.learning)
     return json.dumps(out, indent=2)
 
 

@@ -139,3 +139,19 @@ def group_rows(groups: list[tuple[str, Summary]]) -> list[list[str]]:
              f"{s.escalated} ({fmt_pct(s.escalation_rate)})", fmt_usd(s.actual_usd), fmt_usd(s.all_cloud_usd),
              fmt_usd(s.savings_usd), "n/a" if s.savings_pct is None else f"{s.savings_pct:.1f}%",
              _quality_cell(s.quality)] for key, s in groups]
+
+
+def learning_lines(section) -> list[str]:
+    """What the log keeps for learning and the labels it holds, one line each
+    (:class:`router.analysis.learning_report.LearningSection`)."""
+    k, lb = section.kept, section.labels
+    lines = [
+        f"Kept for learning (log.keep_for_learning): {k['embedding']} requests with their embedding vector and text "
+        f"features, no text; {k['text']} also with the scored text and the answers; {k['none']} with nothing. "
+        "Shadow samples keep both answers whatever this setting.",
+        f"Labels for slm-router learn: {lb['shadow']} judged shadow samples, {lb['escalation']} escalations, "
+        f"{lb['feedback']} feedback on local answers.",
+    ]
+    if not section.feedback:
+        lines.append("No feedback (POST /v1/feedback) in this window.")
+    return lines

@@ -1,0 +1,341 @@
+"""Learning from your own traffic, measured: replay recorded traffic through the real server,
+learn from the first part, evaluate on the later part.
+
+Traffic sets (``../shared/data``): GSM8K (Mixtral vs GPT-4 correctness), MMLU by subject
+group (same pair), RouterBench ARC / Winogrande / MBPP (Mixtral-8x7B chat vs GPT-4) and
+AlpacaEval (gemma-7b-it vs GPT-4-Turbo, judge preferences). Each set is shuffled (seed 0) and
+subsampled to ``--max-per-set`` prompts (the traffic order); its first ``--first`` share is
+sent in that order through ``slm-router serve`` (a subprocess, ``--workers`` processes, the
+shipped default artifact, threshold 0.5): the local and cloud tiers and the judge are one
+recorded server (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and
+the recorded verdict "the weak answer is as good"). Shadow sampling (``uniform``, rate 1,
+``judge_tier``) judges every locally served request; the log keeps every request's embedding
+(``keep_for_learning: embedding``). The later part is scored in this process by the server's
+own scorer (the same artifact and int8 embedder, :meth:`EmbeddingClassifier.score_kept`), which
+is what the server would log for it, at a fraction of the time (2 loaded cores).
+
+Per set, on the later part, with the recorded outcomes (APGR as ``../shared/data/README.md``,
+paired bootstrap 95% intervals):
+
+- default: the shipped artifact's logged scores;
+- all labels (5-fold): the same stacked learner (:func:`router.learning.candidate.fit_candidate`)
+  trained on every label of the set, scored out of fold: how far the set's labels can move
+  the router; the gap = its APGR - the default's;
+- learned: ``slm-router learn``'s run (:func:`router.learning.run.learn`) on the logged first
+  part with at most ``--budget`` judged samples: its artifact when it promoted one (the share
+  of the gap it closes), or the reason it refused;
+- learning curves, uniform vs uncertain sampling (:func:`router.ledger.shadow.sample_probability`
+  with the logged scores and thresholds, the same hash choice as the server): judged samples
+  -> later-part APGR of the candidate fitted on them.
+
+Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
+report`` of the run's log with the curves in its "Learning" section) into ``--out``.
+Runs in about 10-15 minutes on 2 cores with the defaults (``--quick``: 3 sets, 400 prompts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.recorded_tiers import CLOUD, JUDGE, LOCAL, Recorded, RecordedTiers  # noqa: E402
+
+SETS = ("gsm8k", "mmlu-stem", "mmlu-humanities", "mmlu-social_sciences", "mmlu-other", "arc", "winogrande", "mbpp",
+        "alpaca_eval")
+BUDGETS = (50, 100, 200, 400, 800)
+
+
+def load_set(name: str, max_n: int, seed: int = 0):
+    """The set's examples, shuffled (the traffic order) and cut to ``max_n``."""
+    from training.datasets import load
+    from training.families import mmlu_group
+
+    if name.startswith("mmlu-"):
+        rows = [e for e in load("mmlu") if mmlu_group(e.group) == name.split("-", 1)[1]]
+    else:
+        rows = load(name)
+    order = np.random.default_rng(seed).permutation(len(rows))[:max_n]
+    return [rows[i] for i in order]
+
+
+def policy_dict(url: str, log: Path) -> dict:
+    price = {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
+    return {
+        "tiers": {
+            "local": {"model": f"openai/{LOCAL}", "api_base": url, "api_key": "sk-bench", "price": price},
+            "cloud": {"model": f"openai/{CLOUD}", "api_base": url, "api_key": "sk-bench",
+                      "price": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0}},
+            "judge": {"model": f"openai/{JUDGE}", "api_base": url, "api_key": "sk-bench",
+                      "price": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0}},
+        },
+        "routing": {"classifier": {"threshold": 0.5}},
+        "escalation": {"enabled": False},
+        "shadow": {"rate": 1.0, "judge_tier": "judge", "max_in_flight": 256},
+        "log": {"path": str(log), "keep_for_learning": "embedding"},
+    }
+
+
+async def replay(url: str, prompts: list[str], concurrency: int) -> list[str]:
+    """Send each prompt (``model: auto``) in order, ``concurrency`` at a time; the request ids."""
+    import aiohttp
+
+    ids: list[str] = [""] * len(prompts)
+    queue = list(enumerate(prompts))
+
+    async def worker(session):
+        while queue:
+            i, p = queue.pop(0)
+            body = {"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": p}]}
+            async with session.post(f"{url}/chat/completions", json=body) as r:
+                await r.read()
+                ids[i] = r.headers.get("x-request-id", "")
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return ids
+
+
+def paired(a: np.ndarray, b: np.ndarray, weak: np.ndarray, strong: np.ndarray, n_boot: int = 200, seed: int = 0):
+    """APGR of a, of b, and a - b, each (point, low, high), on the same bootstrap resamples."""
+    from training.metrics import apgr, quality_curve
+
+    def both(i):
+        return apgr(quality_curve(a[i], weak[i], strong[i])), apgr(quality_curve(b[i], weak[i], strong[i]))
+
+    pa, pb = both(np.arange(len(a)))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(a), len(a))
+        try:
+            boots.append(both(i))
+        except ValueError:
+            continue
+    arr = np.array(boots)
+    iv = lambda p, col: (p, *np.percentile(col, [2.5, 97.5]))  # noqa: E731
+    return iv(pa, arr[:, 0]), iv(pb, arr[:, 1]), iv(pa - pb, arr[:, 0] - arr[:, 1])
+
+
+def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
+    """The shadow rate whose expected number of samples is ``budget`` under ``strategy``."""
+    from router.ledger.shadow import sample_probability
+
+    def expected(rate: float) -> float:
+        return sum(sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds))
+
+    lo, hi = 0.0, 1.0
+    if expected(1.0) <= budget:
+        return 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected(mid) < budget else (lo, mid)
+    return hi
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--max-per-set", type=int, default=500)
+    parser.add_argument("--first", type=float, default=0.5, help="share of each set's traffic learned from")
+    parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="3 sets of 400 prompts")
+    args = parser.parse_args()
+    if args.quick:
+        args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 400
+    names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    work = Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
+    out = args.out or work
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    sets = {n: load_set(n, args.max_per_set) for n in names}
+    items = [Recorded(e.prompt, f"(recorded {e.weak_model} answer)", f"(recorded {e.strong_model} answer)",
+                      not e.needs_strong) for rows in sets.values() for e in rows]
+    tiers = RecordedTiers(items).start()
+    log = work / "log.sqlite3"
+    import yaml
+
+    policy_path = work / "policy.yaml"
+    policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log)))
+    from bench.proxy import free_port, wait_http
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--policy", str(policy_path), "--port",
+                               str(port), "--no-watch", "--log-level", "warning", "--workers", str(args.workers)],
+                              stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT, cwd=work)
+    windows: dict[str, tuple[float, float, list[str]]] = {}
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        for n, rows in sets.items():
+            cut = int(len(rows) * args.first)
+            t0 = time.time()
+            ids = asyncio.run(replay(f"http://127.0.0.1:{port}/v1", [e.prompt for e in rows[:cut]], args.concurrency))
+            time.sleep(0.05)
+            windows[n] = (t0, time.time(), ids)
+            print(f"replayed {n}: the first {cut} of {len(rows)} requests in {time.time() - t0:.0f}s", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)  # the server drains its log writes and shadow samples
+        server.wait(timeout=120)
+        tiers.stop()
+    t_replayed = time.time()
+    results = evaluate(sets, windows, log, policy_path, args.budget, out)
+    print_results(results, t_replayed - t_start, time.time() - t_replayed, tiers.received)
+    (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_report(log, results, out)
+    print(f"wrote {out / 'learning.json'} and {out / 'report.html'}")
+    return 0
+
+
+def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path) -> dict:
+    from router.learning.candidate import fit_candidate
+    from router.learning.run import _prior, _rows, learn
+    from router.ledger.shadow import is_sampled, sample_probability
+    from router.policy import load_policy
+    from router.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(log)
+    records, shadows = store.requests(), store.shadows()
+    store.close()
+    policy = load_policy(policy_path)
+    artifact, reads, names = _prior(policy)
+    by_id = {r.id: r for r in records}
+    results: dict = {"sets": {}, "curves": {}}
+    from router.scoring.classifier import EmbeddingClassifier
+    from router.scoring.prior_stack import PriorStackedModel
+
+    scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
+    for name, rows in sets.items():
+        t0, t_cut, ids = windows[name]
+        first = [by_id[i] for i in ids if i in by_id]
+        truth = {i: e for i, e in zip(ids, rows)}
+        later_rows = rows[len(ids):]
+        first_ids = {r.id for r in first}
+        judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
+        res = learn(first, judged, [], policy, n_boot=200)
+        # the later part: scored in-process by the server's scorer (same artifact, same int8 embedder)
+        kept = scorer.score_kept([e.prompt for e in later_rows])
+        X_later = np.stack([np.concatenate([k.embedding, np.array([k.features[n] for n in names], np.float32)])
+                            for k in kept])
+        X = np.vstack([_rows(first, names, None), X_later]).astype(np.float32)
+        dim = X.shape[1] - len(names)
+        prior = PriorStackedModel(artifact.estimator, reads, dim).prior_proba(X)
+        examples = [truth[r.id] for r in first] + later_rows
+        y_all = np.array([e.needs_strong for e in examples], dtype=float)
+        weak = np.array([e.weak for e in examples])
+        strong = np.array([e.strong for e in examples])
+        is_later = np.array([False] * len(first) + [True] * len(later_rows))
+        default = np.array([r.score for r in first] + [k.score for k in kept], dtype=float)
+        recs = first
+        oof = np.zeros(len(recs))
+        from sklearn.model_selection import StratifiedKFold
+
+        for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y_all.astype(int)):
+            m, _ = fit_candidate(X[tr], y_all[tr], np.ones(len(tr)), prior[tr], artifact.estimator, reads, dim,
+                                 inner_folds=3)
+            oof[te] = m.predict_proba(X[te], prior[te])[:, 1]
+        L = is_later
+        full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
+        entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
+                 "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
+                 "promoted": res.promote, "label_sources": res.labels.by_source}
+        if res.promote:
+            learned = res.model.predict_proba(X[L], prior[L])[:, 1]
+            learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
+            entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
+            entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
+        # learning curves: which first-part local answers each strategy would have judged
+        local_first = [i for i, r in enumerate(recs) if r.local]
+        scores = [recs[i].score for i in local_first]
+        thresholds = [recs[i].threshold for i in local_first]
+        curves, by_budget = {}, {}
+        for strategy in ("uniform", "uncertain"):
+            points, by_budget[strategy] = [], {}
+            for b in BUDGETS:
+                if b > len(local_first):
+                    break
+                rate = rate_for(b, scores, thresholds, strategy)
+                ps = [sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds)]
+                pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id, p)]
+                idx = np.array([i for i, _ in pick])
+                if len(idx) < 10 or len(set(y_all[idx])) < 2:
+                    continue
+                w = np.array([1.0 / p for _, p in pick])
+                m, _ = fit_candidate(X[idx], y_all[idx], w, prior[idx], artifact.estimator, reads, dim, inner_folds=3)
+                from training.metrics import apgr, quality_curve
+
+                a = apgr(quality_curve(m.predict_proba(X[L], prior[L])[:, 1], weak[L], strong[L]))
+                points.append((len(idx), a))
+                by_budget[strategy][b] = a
+            curves[strategy] = points
+        entry["curves"], entry["by_budget"] = curves, by_budget
+        results["sets"][name] = entry
+        for strategy, pts in curves.items():
+            results["curves"][f"{name} {strategy}"] = pts
+        print(f"evaluated {name}", flush=True)
+    return results
+
+
+def _iv(t) -> str:
+    return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+
+
+def print_results(results: dict, replay_s: float, eval_s: float, received) -> None:
+    print(f"\nreplay {replay_s:.0f}s, evaluation {eval_s:.0f}s; recorded tiers answered {dict(received)}")
+    print("\nper traffic set, APGR on the later part (95% paired bootstrap intervals):")
+    head = f"{'set':22s} {'n':>5s} {'judged':>6s} {'default':>22s} {'all labels 5-fold':>22s} {'gap':>24s}  learned"
+    print(head)
+    for name, e in results["sets"].items():
+        if e["promoted"]:
+            closed = "n/a" if e.get("closed") is None else f"{100 * e['closed']:.0f}% of the gap"
+            learned = f"{_iv(e['learned'])}, closes {closed}"
+        else:
+            learned = "learn refused: " + e["learn"]
+        print(f"{name:22s} {e['n']:5d} {e['judged_first']:6d} {_iv(e['default']):>22s} {_iv(e['all_labels']):>22s} "
+              f"{_iv(e['gap']):>24s}  {learned}")
+    print("\nlearning curves (judged samples -> later-part APGR):")
+    for name, e in results["sets"].items():
+        for strategy, pts in e["curves"].items():
+            print(f"  {name:22s} {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts))
+        uni, unc = e["curves"].get("uniform", []), e["curves"].get("uncertain", [])
+        if uni and unc:
+            target = uni[-1][1]
+            reach = next((n for n, a in unc if a >= target - 1e-9), None)
+            print(f"  {'':22s} uncertain reaches uniform's {target:.3f} (at {uni[-1][0]} samples) "
+                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within the budgets: no"))
+
+
+def write_report(log: Path, results: dict, out: Path) -> None:
+    from router.analysis.render import build_report, render
+    from router.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(log)
+    try:
+        curves = {}
+        for strategy in ("uniform", "uncertain"):  # mean over the sets, at each budget all sets reached
+            per = [e["by_budget"].get(strategy, {}) for e in results["sets"].values()]
+            common = [b for b in BUDGETS if per and all(b in p for p in per)]
+            curves[f"{strategy} (mean over sets)"] = [(b, float(np.mean([p[b] for p in per]))) for b in common]
+        data = build_report(store.requests(), store.shadows(), source=str(log), feedback=store.feedback(), curves=curves)
+    finally:
+        store.close()
+    (out / "report.html").write_text(render(data, "html"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

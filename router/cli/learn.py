@@ -1,0 +1,131 @@
+"""``slm-router learn``: learn a candidate router from the log's own labels (arguments and tables only).
+
+The work is :func:`router.learning.run.learn`; this module reads the log (a SQLite file, or
+the policy's Redis stream), prints the labels, the comparison with its intervals and the
+learning curve, and writes the outputs. A candidate that is not better beyond its interval
+is not written: the reason is printed and the exit code is 0. Bad input (a missing log, bad
+dates, a log whose embeddings do not fit the prior) ends with a message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["learn"]
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _time(value: Optional[str], option: str) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} must be an ISO date or time such as 2026-11-29 or 2026-11-29T10:00, got {value!r}")
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def _iv(t, digits: int = 3) -> str:
+    if t is None or t[0] is None or (isinstance(t[0], float) and math.isnan(t[0])):
+        return "n/a"
+    return f"{t[0]:.{digits}f} [{t[1]:.{digits}f}, {t[2]:.{digits}f}]"
+
+
+def _read(policy, log: Optional[Path], lo, hi):
+    from ..store import open_store
+    from ..store.base import FeedbackStore
+    from ..store.sqlite import SQLiteStore
+
+    if log is not None:
+        if not log.is_file():
+            _fail(f"no request log at {log}")
+        store, where = SQLiteStore(log), str(log)
+    elif policy.store.backend == "redis":
+        store, where = open_store(policy, reader=True), f"{policy.store.url} stream {policy.store.prefix}:requests"
+    else:
+        path = Path(policy.log.path)
+        if not path.is_file():
+            _fail(f"no request log at {path}; pass --log")
+        store, where = SQLiteStore(path), str(path)
+    try:
+        feedback = store.feedback(lo, hi) if isinstance(store, FeedbackStore) else []
+        return where, store.requests(lo, hi), store.shadows(lo, hi), feedback
+    finally:
+        store.close()
+
+
+def learn(
+    log: Optional[Path] = typer.Option(None, "--log", help="SQLite request log; the policy's store when omitted."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for learning.json and, when promoted, the artifact and policy."),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="The active policy (its artifact is the prior)."),
+    since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
+    until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
+    train_share: float = typer.Option(0.7, min=0.1, max=0.9, help="Earlier share of the labels trained on; the rest tests."),
+    bootstrap: int = typer.Option(200, min=20, help="Bootstrap resamples of the 95% intervals."),
+) -> None:
+    """Learn a candidate router from the log's labels (judged shadow samples, escalations,
+    feedback), stacked on the active artifact; write it only when it beats the active router
+    on later traffic beyond its 95% interval."""
+    from ..errors import PolicyError
+    from ..learning.run import learn as run_learn, write_outputs
+    from ..policy import load_policy
+
+    lo, hi = _time(since, "--since"), _time(until, "--until")
+    if lo is not None and hi is not None and hi <= lo:
+        _fail("--until must be later than --since")
+    try:
+        active = load_policy(policy)
+    except PolicyError as err:
+        _fail(str(err))
+        raise
+    where, records, shadows, feedback = _read(active, log, lo, hi)
+    try:
+        result = run_learn(records, shadows, feedback, active, train_share=train_share, n_boot=bootstrap)
+    except ValueError as err:
+        _fail(str(err))
+        raise
+    ls = result.labels
+    console.print(f"log {where}: {len(records)} requests; labels used {len(ls.labels)} "
+                  f"(shadow {ls.by_source['shadow']}, escalation {ls.by_source['escalation']}, "
+                  f"feedback {ls.by_source['feedback']}); labelled without a kept embedding {ls.without_inputs}; "
+                  f"train {result.n_train} earlier, test {result.n_test} later", highlight=False)
+    c = result.comparison
+    if c is not None:
+        table = Table(title=f"candidate vs active on the later {c.n} labelled requests (95% bootstrap intervals)")
+        for h in ("", "candidate", "active"):
+            table.add_column(h)
+        table.add_row("APGR", _iv(c.apgr_candidate), _iv(c.apgr_active))
+        table.add_row("APGR difference", _iv(c.apgr_diff), "")
+        table.add_row(f"quality retention at the active cloud share {c.cloud_share:.1%}", _iv(c.retention_candidate),
+                      _iv(c.retention_active))
+        table.add_row("cloud share for the active router's quality", _iv(c.share_candidate), _iv(c.share_active))
+        if c.cost_candidate_usd is not None:
+            table.add_row("cloud cost per 1k requests at that quality (USD)",
+                          _iv(tuple(1000 * x for x in c.cost_candidate_usd), 4),
+                          _iv(tuple(1000 * x for x in c.cost_active_usd), 4))
+        console.print(table)
+    if result.curve:
+        curve = Table(title="learning curve: labels used -> held-out APGR")
+        for h in ("labels", "candidate APGR", "active APGR"):
+            curve.add_column(h, justify="right")
+        for n, cand, act in result.curve:
+            curve.add_row(str(n), f"{cand:.3f}", f"{act:.3f}")
+        console.print(curve)
+    for path in write_outputs(result, out, active, policy):
+        console.print(f"wrote {path}", highlight=False)
+    console.print(result.reason, highlight=False)

@@ -1,0 +1,147 @@
+"""Fit the candidate router on the user's labels, stacked on the prior (pure, scikit-learn).
+
+:func:`fit_candidate` chooses among the prior alone (recalibrated: its ranking unchanged)
+and :class:`~router.scoring.prior_stack.PriorStackedModel` with the embedding and text
+features at L2 strengths ``C_GRID``, by ``inner_folds``-fold cross-validation on the training
+labels (weighted log loss of the held-out predictions; weights = inverse sampling
+probabilities), by the one-standard-error rule (Breiman et al. 1984, *Classification and
+Regression Trees*, sec. 3.4.3): the simplest option (the prior, then the smallest C) whose
+loss is within one standard error of the lowest. The embedding and feature weights start at 0 = the prior, and the penalty
+pulls them back there, so with few or noisy labels the cross-validation keeps the prior:
+few labels cannot make the candidate much worse than the prior, only a recalibration of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..scoring.prior_stack import PriorStackedModel
+
+__all__ = ["Choice", "fit_candidate", "C_GRID", "MIN_LABELS", "MIN_CLASS"]
+
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+MIN_LABELS = 40
+MIN_CLASS = 8
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the inner cross-validation chose: ``blocks`` (``prior`` or ``all``), ``C`` (None
+    for the prior alone), and the held-out log loss of every option tried (option -> loss)."""
+
+    blocks: str
+    C: float | None
+    losses: dict[str, float]
+    why: str
+
+
+def _fit_lr(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=2000).fit(Z, y.astype(int), sample_weight=w)
+
+
+def _fit_offset(Z: np.ndarray, offset: np.ndarray, y: np.ndarray, w: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+    """Weighted logistic regression with a fixed offset: minimise
+    ``sum w * logloss(y, sigmoid(offset + Z b + b0)) / sum w + |b|^2 / (2 C n)`` (b0 unpenalised),
+    by L-BFGS. Returns (b, b0); b = 0 gives back the offset (the calibrated prior)."""
+    from scipy.optimize import minimize
+
+    n, k = Z.shape
+    wn = w / w.sum()
+
+    def f(theta):
+        b, b0 = theta[:k], theta[k]
+        z = offset + Z @ b + b0
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        loss = float((wn * (np.logaddexp(0, z) - y * z)).sum()) + float(b @ b) / (2 * C * n)
+        g = wn * (p - y)
+        return loss, np.concatenate([Z.T @ g + b / (C * n), [g.sum()]])
+
+    res = minimize(f, np.zeros(k + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return res.x[:k], float(res.x[k])
+
+
+def _losses(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _mean_se(losses: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted mean of per-label losses and its standard error (effective sample size)."""
+    mean = float((w * losses).sum() / w.sum())
+    n_eff = w.sum() ** 2 / (w * w).sum()
+    var = float((w * (losses - mean) ** 2).sum() / w.sum())
+    return mean, (var / max(n_eff, 1.0)) ** 0.5
+
+
+def _fit(model: PriorStackedModel, X: np.ndarray, prior: np.ndarray, y: np.ndarray, w: np.ndarray,
+         C: float | None) -> PriorStackedModel:
+    """The prior recalibrated (``sigmoid(a * logit + b)``, unpenalised), then, for ``all``, the
+    embedding and feature weights on top of it with the prior's part as a fixed offset."""
+    model.fit_scaling(X)
+    Z = model.design(X, prior)
+    cal = _fit_lr(Z[:, :1], y, w, 1e4)
+    a, b = float(cal.coef_[0, 0]), float(cal.intercept_[0])
+    if a <= 0:  # a recalibration never reverses the prior's ranking: keep its order, fit the base rate
+        rate = float(np.clip((w * y).sum() / w.sum(), 1e-3, 1 - 1e-3))
+        a, b = 1e-3, float(np.log(rate / (1 - rate)) - 1e-3 * Z[:, 0].mean())
+    if model.blocks == "prior" or C is None:
+        coef = np.zeros(Z.shape[1])
+        coef[0] = a
+        return model.set_weights(coef, b)
+    beta, b0 = _fit_offset(Z[:, 1:], a * Z[:, 0] + b, y, w, C)
+    return model.set_weights(np.concatenate([[a], beta]), b + b0)
+
+
+def _option(blocks: str, C: float | None) -> str:
+    return "prior" if blocks == "prior" else f"all C={C:g}"
+
+
+def fit_candidate(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray, prior_estimator: Any,
+                  prior_reads_features: bool, dim: int, inner_folds: int = 5, seed: int = 0,
+                  grid: tuple[float, ...] = C_GRID) -> tuple[PriorStackedModel, Choice]:
+    """Fit the candidate on rows ``X`` (n, dim + f) with labels ``y`` (needs_cloud), weights
+    ``w`` and the prior's probabilities ``prior`` (n,).
+
+    Returns:
+        (the fitted model, refitted on every row with the chosen option; the choice).
+
+    Raises:
+        ValueError: ``y`` has one class only.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(w, dtype=float)
+    if len(set(y.astype(int))) < 2:
+        raise ValueError("the labels have one class only")
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    options: list[tuple[str, float | None]] = [("prior", None)] + [("all", C) for C in grid]
+    if len(y) < MIN_LABELS or minority < MIN_CLASS:
+        options = options[:1]
+        why = f"{len(y)} labels ({minority} in the rarer class): too few to fit more than the prior"
+    else:
+        why = (f"{inner_folds}-fold inner cross-validated log loss on {len(y)} training labels, "
+               "simplest option within one standard error of the lowest")
+    losses: dict[str, float] = {}
+    if len(options) > 1:
+        folds = min(inner_folds, minority)
+        held = {o: np.zeros(len(y)) for o in options}
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y.astype(int)):
+            for blocks, C in options:
+                m = _fit(PriorStackedModel(prior_estimator, prior_reads_features, dim, blocks), X[tr], prior[tr],
+                         y[tr], w[tr], C)
+                held[(blocks, C)][te] = m.predict_proba(X[te], prior[te])[:, 1]
+        stats = {o: _mean_se(_losses(held[o], y), w) for o in options}
+        losses = {_option(*o): stats[o][0] for o in options}
+        lowest = min(options, key=lambda o: stats[o][0])
+        best = next(o for o in options if stats[o][0] <= stats[lowest][0] + stats[lowest][1])
+    else:
+        best = options[0]
+    blocks, C = best
+    model = _fit(PriorStackedModel(prior_estimator, prior_reads_features, dim, blocks), X, prior, y, w, C)
+    return model, Choice(blocks, C, losses, why)
