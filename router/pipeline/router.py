@@ -13,6 +13,7 @@ cascade), the response (:mod:`router.pipeline.response`) and the log writer
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -77,6 +78,15 @@ async def _route_beside_shadow(router: "Router", ex: Exchange) -> Routing:
     return routing
 
 
+def _artifact_card(scorer: Scorer, policy: Policy) -> dict[str, Any]:
+    """The classifier artifact's card (blocking when it is not loaded yet)."""
+    if isinstance(scorer, EmbeddingScorer):
+        return scorer.artifact.card
+    from ..scoring.artifact import load_artifact
+
+    return load_artifact(policy.routing.classifier.artifact).card
+
+
 def new_request_id() -> str:
     """A fresh request id (32 hex characters)."""
     return uuid.uuid4().hex
@@ -123,7 +133,7 @@ class Router:
                 "set tiers.<cloud>.price"
             )
         self.sessions = SessionKeeper(policy, self.state)
-        self.routing = RouteStage(policy, self._score, self._artifact_card,
+        self.routing = RouteStage(policy, self._score, functools.partial(_artifact_card, scorer, policy),
                                   self.budget.threshold if self.budget is not None else None, self.sessions)
         reserver = CloudReserver(policy, self.budget)
         self.attempts = Attempts(policy, self.client, reserver)
@@ -145,14 +155,6 @@ class Router:
         if same_artifact:
             fresh._scores = self._scores  # one scoring thread and its batches for the shared scorer
         return fresh
-
-    def _artifact_card(self) -> dict[str, Any]:
-        """The classifier artifact's card (blocking when it is not loaded yet)."""
-        if isinstance(self.scorer, EmbeddingScorer):
-            return self.scorer.artifact.card
-        from ..scoring.artifact import load_artifact
-
-        return load_artifact(self.policy.routing.classifier.artifact).card
 
     def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
         """P(needs cloud), deciding stage and scored inputs per (text, threshold) (blocking; the scoring thread)."""
