@@ -56,7 +56,7 @@ from bench.recorded_tiers import CLOUD, JUDGE, LOCAL, Recorded, RecordedTiers  #
 
 SETS = ("gsm8k", "mmlu-stem", "mmlu-humanities", "mmlu-social_sciences", "mmlu-other", "arc", "winogrande", "mbpp",
         "alpaca_eval")
-BUDGETS = (50, 100, 200, 400, 800)
+BUDGETS = (25, 50, 100, 200, 400, 800)
 
 
 def load_set(name: str, max_n: int, seed: int = 0):
@@ -156,15 +156,24 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="3 sets of 400 prompts")
+    parser.add_argument("--reuse", type=Path, default=None, help="the work folder of an earlier run: evaluate only")
     args = parser.parse_args()
     if args.quick:
         args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 400
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
-    work = Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
+    parser_reuse = args.reuse
+    work = parser_reuse or Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
     out = args.out or work
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     sets = {n: load_set(n, args.max_per_set) for n in names}
+    if parser_reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
+        windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
+        results = evaluate(sets, windows, work / "log.sqlite3", work / "policy.yaml", args.budget, out)
+        print_results(results, 0.0, time.time() - t_start, {})
+        (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+        write_report(work / "log.sqlite3", results, out)
+        return 0
     items = [Recorded(e.prompt, f"(recorded {e.weak_model} answer)", f"(recorded {e.strong_model} answer)",
                       not e.needs_strong) for rows in sets.values() for e in rows]
     tiers = RecordedTiers(items).start()
@@ -194,6 +203,8 @@ def main() -> int:
         server.wait(timeout=120)
         tiers.stop()
     t_replayed = time.time()
+    (work / "windows.json").write_text(json.dumps(windows))
+    print(f"log and windows in {work} (--reuse {work} evaluates them again)", flush=True)
     results = evaluate(sets, windows, log, policy_path, args.budget, out)
     print_results(results, t_replayed - t_start, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
@@ -222,7 +233,7 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
     scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
     for name, rows in sets.items():
         t0, t_cut, ids = windows[name]
-        first = [by_id[i] for i in ids if i in by_id]
+        first = [by_id[i] for i in ids if i in by_id and "embedding" in (by_id[i].learning or {})]
         truth = {i: e for i, e in zip(ids, rows)}
         later_rows = rows[len(ids):]
         first_ids = {r.id for r in first}
@@ -242,7 +253,7 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
         is_later = np.array([False] * len(first) + [True] * len(later_rows))
         default = np.array([r.score for r in first] + [k.score for k in kept], dtype=float)
         recs = first
-        oof = np.zeros(len(recs))
+        oof = np.zeros(len(examples))
         from sklearn.model_selection import StratifiedKFold
 
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y_all.astype(int)):

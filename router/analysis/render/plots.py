@@ -182,5 +182,8 @@ def learning_curve_png(curves) -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("judged labels used")
     ax.set_ylabel("held-out APGR")
-    ax.legend(fontsize=8)
+    if any(points for points in curves.values()):
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no curve: too few judged samples", ha="center", va="center", transform=ax.transAxes)
     return _png(fig)
