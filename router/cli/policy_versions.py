@@ -71,10 +71,10 @@ class _Direct:
             await state.close()
 
     def call(self, action: str, **kw):
-        texts = {"book": lambda v: v.book(), "shadow": lambda v: v.shadow(kw["version"], kw["text"], kw["source"]),
+        ops = {"book": lambda v: v.book(), "shadow": lambda v: v.shadow(kw["version"], kw["text"], kw["source"]),
                  "stop": lambda v: v.stop_shadow(), "activate": lambda v: v.activate(kw["ref"]),
                  "revert": lambda v: v.revert()}
-        return asyncio.run(self.run(texts[action]))
+        return asyncio.run(self.run(ops[action]))
 
 
 class _Http:

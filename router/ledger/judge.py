@@ -23,8 +23,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .cost import price_call
+
+if TYPE_CHECKING:  # annotations only
+    from ..policy import TierConfig
+    from ..providers.tier_client import TierClient
 
 __all__ = ["ORDERS", "Judge", "JudgeOutcome", "JudgeVerdict", "judge_messages", "parse_verdict", "swap_verdict",
            "decide_verdict"]
@@ -128,15 +133,15 @@ class Judge:
     """Asks the judge tier about a sample, in one or both orders (concurrently).
 
     Args:
-        client: a :class:`~router.providers.tier_client.TierClient` (any object with
-            ``async complete(tier, messages, params)`` returning a result with ``text``,
+        client: calls the judge tier (:meth:`TierClient.complete`: a result with ``text``,
             ``prompt_tokens``, ``completion_tokens``, ``cached_prompt_tokens``, ``latency_ms``).
         tier_name: the judge tier; tier: its config (for the price).
         swap: ask both orders (:data:`ORDERS`); else only ``cloud_first``.
         max_tokens: the reply cap (tokens); YES/NO needs one or two.
     """
 
-    def __init__(self, client, tier_name: str, tier, swap: bool = True, max_tokens: int = 4) -> None:
+    def __init__(self, client: "TierClient", tier_name: str, tier: "TierConfig", swap: bool = True,
+                 max_tokens: int = 4) -> None:
         self.client = client
         self.tier_name = tier_name
         self.tier = tier
