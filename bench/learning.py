@@ -298,12 +298,30 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
         results["sets"][name] = entry
         for strategy, pts in curves.items():
             results["curves"][f"{name} {strategy}"] = pts
-        print(f"evaluated {name}", flush=True)
+        print_set(name, entry)  # as soon as it is known (the whole table is printed again at the end)
+        (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     return results
 
 
 def _iv(t) -> str:
     return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+
+
+def _set_line(name: str, e: dict) -> str:
+    if e["promoted"]:
+        closed = "n/a" if e.get("closed") is None else f"{100 * e['closed']:.0f}% of the gap"
+        learned = f"{_iv(e['learned'])}, closes {closed}"
+    else:
+        learned = "learn refused: " + e["learn"]
+    return (f"{name:22s} {e['n']:5d} {e['judged_first']:6d} {_iv(e['default']):>22s} {_iv(e['all_labels']):>22s} "
+            f"{_iv(e['gap']):>24s}  {learned}")
+
+
+def print_set(name: str, e: dict) -> None:
+    """One set's line and curves, printed as soon as it is evaluated."""
+    print(_set_line(name, e), flush=True)
+    for strategy, pts in e["curves"].items():
+        print(f"  {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts), flush=True)
 
 
 def print_results(results: dict, replay_s: float, eval_s: float, received) -> None:
@@ -312,13 +330,7 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     head = f"{'set':22s} {'n':>5s} {'judged':>6s} {'default':>22s} {'all labels 5-fold':>22s} {'gap':>24s}  learned"
     print(head)
     for name, e in results["sets"].items():
-        if e["promoted"]:
-            closed = "n/a" if e.get("closed") is None else f"{100 * e['closed']:.0f}% of the gap"
-            learned = f"{_iv(e['learned'])}, closes {closed}"
-        else:
-            learned = "learn refused: " + e["learn"]
-        print(f"{name:22s} {e['n']:5d} {e['judged_first']:6d} {_iv(e['default']):>22s} {_iv(e['all_labels']):>22s} "
-              f"{_iv(e['gap']):>24s}  {learned}")
+        print(_set_line(name, e))
     print("\nlearning curves (judged samples -> later-part APGR):")
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():

@@ -198,6 +198,10 @@ _VARYING = {"id", "ts", "latency_ms", "request_id", "policy_hash"}
 def _row(record) -> dict[str, Any]:
     row = {k: v for k, v in dataclasses.asdict(record).items() if k not in _VARYING and k != "calls"}
     row["score"] = None if row["score"] is None else "<score>"
+    if row.get("learning"):  # the kept embedding varies with the embedder build; its shape and features do not
+        kept = row["learning"]
+        row["learning"] = {**kept, "embedding": f"<{len(kept['embedding'])} base64 chars>",
+                           "features": sorted(kept.get("features") or {})}
     row["calls"] = [{k: v for k, v in dataclasses.asdict(c).items() if k not in _VARYING} for c in record.calls]
     return row
 

@@ -150,6 +150,11 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         result.curve.append((n, weighted_apgr(m.predict_proba(X[te], prior_p[te])[:, 1], y[te], w[te]),
                              comparison.apgr_active[0]))
     d = comparison.apgr_diff
+    if choice.blocks == "prior":  # a recalibrated prior ranks as the prior: nothing learned to promote
+        result.reason = (f"not promoted: inner CV kept the prior alone ({choice.why}); candidate APGR "
+                         f"{comparison.apgr_candidate[0]:.3f} vs active {comparison.apgr_active[0]:.3f} on {len(te)} "
+                         "later requests")
+        return result
     if not comparison.better:
         kept = "the prior alone (recalibrated)" if choice.blocks == "prior" else f"C={choice.C:g}"
         result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
