@@ -34,7 +34,7 @@ def test_features_window_and_capabilities():
         "messages": [
             {"role": "system", "content": "S"}, {"role": "user", "content": "first"},
             {"role": "assistant", "content": "reply"},
-            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]},
         ],
         "tools": [{"type": "function", "function": {"name": "f"}}],
         "response_format": {"type": "json_object"},

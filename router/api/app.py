@@ -203,7 +203,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         router = live.router
         record, identity, chat = await admit(router, request, parse_chat_request)  # a refusal is logged
         routing = await refusals_logged(router, record, router.route(chat, request.headers, identity=identity))
-        return JSONResponse(_route_body(routing, chat.model, router.policy_hash), headers={"x-request-id": record.id})
+        return _route_body(routing, chat.model, router.policy_hash)  # a decision is not logged: no request id
 
     @app.get("/v1/policy")
     async def active_policy(request: Request) -> dict[str, Any]:
