@@ -207,3 +207,18 @@ def test_flat_trees_predict_what_scikit_learn_predicts():
     assert isinstance(router, TransferRouter) and router.trees_ is not None
     router._flat_trees()
     assert "_flat" not in pickle.loads(pickle.dumps(router)).__dict__
+
+
+def test_text_similarity_stays_on_minilm_when_the_scorer_is_static():
+    from router.scoring.embedders import similarity_embedder
+
+    static_default = make_scorer(ClassifierConfig(cache_size=0))
+    sim = similarity_embedder(static_default)
+    if embedder_key(static_default.artifact.card) == "static":
+        assert isinstance(sim.inner, OnnxEmbedder) and sim.inner is not static_default.embedder
+    a, b, c = sim.encode(["What is the capital of France?", "Which city is the capital of France?",
+                          "What is the capital of Germany?"])
+    assert a @ b > 0.9 > a @ c  # a paraphrase is near, another ask is not (static gives ~0.91 to both)
+    minilm = make_scorer(ClassifierConfig(artifact="builtin:difficulty-minilm", cache_size=0))
+    assert similarity_embedder(minilm).inner is minilm.embedder  # one MiniLM in memory
+    assert similarity_embedder(make_scorer(ClassifierConfig(kind="rules"))) is None
