@@ -52,7 +52,7 @@ def test_int8_embeddings_are_unit_vectors_close_to_torch():
 def test_default_reads_what_minilm_reads_and_a_bound_takes_both_ends():
     e = make_embedder("minilm-int8")
     assert (e.max_tokens, e.head) == (MAX_TOKENS, None)
-    clf = make_scorer(ClassifierConfig(max_tokens=64))
+    clf = make_scorer(ClassifierConfig(artifact="builtin:difficulty-minilm", max_tokens=64))
     assert (clf.embedder.inner.max_tokens, clf.embedder.inner.head) == (64, 31)  # the cache wraps the policy's
 
 
@@ -113,7 +113,8 @@ def test_registry_policy_and_families_agree():
 def test_default_scorer_runs_without_torch():
     before = "torch" in sys.modules
     clf = make_scorer(ClassifierConfig())
-    assert clf.embedder_name == "minilm-int8"
+    # the card's embedder (MiniLM's vectors through ONNX Runtime int8, never torch)
+    assert clf.embedder_name == resolve_embedder(embedder_key(clf.artifact.card), "minilm-int8") != "minilm"
     scores = clf.score(TEXTS)
     assert all(0 <= s <= 1 for s in scores)
     if not before:
@@ -123,15 +124,16 @@ def test_default_scorer_runs_without_torch():
 def test_policy_builds_the_two_stage_scorer_through_the_kind_registry():
     two = make_scorer(ClassifierConfig(first_stage="builtin:difficulty-static"))
     assert isinstance(two, TwoStageScorer) and isinstance(two, EmbeddingScorer)  # cache, shadow, verifier share it
-    assert two.first.embedder_name == "static" and two.second.embedder_name == "minilm-int8"
+    assert two.first.embedder_name == "static" and two.second.embedder_name == resolve_embedder(
+        embedder_key(two.artifact.card), "minilm-int8")
     assert two.artifact.card["name"] == "difficulty"  # target_cloud_share reads the default's quantiles
     assert set(SCORER_KINDS) == {"embedding", "rules"}
     assert scorer_settings(ClassifierConfig(kind="rules")) != scorer_settings(ClassifierConfig())
 
 
 def test_text_feature_artifacts_score_on_int8_embeddings():
-    # the default (transfer) reads embedding + 38 text features; difficulty-static its 23
-    for location, n_features in (("builtin", 38), ("builtin:difficulty-static", 23)):
+    # the default and the previous default (transfer) read embedding + 38 text features; difficulty-static its 23
+    for location, n_features in (("builtin", 38), ("builtin:difficulty-minilm", 38), ("builtin:difficulty-static", 23)):
         clf = make_scorer(ClassifierConfig(artifact=location, cache_size=0))
         assert clf.artifact.card["inputs"] == ["embedding", "text_features"]
         assert len(clf.artifact.card["text_features"]) == n_features
@@ -141,7 +143,7 @@ def test_text_feature_artifacts_score_on_int8_embeddings():
 
 def test_two_stage_sends_only_the_uncertain_band_to_the_transformer():
     static = EmbeddingClassifier("builtin:difficulty-static")
-    int8 = EmbeddingClassifier("builtin", embedder_key="minilm-int8")
+    int8 = EmbeddingClassifier("builtin:difficulty-minilm", embedder_key="minilm-int8")
     s_static, s_int8 = static.score(TEXTS), int8.score(TEXTS)
     items = [(t, 0.5) for t in TEXTS]
     assert [s.stage for s in TwoStageScorer(static, int8, 0.0).score_near(items)] == ["static"] * 4
@@ -168,7 +170,8 @@ def test_routed_reason_names_the_deciding_stage(tmp_path):
         return policy_from_dict({
             "tiers": {"local": {"model": "openai/local", "api_key": "sk-x", "api_base": "http://127.0.0.1:9/v1"},
                       "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-x", "api_base": "http://127.0.0.1:9/v1"}},
-            "routing": {"classifier": {"first_stage": "builtin:difficulty-static", "first_stage_band": band}},
+            "routing": {"classifier": {"artifact": "builtin:difficulty-minilm", "first_stage": "builtin:difficulty-static",
+                                       "first_stage_band": band}},
             "log": {"path": str(tmp_path / "log.sqlite3")},
         })
 
@@ -180,3 +183,42 @@ def test_routed_reason_names_the_deciding_stage(tmp_path):
         assert decision.reason.endswith(f"decided by the {stage} stage")
         assert 0 <= decision.score <= 1
     assert scorer_settings(policy(0.0).routing.classifier) != scorer_settings(policy(1.0).routing.classifier)
+
+
+def test_flat_trees_predict_what_scikit_learn_predicts():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from router.scoring.flat_trees import FlatTrees
+    from router.scoring.transfer import TransferRouter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5))
+    y = X[:, 0] - 2 * (X[:, 1] > 0.3) + rng.normal(scale=0.1, size=600)
+    X[::17, 2] = np.nan  # missing values take the side the fit chose
+    model = HistGradientBoostingRegressor(max_iter=30, max_leaf_nodes=8, min_samples_leaf=20).fit(X, y)
+    test = np.vstack([rng.normal(size=(50, 5)), np.full((1, 5), np.nan)])
+    assert np.allclose(FlatTrees.of(model).predict(test), model.predict(test), atol=1e-12)
+    # the shipped default walks its trees this way, and the flattened table is not pickled with it
+    import pickle
+
+    from router.scoring.artifact import load_artifact
+
+    router = load_artifact("builtin").estimator.model
+    assert isinstance(router, TransferRouter) and router.trees_ is not None
+    router._flat_trees()
+    assert "_flat" not in pickle.loads(pickle.dumps(router)).__dict__
+
+
+def test_text_similarity_stays_on_minilm_when_the_scorer_is_static():
+    from router.scoring.embedders import similarity_embedder
+
+    static_default = make_scorer(ClassifierConfig(cache_size=0))
+    sim = similarity_embedder(static_default)
+    if embedder_key(static_default.artifact.card) == "static":
+        assert isinstance(sim.inner, OnnxEmbedder) and sim.inner is not static_default.embedder
+    a, b, c = sim.encode(["What is the capital of France?", "Which city is the capital of France?",
+                          "What is the capital of Germany?"])
+    assert a @ b > 0.9 > a @ c  # a paraphrase is near, another ask is not (static gives ~0.91 to both)
+    minilm = make_scorer(ClassifierConfig(artifact="builtin:difficulty-minilm", cache_size=0))
+    assert similarity_embedder(minilm).inner is minilm.embedder  # one MiniLM in memory
+    assert similarity_embedder(make_scorer(ClassifierConfig(kind="rules"))) is None

@@ -196,14 +196,14 @@ class ResponseCache:
 
 def response_cache(policy: Policy, state: SharedState, scorer: Any = None) -> ResponseCache:
     """The policy's response cache on ``state``; the semantic cache embeds with the scorer's
-    embedder when it has one (else a MiniLM embedder of its own, loaded on first use)."""
+    embedder when that computes MiniLM vectors (else a MiniLM embedder of its own, loaded on
+    first use: :func:`router.scoring.embedders.similarity_embedder`)."""
     embed = None
     if policy.cache.semantic.enabled:
-        from ..scoring.protocols import EmbeddingScorer
+        from ..scoring.embedders import similarity_embedder
 
-        if isinstance(scorer, EmbeddingScorer):
-            embedder = scorer.embedder
-        else:
+        embedder = similarity_embedder(scorer)
+        if embedder is None:
             from ..scoring.embedder import Embedder
 
             embedder = Embedder()

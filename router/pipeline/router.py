@@ -47,6 +47,7 @@ from ..routing.decide import Decision, needs_score
 from ..routing.route import Routing, RouteStage
 from ..routing.session_keeper import SessionKeeper
 from ..scoring import make_scorer, scorer_settings
+from ..scoring.embedders import similarity_embedder
 from ..scoring.base import Scorer
 from ..scoring.protocols import EmbeddingScorer
 from ..scoring.two_stage import StagedScore, score_near
@@ -138,8 +139,7 @@ class Router:
         reserver = CloudReserver(policy, self.budget)
         self.attempts = Attempts(policy, self.client, reserver)
         self.cascade = Cascade(policy, self.state, Verifiers(scorer))
-        self.shadow = ShadowSampler(policy, self.client, store,
-                                    scorer.embedder if isinstance(scorer, EmbeddingScorer) else None)
+        self.shadow = ShadowSampler(policy, self.client, store, similarity_embedder(scorer))
         self.writer = LogWriter(policy, store, self.shadow, reserver.settle if self.budget is not None else None,
                                 self.sessions.note)
         self.candidate: CandidatePolicy | None = None  # a policy version in shadow (pipeline/candidate.py)

@@ -49,15 +49,16 @@ class ClassifierConfig(_Strict):
     )
     embedder: Literal["minilm", "minilm-int8"] | None = Field(
         "minilm-int8",
-        description="how MiniLM embeddings are computed for an artifact trained on them: 'minilm-int8' = ONNX "
-        "Runtime int8 on one thread, no torch (cosine ~0.99 of torch fp32, 2-4x faster; bench/embedder_quality.py); "
-        "'minilm' = torch fp32/bf16; None = the artifact card's. Artifacts on another embedder (static) use their own",
+        description="how MiniLM embeddings are computed for an artifact trained on them (e.g. "
+        "builtin:difficulty-minilm): 'minilm-int8' = ONNX Runtime int8 on one thread, no torch (cosine ~0.99 of torch "
+        "fp32, 2-4x faster; bench/embedder_quality.py); 'minilm' = torch fp32/bf16; None = the artifact card's. "
+        "Artifacts on another embedder (the default, on the static embedder) use their own",
     )
-    max_tokens: int = Field(
-        256, ge=8, le=256,
-        description="word pieces of the text the minilm-int8 embedder reads: 256 = the first 256, all MiniLM reads; "
-        "fewer are taken half from the start and half from the end (64: a quarter of the time, same 5-fold APGR, "
-        "0.03-0.04 lower on Winogrande and MBPP left out of training; bench/embedder_quality.py)",
+    max_tokens: int | None = Field(
+        None, ge=8, le=256,
+        description="word pieces of the text the minilm-int8 embedder reads; None = its default, the first 256 (all "
+        "MiniLM reads, what builtin:difficulty-minilm was trained on); fewer are taken half from the start and half "
+        "from the end (64: a quarter of the time; bench/embedder_quality.py). The static embedder reads the whole text",
     )
     first_stage: str | None = Field(
         None,

@@ -20,11 +20,13 @@ and reads a card's key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .registry import EMBEDDERS, FAMILY, new_embedder, resolve_embedder
 
-__all__ = ["EMBEDDER_IDS", "EMBEDDERS", "FAMILY", "make_embedder", "embedder_key", "resolve_embedder"]
+__all__ = ["EMBEDDER_IDS", "EMBEDDERS", "FAMILY", "make_embedder", "embedder_key", "resolve_embedder",
+           "similarity_embedder"]
 
 EMBEDDER_IDS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -46,3 +48,35 @@ def embedder_key(card: dict[str, Any]) -> str:
         if card.get("embedder") == ident:
             return k
     return "minilm"
+
+
+def similarity_embedder(scorer: Any) -> Any | None:
+    """The embedder that compares texts for the semantic cache and shadow agreement, chosen on
+    first ``encode`` (so building a router reads no artifact): the scorer's own when it
+    computes MiniLM vectors (one model in memory), else a new ``minilm-int8`` one; None when the
+    scorer has no embedder (``rules``).
+
+    Why not the default scorer's static embedder: its cosines do not separate near-duplicates
+    from different asks ("What is the capital of France?" vs "... of Germany?": 0.91 static,
+    0.63 MiniLM int8), and the semantic cache's ``min_similarity`` (0.95) was set on MiniLM."""
+    from .protocols import EmbeddingScorer
+
+    return _SimilarityEmbedder(scorer) if isinstance(scorer, EmbeddingScorer) else None
+
+
+class _SimilarityEmbedder:
+    """See :func:`similarity_embedder`; ``encode(texts) -> (n, 384)`` unit vectors."""
+
+    def __init__(self, scorer: Any) -> None:
+        self._scorer, self._inner = scorer, None
+
+    @property
+    def inner(self) -> Any:
+        """The embedder used (resolved on first access)."""
+        if self._inner is None:
+            same = FAMILY.get(embedder_key(self._scorer.artifact.card)) == "minilm"
+            self._inner = self._scorer.embedder if same else new_embedder("minilm-int8")
+        return self._inner
+
+    def encode(self, texts: Sequence[str], show_progress_bar: bool = False) -> Any:
+        return self.inner.encode(texts)

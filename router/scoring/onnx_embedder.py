@@ -29,9 +29,10 @@ and last 31) kept the recipe's 5-fold APGR on every dataset at a quarter of the 
 _CLS, _SEP = 101, 102  # [CLS] and [SEP] in MiniLM's vocabulary (bert-base-uncased's)
 
 
-def onnx_model_dir() -> Path:
-    """Directory of the int8 ONNX MiniLM shipped in the package."""
-    return Path(str(resources.files("router") / "artifacts" / "minilm-int8"))
+def onnx_model_dir(name: str = "minilm-int8") -> Path:
+    """Directory of an int8 ONNX MiniLM shipped in the package (``minilm-int8``: all 6 layers;
+    ``minilm-l<K>-int8``: the first K, written by ``bench/export_minilm_onnx.py --layers K``)."""
+    return Path(str(resources.files("router") / "artifacts" / name))
 
 
 class OnnxEmbedder:

@@ -19,7 +19,7 @@ task-type and text blocks (not the embedding) as well, and the score is the sum 
 models' raw scores, each divided by its standard deviation on the training rows. No group or
 dataset prior: nothing in the model knows which family a training row came from. Scoring one
 prompt is a few hundred multiply-adds on the fitted coefficients (plain numpy, no per-call
-validation), plus the trees when there are any.
+validation), plus the trees when there are any (walked in numpy: :mod:`router.scoring.flat_trees`).
 """
 
 from __future__ import annotations
@@ -151,12 +151,22 @@ class TransferRouter:
         if self.prior_weight:
             out = out + self.prior_weight * (self._prior(X) - self.prior_mean_) / self.prior_scale_
         if self.trees_ is not None:
-            from .stacked import _one_thread  # OpenMP trees on the calling thread only (see there why)
-
             small = Z[:, : Z.shape[1] - (self.dim if self.embedding_weight > 0 else 0)]
-            with _one_thread():
-                out = out + self.trees_.predict(small) / self.trees_scale_
+            out = out + self._flat_trees().predict(small) / self.trees_scale_
         return out
+
+    def _flat_trees(self):
+        """The tree ensemble as :class:`~router.scoring.flat_trees.FlatTrees` (built on first use, not pickled):
+        the same predictions as scikit-learn's, without its per-call overhead."""
+        flat = self.__dict__.get("_flat")
+        if flat is None:
+            from .flat_trees import FlatTrees
+
+            flat = self._flat = FlatTrees.of(self.trees_)
+        return flat
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
 
     def _prior(self, X: np.ndarray) -> np.ndarray:
         """The keyword rule's points of each row, read from its ``rule_*`` and ``log_words`` features."""
