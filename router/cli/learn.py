@@ -9,7 +9,6 @@ dates, a log whose embeddings do not fit the prior) ends with a message and exit
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import sys
 from pathlib import Path
@@ -22,22 +21,7 @@ from rich.table import Table
 __all__ = ["learn"]
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
-
-
-def _time(value: Optional[str], option: str) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        _fail(f"{option} must be an ISO date or time such as 2026-11-29 or 2026-11-29T10:00, got {value!r}")
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+from .args import fail as _fail, parse_time as _time
 
 
 def _iv(t, digits: int = 3) -> str:

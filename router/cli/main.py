@@ -6,7 +6,6 @@ Bad arguments and invalid policies end with a one-line message and exit code 2.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .args import fail as _fail, parse_time as _parse_time
 from .policy import policy_app
 from ..errors import PolicyError
 from ..policy import Policy, load_policy
@@ -27,9 +27,6 @@ err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, even when
 __all__ = ["app"]
 
 
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _policy(path: Optional[Path]) -> Policy:
@@ -38,18 +35,6 @@ def _policy(path: Optional[Path]) -> Policy:
     except PolicyError as err:
         _fail(str(err))
         raise  # unreachable
-
-
-def _parse_time(value: Optional[str], option: str) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        _fail(f"{option} must be an ISO date or time such as 2026-11-29 or 2026-11-29T10:00, got {value!r}")
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
 
 
 @app.command()
