@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -26,6 +27,11 @@ from router.policy import policy_from_dict
 from router.request.feedback import parse_feedback
 from router.store.records import FeedbackRecord, RequestRecord, ShadowRecord
 
+
+# The shipped default artifact's embedder and its vectors' size (what a log row keeps).
+_DEFAULT_CARD = json.loads((Path(__file__).resolve().parent.parent / "router" / "artifacts" / "difficulty"
+                            / "card.json").read_text())
+DEFAULT_EMBEDDER, DEFAULT_DIM = _DEFAULT_CARD["embedder_key"], int(_DEFAULT_CARD["embedding_dim"])
 
 def _vec(seed: int, dim: int = 8) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
@@ -184,7 +190,7 @@ def _traffic(n_per_topic: int, seed: int):
          for i in range(n_per_topic)]
     b = [f"What is {rnd.randint(100, 999)} multiplied by {rnd.randint(10, 99)}? Give only the number, case {i}."
          for i in range(n_per_topic)]
-    scorer = EmbeddingClassifier("builtin", embedder_key="minilm-int8")
+    scorer = EmbeddingClassifier("builtin", embedder_key=DEFAULT_EMBEDDER)
     hard_is_a = np.mean(scorer.score(a[:20])) < np.mean(scorer.score(b[:20]))
     prompts = a + b
     needs = [hard_is_a] * n_per_topic + [not hard_is_a] * n_per_topic
@@ -271,7 +277,7 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     assert len(judged) >= 0.9 * len(items) and all(s.sample_p == 1.0 and s.kind == "shadow" for s in judged)
     assert all(s.judge_verdict == verdicts[by_id[s.request_id]] for s in judged)  # the recorded judge, logged
     kept = [r.learning for r in records if r.learning]
-    assert len(kept) == len(items) and all(len(decode_vector(k["embedding"])) == 384 and k["features"]
+    assert len(kept) == len(items) and all(len(decode_vector(k["embedding"])) == DEFAULT_DIM and k["features"]
                                            and "text" not in k for k in kept)
     assert {(f.request_id, f.thumbs, f.score) for f in feedback} == {(noise_ids[0], "down", None),
                                                                      (noise_ids[1], None, 0.9)}
@@ -286,7 +292,7 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     candidate = policy_from_dict(__import__("yaml").safe_load((tmp_path / "signal" / "candidate-policy.yaml").read_text()))
     from router.scoring.classifier import EmbeddingClassifier
 
-    learned = EmbeddingClassifier(candidate.routing.classifier.artifact, embedder_key="minilm-int8")
+    learned = EmbeddingClassifier(candidate.routing.classifier.artifact, embedder_key=DEFAULT_EMBEDDER)
     scores = learned.score(signal_prompts[:40])
     needs = np.array(signal_needs[:40])
     assert np.mean(np.array(scores)[needs]) > np.mean(np.array(scores)[~needs])  # the server's scorer loads it
@@ -376,7 +382,7 @@ def test_text_mode_keeps_text_and_answers_and_feedback_needs_the_api_key(tmp_pat
         tiers.stop()
     record = store.requests()[0]
     assert record.id == rid and record.learning["text"] == "Say hello to the team."
-    assert record.learning["answer"] == "Hello team!" and record.learning["embedder"] == "minilm-int8"
-    assert len(decode_vector(record.learning["embedding"])) == 384
+    assert record.learning["answer"] == "Hello team!" and record.learning["embedder"] == DEFAULT_EMBEDDER
+    assert len(decode_vector(record.learning["embedding"])) == DEFAULT_DIM
     assert store.feedback()[0].api_key_id.startswith("key-")
     store.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import fields
+from dataclasses import astuple, fields
 from pathlib import Path
 
 from .records import CallRecord, FeedbackRecord, RequestRecord, ShadowRecord
