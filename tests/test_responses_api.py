@@ -81,8 +81,11 @@ def test_text_input_and_instructions(proxy, client, cloud, model):
 @pytest.mark.parametrize("model", ["cloud", "local"])
 def test_stream_events(client, model):
     kinds, text = [], []
-    with client.responses.stream(model=model, input=[{"role": "user", "content": [{"type": "input_text",
-                                                                                  "text": "Say hi."}]}]) as stream:
+    # Greedy and room to finish: SmolLM2 sampled at temperature 1 can run to the token cap, and the
+    # SDK's get_final_response() raises on a response.incomplete stream.
+    with client.responses.stream(model=model, temperature=0, max_output_tokens=96,
+                                 input=[{"role": "user", "content": [{"type": "input_text",
+                                                                      "text": "Say hi."}]}]) as stream:
         for event in stream:
             kinds.append(event.type)
             if event.type == "response.output_text.delta":
