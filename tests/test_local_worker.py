@@ -18,7 +18,7 @@ from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 
 pytestmark = pytest.mark.slow
-LONG = [{"role": "user", "content": "Count from 1 to 400, separated by commas."}]
+LONG = [{"role": "user", "content": "Count from 1 to 400, separated by commas."}]  # asked greedily: a long answer
 SHORT = [{"role": "user", "content": "What is the capital of Japan?"}]
 
 
@@ -112,10 +112,10 @@ def test_crash_mid_request_goes_to_the_cloud(with_cloud, sig, stream):
     def ask():
         if stream:  # the cascade checks a local answer whole, so nothing was sent before the crash
             with client.chat.completions.with_streaming_response.create(
-                    model="auto", messages=LONG, max_tokens=400, stream=True) as raw:
+                    model="auto", messages=LONG, max_tokens=400, temperature=0, stream=True) as raw:
                 text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
                 return raw.headers["x-request-id"], raw.headers["x-router-tier"], text
-        raw = client.chat.completions.with_raw_response.create(model="local", messages=LONG, max_tokens=400)
+        raw = client.chat.completions.with_raw_response.create(model="local", messages=LONG, max_tokens=400, temperature=0)
         return raw.headers["x-request-id"], raw.headers["x-router-tier"], raw.parse().choices[0].message.content
 
     thread, box = _in_thread(ask)
@@ -144,7 +144,7 @@ def test_crash_without_cloud_is_a_clean_503_then_repeated_crashes_mark_the_tier_
     proxy = _start(tmp_path, _policy(None, max_crashes=3))
     try:
         client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
-        thread, box = _in_thread(lambda: client.chat.completions.create(model="local", messages=LONG, max_tokens=400))
+        thread, box = _in_thread(lambda: client.chat.completions.create(model="local", messages=LONG, max_tokens=400, temperature=0))
         _kill_when_busy(proxy, signal.SIGSEGV)
         thread.join(60)
         err = box["error"]
@@ -165,7 +165,7 @@ def test_crash_without_cloud_is_a_clean_503_then_repeated_crashes_mark_the_tier_
 
         def ask_stream():
             with httpx.stream("POST", proxy.url + "/v1/chat/completions", timeout=60, json={
-                    "model": "local", "messages": LONG, "max_tokens": 400, "stream": True}) as resp:
+                    "model": "local", "messages": LONG, "max_tokens": 400, "temperature": 0, "stream": True}) as resp:
                 parts = []
                 for piece in resp.iter_text():
                     parts.append(piece)
@@ -184,7 +184,7 @@ def test_crash_without_cloud_is_a_clean_503_then_repeated_crashes_mark_the_tier_
         _wait_ready(proxy, 2)
 
         # Third crash within 60 s: no restart loop, the tier is unavailable with a reason.
-        thread, box = _in_thread(lambda: client.chat.completions.create(model="local", messages=LONG, max_tokens=400))
+        thread, box = _in_thread(lambda: client.chat.completions.create(model="local", messages=LONG, max_tokens=400, temperature=0))
         _kill_when_busy(proxy, signal.SIGKILL)
         thread.join(60)
         assert box["error"].status_code == 503
