@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,10 +27,12 @@ from router.request.feedback import parse_feedback
 from router.store.records import FeedbackRecord, RequestRecord, ShadowRecord
 
 
+from router.scoring.artifact import artifact_dir
+from router.scoring.card import ArtifactCard
+
 # The shipped default artifact's embedder and its vectors' size (what a log row keeps).
-_DEFAULT_CARD = json.loads((Path(__file__).resolve().parent.parent / "router" / "artifacts" / "difficulty"
-                            / "card.json").read_text())
-DEFAULT_EMBEDDER, DEFAULT_DIM = _DEFAULT_CARD["embedder_key"], int(_DEFAULT_CARD["embedding_dim"])
+_DEFAULT_CARD = ArtifactCard.read(json.loads((artifact_dir("builtin") / "card.json").read_text()))
+DEFAULT_EMBEDDER, DEFAULT_DIM = _DEFAULT_CARD.embedder_key, int(_DEFAULT_CARD.embedding_dim)
 
 def _vec(seed: int, dim: int = 8) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import threading
 from dataclasses import astuple, fields
+from collections.abc import Sequence
 from pathlib import Path
 
 from .records import CallRecord, FeedbackRecord, RequestRecord, ShadowRecord
@@ -191,14 +192,7 @@ class SQLiteStore:
 
     def shadows(self, since: float | None = None, until: float | None = None) -> list[ShadowRecord]:
         """Quality samples of the requests that arrived in ``[since, until)`` (Unix s)."""
-        lo = since if since is not None else float("-inf")
-        hi = until if until is not None else float("inf")
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join('s.' + c for c in _SHADOW_COLUMNS)} FROM shadows s JOIN requests r "
-                "ON r.id = s.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, s.ts",
-                (lo, hi),
-            ).fetchall()
+        rows = self._rows_of_requests_in("shadows", _SHADOW_COLUMNS, since, until)
         return [ShadowRecord(**_from_row(_SHADOW_COLUMNS, row)) for row in rows]
 
     def has_request(self, request_id: str) -> bool:
@@ -216,15 +210,20 @@ class SQLiteStore:
 
     def feedback(self, since: float | None = None, until: float | None = None) -> list[FeedbackRecord]:
         """Feedback on the requests that arrived in ``[since, until)`` (Unix s), oldest request first."""
+        return [FeedbackRecord(*row) for row in self._rows_of_requests_in("feedback", _FEEDBACK_COLUMNS, since, until)]
+
+    def _rows_of_requests_in(self, table: str, columns: Sequence[str], since: float | None,
+                             until: float | None) -> list[tuple]:
+        """Rows of ``table`` (keyed by ``request_id``, ordered by ``ts``) whose request arrived
+        in ``[since, until)`` (Unix s), oldest request first."""
         lo = since if since is not None else float("-inf")
         hi = until if until is not None else float("inf")
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {', '.join('f.' + c for c in _FEEDBACK_COLUMNS)} FROM feedback f JOIN requests r "
-                "ON r.id = f.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, f.ts",
+            return self._db.execute(
+                f"SELECT {', '.join('t.' + c for c in columns)} FROM {table} t JOIN requests r "
+                "ON r.id = t.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, t.ts",
                 (lo, hi),
             ).fetchall()
-        return [FeedbackRecord(*row) for row in rows]
 
     def close(self) -> None:
         """Close the connection."""
