@@ -10,7 +10,8 @@ two can be, so that a machine shared with other work slows both alike. Prints:
 2. time to first token: worker stream vs ``LlamaRuntime`` in this process, extra ms (goal <= 5);
 3. extra buffers on vs off (tokens/s), only where the probe says they work; else the probe's
    verdict (they crash here);
-4. concurrency 8 (``max_tokens`` 8, short prompts): requests/s and TTFT p99 of today's path
+4. ``runtime.requantize``: the shipped Q4_1 weights vs their Q8_0 copy (tokens/s, prompt);
+5. concurrency 8 (``max_tokens`` 8, short prompts): requests/s and TTFT p99 of today's path
    (one generation at a time) vs ``runtime.parallel`` worker processes, and vs one process
    decoding the 8 sequences in one llama.cpp batch (greedy; the alternative design);
    goals: >= 2x requests/s, TTFT p99 <= 2 s.
@@ -48,9 +49,9 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _pool(parallel: int = 1, n_threads: int | None = None, extra: str = "off") -> WorkerPool:
+def _pool(parallel: int = 1, n_threads: int | None = None, extra: str = "off", requantize: str = "off") -> WorkerPool:
     pool = WorkerPool(WorkerSpec(GGUF, n_ctx=2048, n_threads=n_threads, repeat_penalty=1.0, extra_buffers=extra,
-                                 parallel=parallel, queue=64))
+                                 requantize=requantize, parallel=parallel, queue=64))
     pool.start()
     deadline = time.time() + 120
     while sum(w["ready"] for w in pool.health()["workers"]) < parallel and time.time() < deadline:
@@ -138,6 +139,36 @@ def bench_extra_buffers(rounds: int, max_tokens: int = 64) -> None:
     off.close()
 
 
+def bench_weights(rounds: int, max_tokens: int = 64) -> None:
+    """``runtime.requantize``: one worker on the shipped Q4_1 file vs its Q8_0 copy,
+    interleaved: generated tokens/s, and a ~200-token prompt's time to first token (almost
+    all prompt decoding)."""
+    extra = "auto" if eb.resolve("auto", GGUF).enabled else "off"
+    pools = {"Q4_1 as shipped": _pool(extra="off"), "requantize q8_0": _pool(extra=extra, requantize="q8_0")}
+    long_prompt = [{"role": "user", "content": "Summarise this text. " + " ".join(
+        ["The quick brown fox jumps over the lazy dog near the river bank."] * 14)}]
+    rate = {k: [0, 0.0] for k in pools}
+    first = {k: [] for k in pools}
+    for _ in range(rounds):
+        for prompt in PROMPTS[:4]:
+            for name, pool in pools.items():
+                t = time.perf_counter()
+                rate[name][0] += pool.generate_blocking([{"role": "user", "content": prompt}],
+                                                        {"max_tokens": max_tokens}).completion_tokens
+                rate[name][1] += time.perf_counter() - t
+        for name, pool in pools.items():
+            first[name].append(asyncio.run(_first_token(pool, long_prompt)))
+    tps = {k: n / s for k, (n, s) in rate.items()}
+    ttft = {k: statistics.median(v) * 1000 for k, v in first.items()}
+    for name in pools:
+        print(f"weights {name:16s} (extra buffers {pools[name].health()['workers'][0]['use_extra_bufts']}): "
+              f"{tps[name]:6.1f} tokens/s, ~200-token prompt to first token {ttft[name]:6.0f} ms")
+    a, b = "requantize q8_0", "Q4_1 as shipped"
+    print(f"requantize q8_0 / as shipped: {tps[a] / tps[b]:.2f}x tokens/s, {ttft[b] / ttft[a]:.2f}x faster first token")
+    for pool in pools.values():
+        pool.close()
+
+
 async def _load(pool: WorkerPool, n_requests: int, concurrency: int, max_tokens: int) -> tuple[float, list[float]]:
     """requests/s and each request's time to first token (s, queueing included)."""
     sem = asyncio.Semaphore(concurrency)
@@ -221,15 +252,20 @@ def bench_concurrency(n_requests: int = 32, concurrency: int = 8, max_tokens: in
     today = _pool(parallel=1)
     rate0, ttft0 = asyncio.run(_load(today, n_requests, concurrency, max_tokens))
     today.close()
-    rows.append(("today: 1 worker, one generation at a time", rate0, ttft0))
-    for parallel in sorted({2, cores, concurrency}):
-        pool = _pool(parallel=parallel)
-        rate, ttft = asyncio.run(_load(pool, n_requests, concurrency, max_tokens))
-        rss = [_rss_mb(w["pid"]) for w in pool.health()["workers"]]
-        pool.close()
-        print(f"  runtime.parallel {parallel}: worker RSS {statistics.mean(rss):.0f} MB each (VmRSS, the mapped GGUF included)")
-        rows.append((f"runtime.parallel {parallel}: {parallel} worker processes x {max(1, cores // parallel)} thread(s)",
-                     rate, ttft))
+    rows.append(("today: 1 worker, one generation at a time, Q4_1 as shipped", rate0, ttft0))
+    extra = "auto" if eb.resolve("auto", GGUF).enabled else "off"
+    for requantize in ("off", "q8_0"):
+        for parallel in sorted({1, 2, cores, concurrency} - ({1} if requantize == "off" else set())):
+            pool = _pool(parallel=parallel, requantize=requantize, extra=extra if requantize != "off" else "off")
+            rate, ttft = asyncio.run(_load(pool, n_requests, concurrency, max_tokens))
+            rss = [_rss_mb(w["pid"]) for w in pool.health()["workers"]]
+            pool.close()
+            weights = "Q4_1 as shipped" if requantize == "off" else f"requantize {requantize}, extra buffers {extra}"
+            print(f"  runtime.parallel {parallel}, {weights}: worker RSS {statistics.mean(rss):.0f} MB each "
+                  "(VmRSS, the mapped GGUF included)")
+            threads = f"{parallel} processes x {max(1, cores // parallel)} thread(s)" if parallel > 1 else \
+                "1 process, llama.cpp's default threads"
+            rows.append((f"parallel {parallel} ({threads}), {weights}", rate, ttft))
     for threads in sorted({1, cores}):
         rate, ttft = bench_batched(n_requests, concurrency, max_tokens, threads)
         rows.append((f"one process, {concurrency} sequences per llama.cpp batch, {threads} thread(s)", rate, ttft))
@@ -243,11 +279,13 @@ def bench_concurrency(n_requests: int = 32, concurrency: int = 8, max_tokens: in
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "extra", "concurrency"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "extra", "weights", "concurrency"])
     args = parser.parse_args()
     if "plain" not in args.skip:
         bench_worker_vs_plain(args.rounds)
     if "extra" not in args.skip:
         bench_extra_buffers(args.rounds)
+    if "weights" not in args.skip:
+        bench_weights(args.rounds)
     if "concurrency" not in args.skip:
         bench_concurrency()

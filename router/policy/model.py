@@ -22,7 +22,7 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from .base import _Strict
 from .env import interpolate_env
-from .tiers import Price, TierConfig
+from .tiers import LocalRuntime, Price, TierConfig
 from .routing import RoutingConfig
 from .escalation import EscalationConfig
 from .rules import Rule
@@ -41,6 +41,7 @@ def _default_tiers() -> dict[str, TierConfig]:
             model="slm-local/smollm2",
             max_tokens=256,
             price=Price(input_usd_per_mtok=0.0, output_usd_per_mtok=0.0),
+            runtime=LocalRuntime(requantize="q8_0"),  # router/providers/requantize.py: Q4_1 -> Q8_0
         ),
         "cloud": TierConfig(
             model="openai/gpt-4o-mini",

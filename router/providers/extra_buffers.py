@@ -8,7 +8,7 @@ crashes: a natively built llama.cpp on an AMX Xeon dies with SIGSEGV in
 
 - ``off``: never (always safe); ``on``: always (your machine, your risk);
 - ``auto`` (default): a probe in a child process loads the model with extra buffers on and
-  generates a few tokens; the verdict is cached per (llama.cpp build, CPU flags) in the
+  generates a few tokens; the verdict is cached per (llama.cpp build, CPU flags, model file) in the
   user's cache folder (``$XDG_CACHE_HOME/slm-router``, default ``~/.cache/slm-router``) so
   it runs once per machine and build.
 
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Mode", "Verdict", "Resolution", "decide", "resolve", "build_key", "cache_dir", "cache_file",
+__all__ = ["Mode", "Verdict", "Resolution", "decide", "resolve", "build_key", "probe_key", "cache_dir", "cache_file",
            "run_probe", "cpu_flags", "system_info", "read_cache", "write_cache"]
 
 Mode = Literal["auto", "on", "off"]
@@ -137,6 +137,13 @@ def build_key() -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def probe_key(model_path: str | Path) -> str:
+    """The verdict's cache key for one model file: :func:`build_key` and the file's name
+    (the weights' type picks llama.cpp's kernels: a Q8_0 copy is probed apart from the Q4_1
+    file it came from)."""
+    return hashlib.sha256(f"{build_key()}|{Path(model_path).name}".encode()).hexdigest()[:16]
+
+
 # -- cache ---------------------------------------------------------------------------------
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/slm-router``, or ``~/.cache/slm-router``."""
@@ -220,7 +227,7 @@ def resolve(mode: Mode, model_path: str | Path, probe: Probe = run_probe, cache:
     """
     if mode != "auto":
         return Resolution(decide(mode, None), mode, "policy")
-    key = build_key()
+    key = probe_key(model_path)
     verdict = read_cache(key, cache)
     source = "cache"
     if verdict is None:

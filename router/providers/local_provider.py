@@ -60,6 +60,7 @@ def spec_for(tier: TierConfig) -> WorkerSpec:
     return WorkerSpec(
         str(resolve_gguf(tier.model.split("/", 1)[1])), n_ctx=rt.n_ctx, n_threads=rt.n_threads,
         top_logprobs=rt.top_logprobs, repeat_penalty=rt.repeat_penalty, extra_buffers=rt.extra_buffers,
+        requantize=rt.requantize,
         parallel=rt.parallel, queue=rt.queue, on_queue_full=rt.on_queue_full, max_crashes=rt.max_crashes,
         crash_window_s=rt.crash_window_s,
     )

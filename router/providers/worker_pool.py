@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .extra_buffers import Resolution, resolve
+from .requantize import Weights, resolve_weights
 from .llama_runtime import LocalCompletion, TokenStep
 from .local_errors import LocalQueueFullError, LocalTierError, LocalTierUnavailableError, WorkerCrashedError
 from .worker_messages import OnEnd, deliver, final_count, result_of
@@ -52,6 +53,7 @@ class WorkerSpec:
     top_logprobs: int = 2
     repeat_penalty: float = 1.1
     extra_buffers: str = "auto"
+    requantize: str = "off"
     parallel: int = 1
     queue: int = 32
     on_queue_full: str = "cloud"
@@ -99,11 +101,16 @@ class WorkerPool:
     Args:
         spec: the model and the pool's limits.
         resolver: ``(mode, model_path) -> Resolution`` deciding extra buffers (the probe).
+        weights: ``(requantize, model_path) -> Weights`` choosing the file the workers load
+            (:func:`router.providers.requantize.resolve_weights`).
     """
 
-    def __init__(self, spec: WorkerSpec, resolver: Callable[[str, str], Resolution] = resolve) -> None:
+    def __init__(self, spec: WorkerSpec, resolver: Callable[[str, str], Resolution] = resolve,
+                 weights: Callable[[str, str], Weights] = resolve_weights) -> None:
         self.spec = spec
         self._resolver = resolver
+        self._weights = weights
+        self.weights: Weights | None = None
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._start_lock = threading.Lock()
@@ -119,11 +126,13 @@ class WorkerPool:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout_s: float = 120.0) -> None:
-        """Decide extra buffers (probe or cache), start the workers and wait until one is
-        ready (idempotent; blocking, about 1 s, a few more the first time the probe runs)."""
+        """Choose the weights file (re-encoded once if the policy asks), decide extra
+        buffers on it (probe or cache), start the workers and wait until one is ready
+        (idempotent; blocking, about 1 s, a few more the first time on a machine)."""
         with self._start_lock:
             if not self._started.is_set():
-                self.extra_buffers = self._resolver(self.spec.extra_buffers, self.spec.model_path)
+                self.weights = self._weights(self.spec.requantize, self.spec.model_path)
+                self.extra_buffers = self._resolver(self.spec.extra_buffers, self.weights.path)
                 with self._lock:
                     for _ in range(self.spec.parallel):
                         self._spawn()
@@ -137,7 +146,7 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         """Start one worker process (call with ``_lock`` held)."""
-        spec = {"model_path": self.spec.model_path, "n_ctx": self.spec.n_ctx,
+        spec = {"model_path": self.weights.path if self.weights else self.spec.model_path, "n_ctx": self.spec.n_ctx,
                 "n_threads": self.spec.n_threads or (  # one worker: llama.cpp's default, as in process
                     max(1, (os.cpu_count() or 1) // self.spec.parallel) if self.spec.parallel > 1 else None),
                 "top_logprobs": self.spec.top_logprobs, "repeat_penalty": self.spec.repeat_penalty,
@@ -347,7 +356,7 @@ class WorkerPool:
         """``ok`` (False once unavailable), ``state`` (``stopped`` before the first start,
         ``starting``, ``ready``, ``unavailable``), ``restarts``, recent ``crashes`` (Unix
         time, reason), ``unavailable_reason``, each worker's pid/ready/busy, the queue, and
-        the extra-buffer decision."""
+        the extra-buffer decision and the weights file loaded."""
         with self._lock:
             if self.unavailable_reason:
                 state = "unavailable"
@@ -368,6 +377,7 @@ class WorkerPool:
                              "use_extra_bufts": w.info.get("use_extra_bufts")} for w in self._workers],
                 "queue": {"waiting": len(self._waiting), "limit": self.spec.queue},
                 "extra_buffers": self.extra_buffers.as_dict() if self.extra_buffers else None,
+                "weights": self.weights.as_dict() if self.weights else None,
             }
 
 
