@@ -16,8 +16,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . /app
+# torch from PyTorch's CPU index first: PyPI's Linux torch is the CUDA build (several GB).
 # --no-cache-dir: never reuse a llama-cpp-python wheel built with other flags.
-RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip install --no-cache-dir torch==2.13.0 .
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip install --no-cache-dir .
 ENV HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True XDG_CACHE_HOME=/app/.cache
 EXPOSE 8000
 CMD ["slm-router", "serve", "--host", "0.0.0.0", "--port", "8000"]

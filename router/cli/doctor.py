@@ -123,12 +123,13 @@ def check_extra_buffers(ctx: Context) -> list[Check]:
     """The extra-buffer decision of each in-process tier (the probe runs when nothing is cached)."""
     from ..models import resolve_gguf
     from ..providers.extra_buffers import cache_file, resolve
+    from ..providers.requantize import resolve_weights
 
     out = []
     for name, tier in _local_tiers(ctx):
         mode = tier.runtime.extra_buffers
-        try:
-            res = resolve("auto", resolve_gguf(tier.model.split("/", 1)[1]))
+        try:  # the verdict is per model file: probe the file the workers load
+            res = resolve("auto", resolve_weights(tier.runtime.requantize, resolve_gguf(tier.model.split("/", 1)[1])).path)
         except FileNotFoundError as err:
             out.append(Check(f"extra buffers ({name})", "error", str(err), "fix the tier's model path"))
             continue
@@ -170,9 +171,9 @@ def check_local_generation(ctx: Context) -> list[Check]:
             rate = res.completion_tokens / secs if secs > 0 else 0.0
             out.append(Check(f"local generation ({name})", "ok",
                              f"{res.completion_tokens} tokens in {secs * 1000:.0f} ms = {rate:.1f} tokens/s "
-                             f"(worker start {load_s:.1f} s)",
+                             f"(worker start {load_s:.1f} s; weights: {pool.weights.reason})",
                              data={"tokens": res.completion_tokens, "tokens_per_s": round(rate, 1),
-                                   "start_s": round(load_s, 2)}))
+                                   "start_s": round(load_s, 2), "weights": pool.weights.as_dict()}))
         except Exception as err:  # noqa: BLE001 - a crash, a timeout, a load error: the finding
             out.append(Check(f"local generation ({name})", "error", f"{type(err).__name__}: {err}",
                              "set runtime.extra_buffers: off; rebuild llama-cpp-python for this CPU if it persists"))
