@@ -22,10 +22,29 @@ _loaded: list[str] | None = None
 
 
 def variant_dirs(package_dir: Path) -> list[Path]:
-    """Folders under llama-cpp-python's package (``lib``, ``bin``) holding
-    ``libggml-cpu-*.so`` variant files (none for a native build)."""
-    return [d for d in (package_dir / "lib", package_dir / "bin", package_dir)
+    """Folders holding ``libggml-cpu-*.so`` variant files (none for a native build): under
+    llama-cpp-python's package (``lib``, ``bin``), and ``bin`` beside it, where the wheel of
+    llama-cpp-python 0.3.36 built with ``GGML_BACKEND_DL`` puts them (``site-packages/bin``;
+    found by building the Dockerfile's wheel and listing it)."""
+    return [d for d in (package_dir / "lib", package_dir / "bin", package_dir, package_dir.parent / "bin")
             if d.is_dir() and any(d.glob("libggml-cpu-*.so"))]
+
+
+def _loaded_ggml(package: Path) -> ctypes.CDLL:
+    """The ``libggml`` that llama-cpp-python's ``libllama`` already uses.
+
+    A wheel holds no symlinks, so ``lib/libggml.so``, ``libggml.so.0`` and
+    ``libggml.so.0.25.3`` are three copies of one library; opening another copy than the one
+    ``libllama`` linked (its ``NEEDED`` soname ``libggml.so.0``) gives a second ggml whose
+    backend registry llama.cpp never sees ("no backends are loaded"). A bare soname makes
+    the dynamic loader return the copy already loaded.
+    """
+    for soname in ("libggml.so.0", "libggml.so"):
+        try:
+            return ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+    return ctypes.CDLL(str(next((package / "lib").glob("libggml.so*"))), mode=ctypes.RTLD_GLOBAL)
 
 
 def load_cpu_variants() -> list[str]:
@@ -43,7 +62,7 @@ def load_cpu_variants() -> list[str]:
         package = Path(llama_cpp.__file__).parent
         dirs = variant_dirs(package)
         if dirs:
-            ggml = ctypes.CDLL(str(next((package / "lib").glob("libggml.so*"))), mode=ctypes.RTLD_GLOBAL)
+            ggml = _loaded_ggml(package)
             load = ggml.ggml_backend_load_all_from_path
             load.argtypes, load.restype = [ctypes.c_char_p], None
             for d in dirs:
