@@ -7,8 +7,12 @@ of every message before it dispatches to a provider. ``litellm.main.completion``
 route (``openai/`` with an ``api_base``, ``hosted_vllm/``, ``ollama_chat/``, ``anthropic/``,
 ``gemini/``, custom providers). No litellm setting turns it off (litellm 1.110.2; upstream
 issue BerriAI/litellm#37711, fix proposed in BerriAI/litellm#39268, both open). Sending
-``null`` anyway would mean patching litellm's internals or overriding ``messages``
-through the OpenAI SDK's ``extra_body``, behind litellm's back; the router does neither.
+``null`` anyway would mean patching litellm's internals, or passing the whole list again as
+``extra_body={"messages": ...}``: that does reach the wire with ``null`` on the ``openai``
+and ``hosted_vllm`` routes (the body is merged over litellm's), but it replaces litellm's
+per-provider message transformations (images hoisted out of tool turns, list contents
+joined for vLLM, ...) with the untransformed turns, behind litellm's back. The router does
+neither.
 
 So a ``null`` content becomes one of the two shapes litellm can send:
 
