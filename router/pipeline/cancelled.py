@@ -41,26 +41,25 @@ within one token, tens of ms)."""
 Counted = Literal["exact", "streamed", "prompt", "none"]
 
 
-async def _spent(router: "Router", ex: Exchange, call: CallRecord, spend: Spend | None, streamed: str | None) -> Counted:
-    """Fill ``call``'s tokens after a cancel (``streamed``: the text it delivered, None to
-    read it from ``spend``). Returns how: ``exact`` (an in-process worker's count),
-    ``streamed`` (prompt and delivered text counted), ``prompt`` (a non-streaming call: its
-    prompt counted, its completion unknown) or ``none`` (the counter failed)."""
+async def _spent(router: "Router", ex: Exchange, call: CallRecord, spend: Spend | None) -> Counted:
+    """Fill ``call``'s tokens after a cancel. Returns how: ``exact`` (an in-process worker's
+    count), ``streamed`` (prompt and the text the stream received counted), ``prompt`` (a
+    non-streaming call: its prompt counted, its completion unknown) or ``none`` (the
+    counter failed)."""
     tier = router.policy.tiers[call.tier]
     if tier.is_in_process:
         if spend is not None:
             await spend.settled(SETTLE_S)
             call.prompt_tokens, call.completion_tokens = spend.prompt_tokens, spend.completion_tokens
         return "exact"
-    was_stream = streamed is not None or (spend is not None and spend.streamed)
-    if streamed is None:
-        streamed = spend.received_text if spend is not None else ""
+    streamed = spend is not None and spend.streamed
     try:
         call.prompt_tokens = await asyncio.to_thread(count_prompt_tokens, tier, ex.messages())
-        call.completion_tokens = await asyncio.to_thread(count_text_tokens, tier, streamed)
+        received = spend.received_text if streamed else ""
+        call.completion_tokens = await asyncio.to_thread(count_text_tokens, tier, received)
     except Exception:  # a message shape the counter does not know: nothing counted, still logged
         return "none"
-    return "streamed" if was_stream else "prompt"
+    return "streamed" if streamed else "prompt"
 
 
 def _tiers(counted: list[tuple[str, Counted]], how: Counted) -> str:
@@ -68,7 +67,7 @@ def _tiers(counted: list[tuple[str, Counted]], how: Counted) -> str:
 
 
 async def _settle_and_log(router: "Router", ex: Exchange) -> None:
-    counted = [(call.tier, await _spent(router, ex, call, spend, None)) for call, spend in ex.in_flight()]
+    counted = [(call.tier, await _spent(router, ex, call, spend)) for call, spend in ex.in_flight()]
     if streams := _tiers(counted, "streamed"):
         ex.note(f"cancelled: prompt and streamed tokens of {streams} counted with litellm's tokenizer (estimated)")
     if whole := _tiers(counted, "prompt"):
@@ -85,9 +84,9 @@ def log_cancelled(router: "Router", ex: Exchange) -> None:
     router.writer.spawn(_settle_and_log(router, ex))
 
 
-async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, streamed: str, answer_text: str) -> None:
+async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, answer_text: str) -> None:
     spend = next((s for c, s in ex.spends if c is call), None)
-    if await _spent(router, ex, call, spend, streamed) == "streamed":
+    if await _spent(router, ex, call, spend) == "streamed":
         ex.note(f"cancelled: usage not reported by {call.tier}, prompt and streamed tokens counted with "
                 "litellm's tokenizer (estimated)")
     call.latency_ms = (time.perf_counter() - ex.t0) * 1000
@@ -95,14 +94,15 @@ async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, strea
     await router.writer.log(*router.log_args(ex, answer_text))
 
 
-def log_cancelled_stream(router: "Router", ex: Exchange, call: CallRecord, streamed: str, answer_text: str) -> None:
+def log_cancelled_stream(router: "Router", ex: Exchange, call: CallRecord, answer_text: str) -> None:
     """Log a live stream whose client disconnected before the tier reported usage: ``call``
-    gets the tokens spent (``streamed``: every text and tool-argument piece relayed). With
-    no event loop running (a generator closed by the GC) it is logged at once, uncounted."""
+    gets the tokens spent (every text and tool-argument piece its stream received,
+    :attr:`Spend.received`). With no event loop running (a generator closed by the GC) it is
+    logged at once, uncounted."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
         router.log_soon(ex, answer_text)
         return
-    router.writer.spawn(_stream_logged(router, ex, call, streamed, answer_text))
+    router.writer.spawn(_stream_logged(router, ex, call, answer_text))
