@@ -124,17 +124,19 @@ async def _run(server: Served, jobs: list[tuple[str, object]], concurrency: int)
     return good, bad, elapsed
 
 
-async def _compare(servers: list[Served], n: int, concurrency: int, rounds: int) -> dict[str, tuple[Counter, float]]:
+async def _compare(servers: list[Served], n: int, concurrency: int, rounds: int
+                   ) -> dict[str, tuple[Counter, list[float]]]:
     """The same ``n`` good cloud requests to every server, in ``rounds`` rounds whose server
-    order alternates (ABBA); each server's statuses and seconds summed over its rounds."""
-    out = {s.name: (Counter(), 0.0) for s in servers}
+    order alternates (ABBA); each server's statuses summed over its rounds and the seconds
+    of each round."""
+    out: dict[str, tuple[Counter, list[float]]] = {s.name: (Counter(), []) for s in servers}
     size = -(-n // rounds)
     for r in range(rounds):
         jobs = [("good", i) for i in range(r * size, min(n, (r + 1) * size))]
         for server in servers if r % 2 == 0 else servers[::-1]:
             good, _, elapsed = await _run(server, jobs, concurrency)
-            statuses, seconds = out[server.name]
-            out[server.name] = (statuses + good, seconds + elapsed)
+            out[server.name][0].update(good)
+            out[server.name][1].append(elapsed)
     return out
 
 
@@ -187,9 +189,11 @@ def main() -> int:
                   f"{args.rounds} alternating rounds, baseline {args.baseline}")
             rps = {}
             for name, (good, seconds) in runs.items():
-                rps[name] = args.n / seconds
-                print(f"  {name}: {rps[name]:.0f} req/s over {seconds:.1f} s; {_statuses(good)}")
-            print(f"  current / baseline: {rps['current'] / rps['baseline']:.2f}x req/s")
+                rps[name] = args.n / sum(seconds)
+                print(f"  {name}: {rps[name]:.0f} req/s over {sum(seconds):.1f} s; {_statuses(good)}")
+            per_round = sorted(b / c for b, c in zip(runs["baseline"][1], runs["current"][1]))
+            print(f"  current / baseline: {rps['current'] / rps['baseline']:.2f}x req/s "
+                  f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})")
             ok = runs["current"][0].get(200, 0) == args.n
         jobs = _soak_jobs(args.n, first=args.n)
         good, bad, elapsed = asyncio.run(_run(current, jobs, args.c))
