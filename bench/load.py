@@ -10,7 +10,18 @@ endpoints). Prints: good requests answered 200 (and the errors), bad ones answer
 4xx in their API's error JSON (and any other answer), requests/s, log rows written vs
 requests sent, and how long ``serve`` takes to stop on SIGTERM.
 
-Usage: ``python bench/load.py [-n 10000] [-c 64]``
+``--baseline DIR`` (a checkout of an older commit, e.g. ``git worktree add --detach DIR
+<commit>``) measures speed as a ratio on a shared, loaded machine: before the soak, a
+second ``serve`` runs from DIR (``PYTHONPATH=DIR``; this checkout's server gets
+``PYTHONPATH`` of this checkout) on the same backend, and both get the same ``-n`` good
+cloud requests in ``--rounds`` alternating rounds (ABBA order, so a load change during
+the run hits both alike). Prints each server's requests/s over its rounds and the ratio
+current / baseline. Bad inputs are left out of that comparison: the old server answers
+some of them differently (the defects the sweep was written for), which would compare
+different work. The soak then runs on the current server only; its row count includes the
+comparison's requests.
+
+Usage: ``python bench/load.py [-n 10000] [-c 64] [--baseline DIR [--rounds 4]]``
 """
 
 from __future__ import annotations
@@ -20,10 +31,12 @@ import asyncio
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -34,6 +47,7 @@ from bad_inputs import BAD_INPUTS, BadInput, answer_problem, send_raw  # noqa: E
 from proxy import free_port, slm_router_command, start, start_fake_backend, wait_http  # noqa: E402
 
 SHAPED = "4xx, the API's error shape"
+HERE_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 async def _good(session: aiohttp.ClientSession, url: str, i: int) -> int:
@@ -58,13 +72,37 @@ async def _bad(session: aiohttp.ClientSession, base: str, port: int, kind: BadIn
     return answer_problem(kind, status, body)
 
 
-async def _run(base: str, port: int, n: int, concurrency: int) -> tuple[Counter, Counter, int, float]:
-    url = base + "/v1/chat/completions"
-    jobs: list[tuple[str, object]] = [("good", i) for i in range(n)]
+def _soak_jobs(n: int, first: int = 0) -> list[tuple[str, object]]:
+    """``n`` good requests (numbered from ``first``) with every bad kind about 4 times, spread through."""
+    jobs: list[tuple[str, object]] = [("good", first + i) for i in range(n)]
     kinds = BAD_INPUTS
-    every = max(1, n // (4 * len(kinds)))  # every bad kind about 4 times, spread through the run
+    every = max(1, n // (4 * len(kinds)))
     for k in range(0, n, every):
         jobs.insert(k + k // every, ("bad", kinds[(k // every) % len(kinds)]))
+    return jobs
+
+
+@dataclass
+class Served:
+    """One running ``serve``: its process, port and request log."""
+
+    name: str
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rows(self) -> int:
+        with sqlite3.connect(self.log_path) as con:
+            return con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+async def _run(server: Served, jobs: list[tuple[str, object]], concurrency: int) -> tuple[Counter, Counter, float]:
+    """Send ``jobs`` from ``concurrency`` clients; (good statuses, bad-answer problems, seconds)."""
+    url = server.base + "/v1/chat/completions"
     good, bad = Counter(), Counter()
     queue: asyncio.Queue = asyncio.Queue()
     for job in jobs:
@@ -77,54 +115,102 @@ async def _run(base: str, port: int, n: int, concurrency: int) -> tuple[Counter,
                 if kind == "good":
                     good[await _good(session, url, item)] += 1
                 else:
-                    problem = await _bad(session, base, port, item)
+                    problem = await _bad(session, server.base, server.port, item)
                     bad[SHAPED if problem is None else f"{item.name}: {problem}"] += 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return good, bad, len(jobs), elapsed
+    return good, bad, elapsed
+
+
+async def _compare(servers: list[Served], n: int, concurrency: int, rounds: int
+                   ) -> dict[str, tuple[Counter, list[float]]]:
+    """The same ``n`` good cloud requests to every server, in ``rounds`` rounds whose server
+    order alternates (ABBA); each server's statuses summed over its rounds and the seconds
+    of each round."""
+    out: dict[str, tuple[Counter, list[float]]] = {s.name: (Counter(), []) for s in servers}
+    size = -(-n // rounds)
+    for r in range(rounds):
+        jobs = [("good", i) for i in range(r * size, min(n, (r + 1) * size))]
+        for server in servers if r % 2 == 0 else servers[::-1]:
+            good, _, elapsed = await _run(server, jobs, concurrency)
+            out[server.name][0].update(good)
+            out[server.name][1].append(elapsed)
+    return out
+
+
+def _serve(name: str, checkout: Path, work: Path, backend: str, env: dict) -> Served:
+    """``slm-router serve`` from ``checkout`` (its ``router`` package first on the path)."""
+    log_path = work / f"{name}.sqlite3"
+    policy = {"tiers": {"local": {"model": "openai/bench-local", "api_key": "sk-bench", "api_base": backend + "/v1",
+                                  "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-bench", "api_base": backend + "/v1"}},
+              "log": {"path": str(log_path)}}
+    (work / f"{name}.yaml").write_text(yaml.safe_dump(policy))
+    port = free_port()
+    proc = start(slm_router_command() + ["serve", "--policy", str(work / f"{name}.yaml"), "--port", str(port),
+                                         "--log-level", "warning"],
+                 work / f"{name}.log", {**env, "PYTHONPATH": str(checkout)}, cwd=work)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return Served(name, proc, port, log_path)
+
+
+def _statuses(good: Counter) -> str:
+    return f"{good.get(200, 0)} answered 200; others: {dict((k, v) for k, v in good.items() if k != 200) or 'none'}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=10000, help="good requests")
     parser.add_argument("-c", type=int, default=64, help="concurrent clients")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="checkout of an older commit whose server the same good load is compared with")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of the comparison")
     args = parser.parse_args()
-    slm_router = slm_router_command()
     work = Path(tempfile.mkdtemp(prefix="slm-router-load-"))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
     procs = []
     try:
         backend_proc, backend = start_fake_backend(work, env)
         procs.append(backend_proc)
-        log_path = work / "requests.sqlite3"
-        policy = {"tiers": {"local": {"model": "openai/bench-local", "api_key": "sk-bench", "api_base": backend + "/v1",
-                                      "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                            "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-bench", "api_base": backend + "/v1"}},
-                  "log": {"path": str(log_path)}}
-        (work / "policy.yaml").write_text(yaml.safe_dump(policy))
-        rport = free_port()
-        server = start(slm_router + ["serve", "--policy", str(work / "policy.yaml"), "--port", str(rport),
-                                     "--log-level", "warning"], work / "router.log", env)
-        procs.append(server)
-        wait_http(f"http://127.0.0.1:{rport}/healthz", server)
-        good, bad, sent, elapsed = asyncio.run(_run(f"http://127.0.0.1:{rport}", rport, args.n, args.c))
+        current = _serve("current", HERE_CHECKOUT, work, backend, env)
+        procs.append(current.proc)
+        compared_sent = 0
+        ok = True
+        if args.baseline is not None:
+            baseline = _serve("baseline", args.baseline.resolve(), work, backend, env)
+            procs.append(baseline.proc)
+            runs = asyncio.run(_compare([baseline, current], args.n, args.c, max(1, args.rounds)))
+            baseline.proc.send_signal(signal.SIGTERM)
+            baseline.proc.wait(timeout=60)  # stopped before the soak: it would take CPU from it
+            compared_sent = args.n
+            print(f"comparison: the same {args.n} good cloud requests (half streaming), {args.c} concurrent, "
+                  f"{args.rounds} alternating rounds, baseline {args.baseline}")
+            rps = {}
+            for name, (good, seconds) in runs.items():
+                rps[name] = args.n / sum(seconds)
+                print(f"  {name}: {rps[name]:.0f} req/s over {sum(seconds):.1f} s; {_statuses(good)}")
+            per_round = sorted(b / c for b, c in zip(runs["baseline"][1], runs["current"][1]))
+            print(f"  current / baseline: {rps['current'] / rps['baseline']:.2f}x req/s "
+                  f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})")
+            ok = runs["current"][0].get(200, 0) == args.n
+        jobs = _soak_jobs(args.n, first=args.n)
+        good, bad, elapsed = asyncio.run(_run(current, jobs, args.c))
         t = time.perf_counter()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        current.proc.send_signal(signal.SIGTERM)
+        current.proc.wait(timeout=60)
         shutdown_s = time.perf_counter() - t
-        with sqlite3.connect(log_path) as con:
-            rows = con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-        print(f"{args.n} good cloud requests (half streaming) + {sent - args.n} bad ones of {len(BAD_INPUTS)} kinds, "
-              f"{args.c} concurrent, one run on {os.cpu_count()} CPUs")
-        print(f"good: {good.get(200, 0)} answered 200; others: {dict((k, v) for k, v in good.items() if k != 200) or 'none'}")
+        rows, sent = current.rows(), len(jobs) + compared_sent
+        print(f"{args.n} good cloud requests (half streaming) + {len(jobs) - args.n} bad ones of {len(BAD_INPUTS)} "
+              f"kinds, {args.c} concurrent, one run on {os.cpu_count()} CPUs")
+        print(f"good: {_statuses(good)}")
         print(f"bad: {bad.get(SHAPED, 0)} answered 4xx in their API's error shape (OpenAI or Anthropic); others: "
               f"{dict((k, v) for k, v in bad.items() if k != SHAPED) or 'none'}")
-        print(f"throughput: {sent / elapsed:.0f} req/s over {elapsed:.1f} s")
+        print(f"throughput: {len(jobs) / elapsed:.0f} req/s over {elapsed:.1f} s")
         print(f"log rows: {rows} for {sent} requests sent ({'none lost' if rows == sent else 'MISMATCH'})")
         print(f"shutdown after SIGTERM: {shutdown_s:.1f} s")
-        return 0 if good.get(200, 0) == args.n and rows == sent and bad.get(SHAPED, 0) == sent - args.n else 1
+        return 0 if ok and good.get(200, 0) == args.n and rows == sent and bad.get(SHAPED, 0) == len(jobs) - args.n else 1
     finally:
         for p in procs:
             if p.poll() is None:

@@ -5,7 +5,8 @@ tier stand-in for the hardening tests, reached through litellm like any provider
 - a ``dict``: sent as the JSON answer (status 200);
 - ``(status, dict)``: sent with that status;
 - a ``list[str]``: raw server-sent-event text sent as given (each item one write), so a test
-  controls every byte of a stream (``event:`` / ``id:`` / ``retry:`` lines included).
+  controls every byte of a stream (``event:`` / ``id:`` / ``retry:`` lines included); a
+  number in the list is a pause of that many seconds (a stream that stalls).
 ``received`` holds every request body and ``headers`` its headers; ``delay_s`` waits before answering; ``per_chunk_s``
 waits between stream writes; ``cancelled`` counts requests whose client went away.
 """
@@ -111,6 +112,9 @@ class ScriptedUpstream(FakeOpenAI):
         async def events():
             try:
                 for piece in pieces:
+                    if isinstance(piece, (int, float)):
+                        await asyncio.sleep(piece)
+                        continue
                     yield piece
                     if pause:
                         await asyncio.sleep(pause)

@@ -218,6 +218,67 @@ def test_assistant_null_content_reaches_a_strict_server(proxy, cloud_up):
     assert r.json()["choices"][0]["message"]["content"] == "It is sunny."
 
 
+def test_litellm_still_drops_none_fields_of_messages():
+    """Pins why ``null`` is never forwarded (router/providers/null_content.py): litellm's
+    completion() removes every None field of every message before any provider sees it.
+    When this fails, litellm keeps ``null`` (BerriAI/litellm#37711): forward it as sent."""
+    from litellm.utils import validate_and_fix_openai_messages
+
+    cleaned = validate_and_fix_openai_messages([dict(m) for m in TOOL_HISTORY])
+    assert "content" not in cleaned[1] and cleaned[1]["tool_calls"][0]["id"] == "call_1"
+
+
+def test_null_content_is_a_string_only_for_providers_that_forward_openai_json():
+    from router.providers.null_content import forwarded_messages, needs_string_content
+
+    for model in ("openai/gpt-4o-mini", "hosted_vllm/smollm2", "lm_studio/qwen", "azure/gpt-4o", "groq/llama3"):
+        assert needs_string_content(model, "http://127.0.0.1:1/v1"), model
+    for model in ("anthropic/claude-sonnet-4-5", "gemini/gemini-2.0-flash", "ollama_chat/llama3", "bedrock/claude"):
+        assert not needs_string_content(model, None), model
+        assert forwarded_messages(TOOL_HISTORY, model) is TOOL_HISTORY  # litellm drops the None: no text block
+    assert forwarded_messages(TOOL_HISTORY, "hosted_vllm/smollm2", "http://x/v1")[1]["content"] == ""
+    assert TOOL_HISTORY[1]["content"] is None  # the client's turns are never changed in place
+
+
+@pytest.fixture(scope="module")
+def claude():
+    from .fake_anthropic import FakeAnthropic
+
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def routes_proxy(cloud_up, local_up, claude, tmp_path_factory):
+    """The local tier through litellm's hosted_vllm provider, a third tier through its
+    Anthropic provider (translated: no OpenAI JSON on the wire)."""
+    policy = _policy(cloud_up.url, local_up.url)
+    policy["tiers"]["local"]["model"] = "hosted_vllm/smollm2"
+    policy["tiers"]["claude"] = {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk-ant-test",
+                                 "api_base": claude.url, "max_retries": 0}
+    proc = ProxyProcess(policy, tmp_path_factory.mktemp("routes")).start()
+    yield proc
+    proc.stop()
+
+
+def test_null_content_per_provider_route_through_the_server(routes_proxy, local_up, claude):
+    """A strict OpenAI-compatible server behind litellm's hosted_vllm route gets ``""`` (it
+    would reject a turn without content; ``null`` cannot get through litellm); the
+    Anthropic route gets the tool call as a ``tool_use`` block and no empty text block."""
+    local_up.reply = _strict
+    r = _chat(routes_proxy, model="local", tools=TOOLS, messages=TOOL_HISTORY)
+    assert r.status_code == 200, r.text
+    sent = local_up.received[-1]["messages"][1]
+    assert sent["content"] == "" and sent["tool_calls"][0]["function"]["name"] == "get_weather"
+    r = _chat(routes_proxy, model="claude", tools=TOOLS, messages=TOOL_HISTORY, max_tokens=32)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "The tool said: sunny, 21 C"
+    turn = claude.received[-1][0]["messages"][1]
+    assert turn["role"] == "assistant"
+    assert [b["type"] for b in turn["content"]] == ["tool_use"] and turn["content"][0]["id"] == "call_1"
+
+
 # -- 5. secret rotation by hot reload -----------------------------------------------------------
 def _auth_seen(up: ScriptedUpstream) -> str:
     return up.headers[-1].get("authorization", "")
@@ -289,6 +350,63 @@ def test_disconnect_cancels_a_cloud_call(proxy, cloud_up, stream):
     # the upstream said nothing about usage: the prompt it read is counted, and marked so
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] == 0
     assert "counted with litellm's tokenizer (estimated)" in row["reason"]
+    if stream:  # nothing streamed yet: 0 counted completion tokens
+        assert "prompt and streamed tokens of cloud counted" in row["reason"]
+    else:  # the upstream generates whole and says nothing before it answers: unknown, never a silent 0
+        assert "completion tokens unknown" in row["reason"]
+
+
+def test_a_checked_stream_generated_whole_by_a_local_server_is_cancelled_with_its_prompt(proxy, local_up):
+    """``auto`` streams from an OpenAI-compatible local tier are checked whole (held back,
+    called without streaming): a disconnect meanwhile cancels the local call, and the row
+    counts the prompt and says the completion tokens are unknown."""
+    local_up.delay_s = 30
+    since, before = time.time(), local_up.cancelled
+    _client_gives_up(proxy, {"model": "auto", "stream": True,
+                             "messages": [{"role": "user", "content": "held back whole, then gone"}]}, timeout_s=2)
+    row = _cancelled_row(proxy, since)
+    assert row["tier"] == "local" and row["error"] == "client disconnected"
+    assert row["prompt_tokens"] > 0 and row["completion_tokens"] == 0
+    assert "prompt tokens of local counted with litellm's tokenizer (estimated); completion tokens unknown" in row["reason"]
+    deadline = time.time() + 3
+    while local_up.cancelled == before and time.time() < deadline:
+        time.sleep(0.05)
+    assert local_up.cancelled == before + 1, "the local call was not cancelled"
+
+
+@pytest.fixture(scope="module")
+def prefix_proxy(cloud_up, local_up, tmp_path_factory):
+    """``auto`` -> the scripted local tier, streams checked on their first 40 tokens."""
+    proc = ProxyProcess(_policy(cloud_up.url, local_up.url, escalation={"stream_check_tokens": 40}),
+                        tmp_path_factory.mktemp("prefix")).start()
+    _chat(proc, model="cloud", messages=[{"role": "user", "content": "warm-up"}])
+    yield proc
+    proc.stop()
+
+
+def test_a_stream_cancelled_while_its_prefix_is_held_back_logs_the_tokens_received(prefix_proxy, local_up):
+    """The local stream stalls after three pieces, before the 40 tokens the check waits for;
+    the client gives up; the row counts exactly the held-back pieces (and the prompt)."""
+    import litellm
+
+    held = [" Internationalization of", " extraordinarily heterogeneous", " telecommunications infrastructure"]
+    local_up.reply = lambda body: [chunk({"role": "assistant", "content": ""})] + [
+        chunk({"content": p}) for p in held] + [30.0, chunk({"content": " never sent"}), chunk({}, finish="stop"),
+                                                 usage_chunk(), DONE]
+    since, before = time.time(), local_up.cancelled
+    _client_gives_up(prefix_proxy, {"model": "auto", "stream": True,
+                                    "messages": [{"role": "user", "content": "a long technical sentence"}]}, timeout_s=2)
+    row = _cancelled_row(prefix_proxy, since)
+    assert row["tier"] == "local" and row["error"] == "client disconnected"
+    assert row["completion_tokens"] == litellm.token_counter(model="openai/smollm2", text="".join(held)) > 0
+    assert row["prompt_tokens"] > 0
+    assert "prompt and streamed tokens of local counted with litellm's tokenizer (estimated)" in row["reason"]
+    calls = _rows(prefix_proxy, "SELECT * FROM calls WHERE request_id = ?", (row["id"],))
+    assert [(c["status"], c["completion_tokens"]) for c in calls] == [("cancelled", row["completion_tokens"])]
+    deadline = time.time() + 3
+    while local_up.cancelled == before and time.time() < deadline:
+        time.sleep(0.05)
+    assert local_up.cancelled == before + 1, "the held-back local stream was not stopped"
 
 
 def test_a_cancelled_cloud_stream_logs_the_tokens_it_streamed(proxy, cloud_up):

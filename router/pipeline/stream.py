@@ -221,7 +221,6 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
     started: set[int] = set()
     tool_calls = ToolCallAssembler()
     usage: dict[str, int] | None = None
-    streamed: list[str] = []  # every choice's text and tool arguments (a cancelled stream's count)
     try:
         yield sse(chunk(cid, created, model, role="assistant", content=""))
         pending = list(held)
@@ -234,14 +233,12 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
                     started.add(d.index)
                 if d.content:
                     pieces += 1
-                    streamed.append(d.content)
                     if d.index == 0:
                         text_parts.append(d.content)
                     yield sse(chunk(cid, created, model, content=d.content, index=d.index,
                                     logprobs=client_logprobs(request, d.logprob_entries)))
                 if d.tool_calls:
                     pieces += 1
-                    streamed.extend((tc.get("function") or {}).get("arguments") or "" for tc in d.tool_calls)
                     if d.index == 0:
                         tool_calls.add(d.tool_calls)
                     yield sse(chunk(cid, created, model, tool_calls=d.tool_calls, index=d.index))
@@ -287,7 +284,7 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
         raise
     finally:
         if usage is None and record.status == "cancelled":  # the tokens spent, counted or reported
-            log_cancelled_stream(router, ex, call, "".join(streamed), "".join(text_parts))
+            log_cancelled_stream(router, ex, call, "".join(text_parts))
         else:
             usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}
             call.prompt_tokens, call.completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]

@@ -5,15 +5,19 @@ The attempts layer gives each call a :class:`Spend` and makes it the current one
 (:func:`metering`, a context variable, so it follows the call into litellm and the
 in-process provider without new parameters); the in-process tier
 (:mod:`router.providers.local_provider`) adds each generation's final count to it, the
-count a worker reports after it stopped for a cancel included. The pipeline waits for a
-cancelled call's spend to settle (:meth:`Spend.settled`) before it logs the request.
+count a worker reports after it stopped for a cancel included. A streamed call of any other
+tier (which reports its usage only at the end) keeps the text it has received
+(:meth:`Spend.receive`, from :meth:`router.providers.tier_client.TierClient.stream`), so a
+stream cancelled while its prefix is held back for checking can still be counted. The
+pipeline waits for a cancelled call's spend to settle (:meth:`Spend.settled`) before it
+logs the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -28,12 +32,16 @@ class Spend:
         prompt_tokens: the prompt's tokens, counted once (as ``n > 1`` is billed).
         completion_tokens: completion tokens of every generation, finished or stopped.
         generations: generations started; ``reported`` of them have reported their count.
+        streamed: the call was a stream (its text arrives piece by piece); ``received``: the
+            text and tool-call argument pieces it has delivered so far, every choice.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     generations: int = 0
     reported: int = 0
+    streamed: bool = False
+    received: list[str] = field(default_factory=list, repr=False)
     _done: asyncio.Event | None = field(default=None, repr=False)
 
     def begin(self) -> None:
@@ -47,6 +55,15 @@ class Spend:
         self.reported += 1
         if self._done is not None and self.reported >= self.generations:
             self._done.set()
+
+    def receive(self, pieces: Iterable[str]) -> None:
+        """A streamed call delivered ``pieces`` (text and tool-call arguments)."""
+        self.received.extend(p for p in pieces if p)
+
+    @property
+    def received_text(self) -> str:
+        """Everything the streamed call delivered so far, concatenated."""
+        return "".join(self.received)
 
     @property
     def metered(self) -> bool:

@@ -17,24 +17,11 @@ from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 from .local_errors import LocalTierError
+from .null_content import forwarded_messages
 from .runtimes import runtime_for
+from .spend import current_spend
 
-__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "keep_null_content", "logprob_entries"]
-
-
-def keep_null_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``messages`` with ``content: ""`` on turns that carry ``content: null``.
-
-    litellm removes every None field of a message before it sends it
-    (``litellm.utils.cleanup_none_field_in_message``), so an assistant tool-call turn sent
-    with ``content: null`` would reach the tier with no ``content`` at all, which strict
-    OpenAI-compatible servers reject with 400. An empty string is what OpenAI's API takes
-    for "no text" there, and what servers that need a string accept. Other turns are
-    returned as they are (the list is copied only when a turn changes).
-    """
-    if not any("content" in m and m["content"] is None for m in messages):
-        return messages
-    return [{**m, "content": ""} if "content" in m and m["content"] is None else m for m in messages]
+__all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "logprob_entries"]
 
 
 class TierCallError(Exception):
@@ -162,6 +149,11 @@ def _tool_call_fragments(raw: Any) -> list[dict[str, Any]] | None:
     return out
 
 
+def _arguments(fragment: dict[str, Any]) -> str:
+    """The argument text of a tool-call fragment ("" when it carries none)."""
+    return (fragment.get("function") or {}).get("arguments") or ""
+
+
 def logprob_entries(logprobs: Any) -> list[dict[str, Any]] | None:
     """A choice's ``logprobs`` as OpenAI chat entries (``{"token", "logprob", "top_logprobs":
     [{"token", "logprob"}]}``), from the chat shape (``{"content": [...]}``) or the legacy
@@ -284,7 +276,8 @@ class TierClient:
         kwargs: dict[str, Any] = dict(params)
         if tier.max_tokens and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
             kwargs["max_tokens"] = tier.max_tokens
-        kwargs.update(model=tier.model, messages=keep_null_content(messages), timeout=tier.timeout_s, num_retries=0)
+        kwargs.update(model=tier.model, messages=forwarded_messages(messages, tier.model, tier.api_base),
+                      timeout=tier.timeout_s, num_retries=0)
         if tier.api_key:
             kwargs["api_key"] = tier.api_key
         if tier.api_base:
@@ -330,6 +323,8 @@ class TierClient:
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
         """Call tier ``name`` with streaming; yields :class:`StreamDelta` pieces, usage last.
+        The text and tool-call arguments received are kept on the attempt's
+        :class:`~router.providers.spend.Spend` (a cancelled stream is counted from them).
 
         Raises:
             TierCallError: the provider failed, before or during the stream.
@@ -340,6 +335,9 @@ class TierClient:
         tier = self.policy.tiers[name]
         kwargs = self._kwargs(name, tier, messages, params)
         kwargs.update(stream=True, stream_options={"include_usage": True})
+        spend = current_spend()  # the attempt's, set while this generator takes its first step
+        if spend is not None:
+            spend.streamed = True
         try:
             response = await litellm.acompletion(**kwargs)
             async for chunk in response:
@@ -352,6 +350,8 @@ class TierClient:
                     entries = extra or logprob_entries(choice.get("logprobs"))
                     logprobs = _token_logprobs(entries)
                     tool_calls = _tool_call_fragments(delta.get("tool_calls"))
+                    if spend is not None and (content or tool_calls):
+                        spend.receive([content, *(_arguments(tc) for tc in tool_calls or ())])
                     if content or choice.get("finish_reason") or logprobs or tool_calls:
                         yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
                                           logprobs, tool_calls, entries or None)
