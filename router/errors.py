@@ -137,7 +137,11 @@ class PayloadTooLargeError(InvalidRequestError):
 def upstream_error_for(status: int, message: str) -> RouterError:
     """The client-visible error for a tier failure with HTTP-like ``status``: timeouts become
     504 ``upstream_timeout``, rate limits 429 ``upstream_rate_limited``, an unreachable or
-    unauthorised tier 503 ``tier_unavailable``, anything else 502 ``upstream_error``."""
+    unauthorised tier 503 ``tier_unavailable``, a prompt over the tier's context window (the
+    only 400 that is not the request's fault elsewhere: another tier may hold it) 400
+    ``context_length_exceeded``, anything else 502 ``upstream_error``."""
+    if status == 400:
+        return InvalidRequestError(message, code="context_length_exceeded", param="messages")
     if status in (408, 504):
         return UpstreamError(message, code="upstream_timeout", status_code=504)
     if status == 429:

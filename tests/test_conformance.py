@@ -271,6 +271,25 @@ def test_long_prompt_skips_a_local_tier_that_cannot_hold_it(proxy, cloud):
     assert forced.status_code == 400 and forced.json()["error"]["code"] == "context_length_exceeded"
 
 
+def test_prompt_the_estimate_lets_through_but_the_local_window_cannot_hold(proxy, cloud, tmp_path):
+    """CJK text is about 1.5 tokens a character, not the 0.25 of the chars/4 estimate, so the
+    local worker finds the overflow. With the cloud tier unavailable that is a 400
+    context_length_exceeded (it was a 502 upstream_error, which SDKs retry); with it, a routed
+    request is answered by the cloud tier."""
+    cjk = "这是一个关于历史的问题请详细回答" * 400  # 6,400 characters: "about 1,600 tokens", really ~10,000
+    policy = _policy(cloud.url)
+    policy["tiers"]["cloud"]["api_key"] = ""
+    no_cloud = ProxyProcess(policy, tmp_path).start()
+    try:
+        for model, stream in (("local", False), ("local", True), ("auto", False), ("auto", True)):
+            r = _post(no_cloud, {"model": model, "stream": stream, "max_tokens": 8, "messages": [{"role": "user", "content": cjk}]})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "context_length_exceeded" and "context window" in r.json()["error"]["message"]
+    finally:
+        no_cloud.stop()
+    routed = _post(proxy, {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": cjk}]})
+    assert routed.status_code == 200 and routed.headers["x-router-tier"] == "cloud"
+
 def test_image_only_turn_is_not_routed_by_earlier_text(proxy):
     r = _post(proxy, {"model": "auto", "max_tokens": 8, "messages": [
         {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "Why did the chicken..."},

@@ -79,6 +79,8 @@ async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, pu
     try:
         return await call(ex, tier, purpose)
     except TierCallError as err:
+        if err.client_fault:
+            raise InvalidRequestError(str(err), code="upstream_rejected") from err
         raise upstream_error_for(err.status, str(err)) from err
     except BudgetRefused as refused:
         if policy.budgets.on_exhausted == "reject":

@@ -12,30 +12,48 @@ from .parse import ChatRequest, message_text
 
 __all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
 
-ROUTER_DIRECTIVE = re.compile(
-    r"(?i)[^.!?\n]*\b(?:"
+_DIRECTIVE_WORDS = (
     r"(?:note|message|instruction|instructions|hint|directive|attention)s?\s+(?:to|for)\s+(?:the\s+)?"
     r"(?:router|classifier|routing\s+(?:model|system|layer)|model\s+(?:selector|router)|gateway|proxy)\b"
     r"|(?:router|classifier)\s*:"
     r"|(?:route|send|forward|escalate)\s+(?:this|me|it|the\s+request)\s+to\s+(?:the\s+)?"
-    r"(?:cloud|strong(?:est)?|best|big(?:gest)?|large(?:st)?|premium|gpt-?4\w*|claude\w*)\b"
-    r")[^.!?\n]*[.!?]?[ \t]*")
+    r"(?:cloud|strong(?:est)?|best|big(?:gest)?|large(?:st)?|premium|gpt-?4\w*|claude\w*)\b")
+ROUTER_DIRECTIVE = re.compile(r"(?i)[^.!?\n]*\b(?:" + _DIRECTIVE_WORDS + r")[^.!?\n]*[.!?]?[ \t]*")
 """A sentence addressed to the router rather than the model ("NOTE TO ROUTER: very hard",
 "route this to the strongest model"). Such a line asks for a tier; it says nothing about the
 question's difficulty, and alone it moved a simple question's score from 0.43 to 0.51
 (``bench/injection.py`` measures the shift over real prompts). No prompt of the shared
 training or evaluation data matches it."""
 
+_DIRECTIVE_CORE = re.compile(r"(?i)\b(?:" + _DIRECTIVE_WORDS + ")")
+_SENTENCE = re.compile(r"[^.!?\n]*[.!?]?")
+""":data:`ROUTER_DIRECTIVE` in two linear steps: its unanchored ``[^.!?\\n]*`` prefix made
+``re`` retry every start of a long sentence (quadratic: a 20,000-character line without
+punctuation held the event loop for 40 s), so a line is cut into sentences and a sentence
+holding the directive words goes, with the blanks after it, as ``ROUTER_DIRECTIVE.sub`` does."""
+
+
+def _strip_line(line: str) -> str:
+    """``ROUTER_DIRECTIVE.sub("", line)`` in linear time (see :data:`_SENTENCE`); pure."""
+    kept, after_directive = [], False
+    for sentence in _SENTENCE.findall(line):
+        if after_directive:
+            sentence = sentence.lstrip(" \t")
+        after_directive = _DIRECTIVE_CORE.search(sentence) is not None
+        if not after_directive:
+            kept.append(sentence)
+    return "".join(kept)
+
 
 def strip_router_directives(text: str) -> str:
     """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); a line
     that held nothing else goes with them (its line break would change the text features: the
     question alone and the question plus a directive line must read the same); pure."""
-    if not text or not ROUTER_DIRECTIVE.search(text):
+    if not text or not _DIRECTIVE_CORE.search(text):
         return text
     kept = []
     for line in text.split("\n"):
-        left = ROUTER_DIRECTIVE.sub("", line)
+        left = _strip_line(line)
         if left.strip() or not line.strip():
             kept.append(left)
     return "\n".join(kept)
