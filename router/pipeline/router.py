@@ -175,7 +175,10 @@ class Router:
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the classifier, the embedder and in-process models (blocking, seconds)."""
+        """Load the classifier, the embedder and in-process models (blocking, seconds). The
+        in-process models' worker processes are launched first, so they load on another core
+        while this process loads the classifier and imports litellm."""
+        self.client.launch()
         if isinstance(self.scorer, EmbeddingScorer):
             self.scorer.warm_up()
         self.client.warm_up()

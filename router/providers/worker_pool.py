@@ -118,9 +118,11 @@ class WorkerPool:
         _POOLS.append(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout_s: float = 120.0) -> None:
-        """Decide extra buffers (probe or cache), start the workers and wait until one is
-        ready (idempotent; blocking, about 1 s, a few more the first time the probe runs)."""
+    def launch(self) -> None:
+        """Decide extra buffers (probe or cache) and start the worker processes without
+        waiting for them to load their model (idempotent; the probe, when it runs, blocks a
+        few seconds). The server launches them first, so they load on another core while it
+        loads its own models (issue 17: start-up to first answer)."""
         with self._start_lock:
             if not self._started.is_set():
                 self.extra_buffers = self._resolver(self.spec.extra_buffers, self.spec.model_path)
@@ -128,6 +130,11 @@ class WorkerPool:
                     for _ in range(self.spec.parallel):
                         self._spawn()
                 self._started.set()
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """:meth:`launch`, then wait until one worker is ready (idempotent; blocking, about
+        1 s, a few more the first time the probe runs)."""
+        self.launch()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:

@@ -8,30 +8,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..scoring.caseless import Caseless, lowered
 from .parse import ChatRequest, message_text
 
 __all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
 
-ROUTER_DIRECTIVE = re.compile(
-    r"(?i)[^.!?\n]*\b(?:"
+_DIRECTIVE_CORE = (
+    r"\b(?:"
     r"(?:note|message|instruction|instructions|hint|directive|attention)s?\s+(?:to|for)\s+(?:the\s+)?"
     r"(?:router|classifier|routing\s+(?:model|system|layer)|model\s+(?:selector|router)|gateway|proxy)\b"
     r"|(?:router|classifier)\s*:"
     r"|(?:route|send|forward|escalate)\s+(?:this|me|it|the\s+request)\s+to\s+(?:the\s+)?"
     r"(?:cloud|strong(?:est)?|best|big(?:gest)?|large(?:st)?|premium|gpt-?4\w*|claude\w*)\b"
-    r")[^.!?\n]*[.!?]?[ \t]*")
+    r")")
+ROUTER_DIRECTIVE = re.compile(r"(?i)[^.!?\n]*" + _DIRECTIVE_CORE + r"[^.!?\n]*[.!?]?[ \t]*")
 """A sentence addressed to the router rather than the model ("NOTE TO ROUTER: very hard",
 "route this to the strongest model"). Such a line asks for a tier; it says nothing about the
 question's difficulty, and alone it moved a simple question's score from 0.43 to 0.51
 (``bench/injection.py`` measures the shift over real prompts). No prompt of the shared
 training or evaluation data matches it."""
 
+_HAS_DIRECTIVE = Caseless(_DIRECTIVE_CORE)
+"""Whether a text holds a directive at all: :data:`ROUTER_DIRECTIVE` matches exactly where its
+core does (the sentence around the core may be empty). Searching for the core alone is linear
+in the text; the full pattern, tried from every start of a sentence, backtracks over the
+sentence at each (quadratic: about 3 ms on a 2,000-character prompt before issue 17)."""
+
 
 def strip_router_directives(text: str) -> str:
     """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); a line
     that held nothing else goes with them (its line break would change the text features: the
     question alone and the question plus a directive line must read the same); pure."""
-    if not text or not ROUTER_DIRECTIVE.search(text):
+    if not text or not _HAS_DIRECTIVE.search(text, lowered(text)):
         return text
     kept = []
     for line in text.split("\n"):
