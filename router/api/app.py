@@ -115,10 +115,18 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         err = InvalidRequestError(f"Invalid HTTP request: {message}", code="invalid_http")
         current.writer.spawn(current.log_failure(record, err))
 
+    async def warm_routing() -> None:
+        try:
+            await router.scoring.call(router.warm_up_routing)  # on the scoring thread: decisions wait
+        except Exception:  # routed requests then fail with the same error, logged
+            log.exception("loading the classifier failed")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if warm_up:
-            await asyncio.to_thread(router.warm_up)
+        routing_ready = None
+        if warm_up:  # answers first; the classifier loads while the server already answers
+            await asyncio.to_thread(router.warm_up_answers)
+            routing_ready = asyncio.get_running_loop().create_task(warm_routing())
         stop = asyncio.Event()
         watcher = None
         set_framing_listener(_log_framing_error)
@@ -133,6 +141,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         finally:
             set_framing_listener(None)
             stop.set()
+            if routing_ready is not None:
+                await routing_ready
             await asyncio.gather(follower, return_exceptions=True)
             live.remove_sighup()
             if watcher is not None:

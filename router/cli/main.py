@@ -56,33 +56,29 @@ def serve(
     import logging
     import os
 
-    import uvicorn
-
-    from ..api.http_errors import PROTOCOL as HTTP_PROTOCOL
-
-    from ..providers.runtimes import launch_runtimes
-
     # In-process models start loading in their worker processes first, on another core, while
-    # this process checks the policy and imports the server, litellm and the classifier.
+    # this process checks the policy and imports the server and litellm (see serve_start).
     launch = warm_up and workers == 1
     if policy is None:
         active = _policy(None)
         if launch:
+            from ..providers.runtimes import launch_runtimes
+
             launch_runtimes(active)
     else:
-        from ..policy.check import check_policy_file
+        from .serve_start import checked_policy
 
-        report = check_policy_file(policy, deployment=False)
-        if not (report.errors or report.policy is None):
-            if launch:
-                launch_runtimes(report.policy)
-            report = check_policy_file(policy)  # files, artifacts, prices (imports litellm)
+        report = checked_policy(policy, launch)
         if report.errors or report.policy is None:
             err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2)  # launched workers stop at exit
         for warning in report.warnings:
             err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
         active = report.policy
+    import uvicorn
+
+    from ..api.http_errors import PROTOCOL as HTTP_PROTOCOL
+
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     router_log = logging.getLogger("router")

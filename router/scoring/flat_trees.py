@@ -69,7 +69,8 @@ class FlatTrees:
         x = X[:, self.feature]  # (n, m): each node's feature value, per row
         go_left = (x <= self.threshold) | (np.isnan(x) & self.missing_left)
         step = np.where(go_left, self.left, self.right)  # (n, m): the next node from each node
+        rows = np.arange(len(X))[:, None]
         at = np.broadcast_to(self.roots, (len(X), len(self.roots)))
         for _ in range(self.depth):
-            at = np.take_along_axis(step, at, axis=1)
+            at = step[rows, at]
         return self.baseline + self.value[at].sum(axis=1)
