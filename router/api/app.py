@@ -116,9 +116,12 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         current.writer.spawn(current.log_failure(record, err))
 
     async def warm_routing() -> None:
+        app.state.classifier = "loading"
         try:
             await router.scoring.call(router.warm_up_routing)  # on the scoring thread: decisions wait
-        except Exception:  # routed requests then fail with the same error, logged
+            app.state.classifier = "ready"
+        except Exception as err:  # routed requests then fail with the same error, logged
+            app.state.classifier = f"failed: {type(err).__name__}"
             log.exception("loading the classifier failed")
 
     @asynccontextmanager
@@ -160,6 +163,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     app.state.router = router
     app.state.policy = router.policy
     app.state.started = time.time()
+    app.state.classifier = "loading" if warm_up else "on first use"
 
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
@@ -272,6 +276,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "policy_hash": current.policy_hash,
             "last_reload_error": live.last_error,
             "uptime_s": round(time.time() - app.state.started, 1),
+            "classifier": app.state.classifier,  # loading while serve loads it after start-up
         }
 
     @app.get("/metrics")

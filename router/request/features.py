@@ -32,7 +32,7 @@ _HAS_DIRECTIVE = Caseless(_DIRECTIVE_CORE)
 """Whether a text holds a directive at all: :data:`ROUTER_DIRECTIVE` matches exactly where its
 core does (the sentence around the core may be empty). Searching for the core alone is linear
 in the text; the full pattern, tried from every start of a sentence, backtracks over the
-sentence at each (quadratic: about 3 ms on a 2,000-character prompt before issue 17)."""
+sentence at each (quadratic: 17 ms on a 2,000-character prompt, 0.1 ms now; issue 17 profile)."""
 
 
 def strip_router_directives(text: str) -> str:
