@@ -75,16 +75,19 @@ def test_rule_points_equal_the_reference(prompts):
 def test_caseless_patterns_match_as_ignorecase_on_ascii():
     assert lower_literals(r"\bSELECT\S+\W|\\Frac [A-Z]") == r"\bselect\S+\W|\\frac [a-z]"
     assert lowered("Ｋ") is None and lowered("AbC") == "abc"
-    pattern = r"\b(why|Prove|step[- ]by[- ]step|[A-C]\d|x\s*=\s*\S+)\b"
-    full, fast = re.compile(pattern, re.IGNORECASE), Caseless(pattern)
     rng = random.Random(0)
-    alphabet = "whyWHYprovePROVEstepSTEPbyBY- =\tabcABC0123456789x.?\n"
-    for _ in range(3000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        low = lowered(text)
-        assert fast.search(text, low) == bool(full.search(text))
-        assert fast.count(text, low) == len(full.findall(text))
-        assert fast.match(text, low) == bool(full.match(text))
+    alphabet = "whyWHYprovePROVEstepSTEPbyBYwords - =\tabcABC0123456789x.?\n"
+    for pattern, leads in ((r"\b(why|Prove|step[- ]by[- ]step|[A-C]\d|x\s*=\s*\S+)\b", None),
+                           (r"\b(?:why|prove|step[- ]by[- ]step|what if|\d+ words|reason(ing)?)\b",
+                            tuple(sorted(set("0123456789") | {"why", "prove", "step", "what if", "reason"})))):
+        full, fast = re.compile(pattern, re.IGNORECASE), Caseless(pattern)
+        assert fast.leads == leads
+        for _ in range(3000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+            low = lowered(text)
+            assert fast.search(text, low) == bool(full.search(text))
+            assert fast.count(text, low) == len(full.findall(text))
+            assert fast.match(text, low) == bool(full.match(text))
     assert Caseless("k").search("\u212a", lowered("\u212a"))  # the Kelvin sign folds to k: the full pattern runs
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["Caseless", "lowered", "lower_literals"]
+__all__ = ["Caseless", "lowered", "lower_literals", "match_leads"]
 
 
 def lower_literals(pattern: str) -> str:
@@ -50,21 +50,92 @@ class Caseless:
     inline flags or backreferences.
     """
 
-    __slots__ = ("pattern", "full", "fast")
+    __slots__ = ("pattern", "full", "fast", "leads")
 
     def __init__(self, pattern: str, flags: int = 0) -> None:
         self.pattern = pattern
         self.full = re.compile(pattern, flags | re.IGNORECASE)
         self.fast = re.compile(lower_literals(pattern), flags)
+        self.leads = match_leads(self.fast.pattern, flags)
+
+    def _start(self, low: str) -> int:
+        """Where the first match in ``low`` can start at the earliest (-1: nowhere): the first
+        occurrence of any of :attr:`leads` (0 without leads)."""
+        if self.leads is None:
+            return 0
+        return min((i for lead in self.leads if (i := low.find(lead)) >= 0), default=-1)
 
     def search(self, text: str, low: str | None) -> bool:
         """True when the pattern matches somewhere in ``text``."""
-        return bool(self.fast.search(low) if low is not None else self.full.search(text))
+        if low is None:
+            return bool(self.full.search(text))
+        start = self._start(low)
+        return start >= 0 and bool(self.fast.search(low, start))
 
     def count(self, text: str, low: str | None) -> int:
         """Number of non-overlapping matches in ``text`` (``len(findall)``)."""
-        return len(self.fast.findall(low) if low is not None else self.full.findall(text))
+        if low is None:
+            return len(self.full.findall(text))
+        start = self._start(low)
+        return 0 if start < 0 else len(self.fast.findall(low, start))
 
     def match(self, text: str, low: str | None) -> bool:
         """True when the pattern matches at the start of ``text``."""
         return bool(self.fast.match(low) if low is not None else self.full.match(text))
+
+
+_DIGITS = frozenset("0123456789")
+
+
+def match_leads(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings one of which every match of ``pattern`` begins with, at the match's start
+    (``\\b(why|prove)\\b`` -> ``("prove", "why")``), or None when the pattern does not say
+    (an alternative that begins with ``^``, a repeat that may be empty, a wide class). No
+    match can start before the first occurrence of a lead, so a search may begin there, or
+    be skipped when no lead occurs (the keyword groups mostly find nothing: a few substring
+    searches in C instead of the regex at every word); pure. Reads the pattern with Python's
+    own parser (``re._parser``); an unknown structure gives None."""
+    try:
+        from re import _constants as c, _parser as parser
+
+        return _leads(list(parser.parse(pattern, flags).data), c)
+    except Exception:  # a parser of another Python: no leads, the plain search
+        return None
+
+
+def _leads(items: list, c) -> tuple[str, ...] | None:
+    while items and items[0][0] is c.AT and items[0][1] in (c.AT_BOUNDARY, c.AT_UNI_BOUNDARY):
+        items = items[1:]  # a word boundary consumes nothing
+    if not items:
+        return None
+    op, av = items[0]
+    if op is c.LITERAL:
+        run = []
+        for o, a in items:
+            if o is not c.LITERAL:
+                break
+            run.append(chr(a))
+        return ("".join(run),)
+    if op is c.IN:
+        chars: set[str] = set()
+        for o, a in av:
+            if o is c.LITERAL:
+                chars.add(chr(a))
+            elif o is c.CATEGORY and a in (c.CATEGORY_DIGIT, c.CATEGORY_UNI_DIGIT):
+                chars |= _DIGITS  # the lowered ASCII text has no other digits
+            else:
+                return None
+        return tuple(sorted(chars)) or None
+    if op is c.SUBPATTERN and not av[1] and not av[2]:  # a group without inline flags
+        return _leads(list(av[3].data), c)
+    if op is c.BRANCH:
+        out: set[str] = set()
+        for alternative in av[1]:
+            leads = _leads(list(alternative.data) if hasattr(alternative, "data") else list(alternative), c)
+            if leads is None:
+                return None
+            out.update(leads)
+        return tuple(sorted(out))
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+        return _leads(list(av[2].data) if hasattr(av[2], "data") else list(av[2]), c)
+    return None
