@@ -95,8 +95,11 @@ def test_static_embeddings_equal_model2vec(prompts):
     from router.scoring.static_embedder import StaticEmbedder
 
     emb = StaticEmbedder()
-    sample = [t for t in prompts[::5] if "\ud800" not in t]
+    odd = ["a\x0bb\x0cc\rd", "x" * 150 + " word", "[UNK] [PAD] tokens", "Tab\tand CR\r\nline", "e\u0301t\u00e9"]
+    sample = [t for t in prompts + odd if "\ud800" not in t]
     assert np.array_equal(emb.encode(sample), reference_embeddings(sample))
+    model = emb._load()
+    assert all(emb._pieces.ids(model, t) == model.tokenize([t])[0] for t in sample)
     one_by_one = np.vstack([emb.encode([t]) for t in sample[:40]])
     assert np.array_equal(one_by_one, reference_embeddings(sample[:40]))
 
