@@ -86,6 +86,11 @@ class MicroBatcher(Generic[T, R]):
         """``await submit(item)``: the result of ``fn`` for ``item``."""
         return await self.submit(item)
 
+    async def call(self, work: Callable[[], R]) -> R:
+        """Run ``work()`` on the worker thread (loading what ``fn`` needs): batches started
+        after it wait for it, as the thread runs one thing at a time in order."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), work)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:

@@ -55,7 +55,7 @@ class ProxyProcess:
         return self
 
     def wait_ready(self, timeout_s: float = 180) -> "ProxyProcess":
-        """Wait until ``/healthz`` answers 200.
+        """Wait until ``/healthz`` answers 200 with the classifier loaded.
 
         Raises:
             RuntimeError: the process exited or did not answer in time (its log attached).
@@ -65,8 +65,9 @@ class ProxyProcess:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"slm-router serve exited {self._proc.returncode}:\n{self.stderr_path.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
+                health = httpx.get(self.url + "/healthz", timeout=1)
+                if health.status_code == 200 and health.json().get("classifier") != "loading":
+                    return self  # answering, and its classifier loaded (serve loads it after start-up)
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)

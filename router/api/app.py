@@ -115,10 +115,21 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         err = InvalidRequestError(f"Invalid HTTP request: {message}", code="invalid_http")
         current.writer.spawn(current.log_failure(record, err))
 
+    async def warm_routing() -> None:
+        app.state.classifier = "loading"
+        try:
+            await router.scoring.call(router.warm_up_routing)  # on the scoring thread: decisions wait
+            app.state.classifier = "ready"
+        except Exception as err:  # routed requests then fail with the same error, logged
+            app.state.classifier = f"failed: {type(err).__name__}"
+            log.exception("loading the classifier failed")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if warm_up:
-            await asyncio.to_thread(router.warm_up)
+        routing_ready = None
+        if warm_up:  # answers first; the classifier loads while the server already answers
+            await asyncio.to_thread(router.warm_up_answers)
+            routing_ready = asyncio.get_running_loop().create_task(warm_routing())
         stop = asyncio.Event()
         watcher = None
         set_framing_listener(_log_framing_error)
@@ -133,6 +144,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         finally:
             set_framing_listener(None)
             stop.set()
+            if routing_ready is not None:
+                await routing_ready
             await asyncio.gather(follower, return_exceptions=True)
             live.remove_sighup()
             if watcher is not None:
@@ -150,6 +163,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     app.state.router = router
     app.state.policy = router.policy
     app.state.started = time.time()
+    app.state.classifier = "loading" if warm_up else "on first use"
 
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
@@ -262,6 +276,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "policy_hash": current.policy_hash,
             "last_reload_error": live.last_error,
             "uptime_s": round(time.time() - app.state.started, 1),
+            "classifier": app.state.classifier,  # loading while serve loads it after start-up
         }
 
     @app.get("/metrics")

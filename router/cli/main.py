@@ -56,22 +56,29 @@ def serve(
     import logging
     import os
 
+    # In-process models start loading in their worker processes first, on another core, while
+    # this process checks the policy and imports the server and litellm (see serve_start).
+    launch = warm_up and workers == 1
+    if policy is None:
+        active = _policy(None)
+        if launch:
+            from ..providers.runtimes import launch_runtimes
+
+            launch_runtimes(active)
+    else:
+        from .serve_start import checked_policy
+
+        report = checked_policy(policy, launch)
+        if report.errors or report.policy is None:
+            err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2)  # launched workers stop at exit
+        for warning in report.warnings:
+            err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+        active = report.policy
     import uvicorn
 
     from ..api.http_errors import PROTOCOL as HTTP_PROTOCOL
 
-    if policy is None:
-        active = _policy(None)
-    else:
-        from ..policy.check import check_policy_file
-
-        report = check_policy_file(policy)
-        if report.errors or report.policy is None:
-            err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2)
-        for warning in report.warnings:
-            err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
-        active = report.policy
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     router_log = logging.getLogger("router")

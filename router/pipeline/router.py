@@ -120,9 +120,8 @@ class Router:
         self.callers = CallerIndex(policy)
         env_keys = os.environ.get(policy.server.api_keys_env, "")
         self._env_key_hashes = frozenset(hash_api_key(k.strip()) for k in env_keys.split(",") if k.strip())
-        # Embedding + classifier for concurrent decisions run as one batch on one thread; each
-        # text comes with its threshold (a two-stage scorer spends less on texts far from it).
-        self._scores: MicroBatcher[tuple[str, float], StagedScore] = MicroBatcher(
+        # Concurrent decisions score as one batch on this thread, each text with its threshold.
+        self.scoring: MicroBatcher[tuple[str, float], StagedScore] = MicroBatcher(
             self._score_batch, max_batch=32, name="slm-router-score")
         self.state = state or open_state(policy.store)
         self.cache = response_cache(policy, self.state, scorer) if policy.cache.enabled else None
@@ -153,7 +152,7 @@ class Router:
         fresh = Router(policy, store or self.store, scorer=self.scorer if same_artifact else None,
                        state=self.state if same_state else None)
         if same_artifact:
-            fresh._scores = self._scores  # one scoring thread and its batches for the shared scorer
+            fresh.scoring = self.scoring  # one scoring thread and its batches for the shared scorer
         return fresh
 
     def _score_batch(self, items: list[tuple[str, float]]) -> list[StagedScore]:
@@ -161,7 +160,7 @@ class Router:
         return score_near(self.scorer, items, keep=True)
 
     async def _score(self, text: str, threshold: float) -> StagedScore:
-        return await self._scores.run((text, threshold))
+        return await self.scoring.run((text, threshold))
 
     def health(self) -> dict[str, Any]:
         """``{"ok", "store", "state", "local"}``: the request log, the shared state and the
@@ -175,15 +174,21 @@ class Router:
 
     # -- lifecycle -----------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the classifier, the embedder and in-process models (blocking, seconds)."""
+        """:meth:`warm_up_answers`, then :meth:`warm_up_routing` (blocking, seconds)."""
+        self.warm_up_answers()
+        self.warm_up_routing()
+
+    def warm_up_answers(self) -> None:
+        """What any answer needs: in-process models (launched first) and litellm (blocking)."""
+        self.client.launch()
+        self.client.warm_up()
+
+    def warm_up_routing(self) -> None:
+        """What a decision needs: the classifier, its embedder, the share threshold, language
+        detection (blocking; ``serve`` runs it on the scoring thread once it answers)."""
         if isinstance(self.scorer, EmbeddingScorer):
             self.scorer.warm_up()
-        self.client.warm_up()
-        self.routing.base_threshold()
-        if "language" in self.routing.facts_needed:
-            from ..request.language import warm_up as warm_language
-
-            warm_language()
+        self.routing.warm_up()
 
     async def drain(self) -> None:
         """Wait for log writes and shadow samples still in flight (call before shutdown)."""
@@ -222,8 +227,7 @@ class Router:
 
     def caller_name(self, headers: Mapping[str, str] | None) -> str | None:
         """Name of the ``api_keys`` entry whose key is in ``headers['authorization']``, or None."""
-        caller = self.identify(headers).caller
-        return caller.name if caller else None
+        return caller.name if (caller := self.identify(headers).caller) else None
 
     def new_record(self, request_id: str, started: float) -> RequestRecord:
         """An empty log record for a request that arrived at ``started`` (Unix s), stamped

@@ -252,7 +252,7 @@ def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | 
 
 
 def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str, str] | None = None,
-                      *, deployment: bool = True) -> CheckReport:
+                      *, deployment: bool = True, load_artifact: bool = True) -> CheckReport:
     """Check a policy given as YAML text.
 
     Args:
@@ -260,7 +260,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
         source: the name used in messages (normally the file path).
         environ: the environment for ``${VAR}``; ``os.environ`` when None.
         deployment: also check files, artifacts and litellm prices (set False for a pure
-            schema check).
+            schema check); ``load_artifact``: load the classifier artifact to check it.
 
     Returns:
         The report; ``report.policy`` is None when any error was found.
@@ -316,7 +316,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
             out.add(ref.path, ref.message, ref.hint, ref.severity)
     if policy is not None:
         if not any(p.severity == "error" for p in out.problems) and deployment:
-            deployment_problems(policy, out)
+            deployment_problems(policy, out, load_artifact)
             price_problems(policy, out)
     problems = sorted(out.problems, key=lambda p: (p.line, p.column))
     ok = not any(p.severity == "error" for p in problems)
@@ -324,7 +324,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
 
 
 def check_policy_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
-                      *, deployment: bool = True) -> CheckReport:
+                      *, deployment: bool = True, load_artifact: bool = True) -> CheckReport:
     """Check a policy file (see :func:`check_policy_text`); an unreadable file is one error."""
     p = Path(path)
     try:
@@ -332,4 +332,4 @@ def check_policy_file(path: str | os.PathLike[str], environ: Mapping[str, str] |
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         return CheckReport(str(p), None, [Problem(str(p), 0, 0, "error", "", f"cannot read policy file ({reason})")])
-    return check_policy_text(text, str(p), environ, deployment=deployment)
+    return check_policy_text(text, str(p), environ, deployment=deployment, load_artifact=load_artifact)

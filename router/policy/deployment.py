@@ -56,7 +56,9 @@ def _artifact_broken(location: str) -> str | None:
     return None
 
 
-def deployment_problems(policy: Policy, out: ProblemSink) -> None:
+def deployment_problems(policy: Policy, out: ProblemSink, load_artifact: bool = True) -> None:
+    """GGUF files, the classifier artifact (loaded unless ``load_artifact`` is False: ``serve``
+    loads it once it answers), the escalation's signals and settings that do nothing."""
     from ..models import resolve_gguf
     from ..scoring.artifact import CARD_FILE, MODEL_FILE, artifact_dir
 
@@ -74,7 +76,7 @@ def deployment_problems(policy: Policy, out: ProblemSink) -> None:
     if missing:
         out.add(loc, f"classifier artifact {str(folder)!r} lacks {', '.join(missing)}",
                 "use 'builtin' or a directory written by 'slm-router train'")
-    elif (broken := _artifact_broken(cfg.artifact)) is not None:
+    elif load_artifact and (broken := _artifact_broken(cfg.artifact)) is not None:
         out.add(loc, broken, "retrain it with 'slm-router train' or restore the file")
     elif cfg.target_cloud_share is not None:
         from ..scoring.card import ArtifactCard

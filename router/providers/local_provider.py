@@ -25,7 +25,7 @@ from .llama_runtime import LocalCompletion, TokenStep
 from .spend import current_spend
 from .worker_pool import WorkerPool, WorkerSpec
 
-__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "pool_for", "pools", "LocalLlamaProvider"]
+__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "register_provider", "pool_for", "pools", "LocalLlamaProvider"]
 
 PROVIDER = "slm-local"
 
@@ -67,18 +67,25 @@ def spec_for(tier: TierConfig) -> WorkerSpec:
 
 
 def register_local_tier(tier: TierConfig) -> WorkerPool:
-    """Create (once per model name) the worker pool of an ``slm-local/...`` tier and make
-    sure litellm knows the provider. Workers start on first use; call ``pool.start()`` to
-    warm up.
+    """Create (once per model name) the worker pool of an ``slm-local/...`` tier (litellm is
+    not imported: :func:`register_provider` tells litellm about the provider before the first
+    call). Workers start on first use; call ``pool.launch()`` or ``pool.start()`` to warm up.
 
     Raises:
         FileNotFoundError: the GGUF file does not exist.
     """
-    global _registered
     name = tier.model.split("/", 1)[1]
     with _registry_lock:
         if name not in _pools:
             _pools[name] = WorkerPool(spec_for(tier))
+    return _pools[name]
+
+
+def register_provider() -> None:
+    """Make litellm route ``slm-local/...`` models to :class:`LocalLlamaProvider` (idempotent;
+    imports litellm)."""
+    global _registered
+    with _registry_lock:
         if not _registered:
             import litellm
 
@@ -86,7 +93,6 @@ def register_local_tier(tier: TierConfig) -> WorkerPool:
                 entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER
             ] + [{"provider": PROVIDER, "custom_handler": LocalLlamaProvider()}]
             _registered = True
-    return _pools[name]
 
 
 def response_format_grammar(response_format: dict[str, Any] | None) -> str | None:

@@ -9,11 +9,19 @@ and warms it up at start-up. A new runtime is one module in this folder plus its
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from ..policy import TierConfig
+from ..policy import Policy, TierConfig
 
-__all__ = ["RUNTIMES", "runtime_for"]
+__all__ = ["RUNTIMES", "Launchable", "runtime_for", "launch_runtimes"]
+
+
+@runtime_checkable
+class Launchable(Protocol):
+    """A runtime that can start loading its model without waiting for it (``launch()``; its
+    ``start()`` then only waits), e.g. :class:`~router.providers.worker_pool.WorkerPool`."""
+
+    def launch(self) -> None: ...
 
 
 def _slm_local(tier: TierConfig) -> Any:
@@ -32,3 +40,25 @@ def runtime_for(tier: TierConfig) -> Any | None:
     the network."""
     register = RUNTIMES.get(tier.model.split("/", 1)[0]) if "/" in tier.model else None
     return None if register is None else register(tier)
+
+
+def launch_runtimes(policy: Policy) -> int:
+    """Start loading the models of ``policy``'s in-process tiers now, without waiting (each
+    runtime is the registered one the tier client picks up later, so nothing loads twice).
+    ``slm-router serve`` calls this before it imports the rest of the server, so the workers
+    load on another core meanwhile (issue 17: start to first answer). A tier whose runtime
+    cannot be built (a missing GGUF file) is skipped: the policy check reports it.
+
+    Returns:
+        how many runtimes were launched.
+    """
+    launched = 0
+    for tier in policy.tiers.values():
+        try:
+            runtime = runtime_for(tier)
+        except FileNotFoundError:
+            continue
+        if isinstance(runtime, Launchable):
+            runtime.launch()
+            launched += 1
+    return launched

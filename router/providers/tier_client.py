@@ -18,7 +18,7 @@ from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 from .local_errors import LocalTierError
 from .null_content import forwarded_messages
-from .runtimes import runtime_for
+from .runtimes import Launchable, runtime_for
 from .spend import current_spend
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "logprob_entries"]
@@ -254,16 +254,38 @@ class TierClient:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        sse_filter.install()
         self._runtimes = {}
         for name, tier in policy.tiers.items():
             runtime = runtime_for(tier)
             if runtime is not None:
                 self._runtimes[name] = runtime
+        self._configured = False
+
+    def _configure(self) -> None:
+        """Import and configure litellm once, before the first call (not when the client is
+        built: in-process models start loading first, see :meth:`launch`): its settings
+        (:func:`configure_litellm`), the shared HTTP client that filters event streams
+        (:func:`router.providers.sse_filter.install`) and the in-process provider."""
+        if self._configured:
+            return
+        configure_litellm()
+        sse_filter.install()
+        if self._runtimes:
+            from .local_provider import register_provider
+
+            register_provider()
+        self._configured = True
+
+    def launch(self) -> None:
+        """Start loading in-process models in their own processes, without waiting (see
+        :meth:`warm_up`); runtimes without a separate launch step are left to it."""
+        for pool in self._runtimes.values():
+            if isinstance(pool, Launchable):
+                pool.launch()
 
     def warm_up(self) -> None:
         """Load in-process models now (blocking, seconds) and import litellm."""
-        configure_litellm()  # imports litellm: its cost is paid at start-up, not on the first request
+        self._configure()  # imports litellm: its cost is paid at start-up, not on the first request
 
         for pool in self._runtimes.values():
             pool.start()
@@ -292,7 +314,7 @@ class TierClient:
         """
         import litellm
 
-        configure_litellm()
+        self._configure()
         tier = self.policy.tiers[name]
         start = time.perf_counter()
         try:
@@ -331,7 +353,7 @@ class TierClient:
         """
         import litellm
 
-        configure_litellm()
+        self._configure()
         tier = self.policy.tiers[name]
         kwargs = self._kwargs(name, tier, messages, params)
         kwargs.update(stream=True, stream_options={"include_usage": True})

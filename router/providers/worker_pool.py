@@ -125,10 +125,12 @@ class WorkerPool:
         _POOLS.append(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout_s: float = 120.0) -> None:
+    def launch(self) -> None:
         """Choose the weights file (re-encoded once if the policy asks), decide extra
-        buffers on it (probe or cache), start the workers and wait until one is ready
-        (idempotent; blocking, about 1 s, a few more the first time on a machine)."""
+        buffers on it (probe or cache) and start the worker processes without waiting for
+        them to load their model (idempotent; the re-encoding and the probe, when they run,
+        block a few seconds). The server launches them first, so they load on another core
+        while it loads its own models (issue 17: start-up to first answer)."""
         with self._start_lock:
             if not self._started.is_set():
                 self.weights = self._weights(self.spec.requantize, self.spec.model_path)
@@ -137,6 +139,11 @@ class WorkerPool:
                     for _ in range(self.spec.parallel):
                         self._spawn()
                 self._started.set()
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """:meth:`launch`, then wait until one worker is ready (idempotent; blocking, about
+        1 s, a few more the first time the probe runs)."""
+        self.launch()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..scoring.caseless import Caseless, lowered
 from .parse import ChatRequest, message_text
 
 __all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
@@ -45,11 +46,16 @@ def _strip_line(line: str) -> str:
     return "".join(kept)
 
 
+_HAS_DIRECTIVE = Caseless(r"\b(?:" + _DIRECTIVE_WORDS + ")")
+"""Whether a text holds a directive at all (the directive words' search, run on the lowered
+text when it is ASCII: :mod:`router.scoring.caseless`); linear in the text."""
+
+
 def strip_router_directives(text: str) -> str:
     """``text`` without the sentences that address the router (:data:`ROUTER_DIRECTIVE`); a line
     that held nothing else goes with them (its line break would change the text features: the
     question alone and the question plus a directive line must read the same); pure."""
-    if not text or not _DIRECTIVE_CORE.search(text):
+    if not text or not _HAS_DIRECTIVE.search(text, lowered(text)):
         return text
     kept = []
     for line in text.split("\n"):

@@ -143,6 +143,15 @@ class RouteStage:
             self._share_threshold = threshold_for_cloud_share(card.score_quantiles, cfg.target_cloud_share)
         return self._share_threshold
 
+    def warm_up(self) -> None:
+        """Read what :meth:`route` reads on first use: the share threshold's card and the
+        language detector when a rule needs it (blocking)."""
+        self.base_threshold()
+        if "language" in self.facts_needed:
+            from ..request.language import warm_up as warm_language
+
+            warm_language()
+
     def facts(self, request: ChatRequest, caller: Caller | None, headers: Mapping[str, str] | None,
               needs: frozenset[str]) -> RequestFacts:
         """Rule facts (blocking when a rule needs the language or the token count)."""

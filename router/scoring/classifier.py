@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from .card import ArtifactCard
 from .embedders import embedder_key
 from .embedding_cache import CachedEmbedder
 from .registry import new_embedder, resolve_embedder
+from .routing_model import build_inputs
+from .text_features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -49,13 +52,23 @@ class EmbeddingClassifier:
         self._embedder = embedder
         self._threads = threads
         self._precision = precision
+        self._inputs: _Inputs | None = None
 
     @property
     def artifact(self) -> Artifact:
         """The loaded artifact (loads it on first access)."""
         if self._artifact is None:
-            self._artifact = load_artifact(self._location)
+            artifact = load_artifact(self._location)
+            self._inputs = _Inputs.of(artifact.card)
+            self._artifact = artifact
         return self._artifact
+
+    @property
+    def inputs(self) -> "_Inputs":
+        """What the artifact reads, from its card (read once, with the artifact)."""
+        if self._artifact is None:
+            self.artifact  # noqa: B018 (loads it)
+        return self._inputs
 
     @property
     def embedder_name(self) -> str:
@@ -82,13 +95,10 @@ class EmbeddingClassifier:
             ValueError: the artifact needs text features and ``texts`` is None.
         """
         inputs = embeddings
-        if ArtifactCard.read(self.artifact.card).needs_text_features:
+        if self.inputs.text_features:
             if texts is None:
                 raise ValueError("this artifact also needs the texts (text features)")
-            from .routing_model import build_inputs
-            from .text_features import FEATURE_NAMES
-
-            inputs = build_inputs(embeddings, texts, self.artifact.card.get("text_features") or FEATURE_NAMES)
+            inputs = build_inputs(embeddings, texts, self.inputs.names)
         proba = self.artifact.estimator.predict_proba(inputs)[:, 1]
         return [float(p) for p in proba]
 
@@ -96,22 +106,17 @@ class EmbeddingClassifier:
         """:class:`~router.scoring.two_stage.StagedScore` per text with the inputs it scored:
         the embedding (float32, (dim,)), the text features (name -> value: the card's
         ``text_features``, or every feature when the model reads none) and the embedder key."""
-        from .routing_model import build_inputs
-        from .text_features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
         from .two_stage import StagedScore
 
         if not texts:
             return []
         embeddings = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        names = list(self.artifact.card.get("text_features") or (FEATURE_NAMES + EXTRA_FEATURE_NAMES))
+        names = self.inputs.kept_names
         rows = build_inputs(embeddings, texts, names)
-        if ArtifactCard.read(self.artifact.card).needs_text_features:
-            proba = self.artifact.estimator.predict_proba(rows)[:, 1]
-        else:
-            proba = self.artifact.estimator.predict_proba(embeddings)[:, 1]
+        proba = self.artifact.estimator.predict_proba(rows if self.inputs.text_features else embeddings)[:, 1]
         dim = embeddings.shape[1]
         key = self.embedder_name
-        return [StagedScore(float(p), None, row[:dim].copy(), dict(zip(names, (float(v) for v in row[dim:]))), key)
+        return [StagedScore(float(p), None, row[:dim].copy(), dict(zip(names, row[dim:].tolist())), key)
                 for p, row in zip(proba, rows)]
 
     def score(self, texts: Sequence[str]) -> list[float]:
@@ -119,3 +124,20 @@ class EmbeddingClassifier:
         if not texts:
             return []
         return self.score_embeddings(self.embedder.encode(texts), texts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What an artifact's card says its model reads: ``text_features`` (True when the text
+    features follow the embedding), ``names`` (those features, in order) and ``kept_names``
+    (the features a kept score carries: ``names``, or all of them when the model reads none)."""
+
+    text_features: bool
+    names: tuple[str, ...]
+    kept_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, card: dict[str, Any]) -> "_Inputs":
+        names = tuple(card.get("text_features") or FEATURE_NAMES)
+        kept = tuple(card.get("text_features") or (FEATURE_NAMES + EXTRA_FEATURE_NAMES))
+        return cls(ArtifactCard.read(card).needs_text_features, names, kept)

@@ -3,8 +3,9 @@
 Why: scikit-learn's ``predict`` validates its input, limits OpenMP threads and enters a
 parallel region on every call; for one routing decision (one row, ~100 trees of at most 8
 leaves) that overhead is most of the classifier's time (about 0.4 ms, and a source of p99
-spikes on a busy box). Here all trees are flattened into one node table and every row walks
-every tree at once, one vectorised step per tree level.
+spikes on a busy box). Here all trees are flattened into one node table, every split of
+the table is decided at once, and every row walks every tree at once, one vectorised lookup
+per tree level.
 
 Rule (scikit-learn's ``TreePredictor`` for numerical splits): at a split node go left when
 ``x <= num_threshold``, or when ``x`` is NaN and ``missing_go_to_left``; a leaf keeps its
@@ -59,12 +60,17 @@ class FlatTrees:
                    int(nodes["depth"].max()), float(np.ravel(model._baseline_prediction)[0]))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions for rows ``X`` of shape (n, features), float64 (n,)."""
+        """Predictions for rows ``X`` of shape (n, features), float64 (n,).
+
+        Every node's split is decided at once (one comparison over the whole table), which
+        gives each row its next node at every node; the walk is then one lookup per level.
+        The leaves reached, and so the sums, are the ones a level-by-level walk reaches."""
         X = np.asarray(X, dtype=np.float64)
+        x = X[:, self.feature]  # (n, m): each node's feature value, per row
+        go_left = (x <= self.threshold) | (np.isnan(x) & self.missing_left)
+        step = np.where(go_left, self.left, self.right)  # (n, m): the next node from each node
         rows = np.arange(len(X))[:, None]
-        at = np.broadcast_to(self.roots, (len(X), len(self.roots))).copy()
+        at = np.broadcast_to(self.roots, (len(X), len(self.roots)))
         for _ in range(self.depth):
-            x = X[rows, self.feature[at]]
-            go_left = (x <= self.threshold[at]) | (np.isnan(x) & self.missing_left[at])
-            at = np.where(go_left, self.left[at], self.right[at])
+            at = step[rows, at]
         return self.baseline + self.value[at].sum(axis=1)

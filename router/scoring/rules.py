@@ -33,54 +33,62 @@ from importlib import resources
 from pathlib import Path
 
 from .artifact import CARD_FILE, Artifact
+from .caseless import Caseless, lowered
 
-__all__ = ["WEIGHTS", "OFFSET", "rule_points", "rule_score", "RuleScorer", "rules_card_dir"]
+__all__ = ["WEIGHTS", "OFFSET", "rule_signals", "rule_points", "rule_score", "RuleScorer", "rules_card_dir"]
 
 WEIGHTS = {"code": 2.0, "math": 2.0, "arithmetic": 0.75, "reasoning": 1.0, "technical": 0.75,
            "constraints": 0.5, "multi_part": 0.5, "long": 1.0, "simple": -1.5}
 OFFSET = 1.5
 
-_I = re.IGNORECASE
-_CODE = re.compile(r"```|^\s*(def|class|import|from \w+ import|#include|function|public static|SELECT|CREATE TABLE)\b"
-                   r"|\b(python|javascript|typescript|java|c\+\+|c#|golang|rust|sql|bash|regex|html|css|json|yaml|api"
-                   r"|compile[rsd]?|debug|refactor|stack ?trace|exception|function|script|program(ming)?|code|coding"
-                   r"|algorithm to|unit tests?)\b", _I | re.MULTILINE)
-_MATH = re.compile(r"\\frac|\\sqrt|\\int|\$[^$\n]+\$|[√∫∑≤≥≠π]|\b\d+\s*[-+*/^]\s*\d+|\b[a-z]\s*=\s*-?\d"
-                   r"|\b(solve|equation|integral|derivative|calculate|compute|probability|theorem|prove that|matrix"
-                   r"|polynomial|logarithm|factorial|prime numbers?|geometry|algebra|how many|how much|percent(age)?)\b",
-                   _I)
+_CODE = Caseless(r"```|^\s*(def|class|import|from \w+ import|#include|function|public static|SELECT|CREATE TABLE)\b"
+                 r"|\b(python|javascript|typescript|java|c\+\+|c#|golang|rust|sql|bash|regex|html|css|json|yaml|api"
+                 r"|compile[rsd]?|debug|refactor|stack ?trace|exception|function|script|program(ming)?|code|coding"
+                 r"|algorithm to|unit tests?)\b", re.MULTILINE)
+_MATH = Caseless(r"\\frac|\\sqrt|\\int|\$[^$\n]+\$|[√∫∑≤≥≠π]|\b\d+\s*[-+*/^]\s*\d+|\b[a-z]\s*=\s*-?\d"
+                 r"|\b(solve|equation|integral|derivative|calculate|compute|probability|theorem|prove that|matrix"
+                 r"|polynomial|logarithm|factorial|prime numbers?|geometry|algebra|how many|how much|percent(age)?)\b")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
-_REASONING = re.compile(r"\b(why|prove|step[- ]by[- ]step|reason(ing)?|analy[sz]e|compare|contrast|evaluate|justify"
-                        r"|what if|implications?|trade-?offs?|deduce|infer|riddle|puzzle|logic(al)?|pros and cons"
-                        r"|critique|argue)\b", _I)
-_TECHNICAL = re.compile(r"\b(algorithm|architecture|latency|throughput|database|kubernetes|docker|distributed"
-                        r"|concurren\w+|optimi[sz]\w*|neural|gradient|encryption|protocol|compiler|kernel"
-                        r"|asymptotic|complexity|quantum|thermodynamic\w*|molecular|statistic\w*)\b", _I)
-_CONSTRAINTS = re.compile(r"\b(must|exactly|at least|at most|no more than|without using|in the style of|format(ted)? as"
-                          r"|make sure|ensure|only use|word limit|\d+ words)\b", _I)
+_REASONING = Caseless(r"\b(why|prove|step[- ]by[- ]step|reason(ing)?|analy[sz]e|compare|contrast|evaluate|justify"
+                      r"|what if|implications?|trade-?offs?|deduce|infer|riddle|puzzle|logic(al)?|pros and cons"
+                      r"|critique|argue)\b")
+_TECHNICAL = Caseless(r"\b(algorithm|architecture|latency|throughput|database|kubernetes|docker|distributed"
+                      r"|concurren\w+|optimi[sz]\w*|neural|gradient|encryption|protocol|compiler|kernel"
+                      r"|asymptotic|complexity|quantum|thermodynamic\w*|molecular|statistic\w*)\b")
+_CONSTRAINTS = Caseless(r"\b(must|exactly|at least|at most|no more than|without using|in the style of|format(ted)? as"
+                        r"|make sure|ensure|only use|word limit|\d+ words)\b")
 _ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+\S", re.MULTILINE)
-_QUESTION = re.compile(r"[^.!?\n]*\?")
-_SIMPLE = re.compile(r"^\s*(hi|hello|hey|thanks|thank you|good (morning|evening)|how are you)\b"
-                     r"|\b(capital of|who (is|was)|what is the meaning of|define|definition of|translate|synonym"
-                     r"|rephrase|paraphrase|summari[sz]e|fix the grammar|correct the grammar|proofread|tl;?dr"
-                     r"|tell me a joke)\b", _I)
+_SIMPLE = Caseless(r"^\s*(hi|hello|hey|thanks|thank you|good (morning|evening)|how are you)\b"
+                   r"|\b(capital of|who (is|was)|what is the meaning of|define|definition of|translate|synonym"
+                   r"|rephrase|paraphrase|summari[sz]e|fix the grammar|correct the grammar|proofread|tl;?dr"
+                   r"|tell me a joke)\b")
+"""Keyword groups: case-insensitive (:class:`~router.scoring.caseless.Caseless`: lower-cased
+ASCII text is matched case-sensitively, the same matches faster)."""
+
+
+def rule_signals(text: str, words: int, questions: int, low: str | None) -> dict[str, float]:
+    """How strongly each signal of :data:`WEIGHTS` fires on ``text`` (0/1; the count of extra
+    asks for ``multi_part``; the length term for ``long``), given its number of words
+    (``len(text.split())``), of question marks (``text.count("?")``: every ``?`` ends one
+    question, :data:`router.scoring.text_features` ``n_questions``) and its lowered form
+    (:func:`~router.scoring.caseless.lowered`); pure."""
+    asks = max(questions, len(_ITEM.findall(text)))
+    return {
+        "code": float(_CODE.search(text, low)),
+        "math": float(_MATH.search(text, low)),
+        "arithmetic": float(len(_NUMBER.findall(text)) >= 3),
+        "reasoning": float(_REASONING.search(text, low)),
+        "technical": float(_TECHNICAL.search(text, low)),
+        "constraints": float(_CONSTRAINTS.search(text, low)),
+        "multi_part": min(3.0, max(0, asks - 1)),
+        "long": min(1.0, math.log1p(words) / math.log(400)) - 0.5,
+        "simple": float(_SIMPLE.search(text, low)),
+    }
 
 
 def rule_points(text: str) -> dict[str, float]:
     """Points of each signal of :data:`WEIGHTS` for one text (0 when the signal is absent)."""
-    words = len(text.split())
-    asks = max(len(_QUESTION.findall(text)), len(_ITEM.findall(text)))
-    fired = {
-        "code": float(bool(_CODE.search(text))),
-        "math": float(bool(_MATH.search(text))),
-        "arithmetic": float(len(_NUMBER.findall(text)) >= 3),
-        "reasoning": float(bool(_REASONING.search(text))),
-        "technical": float(bool(_TECHNICAL.search(text))),
-        "constraints": float(bool(_CONSTRAINTS.search(text))),
-        "multi_part": min(3.0, max(0, asks - 1)),
-        "long": min(1.0, math.log1p(words) / math.log(400)) - 0.5,
-        "simple": float(bool(_SIMPLE.search(text))),
-    }
+    fired = rule_signals(text, len(text.split()), text.count("?"), lowered(text))
     return {k: WEIGHTS[k] * v for k, v in fired.items()}
 
 

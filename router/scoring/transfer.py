@@ -91,14 +91,23 @@ class TransferRouter:
         if self.use_task_type:
             cols.append(emb @ self.centroids.T)
         if self.use_text:
-            keep = [i for i, n in enumerate(self.feature_names) if n not in self.drop]
+            keep, logs = self._text_columns()
             text = X[:, self.dim:][:, keep].astype(np.float64)
-            logs = [j for j, i in enumerate(keep) if self.feature_names[i] in LOG_FEATURES]
             text[:, logs] = np.log1p(np.maximum(text[:, logs], 0.0))
             cols.append(text)
         if self.embedding_weight > 0:
             cols.append(emb)
         return np.hstack(cols).astype(np.float64) if cols else np.zeros((len(X), 1))
+
+    def _text_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the text columns read, as indices into the text features; which of those are
+        log-compressed, as indices into the columns read), computed once (not pickled)."""
+        cols = self.__dict__.get("_text_cols")
+        if cols is None:
+            keep = [i for i, n in enumerate(self.feature_names) if n not in self.drop]
+            logs = [j for j, i in enumerate(keep) if self.feature_names[i] in LOG_FEATURES]
+            cols = self._text_cols = (np.array(keep, dtype=np.intp), np.array(logs, dtype=np.intp))
+        return cols
 
     def _standardise(self, F: np.ndarray) -> np.ndarray:
         z = (F - self.mean_) / self.scale_
@@ -166,7 +175,7 @@ class TransferRouter:
         return flat
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_flat", "_text_cols")}
 
     def _prior(self, X: np.ndarray) -> np.ndarray:
         """The keyword rule's points of each row, read from its ``rule_*`` and ``log_words`` features."""
