@@ -44,9 +44,13 @@ def test_shipped_model_has_no_group_prior():
 
     model = load_artifact("builtin").estimator.model
     assert isinstance(model, TransferRouter)
-    # no group or dataset prior; the keyword rule's fixed prior (prior_weight) is off
-    assert not any("group" in k or "prior" in k for k in vars(model) if k != "prior_weight")
+    # no group or dataset prior; the keyword rule's fixed prior (prior_weight) is off; the only prior is
+    # the hand-set task-type one (type_prior_weight, the card's recipe), the same for every request
+    typed = {"type_prior_weight", "type_prior_mean_", "type_prior_scale_"}
+    assert not any("group" in k or "prior" in k for k in vars(model) if k != "prior_weight" and k not in typed)
     assert model.prior_weight == 0
+    card = load_artifact("builtin").card
+    assert model.type_prior_weight == card["model"]["params"].get("type_prior_weight", 0.0)
 
 
 @pytest.mark.slow

@@ -116,6 +116,35 @@ def test_transfer_model_is_linear_in_travelling_features_and_pickles():
     assert len(ridge.coef_) == 3 + len(ALL_FEATURE_NAMES) + 8
 
 
+def test_type_prior_ranks_hard_task_types_above_easy_ones_and_drop_names_features():
+    from router.scoring.text_features import ALL_FEATURE_NAMES
+    from router.scoring.transfer import EASY_TYPES, HARD_TYPES, MULTIPLE_CHOICE, TransferRouter, expand_drop
+    from training.task_types import TYPE_NAMES
+
+    # the prior's rows of the centroids are the types training.task_types names hard and easy
+    assert [TYPE_NAMES[i] for i in HARD_TYPES] == ["code", "math", "reasoning"]
+    assert [TYPE_NAMES[i] for i in EASY_TYPES] == ["writing", "chit_chat", "knowledge"]
+    rng = np.random.default_rng(4)
+    cent = np.eye(len(TYPE_NAMES), 16, dtype=np.float32)
+    emb = np.zeros((40, 16), dtype=np.float32)
+    emb[:20, HARD_TYPES[0]] = 1.0  # nearest "code"
+    emb[20:, EASY_TYPES[1]] = 1.0  # nearest "chit_chat"
+    x = np.hstack([emb, rng.normal(size=(40, len(ALL_FEATURE_NAMES))).astype(np.float32)])
+    y = rng.normal(size=40)  # nothing to learn: the prior decides
+    # the learned part has unit spread on the training rows; the prior adds its weight in standard deviations
+    plain = TransferRouter(16, cent, ALL_FEATURE_NAMES, regression=True, C=0.01, use_task_type=False).fit(x, y)
+    typed = TransferRouter(16, cent, ALL_FEATURE_NAMES, regression=True, C=0.01, use_task_type=False,
+                           type_prior_weight=10.0).fit(x, y)
+    assert typed.predict(x)[:20].min() > typed.predict(x)[20:].max()
+    assert np.allclose(typed.predict(x) - plain.predict(x), np.where(np.arange(40) < 20, 10.0, -10.0))
+    assert np.allclose(pickle.loads(pickle.dumps(typed)).predict(x), typed.predict(x))
+    assert expand_drop("multiple_choice, log_chars") == [*MULTIPLE_CHOICE, "log_chars"]
+    with pytest.raises(ValueError, match="unknown text feature"):
+        expand_drop("choices,nope")
+    dropped = TransferRouter(16, cent, ALL_FEATURE_NAMES, C=1.0, drop=MULTIPLE_CHOICE)
+    assert not set(MULTIPLE_CHOICE) & set(dropped.input_names())
+
+
 def test_recipe_says_what_it_trains():
     r = Recipe(params={"C": 0.1}, exclude=("alpaca_eval",))
     assert r.describe() == "transfer on needs_strong (C=0.1), families weighted equally, not trained on alpaca_eval"

@@ -82,6 +82,12 @@ def train(
                                                           "task-type and text features (0 = linear only)."),
     prior_weight: float = typer.Option(0.0, "--prior-weight", min=0.0,
                                        help="transfer: weight of the keyword rule's points as a fixed prior (0 = none)."),
+    type_prior: float = typer.Option(0.0, "--type-prior", min=0.0,
+                                     help="transfer: weight of a fixed task-type prior: similarity to the code, math and "
+                                          "reasoning prototypes minus that to writing, chit-chat and knowledge (0 = none)."),
+    drop: str = typer.Option("", "--drop", help="transfer: text features left out, comma-separated (names of "
+                                                "router/scoring/text_features.py, or 'multiple_choice' for the answer-"
+                                                "option features)."),
     exclude: str = typer.Option("alpaca_eval", "--exclude", help="Families scored but never trained on, comma-separated "
                                                                  "('' for none); AlpacaEval's judge preferences by default."),
     balance: bool = typer.Option(True, "--balance-families/--no-balance-families",
@@ -124,6 +130,15 @@ def train(
         return
     params = ({"C": c, "embedding_weight": embedding_weight, "trees": trees, "prior_weight": prior_weight}
               if model == "transfer" else {})
+    if model == "transfer" and type_prior:
+        params["type_prior_weight"] = type_prior
+    if model == "transfer" and drop.strip():
+        from ..scoring.transfer import expand_drop
+
+        try:
+            params["drop"] = expand_drop(drop)
+        except ValueError as err:
+            _fail(str(err))
     try:
         card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,
                               examples=examples, params=params, balance_families=balance,

@@ -11,7 +11,9 @@ Input rows are :func:`router.scoring.routing_model.build_inputs` rows (an embedd
   ``embedding_weight`` so that the same L2 penalty shrinks it harder than the few features above.
 
 Every block is standardised on the training rows and clipped to [-5, 5] (a prompt far outside
-the training range moves the score by a bounded amount). The estimator is a logistic
+the training range moves the score by a bounded amount). With ``type_prior_weight`` > 0 a fixed,
+hand-set prior on the task-type similarities (hard types minus easy ones, :data:`HARD_TYPES`) is
+added to the learned score. The estimator is a logistic
 regression (binary label, balanced classes) or a ridge regression (``gap``); ``C`` is the
 inverse L2 penalty (ridge uses ``alpha = 1 / C``). With ``trees`` > 0, a small gradient-boosted
 tree ensemble (``trees`` trees of at most 8 leaves, at least 100 rows a leaf) is fitted on the
@@ -28,9 +30,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .text_features import EXTRA_FEATURE_NAMES, FEATURE_NAMES
+from .text_features import ALL_FEATURE_NAMES, EXTRA_FEATURE_NAMES, FEATURE_NAMES
 
-__all__ = ["TransferRouter", "BLOCKS", "LOG_FEATURES", "FEATURE_GROUPS"]
+__all__ = ["TransferRouter", "BLOCKS", "LOG_FEATURES", "FEATURE_GROUPS", "MULTIPLE_CHOICE", "expand_drop", "HARD_TYPES", "EASY_TYPES"]
 
 BLOCKS = ("task_type", "text", "embedding")
 LOG_FEATURES = frozenset({"numbers", "choices", "mean_choice_chars", "max_choice_chars", "percent_signs", "lines",
@@ -50,9 +52,37 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
                  "rule_multi_part", "rule_simple"),
     "turns": ("paragraphs",),
     "embedding": ("the raw embedding",),
+    "type_prior": ("the fixed prior: similarity to code, math, reasoning minus writing, chit-chat, knowledge",),
 }
 """The ablation's feature groups (``bench/model_selection.py --ablation``). The scorer sees the
 turns joined by newlines, so ``turns`` is measured by its proxy, the number of paragraphs."""
+
+
+MULTIPLE_CHOICE = ("choices", "mean_choice_chars", "max_choice_chars", "negated_stem", "statement_pair",
+                   "roman_options", "which_of_following")
+"""The answer-option features (``--drop multiple_choice``): what a benchmark's question format looks
+like, constant on chat traffic."""
+
+
+def expand_drop(spec: str) -> list[str]:
+    """Text feature names of a comma-separated ``--drop`` value (``multiple_choice`` = :data:`MULTIPLE_CHOICE`).
+
+    Raises:
+        ValueError: a name that is no text feature.
+    """
+    out: list[str] = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        names = MULTIPLE_CHOICE if name == "multiple_choice" else (name,)
+        unknown = [n for n in names if n not in ALL_FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown text feature {name!r} in --drop; known: multiple_choice, {', '.join(ALL_FEATURE_NAMES)}")
+        out.extend(n for n in names if n not in out)
+    return out
+
+
+HARD_TYPES, EASY_TYPES = (0, 1, 2), (3, 6, 7)
+"""Rows of the centroids (``training.task_types.TYPE_NAMES`` order) of the task types the type prior
+counts as hard (code, math, reasoning) and easy (writing, chit-chat, knowledge)."""
 
 
 class TransferRouter:
@@ -70,19 +100,26 @@ class TransferRouter:
         prior_weight: weight of a fixed prior, the keyword rule's points (:func:`rule_prior`), added in
             standard deviations to the learned score (0 = none): knowledge the training families
             cannot teach (code, math and reasoning asks are hard, greetings and lookups easy).
+        type_prior_weight: weight of a fixed task-type prior (:meth:`_type_prior`: the mean similarity
+            to the code, math and reasoning prototypes minus that to writing, chit-chat and knowledge),
+            added in standard deviations like ``prior_weight`` (0 = none): the same knowledge read from
+            the embedding instead of keywords. The benchmark families hold no writing or chit-chat, so
+            what a fit learns about those types is extrapolation; the prior sets their direction.
     """
 
     prior_weight = 0.0  # models pickled before the prior existed read it from here
+    type_prior_weight = 0.0
 
     def __init__(self, dim: int, centroids: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES + EXTRA_FEATURE_NAMES,
                  C: float = 0.1, regression: bool = False, embedding_weight: float = 0.0, use_text: bool = True,
                  use_task_type: bool = True, drop: Sequence[str] = (), trees: int = 0, prior_weight: float = 0.0,
-                 seed: int = 0) -> None:
+                 type_prior_weight: float = 0.0, seed: int = 0) -> None:
         self.dim, self.centroids = dim, np.asarray(centroids, dtype=np.float32)
         self.feature_names = tuple(feature_names)
         self.C, self.regression, self.embedding_weight = C, regression, embedding_weight
         self.use_text, self.use_task_type, self.drop = use_text, use_task_type, tuple(drop)
         self.trees, self.seed, self.prior_weight = trees, seed, prior_weight
+        self.type_prior_weight = type_prior_weight
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -142,6 +179,9 @@ class TransferRouter:
         if self.prior_weight:
             p = self._prior(X)
             self.prior_mean_, self.prior_scale_ = float(p.mean()), float(p.std()) or 1.0
+        if self.type_prior_weight:
+            p = self._type_prior(X)
+            self.type_prior_mean_, self.type_prior_scale_ = float(p.mean()), float(p.std()) or 1.0
         self.trees_ = None
         if self.trees > 0:
             from sklearn.ensemble import HistGradientBoostingRegressor
@@ -159,6 +199,8 @@ class TransferRouter:
         out = (Z @ self.coef_ + self.intercept_) / self.linear_scale_
         if self.prior_weight:
             out = out + self.prior_weight * (self._prior(X) - self.prior_mean_) / self.prior_scale_
+        if self.type_prior_weight:
+            out = out + self.type_prior_weight * (self._type_prior(X) - self.type_prior_mean_) / self.type_prior_scale_
         if self.trees_ is not None:
             small = Z[:, : Z.shape[1] - (self.dim if self.embedding_weight > 0 else 0)]
             out = out + self._flat_trees().predict(small) / self.trees_scale_
@@ -186,6 +228,12 @@ class TransferRouter:
         points = sum(WEIGHTS[k] * text[:, col[f"rule_{k}"]] for k in WEIGHTS if f"rule_{k}" in col)
         long = np.minimum(1.0, text[:, col["log_words"]] / np.log(400)) - 0.5
         return points + WEIGHTS["long"] * long
+
+    def _type_prior(self, X: np.ndarray) -> np.ndarray:
+        """Mean similarity to the hard task types (code, math, reasoning) minus the mean to the easy
+        ones (writing, chit-chat, knowledge), shape (n,)."""
+        sims = np.asarray(X, dtype=np.float32)[:, : self.dim] @ self.centroids.T
+        return sims[:, list(HARD_TYPES)].mean(axis=1) - sims[:, list(EASY_TYPES)].mean(axis=1)
 
     def input_names(self) -> list[str]:
         """Names of the linear model's inputs, in coefficient order."""
