@@ -18,7 +18,7 @@ from router.analysis.learning_report import learning_section
 from router.analysis.report import quality_retention
 from router.errors import InvalidRequestError
 from router.learning.candidate import fit_candidate
-from router.learning.evaluate import compare, time_split, weighted_apgr
+from router.learning.evaluate import compare, time_split, time_splits, weighted_apgr
 from router.learning.keep import add_answers, decode_vector, encode_vector, kept_inputs
 from router.learning.labels import build_labels
 from router.ledger.shadow import is_sampled, sample_probability
@@ -175,6 +175,10 @@ def test_compare_and_time_split():
     assert weighted_apgr(y, y, np.ones(500)) == pytest.approx(1 - y.mean() / 2, abs=0.01)  # the oracle
     tr, te = time_split(np.array([5.0, 1.0, 3.0, 2.0, 4.0]), 0.6)
     assert list(tr) == [1, 3, 2] and list(te) == [4, 0]
+    ts = np.array([5.0, 1.0, 3.0, 2.0, 4.0, 0.0])  # rolling origin: each block after everything before it
+    assert [(list(a), list(b)) for a, b in time_splits(ts, 0.5, 3)] == [([5, 1, 3], [2]), ([5, 1, 3, 2], [4]),
+                                                                       ([5, 1, 3, 2, 4], [0])]
+    assert [(list(a), list(b)) for a, b in time_splits(ts, 0.5)] == [(list(x), list(y)) for x, y in [time_split(ts, 0.5)]]
 
 
 # -- through the real server ----------------------------------------------------------

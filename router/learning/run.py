@@ -191,9 +191,15 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
     d = comparison.apgr_diff
     where = f"on {len(te)} later requests" + (f" ({len(splits)} rolling time blocks)" if len(splits) > 1 else "")
     if all(c.blocks == "prior" for c in result.split_choices) or choice.blocks == "prior":
-        # a recalibrated prior ranks as the prior: nothing learned to promote
-        result.reason = (f"not promoted: inner CV kept the prior alone ({choice.why}); candidate APGR "
-                         f"{comparison.apgr_candidate[0]:.3f} vs active {comparison.apgr_active[0]:.3f} {where}")
+        # a recalibrated prior ranks as the prior: nothing learned to promote (or to test)
+        if choice.blocks == "prior":
+            why = f"inner CV kept the prior alone ({choice.why})"
+        else:
+            why = (f"inner CV kept the prior alone on the {len(tr)} earlier labels ({result.split_choices[0].why}), "
+                   f"so nothing learned could be tested on later traffic; on all {len(y)} labels it chooses "
+                   f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
+        result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
+                         f"{comparison.apgr_active[0]:.3f} {where}")
         return result
     if not comparison.better:
         result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
