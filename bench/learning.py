@@ -4,15 +4,19 @@ learn from the first part, evaluate on the later part.
 Traffic sets (``../shared/data``): GSM8K (Mixtral vs GPT-4 correctness), MMLU by subject
 group (same pair), RouterBench ARC / Winogrande / MBPP (Mixtral-8x7B chat vs GPT-4) and
 AlpacaEval (gemma-7b-it vs GPT-4-Turbo, judge preferences). Each set is shuffled (seed 0) and
-subsampled to ``--max-per-set`` prompts (the traffic order); its first ``--first`` share is
-sent in that order through ``slm-router serve`` (a subprocess, ``--workers`` processes, the
-shipped default artifact, threshold 0.5): the local and cloud tiers and the judge are one
-recorded server (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and
-the recorded verdict "the weak answer is as good"). Shadow sampling (``uniform``, rate 1,
-``judge_tier``) judges every locally served request; the log keeps every request's embedding
-(``keep_for_learning: embedding``). The later part is scored in this process by the server's
-own scorer (the same artifact and int8 embedder, :meth:`EmbeddingClassifier.score_kept`), which
-is what the server would log for it, at a fraction of the time (2 loaded cores).
+subsampled to ``--max-per-set`` prompts (the traffic order). Every prompt is first scored in
+this process by the server's own scorer (the same artifact and embedder,
+:meth:`EmbeddingClassifier.score_kept`; what the server logs for it). The first ``--first``
+share of a set is its learning period: it is sent in order through ``slm-router serve`` (a
+subprocess, ``--workers`` processes, the shipped default artifact) with the threshold that
+sends ``--cloud-share`` of the learning period's prompts to the cloud (the quantile of their
+scores: what an operator reads off the report; no label is read), so the rest is served
+locally and can be judged. The local and cloud tiers and the judge are one recorded server
+(``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and the recorded
+verdict "the weak answer is as good"). Shadow sampling (``uniform``, ``--shadow-rate``,
+``judge_tier``) judges the locally served requests; the log keeps every request's embedding
+(``keep_for_learning: embedding``). The later part is not replayed: its scores and inputs are
+the in-process ones (2 loaded cores).
 
 Per set, on the later part, with the recorded outcomes (APGR as ``../shared/data/README.md``,
 paired bootstrap 95% intervals):
@@ -30,7 +34,7 @@ paired bootstrap 95% intervals):
 
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
-Runs in about 10-15 minutes on 2 cores with the defaults (``--quick``: 3 sets, 400 prompts).
+``--quick``: 3 sets of 800 prompts.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def load_set(name: str, max_n: int, seed: int = 0):
     return [rows[i] for i in order]
 
 
-def policy_dict(url: str, log: Path) -> dict:
+def policy_dict(url: str, log: Path, threshold: float, rate: float) -> dict:
     price = {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
     return {
         "tiers": {
@@ -82,11 +86,46 @@ def policy_dict(url: str, log: Path) -> dict:
             "judge": {"model": f"openai/{JUDGE}", "api_base": url, "api_key": "sk-bench",
                       "price": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0}},
         },
-        "routing": {"classifier": {"threshold": 0.5}},
+        "routing": {"classifier": {"threshold": round(float(threshold), 6)}},
         "escalation": {"enabled": False},
-        "shadow": {"rate": 1.0, "judge_tier": "judge", "max_in_flight": 256},
+        "shadow": {"rate": rate, "judge_tier": "judge", "max_in_flight": 256},
         "log": {"path": str(log), "keep_for_learning": "embedding"},
     }
+
+
+def threshold_for(scores, cloud_share: float) -> float:
+    """The threshold that sends the top ``cloud_share`` of ``scores`` to the cloud (scores
+    only, no label: what an operator reads off the report's score distribution)."""
+    if cloud_share <= 0:
+        return 1.0
+    return float(np.quantile(np.asarray(scores, dtype=float), 1.0 - cloud_share))
+
+
+class Server:
+    """``slm-router serve`` on ``policy_path`` in a subprocess (a context manager); SIGTERM on
+    exit, so it drains its log writes and shadow samples."""
+
+    def __init__(self, policy_path: Path, work: Path, workers: int, tag: str) -> None:
+        self.policy_path, self.work, self.workers, self.tag = policy_path, work, workers, tag
+
+    def __enter__(self) -> str:
+        from bench.proxy import free_port, wait_http
+
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "--policy", str(self.policy_path), "--port", str(port),
+             "--no-watch", "--log-level", "warning", "--workers", str(self.workers)],
+            stdout=(self.work / f"server-{self.tag}.log").open("wb"), stderr=subprocess.STDOUT, cwd=self.work)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", self.proc)
+        except BaseException:
+            self.__exit__()
+            raise
+        return f"http://127.0.0.1:{port}/v1"
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=300)
 
 
 async def replay(url: str, prompts: list[str], concurrency: int) -> list[str]:
@@ -146,74 +185,93 @@ def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
     return hi
 
 
+def score_sets(sets: dict, policy_path: Path) -> dict:
+    """Every prompt of every set scored in this process by the server's scorer (the same
+    artifact and embedder): set -> list of :class:`StagedScore` (score, embedding, features)."""
+    from router.policy import load_policy
+    from router.scoring.classifier import EmbeddingClassifier
+
+    policy = load_policy(policy_path)
+    scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
+    return {n: scorer.score_kept([e.prompt for e in rows]) for n, rows in sets.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--max-per-set", type=int, default=500)
+    parser.add_argument("--max-per-set", type=int, default=2000)
     parser.add_argument("--first", type=float, default=0.5, help="share of each set's traffic learned from")
+    parser.add_argument("--cloud-share", type=float, default=0.2,
+                        help="share of each set's learning period the policy sends to the cloud: its threshold is "
+                             "that quantile of the default's scores there (no label read); the rest is served locally")
+    parser.add_argument("--shadow-rate", type=float, default=1.0, help="shadow.rate of the replayed policy")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
+    parser.add_argument("--learn-blocks", type=int, default=1, help="slm-router learn --blocks")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--quick", action="store_true", help="3 sets of 400 prompts")
+    parser.add_argument("--quick", action="store_true", help="3 sets of 800 prompts")
     parser.add_argument("--reuse", type=Path, default=None, help="the work folder of an earlier run: evaluate only")
+    parser.add_argument("--replay-only", action="store_true", help="replay and stop (evaluate later with --reuse)")
     args = parser.parse_args()
     if args.quick:
-        args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 400
+        args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 800
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
-    parser_reuse = args.reuse
-    work = parser_reuse or Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
     out = args.out or work
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     sets = {n: load_set(n, args.max_per_set) for n in names}
-    if parser_reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
+    import yaml
+
+    log = work / "log.sqlite3"
+    base_policy = work / "policy.yaml"
+    if args.reuse is None:
+        base_policy.write_text(yaml.safe_dump(policy_dict("http://127.0.0.1:9/v1", log, 0.5, args.shadow_rate)))
+    kept = score_sets(sets, base_policy)
+    print(f"scored {sum(len(v) for v in kept.values())} prompts in this process in {time.time() - t_start:.0f}s",
+          flush=True)
+    if args.reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
         windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
-        results = evaluate(sets, windows, work / "log.sqlite3", work / "policy.yaml", args.budget, out)
+        results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
         print_results(results, 0.0, time.time() - t_start, {})
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-        write_report(work / "log.sqlite3", results, out)
+        write_report(log, results, out)
         return 0
     items = [Recorded(e.prompt, f"(recorded {e.weak_model} answer)", f"(recorded {e.strong_model} answer)",
                       not e.needs_strong) for rows in sets.values() for e in rows]
     tiers = RecordedTiers(items).start()
-    log = work / "log.sqlite3"
-    import yaml
-
-    policy_path = work / "policy.yaml"
-    policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log)))
-    from bench.proxy import free_port, wait_http
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--policy", str(policy_path), "--port",
-                               str(port), "--no-watch", "--log-level", "warning", "--workers", str(args.workers)],
-                              stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT, cwd=work)
-    windows: dict[str, tuple[float, float, list[str]]] = {}
+    windows: dict[str, tuple] = {}
+    t_replay = time.time()
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", server)
         for n, rows in sets.items():
             cut = int(len(rows) * args.first)
+            threshold = threshold_for([k.score for k in kept[n][:cut]], args.cloud_share)
+            policy_path = work / f"policy-{n}.yaml"
+            policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log, threshold, args.shadow_rate)))
             t0 = time.time()
-            ids = asyncio.run(replay(f"http://127.0.0.1:{port}/v1", [e.prompt for e in rows[:cut]], args.concurrency))
-            time.sleep(0.05)
-            windows[n] = (t0, time.time(), ids)
-            print(f"replayed {n}: the first {cut} of {len(rows)} requests in {time.time() - t0:.0f}s", flush=True)
+            with Server(policy_path, work, args.workers, n) as url:
+                ids = asyncio.run(replay(url, [e.prompt for e in rows[:cut]], args.concurrency))
+            windows[n] = (t0, time.time(), ids, threshold)
+            (work / "windows.json").write_text(json.dumps(windows))
+            print(f"replayed {n}: the first {cut} of {len(rows)} requests (threshold {threshold:.4f}) in "
+                  f"{time.time() - t0:.0f}s", flush=True)
     finally:
-        server.send_signal(signal.SIGTERM)  # the server drains its log writes and shadow samples
-        server.wait(timeout=120)
         tiers.stop()
     t_replayed = time.time()
-    (work / "windows.json").write_text(json.dumps(windows))
     print(f"log and windows in {work} (--reuse {work} evaluates them again)", flush=True)
-    results = evaluate(sets, windows, log, policy_path, args.budget, out)
-    print_results(results, t_replayed - t_start, time.time() - t_replayed, tiers.received)
+    if args.replay_only:
+        return 0
+    results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
+    print_results(results, t_replayed - t_replay, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(log, results, out)
     print(f"wrote {out / 'learning.json'} and {out / 'report.html'}")
     return 0
 
 
-def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path) -> dict:
+def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int, out: Path,
+             learn_blocks: int = 1) -> dict:
     from router.learning.candidate import fit_candidate
     from router.learning.run import _prior, _rows, learn
     from router.ledger.shadow import is_sampled, sample_probability
@@ -221,26 +279,27 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
     from router.store.sqlite import SQLiteStore
 
     store = SQLiteStore(log)
-    records, shadows = store.requests(), store.shadows()
+    records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
     store.close()
     policy = load_policy(policy_path)
     artifact, reads, names = _prior(policy)
     by_id = {r.id: r for r in records}
     results: dict = {"sets": {}, "curves": {}}
-    from router.scoring.classifier import EmbeddingClassifier
     from router.scoring.prior_stack import PriorStackedModel
 
-    scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
     for name, rows in sets.items():
-        t0, t_cut, ids = windows[name]
+        t0, t_cut, ids = windows[name][:3]
+        threshold = windows[name][3] if len(windows[name]) > 3 else None
         first = [by_id[i] for i in ids if i in by_id and "embedding" in (by_id[i].learning or {})]
         truth = {i: e for i, e in zip(ids, rows)}
         later_rows = rows[len(ids):]
         first_ids = {r.id for r in first}
         judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
-        res = learn(first, judged, [], policy, n_boot=200)
-        # the later part: scored in-process by the server's scorer (same artifact, same int8 embedder)
-        kept = scorer.score_kept([e.prompt for e in later_rows])
+        t_learn = time.time()
+        res = learn(first, judged, [], policy, n_boot=200, blocks=learn_blocks)
+        t_learn = time.time() - t_learn
+        # the later part: scored in this process by the server's scorer (same artifact, same embedder)
+        kept = kept_sets[name][len(ids):]
         X_later = np.stack([np.concatenate([k.embedding, np.array([k.features[n] for n in names], np.float32)])
                             for k in kept])
         X = np.vstack([_rows(first, names, None), X_later]).astype(np.float32)
@@ -264,9 +323,15 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
-                 "promoted": res.promote, "label_sources": res.labels.by_source}
-        if res.promote:
-            learned = res.model.predict_proba(X[L], prior[L])[:, 1]
+                 "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
+                 "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
+                 "learn_choice": None if res.choice is None else {"blocks": res.choice.blocks, "C": res.choice.C,
+                                                                   "losses": res.choice.losses},
+                 "learn_test": None if res.comparison is None else {
+                     "n": res.comparison.n, "apgr_candidate": res.comparison.apgr_candidate,
+                     "apgr_active": res.comparison.apgr_active, "apgr_diff": res.comparison.apgr_diff}}
+        if res.candidate is not None:  # learn's candidate on every judged label, promoted or not
+            learned = res.candidate.predict_proba(X[L], prior[L])[:, 1]
             learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
             entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
             entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
@@ -276,11 +341,12 @@ def evaluate(sets, windows, log: Path, policy_path: Path, budget: int, out: Path
         thresholds = [recs[i].threshold for i in local_first]
         curves, by_budget = {}, {}
         for strategy in ("uniform", "uncertain"):
-            points, by_budget[strategy] = [], {}
+            points, by_budget[strategy], saturated = [], {}, False
             for b in BUDGETS:
-                if b > len(local_first):
+                if b > len(local_first) or saturated:
                     break
                 rate = rate_for(b, scores, thresholds, strategy)
+                saturated = rate >= 1.0  # the strategy's largest sample: later budgets would repeat it
                 ps = [sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds)]
                 pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id, p)]
                 idx = np.array([i for i, _ in pick])
@@ -308,18 +374,33 @@ def _iv(t) -> str:
 
 
 def _set_line(name: str, e: dict) -> str:
+    closed = "n/a" if e.get("closed") is None else f"{100 * e['closed']:.0f}% of the gap"
     if e["promoted"]:
-        closed = "n/a" if e.get("closed") is None else f"{100 * e['closed']:.0f}% of the gap"
-        learned = f"{_iv(e['learned'])}, closes {closed}"
+        learned = f"promoted {_iv(e['learned'])}, closes {closed}"
     else:
         learned = "learn refused: " + e["learn"]
+        if "learned" in e:
+            learned += f" [its candidate would score {_iv(e['learned'])}, {closed}]"
     return (f"{name:22s} {e['n']:5d} {e['judged_first']:6d} {_iv(e['default']):>22s} {_iv(e['all_labels']):>22s} "
             f"{_iv(e['gap']):>24s}  {learned}")
+
+
+def _detail(e: dict) -> str:
+    thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
+    out = f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local"
+    if e.get("learn_choice"):
+        c = e["learn_choice"]
+        out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")
+    if e.get("learn_test"):
+        t = e["learn_test"]
+        out += f"; its test: {t['n']} labels, APGR difference {_iv(t['apgr_diff'])}"
+    return out + f"; learn took {e.get('learn_s', 0):.0f}s"
 
 
 def print_set(name: str, e: dict) -> None:
     """One set's line and curves, printed as soon as it is evaluated."""
     print(_set_line(name, e), flush=True)
+    print(_detail(e), flush=True)
     for strategy, pts in e["curves"].items():
         print(f"  {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts), flush=True)
 
@@ -331,6 +412,7 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     print(head)
     for name, e in results["sets"].items():
         print(_set_line(name, e))
+        print(_detail(e))
     print("\nlearning curves (judged samples -> later-part APGR):")
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():
@@ -339,8 +421,9 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
         if uni and unc:
             target = uni[-1][1]
             reach = next((n for n, a in unc if a >= target - 1e-9), None)
-            print(f"  {'':22s} uncertain reaches uniform's {target:.3f} (at {uni[-1][0]} samples) "
-                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within the budgets: no"))
+            print(f"  {'':22s} uncertain reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
+                  f"{e['default'][0]:.3f}, so uniform gained {target - e['default'][0]:+.3f}) "
+                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no"))
 
 
 def write_report(log: Path, results: dict, out: Path) -> None:
@@ -351,9 +434,12 @@ def write_report(log: Path, results: dict, out: Path) -> None:
     try:
         curves = {}
         for strategy in ("uniform", "uncertain"):  # mean over the sets, at each budget all sets reached
-            per = [e["by_budget"].get(strategy, {}) for e in results["sets"].values()]
+            per = [{int(k): v for k, v in e["by_budget"].get(strategy, {}).items()} for e in results["sets"].values()]
             common = [b for b in BUDGETS if per and all(b in p for p in per)]
             curves[f"{strategy} (mean over sets)"] = [(b, float(np.mean([p[b] for p in per]))) for b in common]
+        for name, e in results["sets"].items():  # and each set's own
+            for strategy, pts in e["curves"].items():
+                curves[f"{name} {strategy}"] = [tuple(x) for x in pts]
         data = build_report(store.requests(), store.shadows(), source=str(log), feedback=store.feedback(), curves=curves)
     finally:
         store.close()

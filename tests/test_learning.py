@@ -18,7 +18,7 @@ from router.analysis.learning_report import learning_section
 from router.analysis.report import quality_retention
 from router.errors import InvalidRequestError
 from router.learning.candidate import fit_candidate
-from router.learning.evaluate import compare, time_split, weighted_apgr
+from router.learning.evaluate import compare, time_split, time_splits, weighted_apgr
 from router.learning.keep import add_answers, decode_vector, encode_vector, kept_inputs
 from router.learning.labels import build_labels
 from router.ledger.shadow import is_sampled, sample_probability
@@ -175,6 +175,10 @@ def test_compare_and_time_split():
     assert weighted_apgr(y, y, np.ones(500)) == pytest.approx(1 - y.mean() / 2, abs=0.01)  # the oracle
     tr, te = time_split(np.array([5.0, 1.0, 3.0, 2.0, 4.0]), 0.6)
     assert list(tr) == [1, 3, 2] and list(te) == [4, 0]
+    ts = np.array([5.0, 1.0, 3.0, 2.0, 4.0, 0.0])  # rolling origin: each block after everything before it
+    assert [(list(a), list(b)) for a, b in time_splits(ts, 0.5, 3)] == [([5, 1, 3], [2]), ([5, 1, 3, 2], [4]),
+                                                                       ([5, 1, 3, 2, 4], [0])]
+    assert [(list(a), list(b)) for a, b in time_splits(ts, 0.5)] == [(list(x), list(y)) for x, y in [time_split(ts, 0.5)]]
 
 
 # -- through the real server ----------------------------------------------------------
@@ -387,3 +391,52 @@ def test_text_mode_keeps_text_and_answers_and_feedback_needs_the_api_key(tmp_pat
     assert len(decode_vector(record.learning["embedding"])) == DEFAULT_DIM
     assert store.feedback()[0].api_key_id.startswith("key-")
     store.close()
+
+
+def test_verifier_learned_from_kept_answers_is_written_and_read_by_the_cascade(tmp_path):
+    """log.keep_for_learning: text keeps the local answers; learn trains a verifier on them,
+    writes it only when it beats a coin on later answers, and the candidate policy's cascade
+    checks it (the verifier measure's own loader reads the artifact)."""
+    import asyncio
+
+    from router.cascade.measures.verifier import Verifiers
+    from router.learning.run import learn, write_outputs
+    from router.learning.verifier import fit_verifier
+
+    rnd = random.Random(3)
+    good = lambda i: f"The result is {rnd.randint(10, 999)}: add the two amounts, then divide by {i % 7 + 2}."  # noqa: E731
+    bad = lambda i: rnd.choice(["I am not sure I can help with that.", "Sorry, I cannot answer this question.",  # noqa: E731
+                                "I don't know, maybe ask someone else."]) + f" ({i})"
+    n = 240
+    wrong = [rnd.random() < 0.3 for _ in range(n)]
+    answers = [bad(i) if w else good(i) for i, w in enumerate(wrong)]
+    records, shadows = [], []
+    for i, (a, w) in enumerate(zip(answers, wrong)):
+        learning = kept_inputs("text", _vec(i, DEFAULT_DIM), {}, DEFAULT_EMBEDDER, f"question {i}")
+        add_answers(learning, a, None)
+        records.append(RequestRecord(f"v{i}", float(i), requested_model="auto", routed_tier="local", tier="local",
+                                     local=True, score=0.3, threshold=0.5, learning=learning))
+        shadows.append(ShadowRecord(f"v{i}", i + 0.5, "shadow", judge_verdict=not w, sample_p=1.0))
+    policy = policy_from_dict({"escalation": {"enabled": False}})
+    result = learn(records, shadows, [], policy, n_boot=50)
+    v = result.verifier
+    assert v is not None and v.promote and v.auroc[1] > 0.5, v.reason
+    written = write_outputs(result, tmp_path, policy, None)
+    assert (tmp_path / "verifier" / "model.joblib").is_file() and tmp_path / "candidate-policy.yaml" in written
+    candidate = policy_from_dict(__import__("yaml").safe_load((tmp_path / "candidate-policy.yaml").read_text()))
+    esc = candidate.escalation
+    assert esc.enabled and esc.min["verifier"] == v.cut and esc.min_mean_logprob == -100.0 and esc.needs("verifier")
+    verifiers = Verifiers(None)
+    p_good = asyncio.run(verifiers.p_correct(esc.verifier_artifact, good(1)))
+    p_bad = asyncio.run(verifiers.p_correct(esc.verifier_artifact, bad(1)))
+    assert p_good > v.cut > p_bad
+    assert json.loads((tmp_path / "learning.json").read_text())["verifier"]["promote"] is True
+    # answers whose text says nothing about the outcome: no verifier
+    noise = fit_verifier([good(i) for i in range(n)], np.array(wrong, dtype=float), np.ones(n), np.arange(n, dtype=float),
+                         lambda texts: np.random.default_rng(0).normal(size=(len(texts), 8)), n_boot=50)
+    assert not noise.promote and "does not exclude a coin" in noise.reason
+    # without kept text (embedding mode) learn trains none
+    plain = [RequestRecord(r.id, r.ts, requested_model="auto", routed_tier="local", tier="local", local=True,
+                           score=0.3, threshold=0.5, learning={k: x for k, x in r.learning.items()
+                                                               if k not in ("text", "answer")}) for r in records]
+    assert learn(plain, shadows, [], policy, n_boot=20).verifier is None

@@ -61,6 +61,8 @@ def learn(
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
     train_share: float = typer.Option(0.7, min=0.1, max=0.9, help="Earlier share of the labels trained on; the rest tests."),
     bootstrap: int = typer.Option(200, min=20, help="Bootstrap resamples of the 95% intervals."),
+    blocks: int = typer.Option(1, min=1, max=10, help="Rolling time blocks of the test part, each scored by the candidate "
+                                                      "trained on every label before it."),
 ) -> None:
     """Learn a candidate router from the log's labels (judged shadow samples, escalations,
     feedback), stacked on the active artifact; write it only when it beats the active router
@@ -79,7 +81,7 @@ def learn(
         raise
     where, records, shadows, feedback = _read(active, log, lo, hi)
     try:
-        result = run_learn(records, shadows, feedback, active, train_share=train_share, n_boot=bootstrap)
+        result = run_learn(records, shadows, feedback, active, train_share=train_share, n_boot=bootstrap, blocks=blocks)
     except ValueError as err:
         _fail(str(err))
         raise
@@ -113,3 +115,5 @@ def learn(
     for path in write_outputs(result, out, active, policy):
         console.print(f"wrote {path}", highlight=False)
     console.print(result.reason, highlight=False)
+    if result.verifier is not None:
+        console.print(result.verifier.reason, highlight=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["weighted_curve", "weighted_apgr", "retention_at", "share_for", "Comparison", "compare",
-           "time_split"]
+           "time_split", "time_splits"]
 
 
 def weighted_curve(scores: np.ndarray, needs: np.ndarray, w: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -142,3 +142,20 @@ def time_split(ts: np.ndarray, train_share: float) -> tuple[np.ndarray, np.ndarr
     order = np.argsort(np.asarray(ts, dtype=float), kind="stable")
     cut = int(round(len(order) * train_share))
     return order[:cut], order[cut:]
+
+
+def time_splits(ts: np.ndarray, train_share: float, blocks: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rolling-origin time splits (Tashman 2000, *Int. J. Forecasting* 16, "Out-of-sample tests
+    of forecasting accuracy"): the rows after the earlier ``train_share`` (by time) are cut into
+    ``blocks`` consecutive test blocks, and block k is predicted by a model trained on every
+    row before it. ``blocks == 1`` is :func:`time_split`. Returns [(train indices, test indices)].
+
+    Raises:
+        ValueError: ``train_share`` outside (0, 1) or ``blocks`` < 1.
+    """
+    if blocks < 1:
+        raise ValueError("blocks must be at least 1")
+    first, _ = time_split(ts, train_share)
+    order = np.argsort(np.asarray(ts, dtype=float), kind="stable")
+    edges = np.linspace(len(first), len(order), blocks + 1).round().astype(int)
+    return [(order[: edges[k]], order[edges[k]: edges[k + 1]]) for k in range(blocks) if edges[k + 1] > edges[k]]

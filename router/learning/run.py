@@ -4,8 +4,11 @@
 :func:`write_outputs` writes what a promoted candidate leaves in ``--out``: the artifact
 (``artifact/model.joblib`` and ``card.json``, loadable as ``routing.classifier.artifact``) and
 ``candidate-policy.yaml`` (the active policy with that artifact and the threshold that keeps
-the active policy's cloud share on the logged traffic). ``learning.json`` (labels, choice,
-comparison, learning curve, decision) is written whatever the decision.
+the active policy's cloud share on the logged traffic). When the log kept answers
+(``log.keep_for_learning: text``) a verifier is trained too (:mod:`.verifier`); a promoted one
+is written to ``verifier/`` and the candidate policy's cascade checks it
+(``escalation.verifier_artifact``, ``escalation.min.verifier``). ``learning.json`` (labels,
+choice, comparison, learning curve, verifier, decision) is written whatever the decision.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import numpy as np
 
 from ..policy import Policy
 from ..store.records import FeedbackRecord, RequestRecord, ShadowRecord
-from .candidate import Choice, fit_candidate
-from .evaluate import Comparison, compare, time_split, weighted_apgr
+from .candidate import Choice, option_name, fit_candidate
+from .evaluate import Comparison, compare, time_splits, weighted_apgr
 from .keep import decode_vector
 from .labels import LabelSet, build_labels
+from .verifier import VerifierResult, answer_texts, fit_verifier
 
 __all__ = ["LearnResult", "learn", "write_outputs", "curve_sizes", "MIN_TEST"]
 
@@ -35,7 +39,9 @@ MIN_TEST = 20
 class LearnResult:
     """What a run found. ``promote`` is True only when the candidate beat the active router
     beyond its interval; ``reason`` says why (not). ``curve``: (labels used, candidate APGR,
-    active APGR) on the test part. ``model`` is the candidate refitted on every label."""
+    active APGR) on the (last) test block. ``candidate`` is the candidate refitted on every label;
+    ``model`` is it when promoted, else None. ``split_choices``: the inner CV's choice on each
+    time split's training labels; ``choice``: on every label."""
 
     labels: LabelSet
     promote: bool
@@ -49,6 +55,9 @@ class LearnResult:
     threshold: float | None = None
     score_quantiles: dict[str, float] = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)
+    verifier: VerifierResult | None = None
+    split_choices: list[Choice] = field(default_factory=list)
+    candidate: Any = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (``learning.json``)."""
@@ -58,9 +67,11 @@ class LearnResult:
                        "without_inputs": self.labels.without_inputs, "embedders": self.labels.embedders},
             "n_train": self.n_train, "n_test": self.n_test,
             "choice": None if self.choice is None else asdict(self.choice),
+            "split_choices": [asdict(c) for c in self.split_choices],
             "comparison": None if self.comparison is None else asdict(self.comparison),
             "curve": [{"labels": n, "apgr_candidate": c, "apgr_active": a} for n, c, a in self.curve],
             "threshold": self.threshold,
+            "verifier": None if self.verifier is None else self.verifier.summary(),
         }
 
 
@@ -96,6 +107,15 @@ def _rows(records: Iterable[RequestRecord], names: list[str], embedder: str | No
     return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
 
+def _answer_rows(policy: Policy, names: list[str]):
+    """answers -> verifier input rows (n, dim + f): the prior artifact's embedder and text features."""
+    from ..scoring.classifier import EmbeddingClassifier
+    from ..scoring.routing_model import build_inputs
+
+    scorer = EmbeddingClassifier(policy.routing.classifier.artifact, embedder_key=policy.routing.classifier.embedder)
+    return lambda texts: build_inputs(np.asarray(scorer.embedder.encode(texts), dtype=np.float32), texts, names)
+
+
 def _traffic(records: list[RequestRecord], policy: Policy, since_ts: float) -> tuple[float, float | None]:
     """(cloud share of the classifier-routed ok requests from ``since_ts`` on, mean counterfactual cloud cost)."""
     routed = [r for r in records if r.status == "ok" and r.score is not None and r.ts >= since_ts]
@@ -105,9 +125,12 @@ def _traffic(records: list[RequestRecord], policy: Policy, since_ts: float) -> t
 
 
 def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], feedback: Iterable[FeedbackRecord],
-          policy: Policy, train_share: float = 0.7, n_boot: int = 200, seed: int = 0) -> LearnResult:
+          policy: Policy, train_share: float = 0.7, n_boot: int = 200, seed: int = 0, blocks: int = 1) -> LearnResult:
     """Build labels, fit the candidate on the earlier ``train_share`` of them (by time), compare
     it with the active router on the later rest, and decide (see the module docstring).
+    ``blocks`` > 1 cuts the later rest into that many rolling time blocks, each scored by the
+    candidate trained on every label before it (:func:`~.evaluate.time_splits`), so more of
+    the labels test while every prediction still comes from earlier labels only.
 
     Raises:
         ValueError: the log's embeddings do not fit the prior artifact (another dimension).
@@ -129,44 +152,65 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
 
     prior_p = PriorStackedModel(artifact.estimator, reads_features, dim).prior_proba(X)
     active = np.array([lb.score for lb in labels.labels], dtype=float)
-    tr, te = time_split(ts, train_share)
+    splits = time_splits(ts, train_share, blocks)
+    tr = splits[0][0]
+    te = np.concatenate([b for _, b in splits]) if splits else np.zeros(0, dtype=int)
     result = LearnResult(labels, False, "", len(tr), len(te), feature_names=names)
+    texts = answer_texts(records, labels.labels)
+    if any(t is not None for t in texts):  # log.keep_for_learning: text kept the local answers
+        result.verifier = fit_verifier(texts, y, w, ts, _answer_rows(policy, names), train_share, n_boot, seed)
     if len(te) < MIN_TEST or len(set(y[te].astype(int))) < 2:
         result.reason = f"too few labels to test on later traffic ({len(te)} in the test part, need {MIN_TEST} with both outcomes)"
         return result
     if len(set(y[tr].astype(int))) < 2:
         result.reason = "the earlier labels have one outcome only; nothing to learn yet"
         return result
-    model, choice = fit_candidate(X[tr], y[tr], w[tr], prior_p[tr], artifact.estimator, reads_features, dim, seed=seed)
-    result.choice = choice
-    cand = model.predict_proba(X[te], prior_p[te])[:, 1]
+
+    def fit(idx):
+        return fit_candidate(X[idx], y[idx], w[idx], prior_p[idx], artifact.estimator, reads_features, dim, seed=seed)
+
+    cand = np.zeros(len(te))
+    at = 0
+    for a, b in splits:  # each test block scored by the candidate trained on every label before it
+        model, choice = fit(a)
+        result.split_choices.append(choice)
+        cand[at: at + len(b)] = model.predict_proba(X[b], prior_p[b])[:, 1]
+        at += len(b)
     share, cost = _traffic(records, policy, float(ts[te].min()))
     result.comparison = comparison = compare(cand, active[te], y[te], w[te], share, cost, n_boot, seed)
-    for n in curve_sizes(len(tr)):
-        part = tr[:n]
+    last_train, last = splits[-1]
+    for n in curve_sizes(len(last_train)):
+        part = last_train[:n]
         if len(set(y[part].astype(int))) < 2:
             continue
-        m, _ = fit_candidate(X[part], y[part], w[part], prior_p[part], artifact.estimator, reads_features, dim, seed=seed)
-        result.curve.append((n, weighted_apgr(m.predict_proba(X[te], prior_p[te])[:, 1], y[te], w[te]),
-                             comparison.apgr_active[0]))
+        m, _ = fit(part)
+        result.curve.append((n, weighted_apgr(m.predict_proba(X[last], prior_p[last])[:, 1], y[last], w[last]),
+                             weighted_apgr(active[last], y[last], w[last])))
+    final, choice = fit(np.arange(len(y)))
+    result.choice, result.candidate = choice, final
     d = comparison.apgr_diff
-    if choice.blocks == "prior":  # a recalibrated prior ranks as the prior: nothing learned to promote
-        result.reason = (f"not promoted: inner CV kept the prior alone ({choice.why}); candidate APGR "
-                         f"{comparison.apgr_candidate[0]:.3f} vs active {comparison.apgr_active[0]:.3f} on {len(te)} "
-                         "later requests")
+    where = f"on {len(te)} later requests" + (f" ({len(splits)} rolling time blocks)" if len(splits) > 1 else "")
+    if all(c.blocks == "prior" for c in result.split_choices) or choice.blocks == "prior":
+        # a recalibrated prior ranks as the prior: nothing learned to promote (or to test)
+        if choice.blocks == "prior":
+            why = f"inner CV kept the prior alone ({choice.why})"
+        else:
+            why = (f"inner CV kept the prior alone on the {len(tr)} earlier labels ({result.split_choices[0].why}), "
+                   f"so nothing learned could be tested on later traffic; on all {len(y)} labels it chooses "
+                   f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
+        result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
+                         f"{comparison.apgr_active[0]:.3f} {where}")
         return result
     if not comparison.better:
-        kept = "the prior alone (recalibrated)" if choice.blocks == "prior" else f"C={choice.C:g}"
         result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
                          f"{comparison.apgr_active[0]:.3f}; the difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] "
-                         f"does not exclude 0 on {len(te)} later requests (inner CV chose {kept}: {choice.why})")
+                         f"does not exclude 0 {where} (inner CV on every label chose "
+                         f"{option_name(choice.blocks, choice.C, choice.weight_power)}: {choice.why})")
         return result
-    final, _ = fit_candidate(X, y, w, prior_p, artifact.estimator, reads_features, dim, seed=seed)
     result.model = final
     result.promote = True
     result.reason = (f"promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
-                     f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] on "
-                     f"{len(te)} later requests")
+                     f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] {where}")
     everything = _rows(records, names, max(labels.embedders, key=labels.embedders.get))
     scores = final.predict_proba(everything)[:, 1] if len(everything) else cand
     result.threshold = float(np.quantile(scores, 1.0 - share)) if share > 0 else float(min(1.0, scores.max() + 1e-6))
@@ -175,8 +219,8 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
 
 
 def write_outputs(result: LearnResult, out: Path, policy: Policy, policy_path: Path | None) -> list[Path]:
-    """Write ``learning.json`` and, when promoted, the artifact and ``candidate-policy.yaml``;
-    returns the paths written."""
+    """Write ``learning.json`` and, when the router or the verifier was promoted, its artifact
+    (``artifact/``, ``verifier/``) and ``candidate-policy.yaml``; returns the paths written."""
     import yaml
 
     from ..scoring.artifact import load_artifact, save_artifact
@@ -184,31 +228,49 @@ def write_outputs(result: LearnResult, out: Path, policy: Policy, policy_path: P
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "learning.json"]
     (out / "learning.json").write_text(json.dumps(result.summary(), indent=2, default=float) + "\n")
-    if not result.promote:
+    verifier = result.verifier if result.verifier is not None and result.verifier.promote else None
+    if not result.promote and verifier is None:
         return written
     prior = load_artifact(policy.routing.classifier.artifact).card
-    card = {
-        "name": "learned", "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"kind": "prior_stack", "estimator": repr(result.model), "prior": policy.routing.classifier.artifact,
-                  "choice": asdict(result.choice) if result.choice else None},
-        "embedder": prior.get("embedder"), "embedder_key": prior.get("embedder_key"),
-        "embedding_dim": prior.get("embedding_dim"), "inputs": ["embedding", "text_features"],
-        "text_features": result.feature_names,
-        "score_quantiles": {**result.score_quantiles, "meaning": "threshold giving this cloud share on the logged traffic"},
-        "learning": result.summary(),
-        "output": "P(needs the cloud tier) on the user's labels: the prior's logit stacked with the embedding and text "
-                  "features (router/scoring/prior_stack.py)",
-    }
-    art = save_artifact(out / "artifact", result.model, card)
-    written.append(art)
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    inputs = {"embedder": prior.get("embedder"), "embedder_key": prior.get("embedder_key"),
+              "embedding_dim": prior.get("embedding_dim"), "inputs": ["embedding", "text_features"],
+              "text_features": result.feature_names}
     base: dict[str, Any] = {}
     if policy_path is not None:
         base = yaml.safe_load(Path(policy_path).read_text()) or {}
-    classifier = base.setdefault("routing", {}).setdefault("classifier", {})
-    classifier.pop("target_cloud_share", None)
-    classifier["artifact"] = str(art.resolve())
-    classifier["threshold"] = round(float(result.threshold), 4)
+    if result.promote:
+        card = {
+            "name": "learned", "created": created,
+            "model": {"kind": "prior_stack", "estimator": repr(result.model), "prior": policy.routing.classifier.artifact,
+                      "choice": asdict(result.choice) if result.choice else None},
+            **inputs,
+            "score_quantiles": {**result.score_quantiles, "meaning": "threshold giving this cloud share on the logged traffic"},
+            "learning": result.summary(),
+            "output": "P(needs the cloud tier) on the user's labels: the prior's logit stacked with the embedding and text "
+                      "features (router/scoring/prior_stack.py)",
+        }
+        art = save_artifact(out / "artifact", result.model, card)
+        written.append(art)
+        classifier = base.setdefault("routing", {}).setdefault("classifier", {})
+        classifier.pop("target_cloud_share", None)
+        classifier["artifact"] = str(art.resolve())
+        classifier["threshold"] = round(float(result.threshold), 4)
+    if verifier is not None:
+        card = {"name": "learned-verifier", "created": created, "label": "weak_wrong",
+                "model": {"kind": "verifier", "estimator": repr(verifier.model), "C": verifier.C}, **inputs,
+                "learning": verifier.summary(),
+                "output": "P(the local answer is wrong) from the answer's text (router/learning/verifier.py); the "
+                          "cascade's verifier signal is 1 - this"}
+        art = save_artifact(out / "verifier", verifier.model, card)
+        written.append(art)
+        escalation = base.setdefault("escalation", {})
+        if not policy.escalation.enabled:  # the cascade was off: turn it on with the verifier as its check
+            escalation["enabled"], escalation["min_mean_logprob"] = True, -100.0
+        escalation["verifier_artifact"] = str(art.resolve())
+        escalation.setdefault("min", {})["verifier"] = verifier.cut
     (out / "candidate-policy.yaml").write_text(
-        "# written by slm-router learn: the active policy with the learned artifact\n" + yaml.safe_dump(base, sort_keys=False))
+        "# written by slm-router learn: the active policy with the learned artifact and/or verifier\n"
+        + yaml.safe_dump(base, sort_keys=False))
     written.append(out / "candidate-policy.yaml")
     return written
