@@ -183,7 +183,7 @@ def _tree_walk(flat, X: np.ndarray) -> np.ndarray:
 
 
 def _transfer_raw(m, X: np.ndarray) -> np.ndarray:
-    """``TransferRouter.predict`` before the fast path (no prior: the shipped model has none)."""
+    """``TransferRouter.predict`` before the fast path (the keyword prior left out: the shipped model has none)."""
     from router.scoring.flat_trees import FlatTrees
     from router.scoring.transfer import LOG_FEATURES
 
@@ -206,6 +206,12 @@ def _transfer_raw(m, X: np.ndarray) -> np.ndarray:
         Z[:, -m.dim:] *= m.embedding_weight
     out = (Z @ m.coef_ + m.intercept_) / m.linear_scale_
     assert not m.prior_weight
+    if m.type_prior_weight:  # issue 18: the fixed task-type prior (hard types minus easy ones)
+        from router.scoring.transfer import EASY_TYPES, HARD_TYPES
+
+        sims = emb @ m.centroids.T
+        prior = sims[:, list(HARD_TYPES)].mean(axis=1) - sims[:, list(EASY_TYPES)].mean(axis=1)
+        out = out + m.type_prior_weight * (prior - m.type_prior_mean_) / m.type_prior_scale_
     if m.trees_ is not None:
         small = Z[:, : Z.shape[1] - (m.dim if m.embedding_weight > 0 else 0)]
         out = out + _tree_walk(FlatTrees.of(m.trees_), small) / m.trees_scale_

@@ -110,7 +110,9 @@ def test_tree_walk_equals_the_level_by_level_walk():
 
     from .reference_scoring import _tree_walk
 
-    model = load_artifact("builtin").estimator.model
+    # a shipped artifact with trees: the MiniLM one (the default is linear since issue 18)
+    model = next(m for m in (load_artifact(k).estimator.model for k in ("builtin", "builtin:difficulty-minilm"))
+                 if getattr(m, "trees_", None) is not None)
     flat = FlatTrees.of(model.trees_)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, model.trees_.n_features_in_)) * 2
