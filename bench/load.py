@@ -16,9 +16,10 @@ second ``serve`` runs from DIR (``PYTHONPATH=DIR``; this checkout's server gets
 ``PYTHONPATH`` of this checkout) on the same backend, and both get the same ``-n`` good
 cloud requests in ``--rounds`` alternating rounds (ABBA order, so a load change during
 the run hits both alike). Prints each server's requests/s over its rounds and the ratio
-current / baseline. Bad inputs are left out of that comparison: the old server answers
-some of them differently (the defects the sweep was written for), which would compare
-different work. The soak then runs on the current server only; its row count includes the
+current / baseline (overall and per round), and the server CPU each used per request
+(``/proc``), which the machine's other load moves far less than wall time. Bad inputs are
+left out of that comparison: the old server answers some of them differently (the defects
+the sweep was written for), which would compare different work. The soak then runs on the current server only; its row count includes the
 comparison's requests.
 
 Usage: ``python bench/load.py [-n 10000] [-c 64] [--baseline DIR [--rounds 4]]``
@@ -95,6 +96,12 @@ class Served:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server process has used so far (``/proc``): a
+        speed figure other processes on the machine move far less than wall time."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rows(self) -> int:
         with sqlite3.connect(self.log_path) as con:
             return con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
@@ -125,18 +132,21 @@ async def _run(server: Served, jobs: list[tuple[str, object]], concurrency: int)
 
 
 async def _compare(servers: list[Served], n: int, concurrency: int, rounds: int
-                   ) -> dict[str, tuple[Counter, list[float]]]:
+                   ) -> dict[str, tuple[Counter, list[float], float]]:
     """The same ``n`` good cloud requests to every server, in ``rounds`` rounds whose server
-    order alternates (ABBA); each server's statuses summed over its rounds and the seconds
-    of each round."""
-    out: dict[str, tuple[Counter, list[float]]] = {s.name: (Counter(), []) for s in servers}
+    order alternates (ABBA); per server: statuses summed over its rounds, the seconds of
+    each round, and the CPU seconds the server used for them."""
+    out: dict[str, tuple[Counter, list[float], float]] = {s.name: (Counter(), [], 0.0) for s in servers}
     size = -(-n // rounds)
     for r in range(rounds):
         jobs = [("good", i) for i in range(r * size, min(n, (r + 1) * size))]
         for server in servers if r % 2 == 0 else servers[::-1]:
+            cpu = server.cpu_s()
             good, _, elapsed = await _run(server, jobs, concurrency)
-            out[server.name][0].update(good)
-            out[server.name][1].append(elapsed)
+            statuses, seconds, used = out[server.name]
+            statuses.update(good)
+            seconds.append(elapsed)
+            out[server.name] = (statuses, seconds, used + server.cpu_s() - cpu)
     return out
 
 
@@ -187,13 +197,15 @@ def main() -> int:
             compared_sent = args.n
             print(f"comparison: the same {args.n} good cloud requests (half streaming), {args.c} concurrent, "
                   f"{args.rounds} alternating rounds, baseline {args.baseline}")
-            rps = {}
-            for name, (good, seconds) in runs.items():
-                rps[name] = args.n / sum(seconds)
-                print(f"  {name}: {rps[name]:.0f} req/s over {sum(seconds):.1f} s; {_statuses(good)}")
+            rps, cpu_ms = {}, {}
+            for name, (good, seconds, used) in runs.items():
+                rps[name], cpu_ms[name] = args.n / sum(seconds), used * 1000 / args.n
+                print(f"  {name}: {rps[name]:.0f} req/s over {sum(seconds):.1f} s, {cpu_ms[name]:.2f} ms of "
+                      f"server CPU per request; {_statuses(good)}")
             per_round = sorted(b / c for b, c in zip(runs["baseline"][1], runs["current"][1]))
             print(f"  current / baseline: {rps['current'] / rps['baseline']:.2f}x req/s "
-                  f"(per round: {', '.join(f'{x:.2f}' for x in per_round)})")
+                  f"(per round: {', '.join(f'{x:.2f}' for x in per_round)}); "
+                  f"{cpu_ms['current'] / cpu_ms['baseline']:.2f}x CPU per request")
             ok = runs["current"][0].get(200, 0) == args.n
         jobs = _soak_jobs(args.n, first=args.n)
         good, bad, elapsed = asyncio.run(_run(current, jobs, args.c))
