@@ -199,7 +199,7 @@ def score_sets(sets: dict, policy_path: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
-    parser.add_argument("--max-per-set", type=int, default=2000)
+    parser.add_argument("--max-per-set", type=int, default=2500)
     parser.add_argument("--first", type=float, default=0.5, help="share of each set's traffic learned from")
     parser.add_argument("--cloud-share", type=float, default=0.2,
                         help="share of each set's learning period the policy sends to the cloud: its threshold is "

@@ -393,6 +393,7 @@ def test_text_mode_keeps_text_and_answers_and_feedback_needs_the_api_key(tmp_pat
     store.close()
 
 
+@pytest.mark.slow
 def test_verifier_learned_from_kept_answers_is_written_and_read_by_the_cascade(tmp_path):
     """log.keep_for_learning: text keeps the local answers; learn trains a verifier on them,
     writes it only when it beats a coin on later answers, and the candidate policy's cascade
