@@ -49,6 +49,16 @@ def redis_prefix(redis_url):
 
 
 @pytest.fixture(scope="module")
+def claude():
+    """A real Anthropic-compatible HTTP server standing in for a Claude tier (one per module)."""
+    from .fake_anthropic import FakeAnthropic
+
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def cloud():
     """A real OpenAI-compatible HTTP server standing in for the cloud tier (one per module)."""
     from .fake_openai import FakeOpenAI

@@ -241,15 +241,6 @@ def test_null_content_is_a_string_only_for_providers_that_forward_openai_json():
 
 
 @pytest.fixture(scope="module")
-def claude():
-    from .fake_anthropic import FakeAnthropic
-
-    server = FakeAnthropic().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def routes_proxy(cloud_up, local_up, claude, tmp_path_factory):
     """The local tier through litellm's hosted_vllm provider, a third tier through its
     Anthropic provider (translated: no OpenAI JSON on the wire)."""

@@ -11,7 +11,6 @@ import time
 import openai
 import pytest
 
-from .fake_anthropic import FakeAnthropic
 from .fake_openai import ANSWER
 from .proxy_process import ProxyProcess
 
@@ -19,13 +18,6 @@ pytestmark = pytest.mark.slow
 
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-
-
-@pytest.fixture(scope="module")
-def claude():
-    server = FakeAnthropic().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

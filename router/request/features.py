@@ -26,7 +26,10 @@ question's difficulty, and alone it moved a simple question's score from 0.43 to
 (``bench/injection.py`` measures the shift over real prompts). No prompt of the shared
 training or evaluation data matches it."""
 
-_DIRECTIVE_CORE = re.compile(r"(?i)\b(?:" + _DIRECTIVE_WORDS + ")")
+_HAS_DIRECTIVE = Caseless(r"\b(?:" + _DIRECTIVE_WORDS + ")")
+"""Whether a text holds a directive at all (the directive words' search, run on the lowered
+text when it is ASCII: :mod:`router.scoring.caseless`); linear in the text."""
+
 _SENTENCE = re.compile(r"[^.!?\n]*[.!?]?")
 """:data:`ROUTER_DIRECTIVE` in two linear steps: its unanchored ``[^.!?\\n]*`` prefix made
 ``re`` retry every start of a long sentence (quadratic: a 20,000-character line without
@@ -40,15 +43,10 @@ def _strip_line(line: str) -> str:
     for sentence in _SENTENCE.findall(line):
         if after_directive:
             sentence = sentence.lstrip(" \t")
-        after_directive = _DIRECTIVE_CORE.search(sentence) is not None
+        after_directive = _HAS_DIRECTIVE.search(sentence, lowered(sentence))
         if not after_directive:
             kept.append(sentence)
     return "".join(kept)
-
-
-_HAS_DIRECTIVE = Caseless(r"\b(?:" + _DIRECTIVE_WORDS + ")")
-"""Whether a text holds a directive at all (the directive words' search, run on the lowered
-text when it is ASCII: :mod:`router.scoring.caseless`); linear in the text."""
 
 
 def strip_router_directives(text: str) -> str:
