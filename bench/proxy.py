@@ -10,6 +10,11 @@ time-to-first-token (TTFT) at concurrency 1, and each as a ratio to direct and t
 slm-router runs twice: with the routing decision (``model: auto``, ~200-token prompts, a
 different one on every request so the embedding cache never answers: the policy's scorer,
 MiniLM embedding + classifier) and with a forced tier (``model: cloud``).
+Each server's CPU time per request at concurrency 16 is read from ``/proc`` (with its child
+processes), and ``litellm.acompletion`` is timed alone in this process against the same backend:
+its CPU per call is the floor of any proxy that calls litellm once per request, so the LiteLLM
+proxy's CPU per request over that floor is the most "req/s xLiteLLM" a litellm-based proxy can
+reach when the box is CPU-bound.
 Then: resident memory of ``serve`` on the default policy (SmolLM2 and MiniLM loaded) and
 the time from process start to its first answered request.
 
@@ -70,6 +75,7 @@ class Target:
     url: str
     model: str
     prompt: str
+    pid: int | None = None  # the serving process: its CPU time (with its children) is read around the c16 run
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Result:
     p99_c16: float
     rps_c16: float
     ttft_p50: float
+    cpu_ms_c16: float = float("nan")  # the serving process tree's CPU time per request at concurrency 16
 
 
 _sent = 0
@@ -140,11 +147,65 @@ def _p(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) of process ``pid`` and of its live child processes (the
+    LiteLLM proxy and uvicorn may run the app in a child), from ``/proc``; 0 for a process gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_s(int(c)) for c in children)
+
+
 def measure(t: Target, n: int) -> Result:
     c1, _ = asyncio.run(_closed_loop(t, 1, n))
+    before = process_cpu_s(t.pid) if t.pid else 0.0
     c16, rps = asyncio.run(_closed_loop(t, 16, n * 4))
+    # the warm-up requests of the c16 run are counted too (10 of n * 4 + 10)
+    cpu_ms = (process_cpu_s(t.pid) - before) * 1000 / (n * 4 + 10) if t.pid else float("nan")
     ttft, _ = asyncio.run(_closed_loop(t, 1, max(20, n // 2), stream=True))
-    return Result(statistics.median(c1), _p(c1, 0.99), statistics.median(c16), _p(c16, 0.99), rps, statistics.median(ttft))
+    return Result(statistics.median(c1), _p(c1, 0.99), statistics.median(c16), _p(c16, 0.99), rps,
+                  statistics.median(ttft), cpu_ms)
+
+
+def litellm_floor_cpu_ms(backend: str, calls: int = 800, concurrency: int = 16) -> float:
+    """CPU time (ms) per ``litellm.acompletion`` call made in this process against the fake
+    backend, at ``concurrency`` (the same model string and settings as the router's cloud tier:
+    ``num_retries=0``, debug info off, litellm's own transport). Any proxy that makes one such
+    call per request spends at least this much CPU on it, so LiteLLM-proxy CPU per request
+    divided by it bounds the throughput ratio a litellm-based proxy can reach on a CPU-bound box."""
+    import resource
+
+    import litellm
+
+    litellm.suppress_debug_info = True
+    kwargs = dict(model="openai/gpt-4o-mini", api_base=backend + "/v1", api_key="sk-bench", max_tokens=32,
+                  messages=[{"role": "user", "content": SHORT}], num_retries=0, timeout=30)
+
+    async def run(n: int) -> None:
+        remaining = n
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await litellm.acompletion(**kwargs)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    async def both() -> float:
+        await run(50)  # warm-up: litellm's lazy imports and client cache
+        start = cpu()
+        await run(calls)
+        return (cpu() - start) * 1000 / calls
+
+    return asyncio.run(both())
 
 
 def start(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -246,8 +307,10 @@ def main() -> int:
 
         targets = [
             Target("direct backend", backend + "/v1/chat/completions", "fake", SHORT),
-            Target("slm-router, forced tier", f"http://127.0.0.1:{rport}/v1/chat/completions", "cloud", SHORT),
-            Target("slm-router, routing decision (~200 tok)", f"http://127.0.0.1:{rport}/v1/chat/completions", "auto", LONG),
+            Target("slm-router, forced tier", f"http://127.0.0.1:{rport}/v1/chat/completions", "cloud", SHORT,
+                   procs[-1].pid),
+            Target("slm-router, routing decision (~200 tok)", f"http://127.0.0.1:{rport}/v1/chat/completions", "auto", LONG,
+                   procs[-1].pid),
         ]
         if not args.skip_litellm:
             if not litellm_bin.exists():
@@ -264,7 +327,8 @@ def main() -> int:
             procs.append(start([str(litellm_bin), "--config", str(work / "litellm.yaml"), "--port", str(lport)],
                                work / "litellm.log", env))
             wait_http(f"http://127.0.0.1:{lport}/health/liveliness", procs[-1])
-            targets.append(Target("LiteLLM proxy", f"http://127.0.0.1:{lport}/v1/chat/completions", "fake", SHORT))
+            targets.append(Target("LiteLLM proxy", f"http://127.0.0.1:{lport}/v1/chat/completions", "fake", SHORT,
+                                  procs[-1].pid))
 
         results = {}
         for t in targets:
@@ -275,7 +339,8 @@ def main() -> int:
         direct = results["direct backend"]
         lite = results.get("LiteLLM proxy")
         header = (f"{'target':42s} {'p50 c1':>8s} {'p99 c1':>8s} {'p50 c16':>8s} {'p99 c16':>8s} {'req/s c16':>9s} "
-                  f"{'TTFT p50':>8s} {'added p50':>9s} {'xLiteLLM':>8s} {'rps xLiteLLM':>12s} {'TTFT+ xLiteLLM':>14s}")
+                  f"{'TTFT p50':>8s} {'added p50':>9s} {'xLiteLLM':>8s} {'rps xLiteLLM':>12s} {'TTFT+ xLiteLLM':>14s} "
+                  f"{'CPU/req c16':>11s}")
         print(header)
         print("-" * len(header))
         for name, r in results.items():
@@ -290,9 +355,16 @@ def main() -> int:
             else:
                 ratio, rps_ratio, ttft_ratio = "     n/a", "         n/a", "           n/a"
             print(f"{name:42s} {r.p50_c1:8.2f} {r.p99_c1:8.2f} {r.p50_c16:8.2f} {r.p99_c16:8.2f} {r.rps_c16:9.1f} "
-                  f"{r.ttft_p50:8.2f} {added:9.2f} {ratio} {rps_ratio} {ttft_ratio}")
+                  f"{r.ttft_p50:8.2f} {added:9.2f} {ratio} {rps_ratio} {ttft_ratio} {r.cpu_ms_c16:11.2f}")
         print("(ms; 'added' = p50 at concurrency 1 minus direct; xLiteLLM = ratio to the LiteLLM proxy's added latency, "
-              "its throughput, its added TTFT)")
+              "its throughput, its added TTFT; CPU/req = the serving process's CPU time per request at concurrency 16)")
+        floor = litellm_floor_cpu_ms(backend)
+        print(f"litellm.acompletion alone, in this process at concurrency 16: {floor:.2f} ms CPU per call")
+        if lite and floor > 0:
+            print(f"  -> a proxy that makes one litellm call per request and does nothing else would use "
+                  f"{lite.cpu_ms_c16 / floor:.2f}x less CPU per request than the LiteLLM proxy "
+                  f"(the ceiling of 'rps xLiteLLM' on a CPU-bound box); slm-router's forced tier: "
+                  f"{lite.cpu_ms_c16 / results['slm-router, forced tier'].cpu_ms_c16:.2f}x")
     finally:
         for p in procs:
             p.terminate()
