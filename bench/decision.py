@@ -77,7 +77,8 @@ def _prompts(n_tokens: int, count: int) -> list[str]:
 
 def _feature_text(prompt: str, cfg: ClassifierConfig) -> str:
     request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": prompt}]})
-    return extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars).text
+    return extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars,
+                            head_chars=cfg.head_chars, context_chars=cfg.context_chars).text
 
 
 PREVIOUS = "builtin:difficulty-minilm"

@@ -33,9 +33,18 @@ class ClassifierConfig(_Strict):
         "(threshold read from the artifact card's held-out score quantiles)",
     )
     context_turns: int = Field(
-        2, ge=0, description="earlier turns embedded with the last user turn"
+        1, ge=0, description="earlier turns (system prompt included) read with the last user turn (bench/bounded_input.py)"
     )
-    max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
+    max_chars: int = Field(
+        1000, ge=64, description="characters read of the last user turn: its first head_chars and the rest from its "
+        "end (bench/bounded_input.py)")
+    head_chars: int = Field(
+        250, ge=0, description="of max_chars, characters read from the start of the last user turn")
+    context_chars: int = Field(
+        500, ge=0, description="characters read of each earlier turn, from its end")
+    turn_cache_size: int = Field(
+        4096, ge=0, description="static embedder: word-piece vector sums of recent turns kept in memory (~1.2 KB each), "
+        "so a conversation's next request embeds only its new turn, with the same scores; 0 = none")
     threads: int | None = Field(
         1, ge=1,
         description="CPU threads of the MiniLM embedding (torch: process-wide; None = torch's default, all "
@@ -72,6 +81,12 @@ class ClassifierConfig(_Strict):
     cache_size: int = Field(
         4096, ge=0, description="embeddings of recent texts kept in memory, by SHA-256 of the text (~1.5 KB each); 0 = none"
     )
+
+    @model_validator(mode="after")
+    def _head_within(self) -> "ClassifierConfig":
+        if self.head_chars > self.max_chars:
+            raise ValueError(f"head_chars ({self.head_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
 
     @model_validator(mode="after")
     def _threshold_or_share(self) -> "ClassifierConfig":
