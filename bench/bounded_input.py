@@ -126,6 +126,17 @@ def bounded(messages: list[dict], context_turns: int, max_chars: int, head_chars
                                  context_chars if context_from_start else 0))
 
 
+def bounded_users(messages: list[dict], context_turns: int, context_chars: int, context_from_start: bool,
+                  short_below: int | None = None, max_chars: int = 1000, head_chars: int = 250) -> str:
+    """As :func:`bounded`, the earlier turns being user turns only (no system prompt, no answer),
+    and only when the last turn is shorter than ``short_below`` characters (None: always)."""
+    users = [strip_router_directives(m["content"]) for m in messages if m["role"] == "user"]
+    if short_below is not None and len(users[-1]) >= short_below:
+        context_turns = 0
+    return PART_SEPARATOR.join(bound_turns(users, context_turns, max_chars, head_chars, context_chars,
+                                           context_chars if context_from_start else 0))
+
+
 LAST_TURN = ((500, 125), (1000, 0), (1000, 250), (1000, 500), (2000, 500))
 BOUNDS: dict[str, object] = {
     "unbounded (every turn, whole)": lambda m: bounded(m, 99, 10**9, 0, 10**9, False),
@@ -142,6 +153,15 @@ for _turns in (1, 2):
     for _ctx in (250, 500):
         BOUNDS[f"last turn 1,000 (head 250), {_turns} earlier x first {_ctx:,}"] = (
             lambda m, t=_turns, x=_ctx: bounded(m, t, 1000, 250, x, True))
+
+
+for _turns in (1, 2):
+    for _ctx in (250, 500):
+        for _start in (False, True):
+            for _short in (None, 200):
+                BOUNDS[f"last turn 1,000 (head 250), {_turns} earlier user turns x {'first' if _start else 'last'} {_ctx:,}"
+                       + (f", when the last is under {_short} characters" if _short else "")] = (
+                    lambda m, t=_turns, x=_ctx, st=_start, sh=_short: bounded_users(m, t, x, st, sh))
 
 
 def main(argv=None) -> int:

@@ -71,16 +71,19 @@ def test_next_request_embeds_only_the_new_turn(data_dir):
     prompts = [p for p in _real_prompts(data_dir) if 200 < len(p) < 900][:12]
     embedder = StaticEmbedder(part_cache_size=64)
     messages: list[dict] = []
+    added: list[str] = []  # turns added since the previous request: the answer and the new ask
     for i, prompt in enumerate(prompts[:10]):
         messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": prompt})
+        added.append(prompt)
         if messages[-1]["role"] != "user":
             continue
         text = extract_features(parse_chat_request({"model": "auto", "messages": messages}), context_turns=9,
                                 context_chars=1000, max_chars=1000).text
         misses = embedder.parts.misses
         got = embedder.encode([text])
-        new_parts = len([p for p in prompt.split(PART_SEPARATOR) if p])
+        new_parts = sum(len([p for p in turn.split(PART_SEPARATOR) if p]) for turn in added)
         assert embedder.parts.misses - misses == new_parts or len(text) > 3072
+        added = []
         assert np.array_equal(got, StaticEmbedder().encode([text]))
 
 
