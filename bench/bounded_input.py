@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from router.request.bound import bound_turns  # noqa: E402
-from router.request.features import strip_router_directives  # noqa: E402
+from router.policy import ClassifierConfig  # noqa: E402
+from router.request.features import extract_features, strip_router_directives  # noqa: E402
 from router.request.parse import message_text, parse_chat_request  # noqa: E402
 from router.scoring.classifier import EmbeddingClassifier  # noqa: E402
 from router.scoring.part_cache import PART_SEPARATOR  # noqa: E402
@@ -138,7 +139,13 @@ def bounded_users(messages: list[dict], context_turns: int, context_chars: int, 
 
 
 LAST_TURN = ((500, 125), (1000, 0), (1000, 250), (1000, 500), (2000, 500))
+def policy_bound(messages: list[dict]) -> str:
+    """The text the default policy's bound reads (:meth:`router.policy.ClassifierConfig.bound`)."""
+    return extract_features(parse_chat_request({"model": "auto", "messages": messages}), **ClassifierConfig().bound()).text
+
+
 BOUNDS: dict[str, object] = {
+    "**the policy default**": policy_bound,
     "unbounded (every turn, whole)": lambda m: bounded(m, 99, 10**9, 0, 10**9, False),
     "before: 2 turns joined, last 2,000": before_rule,
 }
@@ -205,7 +212,7 @@ def main(argv=None) -> int:
     print(f"{len(examples)} prompts ({args.n} per dataset of {', '.join(DATASETS)}), seed {args.seed}; reference = the "
           f"prompt alone, unbounded: APGR {router_metrics(reference, weak, strong)['apgr']:.3f} (in-sample)\n")
     mean_agree = {b: np.mean([r[v][2] for v in variants]) for b, r in table}
-    named = {"unbounded (every turn, whole)", "before: 2 turns joined, last 2,000"}
+    named = {"**the policy default**", "unbounded (every turn, whole)", "before: 2 turns joined, last 2,000"}
     keep = set(sorted(mean_agree, key=lambda b: -mean_agree[b])[:12]) | named
     print("| bound | " + " | ".join(variants) + " | mean Spearman | mean agreement | mean chars read |")
     print("|---|" + "---|" * (len(variants) + 3))

@@ -83,8 +83,7 @@ def _feature_text(prompt: str | list[dict], cfg: ClassifierConfig) -> str:
 
 def _features(messages: list[dict], cfg: ClassifierConfig):
     request = parse_chat_request({"model": "auto", "messages": messages})
-    return extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars,
-                            head_chars=cfg.head_chars, context_chars=cfg.context_chars)
+    return extract_features(request, **cfg.bound())
 
 
 def _conversations(count: int) -> list[list[dict]]:
@@ -122,7 +121,8 @@ def _warm_scorer(cfg: ClassifierConfig, conversations: list[list[dict]]):
 
 
 MULTI_TURN = {"default bound": {}, "every turn: the last 1,000 characters, earlier ones 200":
-              {"context_turns": 9, "context_chars": 200}}
+              {"context_turns": 9, "context_chars": 200, "context_roles": ["user", "assistant", "system"],
+               "context_below_chars": None}}
 """The multi-turn rows: the policy's bound, and one that reads all 10 turns (under the static
 model's 3,072-character cut, above which the embedder pools the text whole)."""
 

@@ -59,15 +59,20 @@ def _request(messages):
 
 def test_features_read_the_policy_bound():
     cfg = ClassifierConfig()
-    ask = "Prove it. " * 300
-    r = _request([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
-                  {"role": "assistant", "content": "reply " * 200}, {"role": "user", "content": ask}])
-    f = extract_features(r, context_turns=cfg.context_turns, max_chars=cfg.max_chars, head_chars=cfg.head_chars,
-                         context_chars=cfg.context_chars)
-    assert f.turns == tuple(bound_turns(["Be brief.", "first", "reply " * 200, ask], cfg.context_turns, cfg.max_chars,
-                                        cfg.head_chars, cfg.context_chars))
-    assert f.text == PART_SEPARATOR.join(f.turns) and len(f.turns[-1]) <= cfg.max_chars + 1
-    assert extract_features(r).text == f.text  # extract_features' defaults are the policy's
+    assert cfg.context_roles == ["user"] and cfg.context_below_chars == 200
+    long_ask, follow_up = "Prove it. " * 300, "Why?"
+    earlier = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first " * 200},
+               {"role": "assistant", "content": "reply " * 200}]
+    f = extract_features(_request(earlier + [{"role": "user", "content": long_ask}]), **cfg.bound())
+    assert f.turns == (bound_turn(long_ask, cfg.max_chars, cfg.head_chars),)  # a long ask stands alone
+    f = extract_features(_request(earlier + [{"role": "user", "content": follow_up}]), **cfg.bound())
+    assert f.turns == (bound_turn("first " * 200, cfg.context_chars), follow_up)  # the ask before, not the answer
+    assert f.text == PART_SEPARATOR.join(f.turns)
+    assert extract_features(_request(earlier + [{"role": "user", "content": follow_up}])).text == f.text  # defaults
+    every = ClassifierConfig(context_turns=9, context_roles=["user", "assistant", "system"], context_below_chars=None,
+                             context_chars=3)
+    assert extract_features(_request(earlier + [{"role": "user", "content": long_ask}]), **every.bound()).turns[:3] == (
+        "ef.", "st", "ly")
 
 
 def test_directives_are_stripped_before_the_cut():

@@ -38,19 +38,19 @@ def bound_turn(text: str, max_chars: int, head_chars: int = 0) -> str:
     if len(text) <= max_chars:
         return text
     tail_chars = max_chars - head_chars
-    head = ""
-    if head_chars:
-        head = text[:head_chars]
+    head = text[:head_chars]
+    if head and not text[head_chars].isspace():  # the cut splits a word: end at the whitespace before it
         start = max(0, head_chars - SNAP_CHARS)
         cut = max(head.rfind(" ", start), head.rfind("\n", start))
         head = head[:cut] if cut > 0 else head
-    tail = text[len(text) - tail_chars:] if tail_chars else ""
-    if tail:
+    start = len(text) - tail_chars
+    tail = text[start:] if tail_chars else ""
+    if tail and not text[start - 1].isspace():  # begin after the next whitespace
         cuts = [i for i in (tail.find(" ", 0, SNAP_CHARS), tail.find("\n", 0, SNAP_CHARS)) if i >= 0]
-        tail = tail[min(cuts) + 1:] if cuts else tail
-    if head and tail:
+        tail = tail[min(cuts) + 1:] if cuts and min(cuts) + 1 < len(tail) else tail
+    if head.strip() and tail.strip():
         return f"{head.rstrip()}\n{tail.lstrip()}"
-    return (head or tail).strip()
+    return (head if head.strip() else tail).strip()
 
 
 def bound_turns(turns: Sequence[str], context_turns: int, max_chars: int, head_chars: int = 0,

@@ -6,6 +6,7 @@ Pure: takes a :class:`~router.request.parse.ChatRequest`, returns :class:`Featur
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..scoring.caseless import Caseless, lowered
@@ -74,7 +75,9 @@ class Features:
             (:data:`router.scoring.part_cache.PART_SEPARATOR`, where the static embedder's
             per-turn cache cuts it); empty when the
             last user turn has no text (an image only).
-        turns: the last user turn preceded by up to ``context_turns`` earlier turns, each
+        turns: the last user turn preceded by up to ``context_turns`` earlier turns of the
+            ``context_roles`` (only when the last user turn is shorter than
+            ``context_below_chars``), each
             without sentences addressed to the router (:func:`strip_router_directives`) and
             cut on its own by :func:`router.request.bound.bound_turns` (the last to
             ``max_chars`` with ``head_chars`` from its start, each earlier one to the last
@@ -92,19 +95,27 @@ class Features:
 
 
 def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 1000,
-                     head_chars: int = 250, context_chars: int = 500) -> Features:
+                     head_chars: int = 250, context_chars: int = 500, context_roles: Sequence[str] = ("user",),
+                     context_below_chars: int | None = 200) -> Features:
     """Compute :class:`Features` for one request (no I/O, no model). The defaults are the
-    policy's (:class:`router.policy.ClassifierConfig`).
+    policy's (:class:`router.policy.ClassifierConfig`, measured by ``bench/bounded_input.py``):
+    the last user turn, and the user turn before it when the last one is shorter than
+    ``context_below_chars`` (None: always); turns of other roles (``context_roles``) are
+    not read.
 
     Raises:
         ValueError: a bound outside its range (:func:`router.request.bound.bound_turns`).
     """
     turns = [m for m in request.messages if m.role in ("user", "assistant", "system", "developer")]
     last_user = max(i for i, m in enumerate(turns) if m.role == "user")
-    window = turns[max(0, last_user - context_turns) : last_user + 1]
     kept: tuple[str, ...] = ()
-    if message_text(turns[last_user]).strip():  # else (an image-only turn) earlier turns must not decide its route
-        texts = [strip_router_directives(message_text(m)) for m in window]
+    last_text = message_text(turns[last_user])
+    if last_text.strip():  # else (an image-only turn) earlier turns must not decide its route
+        earlier = [m for m in turns[:last_user] if m.role in context_roles]
+        if context_below_chars is not None and len(last_text) >= context_below_chars:
+            earlier = []
+        window = earlier[len(earlier) - context_turns:] if context_turns else []
+        texts = [strip_router_directives(message_text(m)) for m in [*window, turns[last_user]]]
         kept = tuple(bound_turns(texts, len(texts) - 1, max_chars, min(head_chars, max_chars), context_chars))
     text = PART_SEPARATOR.join(kept)
 
