@@ -43,8 +43,11 @@ def _texts(conversations, **bound) -> list[str]:
     return [extract_features(parse_chat_request({"model": "auto", "messages": m}), **bound).text for m in conversations]
 
 
-@pytest.mark.parametrize("bound", [{}, {"context_turns": 9, "max_chars": 1500, "context_chars": 1500},
-                                   {"context_turns": 4, "max_chars": 100_000, "context_chars": 100_000}])
+EVERY = {"context_roles": ("system", "user", "assistant"), "context_below_chars": None}
+
+
+@pytest.mark.parametrize("bound", [{}, {"context_turns": 9, "max_chars": 1500, "context_chars": 1500, **EVERY},
+                                   {"context_turns": 4, "max_chars": 100_000, "context_chars": 100_000, **EVERY}])
 def test_cached_sums_give_the_same_vectors_bit_for_bit(conversations, bound):
     texts = _texts(conversations, **bound)
     assert sum(PART_SEPARATOR in t for t in texts) > 100
@@ -58,7 +61,7 @@ def test_cached_sums_give_the_same_vectors_bit_for_bit(conversations, bound):
 
 
 def test_scores_equal_with_and_without_the_turn_cache(conversations):
-    texts = _texts(conversations)
+    texts = _texts(conversations, context_turns=9, context_chars=300, **EVERY)
     plain = make_scorer(ClassifierConfig(cache_size=0, turn_cache_size=0))
     cached = make_scorer(ClassifierConfig(cache_size=0, turn_cache_size=4096))
     want = [plain.score([t])[0] for t in texts]
@@ -78,7 +81,8 @@ def test_next_request_embeds_only_the_new_turn(data_dir):
         if messages[-1]["role"] != "user":
             continue
         text = extract_features(parse_chat_request({"model": "auto", "messages": messages}), context_turns=9,
-                                context_chars=1000, max_chars=1000).text
+                                context_chars=1000, max_chars=1000, context_roles=("user", "assistant"),
+                                context_below_chars=None).text
         misses = embedder.parts.misses
         got = embedder.encode([text])
         new_parts = sum(len([p for p in turn.split(PART_SEPARATOR) if p]) for turn in added)
