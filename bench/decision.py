@@ -1,8 +1,8 @@
 """Routing-decision latency: features + embedding + classifier, as the server runs it.
 
 One decision = :func:`router.request.features.extract_features` of a one-turn chat request (the
-policy's ``max_chars`` cut) and the scorer the policy builds (:func:`router.scoring.make_scorer`)
-scoring it at threshold 0.5, on one thread. Scorers (each artifact is the transfer model:
+policy's input bound, :meth:`router.policy.ClassifierConfig.bound`) and the scorer the policy
+builds (:func:`router.scoring.make_scorer`) scoring it at threshold 0.5, on one thread. Scorers (each artifact is the transfer model:
 task-type similarities of the embedding and the text features its card lists, so a decision
 also computes those):
 
@@ -11,7 +11,15 @@ also computes those):
 - ``minilm-int8``: the same artifact fed the ONNX Runtime int8 MiniLM (one intra-op thread, the
   first 256 word pieces): the serving path before this change;
 - the default: ``builtin`` (``router/artifacts/difficulty``) with the embedder its card names
-  (the static embedder since issue 17), as ``slm-router serve`` runs it on the default policy.
+  (the static embedder since issue 17), as ``slm-router serve`` runs it on the default policy,
+  once with the input bound before issue 17d (the last 2,000 characters; the two MiniLM rows
+  read that too) and once with the policy's (``bench/bounded_input.py``).
+
+A second table times the default scorer on 10-turn conversations (a system prompt, real asks
+and GPT-4-Turbo's AlpacaEval answers, the last ask new) with the per-turn cache
+(``turn_cache_size``) off and on, the cache holding the earlier turns as the conversation's
+previous requests left it, as ratios to "off" in the same run: under the policy's bound and
+under one that reads all 10 turns.
 
 For 200- and 2,000-token prompts (real MMLU, GSM8K and AlpacaEval texts joined and cut to
 the exact MiniLM word-piece count; a distinct prompt per call, embedding cache off) it prints
