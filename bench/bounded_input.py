@@ -171,11 +171,35 @@ for _turns in (1, 2):
                     lambda m, t=_turns, x=_ctx, st=_start, sh=_short: bounded_users(m, t, x, st, sh))
 
 
+for _chars in (500, 750, 1000, 1500):
+    BOUNDS[f"the policy default at {_chars:,} characters (head {_chars // 4})"] = (
+        lambda m, c=_chars: extract_features(parse_chat_request({"model": "auto", "messages": m}),
+                                             **{**ClassifierConfig().bound(), "max_chars": c, "head_chars": c // 4}).text)
+
+
+def paired_delta(scores, reference, weak, strong, n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
+    """APGR(scores) - APGR(reference) on the same prompts, with a paired bootstrap 95% interval."""
+    from training.metrics import apgr, quality_curve
+
+    def delta(idx):
+        return apgr(quality_curve(scores[idx], weak[idx], strong[idx])) - apgr(quality_curve(reference[idx], weak[idx], strong[idx]))
+
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        try:
+            boot.append(delta(rng.integers(0, len(scores), len(scores))))
+        except ValueError:  # a resample where both models score alike
+            continue
+    return delta(np.arange(len(scores))), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=150, help="prompts per dataset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--all", action="store_true", help="print every bound (default: the best 12 by mean agreement and the named ones)")
+    ap.add_argument("--only", default="", help="score only the bounds whose name contains this")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     root = data_root()
@@ -201,12 +225,16 @@ def main(argv=None) -> int:
     ref_cloud = reference >= THRESHOLD
     table = []
     for bname, fn in BOUNDS.items():
+        if args.only not in bname:
+            continue
         row = {}
         for v in variants:
             texts = [fn(c[v]) for c in convs]
             s = scores(texts)
             row[v] = (router_metrics(s, weak, strong)["apgr"], float(spearmanr(s, reference)[0]),
                       float(((s >= THRESHOLD) == ref_cloud).mean()), float(np.mean([len(t) for t in texts])))
+            if v == "single":
+                row["_single_delta"] = paired_delta(s, reference, weak, strong)
         table.append((bname, row))
         print(f"scored {bname}", file=sys.stderr, flush=True)
     print(f"{len(examples)} prompts ({args.n} per dataset of {', '.join(DATASETS)}), seed {args.seed}; reference = the "
@@ -222,6 +250,11 @@ def main(argv=None) -> int:
             chars = np.mean([row[v][3] for v in variants])
             rho = np.mean([row[v][1] for v in variants])
             print(f"| {bname} | {cells} | {rho:.3f} | {mean_agree[bname]:.1%} | {chars:,.0f} |")
+    print("\nsingle-turn APGR minus the reference's (paired bootstrap, 200 resamples, 95% interval):")
+    for bname, row in table:
+        if args.all or bname in keep:
+            d, lo, hi = row["_single_delta"]
+            print(f"- {bname}: {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
     print("\ncells: APGR / Spearman correlation with the reference scores / decisions equal to the reference's at "
           f"threshold {THRESHOLD} (the reference sends {ref_cloud.mean():.1%} to the cloud)")
     return 0

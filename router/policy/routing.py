@@ -42,10 +42,10 @@ class ClassifierConfig(_Strict):
         200, ge=0, description="read earlier turns only when the last user turn is shorter than this (a short "
         "follow-up leans on the ask before it; a long one stands alone); None = always")
     max_chars: int = Field(
-        1000, ge=64, description="characters read of the last user turn: its first head_chars and the rest from its "
+        750, ge=64, description="characters read of the last user turn: its first head_chars and the rest from its "
         "end (bench/bounded_input.py)")
     head_chars: int = Field(
-        250, ge=0, description="of max_chars, characters read from the start of the last user turn")
+        187, ge=0, description="of max_chars, characters read from the start of the last user turn")
     context_chars: int = Field(
         500, ge=1, description="characters read of each earlier turn, from its end")
     turn_cache_size: int = Field(

@@ -9,9 +9,11 @@ kept parts are joined by a line break. Because every turn is cut by itself, a tu
 bounded text does not depend on the turns around it: its embedding partial result can be
 cached across the requests of one conversation (:mod:`router.scoring.static_embedder`).
 
-The defaults (``max_chars`` 1,000, ``head_chars`` 250, ``context_turns`` 1) were chosen
-by ``bench/bounded_input.py`` (README, "Routing-decision speed"): long and multi-turn
-variants of the shared data's prompts, scored bounded and unbounded.
+The policy's defaults (the last user turn's first 187 and last 563 characters; the user turn
+before it, its last 500 characters, only when the last is shorter than 200 characters; no
+system prompt, no answer) were chosen by ``bench/bounded_input.py`` (README, "Bounded
+input"): long and multi-turn variants of the shared data's prompts, scored bounded and
+unbounded.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ class Features:
     needs: frozenset[str]
 
 
-def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 1000,
-                     head_chars: int = 250, context_chars: int = 500, context_roles: Sequence[str] = ("user",),
+def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 750,
+                     head_chars: int = 187, context_chars: int = 500, context_roles: Sequence[str] = ("user",),
                      context_below_chars: int | None = 200) -> Features:
     """Compute :class:`Features` for one request (no I/O, no model). The defaults are the
     policy's (:class:`router.policy.ClassifierConfig`, measured by ``bench/bounded_input.py``):
