@@ -92,7 +92,6 @@ class StaticEmbedder:
             return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-32)
         return out
 
-
     def _part_pooled(self, model, text: str) -> np.ndarray:
         """:meth:`_mean_pooled`'s vector from the cached sums of the text's parts (the text cut at
         :data:`PART_SEPARATOR`; parts not cached are tokenised and remembered): the integer sums
@@ -125,7 +124,8 @@ class StaticEmbedder:
 
     def _part_sum(self, model, part: str) -> tuple[np.ndarray, int, int]:
         """(int32 sum of the part's word-piece vectors, shape (dim,); their number; the number
-        with the unknown token counted, ``max_length`` or more when the tokenizer cut it)."""
+        with the unknown token counted, or ``max_length + 1`` from ``max_length`` on, where the
+        tokenizer may have cut it)."""
         raw = self._pieces.raw_ids(model, part)
         unk = model.unk_token_id
         ids = raw if unk is None else [i for i in raw if i != unk]
