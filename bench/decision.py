@@ -1,8 +1,8 @@
 """Routing-decision latency: features + embedding + classifier, as the server runs it.
 
 One decision = :func:`router.request.features.extract_features` of a one-turn chat request (the
-policy's ``max_chars`` cut) and the scorer the policy builds (:func:`router.scoring.make_scorer`)
-scoring it at threshold 0.5, on one thread. Scorers (each artifact is the transfer model:
+policy's input bound, :meth:`router.policy.ClassifierConfig.bound`) and the scorer the policy
+builds (:func:`router.scoring.make_scorer`) scoring it at threshold 0.5, on one thread. Scorers (each artifact is the transfer model:
 task-type similarities of the embedding and the text features its card lists, so a decision
 also computes those):
 
@@ -11,7 +11,15 @@ also computes those):
 - ``minilm-int8``: the same artifact fed the ONNX Runtime int8 MiniLM (one intra-op thread, the
   first 256 word pieces): the serving path before this change;
 - the default: ``builtin`` (``router/artifacts/difficulty``) with the embedder its card names
-  (the static embedder since issue 17), as ``slm-router serve`` runs it on the default policy.
+  (the static embedder since issue 17), as ``slm-router serve`` runs it on the default policy,
+  once with the input bound before issue 17d (the last 2,000 characters; the two MiniLM rows
+  read that too) and once with the policy's (``bench/bounded_input.py``).
+
+A second table times the default scorer on 10-turn conversations (a system prompt, real asks
+and GPT-4-Turbo's AlpacaEval answers, the last ask new) with the per-turn cache
+(``turn_cache_size``) off and on, the cache holding the earlier turns as the conversation's
+previous requests left it, as ratios to "off" in the same run: under the policy's bound and
+under one that reads all 10 turns.
 
 For 200- and 2,000-token prompts (real MMLU, GSM8K and AlpacaEval texts joined and cut to
 the exact MiniLM word-piece count; a distinct prompt per call, embedding cache off) it prints
@@ -75,9 +83,73 @@ def _prompts(n_tokens: int, count: int) -> list[str]:
     return out
 
 
-def _feature_text(prompt: str, cfg: ClassifierConfig) -> str:
-    request = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": prompt}]})
-    return extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars).text
+def _feature_text(prompt: str | list[dict], cfg: ClassifierConfig) -> str:
+    """The text the policy's bound reads of one prompt (a one-turn request) or a list of messages."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return _features(messages, cfg).text
+
+
+def _features(messages: list[dict], cfg: ClassifierConfig):
+    request = parse_chat_request({"model": "auto", "messages": messages})
+    return extract_features(request, **cfg.bound())
+
+
+def _conversations(count: int) -> list[list[dict]]:
+    """``count`` distinct conversations of 10 turns: a system prompt, then user asks (real MMLU,
+    GSM8K and AlpacaEval prompts) and assistant answers (GPT-4-Turbo's AlpacaEval outputs),
+    ending with the user's new ask."""
+    import json
+
+    from training.datasets import data_root, load
+
+    asks = [e.prompt for e in load("mmlu,gsm8k,alpaca_eval")][::3]
+    rows = json.loads((data_root() / "alpaca_eval" / "results" / "gpt4_1106_preview" / "model_outputs.json").read_text())
+    answers = [r["output"] for r in rows if r.get("output")]
+    system = "You are a helpful assistant. Answer accurately and show your reasoning when it helps."
+    out = []
+    for c in range(count):
+        messages = [{"role": "system", "content": system}]
+        for t in range(9):
+            role = "user" if t % 2 == 0 else "assistant"
+            pool = asks if role == "user" else answers
+            messages.append({"role": role, "content": pool[(c * 9 + t) % len(pool)]})
+        out.append(messages)
+    return out
+
+
+def _warm_scorer(cfg: ClassifierConfig, conversations: list[list[dict]]):
+    """A scorer whose turn cache holds every turn of each conversation but the last (as the
+    conversation's previous requests left it)."""
+    scorer = make_scorer(cfg)
+    for messages in conversations:
+        turns = _features(messages, cfg).turns
+        for turn in turns[:-1]:
+            scorer.embedder.encode([turn])
+    return scorer
+
+
+MULTI_TURN = {"default bound": {}, "every turn: the last 1,000 characters, earlier ones 200":
+              {"context_turns": 9, "context_chars": 200, "context_roles": ["user", "assistant", "system"],
+               "context_below_chars": None}}
+"""The multi-turn rows: the policy's bound, and one that reads all 10 turns (under the static
+model's 3,072-character cut, above which the embedder pools the text whole)."""
+
+
+def multi_turn(n: int) -> list[tuple]:
+    """(bound, cache, p50 ms, p99 ms, CPU ms p50, decisions/s at concurrency 16) of the default
+    scorer on 10-turn conversations, without the turn cache and with it warmed by the earlier turns."""
+    conversations = _conversations(n)
+    rows = []
+    for bound, extra in MULTI_TURN.items():
+        for cache, size in (("off", 0), ("on", 4096)):
+            cfg = ClassifierConfig(cache_size=0, turn_cache_size=size, **extra)
+            texts = [_feature_text(m, cfg) for m in conversations]
+            lat, cpu = one_at_a_time(_warm_scorer(cfg, conversations), texts)
+            rate = concurrent_rate(_warm_scorer(cfg, conversations), texts)
+            rows.append((bound, cache, statistics.median(lat), float(np.percentile(lat, 99)), statistics.median(cpu),
+                         rate, statistics.mean(len(t) for t in texts)))
+            print(f"measured multi-turn {bound}, cache {cache}", file=sys.stderr, flush=True)
+    return rows
 
 
 PREVIOUS = "builtin:difficulty-minilm"
@@ -87,9 +159,11 @@ def _configs() -> dict[str, ClassifierConfig]:
     from router.scoring.embedders import embedder_key
 
     card = _card("builtin")
+    before = dict(cache_size=0, max_chars=2000, head_chars=0)  # the bound before issue 17d
     out = {"minilm (torch fp32, before)": ClassifierConfig(artifact=PREVIOUS, embedder="minilm", precision="fp32",
-                                                           cache_size=0),
-           "minilm-int8, 256 word pieces (serving before)": ClassifierConfig(artifact=PREVIOUS, cache_size=0),
+                                                           **before),
+           "minilm-int8, 256 word pieces (serving before)": ClassifierConfig(artifact=PREVIOUS, **before),
+           f"default: {embedder_key(card)}, 2,000 characters from the end (the bound before)": ClassifierConfig(**before),
            f"default: {embedder_key(card)}": ClassifierConfig(cache_size=0)}
     return out
 
@@ -144,14 +218,14 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.1f} (other processes share these "
           f"cores: absolute ms are inflated, compare the ratios); {args.n} distinct prompts per cell, threshold "
           f"{THRESHOLD}, embedding cache off\n")
-    cfg0 = ClassifierConfig()
-    texts = {n: [_feature_text(p, cfg0) for p in _prompts(n, args.n)] for n in LENGTHS}
+    prompts = {n: _prompts(n, args.n) for n in LENGTHS}
     rows = []
     for name, cfg in _configs().items():
         scorer = make_scorer(cfg)
         for n in LENGTHS:
-            lat, cpu = one_at_a_time(scorer, texts[n])
-            rate = concurrent_rate(scorer, texts[n])
+            texts = [_feature_text(p, cfg) for p in prompts[n]]
+            lat, cpu = one_at_a_time(scorer, texts)
+            rate = concurrent_rate(scorer, texts)
             p50, p99 = statistics.median(lat), float(np.percentile(lat, 99))
             rows.append((name, n, p50, p99, rate, statistics.median(cpu)))
             print(f"measured {name}, {n} tokens: p50 {p50:.2f} ms", file=sys.stderr, flush=True)
@@ -163,6 +237,14 @@ def main(argv=None) -> int:
         b = base[n]
         print(f"| {name} | {n:,} | {p50:.2f} | {p99:.2f} | {p99 / p50:.2f} | {cpu:.2f} | {rate:,.0f} "
               f"| {p50 / b[2]:.2f} | {cpu / b[5]:.2f} | {rate / b[4]:.2f} |")
+    turns = multi_turn(args.n)
+    print("\n| 10-turn conversation, the last turn new | turn cache | chars read | p50 ms | p99 ms | CPU ms p50 "
+          "| decisions/s, 16 concurrent | p50 x cache off | CPU x cache off | decisions/s x cache off |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, (bound, cache, p50, p99, cpu, rate, chars) in enumerate(turns):
+        b = turns[i - i % 2]
+        print(f"| {bound} | {cache} | {chars:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} | {rate:,.0f} | {p50 / b[2]:.2f} "
+              f"| {cpu / b[4]:.2f} | {rate / b[5]:.2f} |")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}; goals: p50 <= 5 ms (200 tokens), <= 8 ms (2,000), "
           "p99/p50 <= 2, >= 1,000 decisions/s")
     return 0

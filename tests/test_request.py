@@ -40,10 +40,12 @@ def test_features_window_and_capabilities():
         "response_format": {"type": "json_object"},
     })
     f = extract_features(r, context_turns=1, max_chars=100)
-    assert f.text == "reply\nlook"
+    assert f.text == "first\n\nlook" and f.turns == ("first", "look")  # the ask before, not the answer
     assert f.needs == {"vision", "tools", "json"}
     assert extract_features(r, context_turns=0).text == "look"
-    assert extract_features(r, context_turns=5, max_chars=4).text == "look"
+    assert extract_features(r, context_turns=5, max_chars=4, context_chars=2).turns == ("st", "look")
+    every = dict(context_roles=("system", "user", "assistant"), context_below_chars=None)
+    assert extract_features(r, context_turns=5, max_chars=4, context_chars=2, **every).turns == ("S", "st", "ly", "look")
 
 
 def test_split_for_stream_joins_back():

@@ -33,9 +33,24 @@ class ClassifierConfig(_Strict):
         "(threshold read from the artifact card's held-out score quantiles)",
     )
     context_turns: int = Field(
-        2, ge=0, description="earlier turns embedded with the last user turn"
+        1, ge=0, description="earlier turns (of context_roles) read with the last user turn (bench/bounded_input.py)"
     )
-    max_chars: int = Field(2000, ge=64, description="characters of text embedded, from the end")
+    context_roles: list[Literal["user", "assistant", "system", "developer"]] = Field(
+        ["user"], description="roles of the earlier turns read; a system prompt or an earlier answer in the window "
+        "moved scores away from the ask's own (bench/bounded_input.py)")
+    context_below_chars: int | None = Field(
+        200, ge=0, description="read earlier turns only when the last user turn is shorter than this (a short "
+        "follow-up leans on the ask before it; a long one stands alone); None = always")
+    max_chars: int = Field(
+        750, ge=64, description="characters read of the last user turn: its first head_chars and the rest from its "
+        "end (bench/bounded_input.py)")
+    head_chars: int = Field(
+        187, ge=0, description="of max_chars, characters read from the start of the last user turn")
+    context_chars: int = Field(
+        500, ge=1, description="characters read of each earlier turn, from its end")
+    turn_cache_size: int = Field(
+        4096, ge=0, description="static embedder: word-piece vector sums of recent turns kept in memory (~1.2 KB each), "
+        "so a conversation's next request embeds only its new turn, with the same scores; 0 = none")
     threads: int | None = Field(
         1, ge=1,
         description="CPU threads of the MiniLM embedding (torch: process-wide; None = torch's default, all "
@@ -72,6 +87,18 @@ class ClassifierConfig(_Strict):
     cache_size: int = Field(
         4096, ge=0, description="embeddings of recent texts kept in memory, by SHA-256 of the text (~1.5 KB each); 0 = none"
     )
+
+    def bound(self) -> dict:
+        """The input bound as :func:`router.request.features.extract_features` keywords."""
+        return dict(context_turns=self.context_turns, max_chars=self.max_chars, head_chars=self.head_chars,
+                    context_chars=self.context_chars, context_roles=tuple(self.context_roles),
+                    context_below_chars=self.context_below_chars)
+
+    @model_validator(mode="after")
+    def _head_within(self) -> "ClassifierConfig":
+        if self.head_chars > self.max_chars:
+            raise ValueError(f"head_chars ({self.head_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
 
     @model_validator(mode="after")
     def _threshold_or_share(self) -> "ClassifierConfig":

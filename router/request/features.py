@@ -6,9 +6,12 @@ Pure: takes a :class:`~router.request.parse.ChatRequest`, returns :class:`Featur
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..scoring.caseless import Caseless, lowered
+from ..scoring.part_cache import PART_SEPARATOR
+from .bound import bound_turns
 from .parse import ChatRequest, message_text
 
 __all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
@@ -68,29 +71,53 @@ class Features:
     """What routing decides on.
 
     Attributes:
-        text: the text embedded for the classifier: the last user turn preceded by up to
-            ``context_turns`` earlier turns, without sentences addressed to the router
-            (:func:`strip_router_directives`), cut to the last ``max_chars`` characters; empty
-            when the last user turn has no text (an image only).
+        text: the text the classifier reads: ``turns`` joined by a blank line
+            (:data:`router.scoring.part_cache.PART_SEPARATOR`, where the static embedder's
+            per-turn cache cuts it); empty when the
+            last user turn has no text (an image only).
+        turns: the last user turn preceded by up to ``context_turns`` earlier turns of the
+            ``context_roles`` (only when the last user turn is shorter than
+            ``context_below_chars``), each
+            without sentences addressed to the router (:func:`strip_router_directives`) and
+            cut on its own by :func:`router.request.bound.bound_turns` (the last to
+            ``max_chars`` with ``head_chars`` from its start, each earlier one to the last
+            ``context_chars``); oldest first; empty turns left out.
         prompt_chars: characters in all turns.
         approx_prompt_tokens: ``prompt_chars / 4``, OpenAI's rule of thumb for English.
         needs: capabilities the request needs: ``vision``, ``tools``, ``json``.
     """
 
     text: str
+    turns: tuple[str, ...]
     prompt_chars: int
     approx_prompt_tokens: int
     needs: frozenset[str]
 
 
-def extract_features(request: ChatRequest, *, context_turns: int = 2, max_chars: int = 2000) -> Features:
-    """Compute :class:`Features` for one request (no I/O, no model)."""
+def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 750,
+                     head_chars: int = 187, context_chars: int = 500, context_roles: Sequence[str] = ("user",),
+                     context_below_chars: int | None = 200) -> Features:
+    """Compute :class:`Features` for one request (no I/O, no model). The defaults are the
+    policy's (:class:`router.policy.ClassifierConfig`, measured by ``bench/bounded_input.py``):
+    the last user turn, and the user turn before it when the last one is shorter than
+    ``context_below_chars`` (None: always); turns of other roles (``context_roles``) are
+    not read.
+
+    Raises:
+        ValueError: a bound outside its range (:func:`router.request.bound.bound_turns`).
+    """
     turns = [m for m in request.messages if m.role in ("user", "assistant", "system", "developer")]
     last_user = max(i for i, m in enumerate(turns) if m.role == "user")
-    window = turns[max(0, last_user - context_turns) : last_user + 1]
-    text = strip_router_directives("\n".join(message_text(m) for m in window if message_text(m)))[-max_chars:]
-    if not message_text(turns[last_user]).strip():
-        text = ""  # e.g. an image-only turn: earlier turns must not decide its route
+    kept: tuple[str, ...] = ()
+    last_text = message_text(turns[last_user])
+    if last_text.strip():  # else (an image-only turn) earlier turns must not decide its route
+        earlier = [m for m in turns[:last_user] if m.role in context_roles]
+        if context_below_chars is not None and len(last_text) >= context_below_chars:
+            earlier = []
+        window = earlier[max(0, len(earlier) - context_turns):] if context_turns else []
+        texts = [strip_router_directives(message_text(m)) for m in [*window, turns[last_user]]]
+        kept = tuple(bound_turns(texts, len(texts) - 1, max_chars, min(head_chars, max_chars), context_chars))
+    text = PART_SEPARATOR.join(kept)
 
     prompt_chars = sum(len(message_text(m)) for m in request.messages)
     needs = set()
@@ -105,6 +132,7 @@ def extract_features(request: ChatRequest, *, context_turns: int = 2, max_chars:
         needs.add("json")
     return Features(
         text=text,
+        turns=kept,
         prompt_chars=prompt_chars,
         approx_prompt_tokens=max(1, prompt_chars // 4),
         needs=frozenset(needs),

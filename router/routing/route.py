@@ -187,7 +187,7 @@ class RouteStage:
             :func:`router.routing.decide.decide`.
         """
         cfg = self.policy.routing.classifier
-        features = extract_features(request, context_turns=cfg.context_turns, max_chars=cfg.max_chars)
+        features = extract_features(request, **cfg.bound())
         if self.facts_needed:
             facts = await asyncio.to_thread(self.facts, request, caller, headers, features.needs)
         else:

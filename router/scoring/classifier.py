@@ -35,6 +35,8 @@ class EmbeddingClassifier:
         max_tokens: word pieces ``minilm-int8`` reads (None: its default, the first 256).
         cache_size: embeddings of recent texts kept in memory
             (:class:`~router.scoring.embedding_cache.CachedEmbedder`); 0 = none.
+        part_cache_size: per-turn word-piece sums the static embedder keeps
+            (:mod:`~router.scoring.part_cache`; exact reuse of a conversation's earlier turns); 0 = none.
 
     The artifact and the embedder load on first use (or :meth:`warm_up`). Artifacts whose
     card lists ``"text_features"`` under ``inputs`` get the embedding followed by
@@ -43,11 +45,12 @@ class EmbeddingClassifier:
 
     def __init__(self, artifact: str | Path = "builtin", embedder: Any | None = None, threads: int | None = None,
                  precision: str = "fp32", embedder_key: str | None = None, cache_size: int = 0,
-                 max_tokens: int | None = None) -> None:
+                 max_tokens: int | None = None, part_cache_size: int = 0) -> None:
         self._location = artifact
         self._embedder_key = embedder_key
         self._cache_size = cache_size
         self._max_tokens = max_tokens
+        self._part_cache_size = part_cache_size
         self._artifact: Artifact | None = None
         self._embedder = embedder
         self._threads = threads
@@ -80,7 +83,7 @@ class EmbeddingClassifier:
         """The embedder (the artifact's own when none was given)."""
         if self._embedder is None:
             embedder = new_embedder(self.embedder_name, threads=self._threads, precision=self._precision,
-                                    max_tokens=self._max_tokens)
+                                    max_tokens=self._max_tokens, part_cache_size=self._part_cache_size)
             self._embedder = CachedEmbedder(embedder, self._cache_size) if self._cache_size else embedder
         return self._embedder
 

@@ -24,7 +24,8 @@ def embedding_scorer(cfg: Any) -> Scorer:
     from .classifier import EmbeddingClassifier
 
     main = EmbeddingClassifier(cfg.artifact, threads=cfg.threads, precision=cfg.precision,
-                               embedder_key=cfg.embedder, cache_size=cfg.cache_size, max_tokens=cfg.max_tokens)
+                               embedder_key=cfg.embedder, cache_size=cfg.cache_size, max_tokens=cfg.max_tokens,
+                               part_cache_size=cfg.turn_cache_size)
     if cfg.first_stage is None:
         return main
     from .two_stage import TwoStageScorer

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .part_cache import PART_SEPARATOR, PartSums
+
 __all__ = ["StaticEmbedder", "static_model_dir"]
 
 
@@ -27,14 +29,18 @@ class StaticEmbedder:
     """Lazily loaded model2vec static model; thread-safe.
 
     ``encode(texts)`` returns a float32 array of shape (len(texts), dim), unit norm (a text
-    with no known token gives a zero row).
+    with no known token gives a zero row). With ``part_cache_size`` > 0 the sums of the
+    parts of a text (cut at :data:`~router.scoring.part_cache.PART_SEPARATOR`: a
+    conversation's turns) are kept in a :class:`~router.scoring.part_cache.PartSums` of that
+    many entries and combined into the same vectors (:meth:`_part_pooled`).
 
     Raises (on first use):
         FileNotFoundError: the model directory is missing.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, part_cache_size: int = 0) -> None:
         self.path = Path(path) if path else static_model_dir()
+        self.parts = PartSums(part_cache_size) if part_cache_size else None
         self._model = None
         self._direct = False
         self._pieces = _WordPieces()
@@ -61,7 +67,8 @@ class StaticEmbedder:
         """Embed texts; shape (n, dim), float32, unit norm."""
         model = self._load()
         if self._direct and texts:
-            v = np.vstack([self._mean_pooled(model, t) for t in texts])
+            pooled = self._mean_pooled if self.parts is None else self._part_pooled
+            v = np.vstack([pooled(model, t) for t in texts])
         else:
             v = np.asarray(model.encode(list(texts), show_progress_bar=show_progress_bar), dtype=np.float32)
         norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -84,6 +91,47 @@ class StaticEmbedder:
         if model.normalize:
             return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-32)
         return out
+
+    def _part_pooled(self, model, text: str) -> np.ndarray:
+        """:meth:`_mean_pooled`'s vector from the cached sums of the text's parts (the text cut at
+        :data:`PART_SEPARATOR`; parts not cached are tokenised and remembered): the integer sums
+        and piece counts add up, and one division gives the same float64 mean, so the vector is
+        equal bit for bit. A text that ``_mean_pooled`` would cut (over ``max_length *
+        median_token_length`` characters, or over ``max_length`` word pieces with the unknown
+        token counted, as the tokenizer cuts before it is dropped) goes to ``_mean_pooled``. A
+        one-turn text is one part: the first turn of a conversation is cached too."""
+        if len(text) > model.max_length * model.median_token_length:
+            return self._mean_pooled(model, text)
+        total, count, raw = np.zeros(model.dim, dtype=np.int64), 0, 0
+        for part in text.split(PART_SEPARATOR):
+            if not part:
+                continue
+            key, found = self.parts.get(part)
+            if found is None:
+                found = self._part_sum(model, part)
+                self.parts.put(key, found)
+            total += found[0]
+            count += found[1]
+            raw += found[2]
+        if raw > model.max_length:
+            return self._mean_pooled(model, text)
+        out = np.zeros((1, model.dim), dtype=np.float32)
+        if count:
+            out[0] = total / count
+        if model.normalize:
+            return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-32)
+        return out
+
+    def _part_sum(self, model, part: str) -> tuple[np.ndarray, int, int]:
+        """(int32 sum of the part's word-piece vectors, shape (dim,); their number; the number
+        with the unknown token counted, or ``max_length + 1`` from ``max_length`` on, where the
+        tokenizer may have cut it)."""
+        raw = self._pieces.raw_ids(model, part)
+        unk = model.unk_token_id
+        ids = raw if unk is None else [i for i in raw if i != unk]
+        total = (model.embedding[np.array(ids, dtype=np.int64)].sum(axis=0, dtype=np.int32) if ids
+                 else np.zeros(model.dim, dtype=np.int32))
+        return total, len(ids), len(raw) if len(raw) < model.max_length else model.max_length + 1
 
 
 def _direct_pooling(model) -> bool:
@@ -131,12 +179,19 @@ class _WordPieces:
 
     def ids(self, model, text: str) -> list[int]:
         """The text's token ids as ``model.tokenize([text])[0]`` gives them."""
+        unk = model.unk_token_id
+        out = self.raw_ids(model, text)[: model.max_length]
+        return out if unk is None else [i for i in out if i != unk]
+
+    def raw_ids(self, model, text: str) -> list[int]:
+        """The text's token ids before ``model.tokenize`` drops the unknown token: the tokenizer's
+        own (cut by it to ``max_length``) for text that is not plain, else the memo's, not cut."""
         if self._added is None:
             self._added = tuple(t.content.lower() for t in model.tokenizer.get_added_tokens_decoder().values())
             self._seed(model)
         low = text.lower()
         if not text.isascii() or _CONTROL.search(text) or any(t in low for t in self._added):
-            return model.tokenize([text])[0]
+            return model.tokenizer.encode(text, add_special_tokens=False).ids
         memo, tokenizer = self._memo, model.tokenizer
         if len(memo) > self.max_words:
             memo.clear()
@@ -147,6 +202,4 @@ class _WordPieces:
             if pieces is None:
                 pieces = memo[word] = tokenizer.encode(word, add_special_tokens=False).ids
             out += pieces
-        out = out[: model.max_length]
-        unk = model.unk_token_id
-        return out if unk is None else [i for i in out if i != unk]
+        return out

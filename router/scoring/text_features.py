@@ -17,8 +17,9 @@ write, create, implement, ...), and ``rule_<signal>`` for each keyword group of 
 (:mod:`router.scoring.rules`: code, math, reasoning markers, ...; 0/1, or the count of extra
 asks for ``multi_part``). An artifact's card lists the names it was trained on, and
 :func:`text_features` computes exactly those (older cards list :data:`FEATURE_NAMES`).
-The pipeline joins the last user turn and its context turns with newlines before scoring,
-so the number of turns is not visible here (``paragraphs`` is the nearest proxy).
+The pipeline joins the last user turn and the context turns it reads with a blank line before
+scoring (:func:`router.request.features.extract_features`), so the number of turns is not
+visible here (``paragraphs`` is the nearest proxy).
 """
 
 from __future__ import annotations

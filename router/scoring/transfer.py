@@ -55,7 +55,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "type_prior": ("the fixed prior: similarity to code, math, reasoning minus writing, chit-chat, knowledge",),
 }
 """The ablation's feature groups (``bench/model_selection.py --ablation``). The scorer sees the
-turns joined by newlines, so ``turns`` is measured by its proxy, the number of paragraphs."""
+turns joined by blank lines, so ``turns`` is measured by its proxy, the number of paragraphs."""
 
 
 MULTIPLE_CHOICE = ("choices", "mean_choice_chars", "max_choice_chars", "negated_stem", "statement_pair",
