@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .llama_runtime import ContextWindowExceededError, LocalCompletion
-from .local_errors import LocalTierUnavailableError, WorkerCrashedError
+from .local_errors import LocalRequestError, LocalTierUnavailableError, WorkerCrashedError
 
 __all__ = ["OnEnd", "final_count", "deliver", "result_of"]
 
@@ -60,7 +60,8 @@ def result_of(msg: tuple) -> LocalCompletion:
     """A job's last message as its completion, or the error it stands for.
 
     Raises:
-        WorkerCrashedError, LocalTierUnavailableError, ContextWindowExceededError, ValueError.
+        WorkerCrashedError, LocalTierUnavailableError, ContextWindowExceededError, LocalRequestError (a request
+        the runtime cannot serve as asked, e.g. a grammar llama.cpp cannot parse).
     """
     kind = msg[0]
     if kind == "done":
@@ -71,4 +72,4 @@ def result_of(msg: tuple) -> LocalCompletion:
         raise LocalTierUnavailableError(msg[1])
     if kind == "error" and msg[2] == "context_window":
         raise ContextWindowExceededError(msg[3])
-    raise ValueError(msg[3])
+    raise LocalRequestError(msg[3])

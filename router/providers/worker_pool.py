@@ -103,11 +103,17 @@ class WorkerPool:
         resolver: ``(mode, model_path) -> Resolution`` deciding extra buffers (the probe).
         weights: ``(requantize, model_path) -> Weights`` choosing the file the workers load
             (:func:`router.providers.requantize.resolve_weights`).
+        on_crash: called (on the dead worker's reader thread, outside the pool's lock) once
+            per worker death while the pool is running, with ``restarted`` (a new worker was
+            spawned) or ``stopped`` (``max_crashes`` reached: the tier is out); the server
+            counts them in Prometheus. Its exceptions are logged, never raised.
     """
 
     def __init__(self, spec: WorkerSpec, resolver: Callable[[str, str], Resolution] = resolve,
-                 weights: Callable[[str, str], Weights] = resolve_weights) -> None:
+                 weights: Callable[[str, str], Weights] = resolve_weights,
+                 on_crash: Callable[[str], None] | None = None) -> None:
         self.spec = spec
+        self._on_crash = on_crash
         self._resolver = resolver
         self._weights = weights
         self.weights: Weights | None = None
@@ -235,11 +241,18 @@ class WorkerPool:
                 self._closing = True  # the other workers stop too: the tier is out until restart
                 for w in self._workers:
                     w.proc.terminate()
+                outcome = "stopped"
             else:
                 self.restarts += 1
                 self._spawn()
+                outcome = "restarted"
         for job, msg in failed:
             deliver(job, msg)
+        if self._on_crash is not None:
+            try:
+                self._on_crash(outcome)
+            except Exception:  # noqa: BLE001 - counting a crash must not stop the supervision
+                log.exception("the worker-crash callback failed")
 
     def _dispatch(self, worker: _Worker) -> None:
         """Give ``worker`` the next waiting job (call with ``_lock`` held)."""

@@ -19,7 +19,8 @@ from ..errors import InvalidRequestError
 from ..request.features import Features
 from ..policy import Policy, TierConfig
 
-__all__ = ["TIER_FILTERS", "TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
+__all__ = ["TIER_FILTERS", "TierCapabilities", "resolve_capabilities", "unmet_needs", "unmet_text",
+           "apply_capabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,16 @@ def unmet_needs(tier: TierConfig, features: Features, max_completion_tokens: int
     order: capabilities it lacks, then ``context``. Empty when the tier can serve it."""
     caps = resolve_capabilities(tier)
     return [missing for check in TIER_FILTERS for missing in check(caps, features, max_completion_tokens)]
+
+
+def unmet_text(missing: list[str]) -> str:
+    """What :func:`unmet_needs` found, as the reasons and errors say it: ``needs tools,
+    vision`` and/or ``too long for its context window``."""
+    lacks = [m for m in missing if m != "context"]
+    parts = [f"needs {', '.join(lacks)}"] if lacks else []
+    if "context" in missing:
+        parts.append("too long for its context window")
+    return "; ".join(parts)
 
 
 def apply_capabilities(decision: Decision, features: Features, policy: Policy, forced: bool,
