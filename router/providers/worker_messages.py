@@ -5,13 +5,14 @@ pool's ``on_end`` report, and their delivery from the pool's reader threads."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from .llama_runtime import ContextWindowExceededError, LocalCompletion
 from .local_errors import LocalRequestError, LocalTierUnavailableError, WorkerCrashedError
 
-__all__ = ["OnEnd", "final_count", "deliver", "result_of"]
+__all__ = ["OnEnd", "final_count", "deliver", "result_of", "exit_reason"]
 
 
 class OnEnd:
@@ -73,3 +74,14 @@ def result_of(msg: tuple) -> LocalCompletion:
     if kind == "error" and msg[2] == "context_window":
         raise ContextWindowExceededError(msg[3])
     raise LocalRequestError(msg[3])
+
+
+def exit_reason(code: int | None) -> str:
+    """How a worker process ended, from its return code: ``killed by SIGSEGV`` (a negative
+    code is the signal, as :mod:`subprocess` reports it) or ``exited with code N``."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from .extra_buffers import Resolution, resolve
 from .requantize import Weights, resolve_weights
 from .llama_runtime import LocalCompletion, TokenStep
 from .local_errors import LocalQueueFullError, LocalTierError, LocalTierUnavailableError, WorkerCrashedError
-from .worker_messages import OnEnd, deliver, final_count, result_of
+from .worker_messages import OnEnd, deliver, exit_reason, final_count, result_of
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +85,6 @@ class _Worker:
                 pass  # the reader thread reports the exit
 
 
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 class WorkerPool:
     """Worker processes for one model.
 
@@ -103,10 +93,8 @@ class WorkerPool:
         resolver: ``(mode, model_path) -> Resolution`` deciding extra buffers (the probe).
         weights: ``(requantize, model_path) -> Weights`` choosing the file the workers load
             (:func:`router.providers.requantize.resolve_weights`).
-        on_crash: called (on the dead worker's reader thread, outside the pool's lock) once
-            per worker death while the pool is running, with ``restarted`` (a new worker was
-            spawned) or ``stopped`` (``max_crashes`` reached: the tier is out); the server
-            counts them in Prometheus. Its exceptions are logged, never raised.
+        on_crash: ``(outcome) -> None``, called outside the lock once per worker death
+            while running: ``restarted`` or ``stopped`` (``max_crashes`` reached); must not raise.
     """
 
     def __init__(self, spec: WorkerSpec, resolver: Callable[[str, str], Resolution] = resolve,
@@ -220,7 +208,7 @@ class WorkerPool:
         deliver(job, msg)
 
     def _on_exit(self, worker: _Worker, code: int) -> None:
-        reason = f"the SLM worker (pid {worker.proc.pid}) {_exit_reason(code)}"
+        reason = f"the SLM worker (pid {worker.proc.pid}) {exit_reason(code)}"
         failed: list[tuple[_Job, tuple]] = []
         with self._lock:
             if worker in self._workers:
@@ -249,10 +237,7 @@ class WorkerPool:
         for job, msg in failed:
             deliver(job, msg)
         if self._on_crash is not None:
-            try:
-                self._on_crash(outcome)
-            except Exception:  # noqa: BLE001 - counting a crash must not stop the supervision
-                log.exception("the worker-crash callback failed")
+            self._on_crash(outcome)  # the server counts it (Prometheus)
 
     def _dispatch(self, worker: _Worker) -> None:
         """Give ``worker`` the next waiting job (call with ``_lock`` held)."""
