@@ -154,3 +154,17 @@ def test_a_schema_the_local_grammar_cannot_take_is_a_clear_400(proxy, chat, sche
     assert "Traceback" not in body["message"] and len(body["message"]) < 600
     row, calls = _logged(proxy, raised.value.response.headers["x-request-id"])
     assert row[:2] == ("error", 400) and calls == [("local", "primary", "error")]
+
+
+def test_a_seed_does_not_stick_to_the_worker(chat):
+    """A request's ``seed`` is its own: before, it stayed set on the worker's llama.cpp
+    sampler, so every later request without a seed on that worker drew the same "sampled"
+    answer at temperature > 0. Now each unseeded sample is drawn afresh, a seeded one repeats."""
+    ask = {"model": "local", "temperature": 1.3, "max_tokens": 12,
+           "messages": [{"role": "user", "content": "Invent a name for a fantasy city."}]}
+    chat.chat.completions.create(n=2, seed=7, **ask)  # both workers were given a seed (one sample on each)
+    singles = [chat.chat.completions.create(**ask).choices[0].message.content for _ in range(4)]
+    choices = [c.message.content for c in chat.chat.completions.create(n=3, **ask).choices]
+    assert len(set(singles)) >= 3 and len(set(choices)) == 3, (singles, choices)
+    seeded = {chat.chat.completions.create(seed=7, **ask).choices[0].message.content for _ in range(3)}
+    assert len(seeded) == 1

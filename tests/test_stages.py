@@ -201,3 +201,31 @@ def test_a_spent_budget_does_not_send_an_image_to_the_local_tier():
     assert "cannot serve this request (needs vision)" in raised.value.message
     answer, _ = _answer(policy, MemoryTiers({"cloud": ["unused"], "local": ["Hello."]}), p=0.9)
     assert answer.headers["x-router-tier"] == "local"  # a plain request still falls back to local
+
+
+def test_capability_errors_say_which_tier_could_serve_and_why_it_may_not():
+    """The client named the cloud tier, which has no key: the local tier stands in but has no
+    tools, and the error says the cloud could serve it if it had its key (before, it only
+    named the local tier, which the client never asked for)."""
+    from router.errors import InvalidRequestError
+    from router.request.features import Features
+    from router.routing.capabilities import apply_capabilities
+
+    keyless = _policy(cloud_key="", tiers={
+        "local": {"model": "openai/local-fake", "api_base": "http://127.0.0.1:9/v1",
+                  "capabilities": {"context_window": 1000, "vision": False, "tools": False, "json_schema": True}},
+        "cloud": {"model": "openai/gpt-4o-mini", "api_key": ""}})
+    forced = decide("cloud", None, keyless)
+    assert forced.tier == "local" and forced.degraded
+    with pytest.raises(InvalidRequestError) as raised:
+        apply_capabilities(forced, Features.sized(frozenset({"tools"}), 40), keyless, forced=True)
+    assert raised.value.message == ("Tier 'local' cannot serve this request (needs tools). "
+                                    "Tier 'cloud' could, but it is unavailable: no API key.")
+    assert raised.value.code == "unsupported_capability"
+    # too long: the message gives the answer's share of the window too (900 + 250 > 1000)
+    with pytest.raises(InvalidRequestError) as raised:
+        apply_capabilities(decide("auto", 0.1, keyless), Features.sized(frozenset(), 3600), keyless, forced=False,
+                           max_completion_tokens=600)
+    assert raised.value.code == "context_length_exceeded"
+    assert raised.value.message.startswith("Tier 'local' cannot serve this request (about 900 prompt tokens plus 250 "
+                                           "for the answer against a context window of 1000). No allowed tier")
