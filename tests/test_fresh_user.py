@@ -168,3 +168,16 @@ def test_a_seed_does_not_stick_to_the_worker(chat):
     assert len(set(singles)) >= 3 and len(set(choices)) == 3, (singles, choices)
     seeded = {chat.chat.completions.create(seed=7, **ask).choices[0].message.content for _ in range(3)}
     assert len(seeded) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_field_name_with_cr_lf_is_answered_not_dropped(proxy, chat, stream):
+    """The reason header names ignored fields; a name with CR/LF (a header-injection attempt)
+    made the HTTP server refuse the header and drop the connection with no answer at all."""
+    extra = {"a\r\nx-evil: 1": 1, "ключ": 2}
+    raw = chat.chat.completions.with_raw_response.create(
+        model="local", max_tokens=4, stream=stream, messages=[{"role": "user", "content": "Hi"}], extra_body=extra)
+    assert raw.status_code == 200 and "x-evil" not in raw.headers
+    assert raw.headers["x-router-reason"] == "forced by model; ignored client fields: a??x-evil: 1, ????"
+    row, _ = _logged(proxy, raw.headers["x-request-id"])
+    assert "a\r\nx-evil: 1" in row[2] and "ключ" in row[2]  # the log keeps the names as sent
