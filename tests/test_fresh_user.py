@@ -181,3 +181,16 @@ def test_a_field_name_with_cr_lf_is_answered_not_dropped(proxy, chat, stream):
     assert raw.headers["x-router-reason"] == "forced by model; ignored client fields: a??x-evil: 1, ????"
     row, _ = _logged(proxy, raw.headers["x-request-id"])
     assert "a\r\nx-evil: 1" in row[2] and "ключ" in row[2]  # the log keeps the names as sent
+
+
+def test_reasoning_effort_and_a_schemaless_json_schema_reach_the_local_tier(proxy, chat):
+    """Both were refused by the in-process tier: ``reasoning_effort`` (sent by clients of
+    reasoning models) by litellm's parameter check, a 400 for every request under the default
+    policy; a ``json_schema`` without its optional ``schema`` by the grammar step, a 503 with
+    a Python traceback in the message."""
+    raw = chat.chat.completions.with_raw_response.create(
+        model="local", max_tokens=8, reasoning_effort="high", messages=[{"role": "user", "content": "Hi"}])
+    assert raw.status_code == 200 and raw.parse().choices[0].message.content
+    answer = chat.chat.completions.create(model="local", max_tokens=24, messages=[{"role": "user", "content": "A city as JSON."}],
+                                          response_format={"type": "json_schema", "json_schema": {"name": "city"}})
+    assert answer.choices[0].message.content.lstrip().startswith("{")

@@ -102,11 +102,12 @@ def register_provider() -> None:
 
 
 def response_format_grammar(response_format: dict[str, Any] | None) -> str | None:
-    """GBNF grammar for an OpenAI ``response_format``: any JSON object for ``json_object``,
-    the schema's language for ``json_schema`` (llama.cpp's converter), None for text.
+    """GBNF grammar for an OpenAI ``response_format``: any JSON object for ``json_object``
+    and for a ``json_schema`` without ``schema`` (optional in OpenAI's API), the schema's
+    language for ``json_schema`` (llama.cpp's converter), None for text.
 
     Raises:
-        LocalRequestError: a ``json_schema`` without a schema, or one llama.cpp's converter
+        LocalRequestError: a schema that is not an object, or one llama.cpp's converter
             cannot translate (it raises AssertionError, TypeError, ... for those).
     """
     if not response_format or response_format.get("type") in (None, "text"):
@@ -117,6 +118,8 @@ def response_format_grammar(response_format: dict[str, Any] | None) -> str | Non
         return JSON_GBNF
     if response_format["type"] == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
+        if schema is None:
+            return JSON_GBNF
         if not isinstance(schema, dict):
             raise LocalRequestError("response_format.json_schema.schema must be a JSON Schema object")
         import json
