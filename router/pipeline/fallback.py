@@ -100,8 +100,9 @@ def unserved(ex: Exchange, alt: str | None, policy: Policy) -> list[str]:
     return unmet_needs(policy.tiers[alt], ex.routing.features, ex.record.max_tokens)
 
 
-def _no_capable_fallback(ex: Exchange, tier: str, alt: str, missing: list[str], what: str) -> str:
-    """Note on ``ex`` that ``alt`` cannot stand in for ``tier``; the sentence the error adds."""
+def _no_capable_fallback(ex: Exchange, alt: str, missing: list[str], what: str) -> str:
+    """Note on ``ex`` that ``alt`` cannot stand in after ``what`` happened (``missing``: what
+    it lacks); the sentence the client's error adds."""
     ex.note(f"{what}; fallback {alt} {unmet_text(missing)}, not called")
     return f"The fallback tier '{alt}' cannot serve this request ({unmet_text(missing)})."
 
@@ -125,7 +126,7 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
         missing = unserved(ex, local, policy)
         if missing:
             metrics.budget_rejection("reject")
-            why = _no_capable_fallback(ex, tier, local, missing, f"{err}")
+            why = _no_capable_fallback(ex, local, missing, str(err))
             raise BudgetExceededError(f"The cloud budget of this API key is spent: {err}. {why}") from err
         refuse(ex, err, policy)
         return local, await _fallback_call(ex, local, policy, call)
@@ -141,7 +142,7 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     if alt is None:
         raise upstream_error_for(err.status, str(err)) from err
     if missing:  # e.g. the cloud is down and the request has images or tools the local tier cannot take
-        why = _no_capable_fallback(ex, tier, alt, missing, f"{tier} failed ({err.status})")
+        why = _no_capable_fallback(ex, alt, missing, f"{tier} failed ({err.status})")
         raise upstream_error_for(err.status, f"{err}. {why}") from err
     if err.client_fault:
         ex.record.escalated = True
