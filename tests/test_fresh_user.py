@@ -194,3 +194,21 @@ def test_reasoning_effort_and_a_schemaless_json_schema_reach_the_local_tier(prox
     answer = chat.chat.completions.create(model="local", max_tokens=24, messages=[{"role": "user", "content": "A city as JSON."}],
                                           response_format={"type": "json_schema", "json_schema": {"name": "city"}})
     assert answer.choices[0].message.content.lstrip().startswith("{")
+
+
+def test_a_refused_sample_of_n_stops_the_others(proxy, chat):
+    """``n`` = 40 samples against 2 sequences and a queue of 32: the ones that do not fit are
+    refused, and the request fails (the cloud is down). The 34 accepted samples used to run
+    to their end for nobody (tens of seconds of both workers); now they are cancelled."""
+    with pytest.raises(openai.APIStatusError) as raised:
+        chat.chat.completions.create(model="local", n=40, temperature=0.7, max_tokens=64,
+                                     messages=[{"role": "user", "content": "Write a long story."}])
+    assert raised.value.status_code == 503 and "local_queue_full" in raised.value.response.json()["error"]["message"]
+    deadline = time.time() + 5
+    while True:
+        local = httpx.get(proxy.url + "/healthz").json()["local"]["local"]
+        idle = local["queue"]["waiting"] == 0 and not any(w["busy"] for w in local["workers"])
+        if idle or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert idle, local

@@ -246,9 +246,18 @@ def _metered() -> Any:
 
 
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
+    """The ``n`` samples at once; when one fails (e.g. the queue is full), the others are
+    cancelled, so no worker keeps generating for an answer nobody will get."""
     pool = pool_for(model)
-    results = await asyncio.gather(*(pool.generate(messages, a, on_end=_metered())
-                                     for a in _sample_args(optional_params)))
+    samples = [asyncio.ensure_future(pool.generate(messages, a, on_end=_metered()))
+               for a in _sample_args(optional_params)]
+    try:
+        results = await asyncio.gather(*samples)
+    except BaseException:
+        for sample in samples:
+            sample.cancel()
+        await asyncio.gather(*samples, return_exceptions=True)
+        raise
     return _to_model_response(model, list(results), model_response)
 
 
