@@ -164,6 +164,10 @@ BAD_INPUTS: list[BadInput] = [
     _chat("stream_options not an object", stream=True, stream_options="usage"),
     _chat("metadata values not strings", metadata={"a": {"b": 1}}),
     _chat("logit_bias not an object", logit_bias=[1, 2]),
+    _chat("logit_bias key not a token id", logit_bias={"abc": 5}),
+    _chat("logit_bias value 500", logit_bias={"42": 500}),
+    _chat("logit_bias value as text", logit_bias={"42": "high"}),
+    _chat("user an object", user={"id": 1}),
     # -- stop lists ------------------------------------------------------------------------
     _chat("five stop strings", stop=list("abcde")),
     _chat("stop a number", stop=5),

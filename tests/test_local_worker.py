@@ -197,5 +197,20 @@ def test_crash_without_cloud_is_a_clean_503_then_repeated_crashes_mark_the_tier_
                               model="local", messages=SHORT, max_tokens=8)
         assert again.value.status_code == 503 and "local_tier_unavailable" in again.value.response.json()["error"]["message"]
         assert httpx.get(proxy.url + "/v1/models").status_code == 200  # the server itself is fine
+        # Prometheus counts each death and what the pool did: two restarts, then it stopped.
+        counts = _metric_samples(proxy)
+        model = {"model": "slm-local/smollm2"}
+        assert counts[("slm_router_local_worker_crashes_total", (("model", "slm-local/smollm2"), ("outcome", "restarted")))] == 2
+        assert counts[("slm_router_local_worker_crashes_total", (("model", "slm-local/smollm2"), ("outcome", "stopped")))] == 1
+        assert counts[("slm_router_local_worker_restarts_total", tuple(model.items()))] == local["restarts"] == 2
     finally:
         proxy.stop()
+
+
+def _metric_samples(proxy: ProxyProcess) -> dict[tuple[str, tuple], float]:
+    """``GET /metrics`` parsed with prometheus-client's parser: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(proxy.url + "/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

@@ -6,6 +6,7 @@ tier client."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import pytest
 
 from router.cascade.cascade import caps_share, checks, kept_because, may_escalate, measures_apply
 from router.cascade.verdict import Verdict
-from router.errors import UpstreamError
+from router.errors import BudgetExceededError, TierUnavailableError, UpstreamError
 from router.pipeline import Router
 from router.pipeline.fallback import fallback_tier
 from router.policy import hash_api_key, policy_from_dict
@@ -140,10 +141,10 @@ class FixedScorer:
         return [self.p for _ in texts]
 
 
-def _answer(policy, tiers, p: float):
+def _answer(policy, tiers, p: float, body: bytes = b'{"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}'):
     router = Router(policy, SQLiteStore(":memory:"), scorer=FixedScorer(p), client=tiers)
     record = router.new_record("r1", time.time())
-    request = parse_chat_request(b'{"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}')
+    request = parse_chat_request(body)
 
     async def go():
         try:
@@ -170,3 +171,61 @@ def test_when_the_fallback_fails_too_the_upstream_error_reaches_the_client():
     with pytest.raises(UpstreamError):
         _answer(_policy(), tiers, p=0.1)
     assert [t for t, _ in tiers.calls] == ["local", "local", "cloud", "cloud", "cloud"]
+
+
+TOOLS_BODY = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [
+    {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]}).encode()
+IMAGE_BODY = json.dumps({"model": "auto", "messages": [{"role": "user", "content": [
+    {"type": "text", "text": "What is this?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}).encode()
+
+
+@pytest.mark.parametrize("body, need", [(TOOLS_BODY, "needs tools"), (IMAGE_BODY, "needs vision")])
+def test_a_fallback_tier_that_cannot_serve_the_request_is_never_called(body, need):
+    """The cloud is down and the request has tools or an image: the local tier (no tools, no
+    vision) must not answer it as if they were not there; the client gets the cloud's
+    failure, saying why nothing answered instead, and the log says the same."""
+    tiers = MemoryTiers({"cloud": [503, 503, 503], "local": ["I ignored your tools."]})
+    with pytest.raises(TierUnavailableError) as raised:
+        _answer(_policy(), tiers, p=0.1, body=body)  # a low score: only the capability sends it to the cloud
+    assert [t for t, _ in tiers.calls] == ["cloud", "cloud", "cloud"]
+    assert f"The fallback tier 'local' cannot serve this request ({need})" in raised.value.message
+
+
+def test_a_spent_budget_does_not_send_an_image_to_the_local_tier():
+    policy = _policy(budgets={"enabled": True, "default": {"daily_usd": 0.0}, "on_exhausted": "local"})
+    tiers = MemoryTiers({"cloud": ["unused"], "local": ["I cannot see images."]})
+    with pytest.raises(BudgetExceededError) as raised:
+        _answer(policy, tiers, p=0.1, body=IMAGE_BODY)
+    assert tiers.calls == [] and raised.value.status_code == 429
+    assert "cannot serve this request (needs vision)" in raised.value.message
+    answer, _ = _answer(policy, MemoryTiers({"cloud": ["unused"], "local": ["Hello."]}), p=0.9)
+    assert answer.headers["x-router-tier"] == "local"  # a plain request still falls back to local
+
+
+def test_capability_errors_say_which_tier_could_serve_and_why_it_may_not():
+    """The client named the cloud tier, which has no key: the local tier stands in but has no
+    tools, and the error says the cloud could serve it if it had its key (before, it only
+    named the local tier, which the client never asked for)."""
+    from router.errors import InvalidRequestError
+    from router.request.features import Features
+    from router.routing.capabilities import apply_capabilities
+
+    keyless = _policy(cloud_key="", tiers={
+        "local": {"model": "openai/local-fake", "api_base": "http://127.0.0.1:9/v1",
+                  "capabilities": {"context_window": 1000, "vision": False, "tools": False, "json_schema": True}},
+        "cloud": {"model": "openai/gpt-4o-mini", "api_key": ""}})
+    forced = decide("cloud", None, keyless)
+    assert forced.tier == "local" and forced.degraded
+    with pytest.raises(InvalidRequestError) as raised:
+        apply_capabilities(forced, Features.sized(frozenset({"tools"}), 40), keyless, forced=True)
+    assert raised.value.message == ("Tier 'local' cannot serve this request (needs tools). "
+                                    "Tier 'cloud' could, but it is unavailable: no API key.")
+    assert raised.value.code == "unsupported_capability"
+    # too long: the message gives the answer's share of the window too (900 + 250 > 1000)
+    with pytest.raises(InvalidRequestError) as raised:
+        apply_capabilities(decide("auto", 0.1, keyless), Features.sized(frozenset(), 3600), keyless, forced=False,
+                           max_completion_tokens=600)
+    assert raised.value.code == "context_length_exceeded"
+    assert raised.value.message.startswith("Tier 'local' cannot serve this request (about 900 prompt tokens plus 250 "
+                                           "for the answer against a context window of 1000). No allowed tier")

@@ -68,3 +68,46 @@ def test_log_from_before_policy_hash_gains_the_new_columns(tmp_path):
     assert (old.policy_hash, old.rules, old.api_key_name) == (None, None, None)
     assert (new.policy_hash, new.rules, new.api_key_name) == ("0123456789abcdef", "a,b", "hr")
     store.close()
+
+
+def test_sqlite_read_while_another_connection_writes_sees_whole_requests(tmp_path):
+    """``serve`` writes while ``report`` reads the same file through its own connection: each
+    read is one snapshot, so a request inserted between its two queries never shows calls
+    without their request (a KeyError before) nor a request missing its calls."""
+    import threading
+
+    path = tmp_path / "log.sqlite3"
+    writer, reader = SQLiteStore(path), SQLiteStore(path)
+    stop, errors, reads = threading.Event(), [], []
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            rid = f"r{i}"
+            writer.record(RequestRecord(rid, ts=1000.0 + i, tier="local", calls=[
+                CallRecord(rid, 1000.0 + i, "local", "slm-local/smollm2", prompt_tokens=3, completion_tokens=2),
+                CallRecord(rid, 1000.5 + i, "cloud", "openai/gpt-4o-mini", "escalation", prompt_tokens=3)]))
+            i += 1
+
+    import time
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                rows = reader.requests()
+            except Exception as err:  # noqa: BLE001 - the failure under test
+                errors.append(err)
+                break
+            reads.append(len(rows))
+            assert all(len(r.calls) == 2 for r in rows), [r.id for r in rows if len(r.calls) != 2]
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[0]
+    assert reads[-1] > reads[0] >= 0  # the writer was writing during the reads
+    assert len(reader.requests()) == len(writer.requests())
+    writer.close()
+    reader.close()

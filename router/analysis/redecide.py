@@ -59,8 +59,7 @@ def logged_decision(record: RequestRecord, policy: Policy, base_threshold: float
     facts = facts_from_log(record.rule_facts, record.requested_model or "", needs,
                            caller.name if caller else None, caller.group if caller else None)
     constraints = constraints_on_facts(view, facts, caller, base_threshold)
-    features = Features(text="", turns=(), prompt_chars=record.prompt_chars,
-                        approx_prompt_tokens=max(1, record.prompt_chars // 4), needs=needs)
+    features = Features.sized(needs, record.prompt_chars)
     decision, forced = first_decision(view, facts.requested_model, constraints, record.score)
     if sessions is not None:
         decision = sessions.steer(record, decision, view)

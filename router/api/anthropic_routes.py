@@ -10,7 +10,6 @@ the router's status codes.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from typing import Any
 
@@ -20,33 +19,15 @@ from starlette.background import BackgroundTask
 
 from ..errors import RouterError
 from ..pipeline import RoutedStream
-from ..policy import AUTO, Policy, TierConfig
+from ..policy import TierConfig
 from ..request.parse import ChatRequest
 from .anthropic_request import parse_messages_request
 from .anthropic_response import error_body, stream_events, to_message
 from .chat_entry import ClientDisconnected, admit, logged, refusals_logged, serve_chat
 
-__all__ = ["register_anthropic", "anthropic_models", "count_request_tokens", "wants_anthropic"]
+__all__ = ["register_anthropic", "count_request_tokens"]
 
 log = logging.getLogger(__name__)
-
-VERSION_HEADER = "anthropic-version"
-
-
-def wants_anthropic(request: Request) -> bool:
-    """True when the client speaks Anthropic's API (it sends ``anthropic-version``)."""
-    return VERSION_HEADER in request.headers
-
-
-def anthropic_models(policy: Policy, created: float) -> dict[str, Any]:
-    """Anthropic's ``GET /v1/models`` page: ``auto``, every tier and every alias, one page."""
-    when = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-    names = [(AUTO, "auto (routed by slm-router)")]
-    names += [(name, f"{name} ({tier.model})") for name, tier in policy.tiers.items()]
-    names += [(alias, f"{alias} (alias of {target})") for alias, target in policy.aliases.items()]
-    data = [{"type": "model", "id": i, "display_name": shown, "created_at": when} for i, shown in names]
-    return {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
-
 
 def count_request_tokens(tier: TierConfig, chat: ChatRequest) -> int:
     """Prompt tokens of ``chat`` (turns and tools) as ``tier``'s model counts them

@@ -29,12 +29,12 @@ from ..pipeline import Router, RoutedStream, Routing, new_request_id
 from ..policy import Policy
 from ..policy.view import redacted_policy
 from ..request.parse import parse_chat_request
-from ..routing.decide import AUTO
 from ..store import RequestStore, open_store
-from .anthropic_routes import anthropic_models, register_anthropic, wants_anthropic
+from .anthropic_routes import register_anthropic
 from .admin_routes import register_admin, require_admin
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
 from .feedback_routes import register_feedback
+from .model_routes import register_models
 from .http_errors import set_framing_listener
 from .live_policy import LivePolicy
 from .version_sync import VersionSync
@@ -210,6 +210,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     register_responses(app, live)
     register_admin(app, live, sync)
     register_feedback(app, live)
+    register_models(app, live)
 
     @app.post("/v1/route")
     async def route(request: Request) -> Any:
@@ -242,24 +243,6 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "capabilities": caps,
             "policy": redacted_policy(router.policy),
         }
-
-    @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        live.router.authorize(request.headers)  # Anthropic's x-api-key too (Identity)
-        created = int(app.state.started)
-        active = live.router.policy
-        if wants_anthropic(request):
-            return anthropic_models(active, created)
-        data = [{"id": AUTO, "object": "model", "created": created, "owned_by": "slm-router"}]
-        data += [
-            {"id": name, "object": "model", "created": created, "owned_by": "slm-router", "root": tier.model}
-            for name, tier in active.tiers.items()
-        ]
-        data += [
-            {"id": alias, "object": "model", "created": created, "owned_by": "slm-router", "root": target}
-            for alias, target in active.aliases.items()
-        ]
-        return {"object": "list", "data": data}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -21,6 +21,12 @@ Metric names (counters get prometheus-client's ``_total`` suffix):
 - ``slm_router_request_latency_seconds{tier}``: request wall time (histogram, seconds).
 - ``slm_router_cost_usd_total{tier}``: USD spent on model calls per tier.
 - ``slm_router_counterfactual_usd_total``: USD the same requests would have cost on the cloud tier.
+- ``slm_router_local_worker_crashes_total{model,outcome}``: in-process SLM worker processes
+  that died (a signal such as SIGSEGV, or an exit) while serving, by litellm model string
+  (``slm-local/smollm2``) and what the pool did: ``restarted`` a new worker, or ``stopped``
+  (``runtime.max_crashes`` deaths within ``runtime.crash_window_s``: the tier is out until
+  the server restarts).
+- ``slm_router_local_worker_restarts_total{model}``: worker processes started again after a crash.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from ..store.records import RequestRecord
 
-__all__ = ["observe", "budget_rejection", "rate_limited", "escalation_capped", "render", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV"]
+__all__ = ["observe", "budget_rejection", "rate_limited", "escalation_capped", "local_worker_crash", "render", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,11 @@ LATENCY = Histogram(
 )
 COST = Counter("slm_router_cost_usd", "USD spent on model calls, by tier.", ["tier"])
 COUNTERFACTUAL = Counter("slm_router_counterfactual_usd", "USD the logged requests would have cost on the cloud tier.")
+LOCAL_WORKER_CRASHES = Counter("slm_router_local_worker_crashes",
+                               "In-process SLM worker processes that died, by model and what the pool did.",
+                               ["model", "outcome"])
+LOCAL_WORKER_RESTARTS = Counter("slm_router_local_worker_restarts",
+                                "In-process SLM worker processes started again after a crash.", ["model"])
 
 
 def observe(record: RequestRecord) -> None:
@@ -85,6 +96,17 @@ def escalation_capped() -> None:
 def rate_limited() -> None:
     """Count a request refused by a rate limit."""
     RATE_LIMITED.inc()
+
+
+def local_worker_crash(model: str, outcome: str) -> None:
+    """Count one dead in-process worker of ``model``; ``outcome`` is ``restarted`` (also
+    counted as a restart) or ``stopped``. Never raises."""
+    try:
+        LOCAL_WORKER_CRASHES.labels(model=model, outcome=outcome).inc()
+        if outcome == "restarted":
+            LOCAL_WORKER_RESTARTS.labels(model=model).inc()
+    except Exception:  # metrics must never break the worker pool's supervision
+        log.exception("metrics update failed")
 
 
 def render() -> bytes:

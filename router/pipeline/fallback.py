@@ -7,6 +7,9 @@ One place for the three situations the answer and stream paths share:
   local``; local -> cloud when it is available), or raises the client-visible error;
 - a budget refused a cloud call: :func:`refuse` applies ``budgets.on_exhausted`` (the local
   tier answers, degraded, or a 429);
+- either way the fallback tier must be able to serve the request: a tier the capability
+  filters (:func:`router.routing.capabilities.unmet_needs`: images, tools, context window)
+  rule out is never called; the client gets the failure, saying why nothing answered instead;
 - an escalation failed: :func:`escalation_failed` keeps the local answer and says why.
 
 It catches only :class:`TierCallError` and :class:`BudgetRefused`, the errors of the
@@ -22,10 +25,11 @@ from ..guards.reserve import BudgetRefused
 from ..ledger import metrics
 from ..policy import Policy
 from ..providers.tier_client import CallResult, TierCallError
+from ..routing.capabilities import unmet_needs, unmet_text
 from ..routing.decide import AUTO, Decision
 from .exchange import Exchange
 
-__all__ = ["fallback_tier", "refuse", "recover", "escalation_failed"]
+__all__ = ["fallback_tier", "unserved", "refuse", "recover", "escalation_failed"]
 
 Call = Callable[[Exchange, str, str], Awaitable[CallResult]]
 """``(exchange, tier, purpose) -> result``: one call of a tier with the request's turns."""
@@ -88,6 +92,21 @@ async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, pu
         raise UpstreamError(f"Tier '{tier}' was needed as a fallback but its budget refused the call: {refused}.") from refused
 
 
+def unserved(ex: Exchange, alt: str | None, policy: Policy) -> list[str]:
+    """What the fallback tier ``alt`` cannot do for ``ex``'s request (pure; empty when it can
+    serve it, or when there is no ``alt``): the same filters that chose the first tier."""
+    if alt is None or ex.routing is None:
+        return []
+    return unmet_needs(policy.tiers[alt], ex.routing.features, ex.record.max_tokens)
+
+
+def _no_capable_fallback(ex: Exchange, alt: str, missing: list[str], what: str) -> str:
+    """Note on ``ex`` that ``alt`` cannot stand in after ``what`` happened (``missing``: what
+    it lacks); the sentence the client's error adds."""
+    ex.note(f"{what}; fallback {alt} {unmet_text(missing)}, not called")
+    return f"The fallback tier '{alt}' cannot serve this request ({unmet_text(missing)})."
+
+
 async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call: Call) -> tuple[str, CallResult]:
     """Answer after the first call to ``tier`` failed with ``err`` before any byte was sent.
 
@@ -96,13 +115,20 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
 
     Raises:
         RouterError: the client-visible error (400 ``upstream_rejected`` for a request the
-            provider refused; 429 when the budget refuses with ``reject``; the upstream's
-            status when no fallback tier exists, the failure allows none (``err.fallback``
-            False: a full local queue under ``on_queue_full: reject``) or it failed too).
+            provider refused; 429 when the budget refuses with ``reject``, or with ``local``
+            when the local tier cannot serve the request; the upstream's status when no
+            fallback tier exists, the failure allows none (``err.fallback`` False: a full
+            local queue under ``on_queue_full: reject``), the fallback tier cannot serve the
+            request (images, tools, context window) or it failed too).
     """
     if isinstance(err, BudgetRefused):
-        refuse(ex, err, policy)
         local = policy.routing.local_tier
+        missing = unserved(ex, local, policy)
+        if missing:
+            metrics.budget_rejection("reject")
+            why = _no_capable_fallback(ex, local, missing, str(err))
+            raise BudgetExceededError(f"The cloud budget of this API key is spent: {err}. {why}") from err
+        refuse(ex, err, policy)
         return local, await _fallback_call(ex, local, policy, call)
     if not isinstance(err, TierCallError):
         raise err
@@ -110,10 +136,14 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     # may still suit the cloud tier: escalate it instead of surfacing the 400.
     routed_local = ex.decision.model == AUTO and tier == policy.routing.local_tier
     alt = fallback_tier(policy, tier, ex.decision) if err.fallback else None  # a full local queue may refuse it
-    if err.client_fault and (not routed_local or alt is None):
+    missing = unserved(ex, alt, policy)
+    if err.client_fault and (not routed_local or alt is None or missing):
         raise InvalidRequestError(str(err), code="upstream_rejected") from err
     if alt is None:
         raise upstream_error_for(err.status, str(err)) from err
+    if missing:  # e.g. the cloud is down and the request has images or tools the local tier cannot take
+        why = _no_capable_fallback(ex, alt, missing, f"{tier} failed ({err.status})")
+        raise upstream_error_for(err.status, f"{err}. {why}") from err
     if err.client_fault:
         ex.record.escalated = True
         ex.note(f"{tier} rejected the request ({err.status}), escalated to {alt}")

@@ -17,7 +17,7 @@ from ..request.parse import ChatRequest
 from ..routing.session import switched
 from ..store.records import RequestRecord
 
-__all__ = ["RoutedAnswer", "RoutedStream", "router_headers", "completion_body", "hit_result", "client_logprobs",
+__all__ = ["RoutedAnswer", "RoutedStream", "router_headers", "header_text", "completion_body", "hit_result", "client_logprobs",
            "format_note"]
 
 
@@ -42,17 +42,24 @@ class RoutedStream:
     events: AsyncIterator[bytes]
 
 
+def header_text(text: str, limit: int = 200) -> str:
+    """``text`` as an HTTP header value: printable ASCII only (anything else, a client's
+    CR/LF or a non-ASCII field name included, becomes ``?``), at most ``limit`` characters.
+    A value with a control character would make the HTTP server drop the answer."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
+
+
 def router_headers(record: RequestRecord) -> dict[str, str]:
-    """The ``x-router-*`` headers and ``x-request-id`` of a request (ASCII, at most 200
-    characters for the reason and the rules)."""
+    """The ``x-router-*`` headers and ``x-request-id`` of a request (printable ASCII, at most
+    200 characters for the reason and the rules: :func:`header_text`)."""
     return {
         "x-request-id": record.id,
         "x-router-tier": record.tier or "",
         "x-router-score": "none" if record.score is None else f"{record.score:.4f}",
         "x-router-escalated": "true" if record.escalated else "false",
         "x-router-degraded": "true" if record.degraded else "false",
-        "x-router-reason": record.reason.encode("ascii", "replace").decode()[:200],
-        "x-router-rules": (record.rules or "").encode("ascii", "replace").decode()[:200],
+        "x-router-reason": header_text(record.reason),
+        "x-router-rules": header_text(record.rules or ""),
         "x-router-policy": record.policy_hash or "",
         **({"x-router-cache": record.cache} if record.cache else {}),
         **({"x-router-tenant": record.tenant} if record.tenant else {}),

@@ -18,6 +18,7 @@ them off unless ``use_extra_bufts`` is True (:mod:`router.providers.extra_buffer
 from __future__ import annotations
 
 import codecs
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -166,7 +167,8 @@ class LlamaRuntime:
         Args:
             messages: OpenAI-style turns (text parts of list contents are joined).
             max_tokens: completion-token cap, also cut to what the context window leaves.
-            temperature: 0 = greedy; top_p: nucleus sampling; seed: sampler seed.
+            temperature: 0 = greedy; top_p: nucleus sampling; seed: sampler seed (a random
+                one when None, so samples differ as OpenAI's do without a seed).
             stop: strings that end the answer (not included in it).
             cancel: when set, generation stops at the next token (finish_reason ``cancelled``).
             on_text: called with each new piece of answer text as it is produced (streaming).
@@ -188,8 +190,10 @@ class LlamaRuntime:
                 f"prompt is {len(prompt)} tokens; the local model's context window is {self.n_ctx}"
             )
         max_tokens = min(max_tokens, room)
-        if seed is not None:
-            llm.set_seed(int(seed))
+        # A fresh sampler seed per generation unless the request gave one: llama.cpp's dist
+        # sampler would otherwise repeat the worker's sequence, so two requests (or two of
+        # n choices) on one worker got the same "sampled" answer at temperature > 0.
+        llm.set_seed(int(seed) if seed is not None else secrets.randbits(32))
         n_vocab = llm.n_vocab()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, pending = "", ""

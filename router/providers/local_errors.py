@@ -1,10 +1,12 @@
 """Failures of the in-process tier itself (not of the request), raised by
 :class:`router.providers.worker_pool.WorkerPool` and mapped by the tier client to a
-:class:`TierCallError` that falls back to another tier (or not: ``fallback``)."""
+:class:`TierCallError` that falls back to another tier (or not: ``fallback``); and
+:class:`LocalRequestError`, a request the in-process tier cannot serve as asked."""
 
 from __future__ import annotations
 
-__all__ = ["LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError", "LocalQueueFullError"]
+__all__ = ["LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError", "LocalQueueFullError",
+           "LocalRequestError"]
 
 
 class LocalTierError(RuntimeError):
@@ -40,3 +42,13 @@ class LocalQueueFullError(LocalTierError):
         super().__init__(message)
         self.fallback = fallback
         self.status = 503 if fallback else 429
+
+
+class LocalRequestError(ValueError):
+    """The in-process tier cannot serve this request as asked: a ``response_format`` schema
+    llama.cpp's converter cannot turn into a grammar (e.g. a ``pattern`` without ``^...$``),
+    or a grammar llama.cpp cannot parse. ``status_code`` 400 makes litellm raise it as its
+    ``BadRequestError``, which the tier client reads as the request's fault: a routed request
+    goes to the cloud tier instead, a request naming the local tier gets a 400."""
+
+    status_code = 400

@@ -22,6 +22,7 @@ from typing import Any
 from ..models import resolve_gguf
 from ..policy import TierConfig
 from .llama_runtime import LocalCompletion, TokenStep
+from .local_errors import LocalRequestError
 from .spend import current_spend
 from .worker_pool import WorkerPool, WorkerSpec
 
@@ -70,14 +71,19 @@ def register_local_tier(tier: TierConfig) -> WorkerPool:
     """Create (once per model name) the worker pool of an ``slm-local/...`` tier (litellm is
     not imported: :func:`register_provider` tells litellm about the provider before the first
     call). Workers start on first use; call ``pool.launch()`` or ``pool.start()`` to warm up.
+    Each worker death is counted in ``slm_router_local_worker_crashes_total`` and each restart
+    in ``slm_router_local_worker_restarts_total`` (:mod:`router.ledger.metrics`).
 
     Raises:
         FileNotFoundError: the GGUF file does not exist.
     """
+    from ..ledger import metrics
+
     name = tier.model.split("/", 1)[1]
     with _registry_lock:
         if name not in _pools:
-            _pools[name] = WorkerPool(spec_for(tier))
+            model = tier.model
+            _pools[name] = WorkerPool(spec_for(tier), on_crash=lambda outcome: metrics.local_worker_crash(model, outcome))
     return _pools[name]
 
 
@@ -96,11 +102,13 @@ def register_provider() -> None:
 
 
 def response_format_grammar(response_format: dict[str, Any] | None) -> str | None:
-    """GBNF grammar for an OpenAI ``response_format``: any JSON object for ``json_object``,
-    the schema's language for ``json_schema`` (llama.cpp's converter), None for text.
+    """GBNF grammar for an OpenAI ``response_format``: any JSON object for ``json_object``
+    and for a ``json_schema`` without ``schema`` (optional in OpenAI's API), the schema's
+    language for ``json_schema`` (llama.cpp's converter), None for text.
 
     Raises:
-        ValueError: a ``json_schema`` without a schema.
+        LocalRequestError: a schema that is not an object, or one llama.cpp's converter
+            cannot translate (it raises AssertionError, TypeError, ... for those).
     """
     if not response_format or response_format.get("type") in (None, "text"):
         return None
@@ -110,11 +118,17 @@ def response_format_grammar(response_format: dict[str, Any] | None) -> str | Non
         return JSON_GBNF
     if response_format["type"] == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema")
+        if schema is None:
+            return JSON_GBNF
         if not isinstance(schema, dict):
-            raise ValueError("response_format.json_schema.schema must be a JSON Schema object")
+            raise LocalRequestError("response_format.json_schema.schema must be a JSON Schema object")
         import json
 
-        return json_schema_to_gbnf(json.dumps(schema))
+        try:
+            return json_schema_to_gbnf(json.dumps(schema))
+        except Exception as err:  # noqa: BLE001 - the converter asserts on what it cannot translate
+            raise LocalRequestError(f"the local tier cannot turn this response_format schema into a grammar "
+                                    f"({type(err).__name__}: {err})") from err
     return None
 
 
@@ -232,9 +246,18 @@ def _metered() -> Any:
 
 
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
+    """The ``n`` samples at once; when one fails (e.g. the queue is full), the others are
+    cancelled, so no worker keeps generating for an answer nobody will get."""
     pool = pool_for(model)
-    results = await asyncio.gather(*(pool.generate(messages, a, on_end=_metered())
-                                     for a in _sample_args(optional_params)))
+    samples = [asyncio.ensure_future(pool.generate(messages, a, on_end=_metered()))
+               for a in _sample_args(optional_params)]
+    try:
+        results = await asyncio.gather(*samples)
+    except BaseException:
+        for sample in samples:
+            sample.cancel()
+        await asyncio.gather(*samples, return_exceptions=True)
+        raise
     return _to_model_response(model, list(results), model_response)
 
 

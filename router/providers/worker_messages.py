@@ -5,13 +5,14 @@ pool's ``on_end`` report, and their delivery from the pool's reader threads."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
 from .llama_runtime import ContextWindowExceededError, LocalCompletion
-from .local_errors import LocalTierUnavailableError, WorkerCrashedError
+from .local_errors import LocalRequestError, LocalTierUnavailableError, WorkerCrashedError
 
-__all__ = ["OnEnd", "final_count", "deliver", "result_of"]
+__all__ = ["OnEnd", "final_count", "deliver", "result_of", "exit_reason"]
 
 
 class OnEnd:
@@ -60,7 +61,8 @@ def result_of(msg: tuple) -> LocalCompletion:
     """A job's last message as its completion, or the error it stands for.
 
     Raises:
-        WorkerCrashedError, LocalTierUnavailableError, ContextWindowExceededError, ValueError.
+        WorkerCrashedError, LocalTierUnavailableError, ContextWindowExceededError, LocalRequestError (a request
+        the runtime cannot serve as asked, e.g. a grammar llama.cpp cannot parse).
     """
     kind = msg[0]
     if kind == "done":
@@ -71,4 +73,15 @@ def result_of(msg: tuple) -> LocalCompletion:
         raise LocalTierUnavailableError(msg[1])
     if kind == "error" and msg[2] == "context_window":
         raise ContextWindowExceededError(msg[3])
-    raise ValueError(msg[3])
+    raise LocalRequestError(msg[3])
+
+
+def exit_reason(code: int | None) -> str:
+    """How a worker process ended, from its return code: ``killed by SIGSEGV`` (a negative
+    code is the signal, as :mod:`subprocess` reports it) or ``exited with code N``."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"

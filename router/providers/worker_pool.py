@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from .extra_buffers import Resolution, resolve
 from .requantize import Weights, resolve_weights
 from .llama_runtime import LocalCompletion, TokenStep
 from .local_errors import LocalQueueFullError, LocalTierError, LocalTierUnavailableError, WorkerCrashedError
-from .worker_messages import OnEnd, deliver, final_count, result_of
+from .worker_messages import OnEnd, deliver, exit_reason, final_count, result_of
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +85,6 @@ class _Worker:
                 pass  # the reader thread reports the exit
 
 
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 class WorkerPool:
     """Worker processes for one model.
 
@@ -103,11 +93,15 @@ class WorkerPool:
         resolver: ``(mode, model_path) -> Resolution`` deciding extra buffers (the probe).
         weights: ``(requantize, model_path) -> Weights`` choosing the file the workers load
             (:func:`router.providers.requantize.resolve_weights`).
+        on_crash: ``(outcome) -> None``, called outside the lock once per worker death
+            while running: ``restarted`` or ``stopped`` (``max_crashes`` reached); must not raise.
     """
 
     def __init__(self, spec: WorkerSpec, resolver: Callable[[str, str], Resolution] = resolve,
-                 weights: Callable[[str, str], Weights] = resolve_weights) -> None:
+                 weights: Callable[[str, str], Weights] = resolve_weights,
+                 on_crash: Callable[[str], None] | None = None) -> None:
         self.spec = spec
+        self._on_crash = on_crash
         self._resolver = resolver
         self._weights = weights
         self.weights: Weights | None = None
@@ -214,7 +208,7 @@ class WorkerPool:
         deliver(job, msg)
 
     def _on_exit(self, worker: _Worker, code: int) -> None:
-        reason = f"the SLM worker (pid {worker.proc.pid}) {_exit_reason(code)}"
+        reason = f"the SLM worker (pid {worker.proc.pid}) {exit_reason(code)}"
         failed: list[tuple[_Job, tuple]] = []
         with self._lock:
             if worker in self._workers:
@@ -235,11 +229,15 @@ class WorkerPool:
                 self._closing = True  # the other workers stop too: the tier is out until restart
                 for w in self._workers:
                     w.proc.terminate()
+                outcome = "stopped"
             else:
                 self.restarts += 1
                 self._spawn()
+                outcome = "restarted"
         for job, msg in failed:
             deliver(job, msg)
+        if self._on_crash is not None:
+            self._on_crash(outcome)  # the server counts it (Prometheus)
 
     def _dispatch(self, worker: _Worker) -> None:
         """Give ``worker`` the next waiting job (call with ``_lock`` held)."""

@@ -14,7 +14,7 @@ from ..scoring.part_cache import PART_SEPARATOR
 from .bound import bound_turns
 from .parse import ChatRequest, message_text
 
-__all__ = ["Features", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
+__all__ = ["Features", "approx_tokens", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
 
 _DIRECTIVE_WORDS = (
     r"(?:note|message|instruction|instructions|hint|directive|attention)s?\s+(?:to|for)\s+(?:the\s+)?"
@@ -93,6 +93,20 @@ class Features:
     approx_prompt_tokens: int
     needs: frozenset[str]
 
+    @classmethod
+    def sized(cls, needs: frozenset[str], prompt_chars: int) -> "Features":
+        """The features a tier filter reads (needs and size), without the scored text: what
+        a logged request or a routed one keeps (``approx_prompt_tokens`` as in
+        :func:`extract_features`)."""
+        return cls(text="", turns=(), prompt_chars=prompt_chars, approx_prompt_tokens=approx_tokens(prompt_chars),
+                   needs=frozenset(needs))
+
+
+def approx_tokens(prompt_chars: int) -> int:
+    """Prompt tokens estimated from characters: ``chars / 4``, OpenAI's rule of thumb for
+    English text (at least 1)."""
+    return max(1, prompt_chars // 4)
+
 
 def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 750,
                      head_chars: int = 187, context_chars: int = 500, context_roles: Sequence[str] = ("user",),
@@ -134,6 +148,6 @@ def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars:
         text=text,
         turns=kept,
         prompt_chars=prompt_chars,
-        approx_prompt_tokens=max(1, prompt_chars // 4),
+        approx_prompt_tokens=approx_tokens(prompt_chars),
         needs=frozenset(needs),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from ..errors import InvalidRequestError
 from .shapes import check_tools_and_format, check_turns
@@ -49,8 +49,8 @@ _ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
 class SamplingParams(BaseModel):
     """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
     before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
-    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences). Other fields pass
-    through unchecked."""
+    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences, ``user`` a string).
+    Other fields pass through unchecked."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -65,6 +65,7 @@ class SamplingParams(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
     seed: StrictInt | None = None
     stop: str | list[str] | None = Field(None, max_length=4)
+    user: StrictStr | None = None
 
 
 CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})

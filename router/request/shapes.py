@@ -10,7 +10,8 @@ an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). 
   function need ``tools``, and the name must be one of them;
 - ``response_format``: ``type`` one of text/json_object/json_schema; ``json_schema`` an object
   whose ``schema``, when given, is an object;
-- ``top_logprobs`` only with ``logprobs: true``; ``logit_bias`` an object;
+- ``top_logprobs`` only with ``logprobs: true``; ``logit_bias`` an object of token ids
+  (decimal keys) to biases from -100 to 100;
   ``parallel_tool_calls`` a boolean;
 - turns: ``name`` a string; an assistant's ``tool_calls`` a list of calls with a function
   name; a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
@@ -107,10 +108,22 @@ def check_tools_and_format(params: dict[str, Any]) -> None:
     if params.get("top_logprobs") is not None and params.get("logprobs") is not True:
         raise InvalidRequestError("Invalid value for 'top_logprobs': it needs 'logprobs' set to true.",
                                   param="top_logprobs")
-    if "logit_bias" in params and not isinstance(params["logit_bias"], dict):
-        raise _bad("logit_bias", "an object of token ids to biases")
+    if params.get("logit_bias") is not None:
+        _check_logit_bias(params["logit_bias"])
     if "parallel_tool_calls" in params and not isinstance(params["parallel_tool_calls"], bool):
         raise _bad("parallel_tool_calls", "a boolean")
+
+
+def _check_logit_bias(bias: Any) -> None:
+    """OpenAI's ``logit_bias``: token ids (as JSON object keys: decimal integers) mapped to
+    biases from -100 to 100."""
+    if not isinstance(bias, dict):
+        raise _bad("logit_bias", "an object of token ids to biases")
+    for token, value in bias.items():
+        if not token.isdigit():
+            raise _bad(f"logit_bias.{token}", "a token id (a non-negative integer) as the key")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
+            raise _bad(f"logit_bias.{token}", "a number from -100 to 100")
 
 
 def _check_part(part: dict[str, Any], where: str) -> None:

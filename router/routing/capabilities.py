@@ -19,7 +19,8 @@ from ..errors import InvalidRequestError
 from ..request.features import Features
 from ..policy import Policy, TierConfig
 
-__all__ = ["TIER_FILTERS", "TierCapabilities", "resolve_capabilities", "unmet_needs", "apply_capabilities"]
+__all__ = ["TIER_FILTERS", "TierCapabilities", "resolve_capabilities", "unmet_needs", "unmet_text",
+           "apply_capabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +97,14 @@ def exceeds_context(caps: TierCapabilities, features: Features, max_completion_t
     request's, capped at a quarter of the window; at least one token) exceeds the window."""
     if caps.context_window is None:
         return []
-    budget = min(max_completion_tokens or 1, max(caps.context_window // 4, 1))
+    budget = answer_budget(caps.context_window, max_completion_tokens)
     return ["context"] if features.approx_prompt_tokens + budget > caps.context_window else []
+
+
+def answer_budget(context_window: int, max_completion_tokens: int | None) -> int:
+    """Tokens of the window kept for the answer by :func:`exceeds_context`: the request's
+    cap, at most a quarter of the window (so a large cap still lets a long prompt in), at least 1."""
+    return min(max_completion_tokens or 1, max(context_window // 4, 1))
 
 
 TIER_FILTERS: list[Callable[[TierCapabilities, Features, int | None], list[str]]] = [
@@ -111,6 +118,16 @@ def unmet_needs(tier: TierConfig, features: Features, max_completion_tokens: int
     order: capabilities it lacks, then ``context``. Empty when the tier can serve it."""
     caps = resolve_capabilities(tier)
     return [missing for check in TIER_FILTERS for missing in check(caps, features, max_completion_tokens)]
+
+
+def unmet_text(missing: list[str]) -> str:
+    """What :func:`unmet_needs` found, as the reasons and errors say it: ``needs tools,
+    vision`` and/or ``too long for its context window``."""
+    lacks = [m for m in missing if m != "context"]
+    parts = [f"needs {', '.join(lacks)}"] if lacks else []
+    if "context" in missing:
+        parts.append("too long for its context window")
+    return "; ".join(parts)
 
 
 def apply_capabilities(decision: Decision, features: Features, policy: Policy, forced: bool,
@@ -130,17 +147,27 @@ def apply_capabilities(decision: Decision, features: Features, policy: Policy, f
         return decision
     code = "context_length_exceeded" if missing == ["context"] else "unsupported_capability"
     window = resolve_capabilities(policy.tiers[decision.tier]).context_window
-    what = (f"about {features.approx_prompt_tokens} prompt tokens against a context window of {window}"
-            if "context" in missing else f"needs {', '.join(m for m in missing if m != 'context')}")
+    if "context" in missing:
+        budget = answer_budget(window, max_completion_tokens)
+        what = (f"about {features.approx_prompt_tokens} prompt tokens plus {budget} for the answer "
+                f"against a context window of {window}")
+    else:
+        what = f"needs {', '.join(missing)}"
     message = f"Tier '{decision.tier}' cannot serve this request ({what})."
-    if forced:
-        raise InvalidRequestError(message, code=code, param="messages")
     candidates = [policy.routing.cloud_tier] + [n for n in policy.tiers if n != policy.routing.cloud_tier]
+    out_of_reach = []  # tiers that could serve it but may not be called: say so, it is what to fix
     for name in candidates:
         tier = policy.tiers[name]
-        if name == decision.tier or name in decision.forbidden or not tier.available:
+        if name == decision.tier or unmet_needs(tier, features, max_completion_tokens):
             continue
-        if not unmet_needs(tier, features, max_completion_tokens):
+        if name in decision.forbidden or not tier.available:
+            why = f"forbidden: {decision.forbidden[name]}" if name in decision.forbidden else "unavailable: no API key"
+            out_of_reach.append(f"'{name}' could, but it is {why}")
+        elif not forced:
             label = "too long" if "context" in missing else f"needs {', '.join(missing)}"
             return replace(decision, tier=name, reason=f"{decision.reason}; {label} for {decision.tier}, sent to {name}")
-    raise InvalidRequestError(message + " No allowed tier of this router can.", code=code, param="messages")
+    if not forced:
+        message += " No allowed tier of this router can."
+    if out_of_reach:
+        message += f" Tier {'; tier '.join(out_of_reach)}."
+    raise InvalidRequestError(message, code=code, param="messages")

@@ -68,6 +68,12 @@ class Routing:
     scored: StagedScore | None = None
     scored_text: str | None = None
 
+    @property
+    def features(self) -> Features:
+        """The request's needs and size, as the tier filters read them (a fallback tier is
+        checked with them too)."""
+        return Features.sized(self.needs, self.prompt_chars)
+
 
 def constraints_on_facts(policy: Policy, facts: RequestFacts, caller: Caller | None,
                          base_threshold: float | None) -> Constraints:

@@ -160,19 +160,27 @@ class SQLiteStore:
             self._db.executemany(_INSERT_CALL, [_call_row(c) for r in requests for c in r.calls])
 
     def requests(self, since: float | None = None, until: float | None = None) -> list[RequestRecord]:
-        """Requests in ``[since, until)`` (Unix seconds), oldest first, with their calls."""
+        """Requests in ``[since, until)`` (Unix seconds), oldest first, with their calls.
+
+        Both queries run in one read transaction, so they see the same snapshot of the file
+        (WAL): a request another connection (``serve`` while ``report`` reads) commits
+        between them is either wholly in the result or not at all."""
         lo = since if since is not None else float("-inf")
         hi = until if until is not None else float("inf")
         with self._lock:
-            req_rows = self._db.execute(
-                f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE ts >= ? AND ts < ? ORDER BY ts",
-                (lo, hi),
-            ).fetchall()
-            call_rows = self._db.execute(
-                f"SELECT {', '.join('c.' + c for c in _CALL_COLUMNS)} FROM calls c JOIN requests r "
-                "ON r.id = c.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY c.ts",
-                (lo, hi),
-            ).fetchall()
+            self._db.execute("BEGIN")  # deferred: the snapshot starts at the first SELECT
+            try:
+                req_rows = self._db.execute(
+                    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests WHERE ts >= ? AND ts < ? ORDER BY ts",
+                    (lo, hi),
+                ).fetchall()
+                call_rows = self._db.execute(
+                    f"SELECT {', '.join('c.' + c for c in _CALL_COLUMNS)} FROM calls c JOIN requests r "
+                    "ON r.id = c.request_id WHERE r.ts >= ? AND r.ts < ? ORDER BY c.ts",
+                    (lo, hi),
+                ).fetchall()
+            finally:
+                self._db.commit()  # ends the read transaction
         records = {}
         for row in req_rows:
             values = _from_row(_REQUEST_COLUMNS, row)
