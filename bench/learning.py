@@ -76,7 +76,7 @@ def load_set(name: str, max_n: int, seed: int = 0):
     return [rows[i] for i in order]
 
 
-def policy_dict(url: str, log: Path, threshold: float, rate: float) -> dict:
+def policy_dict(url: str, log: Path, threshold: float, rate: float, cloud_rate: float = 0.0) -> dict:
     price = {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
     return {
         "tiers": {
@@ -88,7 +88,7 @@ def policy_dict(url: str, log: Path, threshold: float, rate: float) -> dict:
         },
         "routing": {"classifier": {"threshold": round(float(threshold), 6)}},
         "escalation": {"enabled": False},
-        "shadow": {"rate": rate, "judge_tier": "judge", "max_in_flight": 256},
+        "shadow": {"rate": rate, "cloud_rate": cloud_rate, "judge_tier": "judge", "max_in_flight": 256},
         "log": {"path": str(log), "keep_for_learning": "embedding"},
     }
 
@@ -205,6 +205,9 @@ def main() -> int:
                         help="share of each set's learning period the policy sends to the cloud: its threshold is "
                              "that quantile of the default's scores there (no label read); the rest is served locally")
     parser.add_argument("--shadow-rate", type=float, default=1.0, help="shadow.rate of the replayed policy")
+    parser.add_argument("--cloud-shadow-rate", type=float, default=1.0,
+                        help="shadow.cloud_rate of the replayed policy: the cloud-routed requests answered by the "
+                             "local tier too and judged (0: labels on the locally served side only)")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
     parser.add_argument("--learn-blocks", type=int, default=1, help="slm-router learn --blocks")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -248,7 +251,7 @@ def main() -> int:
             cut = int(len(rows) * args.first)
             threshold = threshold_for([k.score for k in kept[n][:cut]], args.cloud_share)
             policy_path = work / f"policy-{n}.yaml"
-            policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log, threshold, args.shadow_rate)))
+            policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log, threshold, args.shadow_rate, args.cloud_shadow_rate)))
             t0 = time.time()
             with Server(policy_path, work, args.workers, n) as url:
                 ids = asyncio.run(replay(url, [e.prompt for e in rows[:cut]], args.concurrency))
@@ -322,6 +325,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         L = is_later
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
+                 "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -335,8 +339,10 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
             learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
             entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
             entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
-        # learning curves: which first-part local answers each strategy would have judged
-        local_first = [i for i, r in enumerate(recs) if r.local]
+        # learning curves: which first-part answers each strategy would have judged (the locally
+        # served ones, and the cloud-routed ones when the replay shadowed those with the local tier)
+        cloud_side = any(s.kind == "local_shadow" for s in judged)
+        local_first = [i for i, r in enumerate(recs) if r.local or (cloud_side and r.routed_tier == "cloud")]
         scores = [recs[i].score for i in local_first]
         thresholds = [recs[i].threshold for i in local_first]
         curves, by_budget = {}, {}
@@ -387,7 +393,8 @@ def _set_line(name: str, e: dict) -> str:
 
 def _detail(e: dict) -> str:
     thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
-    out = f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local"
+    out = (f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local, "
+           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged")
     if e.get("learn_choice"):
         c = e["learn_choice"]
         out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")
