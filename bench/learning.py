@@ -169,12 +169,21 @@ def paired(a: np.ndarray, b: np.ndarray, weak: np.ndarray, strong: np.ndarray, n
     return iv(pa, arr[:, 0]), iv(pb, arr[:, 1]), iv(pa - pb, arr[:, 0] - arr[:, 1])
 
 
+def strategy_of(name: str) -> tuple[str, float]:
+    """A curve's sampling strategy: ``uniform``, ``uncertain`` (the policy's default band 0.05) or
+    ``uncertain@B`` (band B) -> (``shadow.strategy``, ``shadow.band``)."""
+    kind, _, band = name.partition("@")
+    return kind, float(band) if band else 0.05
+
+
 def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
     """The shadow rate whose expected number of samples is ``budget`` under ``strategy``."""
     from router.ledger.shadow import sample_probability
 
+    kind, band = strategy_of(strategy)
+
     def expected(rate: float) -> float:
-        return sum(sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds))
+        return sum(sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds))
 
     lo, hi = 0.0, 1.0
     if expected(1.0) <= budget:
@@ -210,6 +219,9 @@ def main() -> int:
                              "local tier too and judged (0: labels on the locally served side only)")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
     parser.add_argument("--learn-blocks", type=int, default=1, help="slm-router learn --blocks")
+    parser.add_argument("--learn-train-share", type=float, default=0.7, help="slm-router learn --train-share")
+    parser.add_argument("--strategies", default="uniform,uncertain",
+                        help="learning-curve sampling strategies: uniform, uncertain (band 0.05), uncertain@B (band B)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
@@ -236,7 +248,8 @@ def main() -> int:
           flush=True)
     if args.reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
         windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
-        results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
+        results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
+                           args.learn_train_share, args.strategies.split(","))
         print_results(results, 0.0, time.time() - t_start, {})
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
         write_report(log, results, out)
@@ -265,7 +278,8 @@ def main() -> int:
     print(f"log and windows in {work} (--reuse {work} evaluates them again)", flush=True)
     if args.replay_only:
         return 0
-    results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
+    results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
+                       args.learn_train_share, args.strategies.split(","))
     print_results(results, t_replayed - t_replay, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(log, results, out)
@@ -274,7 +288,7 @@ def main() -> int:
 
 
 def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int, out: Path,
-             learn_blocks: int = 1) -> dict:
+             learn_blocks: int = 1, train_share: float = 0.7, strategies=("uniform", "uncertain")) -> dict:
     from router.learning.candidate import fit_candidate
     from router.learning.run import _prior, _rows, learn
     from router.ledger.shadow import is_sampled, sample_probability
@@ -299,7 +313,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         first_ids = {r.id for r in first}
         judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
         t_learn = time.time()
-        res = learn(first, judged, [], policy, n_boot=200, blocks=learn_blocks)
+        res = learn(first, judged, [], policy, train_share=train_share, n_boot=200, blocks=learn_blocks)
         t_learn = time.time() - t_learn
         # the later part: scored in this process by the server's scorer (same artifact, same embedder)
         kept = kept_sets[name][len(ids):]
@@ -346,14 +360,15 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         scores = [recs[i].score for i in local_first]
         thresholds = [recs[i].threshold for i in local_first]
         curves, by_budget = {}, {}
-        for strategy in ("uniform", "uncertain"):
+        for strategy in strategies:
+            kind, band = strategy_of(strategy)
             points, by_budget[strategy], saturated = [], {}, False
             for b in BUDGETS:
                 if b > len(local_first) or saturated:
                     break
                 rate = rate_for(b, scores, thresholds, strategy)
                 saturated = rate >= 1.0  # the strategy's largest sample: later budgets would repeat it
-                ps = [sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds)]
+                ps = [sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds)]
                 pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id, p)]
                 idx = np.array([i for i, _ in pick])
                 if len(idx) < 10 or len(set(y_all[idx])) < 2:
@@ -424,11 +439,13 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():
             print(f"  {name:22s} {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts))
-        uni, unc = e["curves"].get("uniform", []), e["curves"].get("uncertain", [])
-        if uni and unc:
+        uni = e["curves"].get("uniform", [])
+        for strategy, unc in e["curves"].items():
+            if strategy == "uniform" or not uni or not unc:
+                continue
             target = uni[-1][1]
             reach = next((n for n, a in unc if a >= target - 1e-9), None)
-            print(f"  {'':22s} uncertain reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
+            print(f"  {'':22s} {strategy} reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
                   f"{e['default'][0]:.3f}, so uniform gained {target - e['default'][0]:+.3f}) "
                   + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no"))
 
@@ -440,7 +457,7 @@ def write_report(log: Path, results: dict, out: Path) -> None:
     store = SQLiteStore(log)
     try:
         curves = {}
-        for strategy in ("uniform", "uncertain"):  # mean over the sets, at each budget all sets reached
+        for strategy in sorted({k for e in results["sets"].values() for k in e["by_budget"]}):  # mean over sets, budgets all reached
             per = [{int(k): v for k, v in e["by_budget"].get(strategy, {}).items()} for e in results["sets"].values()]
             common = [b for b in BUDGETS if per and all(b in p for p in per)]
             curves[f"{strategy} (mean over sets)"] = [(b, float(np.mean([p[b] for p in per]))) for b in common]
