@@ -14,8 +14,10 @@ scores: what an operator reads off the report; no label is read), so the rest is
 locally and can be judged. The local and cloud tiers and the judge are one recorded server
 (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and the recorded
 verdict "the weak answer is as good"). Shadow sampling (``uniform``, ``--shadow-rate``,
-``judge_tier``) judges the locally served requests; the log keeps every request's embedding
-(``keep_for_learning: embedding``). The later part is not replayed: its scores and inputs are
+``judge_tier``) judges the locally served requests and, with ``--cloud-shadow-rate``
+(``shadow.cloud_rate``, default 1), the cloud-routed ones (the local tier answers them in the
+background: ``local_shadow`` samples), so labels exist on both sides of the threshold; the log
+keeps every request's embedding (``keep_for_learning: embedding``). The later part is not replayed: its scores and inputs are
 the in-process ones (2 loaded cores).
 
 Per set, on the later part, with the recorded outcomes (APGR as ``../shared/data/README.md``,
@@ -29,8 +31,9 @@ paired bootstrap 95% intervals):
   part with at most ``--budget`` judged samples: its artifact when it promoted one (the share
   of the gap it closes), or the reason it refused;
 - learning curves, uniform vs uncertain sampling (:func:`router.ledger.shadow.sample_probability`
-  with the logged scores and thresholds, the same hash choice as the server): judged samples
-  -> later-part APGR of the candidate fitted on them.
+  with the logged scores and thresholds, the same hash choice as the server, over the
+  learning period's judged side(s)): judged samples -> later-part APGR of the candidate
+  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
 
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
@@ -444,10 +447,12 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
             if strategy == "uniform" or not uni or not unc:
                 continue
             target = uni[-1][1]
+            gained = target - e["default"][0]
             reach = next((n for n, a in unc if a >= target - 1e-9), None)
             print(f"  {'':22s} {strategy} reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
-                  f"{e['default'][0]:.3f}, so uniform gained {target - e['default'][0]:+.3f}) "
-                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no"))
+                  f"{e['default'][0]:.3f}, so uniform gained {gained:+.3f}) "
+                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no")
+                  + ("" if gained > 1e-9 else "; uniform learned nothing here, so this is no test"))
 
 
 def write_report(log: Path, results: dict, out: Path) -> None:
