@@ -120,6 +120,7 @@ def test_labels_from_feedback_judged_samples_and_escalations():
     assert X.shape == (5, 9) and list(ts) == [1.0, 2.0, 3.0, 4.0, 7.0]
     section = learning_section(records, shadows, feedback)
     assert section.kept == {"none": 1, "embedding": 6, "text": 0}
+    assert section.labels["local_shadow"] == 1  # r6 (r0's local_shadow sample is of a locally served request)
     assert {r.tier: (r.n, r.good, r.up, r.down) for r in section.feedback} == {"local": (1, 1, 1, 0),
                                                                                "cloud": (1, 0, 0, 1)}
 
