@@ -14,8 +14,10 @@ scores: what an operator reads off the report; no label is read), so the rest is
 locally and can be judged. The local and cloud tiers and the judge are one recorded server
 (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and the recorded
 verdict "the weak answer is as good"). Shadow sampling (``uniform``, ``--shadow-rate``,
-``judge_tier``) judges the locally served requests; the log keeps every request's embedding
-(``keep_for_learning: embedding``). The later part is not replayed: its scores and inputs are
+``judge_tier``) judges the locally served requests and, with ``--cloud-shadow-rate``
+(``shadow.cloud_rate``, default 1), the cloud-routed ones (the local tier answers them in the
+background: ``local_shadow`` samples), so labels exist on both sides of the threshold; the log
+keeps every request's embedding (``keep_for_learning: embedding``). The later part is not replayed: its scores and inputs are
 the in-process ones (2 loaded cores).
 
 Per set, on the later part, with the recorded outcomes (APGR as ``../shared/data/README.md``,
@@ -29,8 +31,9 @@ paired bootstrap 95% intervals):
   part with at most ``--budget`` judged samples: its artifact when it promoted one (the share
   of the gap it closes), or the reason it refused;
 - learning curves, uniform vs uncertain sampling (:func:`router.ledger.shadow.sample_probability`
-  with the logged scores and thresholds, the same hash choice as the server): judged samples
-  -> later-part APGR of the candidate fitted on them.
+  with the logged scores and thresholds, the same hash choice as the server, over the
+  learning period's judged side(s)): judged samples -> later-part APGR of the candidate
+  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
 
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
@@ -76,7 +79,7 @@ def load_set(name: str, max_n: int, seed: int = 0):
     return [rows[i] for i in order]
 
 
-def policy_dict(url: str, log: Path, threshold: float, rate: float) -> dict:
+def policy_dict(url: str, log: Path, threshold: float, rate: float, cloud_rate: float = 0.0) -> dict:
     price = {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
     return {
         "tiers": {
@@ -88,7 +91,7 @@ def policy_dict(url: str, log: Path, threshold: float, rate: float) -> dict:
         },
         "routing": {"classifier": {"threshold": round(float(threshold), 6)}},
         "escalation": {"enabled": False},
-        "shadow": {"rate": rate, "judge_tier": "judge", "max_in_flight": 256},
+        "shadow": {"rate": rate, "cloud_rate": cloud_rate, "judge_tier": "judge", "max_in_flight": 256},
         "log": {"path": str(log), "keep_for_learning": "embedding"},
     }
 
@@ -169,12 +172,21 @@ def paired(a: np.ndarray, b: np.ndarray, weak: np.ndarray, strong: np.ndarray, n
     return iv(pa, arr[:, 0]), iv(pb, arr[:, 1]), iv(pa - pb, arr[:, 0] - arr[:, 1])
 
 
+def strategy_of(name: str) -> tuple[str, float]:
+    """A curve's sampling strategy: ``uniform``, ``uncertain`` (the policy's default band 0.05) or
+    ``uncertain@B`` (band B) -> (``shadow.strategy``, ``shadow.band``)."""
+    kind, _, band = name.partition("@")
+    return kind, float(band) if band else 0.05
+
+
 def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
     """The shadow rate whose expected number of samples is ``budget`` under ``strategy``."""
     from router.ledger.shadow import sample_probability
 
+    kind, band = strategy_of(strategy)
+
     def expected(rate: float) -> float:
-        return sum(sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds))
+        return sum(sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds))
 
     lo, hi = 0.0, 1.0
     if expected(1.0) <= budget:
@@ -205,8 +217,14 @@ def main() -> int:
                         help="share of each set's learning period the policy sends to the cloud: its threshold is "
                              "that quantile of the default's scores there (no label read); the rest is served locally")
     parser.add_argument("--shadow-rate", type=float, default=1.0, help="shadow.rate of the replayed policy")
+    parser.add_argument("--cloud-shadow-rate", type=float, default=1.0,
+                        help="shadow.cloud_rate of the replayed policy: the cloud-routed requests answered by the "
+                             "local tier too and judged (0: labels on the locally served side only)")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
     parser.add_argument("--learn-blocks", type=int, default=1, help="slm-router learn --blocks")
+    parser.add_argument("--learn-train-share", type=float, default=0.7, help="slm-router learn --train-share")
+    parser.add_argument("--strategies", default="uniform,uncertain",
+                        help="learning-curve sampling strategies: uniform, uncertain (band 0.05), uncertain@B (band B)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
@@ -233,7 +251,8 @@ def main() -> int:
           flush=True)
     if args.reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
         windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
-        results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
+        results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
+                           args.learn_train_share, args.strategies.split(","))
         print_results(results, 0.0, time.time() - t_start, {})
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
         write_report(log, results, out)
@@ -248,7 +267,7 @@ def main() -> int:
             cut = int(len(rows) * args.first)
             threshold = threshold_for([k.score for k in kept[n][:cut]], args.cloud_share)
             policy_path = work / f"policy-{n}.yaml"
-            policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log, threshold, args.shadow_rate)))
+            policy_path.write_text(yaml.safe_dump(policy_dict(tiers.url, log, threshold, args.shadow_rate, args.cloud_shadow_rate)))
             t0 = time.time()
             with Server(policy_path, work, args.workers, n) as url:
                 ids = asyncio.run(replay(url, [e.prompt for e in rows[:cut]], args.concurrency))
@@ -262,7 +281,8 @@ def main() -> int:
     print(f"log and windows in {work} (--reuse {work} evaluates them again)", flush=True)
     if args.replay_only:
         return 0
-    results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks)
+    results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
+                       args.learn_train_share, args.strategies.split(","))
     print_results(results, t_replayed - t_replay, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(log, results, out)
@@ -271,7 +291,7 @@ def main() -> int:
 
 
 def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int, out: Path,
-             learn_blocks: int = 1) -> dict:
+             learn_blocks: int = 1, train_share: float = 0.7, strategies=("uniform", "uncertain")) -> dict:
     from router.learning.candidate import fit_candidate
     from router.learning.run import _prior, _rows, learn
     from router.ledger.shadow import is_sampled, sample_probability
@@ -296,7 +316,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         first_ids = {r.id for r in first}
         judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
         t_learn = time.time()
-        res = learn(first, judged, [], policy, n_boot=200, blocks=learn_blocks)
+        res = learn(first, judged, [], policy, train_share=train_share, n_boot=200, blocks=learn_blocks)
         t_learn = time.time() - t_learn
         # the later part: scored in this process by the server's scorer (same artifact, same embedder)
         kept = kept_sets[name][len(ids):]
@@ -322,6 +342,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         L = is_later
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
+                 "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -335,19 +356,22 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
             learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
             entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
             entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
-        # learning curves: which first-part local answers each strategy would have judged
-        local_first = [i for i, r in enumerate(recs) if r.local]
+        # learning curves: which first-part answers each strategy would have judged (the locally
+        # served ones, and the cloud-routed ones when the replay shadowed those with the local tier)
+        cloud_side = any(s.kind == "local_shadow" for s in judged)
+        local_first = [i for i, r in enumerate(recs) if r.local or (cloud_side and r.routed_tier == "cloud")]
         scores = [recs[i].score for i in local_first]
         thresholds = [recs[i].threshold for i in local_first]
         curves, by_budget = {}, {}
-        for strategy in ("uniform", "uncertain"):
+        for strategy in strategies:
+            kind, band = strategy_of(strategy)
             points, by_budget[strategy], saturated = [], {}, False
             for b in BUDGETS:
                 if b > len(local_first) or saturated:
                     break
                 rate = rate_for(b, scores, thresholds, strategy)
                 saturated = rate >= 1.0  # the strategy's largest sample: later budgets would repeat it
-                ps = [sample_probability(s, t, strategy, rate, 0.05, min(0.01, rate)) for s, t in zip(scores, thresholds)]
+                ps = [sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds)]
                 pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id, p)]
                 idx = np.array([i for i, _ in pick])
                 if len(idx) < 10 or len(set(y_all[idx])) < 2:
@@ -387,7 +411,8 @@ def _set_line(name: str, e: dict) -> str:
 
 def _detail(e: dict) -> str:
     thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
-    out = f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local"
+    out = (f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local, "
+           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged")
     if e.get("learn_choice"):
         c = e["learn_choice"]
         out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")
@@ -417,13 +442,17 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():
             print(f"  {name:22s} {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts))
-        uni, unc = e["curves"].get("uniform", []), e["curves"].get("uncertain", [])
-        if uni and unc:
+        uni = e["curves"].get("uniform", [])
+        for strategy, unc in e["curves"].items():
+            if strategy == "uniform" or not uni or not unc:
+                continue
             target = uni[-1][1]
+            gained = target - e["default"][0]
             reach = next((n for n, a in unc if a >= target - 1e-9), None)
-            print(f"  {'':22s} uncertain reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
-                  f"{e['default'][0]:.3f}, so uniform gained {target - e['default'][0]:+.3f}) "
-                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no"))
+            print(f"  {'':22s} {strategy} reaches uniform's {target:.3f} (at {uni[-1][0]} samples; the default "
+                  f"{e['default'][0]:.3f}, so uniform gained {gained:+.3f}) "
+                  + (f"with {reach} samples ({reach / uni[-1][0]:.0%})" if reach else "within its budgets: no")
+                  + ("" if gained > 1e-9 else "; uniform learned nothing here, so this is no test"))
 
 
 def write_report(log: Path, results: dict, out: Path) -> None:
@@ -433,7 +462,7 @@ def write_report(log: Path, results: dict, out: Path) -> None:
     store = SQLiteStore(log)
     try:
         curves = {}
-        for strategy in ("uniform", "uncertain"):  # mean over the sets, at each budget all sets reached
+        for strategy in sorted({k for e in results["sets"].values() for k in e["by_budget"]}):  # mean over sets, budgets all reached
             per = [{int(k): v for k, v in e["by_budget"].get(strategy, {}).items()} for e in results["sets"].values()]
             common = [b for b in BUDGETS if per and all(b in p for p in per)]
             curves[f"{strategy} (mean over sets)"] = [(b, float(np.mean([p[b] for p in per]))) for b in common]

@@ -104,18 +104,23 @@ def test_labels_from_feedback_judged_samples_and_escalations():
                ShadowRecord("r1", 2.1, "shadow", judge_verdict=False, sample_p=0.5),
                ShadowRecord("r3", 4.1, "escalation", judge_verdict=True, sample_p=1.0),
                ShadowRecord("r4", 5.1, "shadow", judge_verdict=None, sample_p=0.5),  # the judge was unsure
-               ShadowRecord("r5", 6.1, "shadow", judge_verdict=False, sample_p=0.5)]
+               ShadowRecord("r5", 6.1, "shadow", judge_verdict=False, sample_p=0.5),
+               # the cloud-routed r6 answered by the local tier in shadow (shadow.cloud_rate), judged as good
+               ShadowRecord("r6", 7.1, "local_shadow", judge_verdict=True, sample_p=0.2),
+               ShadowRecord("r0", 1.2, "local_shadow", judge_verdict=False, sample_p=0.2)]  # r0 was served locally
     feedback = [FeedbackRecord("r1", 9.0, thumbs="up"), FeedbackRecord("r6", 9.0, thumbs="down")]
     labels = build_labels(records, shadows, feedback)
     got = {lb.request_id: (lb.needs_cloud, lb.source, lb.weight) for lb in labels.labels}
     assert got == {"r0": (0, "shadow", 4.0), "r1": (0, "feedback", 1.0),  # feedback beats the judge
-                   "r2": (1, "escalation", 1.0), "r3": (0, "escalation", 1.0)}  # a judged escalation: its verdict
+                   "r2": (1, "escalation", 1.0), "r3": (0, "escalation", 1.0),  # a judged escalation: its verdict
+                   "r6": (0, "local_shadow", 5.0)}  # feedback on a cloud answer is no label; the local shadow's is
     assert labels.without_inputs == 1  # r5: labelled but logged without an embedding
-    assert labels.by_source == {"feedback": 1, "shadow": 1, "escalation": 2}
+    assert labels.by_source == {"feedback": 1, "shadow": 1, "escalation": 2, "local_shadow": 1}
     X, y, w, ts = labels.arrays(["f"])
-    assert X.shape == (4, 9) and list(ts) == [1.0, 2.0, 3.0, 4.0]
+    assert X.shape == (5, 9) and list(ts) == [1.0, 2.0, 3.0, 4.0, 7.0]
     section = learning_section(records, shadows, feedback)
     assert section.kept == {"none": 1, "embedding": 6, "text": 0}
+    assert section.labels["local_shadow"] == 1  # r6 (r0's local_shadow sample is of a locally served request)
     assert {r.tier: (r.n, r.good, r.up, r.down) for r in section.feedback} == {"local": (1, 1, 1, 0),
                                                                                "cloud": (1, 0, 0, 1)}
 
@@ -225,9 +230,10 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
                             "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
                   "cloud": {"model": f"openai/{CLOUD}", "api_base": tiers.url, "api_key": "sk-t", "price": price},
                   "judge": {"model": f"openai/{JUDGE}", "api_base": tiers.url, "api_key": "sk-t", "price": price}},
-        "routing": {"classifier": {"threshold": 0.95}},  # nearly everything local, so nearly everything is judged
+        # about a quarter of the signal traffic (and the noise) goes to the cloud: judged by the local tier's shadow
+        "routing": {"classifier": {"threshold": 0.48}},
         "escalation": {"enabled": False},
-        "shadow": {"rate": 1.0, "judge_tier": "judge", "max_in_flight": 64},
+        "shadow": {"rate": 1.0, "cloud_rate": 1.0, "judge_tier": "judge", "max_in_flight": 64},
     }
     proxy = ProxyProcess(policy, tmp_path).start()
     try:
@@ -279,7 +285,10 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     verdicts = {r.prompt: r.local_ok for r in items}
     by_id = dict(zip(signal_ids + noise_ids, signal_prompts + noise_prompts))
     judged = [s for s in shadows if s.judge_verdict is not None]
-    assert len(judged) >= 0.9 * len(items) and all(s.sample_p == 1.0 and s.kind == "shadow" for s in judged)
+    routed = {r.id: r.routed_tier for r in records}
+    assert len(judged) >= 0.9 * len(items) and all(s.sample_p == 1.0 for s in judged)
+    assert all(s.kind == ("local_shadow" if routed[s.request_id] == "cloud" else "shadow") for s in judged)
+    assert 0.15 * len(signal_ids) < sum(routed[i] == "cloud" for i in signal_ids) < 0.6 * len(signal_ids)
     assert all(s.judge_verdict == verdicts[by_id[s.request_id]] for s in judged)  # the recorded judge, logged
     kept = [r.learning for r in records if r.learning]
     assert len(kept) == len(items) and all(len(decode_vector(k["embedding"])) == DEFAULT_DIM and k["features"]
@@ -301,6 +310,16 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     scores = learned.score(signal_prompts[:40])
     needs = np.array(signal_needs[:40])
     assert np.mean(np.array(scores)[needs]) > np.mean(np.array(scores)[~needs])  # the server's scorer loads it
+    from router.learning.run import learn as run_learn
+    from router.policy import load_policy
+
+    # without the cloud-routed labels the candidate's test sees one side of the threshold only: refused
+    early = [r for r in records if r.ts <= t1]
+    one_side = run_learn(early, [s for s in shadows if s.kind != "local_shadow"], [], load_policy(proxy.policy_path),
+                         n_boot=50)
+    assert not one_side.promote and "cover only the locally served" in one_side.reason, one_side.reason
+    both = run_learn(early, shadows, [], load_policy(proxy.policy_path), n_boot=50)
+    assert both.cloud_side_labels > 0 and both.labels.by_source["local_shadow"] > 0
     noise = runner.invoke(app, ["learn", "--log", str(proxy.log_path), "--policy", policy_file, "--since", iso(t1),
                                 "--out", str(tmp_path / "noise")])
     assert noise.exit_code == 0, noise.output
@@ -311,7 +330,7 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     assert shown.exit_code == 0, shown.output
     section = json.loads(shown.output)["learning"]
     assert section["kept"]["embedding"] == len(items) and section["kept"]["text"] == 0
-    assert {r["tier"]: (r["n"], r["good"]) for r in section["feedback"]} == {"local": (2, 1)}
+    assert {r["tier"]: (r["n"], r["good"]) for r in section["feedback"]} == {"cloud": (2, 1)}  # the noise went to the cloud
     md = runner.invoke(app, ["report", "--log", str(proxy.log_path), "--format", "html",
                              "--learning", str(tmp_path / "signal" / "learning.json")])
     assert 'id="learning"' in md.output and "Learning curves" in md.output and "thumbs up" in md.output

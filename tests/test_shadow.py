@@ -4,6 +4,7 @@ judge, with the real MiniLM embedder and SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import litellm
@@ -142,3 +143,57 @@ def test_cloud_failure_is_stored_as_a_failed_sample(tmp_path):
         store.close()
     finally:
         cloud.stop()
+
+
+@pytest.mark.slow
+def test_cloud_routed_requests_are_answered_by_the_local_tier_and_judged(tmp_path):
+    local = FakeOpenAI(answer="Paris.").start()
+    cloud = FakeOpenAI(answer="The capital of France is Paris.").start()
+    judge = FakeOpenAI(answer="NO").start()
+    try:
+        policy = policy_from_dict({
+            "tiers": {
+                "local": {"model": "openai/small", "api_key": "sk-test", "api_base": local.url,
+                          "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud.url},
+                "judge": {"model": "openai/judge-model", "api_key": "sk-test", "api_base": judge.url},
+            },
+            "shadow": {"rate": 1.0, "cloud_rate": 1.0, "judge_tier": "judge", "strategy": "uncertain",
+                       "band": 0.1, "min_rate": 0.05},
+        })
+        store = SQLiteStore(tmp_path / "log.sqlite3")
+        sampler = ShadowSampler(policy, TierClient(policy), store)
+        request = parse_chat_request({"model": "auto", "max_tokens": 16,
+                                      "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        p = math.exp(-0.12 / 0.1)  # the uncertain rule at |0.62 - 0.5|
+        rid = next(f"c{i:031d}" for i in range(200) if is_sampled(f"c{i:031d}", p))
+        routed = RequestRecord(rid, time.time(), requested_model="auto", routed_tier="cloud", tier="cloud",
+                               score=0.62, threshold=0.5)
+        forced = RequestRecord("d" * 32, time.time(), requested_model="cloud", routed_tier="cloud", tier="cloud")
+        for r in (routed, forced):
+            store.record(r)
+
+        async def run():
+            sampler.consider(routed, request, "The capital of France is Paris.")
+            sampler.consider(forced, request, "The capital of France is Paris.")  # no score: not a routing decision
+            await sampler.drain()
+
+        asyncio.run(run())
+        (sample,) = store.shadows()
+        assert (sample.request_id, sample.kind, sample.tier, sample.model) == (routed.id, "local_shadow", "local",
+                                                                               "openai/small")
+        assert sample.local_text == "Paris." and sample.cloud_text == "The capital of France is Paris."
+        assert sample.sample_p == pytest.approx(p)  # stored with it
+        assert sample.judge_verdict is False and sample.agrees is False and sample.cost_usd == 0.0
+        assert len(local.received) == 1 and not cloud.received  # the client's cloud answer is reused
+        assert len(judge.received) == 2 and any("Paris." in b["messages"][1]["content"] for b in judge.received)
+        from router.learning.labels import build_labels
+
+        labels = build_labels(store.requests(), store.shadows())
+        (label,) = labels.labels if labels.labels else [None]
+        assert label is None and labels.without_inputs == 1  # labelled, but this row kept no embedding
+        store.close()
+    finally:
+        local.stop()
+        cloud.stop()
+        judge.stop()

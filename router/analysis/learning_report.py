@@ -4,7 +4,8 @@ and explicit feedback per tier (pure).
 - kept: requests per ``log.keep_for_learning`` outcome: ``none`` (no inputs kept),
   ``embedding`` (the embedding vector and text features, no text) or ``text`` (also the
   scored text and the answers). Shadow samples keep both answers whatever this setting.
-- labels: what ``slm-router learn`` can use: judged shadow samples, escalations, feedback.
+- labels: what ``slm-router learn`` can use: judged shadow samples, escalations, feedback,
+  judged ``local_shadow`` samples of cloud-routed requests.
 - feedback by tier: per answering tier, feedback count, the share that was good (thumbs up
   or score >= 0.5), the mean score of scored feedback, thumbs up / down.
 """
@@ -37,7 +38,8 @@ class FeedbackRow:
 @dataclass(frozen=True)
 class LearningSection:
     """kept: requests per kept mode; labels: usable label counts per source (judged shadow
-    samples of locally served requests, escalations, feedback on local answers); feedback:
+    samples of locally served requests, escalations, feedback on local answers, judged
+    ``local_shadow`` samples of cloud-routed requests); feedback:
     per tier; curve: an optional learning curve (``learning.json``'s ``curve`` or a bench's
     per-strategy curves: name -> [(labels, APGR)])."""
 
@@ -67,7 +69,9 @@ def learning_section(records: Iterable[RequestRecord], shadows: Iterable[ShadowR
               and s.request_id in by_id and by_id[s.request_id].local}
     feedback = list(feedback)
     on_local = {f.request_id for f in feedback if f.request_id in by_id and by_id[f.request_id].local}
-    labels = {"shadow": len(judged - on_local),
+    cloud_judged = {s.request_id for s in shadows if s.kind == "local_shadow" and s.status == "ok"
+                    and s.judge_verdict is not None and s.request_id in by_id and not by_id[s.request_id].local}
+    labels = {"shadow": len(judged - on_local), "local_shadow": len(cloud_judged),
               "escalation": sum(r.status == "ok" and r.escalated for r in records),
               "feedback": len(on_local)}
     groups: dict[str, list[FeedbackRecord]] = defaultdict(list)

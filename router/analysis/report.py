@@ -63,8 +63,8 @@ class Summary:
             prompt and completion tokens, cost (USD) and summed latency (ms).
         self_check_*: calls with purpose ``self_check``: number, tokens, cost (USD).
         consistency_*: calls with purpose ``consistency``: number, tokens, cost (USD).
-        shadow_samples: quality samples (shadow and escalation); shadow_calls: extra cloud
-            calls made for them; shadow_usd: their cost plus judge calls (USD);
+        shadow_samples: quality samples (shadow and escalation); shadow_calls: extra calls
+            made for them (cloud calls of ``shadow`` samples, local calls of ``local_shadow`` ones); shadow_usd: their cost plus judge calls (USD);
             net_savings_usd: savings_usd - shadow_usd.
         judge_samples: samples the judge tier judged; judge_calls: its calls (one per order
             asked); judge_prompt_tokens,
@@ -177,7 +177,7 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
     tax = [c for r in ok for c in _escalation_tax_calls(r)]
     checks = [c for c in calls if c.purpose == "self_check"]
     samples = [c for c in calls if c.purpose == "consistency"]
-    shadow_calls = [s for s in shadows if s.kind == "shadow"]
+    shadow_calls = [s for s in shadows if s.kind in ("shadow", "local_shadow")]  # the samples that made a call
     judged = [s for s in shadows if s.judge_model is not None]
     judge_usd = sum(s.judge_cost_usd or 0.0 for s in judged)
     shadow_usd = sum(s.cost_usd or 0.0 for s in shadow_calls) + judge_usd

@@ -88,6 +88,7 @@ def learn(
     ls = result.labels
     console.print(f"log {where}: {len(records)} requests; labels used {len(ls.labels)} "
                   f"(shadow {ls.by_source['shadow']}, escalation {ls.by_source['escalation']}, "
+                  f"cloud-routed judged {ls.by_source['local_shadow']}, "
                   f"feedback {ls.by_source['feedback']}); labelled without a kept embedding {ls.without_inputs}; "
                   f"train {result.n_train} earlier, test {result.n_test} later", highlight=False)
     c = result.comparison

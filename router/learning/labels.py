@@ -11,11 +11,16 @@ or the request needed the cloud tier (1). Sources, strongest first (one label pe
    (unsure) is no label. Agreement by embedding similarity alone is not used: it estimates a
    rate, it does not judge single answers (``bench/shadow_agreement.py``);
 3. an escalation (the local answer failed its check, the cloud answered): 1, unless the
-   escalation sample of that request was judged, whose verdict is used.
+   escalation sample of that request was judged, whose verdict is used;
+4. a ``local_shadow`` sample of a request the classifier sent to the cloud
+   (``shadow.cloud_rate``: the local tier answered it in the background, the judge compared
+   that answer with the cloud's): as good -> 0, else 1. These are the only labels on the
+   cloud side of the threshold.
 
 Each label carries its weight ``1 / sample_p`` (the probability its request was sampled,
 stored per sample; 1 for escalations and feedback), so estimates over labelled requests
-can be made unbiased for all locally served ones (Horvitz and Thompson 1952).
+can be made unbiased for all routed ones (Horvitz and Thompson 1952), as long as both sides
+of the threshold were sampled (``shadow.rate`` and ``shadow.cloud_rate`` both above 0).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from .keep import decode_vector
 
 __all__ = ["Label", "LabelSet", "build_labels", "SOURCES"]
 
-SOURCES = ("feedback", "shadow", "escalation")
+SOURCES = ("feedback", "shadow", "escalation", "local_shadow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,8 @@ class Label:
     Attributes:
         request_id, ts: the request and its arrival (Unix s).
         needs_cloud: 1 when the local answer was not enough, else 0.
-        source: ``feedback``, ``shadow`` or ``escalation``.
+        source: ``feedback``, ``shadow``, ``escalation`` or ``local_shadow`` (the only
+            source on a cloud-routed request).
         weight: inverse sampling probability (>= 1).
         score: the active scorer's logged P(needs cloud).
         embedding: the kept embedding (float32, (dim,)); features: the kept text features.
@@ -86,19 +92,23 @@ class LabelSet:
                 np.array([lb.weight for lb in self.labels]), np.array([lb.ts for lb in self.labels]))
 
 
-def _verdict_labels(shadows: Iterable[ShadowRecord]) -> tuple[dict[str, tuple[int, float]], dict[str, int]]:
+def _verdict_labels(shadows: Iterable[ShadowRecord]) -> tuple[dict[str, tuple[int, float]], dict[str, int],
+                                                               dict[str, tuple[int, float]]]:
     """(request id -> (needs_cloud, weight) from judged shadow samples, request id -> needs_cloud
-    from judged escalation samples)."""
-    shadow, escalation = {}, {}
+    from judged escalation samples, request id -> (needs_cloud, weight) from judged
+    ``local_shadow`` samples)."""
+    shadow, escalation, local_shadow = {}, {}, {}
     for s in shadows:
         if s.status != "ok" or s.judge_verdict is None:
             continue
+        p = s.sample_p if s.sample_p else 1.0
         if s.kind == "shadow":
-            p = s.sample_p if s.sample_p else 1.0
             shadow[s.request_id] = (0 if s.judge_verdict else 1, 1.0 / max(p, 1e-6))
         elif s.kind == "escalation":
             escalation[s.request_id] = 0 if s.judge_verdict else 1
-    return shadow, escalation
+        elif s.kind == "local_shadow":
+            local_shadow[s.request_id] = (0 if s.judge_verdict else 1, 1.0 / max(p, 1e-6))
+    return shadow, escalation, local_shadow
 
 
 def build_labels(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] = (),
@@ -108,7 +118,7 @@ def build_labels(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
     Only ok requests routed by the classifier (``auto``, scored) can be labels; the last
     feedback on a request wins.
     """
-    shadow, escalation = _verdict_labels(shadows)
+    shadow, escalation, local_shadow = _verdict_labels(shadows)
     fb = {f.request_id: f for f in sorted(feedback, key=lambda f: f.ts)}
     labels, without, embedders = [], 0, {}
     by_source = {s: 0 for s in SOURCES}
@@ -123,6 +133,8 @@ def build_labels(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecor
             found = (shadow[r.id][0], "shadow", shadow[r.id][1])
         elif r.escalated:
             found = (escalation.get(r.id, 1), "escalation", 1.0)
+        elif r.id in local_shadow and not r.local:
+            found = (local_shadow[r.id][0], "local_shadow", local_shadow[r.id][1])
         if found is None:
             continue
         kept = r.learning or {}

@@ -41,7 +41,9 @@ class LearnResult:
     beyond its interval; ``reason`` says why (not). ``curve``: (labels used, candidate APGR,
     active APGR) on the (last) test block. ``candidate`` is the candidate refitted on every label;
     ``model`` is it when promoted, else None. ``split_choices``: the inner CV's choice on each
-    time split's training labels; ``choice``: on every label."""
+    time split's training labels; ``choice``: on every label. ``cloud_side_labels``: test labels
+    of cloud-routed requests (``local_shadow``); with none while the later traffic sent some
+    to the cloud, nothing is promoted."""
 
     labels: LabelSet
     promote: bool
@@ -58,6 +60,7 @@ class LearnResult:
     verifier: VerifierResult | None = None
     split_choices: list[Choice] = field(default_factory=list)
     candidate: Any = None
+    cloud_side_labels: int = 0
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (``learning.json``)."""
@@ -65,7 +68,7 @@ class LearnResult:
             "promote": self.promote, "reason": self.reason,
             "labels": {"used": len(self.labels.labels), "by_source": self.labels.by_source,
                        "without_inputs": self.labels.without_inputs, "embedders": self.labels.embedders},
-            "n_train": self.n_train, "n_test": self.n_test,
+            "n_train": self.n_train, "n_test": self.n_test, "cloud_side_test_labels": self.cloud_side_labels,
             "choice": None if self.choice is None else asdict(self.choice),
             "split_choices": [asdict(c) for c in self.split_choices],
             "comparison": None if self.comparison is None else asdict(self.comparison),
@@ -127,7 +130,11 @@ def _traffic(records: list[RequestRecord], policy: Policy, since_ts: float) -> t
 def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], feedback: Iterable[FeedbackRecord],
           policy: Policy, train_share: float = 0.7, n_boot: int = 200, seed: int = 0, blocks: int = 1) -> LearnResult:
     """Build labels, fit the candidate on the earlier ``train_share`` of them (by time), compare
-    it with the active router on the later rest, and decide (see the module docstring).
+    it with the active router on the later rest, and decide (see the module docstring). A
+    candidate is promoted only when its test labels cover both sides of the active threshold
+    (``local_shadow`` labels on the cloud-routed requests, when any went to the cloud): a
+    candidate re-ranks every request, and labels of the locally served ones alone cannot show
+    how it orders the rest.
     ``blocks`` > 1 cuts the later rest into that many rolling time blocks, each scored by the
     candidate trained on every label before it (:func:`~.evaluate.time_splits`), so more of
     the labels test while every prediction still comes from earlier labels only.
@@ -136,6 +143,7 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         ValueError: the log's embeddings do not fit the prior artifact (another dimension).
     """
     records = sorted(records, key=lambda r: r.ts)
+    shadows = list(shadows)
     labels = build_labels(records, shadows, feedback)
     if not labels.labels:
         why = ("the log has labels but kept no embeddings (log.keep_for_learning: none, or written before it)"
@@ -156,7 +164,8 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
     tr = splits[0][0]
     te = np.concatenate([b for _, b in splits]) if splits else np.zeros(0, dtype=int)
     result = LearnResult(labels, False, "", len(tr), len(te), feature_names=names)
-    texts = answer_texts(records, labels.labels)
+    texts = answer_texts(records, labels.labels,
+                         {s.request_id: s.local_text for s in shadows if s.kind == "local_shadow" and s.status == "ok"})
     if any(t is not None for t in texts):  # log.keep_for_learning: text kept the local answers
         result.verifier = fit_verifier(texts, y, w, ts, _answer_rows(policy, names), train_share, n_boot, seed)
     if len(te) < MIN_TEST or len(set(y[te].astype(int))) < 2:
@@ -200,6 +209,16 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
                    f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
         result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
                          f"{comparison.apgr_active[0]:.3f} {where}")
+        return result
+    cloud_side = sum(labels.labels[i].source == "local_shadow" for i in te)
+    result.cloud_side_labels = int(cloud_side)
+    if share > 0 and cloud_side == 0:
+        # no label checks how the candidate ranks the cloud-routed requests: its test saw one side only
+        result.reason = (f"not promoted: the later labels cover only the locally served requests, while "
+                         f"{share:.0%} of the later routed traffic went to the cloud tier unjudged, so how the "
+                         f"candidate ranks those is checked by nothing (set shadow.cloud_rate with shadow.judge_tier); "
+                         f"on the labelled requests: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
+                         f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] {where}")
         return result
     if not comparison.better:
         result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "

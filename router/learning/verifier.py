@@ -61,15 +61,21 @@ class VerifierResult:
                 "n_test": self.n_test, "C": self.C, "auroc": self.auroc, "cut": self.cut, "losses": self.losses}
 
 
-def answer_texts(records: Iterable[RequestRecord], labels: Sequence[Label]) -> list[str | None]:
+def answer_texts(records: Iterable[RequestRecord], labels: Sequence[Label],
+                 local_shadow_texts: dict[str, str] | None = None) -> list[str | None]:
     """The kept local answer of each label's request: ``local_answer`` of an escalated
-    request, ``answer`` of one the local tier served; None when its row kept no text."""
+    request, ``answer`` of one the local tier served, and for a cloud-routed one (a
+    ``local_shadow`` label) the local tier's shadow answer from ``local_shadow_texts``
+    (request id -> text), only when its row kept text; None when its row kept no text."""
     by_id = {r.id: r for r in records}
     out: list[str | None] = []
     for lb in labels:
         r = by_id.get(lb.request_id)
         kept = (r.learning or {}) if r is not None else {}
-        text = kept.get("local_answer") if r is not None and r.escalated else kept.get("answer")
+        if lb.source == "local_shadow":  # the client got the cloud's answer; the local one is the sample's
+            text = (local_shadow_texts or {}).get(lb.request_id) if "answer" in kept else None
+        else:
+            text = kept.get("local_answer") if r is not None and r.escalated else kept.get("answer")
         out.append(text if isinstance(text, str) and text.strip() else None)
     return out
 

@@ -8,12 +8,16 @@ answer and never waits for this. Both answers are stored as a
 MiniLM embeddings (``router.scoring.embedder``) and, when ``shadow.judge_tier`` names a
 tier, that model's YES/NO verdict on whether the local answer is as good. Escalated
 requests already hold both answers (the local attempt and the cloud's), so they are scored
-too, with no extra call. The report turns the samples into an estimated quality retention
+too, with no extra call. With ``shadow.cloud_rate`` the other side is sampled as well: a
+request the classifier sent to the cloud tier is answered again by the local tier in the
+background, and the judge compares that local answer with the cloud answer the client got
+(kind ``local_shadow``), so labels exist on both sides of the threshold. The report turns the samples into an estimated quality retention
 (:mod:`router.analysis.quality`).
 
 Which requests are sampled is ``shadow.strategy`` (:func:`sample_probability`): each with
 probability ``rate`` (``uniform``), or more often where the decision was close
-(``uncertain``); that probability is stored with the sample (``sample_p``).
+(``uncertain``); that probability is stored with the sample (``sample_p``), with ``rate`` for
+locally served requests and ``cloud_rate`` for cloud-routed ones.
 
 The pure parts (:func:`is_sampled`, :func:`sample_probability`, :func:`agreement`, and the
 judge's :func:`~router.ledger.judge.decide_verdict`) take data and return data;
@@ -138,13 +142,30 @@ class ShadowSampler:
         if record.escalated and local_text is not None:
             self._spawn(self._score_escalation(record, request, local_text, answer_text))
             return
-        p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.rate, cfg.band, cfg.min_rate)
-        if record.local and self.policy.cloud.available and is_sampled(record.id, p):
-            if self._shadow_calls >= cfg.max_in_flight:
-                self.skipped += 1
-                log.warning("shadow sample of %s skipped: %d already running", record.id, self._shadow_calls)
-                return
-            self._spawn(self._shadow(record, request, answer_text, p))
+        if record.local:
+            p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.rate, cfg.band, cfg.min_rate)
+            if self.policy.cloud.available and is_sampled(record.id, p) and self._room(record):
+                self._spawn(self._shadow(record, request, answer_text, p))
+        elif self._cloud_routed(record):
+            p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.cloud_rate, cfg.band,
+                                   min(cfg.min_rate, cfg.cloud_rate))
+            if is_sampled(record.id, p) and self._room(record):
+                self._spawn(self._local_shadow(record, request, answer_text, p))
+
+    def _cloud_routed(self, record: RequestRecord) -> bool:
+        """A request the classifier sent to the cloud tier, which answered it: a ``local_shadow`` candidate."""
+        cfg, routing = self.policy.shadow, self.policy.routing
+        return (cfg.cloud_rate > 0 and cfg.judge_tier is not None and record.score is not None
+                and not record.escalated and record.routed_tier == routing.cloud_tier
+                and record.tier == routing.cloud_tier and routing.local_tier in self.policy.tiers)
+
+    def _room(self, record: RequestRecord) -> bool:
+        """False (and counted in ``skipped``) when ``max_in_flight`` samples are already running."""
+        if self._shadow_calls < self.policy.shadow.max_in_flight:
+            return True
+        self.skipped += 1
+        log.warning("shadow sample of %s skipped: %d already running", record.id, self._shadow_calls)
+        return False
 
     async def drain(self) -> None:
         """Wait for the samples still running."""
@@ -179,6 +200,33 @@ class ShadowSampler:
             await asyncio.to_thread(self.store.record_shadow, sample)
         except Exception:
             log.exception("shadow sample of request %s failed", record.id)
+        finally:
+            self._shadow_calls -= 1
+
+    async def _local_shadow(self, record: RequestRecord, request: ChatRequest, cloud_text: str, p: float) -> None:
+        """The local tier answers a cloud-routed request; the judge compares it with the cloud answer."""
+        self._shadow_calls += 1
+        try:
+            name = self.policy.routing.local_tier
+            tier = self.policy.tiers[name]
+            sample = ShadowRecord(record.id, time.time(), "local_shadow", name, tier.model, cloud_text=cloud_text,
+                                  sample_p=p)
+            params = {k: v for k, v in request.params.items() if k not in _DROPPED_PARAMS}
+            try:
+                result = await self.client.complete(name, request.messages_as_dicts(), params)
+            except TierCallError as err:
+                sample.status, sample.error = "error", str(err)[:500]
+            else:
+                sample.local_text = result.text
+                sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, result.completion_tokens
+                sample.cached_prompt_tokens, sample.latency_ms = result.cached_prompt_tokens, result.latency_ms
+                sample.cost_usd, sample.price_source = await asyncio.to_thread(
+                    price_call, tier, result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens,
+                    result.latency_ms)
+                await self._agree(sample, request)
+            await asyncio.to_thread(self.store.record_shadow, sample)
+        except Exception:
+            log.exception("local shadow sample of request %s failed", record.id)
         finally:
             self._shadow_calls -= 1
 

@@ -32,10 +32,21 @@ class ShadowConfig(_Strict):
     falling as ``exp(-|score - threshold| / band)``, never below ``min_rate``), which teaches
     ``slm-router learn`` most per judged sample. The probability is stored with each sample
     and quality estimates weight samples by its inverse.
+
+    ``cloud_rate`` judges the other side of the decision: that share of the requests the
+    classifier sent to the cloud tier (chosen by the same ``strategy``, probability stored) are
+    also answered by the local tier in the background and the judge compares that local answer
+    with the cloud answer the client got (samples of kind ``local_shadow``). Without them the
+    labels of ``slm-router learn`` cover only the requests served locally, and a candidate's
+    ranking of the cloud-routed ones is checked by nothing; ``learn`` then refuses to promote.
+    Each costs one local call (CPU on the serving machine) and the judge's tokens.
     """
 
     rate: float = Field(0.0, ge=0, le=1, description="share of locally served requests shadowed (0-1)")
     agree_at: float = Field(0.89, ge=-1, le=1, description="similarity at or above which answers agree")
+    cloud_rate: float = Field(
+        0.0, ge=0, le=1, description="share of cloud-routed requests also answered by the local tier in the background "
+                                     "and judged against the cloud answer (needs judge_tier); labels for learn")
     judge_tier: str | None = Field(
         None, description="tier asked whether the local answer is at least as good as the cloud's; None = no judge"
     )

@@ -168,12 +168,15 @@ class ShadowRecord:
     ``kind`` is ``shadow`` (the request was answered locally and, by ``shadow.rate``, also
     sent to the cloud tier in the background; that extra call costs ``cost_usd``) or
     ``escalation`` (the request was escalated, so both answers already existed; no extra
-    call, cost 0).
+    call, cost 0) or ``local_shadow`` (the classifier sent the request to the cloud tier and,
+    by ``shadow.cloud_rate``, the local tier answered it too in the background; ``tier``,
+    ``model`` and the call's tokens and cost are then the local tier's).
 
     Attributes:
         request_id, ts: the request and the time the sample was taken (Unix s).
-        kind: ``shadow`` or ``escalation``.
-        tier, model: the cloud tier and its litellm model string.
+        kind: ``shadow``, ``escalation`` or ``local_shadow``.
+        tier, model: the tier of the extra call (the cloud tier; the local tier for
+            ``local_shadow``) and its litellm model string.
         status: ``ok`` or ``error`` (``error`` holds the message; no agreement then).
         local_text, cloud_text: the two answers.
         prompt_tokens, completion_tokens, cached_prompt_tokens, latency_ms: of the shadow call.
@@ -189,7 +192,7 @@ class ShadowRecord:
         judge_prompt_tokens, judge_completion_tokens: tokens of the judge's calls (both orders).
         sample_p: the probability with which the request was chosen for this sample
             (``shadow.rate`` under ``uniform``, higher near the threshold under ``uncertain``,
-            1 for escalation samples); estimates weight each sample by ``1 / sample_p``.
+            ``shadow.cloud_rate`` for ``local_shadow``, 1 for escalation samples); estimates weight each sample by ``1 / sample_p``.
             None in logs written before it was kept (read as ``shadow.rate``).
     """
 

@@ -166,8 +166,9 @@ def agreement_png(shadows: Sequence[ShadowRecord]) -> bytes:
             color=[_LOCAL, _CLOUD], label=["agree", "disagree"])
     ax.set_xlabel("cosine similarity of local and cloud answers (MiniLM)")
     ax.set_ylabel("samples")
-    kinds = {k: sum(s.kind == k for s in ok) for k in ("shadow", "escalation")}
-    ax.set_title(f"Agreement samples: {kinds['shadow']} shadow, {kinds['escalation']} escalation")
+    kinds = {k: sum(s.kind == k for s in ok) for k in ("shadow", "escalation", "local_shadow")}
+    ax.set_title(f"Agreement samples: {kinds['shadow']} shadow, {kinds['escalation']} escalation"
+                 + (f", {kinds['local_shadow']} cloud-routed" if kinds["local_shadow"] else ""))
     ax.legend(frameon=False)
     return _png(fig)
 

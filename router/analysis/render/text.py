@@ -150,7 +150,8 @@ def learning_lines(section) -> list[str]:
         f"features, no text; {k['text']} also with the scored text and the answers; {k['none']} with nothing. "
         "Shadow samples keep both answers whatever this setting.",
         f"Labels for slm-router learn: {lb['shadow']} judged shadow samples, {lb['escalation']} escalations, "
-        f"{lb['feedback']} feedback on local answers.",
+        f"{lb['feedback']} feedback on local answers, {lb.get('local_shadow', 0)} judged cloud-routed requests "
+        "(shadow.cloud_rate).",
     ]
     if not section.feedback:
         lines.append("No feedback (POST /v1/feedback) in this window.")
