@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import re
+
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -205,6 +207,28 @@ def _local_cause(err: BaseException) -> BaseException:
     return err
 
 
+_LITELLM_ADVICE = re.compile(
+    r"\s*(?:Traceback \(most recent call last\)|To drop these, set `litellm\.drop_params|"
+    r"If you want to use these params dynamically|This looks like a bug in LiteLLM|Give Feedback / Get Help|"
+    r"LiteLLM\.Info:|\x1b\[)")
+"""Where litellm's own text in an exception message starts: a Python traceback (a custom
+provider's error re-raised as ``APIConnectionError``), advice on litellm settings the client
+cannot change (``drop_params``), its bug-report and debug banners."""
+
+_MESSAGE_CHARS = 600
+
+
+def provider_message(text: str) -> str:
+    """A provider error's message as a client may read it: ``text`` up to where litellm's own
+    additions begin (:data:`_LITELLM_ADVICE`), trimmed, at most 600 characters (longer is cut
+    with an ellipsis). Pure; never raises."""
+    found = _LITELLM_ADVICE.search(text)
+    kept = (text[:found.start()] if found else text).strip()
+    if len(kept) > _MESSAGE_CHARS:
+        kept = kept[:_MESSAGE_CHARS - 1].rstrip() + "…"
+    return kept or text.strip()[:_MESSAGE_CHARS]
+
+
 def _classify(tier: str, err: Exception) -> TierCallError:
     err = _local_cause(err)
     if isinstance(err, ContextWindowExceededError):
@@ -214,7 +238,7 @@ def _classify(tier: str, err: Exception) -> TierCallError:
     import litellm
 
     status = getattr(err, "status_code", None) or 502
-    message = f"tier '{tier}' failed: {type(err).__name__}: {getattr(err, 'message', None) or err}"
+    message = f"tier '{tier}' failed: {type(err).__name__}: {provider_message(str(getattr(err, 'message', None) or err))}"
     if isinstance(err, litellm.exceptions.ContextWindowExceededError):
         return TierCallError(tier, 400, message, client_fault=False, retryable=False)
     if isinstance(err, (litellm.exceptions.AuthenticationError, litellm.exceptions.PermissionDeniedError)):
