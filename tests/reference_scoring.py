@@ -201,10 +201,15 @@ def _transfer_raw(m, X: np.ndarray) -> np.ndarray:
     if m.embedding_weight > 0:
         cols.append(emb)
     F = np.hstack(cols).astype(np.float64)
-    Z = np.clip((F - m.mean_) / m.scale_, -5.0, 5.0)
+    Z = np.clip((F - m.mean_) / m.scale_, -m.clip, m.clip)
+    if m.support_ is not None:  # issue 18d: features the training rows almost never vary on are left out
+        Z[:, ~m.support_] = 0.0
     if m.embedding_weight > 0:
         Z[:, -m.dim:] *= m.embedding_weight
     out = (Z @ m.coef_ + m.intercept_) / m.linear_scale_
+    if m.embedding_logreg_weight:  # issue 18d: the embedding logistic regression beside the linear model
+        d = emb.astype(np.float64) @ m.elr_coef_
+        out = out + m.embedding_logreg_weight * (d - m.elr_mean_) / m.elr_scale_
     assert not m.prior_weight
     if m.type_prior_weight:  # issue 18: the fixed task-type prior (hard types minus easy ones)
         from router.scoring.transfer import EASY_TYPES, HARD_TYPES

@@ -145,6 +145,70 @@ def test_type_prior_ranks_hard_task_types_above_easy_ones_and_drop_names_feature
     assert not set(MULTIPLE_CHOICE) & set(dropped.input_names())
 
 
+def test_bounded_inputs_support_and_embedding_logreg():
+    """Issue 18d: inputs clipped at ``clip``; a feature the training rows almost never vary on gets no
+    say; the embedding logistic regression adds its standardised decision value at its weight."""
+    from router.scoring.text_features import ALL_FEATURE_NAMES
+    from router.scoring.transfer import TransferRouter
+
+    rng = np.random.default_rng(7)
+    cent = np.eye(3, 8, dtype=np.float32)
+    n = 400
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    text = rng.normal(size=(n, len(ALL_FEATURE_NAMES))).astype(np.float32)
+    rare = ALL_FEATURE_NAMES.index("mean_word_chars")
+    text[:, rare] = 0.0
+    text[:2, rare] = 1.0  # varies on 0.5% of the rows
+    x = np.hstack([emb, text])
+    y = emb[:, 0] + 0.1 * rng.normal(size=n)  # the gap follows the first embedding dimension
+    plain = TransferRouter(8, cent, ALL_FEATURE_NAMES, regression=True, C=1.0, use_task_type=False).fit(x, y)
+    bounded = TransferRouter(8, cent, ALL_FEATURE_NAMES, regression=True, C=1.0, use_task_type=False, clip=2.0,
+                             min_support=0.01).fit(x, y)
+    assert plain.support_ is None and not bounded.support_[rare] and bounded.support_.sum() == len(ALL_FEATURE_NAMES) - 1
+    far = x[:1].copy()
+    far[0, 8 + rare] = 1e6  # a chat prompt far outside the training range on the rare feature
+    assert bounded.predict(far) == pytest.approx(bounded.predict(x[:1]))
+    assert abs(bounded._standardise(bounded._features(far * 1e3))).max() <= 2.0
+    with_lr = TransferRouter(8, cent, ALL_FEATURE_NAMES, regression=True, C=1.0, use_task_type=False,
+                             embedding_logreg_weight=2.0).fit(x, y)
+    d = (x[:, :8].astype(np.float64) @ with_lr.elr_coef_ - with_lr.elr_mean_) / with_lr.elr_scale_
+    assert np.allclose(with_lr.predict(x) - plain.predict(x), 2.0 * d)
+    assert np.corrcoef(d, emb[:, 0])[0, 1] > 0.9  # it learned "gap > 0" from the embedding
+    assert np.allclose(pickle.loads(pickle.dumps(with_lr)).predict(x), with_lr.predict(x))
+
+
+def test_groups_graded_below_chance_are_not_trained_on_but_still_scored():
+    from training.protocol import fit_score_fn, trusted_rows
+
+    rng = np.random.default_rng(3)
+    good, _ = _rows(200, "a", rng)
+    broken = [Example(f"q{i}", "a", "broken", {"w": float(i % 3 == 0), "s": 0.0}, "w", "s") for i in range(60)]
+    rows = good + broken
+    keep = trusted_rows(rows, 0.25)
+    assert keep[:200].all() and not keep[200:].any() and trusted_rows(rows, 0.0).all()
+    seen = []
+    import training.protocol as protocol
+    from router.scoring.text_features import ALL_FEATURE_NAMES
+
+    real = protocol.fit_model
+
+    def spy(model, inputs, y, groups, sample_weight=None):
+        seen.append(set(groups.tolist()))
+        return real(model, inputs, y, groups, sample_weight)
+
+    protocol.fit_model = spy
+    try:
+        x = rng.normal(size=(len(rows), 4 + len(ALL_FEATURE_NAMES)))
+        fams = np.array(["f"] * len(rows))
+        fn = fit_score_fn(Recipe("transfer", "gap", {"C": 1.0}, min_group_strong=0.25), x, rows, fams, 4,
+                          np.eye(3, 4, dtype=np.float32))
+        scores = fn(np.arange(len(rows)), np.arange(len(rows)))
+    finally:
+        protocol.fit_model = real
+    assert seen == [{"a/g"}] and len(scores) == len(rows)  # fitted without the broken group, scored on it
+    assert "below 0.25 not trained on" in Recipe(min_group_strong=0.25).describe()
+
+
 def test_recipe_says_what_it_trains():
     r = Recipe(params={"C": 0.1}, exclude=("alpaca_eval",))
     assert r.describe() == "transfer on needs_strong (C=0.1), families weighted equally, not trained on alpaca_eval"

@@ -55,7 +55,8 @@ def artifact_recipe(card: dict) -> tuple[Recipe, str]:
     if not isinstance(model, dict) or "kind" not in model:
         raise EvalError("the card records no model kind; retrain it with 'slm-router train'")
     recipe = Recipe(model["kind"], model["label"], dict(model.get("params") or {}),
-                    bool(model.get("balance_families", False)), tuple(model.get("exclude") or ()))
+                    bool(model.get("balance_families", False)), tuple(model.get("exclude") or ()),
+                    min_group_strong=float(model.get("min_group_strong", 0.0)))
     return recipe, embedder_key(card)
 
 

@@ -26,7 +26,7 @@ from .families import FAMILY_ORDER
 from .lofo import FamilyTable, family_table, kfold_scores, lofo_scores
 from .models import fit_model, make_model, raw_scores
 
-__all__ = ["Recipe", "BASELINES", "family_weights", "fit_score_fn", "baseline_routers", "fixed_baselines",
+__all__ = ["Recipe", "BASELINES", "trusted_rows", "family_weights", "fit_score_fn", "baseline_routers", "fixed_baselines",
            "logreg_fit_score", "evaluate_protocol", "ProtocolResult", "order_families"]
 
 BASELINES = ("random", "length", "rules", "logreg", "oracle")
@@ -40,7 +40,9 @@ class Recipe:
     training family's rows share one equal total weight; ``transfer`` only), ``exclude``
     (families whose labels are never trained on; they are still scored), ``center_families``
     (subtract each training family's mean label: the model learns only what ranks prompts
-    within a family, nothing of how families differ)."""
+    within a family, nothing of how families differ), ``min_group_strong`` (groups, i.e. dataset and
+    subject, whose strong model's mean outcome is below this are never trained on; they are still
+    scored: :func:`trusted_rows`)."""
 
     kind: str = "transfer"
     label: str = "needs_strong"
@@ -48,6 +50,7 @@ class Recipe:
     balance_families: bool = True
     exclude: tuple[str, ...] = ()
     center_families: bool = False
+    min_group_strong: float = 0.0
 
     def describe(self) -> str:
         """One line: kind, label, parameters, weighting."""
@@ -55,7 +58,32 @@ class Recipe:
         return (f"{self.kind} on {self.label}" + (f" ({p})" if p else "")
                 + (", families weighted equally" if self.balance_families and self.kind == "transfer" else "")
                 + (f", not trained on {', '.join(self.exclude)}" if self.exclude else "")
-                + (", labels centred per family" if self.center_families else ""))
+                + (", labels centred per family" if self.center_families else "")
+                + (f", groups whose strong model scores below {self.min_group_strong:g} not trained on"
+                   if self.min_group_strong else ""))
+
+
+def trusted_rows(examples: Sequence[Example], min_group_strong: float) -> np.ndarray:
+    """Rows whose group (dataset/subject) has a strong-model mean outcome of at least ``min_group_strong``,
+    bool (n,); all True when it is 0.
+
+    A group where the strong model scores below chance has broken grading, not hard questions:
+    chance on four answer options is 0.25, and in RouteLLM's MMLU ``high_school_mathematics``
+    GPT-4-1106 is marked right on 3% of 270 questions (Mixtral on 32%), its answers marked wrong
+    where they are right (e.g. "the diagonal is 5*sqrt(5) and the length twice the width: the
+    area?", 50, marked wrong for both models). Trained on, such a group teaches that math
+    questions need no strong model.
+    """
+    if not min_group_strong:
+        return np.ones(len(examples), dtype=bool)
+    groups = np.array([f"{e.source}/{e.group}" for e in examples])
+    strong = np.array([e.strong for e in examples], dtype=float)
+    keep = np.ones(len(examples), dtype=bool)
+    for g in set(groups.tolist()):
+        rows = groups == g
+        if strong[rows].mean() < min_group_strong:
+            keep[rows] = False
+    return keep
 
 
 def family_weights(families: np.ndarray) -> np.ndarray:
@@ -79,9 +107,11 @@ def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example]
     y = label_values(examples, recipe.label)
     groups = np.array([f"{e.source}/{e.group}" for e in examples])
     params = {**recipe.params, "centroids": centroids} if recipe.kind == "transfer" else None
+    trusted = trusted_rows(examples, recipe.min_group_strong)
 
     def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         train = train[~np.isin(families[train], recipe.exclude)] if recipe.exclude else train
+        train = train[trusted[train]]
         weights = family_weights(families[train]) if recipe.balance_families and recipe.kind == "transfer" else None
         target = centred(y[train], families[train]) if recipe.center_families else y[train]
         model = fit_model(make_model(recipe.kind, recipe.label, dim, seed, params), inputs[train], target,

@@ -99,7 +99,7 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
                    progress: bool = True, examples: Sequence[Example] | None = None,
                    check_calibration: bool = True, params: dict[str, Any] | None = None,
                    exclude: Sequence[str] = (), balance_families: bool = True,
-                   chosen_because: str | None = None) -> dict[str, Any]:
+                   chosen_because: str | None = None, min_group_strong: float = 0.0) -> dict[str, Any]:
     """Train, evaluate (LOFO, 5-fold, unseen subjects; :mod:`training.assess`) and write an artifact;
     return its card.
 
@@ -118,6 +118,8 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
         exclude: families scored but never trained on (e.g. ``alpaca_eval``).
         balance_families: give every training family the same total weight (``transfer``).
         chosen_because: a sentence for the card on why this recipe (model selection).
+        min_group_strong: groups whose strong model's mean outcome is below this are not trained on
+            (:func:`training.protocol.trusted_rows`; still scored).
     Raises:
         ValueError: unknown kind/label/dataset/embedder, or too few prompts for ``k`` folds.
         FileNotFoundError: missing data.
@@ -126,7 +128,7 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
 
     from .assess import assess
     from .families import family_names, load_with_families
-    from .protocol import Recipe
+    from .protocol import Recipe, trusted_rows
     from .report import goal_check, table_json
 
     if kind not in MODEL_KINDS:
@@ -138,12 +140,13 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
     rows, fams = [rows[i] for i in keep], fams[keep]
     present = set(fams.tolist())
     recipe_ = Recipe(kind, label, dict(params or {}), balance_families and kind == "transfer",
-                     tuple(f for f in exclude if f in present))
+                     tuple(f for f in exclude if f in present), min_group_strong=min_group_strong)
     names = ALL_FEATURE_NAMES if kind == "transfer" else FEATURE_NAMES
     centroids = task_centroids(embedder) if kind == "transfer" else None
     make_model(kind, label, 1, params={"centroids": np.zeros((1, 1))} if kind == "transfer" else None)  # fail fast
     x, dim = prepare_inputs(rows, embedder, progress, names)
     trained = ~np.isin(fams, recipe_.exclude)
+    fitted_rows = trained & trusted_rows(rows, min_group_strong)
     if not trained.any():
         raise ValueError("every family is excluded from training")
 
@@ -153,10 +156,10 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
     platt = fit_platt(held_raw[trained], label_values(rows, "needs_strong")[trained])
     from .protocol import family_weights
 
-    weights = family_weights(fams[trained]) if balance_families and kind == "transfer" else None
+    weights = family_weights(fams[fitted_rows]) if balance_families and kind == "transfer" else None
     params_full = {**recipe_.params, "centroids": centroids} if kind == "transfer" else None
-    fitted = fit_model(make_model(kind, label, dim, seed, params_full), x[trained], label_values(rows, label)[trained],
-                       group_names(rows)[trained], sample_weight=weights)
+    fitted = fit_model(make_model(kind, label, dim, seed, params_full), x[fitted_rows],
+                       label_values(rows, label)[fitted_rows], group_names(rows)[fitted_rows], sample_weight=weights)
     model = RoutingModel(fitted, kind, label, platt)
     bar.update(1)
     bar.close()
@@ -183,6 +186,9 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
         "text_features": list(names),
         "model": {"kind": kind, "label": label, "estimator": repr(model.model)[:600], "platt": list(platt),
                   "params": recipe_.params, "balance_families": balance_families, "exclude": list(recipe_.exclude),
+                  "min_group_strong": min_group_strong,
+                  "not_trained_on_groups": sorted({f"{e.source}/{e.group}" for e, t, f in zip(rows, trained, fitted_rows)
+                                                   if t and not f}),
                   "recipe": recipe_.describe()},
         "label": label,
         "output": f"P(needs the cloud tier) in [0, 1]: Platt mapping of the raw score fitted on {held_name} "
@@ -191,7 +197,7 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
             "datasets": sources,
             "families": sorted(set(fams.tolist())),
             "trained_on_families": sorted(set(fams[trained].tolist())),
-            "n_train": int(trained.sum()),
+            "n_train": int(fitted_rows.sum()),
             "per_dataset": {s: sum(e.source == s for e in rows) for s in sources},
             "pairs": {s: {"weak": next(e.weak_model for e in rows if e.source == s),
                           "strong": next(e.strong_model for e in rows if e.source == s)} for s in sources},

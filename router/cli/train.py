@@ -85,6 +85,16 @@ def train(
     type_prior: float = typer.Option(0.0, "--type-prior", min=0.0,
                                      help="transfer: weight of a fixed task-type prior: similarity to the code, math and "
                                           "reasoning prototypes minus that to writing, chit-chat and knowledge (0 = none)."),
+    clip: float = typer.Option(5.0, "--clip", min=0.1, help="transfer: standardised inputs are clipped to [-clip, clip]."),
+    min_support: float = typer.Option(0.0, "--min-support", min=0.0, max=1.0,
+                                      help="transfer: leave out features that differ from their training median on fewer "
+                                           "than this share of the training rows (0 = keep all)."),
+    embedding_logreg: float = typer.Option(0.0, "--embedding-logreg", min=0.0,
+                                           help="transfer: weight of a plain logistic regression on the raw embedding "
+                                                "(label gap > 0, C = 0.1) added to the score (0 = none)."),
+    min_group_strong: float = typer.Option(0.0, "--min-group-strong", min=0.0, max=1.0,
+                                           help="Groups (dataset/subject) whose strong model's mean outcome is below this "
+                                                "are not trained on (still scored); 0.25 = chance on four options."),
     drop: str = typer.Option("", "--drop", help="transfer: text features left out, comma-separated (names of "
                                                 "router/scoring/text_features.py, or 'multiple_choice' for the answer-"
                                                 "option features)."),
@@ -132,6 +142,9 @@ def train(
               if model == "transfer" else {})
     if model == "transfer" and type_prior:
         params["type_prior_weight"] = type_prior
+    if model == "transfer":
+        extra = {"clip": (clip, 5.0), "min_support": (min_support, 0.0), "embedding_logreg_weight": (embedding_logreg, 0.0)}
+        params.update({k: v for k, (v, default) in extra.items() if v != default})
     if model == "transfer" and drop.strip():
         from ..scoring.transfer import expand_drop
 
@@ -142,7 +155,8 @@ def train(
     try:
         card = train_artifact(data, model, label, out, embedder=embedder, k=folds, n_boot=n_boot, seed=seed, limit=limit,
                               examples=examples, params=params, balance_families=balance,
-                              exclude=tuple(x.strip() for x in exclude.split(",") if x.strip()), chosen_because=because)
+                              exclude=tuple(x.strip() for x in exclude.split(",") if x.strip()), chosen_because=because,
+                              min_group_strong=min_group_strong)
     except (ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
     from training.protocol import BASELINES

@@ -10,8 +10,16 @@ Input rows are :func:`router.scoring.routing_model.build_inputs` rows (an embedd
 - ``embedding`` (optional, ``embedding_weight`` > 0): the raw embedding, scaled down by
   ``embedding_weight`` so that the same L2 penalty shrinks it harder than the few features above.
 
-Every block is standardised on the training rows and clipped to [-5, 5] (a prompt far outside
-the training range moves the score by a bounded amount). With ``type_prior_weight`` > 0 a fixed,
+Every block is standardised on the training rows and clipped to [-``clip``, ``clip``] (a prompt far
+outside the training range moves the score by a bounded amount; 5 by default, 2 in the shipped
+recipe). With ``min_support`` > 0, a column that differs from its training median on fewer than that
+share of the training rows is left out (its input is set to 0): a feature the training families
+almost never show (paragraphs, numbered items, code fences on the benchmarks) would otherwise get
+a weight from a handful of rows and then decide chat prompts, where it is common. With
+``embedding_logreg_weight`` > 0, a plain logistic regression on the raw embedding (the ``logreg``
+baseline's model: balanced classes, ``embedding_logreg_C``, label "gap > 0" = strong right and
+weak wrong) is fitted beside the linear model and its decision value, standardised on the
+training rows, is added at that weight. With ``type_prior_weight`` > 0 a fixed,
 hand-set prior on the task-type similarities (hard types minus easy ones, :data:`HARD_TYPES`) is
 added to the learned score. The estimator is a logistic
 regression (binary label, balanced classes) or a ridge regression (``gap``); ``C`` is the
@@ -52,6 +60,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
                  "rule_multi_part", "rule_simple"),
     "turns": ("paragraphs",),
     "embedding": ("the raw embedding",),
+    "embedding_logreg": ("the logistic regression on the raw embedding, added to the score",),
     "type_prior": ("the fixed prior: similarity to code, math, reasoning minus writing, chit-chat, knowledge",),
 }
 """The ablation's feature groups (``bench/model_selection.py --ablation``). The scorer sees the
@@ -100,6 +109,11 @@ class TransferRouter:
         prior_weight: weight of a fixed prior, the keyword rule's points (:func:`rule_prior`), added in
             standard deviations to the learned score (0 = none): knowledge the training families
             cannot teach (code, math and reasoning asks are hard, greetings and lookups easy).
+        clip: standardised inputs are clipped to [-clip, clip].
+        min_support: leave out columns that differ from their training median on fewer than this share
+            of the training rows (0 = keep all).
+        embedding_logreg_weight: weight of the embedding logistic regression's standardised decision
+            value (0 = none); ``embedding_logreg_C`` is its inverse L2 penalty.
         type_prior_weight: weight of a fixed task-type prior (:meth:`_type_prior`: the mean similarity
             to the code, math and reasoning prototypes minus that to writing, chit-chat and knowledge),
             added in standard deviations like ``prior_weight`` (0 = none): the same knowledge read from
@@ -107,19 +121,27 @@ class TransferRouter:
             what a fit learns about those types is extrapolation; the prior sets their direction.
     """
 
-    prior_weight = 0.0  # models pickled before the prior existed read it from here
+    prior_weight = 0.0  # models pickled before these options existed read them from here
     type_prior_weight = 0.0
+    clip = 5.0
+    min_support = 0.0
+    embedding_logreg_weight = 0.0
+    embedding_logreg_C = 0.1
+    support_ = None
 
     def __init__(self, dim: int, centroids: np.ndarray, feature_names: Sequence[str] = FEATURE_NAMES + EXTRA_FEATURE_NAMES,
                  C: float = 0.1, regression: bool = False, embedding_weight: float = 0.0, use_text: bool = True,
                  use_task_type: bool = True, drop: Sequence[str] = (), trees: int = 0, prior_weight: float = 0.0,
-                 type_prior_weight: float = 0.0, seed: int = 0) -> None:
+                 type_prior_weight: float = 0.0, clip: float = 5.0, min_support: float = 0.0,
+                 embedding_logreg_weight: float = 0.0, embedding_logreg_C: float = 0.1, seed: int = 0) -> None:
         self.dim, self.centroids = dim, np.asarray(centroids, dtype=np.float32)
         self.feature_names = tuple(feature_names)
         self.C, self.regression, self.embedding_weight = C, regression, embedding_weight
         self.use_text, self.use_task_type, self.drop = use_text, use_task_type, tuple(drop)
         self.trees, self.seed, self.prior_weight = trees, seed, prior_weight
         self.type_prior_weight = type_prior_weight
+        self.clip, self.min_support = clip, min_support
+        self.embedding_logreg_weight, self.embedding_logreg_C = embedding_logreg_weight, embedding_logreg_C
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -148,7 +170,9 @@ class TransferRouter:
 
     def _standardise(self, F: np.ndarray) -> np.ndarray:
         z = (F - self.mean_) / self.scale_
-        z = np.clip(z, -5.0, 5.0)
+        z = np.clip(z, -self.clip, self.clip)
+        if self.support_ is not None:
+            z[:, ~self.support_] = 0.0
         if self.embedding_weight > 0:
             z[:, -self.dim:] *= self.embedding_weight
         return z
@@ -164,6 +188,9 @@ class TransferRouter:
         F = self._features(X)
         self.mean_, self.scale_ = F.mean(axis=0), F.std(axis=0)
         self.scale_[self.scale_ == 0] = 1.0
+        self.support_ = None
+        if self.min_support > 0:
+            self.support_ = (np.abs(F - np.median(F, axis=0)) > 1e-9).mean(axis=0) >= self.min_support
         Z = self._standardise(F)
         y = np.asarray(y, dtype=float)
         if self.regression:
@@ -176,6 +203,14 @@ class TransferRouter:
             model.fit(Z, y.astype(int), sample_weight=sample_weight)
             self.coef_, self.intercept_ = model.coef_.ravel(), float(model.intercept_[0])
         self.linear_scale_ = float(np.std(Z @ self.coef_)) or 1.0
+        if self.embedding_logreg_weight:
+            emb = np.asarray(X, dtype=np.float64)[:, : self.dim]
+            target = (y > 0) if self.regression else y.astype(int)
+            lr = LogisticRegression(C=self.embedding_logreg_C, class_weight="balanced", max_iter=2000)
+            lr.fit(emb, target.astype(int), sample_weight=sample_weight)
+            self.elr_coef_, self.elr_intercept_ = lr.coef_.ravel(), float(lr.intercept_[0])
+            d = emb @ self.elr_coef_
+            self.elr_mean_, self.elr_scale_ = float(d.mean()), float(d.std()) or 1.0
         if self.prior_weight:
             p = self._prior(X)
             self.prior_mean_, self.prior_scale_ = float(p.mean()), float(p.std()) or 1.0
@@ -197,6 +232,9 @@ class TransferRouter:
         """Raw score per row, shape (n,); higher = more in need of the strong model."""
         Z = self._standardise(self._features(X))
         out = (Z @ self.coef_ + self.intercept_) / self.linear_scale_
+        if self.embedding_logreg_weight:
+            d = np.asarray(X, dtype=np.float64)[:, : self.dim] @ self.elr_coef_
+            out = out + self.embedding_logreg_weight * (d - self.elr_mean_) / self.elr_scale_
         if self.prior_weight:
             out = out + self.prior_weight * (self._prior(X) - self.prior_mean_) / self.prior_scale_
         if self.type_prior_weight:
@@ -243,7 +281,9 @@ class TransferRouter:
 
     def __repr__(self) -> str:
         head = (f"TransferRouter(C={self.C:g}, regression={self.regression}, embedding_weight={self.embedding_weight:g}, "
-                f"task_types={len(self.centroids) if self.use_task_type else 0}, text={self.use_text}, trees={self.trees})")
+                f"task_types={len(self.centroids) if self.use_task_type else 0}, text={self.use_text}, trees={self.trees}, "
+                f"clip={self.clip:g}, min_support={self.min_support:g}, embedding_logreg_weight={self.embedding_logreg_weight:g}, "
+                f"type_prior_weight={self.type_prior_weight:g})")
         if not hasattr(self, "coef_"):
             return head
         top = sorted(zip(self.input_names(), self.coef_), key=lambda p: -abs(p[1]))[:8]
