@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from router.policy import policy_from_dict
-from router.providers.tier_client import TierCallError, TierClient, provider_message
+from router.providers.provider_text import provider_message
+from router.providers.tier_client import TierCallError, TierClient
 
 from .scripted_upstream import ScriptedUpstream
 

@@ -8,5 +8,6 @@
 - ``local_provider``: registers the pools with litellm as the custom provider ``slm-local``;
 - ``tier_client``: the one call path (``litellm.acompletion``) used for every tier;
   ``null_content``: what a turn's ``content: null`` becomes for each provider (litellm
-  drops None fields); ``spend``: the tokens a call spent, read when it is cancelled.
+  drops None fields); ``spend``: the tokens a call spent, read when it is cancelled;
+  ``provider_text``: what of a provider error's text reaches the client.
 """

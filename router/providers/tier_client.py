@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import re
 
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import STREAM_LOGPROBS_FIELD
 from .local_errors import LocalTierError
+from .provider_text import provider_message
 from .null_content import forwarded_messages
 from .runtimes import Launchable, runtime_for
 from .spend import current_spend
@@ -205,28 +205,6 @@ def _local_cause(err: BaseException) -> BaseException:
         seen.add(id(cur))
         cur = getattr(cur, "original_exception", None) or cur.__cause__ or cur.__context__
     return err
-
-
-_LITELLM_ADVICE = re.compile(
-    r"\s*(?:Traceback \(most recent call last\)|To drop these, set `litellm\.drop_params|"
-    r"If you want to use these params dynamically|This looks like a bug in LiteLLM|Give Feedback / Get Help|"
-    r"LiteLLM\.Info:|\x1b\[)")
-"""Where litellm's own text in an exception message starts: a Python traceback (a custom
-provider's error re-raised as ``APIConnectionError``), advice on litellm settings the client
-cannot change (``drop_params``), its bug-report and debug banners."""
-
-_MESSAGE_CHARS = 600
-
-
-def provider_message(text: str) -> str:
-    """A provider error's message as a client may read it: ``text`` up to where litellm's own
-    additions begin (:data:`_LITELLM_ADVICE`), trimmed, at most 600 characters (longer is cut
-    with an ellipsis). Pure; never raises."""
-    found = _LITELLM_ADVICE.search(text)
-    kept = (text[:found.start()] if found else text).strip()
-    if len(kept) > _MESSAGE_CHARS:
-        kept = kept[:_MESSAGE_CHARS - 1].rstrip() + "…"
-    return kept or text.strip()[:_MESSAGE_CHARS]
 
 
 def _classify(tier: str, err: Exception) -> TierCallError:
