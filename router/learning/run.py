@@ -199,6 +199,17 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
     result.choice, result.candidate = choice, final
     d = comparison.apgr_diff
     where = f"on {len(te)} later requests" + (f" ({len(splits)} rolling time blocks)" if len(splits) > 1 else "")
+    cloud_side = sum(labels.labels[i].source == "local_shadow" for i in te)
+    result.cloud_side_labels = int(cloud_side)
+    if share > 0 and cloud_side == 0:
+        # no label checks how the candidate ranks the cloud-routed requests: its test saw one side only
+        # (checked first: whatever the fit chose, this test could not have shown it)
+        result.reason = (f"not promoted: the later labels cover only the locally served requests, while "
+                         f"{share:.0%} of the later routed traffic went to the cloud tier unjudged, so how the "
+                         f"candidate ranks those is checked by nothing (set shadow.cloud_rate with shadow.judge_tier); "
+                         f"on the labelled requests: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
+                         f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] {where}")
+        return result
     if all(c.blocks == "prior" for c in result.split_choices) or choice.blocks == "prior":
         # a recalibrated prior ranks as the prior: nothing learned to promote (or to test)
         if choice.blocks == "prior":
@@ -209,16 +220,6 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
                    f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
         result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
                          f"{comparison.apgr_active[0]:.3f} {where}")
-        return result
-    cloud_side = sum(labels.labels[i].source == "local_shadow" for i in te)
-    result.cloud_side_labels = int(cloud_side)
-    if share > 0 and cloud_side == 0:
-        # no label checks how the candidate ranks the cloud-routed requests: its test saw one side only
-        result.reason = (f"not promoted: the later labels cover only the locally served requests, while "
-                         f"{share:.0%} of the later routed traffic went to the cloud tier unjudged, so how the "
-                         f"candidate ranks those is checked by nothing (set shadow.cloud_rate with shadow.judge_tier); "
-                         f"on the labelled requests: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
-                         f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] {where}")
         return result
     if not comparison.better:
         result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
