@@ -179,45 +179,33 @@ class ShadowSampler:
         task.add_done_callback(self._tasks.discard)
 
     async def _shadow(self, record: RequestRecord, request: ChatRequest, local_text: str, p: float) -> None:
-        self._shadow_calls += 1
-        try:
-            name = self.policy.routing.cloud_tier
-            tier = self.policy.tiers[name]
-            sample = ShadowRecord(record.id, time.time(), "shadow", name, tier.model, local_text=local_text, sample_p=p)
-            params = {k: v for k, v in request.params.items() if k not in _DROPPED_PARAMS}
-            try:
-                result = await self.client.complete(name, request.messages_as_dicts(), params)
-            except TierCallError as err:
-                sample.status, sample.error = "error", str(err)[:500]
-            else:
-                sample.cloud_text = result.text
-                sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, result.completion_tokens
-                sample.cached_prompt_tokens, sample.latency_ms = result.cached_prompt_tokens, result.latency_ms
-                sample.cost_usd, sample.price_source = await asyncio.to_thread(
-                    price_call, tier, result.prompt_tokens, result.completion_tokens, result.cached_prompt_tokens,
-                    result.latency_ms)
-                await self._agree(sample, request)
-            await asyncio.to_thread(self.store.record_shadow, sample)
-        except Exception:
-            log.exception("shadow sample of request %s failed", record.id)
-        finally:
-            self._shadow_calls -= 1
+        """The cloud tier answers a locally served request; the judge compares the two answers."""
+        await self._sample("shadow", self.policy.routing.cloud_tier, record, request, p, local_text=local_text)
 
     async def _local_shadow(self, record: RequestRecord, request: ChatRequest, cloud_text: str, p: float) -> None:
         """The local tier answers a cloud-routed request; the judge compares it with the cloud answer."""
+        await self._sample("local_shadow", self.policy.routing.local_tier, record, request, p, cloud_text=cloud_text)
+
+    async def _sample(self, kind: str, name: str, record: RequestRecord, request: ChatRequest, p: float,
+                      local_text: str = "", cloud_text: str = "") -> None:
+        """Call tier ``name`` for the answer the client did not get (the other side of
+        ``local_text`` / ``cloud_text``), price it, judge the pair and store the sample (kind
+        ``shadow`` or ``local_shadow``, inverse-probability weight from ``p``). Never raises."""
         self._shadow_calls += 1
         try:
-            name = self.policy.routing.local_tier
             tier = self.policy.tiers[name]
-            sample = ShadowRecord(record.id, time.time(), "local_shadow", name, tier.model, cloud_text=cloud_text,
-                                  sample_p=p)
+            sample = ShadowRecord(record.id, time.time(), kind, name, tier.model, local_text=local_text,
+                                  cloud_text=cloud_text, sample_p=p)
             params = {k: v for k, v in request.params.items() if k not in _DROPPED_PARAMS}
             try:
                 result = await self.client.complete(name, request.messages_as_dicts(), params)
             except TierCallError as err:
                 sample.status, sample.error = "error", str(err)[:500]
             else:
-                sample.local_text = result.text
+                if kind == "shadow":
+                    sample.cloud_text = result.text
+                else:
+                    sample.local_text = result.text
                 sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, result.completion_tokens
                 sample.cached_prompt_tokens, sample.latency_ms = result.cached_prompt_tokens, result.latency_ms
                 sample.cost_usd, sample.price_source = await asyncio.to_thread(
@@ -226,7 +214,7 @@ class ShadowSampler:
                 await self._agree(sample, request)
             await asyncio.to_thread(self.store.record_shadow, sample)
         except Exception:
-            log.exception("local shadow sample of request %s failed", record.id)
+            log.exception("%s sample of request %s failed", kind.replace("_", " "), record.id)
         finally:
             self._shadow_calls -= 1
 
