@@ -134,12 +134,27 @@ class PayloadTooLargeError(InvalidRequestError):
     default_code = "request_too_large"
 
 
-def upstream_error_for(status: int, message: str) -> RouterError:
+def upstream_error_for(status: int, message: str, retry_after_s: float | None = None) -> RouterError:
     """The client-visible error for a tier failure with HTTP-like ``status``: timeouts become
     504 ``upstream_timeout``, rate limits 429 ``upstream_rate_limited``, an unreachable or
     unauthorised tier 503 ``tier_unavailable``, a prompt over the tier's context window (the
     only 400 that is not the request's fault elsewhere: another tier may hold it) 400
-    ``context_length_exceeded``, anything else 502 ``upstream_error``."""
+    ``context_length_exceeded``, anything else 502 ``upstream_error``. With ``retry_after_s``
+    (a busy tier that will have room soon, e.g. a full local queue) a 429 or 503 carries
+    ``Retry-After`` (:func:`retry_after_header`)."""
+    err = _upstream_error(status, message)
+    if retry_after_s is not None and err.status_code in (429, 503):
+        err.headers = retry_after_header(retry_after_s)
+    return err
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """``{"retry-after": N}``: ``seconds`` rounded up to whole seconds, at least 1 (RFC 9110's
+    delay-seconds form)."""
+    return {"retry-after": str(max(1, int(-(-seconds // 1))))}
+
+
+def _upstream_error(status: int, message: str) -> RouterError:
     if status == 400:
         return InvalidRequestError(message, code="context_length_exceeded", param="messages")
     if status in (408, 504):
@@ -163,7 +178,7 @@ class RateLimitError(RouterError):
     @property
     def headers(self) -> dict[str, str]:
         """``Retry-After`` in whole seconds (at least 1), as RFC 9110 defines it."""
-        return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return retry_after_header(self.retry_after_s)
 
 
 class BudgetExceededError(RouterError):

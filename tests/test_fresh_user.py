@@ -196,19 +196,49 @@ def test_reasoning_effort_and_a_schemaless_json_schema_reach_the_local_tier(prox
     assert answer.choices[0].message.content.lstrip().startswith("{")
 
 
-def test_a_refused_sample_of_n_stops_the_others(proxy, chat):
-    """``n`` = 40 samples against 2 sequences and a queue of 32: the ones that do not fit are
-    refused, and the request fails (the cloud is down). The 34 accepted samples used to run
-    to their end for nobody (tens of seconds of both workers); now they are cancelled."""
-    with pytest.raises(openai.APIStatusError) as raised:
-        chat.chat.completions.create(model="local", n=40, temperature=0.7, max_tokens=64,
-                                     messages=[{"role": "user", "content": "Write a long story."}])
-    assert raised.value.status_code == 503 and "local_queue_full" in raised.value.response.json()["error"]["message"]
-    deadline = time.time() + 5
+def _idle(proxy, within_s: float = 5.0) -> tuple[bool, dict]:
+    """Whether the local pool has no busy worker and no queued request within ``within_s``."""
+    deadline = time.time() + within_s
     while True:
         local = httpx.get(proxy.url + "/healthz").json()["local"]["local"]
         idle = local["queue"]["waiting"] == 0 and not any(w["busy"] for w in local["workers"])
         if idle or time.time() > deadline:
-            break
-        time.sleep(0.2)
+            return idle, local
+        time.sleep(0.1)
+
+
+def test_n_beyond_what_the_local_tier_can_hold_is_the_requests_fault(proxy, chat):
+    """``n`` = 40 against 2 sequences and a queue of 32 could never be served: a 400 naming
+    the two knobs, and no sample is started."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        chat.chat.completions.create(model="local", n=40, temperature=0.7, max_tokens=64,
+                                     messages=[{"role": "user", "content": "Write a long story."}])
+    message = raised.value.response.json()["error"]["message"]
+    assert "n=40" in message and "runtime.parallel 2" in message and "runtime.queue 32" in message
+    idle, local = _idle(proxy, within_s=0.0)
+    assert idle, local
+
+
+def test_a_refused_sample_of_n_stops_the_others(proxy, chat):
+    """``n`` = 34 fills 2 sequences and a queue of 32 exactly, but one sequence is busy with
+    another request: the sample that does not fit is refused, and the request fails (the
+    cloud is down). The 33 accepted samples used to run to their end for nobody (tens of
+    seconds of both workers); now they are cancelled."""
+    import threading
+
+    box = {}
+    busy = threading.Thread(target=lambda: box.setdefault("other", chat.chat.completions.create(
+        model="local", max_tokens=16, messages=[{"role": "user", "content": "Tell me about the sea. " * 40}])))
+    busy.start()
+    deadline = time.time() + 30
+    while not any(w["busy"] for w in httpx.get(proxy.url + "/healthz").json()["local"]["local"]["workers"]):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    with pytest.raises(openai.APIStatusError) as raised:
+        chat.chat.completions.create(model="local", n=34, temperature=0.7, max_tokens=64,
+                                     messages=[{"role": "user", "content": "Write a long story."}])
+    assert raised.value.status_code == 503 and "local_queue_full" in raised.value.response.json()["error"]["message"]
+    busy.join(60)
+    assert box["other"].choices[0].message.content
+    idle, local = _idle(proxy)
     assert idle, local

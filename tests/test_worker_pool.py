@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from router.errors import upstream_error_for
 from router.models import smollm2_gguf_path
 from router.providers.tier_client import _map_error
 from router.providers.worker_pool import LocalQueueFullError, WorkerPool, WorkerSpec
@@ -58,6 +59,10 @@ def test_two_workers_generate_at_once_and_a_full_queue_is_refused():
         assert err.status == 429 and err.fallback is False and "local_queue_full" in str(err)
         mapped = _map_error("local", err)
         assert (mapped.status, mapped.fallback, mapped.retryable) == (429, False, False)
+        # the client is told when to try again: a full queue frees up within about a second
+        assert mapped.retry_after_s == 1.0
+        assert upstream_error_for(mapped.status, str(mapped), mapped.retry_after_s).headers == {"retry-after": "1"}
+        assert upstream_error_for(mapped.status, str(mapped), mapped.retry_after_s).status_code == 429
         # cancelled generations free both workers: the next answer comes at once
         t = time.perf_counter()
         out = pool.generate_blocking(SHORT, {"max_tokens": 16}, timeout_s=30)

@@ -85,7 +85,7 @@ async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, pu
     except TierCallError as err:
         if err.client_fault:
             raise InvalidRequestError(str(err), code="upstream_rejected") from err
-        raise upstream_error_for(err.status, str(err)) from err
+        raise upstream_error_for(err.status, str(err), err.retry_after_s) from err
     except BudgetRefused as refused:
         if policy.budgets.on_exhausted == "reject":
             refuse(ex, refused, policy)
@@ -140,10 +140,10 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     if err.client_fault and (not routed_local or alt is None or missing):
         raise InvalidRequestError(str(err), code="upstream_rejected") from err
     if alt is None:
-        raise upstream_error_for(err.status, str(err)) from err
+        raise upstream_error_for(err.status, str(err), err.retry_after_s) from err
     if missing:  # e.g. the cloud is down and the request has images or tools the local tier cannot take
         why = _no_capable_fallback(ex, alt, missing, f"{tier} failed ({err.status})")
-        raise upstream_error_for(err.status, f"{err}. {why}") from err
+        raise upstream_error_for(err.status, f"{err}. {why}", err.retry_after_s) from err
     if err.client_fault:
         ex.record.escalated = True
         ex.note(f"{tier} rejected the request ({err.status}), escalated to {alt}")

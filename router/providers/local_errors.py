@@ -34,9 +34,12 @@ class LocalTierUnavailableError(LocalTierError):
 
 
 class LocalQueueFullError(LocalTierError):
-    """Every sequence is busy and the queue is full; ``fallback`` per ``on_queue_full``."""
+    """Every sequence is busy and the queue is full; ``fallback`` per ``on_queue_full``.
+    ``retry_after_s`` (1 s): when a client that gets this error may try again; a local answer
+    takes about a second on the default model (README, "Local tier speed")."""
 
     code = "local_queue_full"
+    retry_after_s = 1.0
 
     def __init__(self, message: str, fallback: bool) -> None:
         super().__init__(message)

@@ -247,10 +247,20 @@ def _metered() -> Any:
 
 async def _acompletion(model: str, messages: list, optional_params: dict, model_response: Any) -> Any:
     """The ``n`` samples at once; when one fails (e.g. the queue is full), the others are
-    cancelled, so no worker keeps generating for an answer nobody will get."""
+    cancelled, so no worker keeps generating for an answer nobody will get.
+
+    Raises:
+        LocalRequestError: ``n`` above the pool's sequences plus its queue (``runtime.parallel``
+            + ``runtime.queue``): such a request could never be served, so it is the request's
+            fault (a 400; a routed request goes to the cloud tier), not a busy tier's.
+    """
     pool = pool_for(model)
-    samples = [asyncio.ensure_future(pool.generate(messages, a, on_end=_metered()))
-               for a in _sample_args(optional_params)]
+    args = _sample_args(optional_params)
+    room = pool.spec.parallel + pool.spec.queue
+    if len(args) > room:
+        raise LocalRequestError(f"n={len(args)} samples exceed what the local tier can hold at once: {room} "
+                                f"(runtime.parallel {pool.spec.parallel} + runtime.queue {pool.spec.queue})")
+    samples = [asyncio.ensure_future(pool.generate(messages, a, on_end=_metered())) for a in args]
     try:
         results = await asyncio.gather(*samples)
     except BaseException:

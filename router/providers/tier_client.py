@@ -35,12 +35,14 @@ class TierCallError(Exception):
             bad (retrying it elsewhere would fail the same way); retryable: a second attempt
             at the same tier may succeed (timeouts, rate limits, 5xx; never a 4xx or an auth
             failure); fallback: another tier may answer instead (False for a full local
-            queue under ``on_queue_full: reject``).
+            queue under ``on_queue_full: reject``); retry_after_s: when the same call may
+            succeed (s; a full local queue), else None.
     """
 
     def __init__(self, tier: str, status: int, message: str, client_fault: bool = False,
-                 retryable: bool | None = None, fallback: bool = True) -> None:
+                 retryable: bool | None = None, fallback: bool = True, retry_after_s: float | None = None) -> None:
         super().__init__(message)
+        self.retry_after_s = retry_after_s
         self.tier = tier
         self.status = status
         self.client_fault = client_fault
@@ -190,7 +192,7 @@ def _map_error(tier: str, err: Exception, secret: str | None = None) -> TierCall
     mapped = err if isinstance(err, TierCallError) else _classify(tier, err)
     if secret and secret in str(mapped):  # a provider key must never reach a log or a client
         mapped = TierCallError(tier, mapped.status, str(mapped).replace(secret, "***"),
-                               mapped.client_fault, mapped.retryable, mapped.fallback)
+                               mapped.client_fault, mapped.retryable, mapped.fallback, mapped.retry_after_s)
     return mapped
 
 
@@ -212,7 +214,8 @@ def _classify(tier: str, err: Exception) -> TierCallError:
     if isinstance(err, ContextWindowExceededError):
         return TierCallError(tier, 400, str(err), client_fault=False, retryable=False)
     if isinstance(err, LocalTierError):  # a crashed worker is not retried: another tier answers
-        return TierCallError(tier, err.status, f"tier '{tier}' failed: {err}", retryable=False, fallback=err.fallback)
+        return TierCallError(tier, err.status, f"tier '{tier}' failed: {err}", retryable=False, fallback=err.fallback,
+                             retry_after_s=getattr(err, "retry_after_s", None))
     import litellm
 
     status = getattr(err, "status_code", None) or 502
