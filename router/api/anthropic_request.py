@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request.parse import ChatRequest, parse_chat_request
+from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request
 
 __all__ = ["MessagesRequest", "parse_messages_request", "to_chat_body", "MAX_STOP_SEQUENCES"]
 
@@ -56,7 +56,7 @@ class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
-    max_tokens: StrictInt = Field(ge=1)
+    max_tokens: StrictInt = Field(ge=1, le=MAX_TOKENS_LIMIT)
     messages: list[_Message] = Field(min_length=1)
     system: str | list[dict[str, Any]] | None = None
     stop_sequences: list[str] | None = Field(None, max_length=MAX_STOP_SEQUENCES)
@@ -72,7 +72,7 @@ class MessagesRequest(BaseModel):
 class _CountRequest(MessagesRequest):
     """``count_tokens`` takes the same body without ``max_tokens``."""
 
-    max_tokens: StrictInt | None = Field(None, ge=1)  # type: ignore[assignment]
+    max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)  # type: ignore[assignment]
 
 
 def _fail(message: str, param: str) -> InvalidRequestError:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request.parse import ChatRequest, parse_chat_request
+from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request
 
 __all__ = ["ResponsesRequest", "ParsedResponses", "parse_responses_request", "STATEFUL_FIELDS"]
 
@@ -42,7 +42,7 @@ class ResponsesRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     text: dict[str, Any] | None = None
-    max_output_tokens: StrictInt | None = Field(None, ge=1)
+    max_output_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     parallel_tool_calls: StrictBool | None = None

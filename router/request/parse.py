@@ -46,10 +46,17 @@ _PASSTHROUGH = (
 _ROUTER_FIELDS = ("model", "messages", "stream", "stream_options", "metadata")
 
 
+MAX_TOKENS_LIMIT = 2**31 - 1
+"""The largest ``max_tokens`` accepted: a 32-bit signed integer, the width of the token-count
+fields providers and llama.cpp use; a larger value overflows them instead of meaning "no
+limit" (a client that wants no limit leaves the field out)."""
+
+
 class SamplingParams(BaseModel):
     """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
     before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
-    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences, ``user`` a string).
+    n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences, ``user`` a string;
+    ``max_tokens`` and ``max_completion_tokens`` at most :data:`MAX_TOKENS_LIMIT`).
     Other fields pass through unchecked."""
 
     model_config = ConfigDict(extra="allow")
@@ -57,8 +64,8 @@ class SamplingParams(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     n: StrictInt | None = Field(None, ge=1, le=128)
-    max_tokens: StrictInt | None = Field(None, ge=1)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
     logprobs: StrictBool | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
