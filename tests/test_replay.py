@@ -85,6 +85,26 @@ def test_all_local_with_lenient_escalation(log):
     assert result.projected.shadow_usd == pytest.approx(0.5 * 4 * (0.00005 + 0.00008) / 2)
 
 
+def test_a_cloud_routed_requests_local_shadow_verdict_is_its_own(log):
+    """With ``shadow.cloud_rate`` the local tier also answered r3 (cloud-routed) and the judge
+    found it as good: made local by the new policy, r3 counts that verdict instead of the
+    estimate at the logged agreement rate (1 of 2), and nothing is extrapolated."""
+    import dataclasses
+
+    from router.store.records import ShadowRecord
+
+    records, shadows = log
+    r3 = next(r for r in records if r.id == "r3")
+    sample = ShadowRecord("r3", r3.ts + 1, "local_shadow", "local", "slm-local/smollm2", local_text="ok",
+                          cloud_text="ok", cost_usd=0.00001, sample_p=1.0)
+    sample = dataclasses.replace(sample, agrees=True)
+    result = replay(records, [*shadows, sample], _policy(threshold=1.0, min_mean_logprob=-3.0))
+    q = result.projected.quality
+    assert q.estimate == pytest.approx((1 + 1 + 1) / 5)
+    assert result.quality_extrapolated == 0
+    assert result.actual.shadow_usd == pytest.approx(replay(records, shadows, POLICY).actual.shadow_usd + 0.00001)
+
+
 def test_newly_local_requests_escalate_at_the_logged_rate(log):
     """Same escalation rule as logged: of the three logged local attempts one (r2) escalates,
     so r3, newly local, escalates with probability 1/3: expected cost and shares."""

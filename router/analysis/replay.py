@@ -22,11 +22,13 @@ Projection rules, per ok request:
   escalation rule escalates; its cost and counts are expected values (fractional).
 
 Quality (:mod:`router.analysis.quality`): an answer from the cloud tier counts as retained; a local
-answer that has its own sample (a shadow sample, or the escalation sample of an escalated
-request whose local answer the new policy would keep) counts as its verdict; any other
-local answer is estimated at the shadow-sample agreement rate. Requests that were answered
-by the cloud and would now be answered locally are such estimates; they are counted in
-``quality_extrapolated`` because harder prompts may agree less often than the sampled ones.
+answer that has its own sample (a shadow sample, the escalation sample of an escalated
+request whose local answer the new policy would keep, or the ``local_shadow`` sample of a
+cloud-routed request, ``shadow.cloud_rate``) counts as its verdict; any other local answer
+is estimated at the shadow-sample agreement rate. Requests that were answered by the cloud,
+have no ``local_shadow`` sample and would now be answered locally are such estimates; they
+are counted in ``quality_extrapolated`` because harder prompts may agree less often than
+the sampled ones.
 
 Failed requests keep their logged calls, re-priced, and are not re-decided.
 """
@@ -300,7 +302,8 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
         proj_local += local_p
         proj_esc += esc_p
         if local_p > 0:
-            kind = "escalation" if r.escalated else "shadow"
+            # a cloud-routed request's own verdict is its local_shadow sample (shadow.cloud_rate)
+            kind = "escalation" if r.escalated else ("shadow" if r.local else "local_shadow")
             verdict = verdicts.get((r.id, kind))
             if verdict is not None and local_p == 1.0:
                 observed.append(verdict)
@@ -315,7 +318,8 @@ def replay(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], po
     projected_quality = estimate_retention(n, proj_cloud, observed, proj_estimated, rate)
 
     shadow_calls = [s for s in shadows if s.kind == "shadow"]
-    actual_shadow = sum(s.cost_usd or 0.0 for s in shadow_calls) + sum(s.judge_cost_usd or 0.0 for s in shadows)
+    actual_shadow = (sum(s.cost_usd or 0.0 for s in shadows if s.kind in ("shadow", "local_shadow"))
+                     + sum(s.judge_cost_usd or 0.0 for s in shadows))
     priced_shadow = [s.cost_usd for s in shadow_calls if s.cost_usd is not None and s.status == "ok"]
     mean_shadow = sum(priced_shadow) / len(priced_shadow) if priced_shadow else 0.0
     projected_shadow = policy.shadow.rate * proj_local * mean_shadow
