@@ -193,6 +193,71 @@ def test_reservations_are_atomic_under_concurrency(state):
     asyncio.run(run())
 
 
+def test_a_settlement_applies_once_whatever_was_lost(state):
+    """A settlement replaces its reservation's hold exactly once: settling again (a retry after
+    a lost reply) changes nothing, and a hold the store made while the caller saw the call fail
+    (reply lost, the budget treated it as unmetered) is replaced, not charged on top."""
+
+    async def run():
+        keys, ttls = ["s:day", "s:month"], [600, 600]
+        assert (await state.reserve(keys, [NO_LIMIT, NO_LIMIT], 50, ttls, hold="h1"))[0]
+        await state.settle(keys, "h1", 20, ttls)
+        await state.settle(keys, "h1", 20, ttls)  # the same settlement, retried
+        assert await state.counters(keys) == [20, 20]
+        # a reservation applied by the store whose reply was lost: the budget settles it with the
+        # real cost as if nothing were held, and the store replaces what it holds
+        assert (await state.reserve(keys, [NO_LIMIT, NO_LIMIT], 50, ttls, hold="h2"))[0]
+        await state.settle(keys, "h2", 30, ttls)
+        assert await state.counters(keys) == [50, 50]
+        # a reservation that never reached the store: settling adds the whole cost
+        await state.settle(keys, "h3", 5, ttls)
+        await state.settle(keys, "h3", 5, ttls)
+        assert await state.counters(keys) == [55, 55]
+        await state.close()
+
+    asyncio.run(run())
+
+
+def test_budget_settles_once_when_the_store_loses_replies():
+    """Through :class:`Budget`: the store applies a reservation and a settlement but both
+    replies are lost (raised as StateUnavailable). The call is let through unmetered
+    (``on_store_down: open``), its settlement is owed and retried; the counter ends at the
+    call's cost, not at cost + hold or twice the cost."""
+    from router.state.base import StateUnavailable
+
+    class LosesReplies(MemoryState):
+        lose = 0
+
+        async def reserve(self, *args, **kwargs):
+            out = await super().reserve(*args, **kwargs)
+            if self.lose:
+                self.lose -= 1
+                raise StateUnavailable("reply lost")
+            return out
+
+        async def settle(self, *args, **kwargs):
+            await super().settle(*args, **kwargs)
+            if self.lose:
+                self.lose -= 1
+                raise StateUnavailable("reply lost")
+
+    cfg = BudgetsConfig(enabled=True, default=BudgetLimit(daily_usd=1.0), on_store_down="open")
+
+    async def run():
+        store = LosesReplies()
+        budget = Budget(store, cfg)
+        store.lose = 2  # the reservation's reply, then the settlement's
+        r, why = await budget.reserve("t", 0.0006)
+        assert r is not None and r.metered is False and why == ""
+        await budget.settle(r, 0.0002)
+        assert budget._owed  # the settlement's reply was lost: owed, retried
+        await budget._pay_owed()
+        assert not budget._owed
+        assert (await budget.spent("t"))["day"] == pytest.approx(0.0002)
+
+    asyncio.run(run())
+
+
 def test_budget_reserve_settle_and_shift(state):
     cfg = BudgetsConfig(enabled=True, default=BudgetLimit(daily_usd=0.001), on_exhausted="reject")
 

@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +133,9 @@ class Reservation:
         metered: False when the state was unreachable and ``on_store_down: open`` let the
             call through without a reservation.
         call: the logged call it pays for (set by the pipeline; its ``cost_usd`` settles it).
+        hold: the reservation's id in the state (:meth:`SharedState.settle`): it is settled
+            once, even when a reply was lost (a reservation the store made while this
+            process saw it fail is replaced, not added to).
     """
 
     tenant: str
@@ -139,6 +143,7 @@ class Reservation:
     nano: int
     metered: bool = True
     call: CallRecord | None = field(default=None)
+    hold: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class Budget:
@@ -154,8 +159,8 @@ class Budget:
         self.state = state
         self.config = config
         self._clock = clock
-        # Settlements that could not reach the state (outage): charged when it answers again.
-        self._owed: dict[tuple[str, ...], tuple[int, tuple[float, ...]]] = {}  # keys -> (nano-USD, ttls)
+        # Settlements that could not reach the state (outage): applied when it answers again.
+        self._owed: dict[str, tuple[tuple[str, ...], int, tuple[float, ...]]] = {}  # hold -> (keys, nano-USD, ttls)
         self._retry: asyncio.Task | None = None
         self._paying = asyncio.Lock()  # one payer at a time: an owed entry is charged once
 
@@ -185,12 +190,12 @@ class Budget:
             return
         async with self._paying:
             while self._owed:
-                keys = next(iter(self._owed))
-                delta, ttls = self._owed.pop(keys)  # a settlement owed meanwhile starts a new entry
+                hold = next(iter(self._owed))
+                keys, nano, ttls = self._owed.pop(hold)
                 try:
-                    await self.state.adjust(list(keys), delta, list(ttls))
+                    await self.state.settle(list(keys), hold, nano, list(ttls))  # once per hold, even if retried
                 except BaseException:
-                    self._owed[keys] = (self._owed.get(keys, (0, ttls))[0] + delta, ttls)
+                    self._owed[hold] = (keys, nano, ttls)
                     raise
                 if not self._owed:
                     log.warning("budget settlements held during the store outage are now applied")
@@ -222,42 +227,52 @@ class Budget:
         if not ws:
             return Reservation(tenant, [], 0, metered=False), ""
         nano = to_nano(usd, round_up=True)
+        hold = uuid.uuid4().hex
         try:
             await self._pay_owed()
             ok, before = await self.state.reserve([w.key for w in ws], [w.limit for w in ws], nano,
-                                                  [w.ttl_s for w in ws])
+                                                  [w.ttl_s for w in ws], hold=hold)
         except StateUnavailable as err:
+            # the store may have made the reservation before its reply was lost: it is settled
+            # like any other (to 0 when the call is refused), once the store answers
             if self.config.on_store_down == "closed":
+                self._owe(hold, tuple(w.key for w in ws), 0, tuple(w.ttl_s for w in ws), err)
                 return None, "budget unknown (store down, fail closed)"
             log.debug("budget unmetered for %s: %s", tenant, err)
-            return Reservation(tenant, ws, 0, metered=False), ""
+            return Reservation(tenant, ws, 0, metered=False, hold=hold), ""
         if not ok:
             spent = ", ".join(f"{w.key.rsplit(':', 2)[1]} ${b / NANO_PER_USD:.6f} of ${w.limit / NANO_PER_USD:.6f}"
                               for w, b in zip(ws, before))
             return None, f"budget exhausted ({spent})"
-        return Reservation(tenant, ws, nano), ""
+        return Reservation(tenant, ws, nano, hold=hold), ""
 
     async def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
-        """Replace the held amount by the real cost (``None``: unknown, keep the hold).
-        When the state is unreachable the change is kept in this process and applied by a
-        later :meth:`reserve` once it answers (lost only if the process stops first), so
-        calls made during an outage are charged. Never raises."""
+        """Replace the held amount by the real cost (``None``: unknown, keep the hold), once
+        per reservation (:meth:`SharedState.settle`: a retried settlement, or a reservation
+        the store made although its reply was lost, is not charged twice). When the state is
+        unreachable the settlement is kept in this process and applied by a later
+        :meth:`reserve` or the retry loop once it answers (lost only if the process stops
+        first), so calls made during an outage are charged. Never raises."""
         if not reservation.windows:
             return
         if actual_usd is None:
             return
-        delta = to_nano(actual_usd) - reservation.nano
-        if delta == 0:
+        nano = to_nano(actual_usd)
+        if reservation.metered and nano == reservation.nano:
             return
         keys = tuple(w.key for w in reservation.windows)
         ttls = tuple(w.ttl_s for w in reservation.windows)
         try:
-            await self.state.adjust(list(keys), delta, list(ttls))
+            await self.state.settle(list(keys), reservation.hold, nano, list(ttls))
         except StateUnavailable as err:
-            if not self._owed:
-                log.warning("budget settlements wait for the store (%s)", err)
-            self._owed[keys] = (self._owed.get(keys, (0, ttls))[0] + delta, ttls)
-            self._retry_owed_soon()
+            self._owe(reservation.hold, keys, nano, ttls, err)
+
+    def _owe(self, hold: str, keys: tuple[str, ...], nano: int, ttls: tuple[float, ...], err: Exception) -> None:
+        """Keep the settlement of ``hold`` (to ``nano`` nano-USD) for when the state answers."""
+        if not self._owed:
+            log.warning("budget settlements wait for the store (%s)", err)
+        self._owed[hold] = (keys, nano, ttls)
+        self._retry_owed_soon()
 
     async def spent(self, tenant: str) -> dict[str, float]:
         """USD spent by ``tenant`` per current window, e.g. ``{"day": 0.12, "month": 3.4}``.

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["SharedState", "StateUnavailable", "RateVerdict", "NO_LIMIT"]
+__all__ = ["SharedState", "StateUnavailable", "RateVerdict", "NO_LIMIT", "HOLD_TTL_S", "SETTLED_TTL_S"]
 
 NO_LIMIT = -1
 """A limit that never binds (budget counters)."""
@@ -18,6 +18,14 @@ NO_LIMIT = -1
 class StateUnavailable(Exception):
     """The shared state cannot be reached now (Redis down or timed out). Callers degrade:
     the cache pauses, budgets and rate limits follow their ``on_store_down`` choice."""
+
+
+HOLD_TTL_S = 86_400.0
+"""How long a reservation's amount stays known under its hold id (s): a call settles within
+its timeout, an owed settlement within an outage of up to a day."""
+
+SETTLED_TTL_S = 3_600.0
+"""How long a settled hold id is remembered (s), against a retry of the same settlement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +65,24 @@ class SharedState(Protocol):
         ...
 
     async def reserve(self, keys: Sequence[str], limits: Sequence[int], amount: int,
-                      ttls_s: Sequence[float]) -> tuple[bool, list[int]]:
+                      ttls_s: Sequence[float], hold: str | None = None) -> tuple[bool, list[int]]:
         """Atomically add ``amount`` to every counter in ``keys`` if none would then exceed
-        its limit (``NO_LIMIT`` never binds); nothing is added otherwise.
+        its limit (``NO_LIMIT`` never binds); nothing is added otherwise. With ``hold`` (a
+        unique id), the amount added is remembered under it (for :data:`HOLD_TTL_S`) so that
+        :meth:`settle` can replace it exactly once.
 
         Returns:
             (reserved, the counters' values before the call). Counters are integers (the
             budget module counts nano-USD); each expires ``ttls_s[i]`` after creation.
         """
+        ...
+
+    async def settle(self, keys: Sequence[str], hold: str, amount: int, ttls_s: Sequence[float]) -> None:
+        """Replace what :meth:`reserve` added under ``hold`` (0 when that reservation never
+        reached the store) by ``amount`` on every counter in ``keys``, once: settling the same
+        ``hold`` again within :data:`SETTLED_TTL_S` changes nothing. So a settlement retried
+        after a lost reply, or a reservation whose reply was lost (charged by the store, seen
+        as failed here), is not charged twice."""
         ...
 
     async def adjust(self, keys: Sequence[str], delta: int, ttls_s: Sequence[float]) -> None:

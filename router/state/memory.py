@@ -12,9 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..guards.ratelimit import gcra
-from .base import NO_LIMIT, RateVerdict
+from .base import HOLD_TTL_S, NO_LIMIT, SETTLED_TTL_S, RateVerdict
 
 __all__ = ["MemoryState"]
+
+
+_HOLD = "hold:"
+_SETTLED = b"settled"
 
 
 class MemoryState:
@@ -75,12 +79,21 @@ class MemoryState:
         return item[0] if item else 0
 
     async def reserve(self, keys: Sequence[str], limits: Sequence[int], amount: int,
-                      ttls_s: Sequence[float]) -> tuple[bool, list[int]]:
+                      ttls_s: Sequence[float], hold: str | None = None) -> tuple[bool, list[int]]:
         before = [self._counter(k) for k in keys]
         if any(limit != NO_LIMIT and value + amount > limit for value, limit in zip(before, limits)):
             return False, before
         await self.adjust(keys, amount, ttls_s)
+        if hold is not None:
+            await self.set(_HOLD + hold, str(int(amount)).encode(), HOLD_TTL_S)
         return True, before
+
+    async def settle(self, keys: Sequence[str], hold: str, amount: int, ttls_s: Sequence[float]) -> None:
+        held = self._live(self._values, _HOLD + hold)
+        if held is not None and held[0] == _SETTLED:
+            return
+        await self.set(_HOLD + hold, _SETTLED, SETTLED_TTL_S)
+        await self.adjust(keys, int(amount) - (int(held[0]) if held is not None else 0), ttls_s)
 
     async def adjust(self, keys: Sequence[str], delta: int, ttls_s: Sequence[float]) -> None:
         now = self._clock()

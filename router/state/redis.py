@@ -18,17 +18,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..policy import StoreConfig
-from .base import RateVerdict, StateUnavailable
+from .base import HOLD_TTL_S, SETTLED_TTL_S, RateVerdict, StateUnavailable
 
 __all__ = ["LinkHealth", "RedisState", "redis_client_options"]
 
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 16
+_HOLD = "hold:"
 
+# KEYS: the counters, then (optional) the hold key; ARGV: amount, limits, ttls, hold ttl (s).
 _RESERVE = """
 local amount = tonumber(ARGV[1])
-local n = #KEYS
+local n = tonumber(ARGV[#ARGV])
 local out = {1}
 for i = 1, n do
   local v = tonumber(redis.call('GET', KEYS[i]) or '0')
@@ -41,8 +43,25 @@ if out[1] == 1 then
     redis.call('INCRBY', KEYS[i], amount)
     if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[1 + n + i]) end
   end
+  if #KEYS > n then redis.call('SET', KEYS[n + 1], amount, 'EX', ARGV[2 + 2 * n]) end
 end
 return out
+"""
+
+# KEYS: the counters, then the hold key; ARGV: amount, ttls, settled ttl (s). Replaces what the
+# hold added by amount, once: the hold key then says "settled" for a while.
+_SETTLE = """
+local n = #KEYS - 1
+local hold = KEYS[n + 1]
+local held = redis.call('GET', hold)
+if held == 'settled' then return 0 end
+redis.call('SET', hold, 'settled', 'EX', ARGV[2 + n])
+local delta = tonumber(ARGV[1]) - tonumber(held or '0')
+for i = 1, n do
+  redis.call('INCRBY', KEYS[i], delta)
+  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[1 + i]) end
+end
+return 1
 """
 
 _ADJUST = """
@@ -171,7 +190,8 @@ class RedisState:
             self._client = aredis.Redis(connection_pool=pool)
             self._loop = loop
             self._scripts = {name: self._client.register_script(src) for name, src in
-                             (("reserve", _RESERVE), ("adjust", _ADJUST), ("gcra", _GCRA), ("vector", _ADD_VECTOR))}
+                             (("reserve", _RESERVE), ("adjust", _ADJUST), ("settle", _SETTLE), ("gcra", _GCRA),
+                              ("vector", _ADD_VECTOR))}
         return self._client
 
     async def _run(self, op: str, fn):
@@ -205,10 +225,17 @@ class RedisState:
             keys=[self._k(scope)], args=[entry, vector, max(1, int(ttl_s * 1000)), max_entries]))
 
     async def reserve(self, keys: Sequence[str], limits: Sequence[int], amount: int,
-                      ttls_s: Sequence[float]) -> tuple[bool, list[int]]:
+                      ttls_s: Sequence[float], hold: str | None = None) -> tuple[bool, list[int]]:
+        hold_keys = [self._k(_HOLD + hold)] if hold is not None else []
         out = await self._run("reserve", lambda r: self._scripts["reserve"](
-            keys=[self._k(k) for k in keys], args=[int(amount), *map(int, limits), *(max(1, int(t)) for t in ttls_s)]))
+            keys=[self._k(k) for k in keys] + hold_keys,
+            args=[int(amount), *map(int, limits), *(max(1, int(t)) for t in ttls_s), int(HOLD_TTL_S), len(keys)]))
         return bool(out[0]), [int(v) for v in out[1:]]
+
+    async def settle(self, keys: Sequence[str], hold: str, amount: int, ttls_s: Sequence[float]) -> None:
+        await self._run("settle", lambda r: self._scripts["settle"](
+            keys=[self._k(k) for k in keys] + [self._k(_HOLD + hold)],
+            args=[int(amount), *(max(1, int(t)) for t in ttls_s), int(SETTLED_TTL_S)]))
 
     async def adjust(self, keys: Sequence[str], delta: int, ttls_s: Sequence[float]) -> None:
         await self._run("adjust", lambda r: self._scripts["adjust"](
