@@ -35,11 +35,14 @@ class RouterError(Exception):
         error_type: OpenAI ``error.type`` (e.g. ``invalid_request_error``).
         code: OpenAI ``error.code``, a short machine-readable reason, or None.
         param: the request field at fault, or None.
+        retry_after_s: when the client may try again (s), sent as ``Retry-After``
+            (:attr:`headers`); None: no such header.
     """
 
     status_code = 500
     error_type = "server_error"
     default_code: str | None = "internal_error"
+    retry_after_s: float | None = None
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
                  status_code: int | None = None):
@@ -49,6 +52,11 @@ class RouterError(Exception):
         self.param = param
         if status_code is not None:
             self.status_code = status_code
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the error response: ``Retry-After`` when :attr:`retry_after_s` is set."""
+        return retry_after_header(self.retry_after_s) if self.retry_after_s is not None else {}
 
     def to_openai(self) -> dict[str, Any]:
         """Return the error as OpenAI's JSON body: ``{"error": {...}}``."""
@@ -144,7 +152,7 @@ def upstream_error_for(status: int, message: str, retry_after_s: float | None = 
     ``Retry-After`` (:func:`retry_after_header`)."""
     err = _upstream_error(status, message)
     if retry_after_s is not None and err.status_code in (429, 503):
-        err.headers = retry_after_header(retry_after_s)
+        err.retry_after_s = retry_after_s
     return err
 
 
@@ -174,11 +182,6 @@ class RateLimitError(RouterError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """``Retry-After`` in whole seconds (at least 1), as RFC 9110 defines it."""
-        return retry_after_header(self.retry_after_s)
 
 
 class BudgetExceededError(RouterError):

@@ -40,7 +40,7 @@ def count_request_tokens(tier: TierConfig, chat: ChatRequest) -> int:
 
 def _error(request: Request, err: RouterError) -> JSONResponse:
     rid = getattr(request.state, "request_id", None)
-    headers = dict(getattr(err, "headers", None) or {})
+    headers = dict(err.headers)
     if rid:
         headers["x-request-id"] = headers["request-id"] = rid
     return JSONResponse(error_body(err.status_code, err.message, rid), status_code=err.status_code,

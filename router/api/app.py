@@ -168,7 +168,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
-        headers = dict(getattr(err, "headers", None) or {})
+        headers = dict(err.headers)
         if rid:
             headers["x-request-id"] = rid
         return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers or None)

@@ -25,24 +25,15 @@ from .format_escalation import escalate_format
 if TYPE_CHECKING:
     from .router import Router
 
-__all__ = ["answer", "call_tier", "check_call_for", "params_for", "IN_PROCESS_UNSENT"]
-
-
-IN_PROCESS_UNSENT = ("reasoning_effort",)
-"""Request parameters an in-process tier is not given: SmolLM2 does not reason, and litellm
-refuses ``reasoning_effort`` for a custom provider (``UnsupportedParamsError``), which made
-every request carrying it (as reasoning-model clients send) a 400 under the default policy."""
+__all__ = ["answer", "call_tier", "check_call_for", "params_for"]
 
 
 def params_for(policy: Policy, ex: Exchange, tier: str) -> dict[str, Any]:
-    """The request's parameters for ``tier``, without :data:`IN_PROCESS_UNSENT` for an
-    in-process tier; a checked local answer also asks for log-probabilities with two
-    alternatives per token (the margins); the response layer strips what the client did
-    not ask for."""
+    """The request's parameters for ``tier`` (the tier client leaves out what an in-process
+    tier is not given: :data:`router.providers.local_provider.IN_PROCESS_UNSENT`); a checked
+    local answer also asks for log-probabilities with two alternatives per token (the
+    margins); the response layer strips what the client did not ask for."""
     params = dict(ex.request.params)
-    if policy.tiers[tier].is_in_process:
-        for name in IN_PROCESS_UNSENT:
-            params.pop(name, None)
     if checks(policy, ex.decision, tier):
         params["logprobs"] = True
         params["top_logprobs"] = max(int(params.get("top_logprobs") or 0), 2)

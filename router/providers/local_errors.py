@@ -11,11 +11,13 @@ __all__ = ["LocalTierError", "WorkerCrashedError", "LocalTierUnavailableError", 
 
 class LocalTierError(RuntimeError):
     """A failure of the local tier itself (not of the request): ``code`` names it,
-    ``status`` is the HTTP-like status, ``fallback`` says whether another tier may answer."""
+    ``status`` is the HTTP-like status, ``fallback`` says whether another tier may answer,
+    ``retry_after_s`` when the same call may succeed (s; None: not known)."""
 
     code = "local_tier_error"
     status = 503
     fallback = True
+    retry_after_s: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(f"{self.code}: {message}")

@@ -26,7 +26,7 @@ from .local_errors import LocalRequestError
 from .spend import current_spend
 from .worker_pool import WorkerPool, WorkerSpec
 
-__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "register_local_tier", "register_provider", "pool_for", "pools", "LocalLlamaProvider"]
+__all__ = ["PROVIDER", "STREAM_LOGPROBS_FIELD", "IN_PROCESS_UNSENT", "register_local_tier", "register_provider", "pool_for", "pools", "LocalLlamaProvider"]
 
 PROVIDER = "slm-local"
 
@@ -65,6 +65,13 @@ def spec_for(tier: TierConfig) -> WorkerSpec:
         parallel=rt.parallel, queue=rt.queue, on_queue_full=rt.on_queue_full, max_crashes=rt.max_crashes,
         crash_window_s=rt.crash_window_s,
     )
+
+
+IN_PROCESS_UNSENT = ("reasoning_effort",)
+"""Request parameters an in-process tier is not given (the tier client drops them for every
+call: answers, shadow samples, judges): SmolLM2 does not reason, and litellm refuses
+``reasoning_effort`` for a custom provider (``UnsupportedParamsError``), which made every
+request carrying it (as reasoning-model clients send) a 400 under the default policy."""
 
 
 def register_local_tier(tier: TierConfig) -> WorkerPool:

@@ -16,7 +16,7 @@ from typing import Any
 from ..policy import Policy, TierConfig
 from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
-from .local_provider import STREAM_LOGPROBS_FIELD
+from .local_provider import IN_PROCESS_UNSENT, STREAM_LOGPROBS_FIELD
 from .local_errors import LocalTierError
 from .provider_text import provider_message
 from .null_content import forwarded_messages
@@ -215,7 +215,7 @@ def _classify(tier: str, err: Exception) -> TierCallError:
         return TierCallError(tier, 400, str(err), client_fault=False, retryable=False)
     if isinstance(err, LocalTierError):  # a crashed worker is not retried: another tier answers
         return TierCallError(tier, err.status, f"tier '{tier}' failed: {err}", retryable=False, fallback=err.fallback,
-                             retry_after_s=getattr(err, "retry_after_s", None))
+                             retry_after_s=err.retry_after_s)
     import litellm
 
     status = getattr(err, "status_code", None) or 502
@@ -301,6 +301,8 @@ class TierClient:
 
     def _kwargs(self, name: str, tier: TierConfig, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(params)
+        for unsent in IN_PROCESS_UNSENT if tier.is_in_process else ():
+            kwargs.pop(unsent, None)
         if tier.max_tokens and "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs:
             kwargs["max_tokens"] = tier.max_tokens
         kwargs.update(model=tier.model, messages=forwarded_messages(messages, tier.model, tier.api_base),

@@ -152,7 +152,7 @@ def apply_capabilities(decision: Decision, features: Features, policy: Policy, f
         what = (f"about {features.approx_prompt_tokens} prompt tokens plus {budget} for the answer "
                 f"against a context window of {window}")
     else:
-        what = f"needs {', '.join(missing)}"
+        what = unmet_text(missing)
     message = f"Tier '{decision.tier}' cannot serve this request ({what})."
     candidates = [policy.routing.cloud_tier] + [n for n in policy.tiers if n != policy.routing.cloud_tier]
     out_of_reach = []  # tiers that could serve it but may not be called: say so, it is what to fix

@@ -10,7 +10,7 @@ earlier turns are parts of its previous request's text (:data:`PART_SEPARATOR` j
 turns, :func:`router.request.features.extract_features`), so a multi-turn decision embeds
 only its new turn.
 
-An entry is the part's SHA-256 (32 bytes), a (dim,) int32 sum (256 dims: 1 KB) and a count:
+An entry is the part's SHA-256 (32 bytes), a (dim,) int32 sum (256 dims: 1 KB) and two counts:
 about 1.2 KB, so the default 4,096 entries hold about 5 MB.
 """
 
@@ -30,7 +30,9 @@ PART_SEPARATOR = "\n\n"
 
 
 class PartSums:
-    """LRU map: part text -> (sum of its word pieces' vectors, int32 (dim,); piece count).
+    """LRU map: part text -> (sum of its word pieces' vectors, int32 (dim,); piece count; raw
+    piece count with the unknown token, as
+    :meth:`router.scoring.static_embedder.StaticEmbedder._part_sum` gives them).
 
     ``get``/``put`` are thread-safe; ``hits`` and ``misses`` count ``get`` calls.
 
@@ -42,7 +44,7 @@ class PartSums:
         if max_items < 1:
             raise ValueError("max_items must be at least 1")
         self.max_items = max_items
-        self._items: OrderedDict[bytes, tuple[np.ndarray, int]] = OrderedDict()
+        self._items: OrderedDict[bytes, tuple[np.ndarray, int, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -50,8 +52,8 @@ class PartSums:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, part: str) -> tuple[bytes, tuple[np.ndarray, int] | None]:
-        """(the part's key, its cached (sum, count) or None)."""
+    def get(self, part: str) -> tuple[bytes, tuple[np.ndarray, int, int] | None]:
+        """(the part's key, its cached (sum, count, raw count) or None)."""
         key = text_key(part)
         with self._lock:
             found = self._items.get(key)
@@ -62,7 +64,7 @@ class PartSums:
                 self._items.move_to_end(key)
         return key, found
 
-    def put(self, key: bytes, value: tuple[np.ndarray, int]) -> None:
+    def put(self, key: bytes, value: tuple[np.ndarray, int, int]) -> None:
         """Remember ``value`` under ``key`` (from :meth:`get`), dropping the least recently used."""
         with self._lock:
             self._items[key] = value
