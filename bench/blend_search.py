@@ -124,8 +124,30 @@ def main(argv=None) -> int:
     goal = [r for r in results if r[0] == 0 and r[7]]
     print(f"\nblends meeting issue 18's goal (no family below its best baseline, mean beyond every baseline): "
           f"{len(goal)}" + (f"; best {goal[0][2]}" if goal else ""))
+    shipped = p["ridge C=0.01"] + 0.5 * p["elr C=0.1"] + 0.1 * p["type"]
+    untrusted_view(rows, fams, {"shipped (ridge C=0.01 + 0.5 elr C=0.1 + 0.1 type)": shipped, **base})
     print(f"\n<!-- {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
     return 0
+
+
+def untrusted_view(rows, fams, routers: dict[str, np.ndarray]) -> None:
+    """Print the APGR of ``routers`` on each family holding groups graded below chance
+    (:func:`training.protocol.trusted_rows` at 0.25: not trained on, still scored in the goal), with and
+    without those groups: how much of a family's figure comes from labels that mark right answers wrong."""
+    from training.metrics import apgr, quality_curve
+
+    trusted = trusted_rows(rows, 0.25)
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    for fam in dict.fromkeys(fams[~trusted].tolist()):
+        all_rows, kept = fams == fam, (fams == fam) & trusted
+        groups = sorted({e.group for e, t, f in zip(rows, trusted, fams) if f == fam and not t})
+        print(f"\n{fam}: APGR with and without the groups graded below chance ({', '.join(groups)}; "
+              f"{int(all_rows.sum() - kept.sum())} of {int(all_rows.sum())} prompts)\n")
+        print("| router | all prompts | without those groups |\n|---|---|---|")
+        for name, sc in routers.items():
+            a = apgr(quality_curve(sc[all_rows], w[all_rows], s[all_rows]))
+            b = apgr(quality_curve(sc[kept], w[kept], s[kept]))
+            print(f"| {name} | {a:.3f} | {b:.3f} |")
 
 
 if __name__ == "__main__":
