@@ -422,6 +422,33 @@ def _detail(e: dict) -> str:
     return out + f"; learn took {e.get('learn_s', 0):.0f}s"
 
 
+def why_not(e: dict) -> str:
+    """Per set, in words: is the goal (two thirds of the gap) testable, met, or why not. The
+    gate's resolution is the half-width of the paired interval of ``learn``'s test; it shrinks
+    as 1 / sqrt(test labels), so ``n (half-width / gain)^2`` test labels would resolve a gain."""
+    gap = e["gap"]
+    if not gap[1] > 0:
+        return ("no gap beyond its interval (every label of the set does not beat the default): "
+                + ("refusing is right" if not e["promoted"] else "promoted anyway"))
+    if e["promoted"]:
+        ok = e.get("closed") is not None and e["closed"] >= 2 / 3
+        return f"goal {'met' if ok else 'not met'}: promoted, closes {100 * (e.get('closed') or 0):.0f}% of the gap"
+    t = e.get("learn_test")
+    if t is None:
+        return "goal not met: learn had too few labels to test"
+    lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
+    if abs(hi - lo) < 1e-9:
+        return ("goal not met: the inner CV kept the prior on the earlier labels, so the test compares the "
+                "prior with itself; the embedding's signal is too weak for that many labels")
+    half = (hi - lo) / 2
+    gain = e.get("learned_vs_default", (float("nan"),))[0]
+    if not np.isfinite(gain) or gain <= 0:
+        return f"goal not met: the candidate is no better on later traffic ({gain:+.3f}); refusing is right"
+    need = t["n"] * (half / gain) ** 2
+    return (f"goal not met: the gate's test on {t['n']} labels resolves +-{half:.3f}; the candidate gains "
+            f"{gain:+.3f} on later traffic, so about {need:.0f} test labels would be needed")
+
+
 def print_set(name: str, e: dict) -> None:
     """One set's line and curves, printed as soon as it is evaluated."""
     print(_set_line(name, e), flush=True)
@@ -438,6 +465,7 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     for name, e in results["sets"].items():
         print(_set_line(name, e))
         print(_detail(e))
+        print("  " + why_not(e))
     print("\nlearning curves (judged samples -> later-part APGR):")
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():
