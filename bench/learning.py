@@ -343,6 +343,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
+                 "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -412,7 +413,8 @@ def _set_line(name: str, e: dict) -> str:
 def _detail(e: dict) -> str:
     thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
     out = (f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local, "
-           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged")
+           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged; "
+           f"{e.get('labels_needing_cloud', '?')} of the judged labels say the cloud was needed")
     if e.get("learn_choice"):
         c = e["learn_choice"]
         out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")
@@ -439,7 +441,8 @@ def why_not(e: dict) -> str:
     lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
     if abs(hi - lo) < 1e-9:
         return ("goal not met: the inner CV kept the prior on the earlier labels, so the test compares the "
-                "prior with itself; the embedding's signal is too weak for that many labels")
+                f"prior with itself: {e.get('labels_needing_cloud', '?')} labels needing the cloud are too few "
+                "for the embedding's signal to show")
     half = (hi - lo) / 2
     gain = e.get("learned_vs_default", (float("nan"),))[0]
     if not np.isfinite(gain) or gain <= 0:
