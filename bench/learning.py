@@ -231,7 +231,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 sets of 800 prompts")
     parser.add_argument("--reuse", type=Path, default=None, help="the work folder of an earlier run: evaluate only")
     parser.add_argument("--replay-only", action="store_true", help="replay and stop (evaluate later with --reuse)")
+    parser.add_argument("--print", dest="print_json", type=Path, default=None,
+                        help="print the tables of a run's learning.json again (no evaluation)")
     args = parser.parse_args()
+    if args.print_json is not None:
+        print_results(json.loads(args.print_json.read_text()), 0.0, 0.0, {})
+        return 0
     if args.quick:
         args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 800
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -344,6 +349,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
                  "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
+                 "labels_used": len(res.labels.labels),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -440,13 +446,20 @@ def why_not(e: dict) -> str:
         return "goal not met: learn had too few labels to test"
     lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
     if abs(hi - lo) < 1e-9:
+        n = e.get("labels_used", e.get("judged_first", 0))
+        k = e.get("labels_needing_cloud")
+        rarer = "?" if k is None else (f"{k} that say the cloud was needed" if k <= n - k
+                                       else f"{n - k} that say the local answer was enough")
         return ("goal not met: the inner CV kept the prior on the earlier labels, so the test compares the "
-                f"prior with itself: {e.get('labels_needing_cloud', '?')} labels needing the cloud are too few "
-                "for the embedding's signal to show")
+                f"prior with itself: {n} labels, {rarer}, are too few for the embedding's signal to show")
     half = (hi - lo) / 2
     gain = e.get("learned_vs_default", (float("nan"),))[0]
     if not np.isfinite(gain) or gain <= 0:
         return f"goal not met: the candidate is no better on later traffic ({gain:+.3f}); refusing is right"
+    if half < gain:
+        return (f"goal not met: the gate's test on {t['n']} labels resolves +-{half:.3f}, enough for the "
+                f"{gain:+.3f} the candidate refitted on every label gains on later traffic, but the test's "
+                f"candidates (trained on the earlier labels only) gained {t['apgr_diff'][0]:+.3f} there")
     need = t["n"] * (half / gain) ** 2
     return (f"goal not met: the gate's test on {t['n']} labels resolves +-{half:.3f}; the candidate gains "
             f"{gain:+.3f} on later traffic, so about {need:.0f} test labels would be needed")
