@@ -436,7 +436,7 @@ def why_not(e: dict) -> str:
     as 1 / sqrt(test labels), so ``n (half-width / gain)^2`` test labels would resolve a gain."""
     gap = e["gap"]
     if not gap[1] > 0:
-        return ("no gap beyond its interval (every label of the set does not beat the default): "
+        return ("no gap: the router trained with every label does not beat the default beyond its interval; "
                 + ("refusing is right" if not e["promoted"] else "promoted anyway"))
     if e["promoted"]:
         ok = e.get("closed") is not None and e["closed"] >= 2 / 3
