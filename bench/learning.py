@@ -35,6 +35,10 @@ paired bootstrap 95% intervals):
   learning period's judged side(s)): judged samples -> later-part APGR of the candidate
   fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
 
+Under each set a line says whether the issue's goal (two thirds of the gap) is met and, when
+not, why (:func:`why_not`: no gap, the prior kept for want of labels, or the gate's resolution
+against the candidate's gain). ``--print DIR/learning.json`` prints a run's tables again.
+
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
 ``--quick``: 3 sets of 800 prompts.
