@@ -35,6 +35,10 @@ paired bootstrap 95% intervals):
   learning period's judged side(s)): judged samples -> later-part APGR of the candidate
   fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
 
+Under each set a line says whether the issue's goal (two thirds of the gap) is met and, when
+not, why (:func:`why_not`: no gap, the prior kept for want of labels, or the gate's resolution
+against the candidate's gain). ``--print DIR/learning.json`` prints a run's tables again.
+
 Writes ``learning.json`` (every figure and both curves) and ``report.html`` (``slm-router
 report`` of the run's log with the curves in its "Learning" section) into ``--out``.
 ``--quick``: 3 sets of 800 prompts.
@@ -231,7 +235,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 sets of 800 prompts")
     parser.add_argument("--reuse", type=Path, default=None, help="the work folder of an earlier run: evaluate only")
     parser.add_argument("--replay-only", action="store_true", help="replay and stop (evaluate later with --reuse)")
+    parser.add_argument("--print", dest="print_json", type=Path, default=None,
+                        help="print the tables of a run's learning.json again (no evaluation)")
     args = parser.parse_args()
+    if args.print_json is not None:
+        print_results(json.loads(args.print_json.read_text()), 0.0, 0.0, {})
+        return 0
     if args.quick:
         args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 800
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -343,6 +352,8 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
+                 "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
+                 "labels_used": len(res.labels.labels),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -412,7 +423,8 @@ def _set_line(name: str, e: dict) -> str:
 def _detail(e: dict) -> str:
     thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
     out = (f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local, "
-           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged")
+           f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged; "
+           f"{e.get('labels_needing_cloud', '?')} of the judged labels say the cloud was needed")
     if e.get("learn_choice"):
         c = e["learn_choice"]
         out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")
@@ -420,6 +432,41 @@ def _detail(e: dict) -> str:
         t = e["learn_test"]
         out += f"; its test: {t['n']} labels, APGR difference {_iv(t['apgr_diff'])}"
     return out + f"; learn took {e.get('learn_s', 0):.0f}s"
+
+
+def why_not(e: dict) -> str:
+    """Per set, in words: is the goal (two thirds of the gap) testable, met, or why not. The
+    gate's resolution is the half-width of the paired interval of ``learn``'s test; it shrinks
+    as 1 / sqrt(test labels), so ``n (half-width / gain)^2`` test labels would resolve a gain."""
+    gap = e["gap"]
+    if not gap[1] > 0:
+        return ("no gap: the router trained with every label does not beat the default beyond its interval; "
+                + ("refusing is right" if not e["promoted"] else "promoted anyway"))
+    if e["promoted"]:
+        ok = e.get("closed") is not None and e["closed"] >= 2 / 3
+        return f"goal {'met' if ok else 'not met'}: promoted, closes {100 * (e.get('closed') or 0):.0f}% of the gap"
+    t = e.get("learn_test")
+    if t is None:
+        return "goal not met: learn had too few labels to test"
+    lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
+    if abs(hi - lo) < 1e-9:
+        n = e.get("labels_used", e.get("judged_first", 0))
+        k = e.get("labels_needing_cloud")
+        rarer = "?" if k is None else (f"{k} that say the cloud was needed" if k <= n - k
+                                       else f"{n - k} that say the local answer was enough")
+        return ("goal not met: the inner CV kept the prior on the earlier labels, so the test compares the "
+                f"prior with itself: {n} labels, {rarer}, are too few for the embedding's signal to show")
+    half = (hi - lo) / 2
+    gain = e.get("learned_vs_default", (float("nan"),))[0]
+    if not np.isfinite(gain) or gain <= 0:
+        return f"goal not met: the candidate is no better on later traffic ({gain:+.3f}); refusing is right"
+    if half < gain:
+        return (f"goal not met: the gate's test on {t['n']} labels resolves +-{half:.3f}, enough for the "
+                f"{gain:+.3f} the candidate refitted on every label gains on later traffic, but the test's "
+                f"candidates (trained on the earlier labels only) gained {t['apgr_diff'][0]:+.3f} there")
+    need = t["n"] * (half / gain) ** 2
+    return (f"goal not met: the gate's test on {t['n']} labels resolves +-{half:.3f}; the candidate gains "
+            f"{gain:+.3f} on later traffic, so about {need:.0f} test labels would be needed")
 
 
 def print_set(name: str, e: dict) -> None:
@@ -438,6 +485,7 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     for name, e in results["sets"].items():
         print(_set_line(name, e))
         print(_detail(e))
+        print("  " + why_not(e))
     print("\nlearning curves (judged samples -> later-part APGR):")
     for name, e in results["sets"].items():
         for strategy, pts in e["curves"].items():

@@ -1,0 +1,32 @@
+"""bench/learning.py's per-set verdict on the issue's goal (pure: a result entry in, words out)."""
+
+from bench.learning import why_not
+
+
+def _entry(**kw):
+    e = {"gap": (0.10, 0.04, 0.17), "promoted": False, "closed": None,
+         "learn_test": {"n": 300, "apgr_diff": (0.01, -0.04, 0.06)}, "learned_vs_default": (0.05, 0.0, 0.1)}
+    e.update(kw)
+    return e
+
+
+def test_no_gap_means_refusing_is_right():
+    assert "refusing is right" in why_not(_entry(gap=(0.01, -0.01, 0.03)))
+    assert "promoted anyway" in why_not(_entry(gap=(0.01, -0.01, 0.03), promoted=True))
+
+
+def test_promoted_meets_the_goal_only_at_two_thirds():
+    assert why_not(_entry(promoted=True, closed=0.7)).startswith("goal met")
+    assert why_not(_entry(promoted=True, closed=0.5)).startswith("goal not met")
+
+
+def test_prior_kept_and_gate_resolution():
+    kept = why_not(_entry(learn_test={"n": 300, "apgr_diff": (0.0, 0.0, 0.0)}, labels_used=400,
+                          labels_needing_cloud=370))
+    assert "kept the prior" in kept and "30 that say the local answer was enough" in kept
+    text = why_not(_entry())
+    # half-width 0.05 on 300 labels, gain 0.05: 300 * (0.05 / 0.05)^2 = 300 labels
+    assert "resolves +-0.050" in text and "about 300 test labels" in text
+    wide = why_not(_entry(learned_vs_default=(0.08, 0.02, 0.12)))
+    assert "enough for the +0.080" in wide and "gained +0.010 there" in wide
+    assert "no better" in why_not(_entry(learned_vs_default=(-0.02, -0.05, 0.01)))
