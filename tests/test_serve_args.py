@@ -66,3 +66,16 @@ def test_unknown_log_level_is_exit_2():
 def test_listen_problem_accepts_a_free_port_and_any_case_level():
     assert listen_problem("127.0.0.1", 0, "INFO") is None
     assert listen_problem("127.0.0.1", 0, "debug") is None
+
+
+def test_a_worker_crash_message_does_not_promise_a_fallback():
+    """A request naming the local tier (or with no other tier able to take it) gets the
+    crash as its 503; the message said "the request goes to another tier" all the same."""
+    from router.providers.local_errors import WorkerCrashedError
+    from router.providers.worker_messages import result_of
+
+    with pytest.raises(WorkerCrashedError) as err:
+        result_of(("crashed", "the SLM worker (pid 7) killed by SIGKILL"))
+    assert str(err.value).startswith("local_worker_crashed: the SLM worker (pid 7) killed by SIGKILL while generating")
+    assert "goes to another tier" not in str(err.value)
+    assert "a routed request falls back to another tier when one can serve it" in str(err.value)
