@@ -153,12 +153,10 @@ def _open_log(active: Policy, log: Optional[Path]):
         from ..store import open_store
 
         return f"{active.store.url} stream {active.store.prefix}:requests", open_store(active, reader=True)
-    from ..store.sqlite import SQLiteStore
+    from .args import open_sqlite_log
 
     path = log or Path(active.log.path)
-    if not path.exists():
-        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
-    return path, SQLiteStore(path)
+    return path, open_sqlite_log(path, "; run 'slm-router serve' first or pass --log")
 
 
 def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None, feedback: bool = False):
