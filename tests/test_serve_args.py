@@ -79,3 +79,22 @@ def test_a_worker_crash_message_does_not_promise_a_fallback():
     assert str(err.value).startswith("local_worker_crashed: the SLM worker (pid 7) killed by SIGKILL while generating")
     assert "goes to another tier" not in str(err.value)
     assert "a routed request falls back to another tier when one can serve it" in str(err.value)
+
+
+def test_a_model_path_that_is_not_gguf_fails_the_policy_check(tmp_path):
+    """A local tier pointing at a file that is not a GGUF model passed `policy check` and
+    `serve` started, then every worker crashed loading it (the tier unavailable, 503s)."""
+    from router.models import NotGGUFError, resolve_gguf, smollm2_gguf_path
+
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a model at all")
+    with pytest.raises(NotGGUFError, match="is not a GGUF model file"):
+        resolve_gguf(str(fake))
+    assert resolve_gguf(str(smollm2_gguf_path())) == smollm2_gguf_path()  # the real one still resolves
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"tiers:\n  local:\n    model: slm-local/{fake}\n  cloud:\n    model: openai/gpt-4o-mini\n")
+    result = runner.invoke(app, ["policy", "check", str(policy)])
+    assert result.exit_code == 2
+    assert f"tiers.local.model: {fake} is not a GGUF model file (it does not start with 'GGUF')" in _flat(result.output)
+    served, took = _serve("--policy", str(policy), "--port", "0")
+    assert served.exit_code == 2 and "is not a GGUF model file" in _flat(served.output)
