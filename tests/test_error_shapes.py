@@ -135,3 +135,13 @@ def test_anthropic_empty_user_content_names_the_turn(served):
     ok = client.messages.create(model="auto", max_tokens=8, messages=[
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": []}])
     assert ok.content[0].text == ANSWER
+
+
+def test_responses_tool_choice_error_shows_the_responses_shape(served):
+    url, _ = served
+    r = httpx.post(f"{url}/v1/responses", json={"model": "auto", "input": "hi", "tool_choice": "banana"})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == "tool_choice"
+    assert error["message"] == ("Invalid value for 'tool_choice': expected auto, none, required or "
+                                "{'type': 'function', 'name': ...}")

@@ -145,6 +145,8 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _tool_choice(choice: str | dict[str, Any]) -> Any:
     if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):  # else the chat check names the chat shape
+            raise _fail("expected auto, none, required or {'type': 'function', 'name': ...}", "tool_choice")
         return choice
     if choice.get("type") == "function" and choice.get("name"):
         return {"type": "function", "function": {"name": choice["name"]}}
