@@ -61,3 +61,15 @@ def test_a_real_log_still_reports(tmp_path):
     result = runner.invoke(app, ["report", "--log", str(path)])
     assert result.exit_code == 0, result.output
     assert "requests" in result.output
+
+
+def test_an_empty_policy_file_is_ok_with_a_warning(tmp_path):
+    """An empty (or comments-only) policy is the embedded default: `policy check` said
+    "policy OK (0 warning(s))", so a truncated file passed unnoticed."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("# nothing here yet\n")
+    result = runner.invoke(app, ["policy", "check", str(path)])
+    assert result.exit_code == 0
+    flat = _flat(result.output)
+    assert "warning: the file has no settings: it is the embedded default policy" in flat
+    assert "policy OK (1 warning(s))" in flat
