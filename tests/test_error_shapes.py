@@ -145,3 +145,24 @@ def test_responses_tool_choice_error_shows_the_responses_shape(served):
     assert error["param"] == "tool_choice"
     assert error["message"] == ("Invalid value for 'tool_choice': expected auto, none, required or "
                                 "{'type': 'function', 'name': ...}")
+
+
+@pytest.mark.parametrize("content", [[], [{"type": "text", "text": ""}],
+                                     [{"type": "text", "text": "  "}, {"type": "text", "text": "\n"}]])
+def test_an_empty_parts_list_is_empty_content(served, content):
+    """The last user turn as a list of parts with no text was answered (the empty check
+    skipped lists); it is the same 400 ``empty_content`` as an empty string."""
+    url, _ = served
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": content}])
+    assert err.value.body == {"message": "'messages[0].content' is empty; send the text to answer.",
+                              "type": "invalid_request_error", "param": "messages[0].content", "code": "empty_content"}
+
+
+def test_an_image_only_turn_is_not_empty():
+    from router.request.parse import parse_chat_request
+
+    image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    chat = parse_chat_request({"model": "auto", "messages": [{"role": "user", "content": image}]})
+    assert chat.messages[0].content[0]["type"] == "image_url"
