@@ -87,3 +87,23 @@ def test_the_right_key_still_lists(served):
     assert "auto" in ids
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-proxy-agent", max_retries=0)
     assert client.models.retrieve("local").id == "local"
+
+
+def test_feedback_and_policy_refusals_are_logged(served):
+    """Refusals of /v1/feedback (a wrong key) and /v1/policy (not an admin) had no log row."""
+    import httpx
+
+    url, store = served
+    r = httpx.post(f"{url}/v1/feedback", json={"request_id": "x", "score": 1}, headers={"authorization": "Bearer sk-bad"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert _row(store, r.headers["x-request-id"]).http_status == 401
+    r = httpx.get(f"{url}/v1/policy", headers={"authorization": "Bearer sk-proxy-agent"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_key_required"
+    assert _row(store, r.headers["x-request-id"]).http_status == 403
+    before = len(store.requests())
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "auto", "messages": []},
+                   headers={"authorization": "Bearer sk-proxy-agent"})
+    assert r.status_code == 400
+    _row(store, r.headers["x-request-id"])
+    time.sleep(0.3)
+    assert len(store.requests()) == before + 1  # a refusal admit logged is not logged twice

@@ -169,6 +169,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
+        if rid is None and request.url.path.startswith("/v1/"):  # refused before any log row (feedback, policy)
+            record = live.router.new_record(new_request_id(), time.time())
+            await live.router.log_failure(record, err)
+            rid = record.id
         headers = dict(err.headers)
         if rid:
             headers["x-request-id"] = rid
