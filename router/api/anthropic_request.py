@@ -281,6 +281,10 @@ def parse_messages_request(body: bytes | str | dict[str, Any], count_only: bool 
         req = (_CountRequest if count_only else MessagesRequest).model_validate(body)
     except ValidationError as err:
         raise _validation_error(err) from None
+    for i, m in enumerate(req.messages):  # Anthropic's rule: only a final assistant turn may be empty
+        if m.content == [] and not (m.role == "assistant" and i == len(req.messages) - 1):
+            raise InvalidRequestError(f"messages.{i}.content: a {m.role} turn needs at least one content block",
+                                      param=f"messages.{i}.content")
     chat = parse_chat_request(to_chat_body(req))
     if req.top_k is not None:
         chat.params["top_k"] = req.top_k

@@ -30,6 +30,7 @@ from ..policy import Policy
 from ..policy.view import redacted_policy
 from ..request.parse import parse_chat_request
 from ..store import RequestStore, open_store
+from .anthropic_response import error_body as anthropic_error_body
 from .anthropic_routes import register_anthropic
 from .admin_routes import register_admin, require_admin
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
@@ -168,6 +169,10 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @app.exception_handler(RouterError)
     async def _router_error(request: Request, err: RouterError) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
+        if rid is None and request.url.path.startswith("/v1/"):  # refused before any log row (feedback, policy)
+            record = live.router.new_record(new_request_id(), time.time())
+            await live.router.log_failure(record, err)
+            rid = record.id
         headers = dict(err.headers)
         if rid:
             headers["x-request-id"] = rid
@@ -183,6 +188,9 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             router = live.router
             record = router.new_record(new_request_id(), time.time())
             await router.log_failure(record, InvalidRequestError(message, code=code, status_code=err.status_code))
+            if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+                return JSONResponse(anthropic_error_body(err.status_code, message, record.id), status_code=err.status_code,
+                                    headers={"x-request-id": record.id, "request-id": record.id})
             return _error_response(err.status_code, message, "invalid_request_error", code,
                                    headers={"x-request-id": record.id})
         return _error_response(err.status_code, message, "invalid_request_error", code)

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import ModelNotFoundError
+from ..errors import ModelNotFoundError, RouterError
 from ..pipeline import new_request_id
 from ..policy import AUTO, Policy
 from .anthropic_response import error_body
@@ -87,17 +87,35 @@ def register_models(app: FastAPI, live) -> None:
     """Add ``GET /v1/models`` and ``GET /v1/models/{id}`` to ``app``, answered from ``live``'s
     active policy (same auth as the rest of the API)."""
 
+    async def refused(request: Request) -> JSONResponse | None:
+        """The logged error answer (in the client's API shape) when the caller may not list
+        models, else None. Anthropic's x-api-key counts too (Identity)."""
+        router = live.router
+        try:
+            router.authorize(request.headers)
+        except RouterError as err:
+            record = router.new_record(new_request_id(), time.time())
+            await router.log_failure(record, err)
+            headers = {**err.headers, "x-request-id": record.id}
+            if wants_anthropic(request):
+                return JSONResponse(error_body(err.status_code, err.message, record.id), status_code=err.status_code,
+                                    headers={**headers, "request-id": record.id})
+            return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers)
+        return None
+
     @app.get("/v1/models")
-    async def list_models(request: Request) -> dict[str, Any]:
-        live.router.authorize(request.headers)  # Anthropic's x-api-key too (Identity)
+    async def list_models(request: Request) -> Any:
+        if (refusal := await refused(request)) is not None:
+            return refusal
         created = app.state.started
         shape = anthropic_models if wants_anthropic(request) else openai_models
         return shape(live.router.policy, created)
 
     @app.get("/v1/models/{model_id:path}")
     async def retrieve_model(model_id: str, request: Request) -> Any:
+        if (refusal := await refused(request)) is not None:
+            return refusal
         router = live.router
-        router.authorize(request.headers)
         anthropic = wants_anthropic(request)
         entries = model_entries(router.policy)
         entry = next((e for e in entries if e.id == model_id), None)

@@ -17,6 +17,7 @@ named in the reason, as on the chat endpoint.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,9 @@ class ParsedResponses:
 
     chat: ChatRequest
     request: ResponsesRequest
+
+
+_MESSAGES_PARAM = re.compile(r"'messages(\[\d+\])?(\.\w+)?'")
 
 
 def _fail(message: str, param: str) -> InvalidRequestError:
@@ -141,6 +145,8 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _tool_choice(choice: str | dict[str, Any]) -> Any:
     if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):  # else the chat check names the chat shape
+            raise _fail("expected auto, none, required or {'type': 'function', 'name': ...}", "tool_choice")
         return choice
     if choice.get("type") == "function" and choice.get("name"):
         return {"type": "function", "function": {"name": choice["name"]}}
@@ -203,6 +209,11 @@ def parse_responses_request(body: bytes | str | dict[str, Any]) -> ParsedRespons
     fmt = _response_format(req.text or {})
     if fmt is not None:
         chat_body["response_format"] = fmt
-    chat = parse_chat_request(chat_body)
+    try:
+        chat = parse_chat_request(chat_body)
+    except InvalidRequestError as err:  # the chat turns are built from 'input': name it, not 'messages'
+        if not (err.param or "").startswith("messages"):
+            raise
+        raise InvalidRequestError(_MESSAGES_PARAM.sub("'input'", err.message), param="input", code=err.code) from None
     chat.ignored_fields = sorted(req.model_extra or {})
     return ParsedResponses(chat, req)

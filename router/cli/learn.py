@@ -33,19 +33,15 @@ def _iv(t, digits: int = 3) -> str:
 def _read(policy, log: Optional[Path], lo, hi):
     from ..store import open_store
     from ..store.base import FeedbackStore
-    from ..store.sqlite import SQLiteStore
+    from .args import open_sqlite_log
 
     if log is not None:
-        if not log.is_file():
-            _fail(f"no request log at {log}")
-        store, where = SQLiteStore(log), str(log)
+        store, where = open_sqlite_log(log), str(log)
     elif policy.store.backend == "redis":
         store, where = open_store(policy, reader=True), f"{policy.store.url} stream {policy.store.prefix}:requests"
     else:
         path = Path(policy.log.path)
-        if not path.is_file():
-            _fail(f"no request log at {path}; pass --log")
-        store, where = SQLiteStore(path), str(path)
+        store, where = open_sqlite_log(path, "; pass --log"), str(path)
     try:
         feedback = store.feedback(lo, hi) if isinstance(store, FeedbackStore) else []
         return where, store.requests(lo, hi), store.shadows(lo, hi), feedback

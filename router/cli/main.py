@@ -41,7 +41,7 @@ def _policy(path: Optional[Path]) -> Policy:
 def serve(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Policy YAML; the embedded default when omitted."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0 = any free one)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the policy when its file changes (SIGHUP always reloads)."),
     workers: int = typer.Option(1, min=1, help="Worker processes (use store: redis to share caches and budgets)."),
@@ -56,6 +56,11 @@ def serve(
     import logging
     import os
 
+    from .serve_start import listen_problem
+
+    if (problem := listen_problem(host, port, log_level)) is not None:
+        _fail(problem)  # before anything loads
+    log_level = log_level.lower()
     # In-process models start loading in their worker processes first, on another core, while
     # this process checks the policy and imports the server and litellm (see serve_start).
     launch = warm_up and workers == 1
@@ -148,12 +153,10 @@ def _open_log(active: Policy, log: Optional[Path]):
         from ..store import open_store
 
         return f"{active.store.url} stream {active.store.prefix}:requests", open_store(active, reader=True)
-    from ..store.sqlite import SQLiteStore
+    from .args import open_sqlite_log
 
     path = log or Path(active.log.path)
-    if not path.exists():
-        _fail(f"no request log at {path}; run 'slm-router serve' first or pass --log")
-    return path, SQLiteStore(path)
+    return path, open_sqlite_log(path, "; run 'slm-router serve' first or pass --log")
 
 
 def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None, feedback: bool = False):

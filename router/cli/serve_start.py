@@ -13,6 +13,7 @@ the server. The server then loads the classifier itself once it answers
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,28 @@ def checked_policy(path: Path, launch: bool) -> CheckReport:
         probe.kill()
         probe.wait()
     return report
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""uvicorn's log levels (``--log-level``)."""
+
+
+def listen_problem(host: str, port: int, log_level: str) -> str | None:
+    """Why ``serve`` could not listen on ``host:port`` with ``log_level`` (an unknown log
+    level, a host that does not resolve, an address in use or not on this machine), found
+    before anything loads; None when it can. The socket is bound as uvicorn binds it
+    (``SO_REUSEADDR``) and closed at once."""
+    if log_level.lower() not in LOG_LEVELS:
+        return f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        return f"--host {host!r} does not resolve to an address of this machine ({err})"
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as err:
+        return f"cannot listen on {host}:{port}: {err.strerror or err}"
+    return None

@@ -295,7 +295,9 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
 
     positions = Positions(root)
     out.positions = positions
-    if data is None:
+    if data is None:  # an empty file (or only comments): say so, a truncated policy would pass unnoticed
+        out.add((), "the file has no settings: it is the embedded default policy", "write the sections to change "
+                "(tiers, routing, ...); 'slm-router policy schema' lists them", "warning")
         data = {}
     if not isinstance(data, dict):
         out.add((), f"the policy must be a YAML mapping of sections, got {type(data).__name__}")

@@ -68,7 +68,8 @@ def result_of(msg: tuple) -> LocalCompletion:
     if kind == "done":
         return msg[2]
     if kind == "crashed":
-        raise WorkerCrashedError(f"{msg[1]} while generating; the request goes to another tier")
+        raise WorkerCrashedError(f"{msg[1]} while generating (the worker restarts; a routed request falls back to "
+                                 "another tier when one can serve it)")
     if kind == "unavailable":
         raise LocalTierUnavailableError(msg[1])
     if kind == "error" and msg[2] == "context_window":

@@ -140,7 +140,7 @@ def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars:
             isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in m.content
         ):
             needs.add("vision")
-    if request.params.get("tools"):
+    if request.params.get("tools") or request.params.get("functions"):  # functions: the deprecated tools
         needs.add("tools")
     if request.params.get("response_format", {}).get("type") in ("json_object", "json_schema"):
         needs.add("json")

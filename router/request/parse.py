@@ -261,7 +261,9 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     if not user_turns:
         raise InvalidRequestError("'messages' must contain at least one user turn.", param="messages")
     last = user_turns[-1]
-    if not message_text(request.messages[last]).strip() and not isinstance(request.messages[last].content, list):
+    content = request.messages[last].content
+    only_text = not isinstance(content, list) or all(isinstance(p, dict) and p.get("type") == "text" for p in content)
+    if not message_text(request.messages[last]).strip() and only_text:  # [] or empty text parts too; an image is content
         raise InvalidRequestError(
             f"'messages[{last}].content' is empty; send the text to answer.",
             param=f"messages[{last}].content",

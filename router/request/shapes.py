@@ -8,6 +8,8 @@ an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). 
   1-64 letters, digits, ``_`` or ``-`` and unique, ``parameters`` a JSON Schema object;
 - ``tool_choice``: ``none``/``auto``/``required`` or a named function; ``required`` and a named
   function need ``tools``, and the name must be one of them;
+- ``functions`` (the deprecated form of ``tools``): a list of ``{"name", "parameters"?}``
+  under the same name rules; ``function_call``: ``none``/``auto`` or ``{"name"}`` naming one;
 - ``response_format``: ``type`` one of text/json_object/json_schema; ``json_schema`` an object
   whose ``schema``, when given, is an object;
 - ``top_logprobs`` only with ``logprobs: true``; ``logit_bias`` an object of token ids
@@ -78,6 +80,32 @@ def _check_tool_choice(choice: Any, names: list[str] | None) -> None:
         raise InvalidRequestError("Invalid value for 'tool_choice': 'required' needs 'tools'.", param="tool_choice")
 
 
+def _check_functions(functions: Any, call: Any) -> None:
+    """The deprecated ``functions`` / ``function_call`` pair: each entry is what a tool's
+    ``function`` is, and ``function_call`` names one of them (or is ``none``/``auto``)."""
+    names = None
+    if functions is not None:
+        if not isinstance(functions, list):
+            raise _bad("functions", "an array of functions")
+        for i, fn in enumerate(functions):
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise _bad(f"functions[{i}]", '{"name": ..., "parameters": ...}')
+        tools = [{"type": "function", "function": fn} for fn in functions]
+        try:
+            names = _check_tools(tools)
+        except InvalidRequestError as err:  # the same rule, named as the client sent it
+            where = (err.param or "tools").replace("tools", "functions", 1).replace(".function", "", 1)
+            raise InvalidRequestError(err.message.replace(err.param or "", where), param=where) from None
+    if call is None or call in ("none", "auto"):
+        return
+    name = call.get("name") if isinstance(call, dict) else None
+    if not isinstance(name, str):
+        raise _bad("function_call", "'none', 'auto' or {\"name\": ...}")
+    if names is None or name not in names:
+        raise InvalidRequestError(f"Invalid value for 'function_call': no function named {name!r} in 'functions'.",
+                                  param="function_call.name")
+
+
 def _check_format(fmt: Any) -> None:
     if fmt is None:
         return
@@ -104,6 +132,7 @@ def check_tools_and_format(params: dict[str, Any]) -> None:
     """
     names = _check_tools(params["tools"]) if params.get("tools") is not None else None
     _check_tool_choice(params.get("tool_choice"), names)
+    _check_functions(params.get("functions"), params.get("function_call"))
     _check_format(params.get("response_format"))
     if params.get("top_logprobs") is not None and params.get("logprobs") is not True:
         raise InvalidRequestError("Invalid value for 'top_logprobs': it needs 'logprobs' set to true.",
