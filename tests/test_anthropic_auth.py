@@ -3,49 +3,25 @@ own keys; failures have Anthropic's shape. The app runs in-process under uvicorn
 
 from __future__ import annotations
 
-import threading
 import time
 
 import anthropic
 import pytest
-import uvicorn
-
-from router.pipeline import Router
-from router.policy import Policy
-from router.api.app import create_app
-from router.store.sqlite import SQLiteStore
-
-from .fake_openai import ANSWER, FakeOpenAI, free_port
 
 
-class _Fixed:
-    """A scorer that finds every request easy (no model to load)."""
-
-    def score(self, texts):
-        return [0.1 for _ in texts]
+from .app_thread import serving_policy, sim_tiers
+from .fake_openai import ANSWER, FakeOpenAI
 
 
 @pytest.fixture(scope="module")
 def app_client():
     upstream = FakeOpenAI().start()
-    policy = Policy.model_validate({
-        "tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": upstream.url,
-                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": upstream.url}},
-        "escalation": {"enabled": False},
-        "server": {"require_api_key": True},
-        "api_keys": [{"name": "agent", "key": "sk-proxy-agent"}]})
-    store = SQLiteStore(":memory:")
-    app = create_app(policy, router=Router(policy, store, scorer=_Fixed()), warm_up=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_policy({
+            "tiers": sim_tiers(upstream.url),
+            "escalation": {"enabled": False},
+            "server": {"require_api_key": True},
+            "api_keys": [{"name": "agent", "key": "sk-proxy-agent"}]}) as (url, store):
+        yield url, store
     upstream.stop()
 
 

@@ -11,60 +11,25 @@ app under uvicorn (a real HTTP server is the tier):
 
 from __future__ import annotations
 
-import threading
-import time
 
 import anthropic
 import httpx
 import openai
 import pytest
-import uvicorn
-
-from router.api.app import create_app
-from router.pipeline import Router
-from router.policy import Policy
-from router.store.sqlite import SQLiteStore
-
-from .fake_openai import ANSWER, FakeOpenAI, free_port
 
 
-class _Fixed:
-    """A scorer that finds every request easy (no model to load)."""
-
-    def score(self, texts):
-        return [0.1 for _ in texts]
+from .app_thread import logged_row, serving_policy, sim_tiers
+from .fake_openai import ANSWER, FakeOpenAI
 
 
 @pytest.fixture(scope="module")
 def served():
     upstream = FakeOpenAI().start()
-    policy = Policy.model_validate({
-        "tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": upstream.url,
-                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": upstream.url}},
-        "escalation": {"enabled": False}})
-    store = SQLiteStore(":memory:")
-    app = create_app(policy, router=Router(policy, store, scorer=_Fixed()), warm_up=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_policy({
+            "tiers": sim_tiers(upstream.url),
+            "escalation": {"enabled": False}}) as (url, store):
+        yield url, store
     upstream.stop()
-
-
-def _logged(store, request_id: str):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        rows = [r for r in store.requests() if r.id == request_id]
-        if rows:
-            return rows[0]
-        time.sleep(0.05)
-    raise AssertionError(f"request {request_id} was not logged")
 
 
 def test_unknown_method_on_messages_is_anthropic_shaped_and_logged(served):
@@ -75,7 +40,7 @@ def test_unknown_method_on_messages_is_anthropic_shaped_and_logged(served):
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"] == "Unknown path GET /v1/messages."
     assert body["request_id"] == r.headers["request-id"] == r.headers["x-request-id"]
-    assert _logged(store, body["request_id"]).http_status == 405
+    assert logged_row(store, body["request_id"]).http_status == 405
 
 
 def test_unsupported_anthropic_endpoint_raises_the_sdks_not_found(served):
@@ -86,7 +51,7 @@ def test_unsupported_anthropic_endpoint_raises_the_sdks_not_found(served):
             "model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}}])
     assert err.value.body["type"] == "error"
     assert err.value.body["error"] == {"type": "not_found_error", "message": "Unknown path POST /v1/messages/batches."}
-    assert _logged(store, err.value.body["request_id"]).http_status == 404
+    assert logged_row(store, err.value.body["request_id"]).http_status == 404
 
 
 def test_openai_unknown_path_keeps_openai_shape(served):

@@ -6,12 +6,9 @@ the app, a tool-less local tier is skipped for the cloud tier under ``auto`` and
 
 from __future__ import annotations
 
-import threading
-import time
 
 import openai
 import pytest
-import uvicorn
 
 from router.api.app import create_app
 from router.errors import InvalidRequestError
@@ -21,7 +18,8 @@ from router.request.features import extract_features
 from router.request.parse import parse_chat_request
 from router.store.sqlite import SQLiteStore
 
-from .fake_openai import FakeOpenAI, free_port
+from .app_thread import serving, sim_tiers
+from .fake_openai import FakeOpenAI
 
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -60,21 +58,11 @@ class _Easy:
 def served():
     local, cloud = FakeOpenAI().start(), FakeOpenAI().start()
     policy = Policy.model_validate({
-        "tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": local.url,
-                            "capabilities": {"tools": False},
-                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": cloud.url}},
+        "tiers": sim_tiers(local.url, cloud.url, capabilities={"tools": False}),
         "escalation": {"enabled": False}})
     app = create_app(policy, router=Router(policy, SQLiteStore(":memory:"), scorer=_Easy()), warm_up=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     local.stop()
     cloud.stop()
 

@@ -5,58 +5,26 @@ and logged with its status, like every other refused request."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import anthropic
 import openai
 import pytest
-import uvicorn
-
-from router.api.app import create_app
-from router.pipeline import Router
-from router.policy import Policy
-from router.store.sqlite import SQLiteStore
-
-from .fake_openai import FakeOpenAI, free_port
 
 
-class _Fixed:
-    def score(self, texts):
-        return [0.1 for _ in texts]
+from .app_thread import logged_row, serving_policy, sim_tiers
+from .fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="module")
 def served():
     upstream = FakeOpenAI().start()
-    policy = Policy.model_validate({
-        "tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": upstream.url,
-                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": upstream.url}},
-        "server": {"require_api_key": True},
-        "api_keys": [{"name": "agent", "key": "sk-proxy-agent"}]})
-    store = SQLiteStore(":memory:")
-    app = create_app(policy, router=Router(policy, store, scorer=_Fixed()), warm_up=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_policy({
+            "tiers": sim_tiers(upstream.url),
+            "server": {"require_api_key": True},
+            "api_keys": [{"name": "agent", "key": "sk-proxy-agent"}]}) as (url, store):
+        yield url, store
     upstream.stop()
-
-
-def _row(store, request_id):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        rows = [r for r in store.requests() if r.id == request_id]
-        if rows:
-            return rows[0]
-        time.sleep(0.05)
-    raise AssertionError("not logged")
 
 
 def test_anthropic_models_list_with_a_wrong_key(served):
@@ -66,7 +34,7 @@ def test_anthropic_models_list_with_a_wrong_key(served):
     body = err.value.body
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
     assert "sk-wrong" not in str(body)
-    assert _row(store, body["request_id"]).http_status == 401
+    assert logged_row(store, body["request_id"]).http_status == 401
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=url, api_key="sk-wrong", max_retries=0).models.retrieve("auto")
 
@@ -78,7 +46,7 @@ def test_openai_models_list_with_a_wrong_key(served):
         client.models.list()
     assert err.value.body["code"] == "invalid_api_key"
     request_id = err.value.response.headers["x-request-id"]
-    assert _row(store, request_id).http_status == 401
+    assert logged_row(store, request_id).http_status == 401
 
 
 def test_the_right_key_still_lists(served):
@@ -96,14 +64,14 @@ def test_feedback_and_policy_refusals_are_logged(served):
     url, store = served
     r = httpx.post(f"{url}/v1/feedback", json={"request_id": "x", "score": 1}, headers={"authorization": "Bearer sk-bad"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-    assert _row(store, r.headers["x-request-id"]).http_status == 401
+    assert logged_row(store, r.headers["x-request-id"]).http_status == 401
     r = httpx.get(f"{url}/v1/policy", headers={"authorization": "Bearer sk-proxy-agent"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_key_required"
-    assert _row(store, r.headers["x-request-id"]).http_status == 403
+    assert logged_row(store, r.headers["x-request-id"]).http_status == 403
     before = len(store.requests())
     r = httpx.post(f"{url}/v1/chat/completions", json={"model": "auto", "messages": []},
                    headers={"authorization": "Bearer sk-proxy-agent"})
     assert r.status_code == 400
-    _row(store, r.headers["x-request-id"])
+    logged_row(store, r.headers["x-request-id"])
     time.sleep(0.3)
     assert len(store.requests()) == before + 1  # a refusal admit logged is not logged twice
