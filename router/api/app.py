@@ -30,11 +30,11 @@ from ..policy import Policy
 from ..policy.view import redacted_policy
 from ..request.parse import parse_chat_request
 from ..store import RequestStore, open_store
-from .anthropic_response import error_body as anthropic_error_body
 from .anthropic_routes import register_anthropic
 from .admin_routes import register_admin, require_admin
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
 from .feedback_routes import register_feedback
+from .refusals import logged_refusal
 from .model_routes import register_models
 from .http_errors import set_framing_listener
 from .live_policy import LivePolicy
@@ -185,14 +185,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             f"Unknown path {request.method} {request.url.path}." if err.status_code in (404, 405) else str(err.detail)
         )
         if request.url.path.startswith("/v1/"):  # an API call that went wrong is still a logged request
-            router = live.router
-            record = router.new_record(new_request_id(), time.time())
-            await router.log_failure(record, InvalidRequestError(message, code=code, status_code=err.status_code))
-            if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
-                return JSONResponse(anthropic_error_body(err.status_code, message, record.id), status_code=err.status_code,
-                                    headers={"x-request-id": record.id, "request-id": record.id})
-            return _error_response(err.status_code, message, "invalid_request_error", code,
-                                   headers={"x-request-id": record.id})
+            return await logged_refusal(live.router, request,
+                                        InvalidRequestError(message, code=code, status_code=err.status_code))
         return _error_response(err.status_code, message, "invalid_request_error", code)
 
     @app.exception_handler(ClientDisconnected)

@@ -12,7 +12,6 @@ adds ``has_more``, ``first_id``, ``last_id``). An unknown id is a logged 404
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +19,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import ModelNotFoundError, RouterError
-from ..pipeline import new_request_id
 from ..policy import AUTO, Policy
-from .anthropic_response import error_body
+from .refusals import logged_refusal, wants_anthropic
 
 __all__ = ["ModelEntry", "model_entries", "openai_model", "anthropic_model", "openai_models", "anthropic_models",
-           "wants_anthropic", "register_models"]
+           "register_models"]
 
-VERSION_HEADER = "anthropic-version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +75,6 @@ def anthropic_models(policy: Policy, created: float) -> dict[str, Any]:
     return {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
 
 
-def wants_anthropic(request: Request) -> bool:
-    """True when the client speaks Anthropic's API (it sends ``anthropic-version``)."""
-    return VERSION_HEADER in request.headers
-
-
 def register_models(app: FastAPI, live) -> None:
     """Add ``GET /v1/models`` and ``GET /v1/models/{id}`` to ``app``, answered from ``live``'s
     active policy (same auth as the rest of the API)."""
@@ -90,17 +82,10 @@ def register_models(app: FastAPI, live) -> None:
     async def refused(request: Request) -> JSONResponse | None:
         """The logged error answer (in the client's API shape) when the caller may not list
         models, else None. Anthropic's x-api-key counts too (Identity)."""
-        router = live.router
         try:
-            router.authorize(request.headers)
+            live.router.authorize(request.headers)
         except RouterError as err:
-            record = router.new_record(new_request_id(), time.time())
-            await router.log_failure(record, err)
-            headers = {**err.headers, "x-request-id": record.id}
-            if wants_anthropic(request):
-                return JSONResponse(error_body(err.status_code, err.message, record.id), status_code=err.status_code,
-                                    headers={**headers, "request-id": record.id})
-            return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers)
+            return await logged_refusal(live.router, request, err)
         return None
 
     @app.get("/v1/models")
@@ -123,11 +108,4 @@ def register_models(app: FastAPI, live) -> None:
             return (anthropic_model if anthropic else openai_model)(entry, app.state.started)
         err = ModelNotFoundError(f"The model '{model_id}' does not exist on this router; use one of: "
                                  f"{', '.join(e.id for e in entries)}.", param="model")
-        record = router.new_record(new_request_id(), time.time())
-        record.requested_model = model_id[:200]
-        await router.log_failure(record, err)
-        headers = {"x-request-id": record.id}
-        if anthropic:
-            return JSONResponse(error_body(err.status_code, err.message, record.id), status_code=err.status_code,
-                                headers={**headers, "request-id": record.id})
-        return JSONResponse(err.to_openai(), status_code=err.status_code, headers=headers)
+        return await logged_refusal(router, request, err, requested_model=model_id)
