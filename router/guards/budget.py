@@ -135,7 +135,7 @@ class Reservation:
         call: the logged call it pays for (set by the pipeline; its ``cost_usd`` settles it).
         hold: the reservation's id in the state (:meth:`SharedState.settle`): it is settled
             once, even when a reply was lost (a reservation the store made while this
-            process saw it fail is replaced, not added to).
+            process saw it fail is replaced, not added to); "" when nothing was held.
     """
 
     tenant: str
@@ -143,7 +143,7 @@ class Reservation:
     nano: int
     metered: bool = True
     call: CallRecord | None = field(default=None)
-    hold: str = field(default_factory=lambda: uuid.uuid4().hex)
+    hold: str = ""
 
 
 class Budget:
