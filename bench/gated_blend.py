@@ -201,6 +201,44 @@ def nested_lofo(rows, fams, names, parts, G, gate_alpaca: bool) -> tuple[np.ndar
     return out, info
 
 
+GRID = {"elr": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0), "elr_x": (-3.0, -2.0, -1.0, -0.5, 0.0),
+        "logreg": (0.0, 0.5, 1.0), "logreg_x": (-1.0, 0.0, 1.0)}
+"""The searched gate: ``ridge + 0.1 type + (elr + elr_x * m) * elr part + (logreg + logreg_x * m) * logreg part``,
+``m`` in [0, 1] the gate variable (math-likeness): 270 weightings."""
+
+
+def _grid_scores(P: np.ndarray, m: np.ndarray):
+    k = {n: P[PARTS.index(n)] for n in PARTS}
+    for e, ex, lg, lx in itertools.product(*GRID.values()):
+        yield (e, ex, lg, lx), k["ridge"] + 0.1 * k["type"] + (e + ex * m) * k["elr"] + (lg + lx * m) * k["logreg"]
+
+
+def searched_lofo(rows, fams, names, parts, m, objective: str, fixed: dict, gate_alpaca: bool):
+    """Nested LOFO of the searched gate (:data:`GRID`): for each left-out family the weighting with the
+    best ``objective`` on the training families' out-of-family parts (``mean``: mean APGR; ``margin``:
+    the lowest of APGR minus the best baseline's, the baselines length, rules and the ``logreg``
+    part), applied to the left-out family. Returns (scores (n,), {family: weighting})."""
+    w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    out, info = np.full(len(rows), np.nan), {}
+    for F in names:
+        inner = [g for g in names if g != F and (gate_alpaca or g != NO_ALPACA)]
+        P = np.full((len(PARTS), len(rows)), np.nan)
+        for g in inner:
+            P[:, fams == g] = parts[frozenset({F, g} - {NO_ALPACA})][:, fams == g]
+        idx = {g: np.nonzero(fams == g)[0] for g in inner}
+        best_base = {g: max(_apgr(b, i, w, s) for b in (fixed["length"], fixed["rules"], P[PARTS.index("logreg")]))
+                     for g, i in idx.items()}
+        best = (-np.inf, None)
+        for combo, sc in _grid_scores(P, m):
+            v = [_apgr(sc, i, w, s) - (best_base[g] if objective == "margin" else 0.0) for g, i in idx.items()]
+            best = max(best, (min(v) if objective == "margin" else float(np.mean(v)), combo), key=lambda b: b[0])
+        outer = parts[frozenset({F} - {NO_ALPACA})]
+        te = np.nonzero(fams == F)[0]
+        sc = dict(_grid_scores(outer[:, te], m[te]))[best[1]]
+        out[te], info[F] = sc, best[1]
+    return out, info
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedder", default="static")
@@ -225,6 +263,12 @@ def main(argv=None) -> int:
         name = f"gated ({kind})" + (" +alpaca gate" if args.gate_alpaca else "")
         routers[name], info[name] = nested_lofo(rows, fams, names, parts, gate_features(rows, x, dim, cent, kind)[0],
                                                 args.gate_alpaca)
+    G = gate_features(rows, x, dim, cent, "types+structure")[0]
+    gates = {"p(math)": G[:, 2], "math flag": G[:, -3]}
+    searched = {}
+    for (gname, m), obj in itertools.product(gates.items(), ("mean", "margin")):
+        name = f"searched ({gname}, {obj})" + (" +alpaca gate" if args.gate_alpaca else "")
+        routers[name], searched[name] = searched_lofo(rows, fams, names, parts, m, obj, fixed, args.gate_alpaca)
     base = {"length": fixed["length"], "rules": fixed["rules"], "logreg": outer[PARTS.index("logreg")]}
     t = family_table(rows, fams, {**routers, **base}, n_boot=args.n_boot, compare=list(routers))
     fam_order = order_families(t.families)
@@ -256,6 +300,9 @@ def main(argv=None) -> int:
     print("\nlam picked by the inner leave-one-family-out, per left-out family:")
     for r, per in info.items():
         print(f"- {r}: " + ", ".join(f"{f} {lam:g}" for f, (lam, _) in per.items()))
+    print("\nsearched weighting (elr, elr_x, logreg, logreg_x) per left-out family:")
+    for r, per in searched.items():
+        print(f"- {r}: " + ", ".join(f"{f} {c}" for f, c in per.items()))
     if args.weights:
         for r, per in info.items():
             gnames = gate_features(rows, x[:2], dim, cent, r.split("(")[1].split(")")[0])[1]
