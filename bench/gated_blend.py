@@ -33,8 +33,8 @@ selection on the reported scores. Last, the ceiling of the searched form: the we
 picked on each family's own labels (not honest; it says whether the form could reach the goal).
 
 Run: ``python bench/gated_blend.py [--embedder static] [--n-boot 200] [--gate-alpaca] [--weights]``
-(about 4 minutes on 2 cores once the embeddings are cached; the first run also fits the 37 part
-sets, about a minute, cached in ``--cache``, default ``/tmp/gated_parts_<embedder>.npz``;
+(1 to 4 minutes on 2 cores, with the load, once the embeddings are cached; the first run also
+fits the 37 part sets, about a minute, cached in ``--cache``, default ``/tmp/gated_parts_<embedder>.npz``;
 delete it after changing the parts or the data).
 """
 
