@@ -113,3 +113,25 @@ def test_recorded_judge_reads_the_request_its_prompt_quotes_and_answers_three_wa
     v = decide_verdict(replies)
     assert (v.outcome, v.verdict) == ("better", True)
     assert question_of("no request here") is None
+
+
+def test_report_counts_the_three_way_verdicts_on_the_judge_line():
+    from router.analysis.render import build_report, render
+    from router.analysis.report import summarize
+
+    records = [RequestRecord(f"r{i}", 1.0 + i, requested_model="auto", routed_tier="local", tier="local", local=True,
+                             counterfactual_usd=0.001) for i in range(4)]
+    one = [{"order": "cloud_first", "reply": "x"}]
+    shadows = [ShadowRecord("r0", 1.0, judge_model="j", judge_verdict=True, judge_outcome="better", judge_replies=one),
+               ShadowRecord("r1", 2.0, judge_model="j", judge_verdict=False, judge_outcome="worse", judge_replies=one),
+               ShadowRecord("r2", 3.0, judge_model="j", judge_verdict=True, judge_outcome="better", judge_replies=one),
+               ShadowRecord("r3", 4.0, judge_model="j", judge_verdict=None, judge_replies=one)]
+    assert summarize(records, shadows).judge_outcomes == {"better": 2, "worse": 1}
+    line = next(l for l in render(build_report(records, shadows, source="t"), "md").splitlines()
+                if l.startswith("| judge |"))
+    assert "4 samples, 1 tie/unsure; local better 2 / as good 0 / worse 1" in line
+    old = [ShadowRecord(s.request_id, s.ts, judge_model="j", judge_verdict=s.judge_verdict, judge_replies=one)
+           for s in shadows]  # a log written before the three-way verdict: the line as before
+    line = next(l for l in render(build_report(records, old, source="t"), "md").splitlines()
+                if l.startswith("| judge |"))
+    assert line.rstrip(" |").endswith("4 samples, 1 tie/unsure")
