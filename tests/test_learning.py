@@ -307,6 +307,7 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
                                "--out", str(tmp_path / "signal")])
     assert must.exit_code == 0, must.output
     assert "promoted" in must.output and "learning curve" in must.output, must.output
+    assert "three-way verdicts" in must.output and "local better" in must.output, must.output
     assert (tmp_path / "signal" / "artifact" / "model.joblib").is_file()
     candidate = policy_from_dict(__import__("yaml").safe_load((tmp_path / "signal" / "candidate-policy.yaml").read_text()))
     from router.scoring.classifier import EmbeddingClassifier
