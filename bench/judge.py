@@ -25,6 +25,11 @@ position-swap decision the router uses):
   flipped with probability ``--noise``. It shows what the swap rule does to a judge whose
   errors are partly positional; it says nothing about any real model.
 
+The router's judge prompt asks for a three-way verdict (BETTER, SAME or WORSE about the local
+answer); this bench measures the binary verdict it implies ("at least as good": BETTER or
+SAME), against the recorded binary verdicts. The simulated judge replies YES / NO, which the
+judge path reads as that binary verdict.
+
 Printed per dataset and judge, for one order (answer 1 = the cloud answer; what a single ask
 sees) and for both orders (a verdict only when they agree): the share with a verdict, the
 tie/unsure share, agreement with the recorded verdict on the decided items with a Wilson 95%
@@ -52,7 +57,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from router.analysis.quality import wilson_interval  # noqa: E402
-from router.ledger.judge import ORDERS, Judge, decide_verdict  # noqa: E402
+from router.ledger.judge import ORDERS, Judge, decide_verdict, parse_verdict  # noqa: E402
 from training.datasets import data_root  # noqa: E402
 
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -219,9 +224,10 @@ def main() -> None:
             swapped = [decide_verdict(r).verdict for r in replies]
             print(_row(name, judge, "one (cloud first)", items, single))
             print(_row(name, judge, "both (swap)", items, swapped))
-            yes = sum(r.strip().upper().startswith("YES") for rs in replies for r in rs)
+            parsed = sum(parse_verdict(r) is not None for rs in replies for r in rs)
             print(f"<!-- {name} {judge}: {time.perf_counter() - t0:.0f} s, recorded as-good share "
-                  f"{sum(i.local_as_good for i in items) / len(items):.3f}, YES replies {yes}/{2 * len(items)} -->",
+                  f"{sum(i.local_as_good for i in items) / len(items):.3f}, replies that parse {parsed}/"
+                  f"{2 * len(items)} -->",
                   flush=True)
 
 

@@ -13,7 +13,7 @@ sends ``--cloud-share`` of the learning period's prompts to the cloud (the quant
 scores: what an operator reads off the report; no label is read), so the rest is served
 locally and can be judged. The local and cloud tiers and the judge are one recorded server
 (``bench/recorded_tiers.py``: the weak model's answer, the strong model's, and the recorded
-verdict "the weak answer is as good"). Shadow sampling (``uniform``, ``--shadow-rate``,
+three-way verdict on the weak answer, better / same / worse, from both models' outcomes). Shadow sampling (``uniform``, ``--shadow-rate``,
 ``judge_tier``) judges the locally served requests and, with ``--cloud-shadow-rate``
 (``shadow.cloud_rate``, default 1), the cloud-routed ones (the local tier answers them in the
 background: ``local_shadow`` samples), so labels exist on both sides of the threshold; the log
@@ -25,7 +25,7 @@ paired bootstrap 95% intervals):
 
 - default: the shipped artifact's logged scores;
 - all labels (5-fold): the same stacked learner (:func:`router.learning.candidate.fit_candidate`)
-  trained on every label of the set, scored out of fold: how far the set's labels can move
+  trained on every label of the set (the targets ``learn`` fits, ``--labels``), scored out of fold: how far the set's labels can move
   the router; the gap = its APGR - the default's;
 - learned: ``slm-router learn``'s run (:func:`router.learning.run.learn`) on the logged first
   part with at most ``--budget`` judged samples: its artifact when it promoted one (the share
@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.recorded_tiers import CLOUD, JUDGE, LOCAL, Recorded, RecordedTiers  # noqa: E402
+from bench.recorded_tiers import CLOUD, JUDGE, LOCAL, Recorded, RecordedTiers, outcome_of  # noqa: E402
 
 SETS = ("gsm8k", "mmlu-stem", "mmlu-humanities", "mmlu-social_sciences", "mmlu-other", "arc", "winogrande", "mbpp",
         "alpaca_eval")
@@ -229,6 +229,10 @@ def main() -> int:
     parser.add_argument("--learn-train-share", type=float, default=0.7, help="slm-router learn --train-share")
     parser.add_argument("--strategies", default="uniform,uncertain",
                         help="learning-curve sampling strategies: uniform, uncertain (band 0.05), uncertain@B (band B)")
+    parser.add_argument("--labels", choices=("three-way", "binary"), default="three-way",
+                        help="three-way: learn reads the judge's three-way verdicts (better / same / worse) and the "
+                             "all-labels router fits the same targets; binary: both read only 'at least as good' "
+                             "(the log's three-way verdicts ignored, as in a log written before them)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--out", type=Path, default=None)
@@ -261,13 +265,14 @@ def main() -> int:
     if args.reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
         windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
         results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
-                           args.learn_train_share, args.strategies.split(","))
+                           args.learn_train_share, args.strategies.split(","), args.labels)
         print_results(results, 0.0, time.time() - t_start, {})
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
         write_report(log, results, out)
         return 0
     items = [Recorded(e.prompt, f"(recorded {e.weak_model} answer)", f"(recorded {e.strong_model} answer)",
-                      not e.needs_strong) for rows in sets.values() for e in rows]
+                      outcome_of(e.weak, e.strong) != "worse", outcome_of(e.weak, e.strong))
+             for rows in sets.values() for e in rows]
     tiers = RecordedTiers(items).start()
     windows: dict[str, tuple] = {}
     t_replay = time.time()
@@ -291,7 +296,7 @@ def main() -> int:
     if args.replay_only:
         return 0
     results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
-                       args.learn_train_share, args.strategies.split(","))
+                       args.learn_train_share, args.strategies.split(","), args.labels)
     print_results(results, t_replayed - t_replay, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(log, results, out)
@@ -299,8 +304,18 @@ def main() -> int:
     return 0
 
 
+def targets_of(examples, labels: str) -> np.ndarray:
+    """The all-labels and curve routers' targets from the recorded outcomes, as ``learn`` reads
+    the judge's verdicts: ``three-way``: ``(1 + gain) / 2`` with gain +1 / 0 / -1 for the
+    local answer worse / same / better (:func:`bench.recorded_tiers.outcome_of`); ``binary``:
+    1 when it is worse, else 0."""
+    gain = np.array([{"worse": 1, "same": 0, "better": -1}[outcome_of(e.weak, e.strong)] for e in examples], float)
+    return (1.0 + gain) / 2.0 if labels == "three-way" else (gain > 0).astype(float)
+
+
 def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int, out: Path,
-             learn_blocks: int = 1, train_share: float = 0.7, strategies=("uniform", "uncertain")) -> dict:
+             learn_blocks: int = 1, train_share: float = 0.7, strategies=("uniform", "uncertain"),
+             labels: str = "three-way") -> dict:
     from router.learning.candidate import fit_candidate
     from router.learning.run import _prior, _rows, learn
     from router.ledger.shadow import is_sampled, sample_probability
@@ -310,6 +325,9 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
     store = SQLiteStore(log)
     records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
     store.close()
+    if labels == "binary":  # as a log written before the three-way verdict: "at least as good" only
+        for s in shadows:
+            s.judge_outcome = None
     policy = load_policy(policy_path)
     artifact, reads, names = _prior(policy)
     by_id = {r.id: r for r in records}
@@ -335,7 +353,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         dim = X.shape[1] - len(names)
         prior = PriorStackedModel(artifact.estimator, reads, dim).prior_proba(X)
         examples = [truth[r.id] for r in first] + later_rows
-        y_all = np.array([e.needs_strong for e in examples], dtype=float)
+        y_all = targets_of(examples, labels)
         weak = np.array([e.weak for e in examples])
         strong = np.array([e.strong for e in examples])
         is_later = np.array([False] * len(first) + [True] * len(later_rows))
@@ -344,7 +362,7 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         oof = np.zeros(len(examples))
         from sklearn.model_selection import StratifiedKFold
 
-        for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y_all.astype(int)):
+        for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, (y_all > 0.5).astype(int)):
             m, _ = fit_candidate(X[tr], y_all[tr], np.ones(len(tr)), prior[tr], artifact.estimator, reads, dim,
                                  inner_folds=3)
             oof[te] = m.predict_proba(X[te], prior[te])[:, 1]
@@ -353,7 +371,8 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
                  "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
                  "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
-                 "labels_used": len(res.labels.labels),
+                 "labels_used": len(res.labels.labels), "labels_mode": labels,
+                 "labels_local_better": sum(lb.cloud_gain < 0 for lb in res.labels.labels),
                  "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
                  "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
                  "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
@@ -424,7 +443,9 @@ def _detail(e: dict) -> str:
     thr = "?" if e.get("threshold") is None else f"{e['threshold']:.4f}"
     out = (f"  threshold {thr}: {e.get('local_first', '?')} of {e['n_first']} learning-period requests local, "
            f"{e.get('judged_cloud_routed', 0)} cloud-routed ones judged; "
-           f"{e.get('labels_needing_cloud', '?')} of the judged labels say the cloud was needed")
+           f"{e.get('labels_needing_cloud', '?')} of the judged labels say the cloud was needed"
+           + (f", {e['labels_local_better']} that the local answer was better ({e['labels_mode']} labels)"
+              if "labels_mode" in e else ""))
     if e.get("learn_choice"):
         c = e["learn_choice"]
         out += f"; learn's CV chose {c['blocks']}" + ("" if c["C"] is None else f" C={c['C']:g}")

@@ -2,13 +2,17 @@
 
 For replaying recorded traffic through the real router (``bench/learning.py``, the learning
 tests): each :class:`Recorded` item is a prompt with the weak model's answer (the local tier),
-the strong model's answer (the cloud tier) and the recorded verdict "the weak answer is as
-good as the strong one" (GSM8K/MMLU/RouterBench correctness of both models, AlpacaEval's
-judge preference). The server answers ``POST /v1/chat/completions`` by the request's
-``model``: ``local-recorded`` and ``cloud-recorded`` with the recorded answer to the last user
-turn, ``judge-recorded`` with ``YES``/``NO`` from the recorded verdict of the request the
-judge prompt (:func:`router.ledger.shadow.judge_messages`) quotes, ``UNSURE`` when it quotes
-none it knows. Usage counts whitespace words. ``received`` counts requests per model.
+the strong model's answer (the cloud tier) and the recorded verdict on the weak answer: the
+three-way ``outcome`` (``better`` / ``same`` / ``worse`` than the strong one, :func:`outcome_of`
+the recorded outcomes: GSM8K/MMLU/RouterBench correctness of both models, AlpacaEval's judge
+preference) and the binary ``local_ok`` (at least as good). The server answers
+``POST /v1/chat/completions`` by the request's ``model``: ``local-recorded`` and
+``cloud-recorded`` with the recorded answer to the last user turn, ``judge-recorded`` with
+``BETTER``/``SAME``/``WORSE`` (the judge prompt's words, :func:`router.ledger.judge.judge_messages`;
+the reply is about the local answer in both orders) from the recorded verdict of the request
+the judge prompt quotes (``YES``/``NO`` for an item with no three-way outcome), ``UNSURE``
+when it quotes none it knows. Usage counts whitespace words. ``received`` counts requests per
+model.
 """
 
 from __future__ import annotations
@@ -27,21 +31,43 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-__all__ = ["Recorded", "RecordedTiers", "LOCAL", "CLOUD", "JUDGE"]
+__all__ = ["Recorded", "RecordedTiers", "LOCAL", "CLOUD", "JUDGE", "outcome_of", "question_of", "TIE_BAND"]
 
 LOCAL, CLOUD, JUDGE = "local-recorded", "cloud-recorded", "judge-recorded"
-_QUESTION = re.compile(r"Request:\n(.*?)\n\nAnswer A", re.S)
+_QUESTION = re.compile(r"Request:\n(.*?)\n\nAnswer 1:\n", re.S)
+TIE_BAND = 0.1
+"""Outcome differences within this are ``same`` (AlpacaEval's preferences are probabilities;
+correctness differences are 0 or 1)."""
+
+
+def outcome_of(weak: float, strong: float, tie: float = TIE_BAND) -> str:
+    """The recorded three-way verdict on the weak (local) answer from both models' outcomes
+    in [0, 1]: ``worse`` when the strong outcome exceeds the weak one by more than ``tie``,
+    ``better`` when the weak one exceeds it by more than ``tie``, else ``same``. On
+    correctness (0/1): local wrong and cloud right -> worse, local right and cloud wrong ->
+    better, both right or both wrong -> same; on AlpacaEval (the strong model at 0.5, the weak
+    one the judge's preference for it): preference below 0.4 -> worse, above 0.6 -> better."""
+    d = float(strong) - float(weak)
+    return "worse" if d > tie else "better" if d < -tie else "same"
+
+
+def question_of(judge_prompt: str) -> str | None:
+    """The request a judge prompt quotes (between ``Request:`` and ``Answer 1:``), or None."""
+    m = _QUESTION.search(judge_prompt)
+    return m.group(1).strip() if m else None
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One recorded request: ``prompt``, ``local_text``, ``cloud_text`` and ``local_ok``
-    (the recorded verdict: the local answer is as good as the cloud's)."""
+    """One recorded request: ``prompt``, ``local_text``, ``cloud_text``, ``local_ok`` (the
+    recorded binary verdict: the local answer is at least as good as the cloud's) and
+    ``outcome`` (the recorded three-way verdict, :func:`outcome_of`; None: binary only)."""
 
     prompt: str
     local_text: str
     cloud_text: str
     local_ok: bool
+    outcome: str | None = None
 
 
 def _free_port() -> int:
@@ -76,12 +102,12 @@ class RecordedTiers:
         self._thread.join(timeout=5)
 
     def _judge(self, text: str) -> str:
-        m = _QUESTION.search(text)
-        item = self.items.get(m.group(1).strip()) if m else None
-        if item is None:
-            item = next((r for p, r in self.items.items() if p and p in text), None)
+        question = question_of(text)
+        item = self.items.get(question) if question is not None else None
         if item is None:
             return "UNSURE"
+        if item.outcome is not None:
+            return item.outcome.upper()
         return "YES" if item.local_ok else "NO"
 
     def answer(self, model: str, messages: list[dict[str, Any]]) -> str:

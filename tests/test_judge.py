@@ -10,7 +10,8 @@ import pytest
 
 from router.analysis.render import build_report, render
 from router.analysis.report import summarize
-from router.ledger.judge import ORDERS, Judge, decide_verdict, judge_messages, swap_verdict
+from router.ledger.judge import (ORDERS, Judge, decide_verdict, judge_messages, outcome_gain, parse_outcome,
+                                 swap_outcome, swap_verdict)
 from router.policy import policy_from_dict
 from router.providers.tier_client import TierClient
 from router.store.records import RequestRecord, ShadowRecord
@@ -42,11 +43,38 @@ def test_decide_verdict_from_raw_replies():
         decide_verdict(["YES"], ORDERS)
 
 
+@pytest.mark.parametrize("text,outcome", [
+    ("BETTER", "better"), ("**Better**, it is complete", "better"), ("same.", "same"), ("Tie", "same"),
+    ("WORSE", "worse"), ("No", "worse"), ("YES", None), ("Maybe", None), ("", None),
+])
+def test_parse_outcome_reads_the_three_way_words(text, outcome):
+    assert parse_outcome(text) == outcome
+
+
+def test_three_way_verdict_needs_both_orders_to_give_it():
+    v = decide_verdict(["BETTER", "better."])
+    assert (v.outcome, v.verdict, v.per_order_outcome) == ("better", True, ("better", "better"))
+    v = decide_verdict(["SAME", "WORSE"])  # the orders disagree on both questions: tie/unsure
+    assert (v.outcome, v.verdict, v.label) == (None, None, "unsure")
+    v = decide_verdict(["BETTER", "SAME"])  # at least as good in both orders, which of the two unsure
+    assert (v.outcome, v.verdict) == (None, True)
+    v = decide_verdict(["WORSE", "NO"])  # a binary NO is a worse
+    assert (v.outcome, v.verdict) == ("worse", False)
+    v = decide_verdict(["YES", "YES"])  # a binary judge: a binary verdict, no three-way one
+    assert (v.outcome, v.verdict) == (None, True)
+    assert decide_verdict(["same"], orders=ORDERS[:1]).outcome == "same"
+    assert swap_outcome("worse", "worse") == "worse" and swap_outcome(None, None) is None
+    assert [outcome_gain(o) for o in ("worse", "same", "better")] == [1, 0, -1]
+    with pytest.raises(ValueError):
+        outcome_gain("sideways")
+
+
 def test_judge_messages_swap_the_positions_and_ask_about_the_local_answer():
     a = judge_messages("Q?", local="LOCAL", cloud="CLOUD", order="cloud_first")[1]["content"]
     b = judge_messages("Q?", local="LOCAL", cloud="CLOUD", order="local_first")[1]["content"]
-    assert a.index("CLOUD") < a.index("LOCAL") and "Is answer 2 at least as good as answer 1" in a
-    assert b.index("LOCAL") < b.index("CLOUD") and "Is answer 1 at least as good as answer 2" in b
+    assert a.index("CLOUD") < a.index("LOCAL") and "Is answer 2 better than, as good as, or worse than answer 1" in a
+    assert b.index("LOCAL") < b.index("CLOUD") and "Is answer 1 better than, as good as, or worse than answer 2" in b
+    assert "BETTER, SAME or WORSE" in a and "BETTER, SAME or WORSE" in b
     with pytest.raises(ValueError):
         judge_messages("Q?", "a", "b", order="sideways")
 
@@ -62,8 +90,8 @@ def _policy(url: str) -> object:
 
 def _prefers_first_position(body):
     """A judge with pure position bias: always prefers answer 1, whatever it says."""
-    asks_about_second = "Is answer 2 at least" in body["messages"][-1]["content"]
-    return completion("NO" if asks_about_second else "YES",
+    asks_about_second = "Is answer 2 better" in body["messages"][-1]["content"]
+    return completion("WORSE" if asks_about_second else "BETTER",
                       usage={"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101})
 
 
@@ -71,9 +99,9 @@ def _fair(body):
     """A judge that prefers the answer saying 4 to 'What is 2+2?'."""
     text = body["messages"][-1]["content"]
     first = text.split("Answer 1:\n", 1)[1].split("\n\nAnswer 2:", 1)[0]
-    local_first = "Is answer 1 at least" in text
+    local_first = "Is answer 1 better" in text
     local = first if local_first else text.split("Answer 2:\n", 1)[1].split("\n\nIs answer", 1)[0]
-    return completion("YES" if local.strip() == "4" else "NO",
+    return completion("SAME" if local.strip() == "4" else "WORSE",
                       usage={"prompt_tokens": 50, "completion_tokens": 2, "total_tokens": 52})
 
 
@@ -96,7 +124,8 @@ def test_judge_over_http_swaps_orders_and_prices_its_tokens():
         out = asyncio.run(run())
         # position bias: the two orders disagree on every pair, so no verdict (tie/unsure)
         assert [o.verdict.verdict for o in out["biased"]] == [None, None]
-        assert out["biased"][0].verdict.replies == ("NO", "YES")
+        assert out["biased"][0].verdict.replies == ("WORSE", "BETTER")
+        assert [o.verdict.outcome for o in out["biased"]] == [None, None]
         assert out["biased"][0].prompt_tokens == 200 and out["biased"][0].completion_tokens == 2
         assert out["biased"][0].cost_usd == pytest.approx((2.0 * 200 + 10.0 * 2) / 1e6)
         # one order only: the biased judge's verdict is whatever its position says (wrong here)
@@ -104,6 +133,7 @@ def test_judge_over_http_swaps_orders_and_prices_its_tokens():
         # a fair judge: a verdict, the same in both orders
         assert [o.verdict.verdict for o in out["fair"]] == [True, False]
         assert out["fair"][1].verdict.per_order == (False, False)
+        assert [o.verdict.outcome for o in out["fair"]] == ["same", "worse"]
         # failed calls: no verdict, the errors kept, nothing billed
         assert out["broken"][0].verdict is None and len(out["broken"][0].errors) == 2
         assert out["broken"][0].prompt_tokens == 0
@@ -189,8 +219,8 @@ def test_server_judges_shadow_samples_in_both_orders_and_reports_the_judge_line(
         assert len(rows) == 3
         for verdict, replies, prompt_tokens, completion_tokens, cost in rows:
             assert verdict is None  # the orders disagree: tie/unsure
-            assert [(x["order"], x["reply"]) for x in json.loads(replies)] == [("cloud_first", "NO"),
-                                                                                ("local_first", "YES")]
+            assert [(x["order"], x["reply"]) for x in json.loads(replies)] == [("cloud_first", "WORSE"),
+                                                                                ("local_first", "BETTER")]
             assert (prompt_tokens, completion_tokens) == (200, 2)
             assert cost == pytest.approx((2.0 * 200 + 10.0 * 2) / 1e6)
         out = CliRunner().invoke(app, ["report", "--log", str(proxy.log_path), "--format", "md"])

@@ -221,8 +221,10 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     noise_prompts = [f"Tell me one fact about the number {i} and the colour {rnd.choice(['red', 'blue', 'green'])}."
                      for i in range(240)]
     noise_needs = [rnd.random() < 0.5 for _ in noise_prompts]
-    items = [Recorded(p, f"local answer {i}", f"cloud answer {i}", not needs) for i, (p, needs) in
-             enumerate(zip(signal_prompts + noise_prompts, signal_needs + noise_needs))]
+    kinds = random.Random(11)  # the recorded three-way verdict: worse when the cloud was needed, else as good or better
+    items = [Recorded(p, f"local answer {i}", f"cloud answer {i}", not needs,
+                      "worse" if needs else kinds.choice(["same", "same", "better"]))
+             for i, (p, needs) in enumerate(zip(signal_prompts + noise_prompts, signal_needs + noise_needs))]
     tiers = RecordedTiers(items).start()
     price = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0}
     policy = {
@@ -290,6 +292,9 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
     assert all(s.kind == ("local_shadow" if routed[s.request_id] == "cloud" else "shadow") for s in judged)
     assert 0.15 * len(signal_ids) < sum(routed[i] == "cloud" for i in signal_ids) < 0.6 * len(signal_ids)
     assert all(s.judge_verdict == verdicts[by_id[s.request_id]] for s in judged)  # the recorded judge, logged
+    outcomes = {r.prompt: r.outcome for r in items}
+    assert all(s.judge_outcome == outcomes[by_id[s.request_id]] for s in judged)  # its three-way verdict too
+    assert all([r["outcome"] for r in s.judge_replies] == [s.judge_outcome] * 2 for s in judged)  # both orders
     kept = [r.learning for r in records if r.learning]
     assert len(kept) == len(items) and all(len(decode_vector(k["embedding"])) == DEFAULT_DIM and k["features"]
                                            and "text" not in k for k in kept)
@@ -302,6 +307,7 @@ def test_learn_from_recorded_traffic_through_the_server(tmp_path):
                                "--out", str(tmp_path / "signal")])
     assert must.exit_code == 0, must.output
     assert "promoted" in must.output and "learning curve" in must.output, must.output
+    assert "three-way verdicts" in must.output and "local better" in must.output, must.output
     assert (tmp_path / "signal" / "artifact" / "model.joblib").is_file()
     candidate = policy_from_dict(__import__("yaml").safe_load((tmp_path / "signal" / "candidate-policy.yaml").read_text()))
     from router.scoring.classifier import EmbeddingClassifier

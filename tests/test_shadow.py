@@ -45,9 +45,10 @@ def test_agreement_prefers_the_judge():
 
 def test_judge_prompt_holds_question_and_both_answers():
     turns = judge_messages("What is 2+2?", local="five", cloud="4")
-    assert turns[0]["role"] == "system" and "YES" in turns[0]["content"]
+    assert turns[0]["role"] == "system" and "BETTER, SAME or WORSE" in turns[0]["content"]
     assert "What is 2+2?" in turns[1]["content"] and "Answer 1:\n4" in turns[1]["content"]
-    assert "Answer 2:\nfive" in turns[1]["content"] and "Is answer 2 at least as good as answer 1" in turns[1]["content"]
+    assert "Answer 2:\nfive" in turns[1]["content"]
+    assert "Is answer 2 better than, as good as, or worse than answer 1" in turns[1]["content"]
 
 
 @pytest.mark.slow

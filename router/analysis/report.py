@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..ledger.judge import OUTCOMES
 from .quality import Retention, agreement_rate, estimate_retention, weighted_agreement_rate
 from ..store.records import CallRecord, RequestRecord, ShadowRecord
 
@@ -70,6 +71,8 @@ class Summary:
             asked); judge_prompt_tokens,
             judge_completion_tokens: its tokens (both orders); judge_usd: its cost (USD; part of
             shadow_usd); judge_unsure: judged samples without a verdict (the orders disagreed).
+        judge_outcomes: judged samples per three-way verdict on the local answer (``better``,
+            ``same``, ``worse``; samples of logs written before it have none).
         quality: estimated quality retention (see :mod:`router.analysis.quality`).
     """
 
@@ -117,6 +120,7 @@ class Summary:
     judge_completion_tokens: int = 0
     judge_usd: float = 0.0
     judge_unsure: int = 0
+    judge_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 CHECK_PURPOSES = frozenset({"self_check", "consistency"})
@@ -227,6 +231,7 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
         judge_completion_tokens=sum(s.judge_completion_tokens or 0 for s in judged),
         judge_usd=judge_usd,
         judge_unsure=sum(s.judge_verdict is None for s in judged),
+        judge_outcomes={o: n for o in OUTCOMES if (n := sum(s.judge_outcome == o for s in judged))},
     )
 
 

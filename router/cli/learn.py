@@ -85,7 +85,10 @@ def learn(
     console.print(f"log {where}: {len(records)} requests; labels used {len(ls.labels)} "
                   f"(shadow {ls.by_source['shadow']}, escalation {ls.by_source['escalation']}, "
                   f"cloud-routed judged {ls.by_source['local_shadow']}, "
-                  f"feedback {ls.by_source['feedback']}); labelled without a kept embedding {ls.without_inputs}; "
+                  f"feedback {ls.by_source['feedback']}); "
+                  + (f"three-way verdicts {sum(lb.three_way for lb in ls.labels)} (local better "
+                     f"{sum(lb.cloud_gain < 0 for lb in ls.labels)}); " if ls.three_way else "")
+                  + f"labelled without a kept embedding {ls.without_inputs}; "
                   f"train {result.n_train} earlier, test {result.n_test} later", highlight=False)
     c = result.comparison
     if c is not None:

@@ -65,8 +65,16 @@ class Choice:
 
 
 def _fit_lr(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
+    """scikit-learn's logistic regression on targets ``y`` in [0, 1]: a target between 0 and 1
+    (a three-way "as good", 0.5) is two rows, y = 1 with weight ``w * y`` and y = 0 with
+    ``w * (1 - y)``, which is the cross-entropy of the soft target."""
     from sklearn.linear_model import LogisticRegression
 
+    soft = (y > 0) & (y < 1)
+    if soft.any():
+        Z = np.vstack([Z, Z[soft]])
+        w = np.concatenate([np.where(soft, w * y, w), w[soft] * (1 - y[soft])])
+        y = np.concatenate([np.where(soft, 1.0, y), np.zeros(int(soft.sum()))])
     return LogisticRegression(C=C, max_iter=2000).fit(Z, y.astype(int), sample_weight=w)
 
 
@@ -135,8 +143,11 @@ def option_name(blocks: str, C: float | None, power: float = 1.0) -> str:
 def fit_candidate(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray, prior_estimator: Any,
                   prior_reads_features: bool, dim: int, inner_folds: int = 5, seed: int = 0,
                   grid: tuple[float, ...] = C_GRID) -> tuple[PriorStackedModel, Choice]:
-    """Fit the candidate on rows ``X`` (n, dim + f) with labels ``y`` (needs_cloud), weights
-    ``w`` and the prior's probabilities ``prior`` (n,).
+    """Fit the candidate on rows ``X`` (n, dim + f) with targets ``y`` (n,) in [0, 1]
+    (``needs_cloud``, or the three-way ``(1 + gain) / 2``: :meth:`~.labels.LabelSet.targets`;
+    the weighted log loss is the cross-entropy of these targets), weights ``w`` and the
+    prior's probabilities ``prior`` (n,). The rarer outcome and the folds' strata are the
+    targets above 0.5 (needs the cloud) against the rest.
 
     Returns:
         (the fitted model, refitted on every row with the chosen option; the choice).
@@ -148,9 +159,10 @@ def fit_candidate(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray
 
     y = np.asarray(y, dtype=float)
     w = np.asarray(w, dtype=float)
-    if len(set(y.astype(int))) < 2:
+    if len(np.unique(y)) < 2:
         raise ValueError("the labels have one class only")
-    minority = int(min(y.sum(), len(y) - y.sum()))
+    strata = (y > 0.5).astype(int)
+    minority = int(min(strata.sum(), len(y) - strata.sum()))
     powers = (1.0,) if np.allclose(w, w[0]) else (1.0, 0.0)
     options: list[tuple[str, float | None, float]] = [("prior", None, 1.0)] + [
         ("all", C, p) for C in grid for p in powers]
@@ -164,7 +176,7 @@ def fit_candidate(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray
     if len(options) > 1:
         folds = min(inner_folds, minority)
         held = {o: np.zeros(len(y)) for o in options}
-        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y.astype(int)):
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, strata):
             for blocks, C, p in options:
                 m = _fit(PriorStackedModel(prior_estimator, prior_reads_features, dim, blocks), X[tr], prior[tr],
                          y[tr], w[tr], C, p)

@@ -1,10 +1,12 @@
 """Candidate vs active on later traffic: weighted APGR, quality retention, cost (pure).
 
-Each labelled request has ``needs_cloud`` (1: the local answer was not enough) and a weight
-(inverse sampling probability). Taking the cloud answer as the reference (quality 1) and the
-local answer as good exactly when ``needs_cloud`` is 0, a router that sends the top-scored
-share ``c`` of the (weighted) requests to the cloud has quality
-``q(c) = 1 - (weighted needs_cloud left local) / W``; PGR, APGR (trapezoid area under
+Each labelled request has what the cloud tier gains over the local answer, ``needs`` (the
+label's gain: 1 the local answer was not enough, 0 as good, -1 better, from a three-way
+verdict; binary labels give 1 or 0) and a weight (inverse sampling probability). Taking the
+cloud answer as the reference (quality 1) and the local answer's quality as 1 - gain, a
+router that sends the top-scored share ``c`` of the (weighted) requests to the cloud has
+quality ``q(c) = 1 - (weighted gain left local) / W`` (above 1 where better local answers
+are kept local); PGR, APGR (trapezoid area under
 PGR(c), c in [0, 1]) follow ``../shared/data/README.md`` with these weights (ties broken by a
 fixed random permutation, as :mod:`training.metrics` does). Intervals are percentile
 bootstraps over requests, paired (both routers on the same resample).

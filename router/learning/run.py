@@ -151,7 +151,8 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
                "no labelled requests: set shadow.rate with shadow.judge_tier, or send POST /v1/feedback")
         return LearnResult(labels, False, why)
     artifact, reads_features, names = _prior(policy)
-    X, y, w, ts = labels.arrays(names)
+    X, y, w, ts = labels.arrays(names)  # y: needs_cloud (0/1)
+    target, gain = labels.targets(), labels.gains()  # what the candidate fits; what its test adds up
     dim = len(labels.labels[0].embedding)
     expected = artifact.card.get("embedding_dim")
     if expected and int(expected) != dim:
@@ -176,7 +177,8 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         return result
 
     def fit(idx):
-        return fit_candidate(X[idx], y[idx], w[idx], prior_p[idx], artifact.estimator, reads_features, dim, seed=seed)
+        return fit_candidate(X[idx], target[idx], w[idx], prior_p[idx], artifact.estimator, reads_features, dim,
+                             seed=seed)
 
     cand = np.zeros(len(te))
     at = 0
@@ -186,15 +188,15 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         cand[at: at + len(b)] = model.predict_proba(X[b], prior_p[b])[:, 1]
         at += len(b)
     share, cost = _traffic(records, policy, float(ts[te].min()))
-    result.comparison = comparison = compare(cand, active[te], y[te], w[te], share, cost, n_boot, seed)
+    result.comparison = comparison = compare(cand, active[te], gain[te], w[te], share, cost, n_boot, seed)
     last_train, last = splits[-1]
     for n in curve_sizes(len(last_train)):
         part = last_train[:n]
         if len(set(y[part].astype(int))) < 2:
             continue
         m, _ = fit(part)
-        result.curve.append((n, weighted_apgr(m.predict_proba(X[last], prior_p[last])[:, 1], y[last], w[last]),
-                             weighted_apgr(active[last], y[last], w[last])))
+        result.curve.append((n, weighted_apgr(m.predict_proba(X[last], prior_p[last])[:, 1], gain[last], w[last]),
+                             weighted_apgr(active[last], gain[last], w[last])))
     final, choice = fit(np.arange(len(y)))
     result.choice, result.candidate = choice, final
     d = comparison.apgr_diff

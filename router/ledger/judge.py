@@ -1,21 +1,28 @@
-"""The judge of shadow samples: is the local answer at least as good as the cloud answer?
+"""The judge of shadow samples: is the local answer better than, as good as, or worse than the cloud's?
 
-A judge model sees the request and both answers and replies YES or NO to "is the local
-answer at least as good as the cloud answer for this request?". LLM judges favour an answer
-for its position (Zheng et al. 2023, "Judging LLM-as-a-judge with MT-Bench and Chatbot
-Arena", section 3.3: GPT-4 keeps its verdict under a position swap in 65% of pairs), so with
-``shadow.judge_swap`` (the default) the judge is asked twice, the answers in both orders:
+A judge model sees the request and both answers and replies one word, BETTER, SAME or WORSE,
+to "is the local answer better than, as good as, or worse than the cloud answer for this
+request?" (the three-way verdict: ``better`` / ``same`` / ``worse``, always about the local
+answer). LLM judges favour an answer for its position (Zheng et al. 2023, "Judging
+LLM-as-a-judge with MT-Bench and Chatbot Arena", section 3.3: GPT-4 keeps its verdict under a
+position swap in 65% of pairs), so with ``shadow.judge_swap`` (the default) the judge is asked
+twice, the answers in both orders:
 
-- order 1: answer 1 = the cloud answer, answer 2 = the local answer; "Is answer 2 at least
-  as good as answer 1?"
-- order 2: answer 1 = the local answer, answer 2 = the cloud answer; "Is answer 1 at least
-  as good as answer 2?"
+- order 1: answer 1 = the cloud answer, answer 2 = the local answer; "Is answer 2 better
+  than, as good as, or worse than answer 1?"
+- order 2: answer 1 = the local answer, answer 2 = the cloud answer; "Is answer 1 better
+  than, as good as, or worse than answer 2?"
 
-YES means "the local answer is at least as good" in both. :func:`swap_verdict` gives a
-verdict only when both orders agree; otherwise the sample is ``unsure`` (no verdict, so the
-sample falls back to the embedding agreement). The pure parts (:func:`judge_messages`,
-:func:`parse_verdict`, :func:`swap_verdict`, :func:`decide_verdict`) take data and return
-data; :class:`Judge` makes the calls.
+The reply is about the local answer in both. :func:`swap_outcome` gives a three-way verdict
+only when both orders give the same one; :func:`swap_verdict` gives the binary verdict "the
+local answer is at least as good" (``better`` or ``same``: True, ``worse``: False) when both
+orders agree on that, so a BETTER and a SAME still say "at least as good" while the three-way
+verdict is unsure. Otherwise the sample is ``unsure`` (no verdict, so the sample falls back to
+the embedding agreement). A judge that replies YES or NO (the earlier binary prompt) is read
+as "at least as good" (no three-way verdict) and ``worse``. The pure parts
+(:func:`judge_messages`, :func:`parse_outcome`, :func:`parse_verdict`, :func:`swap_verdict`,
+:func:`swap_outcome`, :func:`decide_verdict`) take data and return data; :class:`Judge` makes
+the calls.
 """
 
 from __future__ import annotations
@@ -31,19 +38,27 @@ if TYPE_CHECKING:  # annotations only
     from ..policy import TierConfig
     from ..providers.tier_client import TierClient
 
-__all__ = ["ORDERS", "Judge", "JudgeOutcome", "JudgeVerdict", "judge_messages", "parse_verdict", "swap_verdict",
-           "decide_verdict"]
+__all__ = ["ORDERS", "OUTCOMES", "Judge", "JudgeOutcome", "JudgeVerdict", "judge_messages", "parse_outcome",
+           "parse_verdict", "swap_verdict", "swap_outcome", "decide_verdict", "outcome_gain"]
 
 ORDERS = ("cloud_first", "local_first")
 """The two positions of the answers: order 1 shows the cloud answer first, order 2 the local one."""
 
+OUTCOMES = ("better", "same", "worse")
+"""The three-way verdict on the local answer, compared with the cloud answer."""
+
+_AS_GOOD = "as_good"  # a YES reply: at least as good, which of better / same unknown
+_WORDS = {"BETTER": "better", "SAME": "same", "TIE": "same", "EQUAL": "same", "WORSE": "worse",
+          "YES": _AS_GOOD, "NO": "worse"}
+
 _SYSTEM = ("You are a strict judge of answer quality. You read a request and two answers to it. "
-           "Reply with one word: YES or NO.")
+           "Reply with one word: BETTER, SAME or WORSE.")
 
 
 def judge_messages(question: str, local: str, cloud: str, order: str = "cloud_first") -> list[dict[str, str]]:
-    """Chat turns asking whether ``local`` is at least as good as ``cloud`` for ``question``,
-    with the answers in ``order`` (one of :data:`ORDERS`); the judge is told to reply YES or NO.
+    """Chat turns asking whether ``local`` is better than, as good as, or worse than ``cloud``
+    for ``question``, with the answers in ``order`` (one of :data:`ORDERS`); the judge is told
+    to reply BETTER, SAME or WORSE (about the local answer, whichever its position).
 
     Raises:
         ValueError: unknown order.
@@ -58,18 +73,29 @@ def judge_messages(question: str, local: str, cloud: str, order: str = "cloud_fi
         {"role": "system", "content": _SYSTEM},
         {"role": "user", "content": (
             f"Request:\n{question}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}\n\n"
-            f"Is answer {asked} at least as good as answer {other} for this request (as correct, helpful and "
-            "complete)? Reply YES or NO.")},
+            f"Is answer {asked} better than, as good as, or worse than answer {other} for this request (as correct, "
+            "helpful and complete)? Reply BETTER, SAME or WORSE.")},
     ]
 
 
-def parse_verdict(text: str) -> bool | None:
-    """One judge reply: True for a reply starting with YES, False for NO, else None."""
+def _first_word(text: str) -> str:
     words = text.strip().strip("*\"'`.").split()
-    if not words:
-        return None
-    first = words[0].strip(".,:;!*\"'`").upper()
-    return {"YES": True, "NO": False}.get(first)
+    return words[0].strip(".,:;!*\"'`").upper() if words else ""
+
+
+def parse_outcome(text: str) -> str | None:
+    """One judge reply's three-way verdict on the local answer: ``better``, ``same`` (also TIE,
+    EQUAL) or ``worse`` (also NO); None for YES (at least as good, not which) or an
+    unparseable reply."""
+    found = _WORDS.get(_first_word(text))
+    return None if found == _AS_GOOD else found
+
+
+def parse_verdict(text: str) -> bool | None:
+    """One judge reply's binary verdict: True (the local answer is at least as good: BETTER,
+    SAME, YES), False (WORSE, NO), else None."""
+    found = _WORDS.get(_first_word(text))
+    return None if found is None else found != "worse"
 
 
 def swap_verdict(first: bool | None, second: bool | None) -> bool | None:
@@ -80,6 +106,26 @@ def swap_verdict(first: bool | None, second: bool | None) -> bool | None:
     return first
 
 
+def swap_outcome(first: str | None, second: str | None) -> str | None:
+    """The three-way verdict of two orders (:data:`OUTCOMES`): the one both orders gave; None
+    (tie/unsure) when they differ or either gave none."""
+    if first is None or first != second:
+        return None
+    return first
+
+
+def outcome_gain(outcome: str) -> int:
+    """What sending the request to the cloud gains over the local answer: ``worse`` +1,
+    ``same`` 0, ``better`` -1.
+
+    Raises:
+        ValueError: not one of :data:`OUTCOMES`.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown judge outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
+    return {"better": -1, "same": 0, "worse": 1}[outcome]
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeVerdict:
     """What the judge said about one sample.
@@ -87,14 +133,19 @@ class JudgeVerdict:
     Attributes:
         replies: the raw reply per order asked (text, one per entry of ``orders``).
         orders: the orders asked (:data:`ORDERS`), one or two.
-        per_order: the parsed verdict of each reply (True: local at least as good; None: unparseable).
-        verdict: the final verdict (True, False, or None = tie/unsure).
+        per_order: the parsed binary verdict of each reply (True: local at least as good; None: unparseable).
+        verdict: the final binary verdict (True, False, or None = tie/unsure).
+        per_order_outcome: the parsed three-way verdict of each reply (:data:`OUTCOMES`; None:
+            YES or unparseable).
+        outcome: the final three-way verdict (``better``, ``same``, ``worse``, or None = tie/unsure).
     """
 
     replies: tuple[str, ...]
     orders: tuple[str, ...]
     per_order: tuple[bool | None, ...]
     verdict: bool | None
+    per_order_outcome: tuple[str | None, ...] = ()
+    outcome: str | None = None
 
     @property
     def label(self) -> str:
@@ -104,7 +155,8 @@ class JudgeVerdict:
 
 def decide_verdict(replies: Sequence[str], orders: Sequence[str] = ORDERS) -> JudgeVerdict:
     """The judge's decision from its replies (pure): one reply is its own verdict; two
-    replies (both orders) give :func:`swap_verdict` of their parsed verdicts.
+    replies (both orders) give :func:`swap_verdict` of their binary verdicts and
+    :func:`swap_outcome` of their three-way ones.
 
     Raises:
         ValueError: not one or two replies, or replies and orders of different lengths.
@@ -112,8 +164,10 @@ def decide_verdict(replies: Sequence[str], orders: Sequence[str] = ORDERS) -> Ju
     if len(replies) not in (1, 2) or len(replies) != len(orders):
         raise ValueError("the judge decides on one reply or on one reply per order (two)")
     parsed = tuple(parse_verdict(r) for r in replies)
+    outcomes = tuple(parse_outcome(r) for r in replies)
     final = parsed[0] if len(parsed) == 1 else swap_verdict(*parsed)
-    return JudgeVerdict(tuple(replies), tuple(orders), parsed, final)
+    outcome = outcomes[0] if len(outcomes) == 1 else swap_outcome(*outcomes)
+    return JudgeVerdict(tuple(replies), tuple(orders), parsed, final, outcomes, outcome)
 
 
 @dataclass(slots=True)
@@ -137,7 +191,7 @@ class Judge:
             ``prompt_tokens``, ``completion_tokens``, ``cached_prompt_tokens``, ``latency_ms``).
         tier_name: the judge tier; tier: its config (for the price).
         swap: ask both orders (:data:`ORDERS`); else only ``cloud_first``.
-        max_tokens: the reply cap (tokens); YES/NO needs one or two.
+        max_tokens: the reply cap (tokens); BETTER/SAME/WORSE needs one or two.
     """
 
     def __init__(self, client: "TierClient", tier_name: str, tier: "TierConfig", swap: bool = True,

@@ -6,7 +6,8 @@ reproducible) to the cloud tier as well, on a background task: the client alread
 answer and never waits for this. Both answers are stored as a
 :class:`~router.store.records.ShadowRecord` with their agreement: the cosine similarity of their
 MiniLM embeddings (``router.scoring.embedder``) and, when ``shadow.judge_tier`` names a
-tier, that model's YES/NO verdict on whether the local answer is as good. Escalated
+tier, that model's three-way verdict on the local answer (better / as good / worse than the
+cloud's; :mod:`router.ledger.judge`) and the binary one it implies (at least as good). Escalated
 requests already hold both answers (the local attempt and the cloud's), so they are scored
 too, with no extra call. With ``shadow.cloud_rate`` the other side is sampled as well: a
 request the classifier sent to the cloud tier is answered again by the local tier in the
@@ -248,6 +249,6 @@ class ShadowSampler:
         sample.judge_cost_usd = outcome.cost_usd
         if outcome.verdict is not None:
             v = outcome.verdict
-            sample.judge_verdict = v.verdict
-            sample.judge_replies = [{"order": o, "reply": r[:200], "verdict": p}
-                                    for o, r, p in zip(v.orders, v.replies, v.per_order)]
+            sample.judge_verdict, sample.judge_outcome = v.verdict, v.outcome
+            sample.judge_replies = [{"order": o, "reply": r[:200], "verdict": p, "outcome": t}
+                                    for o, r, p, t in zip(v.orders, v.replies, v.per_order, v.per_order_outcome)]

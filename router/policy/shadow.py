@@ -24,7 +24,9 @@ class ShadowConfig(_Strict):
     6.3% judged as good) and 0.886 on GSM8K (Mixtral vs GPT-4, 64.6% correct). It estimates
     that *rate*; it does not judge single answers (AUROC 0.43 and 0.64): use ``judge_tier``
     for that. The judge (:mod:`router.ledger.judge`) is asked in both orders of the two
-    answers (``judge_swap``) and gives a verdict only when both orders agree.
+    answers (``judge_swap``) and gives a verdict only when both orders agree: the three-way
+    verdict (local better / as good / worse), which ``slm-router learn`` reads as label and
+    weight, and the binary "at least as good" it implies.
 
     ``strategy`` chooses which locally served requests are sampled: ``uniform`` takes each with
     probability ``rate``; ``uncertain`` takes those whose score was close to their threshold
@@ -48,7 +50,8 @@ class ShadowConfig(_Strict):
         0.0, ge=0, le=1, description="share of cloud-routed requests also answered by the local tier in the background "
                                      "and judged against the cloud answer (needs judge_tier); labels for learn")
     judge_tier: str | None = Field(
-        None, description="tier asked whether the local answer is at least as good as the cloud's; None = no judge"
+        None, description="tier asked whether the local answer is better than, as good as or worse than the cloud's "
+                          "(BETTER / SAME / WORSE); None = no judge"
     )
     judge_swap: bool = Field(
         True, description="ask the judge twice, the answers in both orders; a verdict only when both agree "

@@ -187,8 +187,12 @@ class ShadowRecord:
         judge_model: the judge tier's model when an LLM judge ran; judge_verdict its final
             verdict (True: the local answer is at least as good; None: tie/unsure, the orders
             disagreed, or no verdict); judge_cost_usd the cost of its calls (USD).
+        judge_outcome: the judge's three-way verdict on the local answer compared with the
+            cloud's: ``better``, ``same`` or ``worse`` (both orders gave it); None: tie/unsure,
+            no judge, or a log written before it was kept (then ``judge_verdict`` alone says
+            whether the local answer was at least as good).
         judge_replies: the judge's raw replies, one per order asked, as a JSON list of
-            ``{"order", "reply", "verdict"}`` (:mod:`router.ledger.judge`); None without a judge.
+            ``{"order", "reply", "verdict", "outcome"}`` (:mod:`router.ledger.judge`); None without a judge.
         judge_prompt_tokens, judge_completion_tokens: tokens of the judge's calls (both orders).
         sample_p: the probability with which the request was chosen for this sample
             (``shadow.rate`` under ``uniform``, higher near the threshold under ``uncertain``,
@@ -220,6 +224,7 @@ class ShadowRecord:
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     sample_p: float | None = None
+    judge_outcome: str | None = None
 
 
 @dataclass(slots=True)

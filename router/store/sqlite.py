@@ -76,6 +76,7 @@ _ADDED_COLUMNS = [
     ("requests", "threshold", "REAL"),
     ("requests", "learning", "TEXT"),
     ("shadows", "sample_p", "REAL"),
+    ("shadows", "judge_outcome", "TEXT"),
 ]
 _JSON_COLUMNS = {"signals", "rule_facts", "judge_replies", "learning"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""

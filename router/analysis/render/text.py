@@ -25,10 +25,12 @@ METHOD_NOTES = [
     "background, agreement = MiniLM cosine similarity at or above shadow.agree_at, or an LLM judge's "
     "verdict), unsampled ones at the sampled agreement rate; 95% interval from the Wilson interval of "
     "that rate. Shadow calls are a real spend, shown on their own line and taken off net savings.",
-    "Judge: the judge tier is asked whether the local answer is at least as good as the cloud's, with the "
-    "answers in both orders (shadow.judge_swap); a verdict only when both orders agree, else tie/unsure (the "
-    "sample then falls back to the embedding agreement). Its prompt and completion tokens are priced on the "
-    "line \"judge\", part of the shadow spend.",
+    "Judge: the judge tier is asked whether the local answer is better than, as good as, or worse than the "
+    "cloud's (BETTER / SAME / WORSE), with the answers in both orders (shadow.judge_swap); a verdict only when "
+    "both orders agree, else tie/unsure (the sample then falls back to the embedding agreement). Better or as "
+    "good in both orders is the verdict 'at least as good' even when the two differ; the three-way counts "
+    "(local better / as good / worse) are what slm-router learn reads as label weights. Its prompt and "
+    "completion tokens are priced on the line \"judge\", part of the shadow spend.",
 ]
 
 GROUP_HEADER = ["group", "requests", "served locally", "escalated", "actual cost", "all-cloud cost", "savings",
@@ -92,7 +94,9 @@ def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
         ["shadow sampling (extra cloud calls)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd - s.judge_usd),
          "-"],
         ["judge", str(s.judge_calls), str(s.judge_prompt_tokens), str(s.judge_completion_tokens),
-         fmt_usd(s.judge_usd), f"{s.judge_samples} samples, {s.judge_unsure} tie/unsure"],
+         fmt_usd(s.judge_usd), f"{s.judge_samples} samples, {s.judge_unsure} tie/unsure" + (
+             "; local better {better} / as good {same} / worse {worse}".format(
+                 **{o: s.judge_outcomes.get(o, 0) for o in ("better", "same", "worse")}) if s.judge_outcomes else "")],
     ]
     return header, rows
 
