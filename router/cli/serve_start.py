@@ -23,12 +23,14 @@ from ..providers.runtimes import launch_runtimes
 
 __all__ = ["checked_policy", "artifact_loads"]
 
-_LOAD = "import sys; from router.scoring.artifact import load_artifact; load_artifact(sys.argv[1])"
+_LOAD = "import os, sys; os.nice(10); from router.scoring.artifact import load_artifact; load_artifact(sys.argv[1])"
 
 
 def artifact_loads(location: str) -> subprocess.Popen:
     """A child process that loads the classifier artifact at ``location`` and exits 0 when it
-    loads (its output is discarded; a failure is reported by the policy check)."""
+    loads (its output is discarded; a failure is reported by the policy check). It runs at
+    nice 10: it only proves the file loads, and must not take CPU from this process's import
+    of litellm and the server, which the first answer waits for."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-c", _LOAD, location], env=env, stdin=subprocess.DEVNULL,

@@ -124,14 +124,16 @@ class WorkerPool:
         buffers on it (probe or cache) and start the worker processes without waiting for
         them to load their model (idempotent; the re-encoding and the probe, when they run,
         block a few seconds). The server launches them first, so they load on another core
-        while it loads its own models (issue 17: start-up to first answer)."""
+        while it loads its own models (issue 17: start-up to first answer). One worker starts
+        here, the other ``parallel - 1`` once it is ready: loading them all at once put three
+        or more processes on a 2-core machine's cores while the server imports litellm, and
+        the server's share of a core was what the first answer waited for."""
         with self._start_lock:
             if not self._started.is_set():
                 self.weights = self._weights(self.spec.requantize, self.spec.model_path)
                 self.extra_buffers = self._resolver(self.spec.extra_buffers, self.weights.path)
                 with self._lock:
-                    for _ in range(self.spec.parallel):
-                        self._spawn()
+                    self._spawn()  # the others once it is ready (see _on_message)
                 self._started.set()
 
     def start(self, timeout_s: float = 120.0) -> None:
@@ -196,6 +198,8 @@ class WorkerPool:
         if kind == "ready":
             with self._lock:
                 worker.ready, worker.info = True, msg[1]
+                while len(self._workers) < self.spec.parallel and not self._closing:
+                    self._spawn()
                 self._dispatch(worker)
             return
         job = worker.job
