@@ -248,6 +248,14 @@ def main() -> int:
     if args.quick:
         args.sets, args.max_per_set = "gsm8k,mmlu-humanities,alpaca_eval", 800
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    if args.reuse is not None:  # only the sets that run replayed
+        replayed = json.loads((args.reuse / "windows.json").read_text()) if (args.reuse / "windows.json").exists() else {}
+        if skipped := [n for n in names if n not in replayed]:
+            print(f"--reuse {args.reuse}: not replayed there, skipped: {', '.join(skipped)}", file=sys.stderr)
+        names = [n for n in names if n in replayed]
+        if not names:
+            print(f"--reuse {args.reuse}: no windows.json with any of these sets", file=sys.stderr)
+            return 2
     work = args.reuse or Path(tempfile.mkdtemp(prefix="slm-router-learning-"))
     out = args.out or work
     out.mkdir(parents=True, exist_ok=True)
