@@ -7,16 +7,21 @@ OpenAI-compatible tiers parses every block as JSON instead, so one keep-alive ``
 from an upstream (llama.cpp servers, proxies, Anthropic-style gateways) failed the whole
 call. :class:`SSEDataOnlyTransport` wraps the HTTP transport litellm is given
 (``litellm.aclient_session``, a documented setting) and removes such blocks, and comment
-lines inside blocks, from ``text/event-stream`` bodies. Other bodies pass untouched.
+lines inside blocks, from ``text/event-stream`` bodies. Other bodies pass untouched, except
+a successful answer to a streaming request that is not an event stream at all (an HTML page
+from a proxy, a server that ignores ``stream`` and sends JSON): the SDK would read no event
+from it and litellm would report an empty answer that finished normally, so it becomes a 502
+naming what came back, which the router retries and falls back from like any 5xx.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 
-__all__ = ["SSEDataOnlyTransport", "filter_sse_blocks", "install"]
+__all__ = ["SSEDataOnlyTransport", "filter_sse_blocks", "install", "not_an_event_stream"]
 
 
 def _has_data(block: bytes) -> bool:
@@ -61,9 +66,41 @@ class _FilteredStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+def _asks_stream(request: httpx.Request) -> bool:
+    """True when ``request`` is a JSON body with ``"stream": true`` (a chat or messages call
+    that expects an event stream back)."""
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streamed upload: not a JSON call body
+        return False
+    if b'"stream"' not in content:
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+async def not_an_event_stream(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """The 502 that replaces a 2xx ``response`` without an event stream to a streaming
+    ``request``: an OpenAI error body naming the content type and the first 200 characters
+    that came back (``upstream_error``)."""
+    try:
+        head = (await response.aread())[:200].decode("utf-8", "replace")
+    finally:
+        await response.aclose()
+    kind = response.headers.get("content-type") or "no content type"
+    message = (f"the upstream answered a streaming request with status {response.status_code} and {kind} instead "
+               f"of an event stream (text/event-stream): {head!r}")
+    return httpx.Response(502, json={"error": {"message": message, "type": "upstream_error", "code": "not_an_event_stream"}},
+                          request=request)
+
+
 class SSEDataOnlyTransport(httpx.AsyncBaseTransport):
     """An httpx transport around ``inner`` whose event-stream responses carry only events
-    with data (see the module docstring); everything else is ``inner``'s response as is."""
+    with data, and whose successful answers to streaming requests are event streams (see
+    the module docstring); everything else is ``inner``'s response as is."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
@@ -71,6 +108,8 @@ class SSEDataOnlyTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         if "text/event-stream" not in response.headers.get("content-type", ""):
+            if 200 <= response.status_code < 300 and _asks_stream(request):
+                return await not_an_event_stream(request, response)
             return response
         headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
         return httpx.Response(response.status_code, headers=headers, stream=_FilteredStream(response.stream),

@@ -1,0 +1,61 @@
+"""An upstream that answers a streaming request with a 200 that is not an event stream (an
+HTML page from a proxy, a server that ignores ``stream`` and sends JSON) is a failed call,
+not an empty answer: the router falls back to the other tier, or answers the API's 502."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from .app_thread import logged_row, serving_policy, sim_tiers
+from .scripted_upstream import ScriptedUpstream, completion
+
+
+def _json_to_every_stream(body):
+    return completion("ignored the stream flag", usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})
+
+
+@pytest.fixture(scope="module")
+def json_up():
+    server = ScriptedUpstream(_json_to_every_stream).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def good_up():
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+def test_a_json_answer_to_a_cloud_stream_falls_back_to_the_local_tier(json_up, good_up):
+    with serving_policy({"tiers": sim_tiers(good_up.url, json_up.url)}) as (url, store):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+                model="cloud", stream=True, messages=[{"role": "user", "content": "Hi"}]) as response:
+            text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+            headers = response.headers
+        assert headers["x-router-tier"] == "local" and text == "ok"
+        assert "cloud failed (502), fell back to local" in headers["x-router-reason"]
+        assert json_up.received[-1]["stream"] is True  # the cloud was asked to stream
+        row = logged_row(store, headers["x-request-id"])
+        assert row.status == "ok" and row.tier == "local"
+
+
+def test_without_a_fallback_it_is_a_502_in_openai_shape(json_up, good_up):
+    policy = {"tiers": sim_tiers(good_up.url, json_up.url), "routing": {"on_cloud_unavailable": "error"}}
+    with serving_policy(policy) as (url, store):
+        r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "model": "cloud", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+        assert r.status_code == 502, r.text
+        error = r.json()["error"]
+        assert error["code"] == "upstream_error"
+        assert "application/json instead of an event stream" in error["message"]
+        row = logged_row(store, r.headers["x-request-id"])
+        assert row.status == "error" and row.http_status == 502
+        # the same server's JSON answers to non-streaming calls are still answers
+        ok = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "model": "cloud", "messages": [{"role": "user", "content": "Hi"}]})
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "ignored the stream flag"
