@@ -42,7 +42,7 @@ def huge_up():
     server.stop()
 
 
-@pytest.mark.parametrize("stream", [False])
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_cloud_answer_with_absurd_usage_is_logged_with_counted_tokens(huge_up, stream):
     with serving_policy({"tiers": sim_tiers(huge_up.url)}) as (url, store):
         r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
