@@ -198,6 +198,8 @@ def _classify(tier: str, err: Exception) -> TierCallError:
                              retry_after_s=err.retry_after_s)
     import litellm
 
+    if isinstance(err, litellm.exceptions.MidStreamFallbackError) and isinstance(err.original_exception, Exception):
+        err = err.original_exception  # litellm's wrapper for a stream that broke; its name promised a fallback
     status = getattr(err, "status_code", None) or 502
     message = f"tier '{tier}' failed: {type(err).__name__}: {provider_message(str(getattr(err, 'message', None) or err))}"
     if isinstance(err, litellm.exceptions.ContextWindowExceededError):
