@@ -54,3 +54,5 @@ def test_a_cloud_answer_with_absurd_usage_is_logged_with_counted_tokens(huge_up,
         assert row.cost_usd is not None and 0 < row.cost_usd < 1e-4
         if not stream:
             assert "usage reported by cloud is implausible (prompt_tokens=1000" in r.headers["x-router-reason"]
+            usage = r.json()["usage"]  # the client sees the counted usage too
+            assert (usage["prompt_tokens"], usage["completion_tokens"]) == (row.prompt_tokens, row.completion_tokens)

@@ -318,6 +318,8 @@ class TierClient:
         estimated = rejected is not None or (not usage.get("prompt_tokens") and not usage.get("completion_tokens"))
         if estimated:  # the upstream reported no usage: count with litellm's tokenizer for the model
             usage = counted_usage(tier.model, messages, body)
+        if rejected:  # the client and the cache get the counted usage, not the broken one
+            body["usage"] = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
         logprobs = logprob_entries(choice.get("logprobs"))
         return CallResult(
             response=body,
