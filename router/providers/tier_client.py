@@ -299,7 +299,8 @@ class TierClient:
         """Call tier ``name`` once, without streaming.
 
         Raises:
-            TierCallError: the provider failed or refused.
+            TierCallError: the provider failed or refused, or answered without any choice
+                (502, retried and fallen back from like any 5xx).
         """
         import litellm
 
@@ -312,7 +313,9 @@ class TierClient:
             raise _map_error(name, err, tier.api_key) from err
         body = response.model_dump()
         latency_ms = (time.perf_counter() - start) * 1000
-        choice = (body.get("choices") or [{}])[0]
+        if not body.get("choices"):  # OpenAI always answers with a choice; a client reading choices[0] would crash
+            raise TierCallError(name, 502, f"tier '{name}' failed: its answer has no choices")
+        choice = body["choices"][0]
         usage = body.get("usage") or {}
         rejected = implausible_usage(usage)
         estimated = rejected is not None or (not usage.get("prompt_tokens") and not usage.get("completion_tokens"))
