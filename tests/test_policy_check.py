@@ -207,6 +207,11 @@ def test_cli_policy_check_exit_codes(tmp_path):
     assert runner.invoke(app, ["policy", "check", "--strict", str(warn)]).exit_code == 2
 
 
+def test_policy_schema_to_an_unwritable_path_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["policy", "schema", "-o", str(tmp_path / "missing" / "dir" / "s.json")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
+
+
 def test_serve_refuses_an_invalid_policy_with_the_same_messages(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(_TIERS.replace("${SET_KEY}", "sk-x") + "routing: {cloud_tier: clowd}\n")
