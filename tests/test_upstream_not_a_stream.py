@@ -9,7 +9,9 @@ import openai
 import pytest
 
 from .app_thread import logged_row, serving_policy, sim_tiers
-from .scripted_upstream import ScriptedUpstream, completion
+from starlette.responses import Response
+
+from .scripted_upstream import DONE, ScriptedUpstream, chunk, completion, usage_chunk
 
 
 def _json_to_every_stream(body):
@@ -59,3 +61,27 @@ def test_without_a_fallback_it_is_a_502_in_openai_shape(json_up, good_up):
         ok = httpx.post(url + "/v1/chat/completions", timeout=30, json={
             "model": "cloud", "messages": [{"role": "user", "content": "Hi"}]})
         assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "ignored the stream flag"
+
+
+class MislabelledStream(ScriptedUpstream):
+    """Streams real SSE events but labels them ``text/plain`` (the SDK reads them all the same)."""
+
+    async def _chat(self, request):
+        body = await request.json()
+        self.received.append(body)
+        events = chunk({"role": "assistant", "content": "still an answer"}) + chunk({}, finish="stop") + \
+            usage_chunk(5, 3) + DONE
+        return Response("\n\n" + events, media_type="text/plain")
+
+
+def test_an_event_stream_under_another_content_type_is_still_read(good_up):
+    mislabelled = MislabelledStream().start()
+    try:
+        with serving_policy({"tiers": sim_tiers(good_up.url, mislabelled.url)}) as (url, store):
+            r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+                "model": "cloud", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+            assert r.headers["x-router-tier"] == "cloud" and "still an answer" in r.text
+            row = logged_row(store, r.headers["x-request-id"])
+            assert row.status == "ok" and (row.prompt_tokens, row.completion_tokens) == (5, 3)
+    finally:
+        mislabelled.stop()
