@@ -85,3 +85,36 @@ def test_an_event_stream_under_another_content_type_is_still_read(good_up):
             assert row.status == "ok" and (row.prompt_tokens, row.completion_tokens) == (5, 3)
     finally:
         mislabelled.stop()
+
+
+class HtmlPage(ScriptedUpstream):
+    """Answers every call, on any path, with a proxy's HTML page (status 200)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from starlette.routing import Route
+        self._server.config.app.router.routes.append(Route("/v1/messages", self._chat, methods=["POST"]))
+
+    async def _chat(self, request):
+        self.received.append(await request.json())
+        return Response("<html><body>Please log in to the network</body></html>", media_type="text/html")
+
+
+def test_an_anthropic_tier_stream_with_no_events_falls_back_too(good_up):
+    """litellm's Anthropic provider has its own HTTP client: the stream-level check sees a
+    stream that carried no answer, tool call or usage and fails it before the first byte."""
+    page = HtmlPage().start()
+    try:
+        tiers = sim_tiers(good_up.url)
+        tiers["cloud"] = {"model": "anthropic/claude-sonnet-4-5", "api_key": "sk-ant-test",
+                          "api_base": page.url.removesuffix("/v1"), "max_retries": 0}
+        with serving_policy({"tiers": tiers}) as (url, store):
+            r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+                "model": "cloud", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+            assert page.received, "the Anthropic tier was called"
+            assert r.headers["x-router-tier"] == "local" and '"content":"ok"' in r.text
+            assert "cloud failed (502), fell back to local" in r.headers["x-router-reason"]
+            row = logged_row(store, r.headers["x-request-id"])
+            assert "its stream carried no answer, tool call or usage" in row.calls[0].error
+    finally:
+        page.stop()

@@ -345,7 +345,8 @@ class TierClient:
         :class:`~router.providers.spend.Spend` (a cancelled stream is counted from them).
 
         Raises:
-            TierCallError: the provider failed, before or during the stream.
+            TierCallError: the provider failed, before or during the stream, or its stream
+                carried no text, tool call or usage at all (502, before any piece is yielded).
         """
         import litellm
 
@@ -356,6 +357,7 @@ class TierClient:
         spend = current_spend()  # the attempt's, set while this generator takes its first step
         if spend is not None:
             spend.streamed = True
+        held: list[StreamDelta] | None = []  # finishes before any answer or usage (litellm makes one up for no events)
         try:
             response = await litellm.acompletion(**kwargs)
             async for chunk in response:
@@ -371,14 +373,27 @@ class TierClient:
                     if spend is not None and (content or tool_calls):
                         spend.receive([content, *(_arguments(tc) for tc in tool_calls or ())])
                     if content or choice.get("finish_reason") or logprobs or tool_calls:
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
-                                          logprobs, tool_calls, entries or None)
+                        piece = StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
+                                            logprobs, tool_calls, entries or None)
+                        if held is not None and not (content or logprobs or tool_calls):
+                            held.append(piece)
+                            continue
+                        for earlier in held or ():
+                            yield earlier
+                        held = None
+                        yield piece
+                if usage:
+                    for earlier in held or ():
+                        yield earlier
+                    held = None
                 if usage and usage.get("completion_tokens") is not None and implausible_usage(usage) is None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                         "completion_tokens": int(usage.get("completion_tokens") or 0),
                         "cached_prompt_tokens": cached_tokens(usage),
                     })
+            if held is not None:  # e.g. a provider's HTML page: no text, tool call or usage came at all
+                raise TierCallError(name, 502, f"tier '{name}' failed: its stream carried no answer, tool call or usage")
         except TierCallError:
             raise
         except Exception as err:
