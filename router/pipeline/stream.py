@@ -280,7 +280,7 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
     except TierCallError as err:
         call.status, call.error = "error", str(err)[:500]
         record.status, record.http_status, record.error = "partial", err.status, str(err)[:500]
-        yield error_event(f"The upstream model failed mid-stream: {err}. The answer above is incomplete; it was "
+        yield error_event(f"The upstream model failed mid-stream: {str(err).rstrip('.')}. The answer above is incomplete; it was "
                           "not continued on another tier (a fallback happens only before the first byte).")
         yield SSE_DONE
     except (asyncio.CancelledError, GeneratorExit):
