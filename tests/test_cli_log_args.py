@@ -73,3 +73,21 @@ def test_an_empty_policy_file_is_ok_with_a_warning(tmp_path):
     flat = _flat(result.output)
     assert "warning: the file has no settings: it is the embedded default policy" in flat
     assert "policy OK (1 warning(s))" in flat
+
+
+@pytest.mark.parametrize("command", [["report"], ["replay"], ["learn", "--out", "candidate"]])
+def test_an_unreachable_redis_log_is_one_line_and_exit_2(tmp_path, command):
+    """A policy whose store is Redis at an address nothing listens on: report, replay and
+    learn printed a StoreUnavailableError traceback and exited 1."""
+    from .fake_openai import free_port
+
+    policy = tmp_path / "redis.yaml"
+    policy.write_text(f"store: {{backend: redis, url: 'redis://127.0.0.1:{free_port()}/0', timeout_ms: 200}}\n")
+    args = [*command, "--policy", str(policy)]
+    if command[0] == "learn":
+        args[2] = str(tmp_path / "candidate")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = _flat(result.output)
+    assert text.startswith("error: cannot read") and "from Redis at redis://127.0.0.1:" in text
+    assert "Traceback" not in result.output

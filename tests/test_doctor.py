@@ -88,3 +88,16 @@ def test_text_output_says_what_to_do(tmp_path):
     line = next(l for l in result.stdout.splitlines() if "classifier artifact" in l)
     assert line.startswith("error") and "gone" in line
     assert "-> train one" in result.stdout
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))], ids=["recursive", "bomb"])
+def test_a_policy_whose_aliases_never_end_is_a_policy_error_not_a_traceback(tmp_path, text):
+    """doctor read an invalid policy's YAML a second time to check what it says; a recursive
+    alias raised RecursionError there, and an alias bomb expanded for minutes."""
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    code, report = _doctor("--policy", str(path), "--no-models")
+    assert code == 2
+    policy = _by_name(report)["policy"]
+    assert policy["status"] == "error" and "not valid YAML" in policy["detail"]

@@ -90,11 +90,27 @@ def _lines(report) -> list[str]:
     (_TIERS + "escalation: {enabled: true}\nescalation: {enabled: false}\n",
      "p.yaml:5:1: error: escalation: duplicate key 'escalation' (first at line 4); YAML would keep only the last"),
     ("- a\n- b\n", "p.yaml:1:1: error: the policy must be a YAML mapping of sections, got list"),
+    # aliases no walk can finish: one that contains itself, a "billion laughs" bomb
+    (_TIERS + "rules: &r [*r]\n",
+     "p.yaml:4:8: error: not valid YAML: an alias refers to a node that contains it (a recursive anchor)"),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi")),
+     "p.yaml:1:1: error: not valid YAML: the document's anchors and aliases expand to more than 100,000 values (an alias bomb)"),
+    ("a: " + "[" * 3000 + "]" * 3000 + "\n", "p.yaml:1:1: error: not valid YAML: nested too deeply"),
 ])
 def test_broken_files_give_expected_messages(text, expected):
     report = _check(text)
     assert any(line.startswith(expected) for line in _lines(report)), "\n".join(_lines(report))
     assert report.policy is None and report.errors
+
+
+def test_anchors_and_merge_keys_still_work():
+    text = _TIERS.replace("${SET_KEY}", "sk-x") + (
+        "budgets:\n  enabled: true\n  default: &limits {daily_usd: 5.0, monthly_usd: 100.0}\n"
+        "  tenants: {key-1a2b3c4d5e6f7a8b: {<<: *limits, daily_usd: 50.0}}\n")
+    report = _check(text)
+    assert not report.errors, "\n".join(_lines(report))
+    assert report.policy.budgets.tenants["key-1a2b3c4d5e6f7a8b"].monthly_usd == 100.0
 
 
 def test_every_problem_is_reported_in_one_pass():
@@ -189,6 +205,11 @@ def test_cli_policy_check_exit_codes(tmp_path):
     warn.write_text(_TIERS.replace("${SET_KEY}", "${UNSET_KEY_FOR_TEST}"))
     assert runner.invoke(app, ["policy", "check", str(warn)]).exit_code == 0
     assert runner.invoke(app, ["policy", "check", "--strict", str(warn)]).exit_code == 2
+
+
+def test_policy_schema_to_an_unwritable_path_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["policy", "schema", "-o", str(tmp_path / "missing" / "dir" / "s.json")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
 
 
 def test_serve_refuses_an_invalid_policy_with_the_same_messages(tmp_path):

@@ -67,7 +67,9 @@ def test_budget_exhausted_degrades_to_local_or_answers_429(cloud, tmp_path):
     r = asyncio.run(_post(app, _chat("Say hello."), key))
     assert r.status_code == 200, r.text
     assert r.headers["x-router-tier"] == "local" and r.headers["x-router-degraded"] == "true"
-    assert "budget exhausted" in r.headers["x-router-reason"]
+    # nothing is spent yet: the budget is smaller than one call's worst case, and says so
+    assert "budget left cannot hold this call's worst-case cost of $" in r.headers["x-router-reason"]
+    assert "(day $0.000000 of $0.000000 spent or held; a lower max_tokens holds less)" in r.headers["x-router-reason"]
     assert r.headers["x-router-tenant"] == tenant_id(key)
     assert len(cloud.received) == before  # the cloud was never called
     # another tenant (no limit) still reaches the cloud
@@ -81,6 +83,8 @@ def test_budget_exhausted_degrades_to_local_or_answers_429(cloud, tmp_path):
     r = asyncio.run(_post(app, _chat("Say hello.", stream=True), key))
     assert r.status_code == 429
     assert r.json()["error"]["type"] == "insufficient_quota" and r.json()["error"]["code"] == "budget_exceeded"
+    assert r.json()["error"]["message"].startswith("The cloud budget of this API key refused the call: budget left "
+                                                   "cannot hold this call's worst-case cost")
     logged = store.requests()
     assert len(logged) == 1 and logged[0].http_status == 429 and logged[0].status == "error"
 

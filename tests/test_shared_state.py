@@ -266,8 +266,13 @@ def test_budget_reserve_settle_and_shift(state):
         r, why = await budget.reserve("t", 0.0006)
         assert r is not None and r.metered and why == ""
         assert (await budget.threshold("t", 0.5))[0] == pytest.approx(0.5 + 0.4 * 0.2)  # 60% spent
-        refused, why = await budget.reserve("t", 0.0006)
-        assert refused is None and "budget exhausted" in why
+        refused, why = await budget.reserve("t", 0.0006)  # $0.0004 left: room, but not for this call
+        assert refused is None and why == ("budget left cannot hold this call's worst-case cost of $0.000600 "
+                                           "(day $0.000600 of $0.001000 spent or held; a lower max_tokens holds less)")
+        full, _ = await budget.reserve("t", 0.0004)
+        refused, why = await budget.reserve("t", 0.000001)
+        assert refused is None and why == "budget exhausted (day $0.001000 of $0.001000)"
+        await budget.settle(full, 0.0)
         await budget.settle(r, 0.0001)  # the call cost less than held
         assert (await budget.spent("t"))["day"] == pytest.approx(0.0001)
         again, _ = await budget.reserve("t", 0.0006)

@@ -19,7 +19,6 @@ Errors: 400 ``invalid_policy`` (the messages of ``policy check``), 400 ``invalid
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +27,7 @@ from ..errors import InvalidRequestError, PermissionDeniedError, StoreUnavailabl
 from ..policy.check import check_policy_text
 from ..policy.versions import VersionBook, VersionError
 from ..policy.view import policy_hash
+from ..request.parse import load_json_body
 from ..state.base import StateUnavailable
 from .chat_entry import read_body
 from .version_sync import VersionSync
@@ -64,10 +64,7 @@ def book_body(book: VersionBook, replica: dict[str, Any] | None = None) -> dict[
 
 async def _json(request: Request, limit: int) -> dict[str, Any]:
     raw = await read_body(request, limit)
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        raise InvalidRequestError("The body is not valid JSON.", code="invalid_json") from None
+    data = load_json_body(raw or b"{}")
     if not isinstance(data, dict):
         raise InvalidRequestError("The body must be a JSON object.", code="invalid_request")
     return data

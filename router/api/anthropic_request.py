@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request
+from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, load_json_body, parse_chat_request
 
 __all__ = ["MessagesRequest", "parse_messages_request", "to_chat_body", "MAX_STOP_SEQUENCES"]
 
@@ -271,10 +271,7 @@ def parse_messages_request(body: bytes | str | dict[str, Any], count_only: bool 
             or content this router cannot translate.
     """
     if isinstance(body, (bytes, str)):
-        try:
-            body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
-            raise InvalidRequestError(f"The request body is not valid JSON ({err}).", code="invalid_json") from None
+        body = load_json_body(body)
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
     try:

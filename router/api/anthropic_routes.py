@@ -19,15 +19,22 @@ from starlette.background import BackgroundTask
 
 from ..errors import RouterError
 from ..pipeline import RoutedStream
-from ..policy import TierConfig
+from ..policy import Policy, TierConfig
 from ..request.parse import ChatRequest
 from .anthropic_request import parse_messages_request
 from .anthropic_response import error_body, stream_events, to_message
 from .chat_entry import ClientDisconnected, admit, logged, refusals_logged, serve_chat
 
-__all__ = ["register_anthropic", "count_request_tokens"]
+__all__ = ["register_anthropic", "count_request_tokens", "counting_tier"]
 
 log = logging.getLogger(__name__)
+
+def counting_tier(policy: Policy, model: str) -> str:
+    """The tier that counts a prompt too long for every tier: the one ``model`` names (a tier
+    name, or an alias of one), else the policy's cloud tier."""
+    named = policy.aliases.get(model, model)
+    return named if named in policy.tiers else policy.routing.cloud_tier
+
 
 def count_request_tokens(tier: TierConfig, chat: ChatRequest) -> int:
     """Prompt tokens of ``chat`` (turns and tools) as ``tier``'s model counts them
@@ -77,20 +84,29 @@ def register_anthropic(app: FastAPI, live) -> None:
     @app.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> Any:
         """``{"input_tokens": N}``: the prompt as the tier this request would be routed to
-        counts it (no model call; like ``POST /v1/route``, logged only when refused)."""
+        counts it (no model call; like ``POST /v1/route``, logged only when refused); a
+        prompt too long for every tier is counted by :func:`counting_tier`'s tier."""
         router = live.router
 
-        async def count(chat: ChatRequest) -> tuple[Any, int]:
-            routing = await router.route(chat, request.headers, identity=identity)
+        async def count(chat: ChatRequest) -> tuple[dict[str, str], int]:
+            try:
+                routing = await router.route(chat, request.headers, identity=identity)
+            except RouterError as err:  # too long for every tier: still a count, what clients trim by
+                if err.code != "context_length_exceeded":
+                    raise
+                name = counting_tier(router.policy, chat.model)
+                headers = {"x-router-tier": name, "x-router-reason": f"fits no tier's context window; counted as "
+                                                                     f"{name} counts it"}
+                return headers, await asyncio.to_thread(count_request_tokens, router.policy.tiers[name], chat)
             tier = router.policy.tiers[routing.decision.tier]
-            return routing, await asyncio.to_thread(count_request_tokens, tier, chat)
+            return {"x-router-tier": routing.decision.tier}, await asyncio.to_thread(count_request_tokens, tier, chat)
 
         try:  # x-api-key or a bearer token; a refusal is logged
             record, identity, chat = await admit(router, request, lambda body: parse_messages_request(
                 body, count_only=True))
-            routing, tokens = await refusals_logged(router, record, count(chat))
+            headers, tokens = await refusals_logged(router, record, count(chat))
         except RouterError as err:
             return _error(request, err)
         except Exception as err:  # noqa: BLE001
             return _unexpected(request, err)
-        return JSONResponse({"input_tokens": tokens}, headers={"x-router-tier": routing.decision.tier})
+        return JSONResponse({"input_tokens": tokens}, headers=headers)

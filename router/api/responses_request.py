@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
-from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, parse_chat_request
+from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, load_json_body, parse_chat_request
 
 __all__ = ["ResponsesRequest", "ParsedResponses", "parse_responses_request", "STATEFUL_FIELDS"]
 
@@ -175,11 +175,7 @@ def parse_responses_request(body: bytes | str | dict[str, Any]) -> ParsedRespons
             (``param`` names it, e.g. ``previous_response_id``) or an unsupported item.
     """
     if isinstance(body, (bytes, str)):
-        try:
-            body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
-            raise InvalidRequestError(f"We could not parse the JSON body of your request ({err}).",
-                                      code="invalid_json") from None
+        body = load_json_body(body)
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
     for name in STATEFUL_FIELDS:

@@ -348,7 +348,11 @@ def _schema_valid(path: Path | None) -> Policy:
     import yaml
 
     from ..policy import policy_from_dict
+    from ..policy.check import check_policy_file
 
+    syntax = check_policy_file(Path(path), deployment=False).problems
+    if any(p.message.startswith(("not valid YAML", "cannot read")) for p in syntax):
+        return Policy()  # e.g. an alias bomb: reading it again would expand it
     try:
         return policy_from_dict(yaml.safe_load(Path(path).read_text()) or {}, source=str(path))
     except (PolicyError, OSError, yaml.YAMLError, TypeError):

@@ -31,6 +31,7 @@ def _iv(t, digits: int = 3) -> str:
 
 
 def _read(policy, log: Optional[Path], lo, hi):
+    from ..errors import StoreUnavailableError
     from ..store import open_store
     from ..store.base import FeedbackStore
     from .args import open_sqlite_log
@@ -45,6 +46,8 @@ def _read(policy, log: Optional[Path], lo, hi):
     try:
         feedback = store.feedback(lo, hi) if isinstance(store, FeedbackStore) else []
         return where, store.requests(lo, hi), store.shadows(lo, hi), feedback
+    except StoreUnavailableError as err:  # the policy's Redis does not answer
+        _fail(str(err))
     finally:
         store.close()
 

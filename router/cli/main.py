@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .args import fail as _fail, parse_time as _parse_time
 from .policy import policy_app
-from ..errors import PolicyError
+from ..errors import PolicyError, StoreUnavailableError
 from ..policy import Policy, load_policy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Route chat requests between a local SLM and a cloud LLM.")
@@ -161,7 +161,7 @@ def _open_log(active: Policy, log: Optional[Path]):
 
 def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float | None, feedback: bool = False):
     """(where the log is, its requests and its shadow samples in ``[lo, hi)``), plus its
-    feedback when ``feedback``."""
+    feedback when ``feedback``. Exits 2 with one line when the policy's Redis is unreachable."""
     from ..store.base import FeedbackStore
 
     path, store = _open_log(active, log)
@@ -170,6 +170,8 @@ def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float |
         if feedback:
             return out + (store.feedback(lo, hi) if isinstance(store, FeedbackStore) else [],)
         return out
+    except StoreUnavailableError as err:  # the policy's Redis does not answer
+        _fail(str(err))
     finally:
         store.close()
 

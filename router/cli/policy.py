@@ -14,6 +14,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .args import fail
+
 __all__ = ["policy_app", "schema_json", "SCHEMA_PATH"]
 
 policy_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -63,7 +65,10 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write h
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as err:
+            fail(f"cannot write {out}: {err.strerror or err}")
 
 
 @policy_app.command("hash-key")

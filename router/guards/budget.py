@@ -221,7 +221,9 @@ class Budget:
 
         Returns:
             (reservation, "") when the call may go ahead, (None, reason) when the budget
-            is spent, or unknown with ``on_store_down: closed``.
+            is spent (``budget exhausted (...)``), when what is left cannot hold ``usd``
+            (``budget left cannot hold this call's worst-case cost ...``), or unknown with
+            ``on_store_down: closed``.
         """
         ws = windows(tenant, limit_for(tenant, self.config), self._clock())
         if not ws:
@@ -243,6 +245,9 @@ class Budget:
         if not ok:
             spent = ", ".join(f"{w.key.rsplit(':', 2)[1]} ${b / NANO_PER_USD:.6f} of ${w.limit / NANO_PER_USD:.6f}"
                               for w, b in zip(ws, before))
+            if all(b < w.limit for w, b in zip(ws, before)):  # room is left, but not this call's worst case
+                return None, (f"budget left cannot hold this call's worst-case cost of ${nano / NANO_PER_USD:.6f} "
+                              f"({spent} spent or held; a lower max_tokens holds less)")
             return None, f"budget exhausted ({spent})"
         return Reservation(tenant, ws, nano, hold=hold), ""
 

@@ -15,7 +15,9 @@ A cancelled call returns no usage. Its tokens come from:
   are unknown (never a silent 0).
 
 Both the answer paths (a cancelled pipeline, :func:`log_cancelled`) and a live stream's
-relay (:func:`log_cancelled_stream`) log through here, on a task the log writer drains.
+relay (:func:`log_cancelled_stream`) log through here, on a task the log writer drains. A
+stream cut short by its upstream (logged ``partial``) is counted the same way, and so is one
+that finished without reporting usage (:func:`counted_stream_usage`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .exchange import Exchange
 if TYPE_CHECKING:
     from .router import Router
 
-__all__ = ["SETTLE_S", "log_cancelled", "log_cancelled_stream"]
+__all__ = ["SETTLE_S", "counted_stream_usage", "log_cancelled", "log_cancelled_stream"]
 
 SETTLE_S = 2.0
 """Seconds a cancelled in-process generation is given to report its count (it stops
@@ -84,10 +86,24 @@ def log_cancelled(router: "Router", ex: Exchange) -> None:
     router.writer.spawn(_settle_and_log(router, ex))
 
 
+def _stream_spend(ex: Exchange, call: CallRecord) -> Spend | None:
+    return next((s for c, s in ex.spends if c is call), None)
+
+
+async def counted_stream_usage(router: "Router", ex: Exchange, call: CallRecord) -> dict[str, int] | None:
+    """Prompt and completion tokens (``{"prompt_tokens", "completion_tokens"}``) of ``call``'s
+    stream that ended without reporting usage: the prompt and every piece it delivered counted
+    with litellm's tokenizer (an in-process tier's worker count when it has one); also set on
+    ``call``. None when the counter failed."""
+    if await _spent(router, ex, call, _stream_spend(ex, call)) == "none":
+        return None
+    return {"prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens}
+
+
 async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, answer_text: str) -> None:
-    spend = next((s for c, s in ex.spends if c is call), None)
-    if await _spent(router, ex, call, spend) == "streamed":
-        ex.note(f"cancelled: usage not reported by {call.tier}, prompt and streamed tokens counted with "
+    if await _spent(router, ex, call, _stream_spend(ex, call)) == "streamed":
+        how = "cancelled: " if ex.record.status == "cancelled" else "stream cut short: "
+        ex.note(f"{how}usage not reported by {call.tier}, prompt and streamed tokens counted with "
                 "litellm's tokenizer (estimated)")
     call.latency_ms = (time.perf_counter() - ex.t0) * 1000
     ex.finish(call.tier, router.policy.routing.local_tier, call.prompt_tokens, call.completion_tokens)
@@ -95,8 +111,8 @@ async def _stream_logged(router: "Router", ex: Exchange, call: CallRecord, answe
 
 
 def log_cancelled_stream(router: "Router", ex: Exchange, call: CallRecord, answer_text: str) -> None:
-    """Log a live stream whose client disconnected before the tier reported usage: ``call``
-    gets the tokens spent (every text and tool-argument piece its stream received,
+    """Log a live stream whose client disconnected (or whose upstream failed) before the tier
+    reported usage: ``call`` gets the tokens spent (every text and tool-argument piece its stream received,
     :attr:`Spend.received`). With no event loop running (a generator closed by the GC) it is
     logged at once, uncounted."""
     try:

@@ -59,7 +59,7 @@ def refuse(ex: Exchange, refused: BudgetRefused, policy: Policy) -> None:
     metrics.budget_rejection(action)
     if action == "reject":
         raise BudgetExceededError(
-            f"The cloud budget of this API key is spent: {refused}. budgets.on_exhausted is 'reject'."
+            f"The cloud budget of this API key refused the call: {refused}. budgets.on_exhausted is 'reject'."
         ) from refused
     ex.record.degraded = True
     ex.note(f"{refused}, local tier answers")
@@ -127,7 +127,7 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
         if missing:
             metrics.budget_rejection("reject")
             why = _no_capable_fallback(ex, local, missing, str(err))
-            raise BudgetExceededError(f"The cloud budget of this API key is spent: {err}. {why}") from err
+            raise BudgetExceededError(f"The cloud budget of this API key refused the call: {err}. {why}") from err
         refuse(ex, err, policy)
         return local, await _fallback_call(ex, local, policy, call)
     if not isinstance(err, TierCallError):

@@ -26,7 +26,7 @@ from ..providers.attempts import note_cached_tokens
 from ..providers.tier_client import CallResult, TierCallError
 from ..store.records import CallRecord
 from .answer import answer, call_tier, check_call_for, params_for
-from .cancelled import log_cancelled_stream
+from .cancelled import counted_stream_usage, log_cancelled_stream
 from .exchange import Exchange
 from .fallback import escalation_failed, recover
 from .format_escalation import format_escalates
@@ -257,7 +257,10 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
         for index in sorted(started - finished):
             finished.add(index)
             yield sse(chunk(cid, created, model, finish_reason=finish_reason or "stop", index=index))
-        if usage is None:
+        if usage is None and (usage := await counted_stream_usage(router, ex, call)) is not None:
+            ex.note(f"usage not reported by {call.tier}, prompt and streamed tokens counted with litellm's "
+                    "tokenizer (estimated)")
+        elif usage is None:
             ex.note("usage not reported, completion tokens counted from chunks")
         whole = {k: v for k, v in (usage or {"prompt_tokens": 0, "completion_tokens": pieces}).items()
                  if k in ("prompt_tokens", "completion_tokens")}
@@ -277,13 +280,14 @@ async def relay(router: "Router", ex: Exchange, call: CallRecord, held: list, de
     except TierCallError as err:
         call.status, call.error = "error", str(err)[:500]
         record.status, record.http_status, record.error = "partial", err.status, str(err)[:500]
-        yield error_event(f"The upstream model failed mid-stream: {err}")
+        yield error_event(f"The upstream model failed mid-stream: {str(err).rstrip('.')}. The answer above is incomplete; it was "
+                          "not continued on another tier (a fallback happens only before the first byte).")
         yield SSE_DONE
     except (asyncio.CancelledError, GeneratorExit):
         record.status, record.error = "cancelled", "client disconnected"
         raise
     finally:
-        if usage is None and record.status == "cancelled":  # the tokens spent, counted or reported
+        if usage is None and record.status in ("cancelled", "partial"):  # the tokens spent, counted or reported
             log_cancelled_stream(router, ex, call, "".join(text_parts))
         else:
             usage = usage or {"prompt_tokens": 0, "completion_tokens": pieces}

@@ -158,6 +158,43 @@ class _Collector:
         self.problems.append(Problem(self.source, line, column, severity, path, message, hint))
 
 
+MAX_YAML_NODES = 100_000
+"""Most nodes a policy may expand to once its aliases are followed (a real policy has a few
+hundred); more is an alias bomb ("billion laughs"), which every walk over the document
+would take minutes and gigabytes to follow."""
+
+
+def _alias_problem(root: yaml.Node | None) -> tuple[yaml.Mark | None, str] | None:
+    """(where, or None for the whole document; what) when the composed document refers to itself through an alias (``a: &a
+    [*a]``, which no walk could finish) or expands to more than :data:`MAX_YAML_NODES`
+    nodes; None for a document without such aliases."""
+    count = 0
+    on_path: set[int] = set()
+
+    def walk(node: yaml.Node) -> tuple[yaml.Mark | None, str] | None:
+        nonlocal count
+        count += 1
+        if count > MAX_YAML_NODES:
+            return None, (f"the document's anchors and aliases expand to more than {MAX_YAML_NODES:,} values "
+                                     "(an alias bomb)")
+        if id(node) in on_path:
+            return node.start_mark, "an alias refers to a node that contains it (a recursive anchor)"
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            return None
+        on_path.add(id(node))
+        for child in children:
+            if found := walk(child):
+                return found
+        on_path.discard(id(node))
+        return None
+
+    return walk(root) if root is not None else None
+
+
 def _duplicate_keys(node: yaml.Node | None, path: YamlPath, out: _Collector) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, yaml.Mark] = {}
@@ -281,9 +318,14 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
             report = CheckReport(source, None)
             report.problems.append(Problem(source, 1, 1, "error", "", f"not valid YAML: {err}"))
             return report
+        if problem := _alias_problem(root):
+            line, col = line_col(problem[0])
+            return CheckReport(source, None, [Problem(source, line, col, "error", "", f"not valid YAML: {problem[1]}")])
         out = _Collector(source, Positions(None))
         _duplicate_keys(root, (), out)
         data = loader.construct_document(root) if root is not None else None
+    except RecursionError:  # nested deeper than the YAML parser's recursion can follow
+        return CheckReport(source, None, [Problem(source, 1, 1, "error", "", "not valid YAML: nested too deeply")])
     except yaml.YAMLError as err:  # construction errors (unknown tags...)
         report = CheckReport(source, None)
         mark = getattr(err, "problem_mark", None)

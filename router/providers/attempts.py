@@ -108,7 +108,10 @@ class Attempts:
             call.prompt_tokens, call.completion_tokens = result.prompt_tokens, result.completion_tokens
             call.cached_prompt_tokens = result.cached_prompt_tokens
             call.latency_ms = result.latency_ms
-            if result.usage_estimated:
+            if result.usage_rejected:
+                ex.note(f"usage reported by {tier} is implausible ({result.usage_rejected}), tokens counted with "
+                        "litellm's tokenizer")
+            elif result.usage_estimated:
                 ex.note(f"usage not reported by {tier}, tokens counted with litellm's tokenizer")
             note_cached_tokens(ex, tier, result.prompt_tokens, result.cached_prompt_tokens)
             return result

@@ -7,16 +7,23 @@ OpenAI-compatible tiers parses every block as JSON instead, so one keep-alive ``
 from an upstream (llama.cpp servers, proxies, Anthropic-style gateways) failed the whole
 call. :class:`SSEDataOnlyTransport` wraps the HTTP transport litellm is given
 (``litellm.aclient_session``, a documented setting) and removes such blocks, and comment
-lines inside blocks, from ``text/event-stream`` bodies. Other bodies pass untouched.
+lines inside blocks, from ``text/event-stream`` bodies. Other bodies pass untouched, except
+a successful answer to a streaming request: one whose body begins with an SSE field is
+filtered as an event stream whatever its content type says; one that is not an event stream
+at all (an HTML page from a proxy, a server that ignores ``stream`` and sends JSON) would
+give the SDK no event, and litellm would report an empty answer that finished normally, so
+it becomes a 502 naming what came back, which the router retries and falls back from like
+any 5xx.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 
-__all__ = ["SSEDataOnlyTransport", "filter_sse_blocks", "install"]
+__all__ = ["SSEDataOnlyTransport", "filter_sse_blocks", "install", "not_an_event_stream"]
 
 
 def _has_data(block: bytes) -> bool:
@@ -61,19 +68,87 @@ class _FilteredStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+def _asks_stream(request: httpx.Request) -> bool:
+    """True when ``request`` is a JSON body with ``"stream": true`` (a chat or messages call
+    that expects an event stream back)."""
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streamed upload: not a JSON call body
+        return False
+    if b'"stream"' not in content:
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+_FIELDS = (b"data", b"event:", b"id:", b"retry:", b":")
+
+
+class _Prefixed(httpx.AsyncByteStream):
+    """``head`` (bytes already read from ``inner`` through its iterator ``rest``), then the rest."""
+
+    def __init__(self, head: bytes, rest: AsyncIterator[bytes], inner: httpx.AsyncByteStream) -> None:
+        self._head, self._rest, self._inner = head, rest, inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._head:
+            yield self._head
+        async for piece in self._rest:
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _first_bytes(stream: httpx.AsyncByteStream) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The body's first bytes, read until one is not white space (or the body ends), and the
+    iterator that yields the rest."""
+    rest = stream.__aiter__()
+    head = b""
+    async for piece in rest:
+        head += piece
+        if head.strip():
+            break
+    return head, rest
+
+
+async def not_an_event_stream(request: httpx.Request, response: httpx.Response, head: bytes) -> httpx.Response:
+    """The 502 that replaces a 2xx ``response`` to a streaming ``request`` whose body (it
+    began with ``head``) is not an event stream: an OpenAI error body naming the content
+    type and the first 200 characters that came back (``upstream_error``). Closes ``response``."""
+    await response.aclose()
+    kind = response.headers.get("content-type") or "no content type"
+    shown = head[:200].decode("utf-8", "replace")
+    message = (f"the upstream answered a streaming request with status {response.status_code} and {kind} instead "
+               f"of an event stream (text/event-stream): {shown!r}")
+    return httpx.Response(502, json={"error": {"message": message, "type": "upstream_error", "code": "not_an_event_stream"}},
+                          request=request)
+
+
 class SSEDataOnlyTransport(httpx.AsyncBaseTransport):
     """An httpx transport around ``inner`` whose event-stream responses carry only events
-    with data (see the module docstring); everything else is ``inner``'s response as is."""
+    with data, and whose successful answers to streaming requests are event streams (see
+    the module docstring); everything else is ``inner``'s response as is."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
+        stream = response.stream
         if "text/event-stream" not in response.headers.get("content-type", ""):
-            return response
+            if not (200 <= response.status_code < 300 and _asks_stream(request)):
+                return response
+            # a stream under another content type (text/plain, none) still works when its body is events
+            head, rest = await _first_bytes(response.stream)
+            if not head.lstrip().startswith(_FIELDS):
+                return await not_an_event_stream(request, response, head)
+            stream = _Prefixed(head, rest, response.stream)
         headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
-        return httpx.Response(response.status_code, headers=headers, stream=_FilteredStream(response.stream),
+        return httpx.Response(response.status_code, headers=headers, stream=_FilteredStream(stream),
                               extensions=response.extensions, request=request)
 
     async def aclose(self) -> None:

@@ -22,6 +22,7 @@ from .provider_text import provider_message
 from .null_content import forwarded_messages
 from .runtimes import Launchable, runtime_for
 from .spend import current_spend
+from .usage import cached_tokens, counted_usage, implausible_usage
 
 __all__ = ["CallResult", "StreamDelta", "TierCallError", "TierClient", "logprob_entries"]
 
@@ -66,6 +67,9 @@ class CallResult:
             best first (OpenAI's ``top_logprobs``); None when not returned.
         usage_estimated: the upstream reported no usage; the token counts are litellm's
             tokenizer's count of the prompt and of every choice's text.
+        usage_rejected: the upstream's usage was implausible (:func:`implausible_usage`,
+            e.g. ``"prompt_tokens=-5"``) and was counted instead, as when none is reported;
+            None otherwise.
     """
 
     response: dict[str, Any]
@@ -78,37 +82,13 @@ class CallResult:
     cached_prompt_tokens: int = 0
     top_logprobs: list[list[tuple[str, float]]] | None = None
     usage_estimated: bool = False
+    usage_rejected: str | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
         """The first choice's tool calls (OpenAI's message ``tool_calls``), empty when none."""
         choice = (self.response.get("choices") or [{}])[0]
         return list((choice.get("message") or {}).get("tool_calls") or [])
-
-
-def _counted_usage(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, int]:
-    """Prompt and completion tokens of an answer whose upstream sent no ``usage``, counted
-    with ``litellm.token_counter`` (the model's tokenizer where litellm knows it, else tiktoken's
-    cl100k), completion over the text and tool-call arguments of every choice."""
-    import litellm
-
-    texts = []
-    for choice in body.get("choices") or []:
-        message = choice.get("message") or {}
-        texts.append(message.get("content") or "")
-        texts += [(tc.get("function") or {}).get("arguments") or "" for tc in message.get("tool_calls") or []]
-    try:
-        prompt = litellm.token_counter(model=model, messages=messages)
-        completion = litellm.token_counter(model=model, text="".join(texts)) if any(texts) else 0
-    except Exception:  # a message shape the counter does not know: count nothing rather than fail the answer
-        return {"prompt_tokens": 0, "completion_tokens": 0}
-    return {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
-
-
-def cached_tokens(usage: dict[str, Any] | None) -> int:
-    """Cached prompt tokens in an OpenAI ``usage`` dict (0 when absent)."""
-    details = (usage or {}).get("prompt_tokens_details") or {}
-    return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
 
 
 @dataclass(slots=True)
@@ -218,6 +198,8 @@ def _classify(tier: str, err: Exception) -> TierCallError:
                              retry_after_s=err.retry_after_s)
     import litellm
 
+    if isinstance(err, litellm.exceptions.MidStreamFallbackError) and isinstance(err.original_exception, Exception):
+        err = err.original_exception  # litellm's wrapper for a stream that broke; its name promised a fallback
     status = getattr(err, "status_code", None) or 502
     message = f"tier '{tier}' failed: {type(err).__name__}: {provider_message(str(getattr(err, 'message', None) or err))}"
     if isinstance(err, litellm.exceptions.ContextWindowExceededError):
@@ -317,7 +299,8 @@ class TierClient:
         """Call tier ``name`` once, without streaming.
 
         Raises:
-            TierCallError: the provider failed or refused.
+            TierCallError: the provider failed or refused, or answered without any choice
+                (502, retried and fallen back from like any 5xx).
         """
         import litellm
 
@@ -330,11 +313,16 @@ class TierClient:
             raise _map_error(name, err, tier.api_key) from err
         body = response.model_dump()
         latency_ms = (time.perf_counter() - start) * 1000
-        choice = (body.get("choices") or [{}])[0]
+        if not body.get("choices"):  # OpenAI always answers with a choice; a client reading choices[0] would crash
+            raise TierCallError(name, 502, f"tier '{name}' failed: its answer has no choices")
+        choice = body["choices"][0]
         usage = body.get("usage") or {}
-        estimated = not usage.get("prompt_tokens") and not usage.get("completion_tokens")
+        rejected = implausible_usage(usage)
+        estimated = rejected is not None or (not usage.get("prompt_tokens") and not usage.get("completion_tokens"))
         if estimated:  # the upstream reported no usage: count with litellm's tokenizer for the model
-            usage = _counted_usage(tier.model, messages, body)
+            usage = counted_usage(tier.model, messages, body)
+        if rejected:  # the client and the cache get the counted usage, not the broken one
+            body["usage"] = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
         logprobs = logprob_entries(choice.get("logprobs"))
         return CallResult(
             response=body,
@@ -348,6 +336,7 @@ class TierClient:
             top_logprobs=[[(str(a.get("token", "")), float(a["logprob"])) for a in (t.get("top_logprobs") or [])
                            if a.get("logprob") is not None] for t in logprobs] if logprobs else None,
             usage_estimated=estimated,
+            usage_rejected=rejected,
         )
 
     async def stream(self, name: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> AsyncIterator[StreamDelta]:
@@ -356,7 +345,8 @@ class TierClient:
         :class:`~router.providers.spend.Spend` (a cancelled stream is counted from them).
 
         Raises:
-            TierCallError: the provider failed, before or during the stream.
+            TierCallError: the provider failed, before or during the stream, or its stream
+                carried no text, tool call or usage at all (502, before any piece is yielded).
         """
         import litellm
 
@@ -367,6 +357,7 @@ class TierClient:
         spend = current_spend()  # the attempt's, set while this generator takes its first step
         if spend is not None:
             spend.streamed = True
+        held: list[StreamDelta] | None = []  # finishes before any answer or usage (litellm makes one up for no events)
         try:
             response = await litellm.acompletion(**kwargs)
             async for chunk in response:
@@ -382,14 +373,27 @@ class TierClient:
                     if spend is not None and (content or tool_calls):
                         spend.receive([content, *(_arguments(tc) for tc in tool_calls or ())])
                     if content or choice.get("finish_reason") or logprobs or tool_calls:
-                        yield StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
-                                          logprobs, tool_calls, entries or None)
-                if usage and usage.get("completion_tokens") is not None:
+                        piece = StreamDelta(content, int(choice.get("index") or 0), choice.get("finish_reason"), None,
+                                            logprobs, tool_calls, entries or None)
+                        if held is not None and not (content or logprobs or tool_calls):
+                            held.append(piece)
+                            continue
+                        for earlier in held or ():
+                            yield earlier
+                        held = None
+                        yield piece
+                if usage:
+                    for earlier in held or ():
+                        yield earlier
+                    held = None
+                if usage and usage.get("completion_tokens") is not None and implausible_usage(usage) is None:
                     yield StreamDelta(usage={
                         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                         "completion_tokens": int(usage.get("completion_tokens") or 0),
                         "cached_prompt_tokens": cached_tokens(usage),
                     })
+            if held is not None:  # e.g. a provider's HTML page: no text, tool call or usage came at all
+                raise TierCallError(name, 502, f"tier '{name}' failed: its stream carried no answer, tool call or usage")
         except TierCallError:
             raise
         except Exception as err:

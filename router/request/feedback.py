@@ -8,13 +8,13 @@ error shape whose ``param`` names the field.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any
 
 from ..errors import InvalidRequestError
 from ..store.records import FeedbackRecord
+from .parse import load_json_body
 
 __all__ = ["parse_feedback", "MAX_COMMENT_CHARS"]
 
@@ -30,10 +30,7 @@ def parse_feedback(body: bytes, api_key_id: str | None = None, now: float | None
             [0, 1], thumbs other than up/down, both or neither of score and thumbs, a comment
             that is not a string or is longer than :data:`MAX_COMMENT_CHARS`.
     """
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidRequestError(f"The body is not valid JSON ({err}).", code="invalid_json") from None
+    data: Any = load_json_body(body)
     if not isinstance(data, dict):
         raise InvalidRequestError("The body must be a JSON object.", code="invalid_request")
     unknown = sorted(set(data) - _FIELDS)

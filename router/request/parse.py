@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from ..errors import InvalidRequestError
 from .shapes import check_tools_and_format, check_turns
 
-__all__ = ["Message", "ChatRequest", "SamplingParams", "parse_chat_request", "message_text", "ROLES",
+__all__ = ["Message", "ChatRequest", "SamplingParams", "load_json_body", "parse_chat_request", "message_text", "ROLES",
            "CONTENT_PART_TYPES"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -197,6 +197,22 @@ def _openai_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return cleaned, dropped
 
 
+def load_json_body(body: bytes | str) -> Any:
+    """A request body decoded as JSON, for every API the router speaks.
+
+    Raises:
+        InvalidRequestError: 400 ``invalid_json``: not JSON, not UTF-8, nested deeper than
+            the decoder's recursion, or a number longer than Python converts (4,300 digits;
+            its advice on ``sys.set_int_max_str_digits`` is for servers, not clients).
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = str(err).split("; use sys.set_int_max_str_digits()")[0]
+        raise InvalidRequestError(f"We could not parse the JSON body of your request ({reason}).",
+                                  code="invalid_json") from None
+
+
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
 
@@ -205,15 +221,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
             (a lone surrogate), lacks ``model``/``messages``, has an unknown role, or the last
             user turn is empty. ``param`` names the field.
     """
-    if isinstance(body, (bytes, str)):
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
-            raise InvalidRequestError(
-                f"We could not parse the JSON body of your request ({err}).", code="invalid_json"
-            ) from None
-    else:
-        data = body
+    data = load_json_body(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
     bad = _lone_surrogate_path(data)
