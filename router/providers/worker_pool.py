@@ -123,11 +123,8 @@ class WorkerPool:
         """Choose the weights file (re-encoded once if the policy asks), decide extra
         buffers on it (probe or cache) and start the worker processes without waiting for
         them to load their model (idempotent; the re-encoding and the probe, when they run,
-        block a few seconds). The server launches them first, so they load on another core
-        while it loads its own models (issue 17: start-up to first answer). One worker starts
-        here, the other ``parallel - 1`` once it is ready: loading them all at once put three
-        or more processes on a 2-core machine's cores while the server imports litellm, and
-        the server's share of a core was what the first answer waited for."""
+        block a few seconds). One worker starts here, the rest once it is ready: they load on
+        one core while the server imports litellm on another (issue 17: start-up)."""
         with self._start_lock:
             if not self._started.is_set():
                 self.weights = self._weights(self.spec.requantize, self.spec.model_path)
@@ -199,7 +196,7 @@ class WorkerPool:
             with self._lock:
                 worker.ready, worker.info = True, msg[1]
                 while len(self._workers) < self.spec.parallel and not self._closing:
-                    self._spawn()
+                    self._spawn()  # the rest of the pool, after the first (see launch)
                 self._dispatch(worker)
             return
         job = worker.job
