@@ -59,6 +59,17 @@ def claude():
 
 
 @pytest.fixture(scope="module")
+def good_up():
+    """A scripted OpenAI-compatible upstream that answers "ok" (:class:`tests.scripted_upstream.ScriptedUpstream`),
+    the tier that answers when the one under test fails (one per module)."""
+    from .scripted_upstream import ScriptedUpstream
+
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def cloud():
     """A real OpenAI-compatible HTTP server standing in for the cloud tier (one per module)."""
     from .fake_openai import FakeOpenAI

@@ -23,13 +23,6 @@ def empty_up():
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def good_up():
-    server = ScriptedUpstream().start()
-    yield server
-    server.stop()
-
-
 def test_an_answer_without_choices_falls_back(empty_up, good_up):
     with serving_policy({"tiers": sim_tiers(good_up.url, empty_up.url)}) as (url, store):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)

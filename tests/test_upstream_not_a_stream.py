@@ -25,13 +25,6 @@ def json_up():
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def good_up():
-    server = ScriptedUpstream().start()
-    yield server
-    server.stop()
-
-
 def test_a_json_answer_to_a_cloud_stream_falls_back_to_the_local_tier(json_up, good_up):
     with serving_policy({"tiers": sim_tiers(good_up.url, json_up.url)}) as (url, store):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
