@@ -85,6 +85,9 @@ def _asks_stream(request: httpx.Request) -> bool:
 
 
 _FIELDS = (b"data", b"event:", b"id:", b"retry:", b":")
+_NOT_STREAMS = frozenset({"", "text/html", "text/plain", "application/json"})
+"""Content types of a 2xx answer to a streaming request that are checked for events: what a
+proxy's page, a server that ignored ``stream``, or an unlabelled stream comes as."""
 
 
 class _Prefixed(httpx.AsyncByteStream):
@@ -139,9 +142,11 @@ class SSEDataOnlyTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         stream = response.stream
-        if "text/event-stream" not in response.headers.get("content-type", ""):
-            if not (200 <= response.status_code < 300 and _asks_stream(request)):
-                return response
+        kind = response.headers.get("content-type", "")
+        if "text/event-stream" not in kind:
+            if not (200 <= response.status_code < 300 and kind.split(";")[0].strip().lower() in _NOT_STREAMS
+                    and _asks_stream(request)):
+                return response  # other stream formats (Ollama's NDJSON, AWS event streams) pass as they are
             # a stream under another content type (text/plain, none) still works when its body is events
             head, rest = await _first_bytes(response.stream)
             if not head.lstrip().startswith(_FIELDS):
