@@ -98,20 +98,21 @@ def parse_verdict(text: str) -> bool | None:
     return None if found is None else found != "worse"
 
 
+def _agreed(first, second):
+    """``first`` when both orders gave it, else None (tie/unsure)."""
+    return first if first is not None and first == second else None
+
+
 def swap_verdict(first: bool | None, second: bool | None) -> bool | None:
     """The verdict of two orders: True (local at least as good) or False only when both
     orders say so; None (tie/unsure) when they disagree or either gave no verdict."""
-    if first is None or second is None or first != second:
-        return None
-    return first
+    return _agreed(first, second)
 
 
 def swap_outcome(first: str | None, second: str | None) -> str | None:
     """The three-way verdict of two orders (:data:`OUTCOMES`): the one both orders gave; None
     (tie/unsure) when they differ or either gave none."""
-    if first is None or first != second:
-        return None
-    return first
+    return _agreed(first, second)
 
 
 def outcome_gain(outcome: str) -> int:

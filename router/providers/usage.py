@@ -45,8 +45,8 @@ def implausible_usage(usage: dict[str, Any] | None) -> str | None:
     for name, value in counts.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-                or not 0 <= value <= MAX_REPORTED_TOKENS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 <= value <= MAX_REPORTED_TOKENS or value != int(value):  # range first: int(inf) raises
             shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:21] + "..."
             return f"{name}={shown}"
     return None
