@@ -279,8 +279,8 @@ def main() -> int:
         write_report(log, results, out)
         return 0
     items = [Recorded(e.prompt, f"(recorded {e.weak_model} answer)", f"(recorded {e.strong_model} answer)",
-                      outcome_of(e.weak, e.strong) != "worse", outcome_of(e.weak, e.strong))
-             for rows in sets.values() for e in rows]
+                      outcome != "worse", outcome)
+             for rows in sets.values() for e in rows for outcome in (outcome_of(e.weak, e.strong),)]
     tiers = RecordedTiers(items).start()
     windows: dict[str, tuple] = {}
     t_replay = time.time()
@@ -317,7 +317,9 @@ def targets_of(examples, labels: str) -> np.ndarray:
     the judge's verdicts: ``three-way``: ``(1 + gain) / 2`` with gain +1 / 0 / -1 for the
     local answer worse / same / better (:func:`bench.recorded_tiers.outcome_of`); ``binary``:
     1 when it is worse, else 0."""
-    gain = np.array([{"worse": 1, "same": 0, "better": -1}[outcome_of(e.weak, e.strong)] for e in examples], float)
+    from router.ledger.judge import outcome_gain
+
+    gain = np.array([outcome_gain(outcome_of(e.weak, e.strong)) for e in examples], float)
     return (1.0 + gain) / 2.0 if labels == "three-way" else (gain > 0).astype(float)
 
 
