@@ -282,7 +282,7 @@ def parse_messages_request(body: bytes | str | dict[str, Any], count_only: bool 
         if m.content == [] and not (m.role == "assistant" and i == len(req.messages) - 1):
             raise InvalidRequestError(f"messages.{i}.content: a {m.role} turn needs at least one content block",
                                       param=f"messages.{i}.content")
-    chat = parse_chat_request(to_chat_body(req))
+    chat = parse_chat_request(to_chat_body(req), require_user_turn=True)
     if req.top_k is not None:
         chat.params["top_k"] = req.top_k
     chat.ignored_fields = sorted(req.model_extra or {})

@@ -206,7 +206,7 @@ def parse_responses_request(body: bytes | str | dict[str, Any]) -> ParsedRespons
     if fmt is not None:
         chat_body["response_format"] = fmt
     try:
-        chat = parse_chat_request(chat_body)
+        chat = parse_chat_request(chat_body, require_user_turn=True)
     except InvalidRequestError as err:  # the chat turns are built from 'input': name it, not 'messages'
         if not (err.param or "").startswith("messages"):
             raise

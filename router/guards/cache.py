@@ -78,10 +78,6 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _last_user(request: ChatRequest) -> int:
-    return max(i for i, m in enumerate(request.messages) if m.role == "user")
-
-
 def fingerprint(request: ChatRequest, tenant: str, tier_models: dict[str, str]) -> str:
     """Hex SHA-256 identifying an exact answer (see the module docstring)."""
     return _digest({"v": 1, "tenant": tenant, "model": request.model, "tiers": tier_models,
@@ -89,10 +85,11 @@ def fingerprint(request: ChatRequest, tenant: str, tier_models: dict[str, str]) 
 
 
 def semantic_scope(request: ChatRequest, tenant: str, tier_models: dict[str, str]) -> tuple[str, str]:
-    """(scope hex digest, text of the last user turn): everything but that text identifies the scope."""
-    last = _last_user(request)
+    """(scope hex digest, text of the asking turn: the last user turn, or without one the
+    turn of :func:`router.request.parse.asking_turn`): everything but that text identifies the scope."""
+    last = request.asking_index()
     turns = request.messages_as_dicts()
-    turns[last] = {"role": "user", "content": None}
+    turns[last] = {"role": request.messages[last].role, "content": None}
     scope = _digest({"v": 1, "tenant": tenant, "model": request.model, "tiers": tier_models,
                      "messages": turns, "params": request.params})
     return scope, message_text(request.messages[last])

@@ -240,7 +240,7 @@ class ShadowSampler:
     async def _judge(self, sample: ShadowRecord, request: ChatRequest, judge: str) -> None:
         tier = self.policy.tiers[judge]
         sample.judge_model = tier.model
-        question = next((message_text(m) for m in reversed(request.messages) if m.role == "user"), "")
+        question = message_text(request.messages[request.asking_index()])
         outcome = await Judge(self.client, judge, tier, swap=self.policy.shadow.judge_swap).judge(
             question, sample.local_text, sample.cloud_text)
         for err in outcome.errors:

@@ -113,23 +113,22 @@ def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars:
                      context_below_chars: int | None = 200) -> Features:
     """Compute :class:`Features` for one request (no I/O, no model). The defaults are the
     policy's (:class:`router.policy.ClassifierConfig`, measured by ``bench/bounded_input.py``):
-    the last user turn, and the user turn before it when the last one is shorter than
+    the last user turn (without one, the asking turn of :func:`router.request.parse.asking_turn`), and the user turn before it when the last one is shorter than
     ``context_below_chars`` (None: always); turns of other roles (``context_roles``) are
     not read.
 
     Raises:
         ValueError: a bound outside its range (:func:`router.request.bound.bound_turns`).
     """
-    turns = [m for m in request.messages if m.role in ("user", "assistant", "system", "developer")]
-    last_user = max(i for i, m in enumerate(turns) if m.role == "user")
+    asking = request.asking_index()  # the last user turn; without one, the last turn with text
     kept: tuple[str, ...] = ()
-    last_text = message_text(turns[last_user])
+    last_text = message_text(request.messages[asking])
     if last_text.strip():  # else (an image-only turn) earlier turns must not decide its route
-        earlier = [m for m in turns[:last_user] if m.role in context_roles]
+        earlier = [m for m in request.messages[:asking] if m.role in context_roles]
         if context_below_chars is not None and len(last_text) >= context_below_chars:
             earlier = []
         window = earlier[max(0, len(earlier) - context_turns):] if context_turns else []
-        texts = [strip_router_directives(message_text(m)) for m in [*window, turns[last_user]]]
+        texts = [strip_router_directives(message_text(m)) for m in [*window, request.messages[asking]]]
         kept = tuple(bound_turns(texts, len(texts) - 1, max_chars, min(head_chars, max_chars), context_chars))
     text = PART_SEPARATOR.join(kept)
 

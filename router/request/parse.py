@@ -15,7 +15,7 @@ from ..errors import InvalidRequestError
 from .shapes import check_tools_and_format, check_turns
 
 __all__ = ["Message", "ChatRequest", "SamplingParams", "load_json_body", "parse_chat_request", "message_text", "ROLES",
-           "CONTENT_PART_TYPES"]
+           "CONTENT_PART_TYPES", "asking_turn"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -93,7 +93,7 @@ class ChatRequest(BaseModel):
 
     Attributes:
         model: ``auto`` or a tier name.
-        messages: at least one turn; the last user turn has non-empty text.
+        messages: at least one turn; the asking turn (:func:`asking_turn`) has text or an image.
         stream: answer as server-sent events; stream_options: OpenAI's (``include_usage``).
         metadata: OpenAI's ``metadata`` (string keys and values); routing rules can match
             on it; not forwarded to the tier.
@@ -121,6 +121,10 @@ class ChatRequest(BaseModel):
         (an assistant tool-call turn keeps `content: null`; strict servers reject it missing)."""
         return [m.model_dump(exclude_unset=True) for m in self.messages]
 
+    def asking_index(self) -> int:
+        """Index in ``messages`` of the turn routing reads (:func:`asking_turn`)."""
+        return asking_turn(self.messages)
+
 
 def message_text(message: Message | dict[str, Any]) -> str:
     """Text of one turn: the string content, or the text parts joined by newlines."""
@@ -132,6 +136,21 @@ def message_text(message: Message | dict[str, Any]) -> str:
     return "\n".join(
         str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
     )
+
+
+def asking_turn(messages: list[Message]) -> int:
+    """Index of the turn a request asks with: the last ``user`` turn; in a conversation
+    without one (OpenAI's chat API accepts, e.g., a lone system prompt) the last turn holding
+    text, else the last turn. Pure; ``messages`` must not be empty (IndexError otherwise)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i
+    for i in range(len(messages) - 1, -1, -1):
+        if message_text(messages[i]).strip():
+            return i
+    if not messages:
+        raise IndexError("asking_turn of an empty conversation")
+    return len(messages) - 1
 
 
 def _validation_message(err: ValidationError, prefix: tuple = ()) -> tuple[str, str | None]:
@@ -213,13 +232,17 @@ def load_json_body(body: bytes | str) -> Any:
                                   code="invalid_json") from None
 
 
-def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
+def parse_chat_request(body: bytes | str | dict[str, Any], *, require_user_turn: bool = False) -> ChatRequest:
     """Validate a chat-completions body (raw bytes or already-decoded JSON).
+
+    A conversation without a ``user`` turn (a lone system prompt) is served, as OpenAI's chat
+    API serves it; routing reads its :func:`asking_turn`. ``require_user_turn`` refuses it
+    instead (the Anthropic and Responses translations keep their own APIs' rule).
 
     Raises:
         InvalidRequestError: the body is not JSON, holds a string that is not valid Unicode
-            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, or the last
-            user turn is empty. ``param`` names the field.
+            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, the asking
+            turn is empty, or (``require_user_turn``) no turn is a user's. ``param`` names the field.
     """
     data = load_json_body(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):
@@ -265,10 +288,9 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
                 f"{', '.join(sorted(ROLES))}.",
                 param=f"messages[{i}].role",
             )
-    user_turns = [i for i, m in enumerate(request.messages) if m.role == "user"]
-    if not user_turns:
+    if require_user_turn and not any(m.role == "user" for m in request.messages):
         raise InvalidRequestError("'messages' must contain at least one user turn.", param="messages")
-    last = user_turns[-1]
+    last = request.asking_index()
     content = request.messages[last].content
     only_text = not isinstance(content, list) or all(isinstance(p, dict) and p.get("type") == "text" for p in content)
     if not message_text(request.messages[last]).strip() and only_text:  # [] or empty text parts too; an image is content

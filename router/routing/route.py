@@ -161,8 +161,7 @@ class RouteStage:
     def facts(self, request: ChatRequest, caller: Caller | None, headers: Mapping[str, str] | None,
               needs: frozenset[str]) -> RequestFacts:
         """Rule facts (blocking when a rule needs the language or the token count)."""
-        last_user = next(m for m in reversed(request.messages) if m.role == "user")
-        text = message_text(last_user)
+        text = message_text(request.messages[request.asking_index()])
         language = prompt_tokens = None
         if "language" in self.facts_needed:
             from ..request.language import detect_language

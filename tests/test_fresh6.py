@@ -1,0 +1,62 @@
+"""Input-handling fixes of the fresh6 break test, through the real app on a uvicorn thread and
+a scripted OpenAI-compatible upstream (``tests.scripted_upstream``), with the real SDKs."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from .app_thread import logged_row, serving_policy, sim_tiers
+
+
+@pytest.fixture(scope="module")
+def served(good_up):
+    """(base URL, store, upstream): the two-tier policy on ``good_up`` (answers "ok")."""
+    with serving_policy({"tiers": sim_tiers(good_up.url)}) as (url, store):
+        yield url, store, good_up
+
+
+def _openai(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+# -- 1. a conversation of only a system turn is answered --------------------------------------
+
+def test_a_lone_system_turn_is_answered_and_routed_on_its_text(served):
+    url, store, up = served
+    before = len(up.received)
+    raw = _openai(url).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "system", "content": "Write a haiku about the sea."}])
+    assert raw.parse().choices[0].message.content == "ok"
+    sent = up.received[before:]
+    assert sent and all(b["messages"] == [{"role": "system", "content": "Write a haiku about the sea."}] for b in sent)
+    row = logged_row(store, raw.headers["x-request-id"])
+    assert row.status == "ok"
+
+
+def test_route_reads_the_system_text_when_no_user_turn(served):
+    url, _, _ = served
+    r = httpx.post(f"{url}/v1/route", json={"model": "auto", "messages": [{"role": "system", "content": "Say hi."}]})
+    assert r.status_code == 200, r.text
+
+
+def test_an_empty_lone_system_turn_is_still_refused(served):
+    url, _, _ = served
+    with pytest.raises(openai.BadRequestError) as err:
+        _openai(url).chat.completions.create(model="auto", messages=[{"role": "system", "content": "  "}])
+    assert err.value.body["param"] == "messages[0].content" and err.value.body["code"] == "empty_content"
+
+
+def test_features_and_cache_scope_of_a_system_only_request():
+    from router.guards.cache import semantic_scope
+    from router.request.features import extract_features
+    from router.request.parse import parse_chat_request
+
+    r = parse_chat_request({"model": "auto", "messages": [{"role": "system", "content": "Name three rivers."}]})
+    assert extract_features(r).text == "Name three rivers."
+    assert semantic_scope(r, "t", {})[1] == "Name three rivers."
+    with_user = parse_chat_request({"model": "auto", "messages": [{"role": "system", "content": "S"},
+                                                                  {"role": "user", "content": "Q"}]})
+    assert extract_features(with_user).text == "Q"
