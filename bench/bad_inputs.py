@@ -139,6 +139,10 @@ BAD_INPUTS: list[BadInput] = [
         {"type": "image_url", "image_url": {"url": 5}}]}]),
     _chat("image url not a URL", messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "not a url"}}]}]),
+    _chat("image data URL not base64", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@@"}}]}]),
+    _chat("image data URL without base64", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png,iVBORw0KGgo="}}]}]),
     _chat("assistant tool_calls not a list", messages=[{"role": "assistant", "content": None, "tool_calls": "f"},
                                                        *_M]),
     _chat("tool call without function", messages=[{"role": "assistant", "content": None,
@@ -218,6 +222,12 @@ BAD_INPUTS: list[BadInput] = [
     _anthropic("messages: system role in messages", messages=[{"role": "system", "content": "x"}, *_M]),
     _anthropic("messages: unknown block type", messages=[{"role": "user", "content": [{"type": "video"}]}]),
     _anthropic("messages: image block without source", messages=[{"role": "user", "content": [{"type": "image"}]}]),
+    _anthropic("messages: image data not base64", messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "not base64!"}}]}]),
+    _anthropic("messages: image media_type not an image", messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "text/html", "data": "iVBORw0KGgo="}}]}]),
+    _anthropic("messages: image url not http", messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "file:///etc/passwd"}}]}]),
     _anthropic("messages: tool_use without id", messages=[*_M, {"role": "assistant", "content": [
         {"type": "tool_use", "name": "f", "input": {}}]}, *_M]),
     _anthropic("messages: tool_result without tool_use_id", messages=[{"role": "user", "content": [

@@ -29,17 +29,17 @@ def test_blocks_become_chat_turns():
         "tools": [{"name": "f", "input_schema": {"type": "object"}}],
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "look"},
-                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
             {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "x"},
                                               {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": [
                 {"type": "text", "text": "ok"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
                                          {"type": "text", "text": "and now?"}]},
         ]})
     turns = chat.messages_as_dicts()
     assert turns[0] == {"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]}
-    assert turns[1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}
+    assert turns[1]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     assert turns[2]["tool_calls"] == [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
     assert turns[3] == {"role": "tool", "tool_call_id": "t1", "content": "Error: ok\n[image not forwarded]"}
     assert turns[4] == {"role": "user", "content": "and now?"}

@@ -60,3 +60,59 @@ def test_features_and_cache_scope_of_a_system_only_request():
     with_user = parse_chat_request({"model": "auto", "messages": [{"role": "system", "content": "S"},
                                                                   {"role": "user", "content": "Q"}]})
     assert extract_features(with_user).text == "Q"
+
+
+# -- 2. inline images that no provider would read are refused before any tier -----------------
+
+def _anthropic(url: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+
+
+def _image(source: dict) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, {"type": "image", "source": source}]}]
+
+
+@pytest.mark.parametrize("source,path", [
+    ({"type": "base64", "media_type": "image/png", "data": "not base64!!"}, "messages.0.content.1.source.data"),
+    ({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo"}, "messages.0.content.1.source.data"),
+    ({"type": "base64", "media_type": "image/bmp", "data": "iVBORw0KGgo="}, "messages.0.content.1.source.media_type"),
+    ({"type": "base64", "media_type": "text/plain", "data": "iVBORw0KGgo="}, "messages.0.content.1.source.media_type"),
+    ({"type": "url", "url": "file:///etc/passwd"}, "messages.0.content.1.source.url"),
+    ({"type": "url", "url": "ftp://example.com/cat.png"}, "messages.0.content.1.source.url"),
+])
+def test_anthropic_bad_image_is_a_logged_400_in_anthropics_shape(served, source, path):
+    url, store, up = served
+    before = len(up.received)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        _anthropic(url).messages.create(model="auto", max_tokens=8, messages=_image(source))
+    body = err.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"].startswith(f"{path}: ")
+    row = logged_row(store, body["request_id"])
+    assert row.status == "error" and row.http_status == 400
+    assert len(up.received) == before, "a refused image reached a tier"
+
+
+def test_anthropic_good_base64_image_is_forwarded_as_a_data_url(served):
+    url, _, up = served
+    before = len(up.received)
+    answer = _anthropic(url).messages.create(model="auto", max_tokens=8, messages=_image(
+        {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}))
+    assert answer.content[0].text == "ok"
+    parts = up.received[-1]["messages"][0]["content"]
+    assert len(up.received) > before and parts[1]["image_url"]["url"] == "data:image/png;base64,iVBORw0KGgo="
+
+
+@pytest.mark.parametrize("image_url", ["data:image/png;base64,@@@@", "data:image/png;base64,iVBORw0KGgo",
+                                       "data:image/png,iVBORw0KGgo=", "data:image/png;base64,"])
+def test_openai_data_url_that_is_not_base64_is_a_400_naming_the_field(served, image_url):
+    url, store, up = served
+    before = len(up.received)
+    with pytest.raises(openai.BadRequestError) as err:
+        _openai(url).chat.completions.create(model="auto", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": image_url}}]}])
+    body = err.value.body
+    assert body["param"] == "messages[0].content[1].image_url.url" and body["type"] == "invalid_request_error"
+    assert "'messages[0].content[1].image_url.url'" in body["message"]
+    assert logged_row(store, err.value.response.headers["x-request-id"]).http_status == 400
+    assert len(up.received) == before

@@ -10,7 +10,8 @@ budgets, cache, log) serves it:
 - ``system`` (string or text blocks) -> a ``system`` turn;
 - ``text`` blocks -> text parts (a block's ``cache_control`` is kept: litellm forwards it to
   an Anthropic tier and strips it for others), ``image`` blocks -> ``image_url`` parts
-  (base64 sources as ``data:`` URLs);
+  (base64 sources as ``data:`` URLs; a media type Anthropic does not read, data that is not
+  base64 or a ``url`` source that is not http(s) is refused: :mod:`router.request.images`);
 - an assistant's ``tool_use`` blocks -> ``tool_calls`` (``input`` as JSON text);
 - a user's ``tool_result`` blocks -> ``tool`` turns before the rest of that user turn (text
   only: an image inside a result becomes the text ``[image not forwarded]``);
@@ -32,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
+from ..request.images import ANTHROPIC_IMAGE_TYPES, base64_problem
 from ..request.parse import MAX_TOKENS_LIMIT, ChatRequest, load_json_body, parse_chat_request
 
 __all__ = ["MessagesRequest", "parse_messages_request", "to_chat_body", "MAX_STOP_SEQUENCES"]
@@ -88,11 +90,24 @@ def _validation_error(err: ValidationError) -> InvalidRequestError:
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """The ``image_url`` part of an ``image`` block, after :mod:`router.request.images`' checks
+    (a media type Anthropic reads, data that decodes, an http(s) URL), named in Anthropic's
+    dotted path (``messages.0.content.1.source.data``)."""
     source = block.get("source") or {}
+    if not isinstance(source, dict):
+        raise _fail("an image source needs type 'base64' (media_type, data) or 'url' (url)", f"{where}.source")
     if source.get("type") == "base64" and source.get("data") and source.get("media_type"):
+        if source["media_type"] not in ANTHROPIC_IMAGE_TYPES:
+            raise _fail(f"Input should be {', '.join(repr(t) for t in ANTHROPIC_IMAGE_TYPES)}",
+                        f"{where}.source.media_type")
+        problem = base64_problem(source["data"])
+        if problem:
+            raise _fail(f"the image data is {problem}", f"{where}.source.data")
         url = f"data:{source['media_type']};base64,{source['data']}"
     elif source.get("type") == "url" and source.get("url"):
         url = source["url"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _fail("expected an http:// or https:// URL", f"{where}.source.url")
     else:
         raise _fail("an image source needs type 'base64' (media_type, data) or 'url' (url)", f"{where}.source")
     return {"type": "image_url", "image_url": {"url": url}}

@@ -17,7 +17,7 @@ an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). 
   ``parallel_tool_calls`` a boolean;
 - turns: ``name`` a string; an assistant's ``tool_calls`` a list of calls with a function
   name; a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
-  with an ``http(s)://`` or ``data:`` URL.
+  with an ``http(s)://`` URL or a ``data:`` URL holding base64 (:mod:`router.request.images`).
 
 Each check raises :class:`router.errors.InvalidRequestError` with ``param`` set.
 """
@@ -28,6 +28,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidRequestError
+from .images import data_url_problem
 
 __all__ = ["RESPONSE_FORMAT_TYPES", "check_tools_and_format", "check_turns"]
 
@@ -164,6 +165,10 @@ def _check_part(part: dict[str, Any], where: str) -> None:
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
             raise _bad(f"{where}.image_url.url", "an http(s):// or data: URL")
+        problem = data_url_problem(url) if url.startswith("data:") else None
+        if problem:
+            raise InvalidRequestError(f"Invalid value for '{where}.image_url.url': {problem}.",
+                                      param=f"{where}.image_url.url")
 
 
 def check_turns(messages: list[dict[str, Any]]) -> None:
