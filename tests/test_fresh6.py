@@ -116,3 +116,57 @@ def test_openai_data_url_that_is_not_base64_is_a_400_naming_the_field(served, im
     assert "'messages[0].content[1].image_url.url'" in body["message"]
     assert logged_row(store, err.value.response.headers["x-request-id"]).http_status == 400
     assert len(up.received) == before
+
+
+# -- 3. the prompt-size estimate counts each turn's framing -------------------------------------
+
+@pytest.fixture(scope="module")
+def windowed(good_up):
+    """(base URL, store, policy dict): a local tier with a 1,000-token window beside gpt-4o-mini (128k)."""
+    policy = {"tiers": sim_tiers(good_up.url, capabilities={"context_window": 1000})}
+    with serving_policy(policy) as (url, store):
+        yield url, store, policy
+
+
+def _his(n: int) -> list[dict]:
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": "hi"} for i in range(n - 1)] + \
+        [{"role": "user", "content": "hi"}]
+
+
+def test_approx_tokens_adds_the_cookbooks_per_message_overhead():
+    from router.request.features import approx_tokens, extract_features
+    from router.request.parse import parse_chat_request
+
+    assert approx_tokens(80_002, 40_001) == 20_000 + 4 * 40_001 + 3
+    assert approx_tokens(80_002, None) == 20_000  # a log written before the count: as decided then
+    f = extract_features(parse_chat_request({"model": "auto", "messages": _his(3)}))
+    assert (f.prompt_messages, f.approx_prompt_tokens) == (3, 6 // 4 + 12 + 3)
+
+
+def test_forty_thousand_short_turns_are_refused_before_any_tier(windowed, good_up):
+    url, store, _ = windowed
+    before = len(good_up.received)
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "auto", "messages": _his(40_001)}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
+    assert "about 180007 prompt tokens" in r.json()["error"]["message"]
+    assert len(good_up.received) == before
+    assert logged_row(store, r.headers["x-request-id"]).http_status == 400
+
+
+def test_many_turns_leave_the_small_window_and_replay_decides_as_live(windowed):
+    from router.analysis.redecide import logged_decision
+    from router.analysis.replay import replay
+    from router.policy import Policy
+
+    url, store, policy = windowed
+    # 300 turns of "hi": 150 tokens by characters alone (fits the local 1,000), 1,353 with the framing
+    raw = _openai(url).chat.completions.with_raw_response.create(model="auto", messages=_his(300))
+    assert raw.parse().choices[0].message.content == "ok"
+    row = logged_row(store, raw.headers["x-request-id"])
+    assert row.routed_tier == "cloud" and row.prompt_messages == 300 and row.prompt_chars == 600
+    validated = Policy.model_validate(policy)
+    assert logged_decision(row, validated).tier == "cloud"
+    rows = [r for r in store.requests() if r.id == row.id]
+    assert replay(rows, [], validated).decisions_changed == 0
+    row.prompt_messages = None  # as an older log holds it: decided by characters alone, as it was then
+    assert logged_decision(row, validated).tier == "local"

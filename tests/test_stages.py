@@ -218,13 +218,13 @@ def test_capability_errors_say_which_tier_could_serve_and_why_it_may_not():
     forced = decide("cloud", None, keyless)
     assert forced.tier == "local" and forced.degraded
     with pytest.raises(InvalidRequestError) as raised:
-        apply_capabilities(forced, Features.sized(frozenset({"tools"}), 40), keyless, forced=True)
+        apply_capabilities(forced, Features.sized(frozenset({"tools"}), 40, 1), keyless, forced=True)
     assert raised.value.message == ("Tier 'local' cannot serve this request (needs tools). "
                                     "Tier 'cloud' could, but it is unavailable: no API key.")
     assert raised.value.code == "unsupported_capability"
     # too long: the message gives the answer's share of the window too (900 + 250 > 1000)
     with pytest.raises(InvalidRequestError) as raised:
-        apply_capabilities(decide("auto", 0.1, keyless), Features.sized(frozenset(), 3600), keyless, forced=False,
+        apply_capabilities(decide("auto", 0.1, keyless), Features.sized(frozenset(), 3600, None), keyless, forced=False,
                            max_completion_tokens=600)
     assert raised.value.code == "context_length_exceeded"
     assert raised.value.message.startswith("Tier 'local' cannot serve this request (about 900 prompt tokens plus 250 "

@@ -4,7 +4,7 @@
 (:func:`router.routing.route.constraints_on_facts` and
 :func:`router.routing.route.decide_on_facts`: rules, the caller's overlay, the threshold,
 :func:`router.routing.decide.decide`, the capability filter) on the facts the log holds
-(requested model, score, needs, prompt size, completion cap, the caller's key name, the
+(requested model, score, needs, prompt size in characters and turns, completion cap, the caller's key name, the
 rule facts of :func:`router.routing.rules.logged_facts`), with the cloud tier's
 availability as it was. The escalation share cap is replayed over the log in order
 (:class:`ShareCapReplay`), and so are sessions (:class:`SessionReplay`: a turn may keep
@@ -59,7 +59,7 @@ def logged_decision(record: RequestRecord, policy: Policy, base_threshold: float
     facts = facts_from_log(record.rule_facts, record.requested_model or "", needs,
                            caller.name if caller else None, caller.group if caller else None)
     constraints = constraints_on_facts(view, facts, caller, base_threshold)
-    features = Features.sized(needs, record.prompt_chars)
+    features = Features.sized(needs, record.prompt_chars, record.prompt_messages)
     decision, forced = first_decision(view, facts.requested_model, constraints, record.score)
     if sessions is not None:
         decision = sessions.steer(record, decision, view)

@@ -105,7 +105,7 @@ class Exchange:
         if request.ignored_fields:
             self.note(f"ignored client fields: {', '.join(request.ignored_fields)}")
         record.needs = ",".join(sorted(routing.needs))
-        record.prompt_chars = routing.prompt_chars
+        record.prompt_chars, record.prompt_messages = routing.prompt_chars, routing.prompt_messages
         record.cloud_available = cloud_available
         if routing.facts is not None:
             record.rule_facts = logged_facts(rules, routing.facts)

@@ -14,7 +14,7 @@ from ..scoring.part_cache import PART_SEPARATOR
 from .bound import bound_turns
 from .parse import ChatRequest, message_text
 
-__all__ = ["Features", "approx_tokens", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
+__all__ = ["Features", "approx_tokens", "TOKENS_PER_MESSAGE", "REPLY_PRIMING_TOKENS", "extract_features", "strip_router_directives", "ROUTER_DIRECTIVE"]
 
 _DIRECTIVE_WORDS = (
     r"(?:note|message|instruction|instructions|hint|directive|attention)s?\s+(?:to|for)\s+(?:the\s+)?"
@@ -83,7 +83,9 @@ class Features:
             ``max_chars`` with ``head_chars`` from its start, each earlier one to the last
             ``context_chars``); oldest first; empty turns left out.
         prompt_chars: characters in all turns.
-        approx_prompt_tokens: ``prompt_chars / 4``, OpenAI's rule of thumb for English.
+        prompt_messages: how many turns the request holds.
+        approx_prompt_tokens: :func:`approx_tokens` of the two: ``prompt_chars / 4`` plus each
+            turn's framing tokens and the reply's priming.
         needs: capabilities the request needs: ``vision``, ``tools``, ``json``.
     """
 
@@ -92,20 +94,39 @@ class Features:
     prompt_chars: int
     approx_prompt_tokens: int
     needs: frozenset[str]
+    prompt_messages: int | None = None
 
     @classmethod
-    def sized(cls, needs: frozenset[str], prompt_chars: int) -> "Features":
+    def sized(cls, needs: frozenset[str], prompt_chars: int, prompt_messages: int | None) -> "Features":
         """The features a tier filter reads (needs and size), without the scored text: what
         a logged request or a routed one keeps (``approx_prompt_tokens`` as in
-        :func:`extract_features`)."""
-        return cls(text="", turns=(), prompt_chars=prompt_chars, approx_prompt_tokens=approx_tokens(prompt_chars),
-                   needs=frozenset(needs))
+        :func:`extract_features`; ``prompt_messages`` None for a log written before the count
+        was kept, see :func:`approx_tokens`)."""
+        return cls(text="", turns=(), prompt_chars=prompt_chars, prompt_messages=prompt_messages,
+                   approx_prompt_tokens=approx_tokens(prompt_chars, prompt_messages), needs=frozenset(needs))
 
 
-def approx_tokens(prompt_chars: int) -> int:
-    """Prompt tokens estimated from characters: ``chars / 4``, OpenAI's rule of thumb for
-    English text (at least 1)."""
-    return max(1, prompt_chars // 4)
+TOKENS_PER_MESSAGE = 4
+"""Tokens each turn costs besides its content: the 3 of ``tokens_per_message`` in OpenAI's
+cookbook ``num_tokens_from_messages`` ("How to count tokens with tiktoken", gpt-4o and
+gpt-4/3.5-turbo since 0613: ``<|start|>{role}<|message|>...<|end|>``) plus the one token its
+role name encodes to, which the cookbook counts with the values."""
+
+REPLY_PRIMING_TOKENS = 3
+"""Tokens the cookbook adds once per request: "every reply is primed with
+<|start|>assistant<|message|>"."""
+
+
+def approx_tokens(prompt_chars: int, messages: int | None) -> int:
+    """Prompt tokens estimated from characters and turns: ``chars / 4`` (OpenAI's rule of
+    thumb for English text) plus :data:`TOKENS_PER_MESSAGE` per turn plus
+    :data:`REPLY_PRIMING_TOKENS` (OpenAI's cookbook ``num_tokens_from_messages``). Without the
+    overhead, 40,001 turns of "hi" were estimated at 20,000 tokens where the tokenizer counts
+    about 180,000. ``messages`` None (a request logged before the count was kept) gives the
+    estimate it was decided on then: ``chars / 4``, at least 1."""
+    if messages is None:
+        return max(1, prompt_chars // 4)
+    return prompt_chars // 4 + TOKENS_PER_MESSAGE * messages + REPLY_PRIMING_TOKENS
 
 
 def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars: int = 750,
@@ -147,6 +168,7 @@ def extract_features(request: ChatRequest, *, context_turns: int = 1, max_chars:
         text=text,
         turns=kept,
         prompt_chars=prompt_chars,
-        approx_prompt_tokens=approx_tokens(prompt_chars),
+        prompt_messages=len(request.messages),
+        approx_prompt_tokens=approx_tokens(prompt_chars, len(request.messages)),
         needs=frozenset(needs),
     )

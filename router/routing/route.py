@@ -49,7 +49,8 @@ class Routing:
         needs: capabilities the request needs (``vision``, ``tools``, ``json``).
         language: ISO 639-1 code of the last user turn, when a rule needed it.
         prompt_tokens: prompt tokens (cloud model's tokenizer), when a rule needed them.
-        prompt_chars: characters in all turns (the context-window check reads them).
+        prompt_chars: characters in all turns, prompt_messages: how many turns (the
+            context-window check reads both: :func:`router.request.features.approx_tokens`).
         facts: the rule facts the decision was made on (the log keeps what rules read).
         session: the turn of the request's session (id, state before it, the tier its own
             decision chose), or None without a session (:mod:`router.routing.session`).
@@ -67,12 +68,13 @@ class Routing:
     session: "SessionTurn | None" = None
     scored: StagedScore | None = None
     scored_text: str | None = None
+    prompt_messages: int | None = None
 
     @property
     def features(self) -> Features:
         """The request's needs and size, as the tier filters read them (a fallback tier is
         checked with them too)."""
-        return Features.sized(self.needs, self.prompt_chars)
+        return Features.sized(self.needs, self.prompt_chars, self.prompt_messages)
 
 
 def constraints_on_facts(policy: Policy, facts: RequestFacts, caller: Caller | None,
@@ -221,4 +223,5 @@ class RouteStage:
         if staged is not None and staged.stage:  # a two-stage scorer: the reason names the stage that decided
             decision = replace(decision, reason=f"{decision.reason}; {staged.note()}")
         return Routing(decision, caller, features.needs, facts.language, facts.prompt_tokens, features.prompt_chars,
-                       facts, session, staged, features.text if staged is not None else None)
+                       facts, session, staged, features.text if staged is not None else None,
+                       features.prompt_messages)

@@ -87,6 +87,9 @@ class RequestRecord:
             SHA-256), None when the request carried none; never the key itself.
         needs: capabilities the request needs, comma-separated (``json,tools,vision``).
         prompt_chars: characters in all turns.
+        prompt_messages: how many turns the request held (the context-window estimate,
+            :func:`router.request.features.approx_tokens`, reads it); None in logs written
+            before it was kept (replay then estimates as the router did then: characters alone).
         cloud_available: whether the cloud tier was available when the request was decided
             (a decision input; None when not decided).
         max_tokens: the completion-token cap the request asked for (None = none).
@@ -158,6 +161,7 @@ class RequestRecord:
     shadow_tier: str | None = None
     threshold: float | None = None
     learning: dict[str, Any] | None = None
+    prompt_messages: int | None = None
 
 
 @dataclass(slots=True)

@@ -77,6 +77,7 @@ _ADDED_COLUMNS = [
     ("requests", "learning", "TEXT"),
     ("shadows", "sample_p", "REAL"),
     ("shadows", "judge_outcome", "TEXT"),
+    ("requests", "prompt_messages", "INTEGER"),
 ]
 _JSON_COLUMNS = {"signals", "rule_facts", "judge_replies", "learning"}
 """Columns holding a dict, stored as JSON text (NULL when None)."""
