@@ -170,3 +170,36 @@ def test_many_turns_leave_the_small_window_and_replay_decides_as_live(windowed):
     assert replay(rows, [], validated).decisions_changed == 0
     row.prompt_messages = None  # as an older log holds it: decided by characters alone, as it was then
     assert logged_decision(row, validated).tier == "local"
+
+
+# -- 4. the CSV report carries the judge's three-way verdicts -----------------------------------
+
+def test_report_csv_counts_the_judges_three_way_verdicts(tmp_path):
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+    from router.store.records import RequestRecord, ShadowRecord
+    from router.store.sqlite import SQLiteStore
+
+    path = tmp_path / "log.sqlite3"
+    store = SQLiteStore(path)
+    outcomes = ["better", "same", "same", "worse", "worse", "worse", None]
+    for i, outcome in enumerate(outcomes):
+        tier = "local" if i < 5 else "cloud"
+        store.record(RequestRecord(f"r{i}", 1_780_000_000.0 + i, requested_model="auto", routed_tier=tier, tier=tier,
+                                   local=tier == "local", counterfactual_usd=0.001))
+        store.record_shadow(ShadowRecord(f"r{i}", 1_780_000_000.0 + i, tier="cloud", model="m", local_text="a",
+                                         cloud_text="b", judge_model="openai/judge", judge_outcome=outcome,
+                                         judge_verdict=None if outcome is None else outcome != "worse"))
+    store.close()
+    result = CliRunner().invoke(app, ["report", "--log", str(path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert (row["judge_better"], row["judge_same"], row["judge_worse"], row["judge_unsure"]) == ("1", "2", "3", "1")
+    result = CliRunner().invoke(app, ["report", "--log", str(path), "--format", "csv", "--by", "tier"])
+    rows = {r["group"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert (rows["local"]["judge_better"], rows["local"]["judge_same"], rows["local"]["judge_worse"]) == ("1", "2", "2")
+    assert (rows["cloud"]["judge_worse"], rows["cloud"]["judge_unsure"]) == ("1", "1")

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from ...ledger.judge import OUTCOMES
 from ..report import Summary
 from .data import ReportData
 
@@ -20,14 +21,18 @@ CSV_COLUMNS = [
     "escalation_tax_usd", "escalation_tax_latency_ms", "self_check_calls", "self_check_tokens", "self_check_usd",
     "consistency_calls", "consistency_tokens", "consistency_usd",
     "shadow_samples", "shadow_calls", "shadow_usd", "judge_samples", "judge_calls", "judge_prompt_tokens",
-    "judge_completion_tokens", "judge_usd", "judge_unsure", "net_savings_usd", "quality_estimate", "quality_lo",
+    "judge_completion_tokens", "judge_usd", "judge_unsure", "judge_better", "judge_same", "judge_worse", "net_savings_usd", "quality_estimate", "quality_lo",
     "quality_hi", "shadow_agreement_rate", "unpriced_calls", "unpriced_requests", "unknown_counterfactual",
 ]
 
 
 def flat_summary(group: str, s: Summary) -> dict[str, Any]:
-    """One CSV row: the summary's scalar fields and the quality estimate, keyed by :data:`CSV_COLUMNS`."""
+    """One CSV row: the summary's scalar fields, the judge's three-way verdicts
+    (``judge_better``/``judge_same``/``judge_worse``: judged samples whose local answer was
+    better than, as good as or worse than the cloud's, from ``Summary.judge_outcomes``; 0
+    when none) and the quality estimate, keyed by :data:`CSV_COLUMNS`."""
     d = asdict(s)
+    d.update({f"judge_{o}": s.judge_outcomes.get(o, 0) for o in OUTCOMES})
     q = s.quality
     d.update(group=group, quality_estimate=q.estimate if q else None, quality_lo=q.lo if q else None,
              quality_hi=q.hi if q else None, shadow_agreement_rate=q.rate.rate if q else None)
