@@ -203,3 +203,26 @@ def test_report_csv_counts_the_judges_three_way_verdicts(tmp_path):
     rows = {r["group"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
     assert (rows["local"]["judge_better"], rows["local"]["judge_same"], rows["local"]["judge_worse"]) == ("1", "2", "2")
     assert (rows["cloud"]["judge_worse"], rows["cloud"]["judge_unsure"]) == ("1", "1")
+
+
+# -- 5. a policy file with a NUL or control byte is one "not valid YAML" line, exit 2 ----------
+
+@pytest.mark.parametrize("byte", [b"\x00", b"\x07", b"\x1b"], ids=["NUL", "BEL", "ESC"])
+@pytest.mark.parametrize("command", ["policy check", "replay", "doctor", "serve"])
+def test_a_policy_with_a_control_byte_is_one_yaml_error_and_exit_2(tmp_path, byte, command):
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"tiers:\n  local:\n    model: openai/x" + byte + b"y\n")
+    args = {"policy check": ["policy", "check", str(path)],
+            "replay": ["replay", "--policy", str(path), "--log", str(tmp_path / "log.sqlite3")],
+            "doctor": ["doctor", "--policy", str(path), "--no-models"],
+            "serve": ["serve", "--policy", str(path), "--port", "9"]}[command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if "not valid YAML" in line]
+    assert len(lines) == 1 and f"{path}:3:20: error: not valid YAML" in lines[0], result.output
+    assert f"#x{byte[0]:04x}" in lines[0] and "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)

@@ -288,6 +288,21 @@ def _without_bad_leaves(data: dict[str, Any], err: ValidationError) -> Policy | 
         return None
 
 
+def _text_line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based (line, column) of the character at index ``position`` of ``text``."""
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
+def _reader_problem(err: yaml.reader.ReaderError) -> str:
+    """What PyYAML's reader refused, in one line: YAML 1.1 (section 5.1) allows only printable
+    characters, tab, line breaks and non-ASCII text in a document; a NUL, a bell or another
+    control character is not one of them (a file saved as UTF-16, or with binary junk)."""
+    char = err.character
+    code = ord(char) if isinstance(char, str) else (char if isinstance(char, int) else -1)
+    name = "NUL" if code == 0 else "a control character"
+    return f"the file holds {name} (#x{code:04x}), which YAML does not allow; remove it"
+
+
 def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str, str] | None = None,
                       *, deployment: bool = True, load_artifact: bool = True) -> CheckReport:
     """Check a policy given as YAML text.
@@ -303,7 +318,11 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
         The report; ``report.policy`` is None when any error was found.
     """
     env = os.environ if environ is None else environ
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses a NUL or other control character up front
+    except yaml.reader.ReaderError as err:
+        line, col = _text_line_col(text, err.position)
+        return CheckReport(source, None, [Problem(source, line, col, "error", "", f"not valid YAML: {_reader_problem(err)}")])
     try:
         try:
             root = loader.get_single_node()
