@@ -226,3 +226,34 @@ def test_a_policy_with_a_control_byte_is_one_yaml_error_and_exit_2(tmp_path, byt
     assert len(lines) == 1 and f"{path}:3:20: error: not valid YAML" in lines[0], result.output
     assert f"#x{byte[0]:04x}" in lines[0] and "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+# -- 6. an --out that cannot be created is one line and exit 2 before any work -----------------
+
+@pytest.mark.parametrize("command", ["learn", "train", "label", "score"])
+@pytest.mark.parametrize("where", ["under a file", "a file itself"])
+def test_an_out_that_cannot_be_created_fails_first(tmp_path, command, where):
+    import time
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    blocker = tmp_path / "plain.txt"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / ("labels.jsonl" if command in ("label", "score") else "dir")
+    if where == "a file itself":
+        out = blocker if command in ("learn", "train") else tmp_path
+    args = {"learn": ["learn", "--out", str(out), "--log", str(tmp_path / "missing.sqlite3")],
+            "train": ["train", "--out", str(out), "--data", "gsm8k"],
+            "label": ["label", "--data", "gsm8k", "--out", str(out)],
+            "score": ["score", "--input", str(tmp_path / "missing.jsonl"), "--output", str(out)]}[command]
+    start = time.monotonic()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(("error: --out ", "error: --output ")), lines
+    assert str(out) in lines[0] and "Traceback" not in result.output
+    assert "missing" not in lines[0]  # the output is checked before the inputs are read
+    assert time.monotonic() - start < 5
+    assert blocker.read_text() == "not a folder"

@@ -1,15 +1,17 @@
-"""What several commands share in reading their arguments: the exit-2 error and ISO times."""
+"""What several commands share in reading their arguments: the exit-2 error, ISO times, the
+request log to read and the folder or file to write."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 
-__all__ = ["fail", "open_sqlite_log", "parse_time"]
+__all__ = ["fail", "open_sqlite_log", "parse_time", "out_problem", "require_out"]
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -58,3 +60,33 @@ def open_sqlite_log(path: Path, hint: str = ""):
         return SQLiteStore(path)
     except Exception as err:  # noqa: BLE001 - a damaged or locked database is the user's input too
         fail(f"cannot open the request log {path} ({type(err).__name__}: {err})")
+
+
+def out_problem(path: Path, *, is_file: bool = False) -> str | None:
+    """Why ``path`` (a folder to write in, or with ``is_file`` a file to write) could not be
+    created or written, or None when it could: a folder that is a file; a file that is a
+    folder; the nearest existing ancestor not a folder (``--out`` under a regular file) or
+    not writable. Nothing is created (a command that fails later leaves no empty folder)."""
+    if path.exists():
+        if is_file and path.is_dir():
+            return f"{path} is a directory, not a file"
+        if not is_file and not path.is_dir():
+            return f"{path} exists and is not a directory"
+        target = path if not is_file else path.parent
+        return None if os.access(target if str(target) else ".", os.W_OK | os.X_OK) else f"{target} is not writable"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot create {path}: {ancestor} is a file, not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {ancestor} is not writable"
+    return None
+
+
+def require_out(path: Path, option: str, *, is_file: bool = False) -> None:
+    """Exit 2 with one line naming ``option`` when :func:`out_problem` finds one; call it
+    before any work, so a long run does not fail at its last step."""
+    problem = out_problem(path, is_file=is_file)
+    if problem:
+        fail(f"{option} {path}: {problem}")

@@ -21,7 +21,7 @@ from rich.table import Table
 __all__ = ["learn"]
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-from .args import fail as _fail, parse_time as _time
+from .args import fail as _fail, parse_time as _time, require_out
 
 
 def _iv(t, digits: int = 3) -> str:
@@ -66,6 +66,7 @@ def learn(
     """Learn a candidate router from the log's labels (judged shadow samples, escalations,
     feedback), stacked on the active artifact; write it only when it beats the active router
     on later traffic beyond its 95% interval."""
+    require_out(out, "--out")
     from ..errors import PolicyError
     from ..learning.run import learn as run_learn, write_outputs
     from ..policy import load_policy

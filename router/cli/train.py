@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .args import require_out
+
 __all__ = ["train", "evaluate", "score", "label", "metrics_table"]
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: wide enough for the family tables
@@ -113,6 +115,7 @@ def train(
 ) -> None:
     """Train a classifier, evaluate it leave-one-family-out (and 5-fold, unseen subjects) next to the
     baselines, write the artifact and its card, print the tables."""
+    require_out(out, "--out")
     _training()
     from training.datasets import parse_names
     from training.datasets.local_labels import is_label_file, load_local_labels
@@ -215,6 +218,7 @@ def score(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
 ) -> None:
     """Batch-score prompts: P(needs the cloud tier) per line, higher = more in need. A stable interface for other tools."""
+    require_out(output, "--output", is_file=True)
     from tqdm.auto import tqdm
 
     from ..scoring.classifier import EmbeddingClassifier
@@ -264,6 +268,7 @@ def label(
 ) -> None:
     """Run a tier on questions with gold answers, grade each answer, store answers,
     log-probabilities, self-check and consistency as JSON lines (the cascade's labels)."""
+    require_out(out, "--out", is_file=True)
     import asyncio
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
