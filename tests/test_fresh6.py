@@ -257,3 +257,89 @@ def test_an_out_that_cannot_be_created_fails_first(tmp_path, command, where):
     assert "missing" not in lines[0]  # the output is checked before the inputs are read
     assert time.monotonic() - start < 5
     assert blocker.read_text() == "not a folder"
+
+
+# -- 7. wrong-typed JSON fields are 400s naming the field, never 500s or silently forwarded -----
+
+_HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"stop": ["a", 1]}, "stop"), ({"stop": {"a": 1}}, "stop"), ({"stop": True}, "stop"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort"), ({"reasoning_effort": 3}, "reasoning_effort"),
+    ({"seed": 2**63}, "seed"), ({"seed": -(2**63) - 1}, "seed"), ({"seed": 10**30}, "seed"),
+    ({"temperature": True}, "temperature"), ({"top_p": "0.5"}, "top_p"), ({"presence_penalty": False}, "presence_penalty"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+    ({"messages": [*_HI, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, *_HI]},
+     "messages[1].tool_calls[0].function.arguments"),
+    ({"messages": [*_HI, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": 7, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, *_HI]}, "messages[1].tool_calls[0].id"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "https://example.com/cat.png", "detail": "ultra"}}]}]}, "messages[0].content[0].image_url.detail"),
+])
+def test_chat_fields_of_the_wrong_type_are_400s_naming_them(served, extra, param):
+    url, store, up = served
+    before = len(up.received)
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "auto", "messages": _HI, **extra}, timeout=30)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error" and f"'{param}'" in err["message"]
+    assert logged_row(store, r.headers["x-request-id"]).http_status == 400
+    assert len(up.received) == before
+    route = httpx.post(f"{url}/v1/route", json={"model": "auto", "messages": _HI, **extra}, timeout=30)
+    assert route.status_code == 400 and route.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("extra", [{"reasoning_effort": e} for e in ("none", "minimal", "low", "medium", "high")]
+                         + [{"seed": 2**63 - 1}, {"seed": -(2**63)}, {"temperature": 1}, {"stop": "END"}])
+def test_chat_fields_in_range_still_pass(served, extra):
+    url, _, up = served
+    r = httpx.post(f"{url}/v1/chat/completions", json={"model": "auto", "messages": _HI, **extra}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert all(up.received[-1][k] == v for k, v in extra.items())
+
+
+@pytest.mark.parametrize("body,param", [
+    (b'{"request_id": "x", "score": 1' + b"0" * 400 + b"}", "score"),  # a 400-digit integer: OverflowError, a 500
+    (b'{"request_id": "x", "score": NaN}', "score"),
+    (b'{"request_id": "x", "score": Infinity}', "score"),
+])
+def test_feedback_of_an_absurd_number_is_a_400(served, body, param):
+    url, _, _ = served
+    r = httpx.post(f"{url}/v1/feedback", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+def test_anthropic_and_responses_numbers_must_be_numbers(served):
+    url, _, up = served
+    before = len(up.received)
+    r = httpx.post(f"{url}/v1/messages", json={"model": "auto", "max_tokens": 8, "messages": _HI, "temperature": True},
+                   headers={"anthropic-version": "2023-06-01"}, timeout=30)
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["message"].startswith("temperature: ")
+    r = httpx.post(f"{url}/v1/responses", json={"model": "auto", "input": "hi", "top_p": "0.5"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_p"
+    assert len(up.received) == before
+
+
+@pytest.fixture(scope="module")
+def admin_served(good_up):
+    policy = {"tiers": sim_tiers(good_up.url), "api_keys": [{"name": "ops", "key": "sk-f6-admin", "admin": True}]}
+    with serving_policy(policy) as (url, store):
+        yield url
+
+
+@pytest.mark.parametrize("body,param", [({"stop": "no"}, "stop"), ({"stop": 1}, "stop"),
+                                        ({"policy": "tiers: {}\n", "source": {"a": 1}}, "source")])
+def test_policy_shadow_fields_of_the_wrong_type_are_400s(admin_served, body, param):
+    r = httpx.post(f"{admin_served}/v1/policy/versions/shadow", json=body,
+                   headers={"authorization": "Bearer sk-f6-admin"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+def test_policy_shadow_with_a_nul_byte_is_an_invalid_policy_not_a_500(admin_served):
+    r = httpx.post(f"{admin_served}/v1/policy/versions/shadow", json={"policy": "tiers:\n  local: {model: a\x00b}\n"},
+                   headers={"authorization": "Bearer sk-f6-admin"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_policy", r.text
+    assert "not valid YAML" in r.json()["error"]["message"]

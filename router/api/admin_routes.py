@@ -96,9 +96,13 @@ def register_admin(app: FastAPI, live, sync: VersionSync) -> None:
     async def shadow(request: Request) -> dict[str, Any]:
         require_admin(live, request, always=True)
         data = await _json(request, live.router.policy.server.max_request_bytes)
+        if "stop" in data and not isinstance(data["stop"], bool):  # "stop": "no" must not stop the shadow
+            raise InvalidRequestError("Invalid value for 'stop': expected a boolean.", param="stop")
+        if data.get("source") is not None and not isinstance(data["source"], str):
+            raise InvalidRequestError("Invalid value for 'source': expected a string.", param="source")
         if data.get("stop"):
             return await change(lambda v: v.stop_shadow())
-        text, source = data.get("policy"), str(data.get("source") or "api")
+        text, source = data.get("policy"), data.get("source") or "api"
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequestError("Send the policy YAML as 'policy' (or 'stop': true).", param="policy")
         report = await asyncio.to_thread(check_policy_text, text, source)

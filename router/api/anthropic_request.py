@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from ..errors import InvalidRequestError
 from ..request.images import ANTHROPIC_IMAGE_TYPES, base64_problem
@@ -62,8 +62,8 @@ class MessagesRequest(BaseModel):
     messages: list[_Message] = Field(min_length=1)
     system: str | list[dict[str, Any]] | None = None
     stop_sequences: list[str] | None = Field(None, max_length=MAX_STOP_SEQUENCES)
-    temperature: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    temperature: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    top_p: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     top_k: StrictInt | None = Field(None, ge=0)
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None

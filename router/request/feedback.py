@@ -45,8 +45,8 @@ def parse_feedback(body: bytes, api_key_id: str | None = None, now: float | None
         raise InvalidRequestError("Give exactly one of 'score' (0-1) and 'thumbs' ('up' or 'down').",
                                   param="score" if score is not None else "thumbs")
     if score is not None:
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
-                or not 0.0 <= score <= 1.0:
+        # compared before any float(): an integer of 400 digits overflowed math.isfinite (a 500)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
             raise InvalidRequestError(f"'score' must be a number from 0 to 1, got {score!r}.", param="score")
         score = float(score)
     if thumbs is not None and thumbs not in ("up", "down"):

@@ -7,14 +7,14 @@ Only what routing needs is typed; every other OpenAI parameter is kept in
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from ..errors import InvalidRequestError
 from .shapes import check_tools_and_format, check_turns
 
-__all__ = ["Message", "ChatRequest", "SamplingParams", "load_json_body", "parse_chat_request", "message_text", "ROLES",
+__all__ = ["Message", "ChatRequest", "SamplingParams", "SEED_RANGE", "REASONING_EFFORTS", "load_json_body", "parse_chat_request", "message_text", "ROLES",
            "CONTENT_PART_TYPES", "asking_turn"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -51,28 +51,39 @@ MAX_TOKENS_LIMIT = 2**31 - 1
 fields providers and llama.cpp use; a larger value overflows them instead of meaning "no
 limit" (a client that wants no limit leaves the field out)."""
 
+SEED_RANGE = (-(2**63), 2**63 - 1)
+"""``seed`` as a signed 64-bit integer, the width OpenAI's API and llama.cpp read it in; a
+larger one overflowed a provider's parser (a 500 upstream) or was silently wrapped."""
+
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+"""``reasoning_effort`` values: OpenAI's (API reference, Chat Completions), each of which
+litellm's ``completion`` accepts and maps for other providers."""
+
 
 class SamplingParams(BaseModel):
     """OpenAI's documented types and ranges of the forwarded numeric parameters, checked
     before any tier is called (API reference, Chat Completions: temperature 0-2, top_p 0-1,
     n 1-128, top_logprobs 0-20, penalties -2..2, at most 4 stop sequences, ``user`` a string;
-    ``max_tokens`` and ``max_completion_tokens`` at most :data:`MAX_TOKENS_LIMIT`).
-    Other fields pass through unchecked."""
+    ``max_tokens`` and ``max_completion_tokens`` at most :data:`MAX_TOKENS_LIMIT`; ``seed`` a
+    signed 64-bit integer, :data:`SEED_RANGE`; ``reasoning_effort`` one of
+    :data:`REASONING_EFFORTS`). Numbers are JSON numbers: ``true`` or ``"0.5"`` is not a
+    temperature. Other fields pass through unchecked."""
 
     model_config = ConfigDict(extra="allow")
 
-    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
-    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    temperature: StrictFloat | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     n: StrictInt | None = Field(None, ge=1, le=128)
     max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     top_logprobs: StrictInt | None = Field(None, ge=0, le=20)
     logprobs: StrictBool | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
-    seed: StrictInt | None = None
-    stop: str | list[str] | None = Field(None, max_length=4)
+    presence_penalty: StrictFloat | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: StrictFloat | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    seed: StrictInt | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    stop: StrictStr | list[StrictStr] | None = Field(None, max_length=4)
     user: StrictStr | None = None
+    reasoning_effort: Literal[REASONING_EFFORTS] | None = None  # type: ignore[valid-type]
 
 
 CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
@@ -280,6 +291,10 @@ def parse_chat_request(body: bytes | str | dict[str, Any], *, require_user_turn:
                     param=f"messages[{i}].content[{j}].type",
                 )
 
+    options = request.stream_options or {}
+    if "include_usage" in options and not isinstance(options["include_usage"], bool):
+        raise InvalidRequestError("Invalid value for 'stream_options.include_usage': expected a boolean.",
+                                  param="stream_options.include_usage")
     check_turns(fields["messages"])
     for i, m in enumerate(request.messages):
         if m.role not in ROLES:

@@ -16,8 +16,9 @@ an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). 
   (decimal keys) to biases from -100 to 100;
   ``parallel_tool_calls`` a boolean;
 - turns: ``name`` a string; an assistant's ``tool_calls`` a list of calls with a function
-  name; a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
-  with an ``http(s)://`` URL or a ``data:`` URL holding base64 (:mod:`router.request.images`).
+  name (a call's ``id`` and ``function.arguments``, when given, strings); a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
+  with an ``http(s)://`` URL or a ``data:`` URL holding base64 (:mod:`router.request.images`)
+  and a ``detail`` of auto/low/high.
 
 Each check raises :class:`router.errors.InvalidRequestError` with ``param`` set.
 """
@@ -34,6 +35,9 @@ __all__ = ["RESPONSE_FORMAT_TYPES", "check_tools_and_format", "check_turns"]
 
 RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 """OpenAI's ``response_format.type`` values."""
+
+IMAGE_DETAILS = ("auto", "low", "high")
+"""OpenAI's ``image_url.detail`` values."""
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's function name rule
 
@@ -165,6 +169,9 @@ def _check_part(part: dict[str, Any], where: str) -> None:
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
             raise _bad(f"{where}.image_url.url", "an http(s):// or data: URL")
+        detail = image.get("detail") if isinstance(image, dict) else None
+        if detail is not None and detail not in IMAGE_DETAILS:
+            raise _bad(f"{where}.image_url.detail", "'auto', 'low' or 'high'")
         problem = data_url_problem(url) if url.startswith("data:") else None
         if problem:
             raise InvalidRequestError(f"Invalid value for '{where}.image_url.url': {problem}.",
@@ -190,6 +197,10 @@ def check_turns(messages: list[dict[str, Any]]) -> None:
                 if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                     raise _bad(f"{at}.tool_calls[{j}]", '{"id": ..., "type": "function", "function": {"name": ..., '
                                                        '"arguments": ...}}')
+                if "id" in call and not isinstance(call["id"], str):
+                    raise _bad(f"{at}.tool_calls[{j}].id", "a string")
+                if fn.get("arguments") is not None and not isinstance(fn["arguments"], str):
+                    raise _bad(f"{at}.tool_calls[{j}].function.arguments", "a string of JSON")
         if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
             raise InvalidRequestError(f"Missing required parameter: '{at}.tool_call_id'.", param=f"{at}.tool_call_id")
         for j, part in enumerate(m["content"] if isinstance(m.get("content"), list) else ()):
