@@ -270,6 +270,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "tiers": {name: {"model": t.model, "available": t.available and shared["local"].get(name, {}).get("ok", True)}
                       for name, t in current.policy.tiers.items()},
             "store": shared["store"],
+            "log_writer": current.writer.health(),
             "state": shared["state"],
             "local": shared["local"],
             "policy_hash": current.policy_hash,
