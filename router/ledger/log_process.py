@@ -238,5 +238,10 @@ def serve(conn: Connection) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C reaches the whole process group: the server drains its last batches through this
+    # process at shutdown, and closing the connection is what stops it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s (log writer): %(message)s")
     serve(Connection(int(sys.argv[1])))
