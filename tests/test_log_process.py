@@ -17,19 +17,13 @@ from router.policy import policy_from_dict
 from router.store.records import CallRecord, RequestRecord
 from router.store.sqlite import SQLiteStore
 
+from .app_thread import sim_tiers
 from .proxy_process import ProxyProcess
 
 
 def _policy(url: str = "http://127.0.0.1:9/v1", **log) -> object:
-    return policy_from_dict({
-        "tiers": {
-            "local": {"model": "openai/local-sim", "api_key": "sk-t", "api_base": url,
-                      "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-            "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-t", "api_base": url},
-        },
-        "escalation": {"enabled": False},
-        "log": {"path": "unused.sqlite3", **log},
-    })
+    return policy_from_dict({"tiers": sim_tiers(url), "escalation": {"enabled": False},
+                             "log": {"path": "unused.sqlite3", **log}})
 
 
 def _record(i: int, tier: str) -> RequestRecord:
@@ -131,12 +125,7 @@ def test_which_logs_get_a_process(tmp_path, path, writer, expected):
 
 
 def test_serve_logs_through_the_process_and_prices_every_request(cloud, tmp_path):
-    proxy = ProxyProcess({
-        "tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-t", "api_base": cloud.url,
-                            "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
-                  "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-t", "api_base": cloud.url}},
-        "escalation": {"enabled": False},
-    }, tmp_path).start()
+    proxy = ProxyProcess({"tiers": sim_tiers(cloud.url), "escalation": {"enabled": False}}, tmp_path).start()
     try:
         deadline = time.time() + 120
         sent = 0
