@@ -120,7 +120,8 @@ def _bench_like_policy(cloud_url: str, log_path) -> dict:
             "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-test", "api_base": cloud_url},
         },
         "escalation": {"enabled": False},
-        "log": {"path": str(log_path)},
+        # the writer thread itself: these tests hold up or refuse the store object they hand in
+        "log": {"path": str(log_path), "writer": "thread"},
     })
 
 

@@ -33,6 +33,7 @@ from ..request.parse import parse_chat_request
 from ..store import RequestStore, open_store
 from .anthropic_routes import register_anthropic
 from .admin_routes import register_admin, require_admin
+from .chat_fast_path import ChatFastPath
 from .chat_entry import ClientDisconnected, admit, logged as _logged, refusals_logged, serve_chat
 from .feedback_routes import register_feedback
 from .refusals import logged_refusal
@@ -222,6 +223,8 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
         # The log record is written after the answer has gone out (lifespan drains it at shutdown).
         return JSONResponse(routed.body, headers=routed.headers, background=BackgroundTask(_logged, routed.logged))
 
+    # the hot path skips FastAPI's routing and middleware; errors go to the handlers above
+    app.add_middleware(ChatFastPath, handler=chat_completions, handlers=app.exception_handlers)
     register_anthropic(app, live)
     register_responses(app, live)
     register_admin(app, live, sync)
@@ -270,6 +273,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
             "tiers": {name: {"model": t.model, "available": t.available and shared["local"].get(name, {}).get("ok", True)}
                       for name, t in current.policy.tiers.items()},
             "store": shared["store"],
+            "log_writer": current.writer.health(),
             "state": shared["state"],
             "local": shared["local"],
             "policy_hash": current.policy_hash,

@@ -2,8 +2,10 @@
 
 Every request ends here, answered or failed: :meth:`LogWriter.log` prices it (call costs,
 request cost and the all-cloud counterfactual, :func:`router.ledger.cost.price_request`)
-and writes it on the writer's thread, batched with concurrent ones into one transaction
-(:class:`router.batching.MicroBatcher`); then it settles the request's budget reservations
+and writes it, batched with concurrent ones into one transaction
+(:class:`router.batching.MicroBatcher`): on the writer's thread, which hands the batch to the
+log-writer process when ``log.writer`` is ``process`` (:mod:`router.ledger.log_process`, the
+default for a SQLite file) and prices and writes it itself otherwise; then it settles the request's budget reservations
 to the priced cost and offers the answer to the shadow sampler. :meth:`LogWriter.log_soon`
 does the same on a task (after an answer was sent, or from a stream's ``finally``), which
 :meth:`LogWriter.drain` waits for at shutdown.
@@ -20,18 +22,30 @@ from ..batching import MicroBatcher
 from ..guards.budget import Reservation
 from ..policy import Policy
 from ..request.parse import ChatRequest
-from ..store.base import BatchStore, RequestStore
+from ..store.base import RequestStore
 from ..store.records import RequestRecord
 from . import metrics
-from .cost import price_request
+from .log_batch import Entry, apply_priced, price_and_store
+from .log_process import LogProcess, LogProcessError, shared_process
 from .shadow import ShadowSampler
 
-__all__ = ["LogWriter"]
+__all__ = ["LogWriter", "process_for"]
 
 log = logging.getLogger(__name__)
 
 Item = tuple[RequestRecord, ChatRequest | None, str | None]
 """(record, its request or None for a request that was never parsed, the answer text or None)."""
+
+
+def process_for(policy: Policy, store: RequestStore) -> LogProcess | None:
+    """The log-writer process for ``store``: the server's shared one for its SQLite file when
+    ``log.writer`` is ``process`` and the store is a SQLite file (not ``:memory:``), else None
+    (the writer thread prices and writes)."""
+    from ..store.sqlite import SQLiteStore
+
+    if policy.log.writer != "process" or not isinstance(store, SQLiteStore) or store.path in ("", ":memory:"):
+        return None
+    return shared_process(store.path)
 
 
 class LogWriter:
@@ -57,6 +71,7 @@ class LogWriter:
         self._batches: MicroBatcher[Item, Exception | None] = MicroBatcher(self.write_batch, max_batch=256,
                                                                           name="slm-router-log")
         self._pending: set[asyncio.Task] = set()
+        self._process: LogProcess | None = process_for(policy, store)
 
     @property
     def batches(self) -> int:
@@ -65,36 +80,34 @@ class LogWriter:
 
     def write_batch(self, items: list[Item]) -> list[Exception | None]:
         """Price finished requests and write them to the store (blocking; the writer's
-        thread). One transaction for the batch when the store has ``record_many``; one
-        record at a time otherwise, or when that fails. Returns, per item, the exception
-        that kept it out of the log, or None."""
-        records = []
-        for record, request, answer_text in items:
-            try:
-                price_request(record, self.policy, request.messages_as_dicts() if request is not None else None,
-                              answer_text)
-            except Exception:
-                log.exception("pricing request %s failed; logging it unpriced", record.id)
-                record.cost_usd = record.counterfactual_usd = None
-            records.append(record)
-        errors: list[Exception | None] = [None] * len(records)
-        written = False
-        if isinstance(self.store, BatchStore) and len(records) > 1:
-            try:
-                self.store.record_many(records)
-                written = True
-            except Exception:
-                log.exception("writing %d log records at once failed; writing them one by one", len(records))
-        if not written:
-            for i, record in enumerate(records):
-                try:
-                    self.store.record(record)
-                except Exception as err:
-                    errors[i] = err
-        for record, err in zip(records, errors):
+        thread): in the log-writer process when there is one and it answers
+        (:mod:`router.ledger.log_process`), else here (:func:`router.ledger.log_batch.price_and_store`).
+        Returns, per item, the exception that kept it out of the log, or None."""
+        entries: list[Entry] = [(record, request.messages_as_dicts() if request is not None else None, answer_text)
+                                for record, request, answer_text in items]
+        replies = self._process.write(self.policy, entries) if self._process is not None else None
+        errors: list[Exception | None]
+        if replies is None:
+            errors = price_and_store(entries, self.policy, self.store)
+        else:
+            errors = []
+            for (record, _, _), (error, priced) in zip(entries, replies):
+                apply_priced(record, priced)
+                errors.append(None if error is None else LogProcessError(error))
+        for (record, _, _), err in zip(entries, errors):
             if err is None:
                 metrics.observe(record)
         return errors
+
+    def launch(self) -> None:
+        """Start the log-writer process, when this writer has one, without waiting for it."""
+        if self._process is not None:
+            self._process.launch()
+
+    def health(self) -> dict[str, Any]:
+        """How the log is written: ``{"mode": "thread"}``, or the process's
+        :meth:`router.ledger.log_process.LogProcess.health`."""
+        return self._process.health() if self._process is not None else {"mode": "thread"}
 
     def write(self, record: RequestRecord, request: ChatRequest | None, answer_text: str | None = None) -> None:
         """Price and write one request now, on the calling thread.

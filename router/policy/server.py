@@ -39,6 +39,12 @@ class LogConfig(_Strict):
         None, description="older spelling of the top-level 'store' choice; must agree with it when both are set"
     )
     path: str = Field("slm-router.sqlite3", description="SQLite file, relative to the working dir")
+    writer: Literal["process", "thread"] = Field(
+        "process",
+        description="who prices and writes finished requests to a SQLite log: 'process' (default) = a log-writer "
+        "process of its own, so the server's event loop never waits for that work; 'thread' = a thread of the "
+        "server. A Redis log, or SQLite ':memory:', is always written by the thread",
+    )
     keep_for_learning: Literal["none", "embedding", "text"] = Field(
         "embedding",
         description="what each request row keeps for 'slm-router learn': 'none'; 'embedding' (default) = the "

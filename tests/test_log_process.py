@@ -1,0 +1,152 @@
+"""The log-writer process (router.ledger.log_process): records priced and written by a child
+process, the same as in the server, and nothing lost while it starts, after it dies or when
+it is switched off; through the real ``slm-router serve`` the default SQLite log uses it."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import httpx
+import pytest
+
+from router.ledger.log_batch import price_and_store, priced_fields
+from router.ledger.log_process import MAX_FAILURES, LogProcess
+from router.ledger.writer import process_for
+from router.policy import policy_from_dict
+from router.store.records import CallRecord, RequestRecord
+from router.store.sqlite import SQLiteStore
+
+from .app_thread import sim_tiers
+from .proxy_process import ProxyProcess
+
+
+def _policy(url: str = "http://127.0.0.1:9/v1", **log) -> object:
+    return policy_from_dict({"tiers": sim_tiers(url), "escalation": {"enabled": False},
+                             "log": {"path": "unused.sqlite3", **log}})
+
+
+def _record(i: int, tier: str) -> RequestRecord:
+    r = RequestRecord(f"req-{i}", ts=1000.0 + i, tier=tier, local=tier == "local", prompt_tokens=12,
+                      completion_tokens=7)
+    r.calls.append(CallRecord(r.id, r.ts, tier=tier, model="openai/gpt-4o-mini" if tier == "cloud" else "openai/local-sim",
+                              prompt_tokens=12, completion_tokens=7, latency_ms=3.0))
+    return r
+
+
+def _entries(n: int) -> list:
+    return [(_record(i, "cloud" if i % 2 else "local"), [{"role": "user", "content": f"question {i}?"}], f"answer {i}")
+            for i in range(n)]
+
+
+def _ready(process: LogProcess, policy, timeout_s: float = 120.0) -> None:
+    """Write empty batches until the child answers (it loads litellm first)."""
+    deadline = time.time() + timeout_s
+    while process.write(policy, []) is None:
+        assert time.time() < deadline, f"the log-writer process did not start: {process.health()}"
+        time.sleep(0.2)
+
+
+def test_the_child_prices_and_writes_like_the_server(tmp_path):
+    policy = _policy()
+    process = LogProcess(str(tmp_path / "child.sqlite3"))
+    try:
+        _ready(process, policy)
+        entries = _entries(6)
+        expected = copy.deepcopy(entries)
+        replies = process.write(policy, entries)
+        assert replies is not None and [error for error, _ in replies] == [None] * 6
+        here = SQLiteStore(tmp_path / "here.sqlite3")
+        assert price_and_store(expected, policy, here) == [None] * 6
+        assert [priced for _, priced in replies] == [priced_fields(r) for r, _, _ in expected]
+        assert any(priced[0] and priced[0] > 0 for _, priced in replies)  # the cloud calls cost something
+        rows = SQLiteStore(tmp_path / "child.sqlite3").requests()
+        assert [r.id for r in rows] == [f"req-{i}" for i in range(6)]
+        assert [(r.cost_usd, r.counterfactual_usd) for r in rows] == [(r.cost_usd, r.counterfactual_usd)
+                                                                      for r in here.requests()]
+        assert process.health()["mode"] == "process" and process.health()["batches"] == 2
+    finally:
+        process.close()
+
+
+def test_a_store_error_in_the_child_comes_back_per_record(tmp_path):
+    policy = _policy()
+    process = LogProcess(str(tmp_path / "log.sqlite3"))
+    try:
+        _ready(process, policy)
+        assert process.write(policy, _entries(1))[0][0] is None
+        again = process.write(policy, _entries(2))  # req-0 is already there: the primary key refuses it
+        assert again[0][0] is not None and "UNIQUE" in again[0][0]
+        assert again[1][0] is None
+        assert len(SQLiteStore(tmp_path / "log.sqlite3").requests()) == 2
+    finally:
+        process.close()
+
+
+def test_while_starting_or_after_a_death_the_caller_writes_itself(tmp_path):
+    policy = _policy()
+    process = LogProcess(str(tmp_path / "log.sqlite3"))
+    try:
+        assert process.write(policy, _entries(1)) is None  # just started: litellm is still loading
+        assert process.health()["mode"] == "starting"
+        _ready(process, policy)
+        for death in range(MAX_FAILURES):
+            process._proc.kill()
+            process._proc.wait()
+            assert process.write(policy, _entries(1)) is None  # the batch is not acknowledged
+            if death < MAX_FAILURES - 1:
+                assert process.disabled_reason is None
+                _ready(process, policy)  # started again on the next batch
+        assert process.disabled_reason is not None and "3 failures" in process.disabled_reason
+        assert process.health()["mode"] == "in-process"
+        assert process.write(policy, _entries(1)) is None
+    finally:
+        process.close()
+
+
+def test_a_batch_that_does_not_pickle_stays_in_the_server(tmp_path):
+    policy = _policy()
+    process = LogProcess(str(tmp_path / "log.sqlite3"))
+    try:
+        _ready(process, policy)
+        record, messages, answer = _entries(1)[0]
+        record.calls[0].signals = {"unpicklable": lambda: None}
+        assert process.write(policy, [(record, messages, answer)]) is None
+        assert process.disabled_reason is None and process.write(policy, _entries(1))[0][0] is None
+    finally:
+        process.close()
+
+
+@pytest.mark.parametrize("path, writer, expected", [
+    ("log.sqlite3", "process", True), ("log.sqlite3", "thread", False), (":memory:", "process", False)])
+def test_which_logs_get_a_process(tmp_path, path, writer, expected):
+    store = SQLiteStore(path if path == ":memory:" else tmp_path / path)
+    assert (process_for(_policy(writer=writer), store) is not None) is expected
+
+
+def test_serve_logs_through_the_process_and_prices_every_request(cloud, tmp_path):
+    proxy = ProxyProcess({"tiers": sim_tiers(cloud.url), "escalation": {"enabled": False}}, tmp_path).start()
+    try:
+        deadline = time.time() + 120
+        sent = 0
+        with httpx.Client(base_url=proxy.url, timeout=30) as client:
+            while True:
+                answer = client.post("/v1/chat/completions", json={
+                    "model": "cloud", "messages": [{"role": "user", "content": f"Say hello {sent}."}]})
+                assert answer.status_code == 200, answer.text
+                sent += 1
+                health = client.get("/healthz").json()["log_writer"]
+                if health["mode"] == "process" and health["batches"] >= 3:
+                    break
+                assert time.time() < deadline, health
+                time.sleep(0.1)
+        rows = []
+        while len(rows) < sent and time.time() < deadline:
+            rows = SQLiteStore(proxy.log_path).requests()
+            time.sleep(0.1)
+        assert len(rows) == sent  # the ones written before the child was ready too
+        assert all(r.status == "ok" and r.tier == "cloud" and r.cost_usd and r.cost_usd > 0 for r in rows)
+        assert all(r.counterfactual_usd == r.cost_usd for r in rows)
+        assert all(c.price_source == "litellm" for r in rows for c in r.calls)
+    finally:
+        proxy.stop()
