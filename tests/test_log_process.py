@@ -40,7 +40,8 @@ def _entries(n: int) -> list:
 
 
 def _ready(process: LogProcess, policy, timeout_s: float = 120.0) -> None:
-    """Write empty batches until the child answers (it loads litellm first)."""
+    """Launch the child and write empty batches until it answers (it loads litellm first)."""
+    process.launch()
     deadline = time.time() + timeout_s
     while process.write(policy, []) is None:
         assert time.time() < deadline, f"the log-writer process did not start: {process.health()}"
@@ -87,6 +88,9 @@ def test_while_starting_or_after_a_death_the_caller_writes_itself(tmp_path):
     policy = _policy()
     process = LogProcess(str(tmp_path / "log.sqlite3"))
     try:
+        assert process.write(policy, _entries(1)) is None  # not launched: the caller writes
+        assert process.health()["mode"] == "in-process"
+        process.launch()
         assert process.write(policy, _entries(1)) is None  # just started: litellm is still loading
         assert process.health()["mode"] == "starting"
         _ready(process, policy)
@@ -100,6 +104,19 @@ def test_while_starting_or_after_a_death_the_caller_writes_itself(tmp_path):
         assert process.disabled_reason is not None and "3 failures" in process.disabled_reason
         assert process.health()["mode"] == "in-process"
         assert process.write(policy, _entries(1)) is None
+    finally:
+        process.close()
+
+
+def test_closed_means_the_caller_writes_until_launched_again(tmp_path):
+    policy = _policy()
+    process = LogProcess(str(tmp_path / "log.sqlite3"))
+    try:
+        _ready(process, policy)
+        process.close()
+        assert process.write(policy, _entries(1)) is None and process.health()["mode"] == "in-process"
+        _ready(process, policy)
+        assert process.write(policy, _entries(1))[0][0] is None
     finally:
         process.close()
 

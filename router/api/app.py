@@ -142,6 +142,7 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         routing_ready = None
+        router.writer.launch()  # the log-writer process loads on another core meanwhile
         if warm_up:  # answers first; the classifier loads while the server already answers
             await asyncio.to_thread(router.warm_up_answers)
             freeze_startup_objects()

@@ -69,13 +69,16 @@ class LogProcess:
         self._policies: list[tuple[Any, int]] = []  # (policy object, key) sent to this child
         self._next_key = 0
         self._failures: deque[float] = deque(maxlen=MAX_FAILURES)
+        self._wanted = False  # launched and not closed: a dead child is started again on the next batch
         self.disabled_reason: str | None = None
         self.batches = 0  # batches written by the child
 
     # -- lifecycle ---------------------------------------------------------------------------
     def launch(self) -> None:
-        """Start the child without waiting for it to load (idempotent)."""
+        """Start the child without waiting for it to load (idempotent). Until this is called
+        (and again after :meth:`close`), :meth:`write` leaves every batch to the caller."""
         with self._lock:
+            self._wanted = True
             if self._proc is None and self.disabled_reason is None:
                 self._spawn()
 
@@ -105,6 +108,7 @@ class LogProcess:
     def close(self) -> None:
         """Stop the child after the batch in flight (it exits on EOF; killed after 10 s)."""
         with self._lock:
+            self._wanted = False
             self._stop()
 
     def _failed(self, why: str) -> None:
@@ -122,7 +126,7 @@ class LogProcess:
     def health(self) -> dict[str, Any]:
         """``{"mode", "pid", "batches", "disabled"}`` for ``/healthz``: ``mode`` is ``process``
         when the child writes, ``starting`` while it loads, ``in-process`` otherwise."""
-        mode = "in-process" if self.disabled_reason or self._proc is None else ("process" if self._ready else "starting")
+        mode = "in-process" if self.disabled_reason or not self._wanted else ("process" if self._ready else "starting")
         return {"mode": mode, "pid": self._proc.pid if self._proc is not None else None, "batches": self.batches,
                 "disabled": self.disabled_reason}
 
@@ -156,10 +160,10 @@ class LogProcess:
             this batch (then nothing of it is acknowledged) or the batch does not pickle.
         """
         with self._lock:
-            if self.disabled_reason is not None:
+            if self.disabled_reason is not None or not self._wanted:
                 return None
             if self._proc is None:
-                self._spawn()
+                self._spawn()  # after a death
             try:
                 if not self._is_ready():
                     return None

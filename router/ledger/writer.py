@@ -174,5 +174,7 @@ class LogWriter:
         await self.shadow.drain()
 
     def close(self) -> None:
-        """Stop the writer's thread (after :meth:`drain`)."""
+        """Stop the writer's thread and the log-writer process (after :meth:`drain`)."""
         self._batches.close()
+        if self._process is not None:
+            self._process.close()

@@ -176,7 +176,6 @@ class Router:
     def warm_up_answers(self) -> None:
         """What any answer needs: in-process models (launched first) and litellm (blocking)."""
         self.client.launch()
-        self.writer.launch()  # the log-writer process loads litellm on another core meanwhile
         self.client.warm_up()
 
     def warm_up_routing(self) -> None:
