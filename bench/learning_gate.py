@@ -7,8 +7,9 @@ On the log of a ``bench/learning.py`` run (``--reuse DIR``), per traffic set, th
 runs it (the labels after the earliest ``--warmup`` share cut into ``--blocks`` rolling time
 blocks, each predicted by a candidate fitted on the labels before it; the active router's
 logged score recalibrated on the same labels; a paired one-sided t-test of the per-request
-``--rule`` loss at 5%; promoted when that test says better, the pooled APGR difference is
-above 0 and some block's inner CV learned more than the prior). Then the same on the labels
+``--rule`` loss of the direction probe at 5%; promoted when that test says better, the inner
+CV's chosen candidates have a lower pooled loss too and some block's inner CV learned more
+than the prior). Then the same on the labels
 shuffled within the set (``--seeds`` permutations; every label's target and gain moved to
 another request, the requests, their weights, times and logged scores kept): a candidate fitted
 on those cannot be better than the active router, so each promotion is a false one. With
@@ -55,7 +56,7 @@ def shuffled(n: int, seed: int, null: str, active: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     from bench.learning_learners import fit_learner
-    from router.learning.candidate import fit_candidate
+    from router.learning.candidate import fit_candidate, fit_probe
     from router.learning.evaluate import time_splits
     from router.learning.gate import gate
     from router.learning.labels import build_labels
@@ -119,24 +120,34 @@ def main() -> int:
                 model, rows_of = fit_learner(args.learner, X[tr], t[tr], w[tr], prior[tr], artifact, reads, dim, None)
                 return model.predict_proba(rows_of(X[te]), prior[te])[:, 1], None
 
+            def probe(tr, te):  # learn's direction probe (router/learning/gate.py, step 5)
+                model = fit_probe(X[tr], t[tr], w[tr], prior[tr], artifact.estimator, reads, dim)
+                return model.predict_proba(X[te], prior[te])[:, 1], None
+
             return gate(splits, fit_predict, active, t, g, w, share, rule=args.rule, n_boot=100,
-                        learned=lambda c: c is None or c.blocks != "prior")
+                        learned=lambda c: c is None or c.blocks != "prior",
+                        probe=probe if args.learner == "stacked" else None)
 
         real = run(target, gain)
         d = real.comparison.apgr_diff
         print(f"{name}: {len(target)} labels, {len(real.pooled.test)} tested in {len(splits)} blocks "
-              f"{real.pooled.blocks}; real labels: {real.test.describe()}; APGR difference "
+              f"{real.pooled.blocks}; real labels: {real.test.describe('probe')}; chosen candidates' gain "
+              f"{real.check.diff:+.4f} +- {real.check.se:.4f}; APGR difference "
               f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]; {'PROMOTED' if real.promote else 'refused'}", flush=True)
-        promoted, loss_only, pvals = 0, 0, []
+        if not args.seeds:
+            continue
+        promoted, loss_only, pvals, t1 = 0, 0, [], time.time()
         for seed in range(1, args.seeds + 1):
             perm = shuffled(len(target), seed, args.null, active)
             g = run(target[perm], gain[perm])
             promoted += g.promote
             loss_only += g.test.better
             pvals.append(g.test.p_value)
+            if g.promote:
+                print(f"  seed {seed} promoted: {g.test.describe('probe')}; chosen gain {g.check.diff:+.4f}", flush=True)
         print(f"  shuffled labels, {args.seeds} seeds: promoted {promoted} ({promoted / args.seeds:.0%}); the loss "
               f"test alone says better {loss_only} ({loss_only / args.seeds:.0%}); median p {np.median(pvals):.2f}, "
-              f"smallest {min(pvals):.3f}; {time.time() - t0:.0f}s", flush=True)
+              f"smallest {min(pvals):.3f}; {time.time() - t1:.0f}s", flush=True)
     return 0
 
 

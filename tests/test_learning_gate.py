@@ -89,3 +89,25 @@ def test_gate_promotes_a_real_signal_and_rarely_a_shuffled_one():
     refused = gate(time_splits(ts, 0.3, 4), lambda tr, te: (_sigmoid(x[te]), "prior"), active, y, y,
                    np.ones(n), 0.2, learned=lambda c: c != "prior", n_boot=20)
     assert refused.test.better and not refused.learned and not refused.promote  # nothing learned: never promoted
+
+
+def test_the_probe_decides_only_with_a_chosen_strength_that_is_not_worse():
+    rng = np.random.default_rng(3)
+    n = 800
+    x = rng.normal(size=n)
+    y = (rng.random(n) < _sigmoid(1.6 * x)).astype(float)
+    ts = np.arange(n, dtype=float)
+    active = _sigmoid(0.5 * (x + 1.5 * rng.normal(size=n)))
+    splits = time_splits(ts, 0.3, 4)
+
+    def probe(tr, te):  # a shrunk step along the signal
+        return platt(_sigmoid(x[tr]), y[tr], np.ones(len(tr)))(_sigmoid(x[te])), None
+
+    def overshoot(tr, te):  # the "chosen strength": far too sharp, so worse than the active router
+        return _sigmoid(8 * x[te] - 3), "all"
+
+    g = gate(splits, overshoot, active, y, y, np.ones(n), 0.2, probe=probe, n_boot=20)
+    assert g.test.better and g.check.diff < 0 and not g.promote
+    assert g.probe is not g.pooled and np.array_equal(g.probe.test, g.pooled.test)
+    ok = gate(splits, probe, active, y, y, np.ones(n), 0.2, probe=probe, n_boot=20)
+    assert ok.promote and ok.check.diff > 0

@@ -1,4 +1,4 @@
-"""One ``slm-router learn`` run: log -> labels -> candidate -> time-split evaluation -> artifact.
+"""One ``slm-router learn`` run: log -> labels -> candidate -> out-of-time test (:mod:`.gate`) -> artifact.
 
 :func:`learn` is the whole run on records already read (the CLI reads the log and prints);
 :func:`write_outputs` writes what a promoted candidate leaves in ``--out``: the artifact
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..policy import Policy
 from ..store.records import FeedbackRecord, RequestRecord, ShadowRecord
-from .candidate import Choice, option_name, fit_candidate
+from .candidate import Choice, fit_candidate, fit_probe, option_name
 from .evaluate import Comparison, time_splits, weighted_apgr
 from .gate import LossTest, gate
 from .keep import decode_vector
@@ -42,8 +42,10 @@ BLOCKS = 4
 
 @dataclass
 class LearnResult:
-    """What a run found. ``promote`` is True only when the candidate beat the active router
-    beyond its interval; ``reason`` says why (not). ``curve``: (labels used, candidate APGR,
+    """What a run found. ``promote`` is True only when the promotion test (:mod:`.gate`) found
+    the candidate better on later traffic; ``reason`` says why (not). ``loss_test``: that test
+    (the direction probe's pooled out-of-time log loss against the recalibrated active router);
+    ``loss_check``: the same on the inner CV's chosen candidates. ``curve``: (labels used, candidate APGR,
     active APGR) on the (last) test block. ``candidate`` is the candidate refitted on every label;
     ``model`` is it when promoted, else None. ``split_choices``: the inner CV's choice on each
     time split's training labels; ``choice``: on every label. ``cloud_side_labels``: test labels
@@ -67,6 +69,7 @@ class LearnResult:
     candidate: Any = None
     cloud_side_labels: int = 0
     loss_test: LossTest | None = None
+    loss_check: LossTest | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (``learning.json``)."""
@@ -79,6 +82,7 @@ class LearnResult:
             "split_choices": [asdict(c) for c in self.split_choices],
             "comparison": None if self.comparison is None else asdict(self.comparison),
             "loss_test": None if self.loss_test is None else asdict(self.loss_test),
+            "loss_check": None if self.loss_check is None else asdict(self.loss_check),
             "curve": [{"labels": n, "apgr_candidate": c, "apgr_active": a} for n, c, a in self.curve],
             "threshold": self.threshold,
             "verifier": None if self.verifier is None else self.verifier.summary(),
@@ -137,15 +141,16 @@ def _traffic(records: list[RequestRecord], policy: Policy, since_ts: float) -> t
 def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], feedback: Iterable[FeedbackRecord],
           policy: Policy, train_share: float = WARMUP, n_boot: int = 200, seed: int = 0, blocks: int = BLOCKS,
           rule: str = "log", verifier_share: float = 0.7) -> LearnResult:
-    """Build labels, fit the candidate on the earlier ``train_share`` of them (by time), compare
-    it with the active router on the later rest, and decide (see the module docstring). A
-    candidate is promoted only when its test labels cover both sides of the active threshold
-    (``local_shadow`` labels on the cloud-routed requests, when any went to the cloud): a
-    candidate re-ranks every request, and labels of the locally served ones alone cannot show
-    how it orders the rest.
-    ``blocks`` > 1 cuts the later rest into that many rolling time blocks, each scored by the
-    candidate trained on every label before it (:func:`~.evaluate.time_splits`), so more of
-    the labels test while every prediction still comes from earlier labels only.
+    """Build labels, test the candidate procedure on later traffic and decide (see the module
+    docstring and :mod:`.gate`): the labels after the earliest ``train_share`` (by time) are
+    cut into ``blocks`` rolling time blocks (:func:`~.evaluate.time_splits`), each predicted by
+    candidates fitted on every label before it; the pooled predictions are tested against the
+    active router (``rule``: ``log`` or ``brier`` loss, one-sided at 5%) and compared by APGR.
+    A candidate is promoted only when its test labels also cover both sides of the active
+    threshold (``local_shadow`` labels on the cloud-routed requests, when any went to the
+    cloud): a candidate re-ranks every request, and labels of the locally served ones alone
+    cannot show how it orders the rest. The verifier (text kept) is trained on the earlier
+    ``verifier_share`` and judged on the rest.
 
     Raises:
         ValueError: the log's embeddings do not fit the prior artifact (another dimension).
@@ -192,10 +197,15 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         model, choice = fit(a)
         return model.predict_proba(X[b], prior_p[b])[:, 1], choice
 
+    def probe(a, b):  # the direction probe: the same stack at the strongest shrinkage (gate.py, step 5)
+        model = fit_probe(X[a], target[a], w[a], prior_p[a], artifact.estimator, reads_features, dim)
+        return model.predict_proba(X[b], prior_p[b])[:, 1], None
+
     share, cost = _traffic(records, policy, float(ts[te].min()))
     g = gate(splits, fit_predict, active, target, gain, w, share, cost, rule=rule,
-             learned=lambda c: c.blocks != "prior", n_boot=n_boot, seed=seed)
-    result.split_choices, result.comparison, result.loss_test = g.pooled.choices, g.comparison, g.test
+             learned=lambda c: c.blocks != "prior", n_boot=n_boot, seed=seed, probe=probe)
+    result.split_choices, result.comparison = g.pooled.choices, g.comparison
+    result.loss_test, result.loss_check = g.test, g.check
     comparison = g.comparison
     last_train, last = splits[-1]
     for n in curve_sizes(len(last_train)):
@@ -234,15 +244,17 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         return result
     apgr = (f"APGR candidate {comparison.apgr_candidate[0]:.3f} vs active {comparison.apgr_active[0]:.3f}, "
             f"difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+    probe_line = g.test.describe("direction probe (C=1e-4)")
+    chosen = f"the blocks' chosen candidates: mean {rule} loss gain {g.check.diff:+.4f} +- {g.check.se:.4f}"
     if not g.promote:
-        why = (g.test.describe() if not g.test.better else
-               f"{g.test.describe()}, but the APGR difference is not above 0")
+        why = (f"nothing to learn shown on later traffic: {probe_line}" if not g.test.better else
+               f"{probe_line}, but the strength the inner CV chose is not better: {chosen}")
         result.reason = (f"not promoted: {why}; {apgr} {where} (inner CV on every label chose "
                          f"{option_name(choice.blocks, choice.C, choice.weight_power)}: {choice.why})")
         return result
     result.model = final
     result.promote = True
-    result.reason = f"promoted: {g.test.describe()}; {apgr} {where}"
+    result.reason = f"promoted: {probe_line}; {chosen}; {apgr} {where}"
     everything = _rows(records, names, max(labels.embedders, key=labels.embedders.get))
     scores = final.predict_proba(everything)[:, 1] if len(everything) else g.pooled.candidate
     result.threshold = float(np.quantile(scores, 1.0 - share)) if share > 0 else float(min(1.0, scores.max() + 1e-6))
