@@ -236,7 +236,9 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         if choice.blocks == "prior":
             why = f"inner CV kept the prior alone ({choice.why})"
         else:
-            why = (f"inner CV kept the prior alone on the {len(tr)} earlier labels ({result.split_choices[0].why}), "
+            sizes = f"{len(tr)}" if len(splits) == 1 else f"{len(tr)} to {len(splits[-1][0])}"
+            why = (f"inner CV kept the prior alone on the {sizes} earlier labels of every test block "
+                   f"({result.split_choices[0].why}), "
                    f"so nothing learned could be tested on later traffic; on all {len(y)} labels it chooses "
                    f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
         result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
