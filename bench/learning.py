@@ -493,6 +493,9 @@ def why_not(e: dict) -> str:
     lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
     if t.get("probe_p") is not None and abs(hi - lo) >= 1e-9:  # the gate's log-loss test (router/learning/gate.py)
         gain = e.get("learned_vs_default", (float("nan"),))[0]
+        if (e.get("learn_choice") or {}).get("blocks") == "prior":
+            return (f"goal not met: the inner CV kept the prior on all {e.get('labels_used', '?')} labels, so there is "
+                    f"nothing learned to promote (the direction probe: p = {t['probe_p']:.3f})")
         if t["probe_p"] < 0.05:
             return (f"goal not met: the direction probe is better (p = {t['probe_p']:.3f}) but the inner CV's chosen "
                     f"strength gains {t['chosen_gain']:+.4f} in log loss out of time, so it is not promoted")

@@ -39,3 +39,6 @@ def test_the_gates_log_loss_test_is_named():
     assert "p = 0.210" in text and "+0.0004 +- 0.0005 on 700 later labels" in text
     chosen = why_not(_entry(learn_test={**t, "probe_p": 0.01, "chosen_gain": -0.0002}))
     assert "probe is better (p = 0.010)" in chosen and "-0.0002" in chosen
+    kept = why_not(_entry(learn_test={**t, "probe_p": 0.01}, learn_choice={"blocks": "prior", "C": None},
+                          labels_used=402))
+    assert "kept the prior on all 402 labels" in kept and "p = 0.010" in kept
