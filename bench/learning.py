@@ -225,8 +225,9 @@ def main() -> int:
                         help="shadow.cloud_rate of the replayed policy: the cloud-routed requests answered by the "
                              "local tier too and judged (0: labels on the locally served side only)")
     parser.add_argument("--budget", type=int, default=1000, help="judged samples learn may use")
-    parser.add_argument("--learn-blocks", type=int, default=1, help="slm-router learn --blocks")
-    parser.add_argument("--learn-train-share", type=float, default=0.7, help="slm-router learn --train-share")
+    parser.add_argument("--learn-blocks", type=int, default=None, help="slm-router learn --blocks (default: learn's)")
+    parser.add_argument("--learn-train-share", type=float, default=None,
+                        help="slm-router learn --train-share (default: learn's)")
     parser.add_argument("--strategies", default="uniform,uncertain",
                         help="learning-curve sampling strategies: uniform, uncertain (band 0.05), uncertain@B (band B)")
     parser.add_argument("--labels", choices=("three-way", "binary"), default="three-way",
@@ -242,6 +243,10 @@ def main() -> int:
     parser.add_argument("--print", dest="print_json", type=Path, default=None,
                         help="print the tables of a run's learning.json again (no evaluation)")
     args = parser.parse_args()
+    from router.learning.run import BLOCKS, WARMUP
+
+    args.learn_blocks = BLOCKS if args.learn_blocks is None else args.learn_blocks
+    args.learn_train_share = WARMUP if args.learn_train_share is None else args.learn_train_share
     if args.print_json is not None:
         print_results(json.loads(args.print_json.read_text()), 0.0, 0.0, {})
         return 0
@@ -390,7 +395,10 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
                                                                    "losses": res.choice.losses},
                  "learn_test": None if res.comparison is None else {
                      "n": res.comparison.n, "apgr_candidate": res.comparison.apgr_candidate,
-                     "apgr_active": res.comparison.apgr_active, "apgr_diff": res.comparison.apgr_diff}}
+                     "apgr_active": res.comparison.apgr_active, "apgr_diff": res.comparison.apgr_diff,
+                     **({} if res.loss_test is None else {
+                         "probe_gain": res.loss_test.diff, "probe_se": res.loss_test.se,
+                         "probe_p": res.loss_test.p_value, "chosen_gain": res.loss_check.diff})}}
         if res.candidate is not None:  # learn's candidate on every judged label, promoted or not
             learned = res.candidate.predict_proba(X[L], prior[L])[:, 1]
             learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
@@ -462,6 +470,9 @@ def _detail(e: dict) -> str:
     if e.get("learn_test"):
         t = e["learn_test"]
         out += f"; its test: {t['n']} labels, APGR difference {_iv(t['apgr_diff'])}"
+        if t.get("probe_p") is not None:
+            out += (f", probe log-loss gain {t['probe_gain']:+.4f} +- {t['probe_se']:.4f} (p = {t['probe_p']:.3f}), "
+                    f"chosen {t['chosen_gain']:+.4f}")
     return out + f"; learn took {e.get('learn_s', 0):.0f}s"
 
 
@@ -480,6 +491,17 @@ def why_not(e: dict) -> str:
     if t is None:
         return "goal not met: learn had too few labels to test"
     lo, hi = t["apgr_diff"][1], t["apgr_diff"][2]
+    if t.get("probe_p") is not None and abs(hi - lo) >= 1e-9:  # the gate's log-loss test (router/learning/gate.py)
+        gain = e.get("learned_vs_default", (float("nan"),))[0]
+        if (e.get("learn_choice") or {}).get("blocks") == "prior":
+            return (f"goal not met: the inner CV kept the prior on all {e.get('labels_used', '?')} labels, so there is "
+                    f"nothing learned to promote (the direction probe: p = {t['probe_p']:.3f})")
+        if t["probe_p"] < 0.05:
+            return (f"goal not met: the direction probe is better (p = {t['probe_p']:.3f}) but the inner CV's chosen "
+                    f"strength gains {t['chosen_gain']:+.4f} in log loss out of time, so it is not promoted")
+        return (f"goal not met: the direction probe's log-loss gain {t['probe_gain']:+.4f} +- {t['probe_se']:.4f} on "
+                f"{t['n']} later labels has p = {t['probe_p']:.3f}; the candidate gains {gain:+.3f} APGR on later "
+                f"traffic" + ("; refusing is right" if not gain > 0 else ""))
     if abs(hi - lo) < 1e-9:
         n = e.get("labels_used", e.get("judged_first", 0))
         k = e.get("labels_needing_cloud")

@@ -13,9 +13,12 @@ judged samples, read as binary or as three-way labels:
 - ``knn100``: the weighted mean target of the 100 nearest judged labels (cosine; a training
   label's own left out) stacked with the prior's logit (a two-column logistic fit).
 
-Per set, labels and learner: ``learn``'s gate (the earlier 70% of the labels by time train,
-the later 30% test; the APGR difference against the active router on the test labels' gains,
-paired bootstrap 95%; "would promote" when it excludes 0) and the candidate fitted on every
+Per set, labels and learner: ``learn``'s gate (:func:`router.learning.gate.gate`: the labels
+after the earliest 30% by time in 4 rolling blocks, each predicted by the learner fitted on the
+labels before it; the paired one-sided log-loss test against the recalibrated active router,
+on ``learn``'s direction probe for ``stacked`` and on the learner's own predictions for the
+others; "promote" as ``learn`` decides; "old" is the former rule, the pooled APGR difference's
+paired bootstrap 95% interval above 0) and the candidate fitted on every
 label scored on the later half of the set with the recorded outcomes (APGR, and the
 difference to the default, paired). A learner that would promote a candidate worse on the
 later half is the wrong promotion this measures.
@@ -97,9 +100,11 @@ def main() -> int:
     from sklearn.decomposition import PCA
 
     from bench.learning import load_set, paired, score_sets
-    from router.learning.evaluate import compare, time_split
+    from router.learning.candidate import fit_candidate, fit_probe
+    from router.learning.evaluate import time_splits
+    from router.learning.gate import gate
     from router.learning.labels import build_labels
-    from router.learning.run import _prior, _rows, _traffic
+    from router.learning.run import BLOCKS, WARMUP, _prior, _rows, _traffic
     from router.policy import load_policy
     from router.scoring.prior_stack import PriorStackedModel
     from router.store.sqlite import SQLiteStore
@@ -121,8 +126,8 @@ def main() -> int:
     records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
     store.close()
     by_id = {r.id: r for r in records}
-    print("set                  labels     learner  gate: test APGR diff [95%]      would promote  "
-          "later half: APGR [95%]      vs default [95%]")
+    print("set                  labels     learner  pooled test APGR diff [95%]  log-loss gain, p  promote "
+          "(old APGR rule)   later half: APGR [95%]      vs default [95%]")
     for name in names:
         ids, rows = windows[name][2], sets[name]
         first = [by_id[i] for i in ids if i in by_id and "embedding" in (by_id[i].learning or {})]
@@ -144,17 +149,30 @@ def main() -> int:
             t, gain = labels.targets(), labels.gains()
             prior = PriorStackedModel(artifact.estimator, reads, dim).prior_proba(X)
             active = np.array([lb.score for lb in labels.labels], dtype=float)
-            tr, te = time_split(ts, 0.7)
-            share, _ = _traffic(first, policy, float(ts[te].min()))
+            splits = time_splits(ts, WARMUP, BLOCKS)
+            share, _ = _traffic(first, policy, float(ts[splits[0][1]].min()))
             for learner in args.learners.split(","):
-                model, rows_of = fit_learner(learner, X[tr], t[tr], w[tr], prior[tr], artifact, reads, dim, pca)
-                cand = model.predict_proba(rows_of(X[te]), prior[te])[:, 1]
-                d = compare(cand, active[te], gain[te], w[te], share, n_boot=200).apgr_diff
+                def fit_predict(tr, te, learner=learner):
+                    if learner == "stacked":  # learn's fit, with its inner CV's choice
+                        m, choice = fit_candidate(X[tr], t[tr], w[tr], prior[tr], artifact.estimator, reads, dim)
+                        return m.predict_proba(X[te], prior[te])[:, 1], choice
+                    model, rows_of = fit_learner(learner, X[tr], t[tr], w[tr], prior[tr], artifact, reads, dim, pca)
+                    return model.predict_proba(rows_of(X[te]), prior[te])[:, 1], None
+
+                def probe(tr, te):  # learn's direction probe, for learn's learner
+                    m = fit_probe(X[tr], t[tr], w[tr], prior[tr], artifact.estimator, reads, dim)
+                    return m.predict_proba(X[te], prior[te])[:, 1], None
+
+                g = gate(splits, fit_predict, active, t, gain, w, share, n_boot=200,
+                         learned=lambda c: c is None or c.blocks != "prior",
+                         probe=probe if learner == "stacked" else None)
+                d = g.comparison.apgr_diff
                 full, rows_of = fit_learner(learner, X, t, w, prior, artifact, reads, dim, pca)
                 scored = full.predict_proba(rows_of(X_later), prior_later)[:, 1]
                 a, _, diff = paired(scored, default, weak, strong)
-                print(f"{name:20s} {mode:9s} {learner:8s}  {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
-                      f"{'yes' if d[1] > 0 else 'no':>14s}       {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}]"
+                print(f"{name:20s} {mode:9s} {learner:8s}  {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]  "
+                      f"{g.test.diff:+.4f} p={g.test.p_value:.3f} {'yes' if g.promote else 'no':>4s} (old: "
+                      f"{'yes' if d[1] > 0 else 'no'})   {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}]"
                       f"   {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]", flush=True)
     return 0
 

@@ -30,3 +30,15 @@ def test_prior_kept_and_gate_resolution():
     wide = why_not(_entry(learned_vs_default=(0.08, 0.02, 0.12)))
     assert "enough for the +0.080" in wide and "gained +0.010 there" in wide
     assert "no better" in why_not(_entry(learned_vs_default=(-0.02, -0.05, 0.01)))
+
+
+def test_the_gates_log_loss_test_is_named():
+    t = {"n": 700, "apgr_diff": (0.01, -0.1, 0.1), "probe_gain": 0.0004, "probe_se": 0.0005, "probe_p": 0.21,
+         "chosen_gain": 0.0001}
+    text = why_not(_entry(learn_test=t))
+    assert "p = 0.210" in text and "+0.0004 +- 0.0005 on 700 later labels" in text
+    chosen = why_not(_entry(learn_test={**t, "probe_p": 0.01, "chosen_gain": -0.0002}))
+    assert "probe is better (p = 0.010)" in chosen and "-0.0002" in chosen
+    kept = why_not(_entry(learn_test={**t, "probe_p": 0.01}, learn_choice={"blocks": "prior", "C": None},
+                          labels_used=402))
+    assert "kept the prior on all 402 labels" in kept and "p = 0.010" in kept

@@ -2,7 +2,7 @@
 
 The work is :func:`router.learning.run.learn`; this module reads the log (a SQLite file, or
 the policy's Redis stream), prints the labels, the comparison with its intervals and the
-learning curve, and writes the outputs. A candidate that is not better beyond its interval
+learning curve, and writes the outputs. A candidate that its test does not find better
 is not written: the reason is printed and the exit code is 0. Bad input (a missing log, bad
 dates, a log whose embeddings do not fit the prior) ends with a message and exit code 2.
 """
@@ -58,14 +58,15 @@ def learn(
     policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="The active policy (its artifact is the prior)."),
     since: Optional[str] = typer.Option(None, help="Start (ISO date/time, UTC when no zone)."),
     until: Optional[str] = typer.Option(None, help="End, exclusive (ISO date/time)."),
-    train_share: float = typer.Option(0.7, min=0.1, max=0.9, help="Earlier share of the labels trained on; the rest tests."),
+    train_share: float = typer.Option(0.3, min=0.1, max=0.9, help="Earliest share of the labels only trained on (the "
+                                                                   "warm-up); the rest tests."),
     bootstrap: int = typer.Option(200, min=20, help="Bootstrap resamples of the 95% intervals."),
-    blocks: int = typer.Option(1, min=1, max=10, help="Rolling time blocks of the test part, each scored by the candidate "
-                                                      "trained on every label before it."),
+    blocks: int = typer.Option(4, min=1, max=10, help="Rolling time blocks of the test part, each scored by candidates "
+                                                      "fitted on every label before it; all pooled in one test."),
 ) -> None:
     """Learn a candidate router from the log's labels (judged shadow samples, escalations,
     feedback), stacked on the active artifact; write it only when it beats the active router
-    on later traffic beyond its 95% interval."""
+    on later traffic: a one-sided paired log-loss test at 5% on out-of-time predictions."""
     require_out(out, "--out")
     from ..errors import PolicyError
     from ..learning.run import learn as run_learn, write_outputs
@@ -101,6 +102,10 @@ def learn(
             table.add_column(h)
         table.add_row("APGR", _iv(c.apgr_candidate), _iv(c.apgr_active))
         table.add_row("APGR difference", _iv(c.apgr_diff), "")
+        for label, t in (("direction probe", result.loss_test), ("chosen strength", result.loss_check)):
+            if t is not None:  # the promotion test (router/learning/gate.py)
+                table.add_row(f"mean log loss, {label} (one-sided p = {t.p_value:.3f})", f"{t.loss_candidate:.4f}",
+                              f"{t.loss_active:.4f} recalibrated")
         table.add_row(f"quality retention at the active cloud share {c.cloud_share:.1%}", _iv(c.retention_candidate),
                       _iv(c.retention_active))
         table.add_row("cloud share for the active router's quality", _iv(c.share_candidate), _iv(c.share_active))

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..scoring.prior_stack import PriorStackedModel
 
-__all__ = ["Choice", "fit_candidate", "option_name", "C_GRID", "MIN_LABELS", "MIN_CLASS"]
+__all__ = ["Choice", "fit_candidate", "fit_probe", "option_name", "C_GRID", "MIN_LABELS", "MIN_CLASS"]
 
 C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.1, 1.0)
 """L2 strengths tried (scikit-learn's C: the penalty is ``|b|^2 / (2 C n)`` per label). It reaches
@@ -195,3 +195,19 @@ def fit_candidate(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray
     blocks, C, p = best
     model = _fit(PriorStackedModel(prior_estimator, prior_reads_features, dim, blocks), X, prior, y, w, C, p)
     return model, Choice(blocks, C, losses, why, p)
+
+
+def fit_probe(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray, prior_estimator: Any,
+              prior_reads_features: bool, dim: int, C: float = C_GRID[0]) -> PriorStackedModel:
+    """The stack with the embedding and features at the fixed L2 strength ``C`` (default: the
+    grid's strongest shrinkage), no cross-validation: ``learn``'s direction probe
+    (:mod:`.gate`, step 5). Arguments as :func:`fit_candidate`; the fit is weighted by ``w``.
+
+    Raises:
+        ValueError: ``y`` has one class only.
+    """
+    y = np.asarray(y, dtype=float)
+    if len(np.unique(y)) < 2:
+        raise ValueError("the labels have one class only")
+    return _fit(PriorStackedModel(prior_estimator, prior_reads_features, dim, "all"), X, prior, y,
+                np.asarray(w, dtype=float), C)

@@ -1,4 +1,4 @@
-"""One ``slm-router learn`` run: log -> labels -> candidate -> time-split evaluation -> artifact.
+"""One ``slm-router learn`` run: log -> labels -> candidate -> out-of-time test (:mod:`.gate`) -> artifact.
 
 :func:`learn` is the whole run on records already read (the CLI reads the log and prints);
 :func:`write_outputs` writes what a promoted candidate leaves in ``--out``: the artifact
@@ -24,21 +24,28 @@ import numpy as np
 
 from ..policy import Policy
 from ..store.records import FeedbackRecord, RequestRecord, ShadowRecord
-from .candidate import Choice, option_name, fit_candidate
-from .evaluate import Comparison, compare, time_splits, weighted_apgr
+from .candidate import Choice, fit_candidate, fit_probe, option_name
+from .evaluate import Comparison, time_splits, weighted_apgr
+from .gate import LossTest, gate
 from .keep import decode_vector
 from .labels import LabelSet, build_labels
 from .verifier import VerifierResult, answer_texts, fit_verifier
 
-__all__ = ["LearnResult", "learn", "write_outputs", "curve_sizes", "MIN_TEST"]
+__all__ = ["LearnResult", "learn", "write_outputs", "curve_sizes", "MIN_TEST", "WARMUP", "BLOCKS"]
 
 MIN_TEST = 20
+WARMUP = 0.3
+"""The earliest share of the labels (by time) only trained on; the rest is tested on in ``BLOCKS``
+rolling blocks (:mod:`.gate`)."""
+BLOCKS = 4
 
 
 @dataclass
 class LearnResult:
-    """What a run found. ``promote`` is True only when the candidate beat the active router
-    beyond its interval; ``reason`` says why (not). ``curve``: (labels used, candidate APGR,
+    """What a run found. ``promote`` is True only when the promotion test (:mod:`.gate`) found
+    the candidate better on later traffic; ``reason`` says why (not). ``loss_test``: that test
+    (the direction probe's pooled out-of-time log loss against the recalibrated active router);
+    ``loss_check``: the same on the inner CV's chosen candidates. ``curve``: (labels used, candidate APGR,
     active APGR) on the (last) test block. ``candidate`` is the candidate refitted on every label;
     ``model`` is it when promoted, else None. ``split_choices``: the inner CV's choice on each
     time split's training labels; ``choice``: on every label. ``cloud_side_labels``: test labels
@@ -61,6 +68,8 @@ class LearnResult:
     split_choices: list[Choice] = field(default_factory=list)
     candidate: Any = None
     cloud_side_labels: int = 0
+    loss_test: LossTest | None = None
+    loss_check: LossTest | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (``learning.json``)."""
@@ -72,6 +81,8 @@ class LearnResult:
             "choice": None if self.choice is None else asdict(self.choice),
             "split_choices": [asdict(c) for c in self.split_choices],
             "comparison": None if self.comparison is None else asdict(self.comparison),
+            "loss_test": None if self.loss_test is None else asdict(self.loss_test),
+            "loss_check": None if self.loss_check is None else asdict(self.loss_check),
             "curve": [{"labels": n, "apgr_candidate": c, "apgr_active": a} for n, c, a in self.curve],
             "threshold": self.threshold,
             "verifier": None if self.verifier is None else self.verifier.summary(),
@@ -128,16 +139,18 @@ def _traffic(records: list[RequestRecord], policy: Policy, since_ts: float) -> t
 
 
 def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], feedback: Iterable[FeedbackRecord],
-          policy: Policy, train_share: float = 0.7, n_boot: int = 200, seed: int = 0, blocks: int = 1) -> LearnResult:
-    """Build labels, fit the candidate on the earlier ``train_share`` of them (by time), compare
-    it with the active router on the later rest, and decide (see the module docstring). A
-    candidate is promoted only when its test labels cover both sides of the active threshold
-    (``local_shadow`` labels on the cloud-routed requests, when any went to the cloud): a
-    candidate re-ranks every request, and labels of the locally served ones alone cannot show
-    how it orders the rest.
-    ``blocks`` > 1 cuts the later rest into that many rolling time blocks, each scored by the
-    candidate trained on every label before it (:func:`~.evaluate.time_splits`), so more of
-    the labels test while every prediction still comes from earlier labels only.
+          policy: Policy, train_share: float = WARMUP, n_boot: int = 200, seed: int = 0, blocks: int = BLOCKS,
+          rule: str = "log", verifier_share: float = 0.7) -> LearnResult:
+    """Build labels, test the candidate procedure on later traffic and decide (see the module
+    docstring and :mod:`.gate`): the labels after the earliest ``train_share`` (by time) are
+    cut into ``blocks`` rolling time blocks (:func:`~.evaluate.time_splits`), each predicted by
+    candidates fitted on every label before it; the pooled predictions are tested against the
+    active router (``rule``: ``log`` or ``brier`` loss, one-sided at 5%) and compared by APGR.
+    A candidate is promoted only when its test labels also cover both sides of the active
+    threshold (``local_shadow`` labels on the cloud-routed requests, when any went to the
+    cloud): a candidate re-ranks every request, and labels of the locally served ones alone
+    cannot show how it orders the rest. The verifier (text kept) is trained on the earlier
+    ``verifier_share`` and judged on the rest.
 
     Raises:
         ValueError: the log's embeddings do not fit the prior artifact (another dimension).
@@ -168,7 +181,7 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
     texts = answer_texts(records, labels.labels,
                          {s.request_id: s.local_text for s in shadows if s.kind == "local_shadow" and s.status == "ok"})
     if any(t is not None for t in texts):  # log.keep_for_learning: text kept the local answers
-        result.verifier = fit_verifier(texts, y, w, ts, _answer_rows(policy, names), train_share, n_boot, seed)
+        result.verifier = fit_verifier(texts, y, w, ts, _answer_rows(policy, names), verifier_share, n_boot, seed)
     if len(te) < MIN_TEST or len(set(y[te].astype(int))) < 2:
         result.reason = f"too few labels to test on later traffic ({len(te)} in the test part, need {MIN_TEST} with both outcomes)"
         return result
@@ -180,15 +193,20 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         return fit_candidate(X[idx], target[idx], w[idx], prior_p[idx], artifact.estimator, reads_features, dim,
                              seed=seed)
 
-    cand = np.zeros(len(te))
-    at = 0
-    for a, b in splits:  # each test block scored by the candidate trained on every label before it
+    def fit_predict(a, b):  # a block's candidate, fitted on every label before the block
         model, choice = fit(a)
-        result.split_choices.append(choice)
-        cand[at: at + len(b)] = model.predict_proba(X[b], prior_p[b])[:, 1]
-        at += len(b)
+        return model.predict_proba(X[b], prior_p[b])[:, 1], choice
+
+    def probe(a, b):  # the direction probe: the same stack at the strongest shrinkage (gate.py, step 5)
+        model = fit_probe(X[a], target[a], w[a], prior_p[a], artifact.estimator, reads_features, dim)
+        return model.predict_proba(X[b], prior_p[b])[:, 1], None
+
     share, cost = _traffic(records, policy, float(ts[te].min()))
-    result.comparison = comparison = compare(cand, active[te], gain[te], w[te], share, cost, n_boot, seed)
+    g = gate(splits, fit_predict, active, target, gain, w, share, cost, rule=rule,
+             learned=lambda c: c.blocks != "prior", n_boot=n_boot, seed=seed, probe=probe)
+    result.split_choices, result.comparison = g.pooled.choices, g.comparison
+    result.loss_test, result.loss_check = g.test, g.check
+    comparison = g.comparison
     last_train, last = splits[-1]
     for n in curve_sizes(len(last_train)):
         part = last_train[:n]
@@ -200,7 +218,8 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
     final, choice = fit(np.arange(len(y)))
     result.choice, result.candidate = choice, final
     d = comparison.apgr_diff
-    where = f"on {len(te)} later requests" + (f" ({len(splits)} rolling time blocks)" if len(splits) > 1 else "")
+    where = f"on {len(te)} later requests" + (f" ({len(splits)} rolling time blocks, each predicted by a candidate "
+                                              f"fitted on the labels before it)" if len(splits) > 1 else "")
     cloud_side = sum(labels.labels[i].source == "local_shadow" for i in te)
     result.cloud_side_labels = int(cloud_side)
     if share > 0 and cloud_side == 0:
@@ -217,24 +236,29 @@ def learn(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord], fee
         if choice.blocks == "prior":
             why = f"inner CV kept the prior alone ({choice.why})"
         else:
-            why = (f"inner CV kept the prior alone on the {len(tr)} earlier labels ({result.split_choices[0].why}), "
+            sizes = f"{len(tr)}" if len(splits) == 1 else f"{len(tr)} to {len(splits[-1][0])}"
+            why = (f"inner CV kept the prior alone on the {sizes} earlier labels of every test block "
+                   f"({result.split_choices[0].why}), "
                    f"so nothing learned could be tested on later traffic; on all {len(y)} labels it chooses "
                    f"{option_name(choice.blocks, choice.C, choice.weight_power)}: more judged labels may show it")
         result.reason = (f"not promoted: {why}; candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
                          f"{comparison.apgr_active[0]:.3f} {where}")
         return result
-    if not comparison.better:
-        result.reason = (f"not promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
-                         f"{comparison.apgr_active[0]:.3f}; the difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] "
-                         f"does not exclude 0 {where} (inner CV on every label chose "
+    apgr = (f"APGR candidate {comparison.apgr_candidate[0]:.3f} vs active {comparison.apgr_active[0]:.3f}, "
+            f"difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+    probe_line = g.test.describe("direction probe (C=1e-4)")
+    chosen = f"the blocks' chosen candidates: mean {rule} loss gain {g.check.diff:+.4f} +- {g.check.se:.4f}"
+    if not g.promote:
+        why = (f"nothing to learn shown on later traffic: {probe_line}" if not g.test.better else
+               f"{probe_line}, but the strength the inner CV chose is not better: {chosen}")
+        result.reason = (f"not promoted: {why}; {apgr} {where} (inner CV on every label chose "
                          f"{option_name(choice.blocks, choice.C, choice.weight_power)}: {choice.why})")
         return result
     result.model = final
     result.promote = True
-    result.reason = (f"promoted: candidate APGR {comparison.apgr_candidate[0]:.3f} vs active "
-                     f"{comparison.apgr_active[0]:.3f}, difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] {where}")
+    result.reason = f"promoted: {probe_line}; {chosen}; {apgr} {where}"
     everything = _rows(records, names, max(labels.embedders, key=labels.embedders.get))
-    scores = final.predict_proba(everything)[:, 1] if len(everything) else cand
+    scores = final.predict_proba(everything)[:, 1] if len(everything) else g.pooled.candidate
     result.threshold = float(np.quantile(scores, 1.0 - share)) if share > 0 else float(min(1.0, scores.max() + 1e-6))
     result.score_quantiles = {f"{q:.1f}": round(float(np.quantile(scores, 1.0 - q)), 4) for q in np.arange(0.1, 1.0, 0.1)}
     return result
