@@ -64,3 +64,7 @@ class ShadowConfig(_Strict):
     min_rate: float = Field(
         0.01, ge=0, le=1, description="uncertain: the lowest sampling probability (bounds the inverse-probability weights)"
     )
+    floor: float = Field(
+        0.0, ge=0, le=1, description="uncertain: the share of 'rate' every request keeps whatever its distance to the "
+                                     "threshold (a uniform part: labels over the whole score range, weights at most "
+                                     "1 / (rate * floor)); 0 = pure uncertainty sampling")
