@@ -33,7 +33,11 @@ paired bootstrap 95% intervals):
 - learning curves, uniform vs uncertain sampling (:func:`router.ledger.shadow.sample_probability`
   with the logged scores and thresholds, the same hash choice as the server, over the
   learning period's judged side(s)): judged samples -> later-part APGR of the candidate
-  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
+  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05) and
+  ``uncertain@B:F`` (also ``shadow.floor`` F); ``--repeats R`` averages R draws per budget
+  (request ids salted), ``--fit-weights clip@K`` caps the fit's weights
+  (:func:`router.learning.candidate.training_weights`), ``--curves-only`` skips ``learn`` and
+  the all-labels router (with ``--reuse``: a quick comparison of sampling strategies).
 
 Under each set a line says whether the issue's goal (two thirds of the gap) is met and, when
 not, why (:func:`why_not`: no gap, the prior kept for want of labels, or the gate's resolution
