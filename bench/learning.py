@@ -33,7 +33,11 @@ paired bootstrap 95% intervals):
 - learning curves, uniform vs uncertain sampling (:func:`router.ledger.shadow.sample_probability`
   with the logged scores and thresholds, the same hash choice as the server, over the
   learning period's judged side(s)): judged samples -> later-part APGR of the candidate
-  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05).
+  fitted on them; ``--strategies`` adds ``uncertain@B`` (``shadow.band`` B instead of 0.05) and
+  ``uncertain@B:F`` (also ``shadow.floor`` F); ``--repeats R`` averages R draws per budget
+  (request ids salted), ``--fit-weights clip@K`` caps the fit's weights
+  (:func:`router.learning.candidate.training_weights`), ``--curves-only`` skips ``learn`` and
+  the all-labels router (with ``--reuse``: a quick comparison of sampling strategies).
 
 Under each set a line says whether the issue's goal (two thirds of the gap) is met and, when
 not, why (:func:`why_not`: no gap, the prior kept for want of labels, or the gate's resolution
@@ -176,21 +180,27 @@ def paired(a: np.ndarray, b: np.ndarray, weak: np.ndarray, strong: np.ndarray, n
     return iv(pa, arr[:, 0]), iv(pb, arr[:, 1]), iv(pa - pb, arr[:, 0] - arr[:, 1])
 
 
-def strategy_of(name: str) -> tuple[str, float]:
-    """A curve's sampling strategy: ``uniform``, ``uncertain`` (the policy's default band 0.05) or
-    ``uncertain@B`` (band B) -> (``shadow.strategy``, ``shadow.band``)."""
-    kind, _, band = name.partition("@")
-    return kind, float(band) if band else 0.05
+def strategy_of(name: str) -> tuple[str, float, float]:
+    """A curve's sampling strategy: ``uniform``, ``uncertain`` (the policy's default band 0.05,
+    floor 0), ``uncertain@B`` (band B) or ``uncertain@B:F`` (band B, ``shadow.floor`` F) ->
+    (``shadow.strategy``, ``shadow.band``, ``shadow.floor``)."""
+    kind, _, spec = name.partition("@")
+    band, _, floor = spec.partition(":")
+    return kind, float(band) if band else 0.05, float(floor) if floor else 0.0
+
+
+def probabilities(rate: float, scores, thresholds, strategy: str) -> list[float]:
+    """Each request's sampling probability under ``strategy`` at ``rate`` (``min_rate`` 0.01, as the server)."""
+    from router.ledger.shadow import sample_probability
+
+    kind, band, floor = strategy_of(strategy)
+    return [sample_probability(s, t, kind, rate, band, min(0.01, rate), floor) for s, t in zip(scores, thresholds)]
 
 
 def rate_for(budget: int, scores, thresholds, strategy: str) -> float:
     """The shadow rate whose expected number of samples is ``budget`` under ``strategy``."""
-    from router.ledger.shadow import sample_probability
-
-    kind, band = strategy_of(strategy)
-
     def expected(rate: float) -> float:
-        return sum(sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds))
+        return sum(probabilities(rate, scores, thresholds, strategy))
 
     lo, hi = 0.0, 1.0
     if expected(1.0) <= budget:
@@ -230,6 +240,12 @@ def main() -> int:
                         help="slm-router learn --train-share (default: learn's)")
     parser.add_argument("--strategies", default="uniform,uncertain",
                         help="learning-curve sampling strategies: uniform, uncertain (band 0.05), uncertain@B (band B)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="learning curves: draws per budget (request ids salted), sizes and APGRs averaged")
+    parser.add_argument("--fit-weights", default="ipw",
+                        help="learning curves: the fit's weights, ipw (1 / p) or clip@K (capped at K times their median)")
+    parser.add_argument("--curves-only", action="store_true",
+                        help="the learning curves only (no learn run, no all-labels router)")
     parser.add_argument("--labels", choices=("three-way", "binary"), default="three-way",
                         help="three-way: learn reads the judge's three-way verdicts (better / same / worse) and the "
                              "all-labels router fits the same targets; binary: both read only 'at least as good' "
@@ -278,7 +294,8 @@ def main() -> int:
     if args.reuse is not None:  # evaluate the log of an earlier run again (its windows.json), no replay
         windows = {k: tuple(v) for k, v in json.loads((work / "windows.json").read_text()).items()}
         results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
-                           args.learn_train_share, args.strategies.split(","), args.labels)
+                           args.learn_train_share, args.strategies.split(","), args.labels, args.repeats,
+                           args.fit_weights, args.curves_only)
         print_results(results, 0.0, time.time() - t_start, {})
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
         write_report(log, results, out)
@@ -309,7 +326,8 @@ def main() -> int:
     if args.replay_only:
         return 0
     results = evaluate(sets, kept, windows, log, base_policy, args.budget, out, args.learn_blocks,
-                       args.learn_train_share, args.strategies.split(","), args.labels)
+                       args.learn_train_share, args.strategies.split(","), args.labels, args.repeats,
+                           args.fit_weights, args.curves_only)
     print_results(results, t_replayed - t_replay, time.time() - t_replayed, tiers.received)
     (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     write_report(log, results, out)
@@ -330,10 +348,11 @@ def targets_of(examples, labels: str) -> np.ndarray:
 
 def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int, out: Path,
              learn_blocks: int = 1, train_share: float = 0.7, strategies=("uniform", "uncertain"),
-             labels: str = "three-way") -> dict:
+             labels: str = "three-way", repeats: int = 1, fit_weights: str = "ipw", curves_only: bool = False) -> dict:
+    """Every figure of every set (see the module docstring); ``curves_only``: the default's APGR
+    and the learning curves only (no ``learn`` run, no all-labels router)."""
     from router.learning.candidate import fit_candidate
     from router.learning.run import _prior, _rows, learn
-    from router.ledger.shadow import is_sampled, sample_probability
     from router.policy import load_policy
     from router.store.sqlite import SQLiteStore
 
@@ -358,7 +377,8 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         first_ids = {r.id for r in first}
         judged = [s for s in shadows if s.request_id in first_ids and s.judge_verdict is not None][:budget]
         t_learn = time.time()
-        res = learn(first, judged, [], policy, train_share=train_share, n_boot=200, blocks=learn_blocks)
+        res = None if curves_only else learn(first, judged, [], policy, train_share=train_share, n_boot=200,
+                                             blocks=learn_blocks)
         t_learn = time.time() - t_learn
         # the later part: scored in this process by the server's scorer (same artifact, same embedder)
         kept = kept_sets[name][len(ids):]
@@ -374,64 +394,22 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         is_later = np.array([False] * len(first) + [True] * len(later_rows))
         default = np.array([r.score for r in first] + [k.score for k in kept], dtype=float)
         recs = first
-        oof = np.zeros(len(examples))
-        from sklearn.model_selection import StratifiedKFold
-
-        for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, (y_all > 0.5).astype(int)):
-            m, _ = fit_candidate(X[tr], y_all[tr], np.ones(len(tr)), prior[tr], artifact.estimator, reads, dim,
-                                 inner_folds=3)
-            oof[te] = m.predict_proba(X[te], prior[te])[:, 1]
         L = is_later
-        full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
-        entry = {"n": len(examples), "n_first": len(first), "n_later": int(L.sum()), "judged_first": len(judged),
-                 "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
-                 "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
-                 "labels_used": len(res.labels.labels), "labels_mode": labels,
-                 "labels_local_better": sum(lb.cloud_gain < 0 for lb in res.labels.labels),
-                 "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
-                 "promoted": res.promote, "label_sources": res.labels.by_source, "threshold": threshold,
-                 "local_first": int(sum(r.local for r in first)), "learn_s": round(t_learn, 1),
-                 "learn_choice": None if res.choice is None else {"blocks": res.choice.blocks, "C": res.choice.C,
-                                                                   "losses": res.choice.losses},
-                 "learn_test": None if res.comparison is None else {
-                     "n": res.comparison.n, "apgr_candidate": res.comparison.apgr_candidate,
-                     "apgr_active": res.comparison.apgr_active, "apgr_diff": res.comparison.apgr_diff,
-                     **({} if res.loss_test is None else {
-                         "probe_gain": res.loss_test.diff, "probe_se": res.loss_test.se,
-                         "probe_p": res.loss_test.p_value, "chosen_gain": res.loss_check.diff})}}
-        if res.candidate is not None:  # learn's candidate on every judged label, promoted or not
-            learned = res.candidate.predict_proba(X[L], prior[L])[:, 1]
-            learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
-            entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
-            entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
+        if curves_only:
+            entry = {"curves_only": True, "n": len(examples), "n_first": len(first), "judged_first": len(judged),
+                     "threshold": threshold,
+                     "default": paired(default[L], default[L], weak[L], strong[L], n_boot=50)[0]}
+        else:
+            entry = _learn_entry(res, X, y_all, prior, L, weak, strong, default, fit_candidate, artifact, reads, dim)
+            entry.update({"judged_first": len(judged), "judged_cloud_routed": sum(s.kind == "local_shadow" for s in judged),
+                          "labels_mode": labels, "threshold": threshold, "local_first": int(sum(r.local for r in first)),
+                          "learn_s": round(t_learn, 1), "n": len(examples), "n_first": len(first)})
         # learning curves: which first-part answers each strategy would have judged (the locally
         # served ones, and the cloud-routed ones when the replay shadowed those with the local tier)
         cloud_side = any(s.kind == "local_shadow" for s in judged)
         local_first = [i for i, r in enumerate(recs) if r.local or (cloud_side and r.routed_tier == "cloud")]
-        scores = [recs[i].score for i in local_first]
-        thresholds = [recs[i].threshold for i in local_first]
-        curves, by_budget = {}, {}
-        for strategy in strategies:
-            kind, band = strategy_of(strategy)
-            points, by_budget[strategy], saturated = [], {}, False
-            for b in BUDGETS:
-                if b > len(local_first) or saturated:
-                    break
-                rate = rate_for(b, scores, thresholds, strategy)
-                saturated = rate >= 1.0  # the strategy's largest sample: later budgets would repeat it
-                ps = [sample_probability(s, t, kind, rate, band, min(0.01, rate)) for s, t in zip(scores, thresholds)]
-                pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id, p)]
-                idx = np.array([i for i, _ in pick])
-                if len(idx) < 10 or len(set(y_all[idx])) < 2:
-                    continue
-                w = np.array([1.0 / p for _, p in pick])
-                m, _ = fit_candidate(X[idx], y_all[idx], w, prior[idx], artifact.estimator, reads, dim, inner_folds=3)
-                from training.metrics import apgr, quality_curve
-
-                a = apgr(quality_curve(m.predict_proba(X[L], prior[L])[:, 1], weak[L], strong[L]))
-                points.append((len(idx), a))
-                by_budget[strategy][b] = a
-            curves[strategy] = points
+        curves, by_budget = learning_curves(recs, local_first, X, y_all, prior, L, weak, strong,
+                                            (artifact.estimator, reads, dim), strategies, repeats, fit_weights)
         entry["curves"], entry["by_budget"] = curves, by_budget
         results["sets"][name] = entry
         for strategy, pts in curves.items():
@@ -439,6 +417,88 @@ def evaluate(sets, kept_sets, windows, log: Path, policy_path: Path, budget: int
         print_set(name, entry)  # as soon as it is known (the whole table is printed again at the end)
         (out / "learning.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     return results
+
+
+def _learn_entry(res, X, y_all, prior, L, weak, strong, default, fit_candidate, artifact, reads, dim) -> dict:
+    """A set's figures besides the curves: the all-labels router (5-fold, scored out of fold),
+    ``learn``'s result ``res`` and its candidate, on the later part (rows ``L``)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    oof = np.zeros(len(y_all))
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(X, (y_all > 0.5).astype(int)):
+        m, _ = fit_candidate(X[tr], y_all[tr], np.ones(len(tr)), prior[tr], artifact.estimator, reads, dim,
+                             inner_folds=3)
+        oof[te] = m.predict_proba(X[te], prior[te])[:, 1]
+    full_iv, default_iv, gap_iv = paired(oof[L], default[L], weak[L], strong[L])
+    entry = {"n_later": int(L.sum()),
+             "labels_needing_cloud": sum(lb.needs_cloud for lb in res.labels.labels),
+             "labels_used": len(res.labels.labels),
+             "labels_local_better": sum(lb.cloud_gain < 0 for lb in res.labels.labels),
+             "default": default_iv, "all_labels": full_iv, "gap": gap_iv, "learn": res.reason,
+             "promoted": res.promote, "label_sources": res.labels.by_source,
+             "learn_choice": None if res.choice is None else {"blocks": res.choice.blocks, "C": res.choice.C,
+                                                               "losses": res.choice.losses},
+             "learn_test": None if res.comparison is None else {
+                 "n": res.comparison.n, "apgr_candidate": res.comparison.apgr_candidate,
+                 "apgr_active": res.comparison.apgr_active, "apgr_diff": res.comparison.apgr_diff,
+                 **({} if res.loss_test is None else {
+                     "probe_gain": res.loss_test.diff, "probe_se": res.loss_test.se,
+                     "probe_p": res.loss_test.p_value, "chosen_gain": res.loss_check.diff})}}
+    if res.candidate is not None:  # learn's candidate on every judged label, promoted or not
+        learned = res.candidate.predict_proba(X[L], prior[L])[:, 1]
+        learned_iv, _, diff_iv = paired(learned, default[L], weak[L], strong[L])
+        entry["learned"], entry["learned_vs_default"] = learned_iv, diff_iv
+        entry["closed"] = (learned_iv[0] - default_iv[0]) / gap_iv[0] if gap_iv[0] > 0 else None
+    return entry
+
+
+def learning_curves(recs, local_first, X, y_all, prior, L, weak, strong, prior_model, strategies, repeats: int = 1,
+                    fit_weights: str = "ipw") -> tuple[dict, dict]:
+    """Per strategy: for each budget of :data:`BUDGETS`, the learning-period requests
+    ``recs[local_first]`` the strategy would have judged (:func:`probabilities` at the rate of
+    :func:`rate_for`, the server's hash choice :func:`~router.ledger.shadow.is_sampled`), the
+    candidate fitted on them (:func:`~router.learning.candidate.fit_candidate`, weights ``1 / p``
+    or, with ``fit_weights`` ``clip@K``, those capped by :func:`~router.learning.candidate.training_weights`)
+    and its APGR on the later part (rows ``L``). ``repeats`` > 1 draws the sample again with
+    the request ids salted (``id#r``: other hash choices, the same probabilities) and averages
+    the sample sizes and APGRs, so a curve shows the strategy rather than one draw.
+
+    Returns:
+        ({strategy: [(mean judged samples, mean APGR), ...]}, {strategy: {budget: mean APGR}}).
+    """
+    from router.learning.candidate import fit_candidate, training_weights
+    from router.ledger.shadow import is_sampled
+    from training.metrics import apgr, quality_curve
+
+    estimator, reads, dim = prior_model
+    cap = float(fit_weights.partition("@")[2]) if fit_weights.startswith("clip@") else None
+    scores = [recs[i].score for i in local_first]
+    thresholds = [recs[i].threshold for i in local_first]
+    curves, by_budget = {}, {}
+    for strategy in strategies:
+        points, by_budget[strategy], saturated = [], {}, False
+        for b in BUDGETS:
+            if b > len(local_first) or saturated:
+                break
+            rate = rate_for(b, scores, thresholds, strategy)
+            saturated = rate >= 1.0  # the strategy's largest sample: later budgets would repeat it
+            ps = probabilities(rate, scores, thresholds, strategy)
+            sizes, values = [], []
+            for r in range(repeats):
+                salt = "" if r == 0 else f"#{r}"
+                pick = [(i, p) for i, p in zip(local_first, ps) if is_sampled(recs[i].id + salt, p)]
+                idx = np.array([i for i, _ in pick])
+                if len(idx) < 10 or len(set(y_all[idx])) < 2:
+                    continue
+                w = training_weights(np.array([1.0 / p for _, p in pick]), cap)
+                m, _ = fit_candidate(X[idx], y_all[idx], w, prior[idx], estimator, reads, dim, inner_folds=3)
+                sizes.append(len(idx))
+                values.append(apgr(quality_curve(m.predict_proba(X[L], prior[L])[:, 1], weak[L], strong[L])))
+            if values:
+                points.append((round(float(np.mean(sizes))), float(np.mean(values))))
+                by_budget[strategy][b] = float(np.mean(values))
+        curves[strategy] = points
+    return curves, by_budget
 
 
 def _iv(t) -> str:
@@ -524,8 +584,9 @@ def why_not(e: dict) -> str:
 
 def print_set(name: str, e: dict) -> None:
     """One set's line and curves, printed as soon as it is evaluated."""
-    print(_set_line(name, e), flush=True)
-    print(_detail(e), flush=True)
+    if not e.get("curves_only"):
+        print(_set_line(name, e), flush=True)
+        print(_detail(e), flush=True)
     for strategy, pts in e["curves"].items():
         print(f"  {strategy:9s} " + "  ".join(f"{n}:{a:.3f}" for n, a in pts), flush=True)
 
@@ -536,6 +597,9 @@ def print_results(results: dict, replay_s: float, eval_s: float, received) -> No
     head = f"{'set':22s} {'n':>5s} {'judged':>6s} {'default':>22s} {'all labels 5-fold':>22s} {'gap':>24s}  learned"
     print(head)
     for name, e in results["sets"].items():
+        if e.get("curves_only"):
+            print(f"{name:22s} {e['n']:5d} {e['judged_first']:6d} {_iv(e['default']):>22s}  (--curves-only)")
+            continue
         print(_set_line(name, e))
         print(_detail(e))
         print("  " + why_not(e))

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from router.analysis.learning_report import learning_section
 from router.analysis.report import quality_retention
 from router.errors import InvalidRequestError
-from router.learning.candidate import fit_candidate
+from router.learning.candidate import fit_candidate, training_weights
 from router.learning.evaluate import compare, time_split, time_splits, weighted_apgr
 from router.learning.keep import add_answers, decode_vector, encode_vector, kept_inputs
 from router.learning.labels import build_labels
@@ -68,6 +68,35 @@ def test_sample_probability_uniform_and_uncertain():
     ids = [f"r{i}" for i in range(5000)]
     share = np.mean([is_sampled(i, sample_probability(0.3, 0.5, "uncertain", 0.5, 0.1, 0.01)) for i in ids])
     assert share == pytest.approx(0.5 * np.exp(-2), abs=0.02)
+
+
+def test_sample_probability_floor_mixes_in_a_uniform_share():
+    # floor 0.3: a far request keeps 0.3 of the rate (not min_rate), one at the threshold the whole rate
+    far = sample_probability(0.1, 0.5, "uncertain", 0.4, band=0.05, min_rate=0.01, floor=0.3)
+    assert far == pytest.approx(0.4 * (0.3 + 0.7 * np.exp(-8)))
+    assert sample_probability(0.5, 0.5, "uncertain", 0.4, 0.05, 0.01, floor=0.3) == pytest.approx(0.4)
+    mid = sample_probability(0.45, 0.5, "uncertain", 0.4, 0.05, 0.01, floor=0.3)
+    assert mid == pytest.approx(0.4 * (0.3 + 0.7 * np.exp(-1)))
+    # so the largest inverse-probability weight is 1 / (rate * floor), whatever the distance
+    worst = min(sample_probability(s, 0.5, "uncertain", 0.4, 0.05, 0.0, floor=0.25) for s in np.linspace(0, 1, 101))
+    assert 1 / worst == pytest.approx(1 / (0.4 * 0.25), rel=1e-3)
+    assert sample_probability(0.1, 0.5, "uncertain", 0.4, 0.05, 0.01, floor=1.0) == pytest.approx(0.4)  # = uniform
+    assert sample_probability(0.1, 0.5, "uniform", 0.4, floor=0.3) == 0.4  # uniform ignores it
+    assert sample_probability(0.1, 0.5, "uncertain", 0.4, 0.05, 0.01) == 0.01  # floor 0: as before
+    with pytest.raises(ValueError):
+        sample_probability(0.1, 0.5, "uncertain", 0.4, floor=1.5)
+
+
+def test_training_weights_cap_at_a_multiple_of_the_median():
+    w = np.array([1.0, 1.0, 2.0, 2.0, 100.0])
+    assert training_weights(w, None).tolist() == w.tolist()
+    assert training_weights(w, 5).tolist() == [1.0, 1.0, 2.0, 2.0, 10.0]  # median 2, cap 10
+    assert training_weights(np.full(4, 3.0), 1).tolist() == [3.0] * 4  # equal weights (uniform) are unchanged
+    assert training_weights(np.zeros(0), 5).shape == (0,)
+    with pytest.raises(ValueError):
+        training_weights(w, 0.5)
+    with pytest.raises(ValueError):
+        training_weights(np.array([1.0, 0.0]), 5)
 
 
 def test_feedback_body_is_checked():

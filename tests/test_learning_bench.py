@@ -42,3 +42,21 @@ def test_the_gates_log_loss_test_is_named():
     kept = why_not(_entry(learn_test={**t, "probe_p": 0.01}, learn_choice={"blocks": "prior", "C": None},
                           labels_used=402))
     assert "kept the prior on all 402 labels" in kept and "p = 0.010" in kept
+
+
+def test_strategy_names_and_the_rate_for_a_budget():
+    from bench.learning import probabilities, rate_for, strategy_of
+
+    assert strategy_of("uniform") == ("uniform", 0.05, 0.0)
+    assert strategy_of("uncertain") == ("uncertain", 0.05, 0.0)
+    assert strategy_of("uncertain@0.15") == ("uncertain", 0.15, 0.0)
+    assert strategy_of("uncertain@0.05:0.3") == ("uncertain", 0.05, 0.3)
+    scores = [i / 100 for i in range(100)]
+    thresholds = [0.5] * 100
+    for name in ("uniform", "uncertain", "uncertain@0.05:0.3"):
+        rate = rate_for(8, scores, thresholds, name)
+        assert abs(sum(probabilities(rate, scores, thresholds, name)) - 8) < 0.01
+    # with a floor, the far requests keep the floor's share of the rate: larger than pure uncertain's 0.01
+    rate = rate_for(8, scores, thresholds, "uncertain@0.05:0.3")
+    assert min(probabilities(rate, scores, thresholds, "uncertain@0.05:0.3")) > 0.3 * rate * 0.99
+    assert rate_for(20, scores, thresholds, "uncertain") == 1.0  # 10.5 at most: beyond what the strategy can sample

@@ -160,13 +160,13 @@ def test_cloud_routed_requests_are_answered_by_the_local_tier_and_judged(tmp_pat
                 "judge": {"model": "openai/judge-model", "api_key": "sk-test", "api_base": judge.url},
             },
             "shadow": {"rate": 1.0, "cloud_rate": 1.0, "judge_tier": "judge", "strategy": "uncertain",
-                       "band": 0.1, "min_rate": 0.05},
+                       "band": 0.1, "min_rate": 0.05, "floor": 0.2},
         })
         store = SQLiteStore(tmp_path / "log.sqlite3")
         sampler = ShadowSampler(policy, TierClient(policy), store)
         request = parse_chat_request({"model": "auto", "max_tokens": 16,
                                       "messages": [{"role": "user", "content": "What is the capital of France?"}]})
-        p = math.exp(-0.12 / 0.1)  # the uncertain rule at |0.62 - 0.5|
+        p = 0.2 + 0.8 * math.exp(-0.12 / 0.1)  # the uncertain rule at |0.62 - 0.5|, floor 0.2 of the rate
         rid = next(f"c{i:031d}" for i in range(200) if is_sampled(f"c{i:031d}", p))
         routed = RequestRecord(rid, time.time(), requested_model="auto", routed_tier="cloud", tier="cloud",
                                score=0.62, threshold=0.5)

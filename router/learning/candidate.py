@@ -38,7 +38,8 @@ import numpy as np
 
 from ..scoring.prior_stack import PriorStackedModel
 
-__all__ = ["Choice", "fit_candidate", "fit_probe", "option_name", "C_GRID", "MIN_LABELS", "MIN_CLASS"]
+__all__ = ["Choice", "fit_candidate", "fit_probe", "training_weights", "option_name", "C_GRID", "MIN_LABELS",
+           "MIN_CLASS"]
 
 C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.1, 1.0)
 """L2 strengths tried (scikit-learn's C: the penalty is ``|b|^2 / (2 C n)`` per label). It reaches
@@ -62,6 +63,27 @@ class Choice:
     losses: dict[str, float]
     why: str
     weight_power: float = 1.0
+
+
+def training_weights(w: np.ndarray, cap: float | None) -> np.ndarray:
+    """Inverse-probability weights ``w`` (n,) for fitting, capped at ``cap`` times their median
+    (truncated importance weights: Ionides 2008, *J. Comput. Graph. Stat.* 17, "Truncated
+    importance sampling"): a few labels sampled with a small probability no longer dominate the
+    fit and its cross-validation. The cap trades a small bias for much less variance; only
+    training uses it (estimates and ``learn``'s test keep the exact ``1 / p``). ``cap`` None:
+    ``w`` unchanged (a float copy).
+
+    Raises:
+        ValueError: ``cap`` below 1, or a weight that is not positive.
+    """
+    w = np.asarray(w, dtype=float).copy()
+    if len(w) and not (w > 0).all():
+        raise ValueError("weights must be positive")
+    if cap is None or not len(w):
+        return w
+    if cap < 1:
+        raise ValueError(f"cap must be at least 1, got {cap}")
+    return np.minimum(w, cap * float(np.median(w)))
 
 
 def _fit_lr(Z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):

@@ -64,21 +64,31 @@ def is_sampled(request_id: str, rate: float) -> bool:
 
 
 def sample_probability(score: float | None, threshold: float | None, strategy: str, rate: float,
-                       band: float = 0.05, min_rate: float = 0.01) -> float:
+                       band: float = 0.05, min_rate: float = 0.01, floor: float = 0.0) -> float:
     """The probability that a locally served request is shadow-sampled (0..1).
 
-    ``uniform``: ``rate``. ``uncertain``: ``max(min_rate, rate * exp(-|score - threshold| / band))``
-    capped at ``rate`` and 1: ``rate`` for a score at the threshold (the closest decisions,
-    whose labels move a router most: uncertainty sampling, Lewis and Gale 1994), falling off
-    with the distance in score units; ``min_rate`` keeps every request sampleable, so the
-    inverse-probability weights ``1 / p`` that keep estimates unbiased stay bounded. A request
-    without a score or threshold (a forced tier) gets ``rate``.
+    ``uniform``: ``rate``. ``uncertain``: ``rate * (floor + (1 - floor) * exp(-|score - threshold| / band))``,
+    at least ``min_rate``, capped at ``rate`` and 1: ``rate`` for a score at the threshold (the
+    closest decisions, whose labels move a router most: uncertainty sampling, Lewis and Gale
+    1994), falling off with the distance in score units. ``floor`` is a uniform share of the
+    rate every request keeps whatever its distance (a mixture of uniform and uncertainty
+    sampling, as importance-weighted active learning keeps a minimum query probability:
+    Beygelzimer, Dasgupta and Langford 2009, "Importance weighted active learning", ICML): it
+    keeps labels across the whole score range, which a ranking over every cloud share (APGR)
+    needs, and bounds the inverse-probability weights ``1 / p`` at ``1 / (rate * floor)``;
+    ``min_rate`` keeps every request sampleable when ``floor`` is 0. A request without a score
+    or threshold (a forced tier) gets ``rate``.
+
+    Raises:
+        ValueError: ``floor`` outside [0, 1].
     """
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor must be between 0 and 1, got {floor}")
     if rate <= 0:
         return 0.0
     if strategy == "uniform" or score is None or threshold is None:
         return min(1.0, rate)
-    near = rate * math.exp(-abs(score - threshold) / band)
+    near = rate * (floor + (1.0 - floor) * math.exp(-abs(score - threshold) / band))
     return min(1.0, rate, max(min_rate, near))
 
 
@@ -144,12 +154,13 @@ class ShadowSampler:
             self._spawn(self._score_escalation(record, request, local_text, answer_text))
             return
         if record.local:
-            p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.rate, cfg.band, cfg.min_rate)
+            p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.rate, cfg.band, cfg.min_rate,
+                                   cfg.floor)
             if self.policy.cloud.available and is_sampled(record.id, p) and self._room(record):
                 self._spawn(self._shadow(record, request, answer_text, p))
         elif self._cloud_routed(record):
             p = sample_probability(record.score, record.threshold, cfg.strategy, cfg.cloud_rate, cfg.band,
-                                   min(cfg.min_rate, cfg.cloud_rate))
+                                   min(cfg.min_rate, cfg.cloud_rate), cfg.floor)
             if is_sampled(record.id, p) and self._room(record):
                 self._spawn(self._local_shadow(record, request, answer_text, p))
 

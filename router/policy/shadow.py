@@ -32,8 +32,12 @@ class ShadowConfig(_Strict):
     probability ``rate``; ``uncertain`` takes those whose score was close to their threshold
     more often (:func:`router.ledger.shadow.sample_probability`: ``rate`` at the threshold,
     falling as ``exp(-|score - threshold| / band)``, never below ``min_rate``), which teaches
-    ``slm-router learn`` most per judged sample. The probability is stored with each sample
-    and quality estimates weight samples by its inverse.
+    ``slm-router learn`` most per judged sample near the threshold. ``floor`` mixes in a
+    uniform share: every request keeps ``floor * rate`` whatever its distance, so labels cover
+    the whole score range (APGR ranks every request, not only those near the threshold) and
+    the weights stay below ``1 / (rate * floor)``; 0 (the default) is pure uncertainty
+    sampling, as before. The probability is stored with each sample and quality estimates
+    weight samples by its inverse.
 
     ``cloud_rate`` judges the other side of the decision: that share of the requests the
     classifier sent to the cloud tier (chosen by the same ``strategy``, probability stored) are
@@ -64,3 +68,7 @@ class ShadowConfig(_Strict):
     min_rate: float = Field(
         0.01, ge=0, le=1, description="uncertain: the lowest sampling probability (bounds the inverse-probability weights)"
     )
+    floor: float = Field(
+        0.0, ge=0, le=1, description="uncertain: the share of 'rate' every request keeps whatever its distance to the "
+                                     "threshold (a uniform part: labels over the whole score range, weights at most "
+                                     "1 / (rate * floor)); 0 = pure uncertainty sampling")
