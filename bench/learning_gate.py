@@ -25,7 +25,6 @@ which keeps what the active router knows and breaks only what the candidate coul
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -55,15 +54,13 @@ def shuffled(n: int, seed: int, null: str, active: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
-    from bench.learning_learners import fit_learner
+    from bench.learning_learners import fit_learner, load_replay
     from router.learning.candidate import fit_candidate, fit_probe
     from router.learning.evaluate import time_splits
     from router.learning.gate import gate
     from router.learning.labels import build_labels
-    from router.learning.run import _prior, _traffic
-    from router.policy import load_policy
+    from router.learning.run import BLOCKS, WARMUP, _traffic
     from router.scoring.prior_stack import PriorStackedModel
-    from router.store.sqlite import SQLiteStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", type=Path, required=True, help="the work folder of a bench/learning.py run")
@@ -78,25 +75,13 @@ def main() -> int:
     parser.add_argument("--null", choices=("set", "score"), default="set",
                         help="shuffle the labels over the whole set, or within deciles of the active score")
     args = parser.parse_args()
-    import inspect
-
-    from router.learning.run import learn
-
-    defaults = inspect.signature(learn).parameters
-    warmup = args.warmup if args.warmup is not None else defaults["train_share"].default
-    blocks = args.blocks if args.blocks is not None else defaults["blocks"].default
-    windows = json.loads((args.reuse / "windows.json").read_text())
+    warmup = args.warmup if args.warmup is not None else WARMUP
+    blocks = args.blocks if args.blocks is not None else BLOCKS
+    windows, policy, (artifact, reads, fnames), by_id, shadows = load_replay(args.reuse)
     names = [s for s in (args.sets or ",".join(windows)).split(",") if s]
-    policy = load_policy(args.reuse / "policy.yaml")
-    artifact, reads, fnames = _prior(policy)
-    store = SQLiteStore(args.reuse / "log.sqlite3")
-    records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
-    store.close()
-    by_id = {r.id: r for r in records}
     print(f"learner {args.learner}, {args.labels} labels, warm-up {warmup:g}, {blocks} blocks, {args.rule} loss, "
           f"null: shuffled within the {'set' if args.null == 'set' else 'active-score deciles'}, {args.seeds} seeds")
     for name in names:
-        t0 = time.time()
         ids = windows[name][2]
         first = [by_id[i] for i in ids if i in by_id and "embedding" in (by_id[i].learning or {})]
         first_ids = {r.id for r in first}

@@ -96,6 +96,22 @@ def fit_learner(name: str, X, t, w, prior, artifact, reads, dim, pca):
     raise SystemExit(f"unknown learner {name!r}; use {', '.join(LEARNERS)}")
 
 
+def load_replay(reuse: Path) -> tuple[dict, object, tuple, dict, list]:
+    """An earlier ``bench/learning.py`` work folder: its windows, the replayed policy, the
+    prior's ``(artifact, reads, feature names)``, the logged requests by id and the shadow
+    samples oldest first."""
+    from router.learning.run import _prior
+    from router.policy import load_policy
+    from router.store.sqlite import SQLiteStore
+
+    windows = json.loads((reuse / "windows.json").read_text())
+    policy = load_policy(reuse / "policy.yaml")
+    store = SQLiteStore(reuse / "log.sqlite3")
+    records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
+    store.close()
+    return windows, policy, _prior(policy), {r.id: r for r in records}, shadows
+
+
 def main() -> int:
     from sklearn.decomposition import PCA
 
@@ -104,10 +120,8 @@ def main() -> int:
     from router.learning.evaluate import time_splits
     from router.learning.gate import gate
     from router.learning.labels import build_labels
-    from router.learning.run import BLOCKS, WARMUP, _prior, _rows, _traffic
-    from router.policy import load_policy
+    from router.learning.run import BLOCKS, WARMUP, _rows, _traffic
     from router.scoring.prior_stack import PriorStackedModel
-    from router.store.sqlite import SQLiteStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", type=Path, required=True, help="the work folder of a bench/learning.py run")
@@ -116,16 +130,10 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--max-per-set", type=int, default=2500)
     args = parser.parse_args()
-    windows = json.loads((args.reuse / "windows.json").read_text())
+    windows, policy, (artifact, reads, fnames), by_id, shadows = load_replay(args.reuse)
     names = [s for s in (args.sets or ",".join(windows)).split(",") if s]
     sets = {n: load_set(n, args.max_per_set) for n in names}
     kept_sets = score_sets(sets, args.reuse / "policy.yaml")
-    policy = load_policy(args.reuse / "policy.yaml")
-    artifact, reads, fnames = _prior(policy)
-    store = SQLiteStore(args.reuse / "log.sqlite3")
-    records, shadows = store.requests(), sorted(store.shadows(), key=lambda s: s.ts)
-    store.close()
-    by_id = {r.id: r for r in records}
     print("set                  labels     learner  pooled test APGR diff [95%]  log-loss gain, p  promote "
           "(old APGR rule)   later half: APGR [95%]      vs default [95%]")
     for name in names:
