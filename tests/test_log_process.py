@@ -39,6 +39,14 @@ def _entries(n: int) -> list:
             for i in range(n)]
 
 
+@pytest.fixture
+def process(tmp_path):
+    """A log-writer process for ``tmp_path/log.sqlite3`` (not launched), stopped after the test."""
+    writer = LogProcess(str(tmp_path / "log.sqlite3"))
+    yield writer
+    writer.close()
+
+
 def _ready(process: LogProcess, policy, timeout_s: float = 120.0) -> None:
     """Launch the child and write empty batches until it answers (it loads litellm first)."""
     process.launch()
@@ -48,90 +56,70 @@ def _ready(process: LogProcess, policy, timeout_s: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def test_the_child_prices_and_writes_like_the_server(tmp_path):
+def test_the_child_prices_and_writes_like_the_server(process, tmp_path):
     policy = _policy()
-    process = LogProcess(str(tmp_path / "child.sqlite3"))
-    try:
-        _ready(process, policy)
-        entries = _entries(6)
-        expected = copy.deepcopy(entries)
-        replies = process.write(policy, entries)
-        assert replies is not None and [error for error, _ in replies] == [None] * 6
-        here = SQLiteStore(tmp_path / "here.sqlite3")
-        assert price_and_store(expected, policy, here) == [None] * 6
-        assert [priced for _, priced in replies] == [priced_fields(r) for r, _, _ in expected]
-        assert any(priced[0] and priced[0] > 0 for _, priced in replies)  # the cloud calls cost something
-        rows = SQLiteStore(tmp_path / "child.sqlite3").requests()
-        assert [r.id for r in rows] == [f"req-{i}" for i in range(6)]
-        assert [(r.cost_usd, r.counterfactual_usd) for r in rows] == [(r.cost_usd, r.counterfactual_usd)
-                                                                      for r in here.requests()]
-        assert process.health()["mode"] == "process" and process.health()["batches"] == 2
-    finally:
-        process.close()
+    _ready(process, policy)
+    entries = _entries(6)
+    expected = copy.deepcopy(entries)
+    replies = process.write(policy, entries)
+    assert replies is not None and [error for error, _ in replies] == [None] * 6
+    here = SQLiteStore(tmp_path / "here.sqlite3")
+    assert price_and_store(expected, policy, here) == [None] * 6
+    assert [priced for _, priced in replies] == [priced_fields(r) for r, _, _ in expected]
+    assert any(priced[0] and priced[0] > 0 for _, priced in replies)  # the cloud calls cost something
+    rows = SQLiteStore(process.path).requests()
+    assert [r.id for r in rows] == [f"req-{i}" for i in range(6)]
+    assert [(r.cost_usd, r.counterfactual_usd) for r in rows] == [(r.cost_usd, r.counterfactual_usd)
+                                                                  for r in here.requests()]
+    assert process.health()["mode"] == "process" and process.health()["batches"] == 2
 
 
-def test_a_store_error_in_the_child_comes_back_per_record(tmp_path):
+def test_a_store_error_in_the_child_comes_back_per_record(process):
     policy = _policy()
-    process = LogProcess(str(tmp_path / "log.sqlite3"))
-    try:
-        _ready(process, policy)
-        assert process.write(policy, _entries(1))[0][0] is None
-        again = process.write(policy, _entries(2))  # req-0 is already there: the primary key refuses it
-        assert again[0][0] is not None and "UNIQUE" in again[0][0]
-        assert again[1][0] is None
-        assert len(SQLiteStore(tmp_path / "log.sqlite3").requests()) == 2
-    finally:
-        process.close()
+    _ready(process, policy)
+    assert process.write(policy, _entries(1))[0][0] is None
+    again = process.write(policy, _entries(2))  # req-0 is already there: the primary key refuses it
+    assert again[0][0] is not None and "UNIQUE" in again[0][0]
+    assert again[1][0] is None
+    assert len(SQLiteStore(process.path).requests()) == 2
 
 
-def test_while_starting_or_after_a_death_the_caller_writes_itself(tmp_path):
+def test_while_starting_or_after_a_death_the_caller_writes_itself(process):
     policy = _policy()
-    process = LogProcess(str(tmp_path / "log.sqlite3"))
-    try:
-        assert process.write(policy, _entries(1)) is None  # not launched: the caller writes
-        assert process.health()["mode"] == "in-process"
-        process.launch()
-        assert process.write(policy, _entries(1)) is None  # just started: litellm is still loading
-        assert process.health()["mode"] == "starting"
-        _ready(process, policy)
-        for death in range(MAX_FAILURES):
-            process._proc.kill()
-            process._proc.wait()
-            assert process.write(policy, _entries(1)) is None  # the batch is not acknowledged
-            if death < MAX_FAILURES - 1:
-                assert process.disabled_reason is None
-                _ready(process, policy)  # started again on the next batch
-        assert process.disabled_reason is not None and "3 failures" in process.disabled_reason
-        assert process.health()["mode"] == "in-process"
-        assert process.write(policy, _entries(1)) is None
-    finally:
-        process.close()
+    assert process.write(policy, _entries(1)) is None  # not launched: the caller writes
+    assert process.health()["mode"] == "in-process"
+    process.launch()
+    assert process.write(policy, _entries(1)) is None  # just started: litellm is still loading
+    assert process.health()["mode"] == "starting"
+    _ready(process, policy)
+    for death in range(MAX_FAILURES):
+        process._proc.kill()
+        process._proc.wait()
+        assert process.write(policy, _entries(1)) is None  # the batch is not acknowledged
+        if death < MAX_FAILURES - 1:
+            assert process.disabled_reason is None
+            _ready(process, policy)  # started again on the next batch
+    assert process.disabled_reason is not None and "3 failures" in process.disabled_reason
+    assert process.health()["mode"] == "in-process"
+    assert process.write(policy, _entries(1)) is None
 
 
-def test_closed_means_the_caller_writes_until_launched_again(tmp_path):
+def test_closed_means_the_caller_writes_until_launched_again(process):
     policy = _policy()
-    process = LogProcess(str(tmp_path / "log.sqlite3"))
-    try:
-        _ready(process, policy)
-        process.close()
-        assert process.write(policy, _entries(1)) is None and process.health()["mode"] == "in-process"
-        _ready(process, policy)
-        assert process.write(policy, _entries(1))[0][0] is None
-    finally:
-        process.close()
+    _ready(process, policy)
+    process.close()
+    assert process.write(policy, _entries(1)) is None and process.health()["mode"] == "in-process"
+    _ready(process, policy)
+    assert process.write(policy, _entries(1))[0][0] is None
 
 
-def test_a_batch_that_does_not_pickle_stays_in_the_server(tmp_path):
+def test_a_batch_that_does_not_pickle_stays_in_the_server(process):
     policy = _policy()
-    process = LogProcess(str(tmp_path / "log.sqlite3"))
-    try:
-        _ready(process, policy)
-        record, messages, answer = _entries(1)[0]
-        record.calls[0].signals = {"unpicklable": lambda: None}
-        assert process.write(policy, [(record, messages, answer)]) is None
-        assert process.disabled_reason is None and process.write(policy, _entries(1))[0][0] is None
-    finally:
-        process.close()
+    _ready(process, policy)
+    record, messages, answer = _entries(1)[0]
+    record.calls[0].signals = {"unpicklable": lambda: None}
+    assert process.write(policy, [(record, messages, answer)]) is None
+    assert process.disabled_reason is None and process.write(policy, _entries(1))[0][0] is None
 
 
 @pytest.mark.parametrize("path, writer, expected", [
