@@ -5,10 +5,10 @@ request cost and the all-cloud counterfactual, :func:`router.ledger.cost.price_r
 and writes it, batched with concurrent ones into one transaction
 (:class:`router.batching.MicroBatcher`): on the writer's thread, which hands the batch to the
 log-writer process when ``log.writer`` is ``process`` (:mod:`router.ledger.log_process`, the
-default for a SQLite file) and prices and writes it itself otherwise; then it settles the request's budget reservations
-to the priced cost and offers the answer to the shadow sampler. :meth:`LogWriter.log_soon`
-does the same on a task (after an answer was sent, or from a stream's ``finally``), which
-:meth:`LogWriter.drain` waits for at shutdown.
+default for a SQLite file) and prices and writes it itself otherwise; then it settles the
+request's budget reservations to the priced cost and offers the answer to the shadow
+sampler. :meth:`LogWriter.log_soon` does the same on a task (after an answer was sent, or
+from a stream's ``finally``), which :meth:`LogWriter.drain` waits for at shutdown.
 """
 
 from __future__ import annotations
