@@ -104,6 +104,16 @@ def test_while_starting_or_after_a_death_the_caller_writes_itself(process):
     assert process.write(policy, _entries(1)) is None
 
 
+def test_health_says_process_once_the_child_is_ready_before_any_batch(process):
+    process.launch()
+    deadline = time.time() + 120
+    while process.health()["mode"] == "starting":  # no write polls the child here: health looks itself
+        assert time.time() < deadline, "the log-writer process did not start"
+        time.sleep(0.2)
+    assert process.health()["mode"] == "process" and process.health()["batches"] == 0
+    assert process.write(_policy(), _entries(1))[0][0] is None  # the 'ready' it saw is still there to read
+
+
 def test_closed_means_the_caller_writes_until_launched_again(process):
     policy = _policy()
     _ready(process, policy)

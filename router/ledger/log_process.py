@@ -126,7 +126,8 @@ class LogProcess:
     def health(self) -> dict[str, Any]:
         """``{"mode", "pid", "batches", "disabled"}`` for ``/healthz``: ``mode`` is ``process``
         when the child writes, ``starting`` while it loads, ``in-process`` otherwise."""
-        mode = "in-process" if self.disabled_reason or not self._wanted else ("process" if self._ready else "starting")
+        ready = self._ready or self._ready_waiting()
+        mode = "in-process" if self.disabled_reason or not self._wanted else ("process" if ready else "starting")
         return {"mode": mode, "pid": self._proc.pid if self._proc is not None else None, "batches": self.batches,
                 "disabled": self.disabled_reason}
 
@@ -138,6 +139,15 @@ class LogProcess:
         self._next_key += 1
         self._policies = [*self._policies[-3:], (policy, self._next_key)]  # a reload retires the old ones
         return self._next_key, True
+
+    def _ready_waiting(self) -> bool:
+        """True when the child's ``ready`` has arrived but no batch has read it yet (only
+        looks: the writer thread alone receives, in :meth:`_is_ready`)."""
+        conn = self._conn
+        try:
+            return conn is not None and not self._ready and conn.poll(0)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
 
     def _is_ready(self) -> bool:
         if self._ready:
