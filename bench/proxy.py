@@ -300,7 +300,11 @@ def startup_and_memory(work: Path, slm_router: list[str]) -> tuple[float, float,
         return elapsed, rss_mb(proc.pid), log_writer_rss_mb(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> int:

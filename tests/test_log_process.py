@@ -114,6 +114,15 @@ def test_health_says_process_once_the_child_is_ready_before_any_batch(process):
     assert process.write(_policy(), _entries(1))[0][0] is None  # the 'ready' it saw is still there to read
 
 
+def test_closing_a_child_still_loading_does_not_wait_for_its_import(process):
+    process.launch()
+    child = process._proc
+    started = time.monotonic()
+    process.close()  # litellm's import takes seconds; the child holds nothing yet
+    assert time.monotonic() - started < 2.0
+    assert child.poll() is not None and process.health()["mode"] == "in-process"
+
+
 def test_closed_means_the_caller_writes_until_launched_again(process):
     policy = _policy()
     _ready(process, policy)

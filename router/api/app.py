@@ -142,9 +142,13 @@ def create_app(policy: Policy, store: RequestStore | None = None, router: Router
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         routing_ready = None
-        router.writer.launch()  # the log-writer process loads on another core meanwhile
         if warm_up:  # answers first; the classifier loads while the server already answers
             await asyncio.to_thread(router.warm_up_answers)
+        # The log-writer process starts once the server can answer: its litellm import would take
+        # a core from the first answer's (on 2 cores, beside the in-process model's worker); the
+        # server writes the log itself until the child is ready.
+        router.writer.launch()
+        if warm_up:
             freeze_startup_objects()
             routing_ready = asyncio.get_running_loop().create_task(warm_routing())
         stop = asyncio.Event()

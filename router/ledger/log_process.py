@@ -94,11 +94,15 @@ class LogProcess:
 
     def _stop(self) -> None:
         conn, proc = self._conn, self._proc
+        loading = not (self._ready or self._ready_waiting())
         self._conn = self._proc = None
         self._ready = False
         if conn is not None:
             conn.close()  # the child sees EOF and exits
-        if proc is not None:
+        if proc is not None and loading and proc.poll() is None:
+            proc.kill()  # still importing (seconds on a busy box): it holds no batch, nothing to wait for
+            proc.wait()
+        elif proc is not None:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
