@@ -17,10 +17,12 @@ trained on, groups graded below chance not trained on):
   about 1.9 training standard deviations): that is the gate plus about 1.9 ``g``, i.e. "looks like a
   benchmark" becomes part of the score; it is printed so that the effect is not mistaken for the
   gate's;
-- **``g`` as a part, weights by nested LOFO**: ``gate·ridge + e·elr + t·type + w·g`` (``g``
-  standardised on the training rows) with ``(e, t, w)`` from :data:`GRID` picked, for each family F
-  left out, by the mean APGR over the training families of their own out-of-family scores (parts and
-  gate fitted without F and that family); F's labels never choose the weights.
+- **``g`` as a part, weights by nested LOFO**, two forms (:data:`FORMS`): ``gated`` = ``gate·ridge +
+  e·elr + t·type + w·g`` and ``ungated`` = ``ridge + e·elr + 0.1 type + w·g`` (``g`` standardised on the
+  training rows), the weights picked, for each family F left out, on the training families' own
+  out-of-family scores (parts and gate fitted without F and that family) by their mean APGR
+  (``mean``) or by the lowest APGR minus that family's best baseline (``margin``); F's labels never
+  choose the weights.
 
 Last, the **trade-off between MMLU STEM and social sciences** (``--frontier``): the weight of an
 embedding part added to a ridge, swept, for two ridges (the shipped one and one fitted on the gap
@@ -62,8 +64,9 @@ from training.protocol import fixed_baselines, order_families  # noqa: E402
 from training.train import prepare_inputs, task_centroids  # noqa: E402
 
 K = {n: i for i, n in enumerate(PARTS)}
-GRID = {"elr": (0.25, 0.5, 1.0), "type": (0.0, 0.1), "g": (0.0, 0.5, 1.0, 2.0)}
-"""Weights searched by the nested LOFO of ``gate·ridge + elr·elr + type·type + g·g``: 24 weightings."""
+FORMS = {"gated": {"elr": (0.25, 0.5, 1.0), "type": (0.0, 0.1), "g": (0.0, 0.5, 1.0, 2.0)},
+         "ungated": {"elr": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), "type": (0.1,), "g": (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)}}
+"""The weights searched by the nested LOFO of each form (module docstring): (elr, type, g) grids."""
 
 
 def arena(version: str) -> list[str]:
@@ -122,39 +125,45 @@ def combos(P: np.ndarray, g: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarra
     return out
 
 
-def searched(P: np.ndarray, g: np.ndarray, ref: np.ndarray):
-    """(weighting, score) of every :data:`GRID` weighting of ``gate·ridge + e·elr + t·type + w·g``."""
-    ridge_c = P[K["ridge"]] - P[K["ridge"], ref].mean()
+def searched(P: np.ndarray, g: np.ndarray, ref: np.ndarray, form: str):
+    """(weighting, score) of every weighting ``(e, t, w)`` of ``form`` (:data:`FORMS`)."""
+    ridge = P[K["ridge"]] - P[K["ridge"], ref].mean()
+    ridge = g * ridge if form == "gated" else ridge
     gz = (g - g[ref].mean()) / (g[ref].std() or 1.0)
-    for e, t, w in itertools.product(*GRID.values()):
-        yield (e, t, w), g * ridge_c + e * P[K["elr"]] + t * P[K["type"]] + w * gz
+    for e, t, w in itertools.product(*FORMS[form].values()):
+        yield (e, t, w), ridge + e * P[K["elr"]] + t * P[K["type"]] + w * gz
 
 
 def _train_rows(fams, s) -> np.ndarray:
     return ~np.isin(fams, list(s | {NO_ALPACA}))
 
 
-def nested(rows, fams, names, parts, gates):
-    """Nested LOFO of :func:`searched`: (scores (n,), {left-out family: weighting})."""
+def nested(rows, fams, names, parts, gates, form: str, objective: str):
+    """Nested LOFO of :func:`searched` under ``objective`` (``mean`` or ``margin``, module docstring):
+    (scores (n,), {left-out family: weighting})."""
     w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
+    fixed = fixed_baselines(rows)
     out, info = np.full(len(rows), np.nan), {}
     for F in names:
         inner = [f for f in names if f not in (F, NO_ALPACA)]
-        total: dict = {}
+        per: dict = {}
         for f in inner:
             key = frozenset({F, f} - {NO_ALPACA})
             idx = np.nonzero(fams == f)[0]
-            for combo, sc in searched(parts[key], gates[key], _train_rows(fams, key)):
-                total[combo] = total.get(combo, 0.0) + apgr(quality_curve(sc[idx], w[idx], s[idx])) / len(inner)
-        best = max(total, key=total.get)
+            best_base = max(apgr(quality_curve(b[idx], w[idx], s[idx]))
+                            for b in (fixed["length"], fixed["rules"], parts[key][K["logreg"]]))
+            for combo, sc in searched(parts[key], gates[key], _train_rows(fams, key), form):
+                per.setdefault(combo, []).append(apgr(quality_curve(sc[idx], w[idx], s[idx]))
+                                                 - (best_base if objective == "margin" else 0.0))
+        best = max(per, key=lambda c: np.mean(per[c]) if objective == "mean" else min(per[c]))
         key = frozenset({F} - {NO_ALPACA})
         te = fams == F
-        out[te] = dict(searched(parts[key], gates[key], _train_rows(fams, key)))[best][te]
+        out[te] = dict(searched(parts[key], gates[key], _train_rows(fams, key), form))[best][te]
         info[F] = best
     return out, info
 
 
-def chat_order(rows, fams, x, dim, cent, reference, pick) -> dict[str, float]:
+def chat_order(rows, fams, x, dim, cent, reference, picks: dict) -> dict[str, float]:
     """Chat order (module docstring) of every combination, fitted on all families they train on."""
     from router.scoring.routing_model import build_inputs
     from router.scoring.rules import rule_score
@@ -175,7 +184,8 @@ def chat_order(rows, fams, x, dim, cent, reference, pick) -> dict[str, float]:
     g = domain_gate(both[:, :dim].astype(np.float64), np.nonzero(ref)[0], reference)(both[:, :dim].astype(np.float64))
     chat = np.arange(len(rows), len(both))
     out = {n: fast_auroc(v[chat][keep], hard) for n, v in combos(P, g, ref).items()}
-    out["searched, nested LOFO"] = fast_auroc(dict(searched(P, g, ref))[pick][chat][keep], hard)
+    for name, (form, pick) in picks.items():
+        out[name] = fast_auroc(dict(searched(P, g, ref, form))[pick][chat][keep], hard)
     out["logreg"] = fast_auroc(P[K["logreg"]][chat][keep], hard)
     out["length"] = fast_auroc(np.array([len(t) for t in texts], float)[keep], hard)
     out["rules"] = fast_auroc(np.array([rule_score(t) for t in texts])[keep], hard)
@@ -259,7 +269,10 @@ def main(argv=None) -> int:
         key, te = frozenset({F} - {NO_ALPACA}), fams == F
         for n, v in combos(parts[key], gates[key], _train_rows(fams, key)).items():
             routers.setdefault(n, np.full(len(rows), np.nan))[te] = v[te]
-    routers["searched, nested LOFO"], picks = nested(rows, fams, names, parts, gates)
+    picks = {}
+    for form, objective in itertools.product(FORMS, ("mean", "margin")):
+        name = f"{form}, weights by nested LOFO ({objective})"
+        routers[name], picks[name] = nested(rows, fams, names, parts, gates, form, objective)
     fixed = fixed_baselines(rows)
     logreg = np.full(len(rows), np.nan)
     for F in names:
@@ -274,14 +287,17 @@ def main(argv=None) -> int:
         m = t.mean[r]
         print(f"| {r} | " + " | ".join(f"{t.families[f][r]['apgr'][0]:.3f}" for f in fo)
               + f" | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] |")
-    # the full LOFO mean picks the weighting a shipped recipe would use (for the chat order)
+    # for the chat order, each form's weighting with the best LOFO mean over all families (as a shipped recipe)
     w, s = np.array([e.weak for e in rows]), np.array([e.strong for e in rows])
-    total: dict = {}
-    for F in (f for f in names if f != NO_ALPACA):
-        key, idx = frozenset({F}), np.nonzero(fams == F)[0]
-        for combo, sc in searched(parts[key], gates[key], _train_rows(fams, key)):
-            total[combo] = total.get(combo, 0.0) + apgr(quality_curve(sc[idx], w[idx], s[idx]))
-    pick = max(total, key=total.get)
+    full = {}
+    for form in FORMS:
+        total: dict = {}
+        for F in (f for f in names if f != NO_ALPACA):
+            key, idx = frozenset({F}), np.nonzero(fams == F)[0]
+            for combo, sc in searched(parts[key], gates[key], _train_rows(fams, key), form):
+                total[combo] = total.get(combo, 0.0) + apgr(quality_curve(sc[idx], w[idx], s[idx]))
+        full[form] = max(total, key=total.get)
+    pick = {name: (name.split(",")[0], full[name.split(",")[0]]) for name in picks}
     chat = chat_order(rows, fams, x, dim, cent, reference, pick)
     print("\n| router | families below the best baseline beyond the interval (router - best [95% CI]) | "
           "mean - length / rules / logreg [95% CI] | goal met | chat order (Arena-Hard v2.0) |\n|---|---|---|---|---|")
@@ -298,8 +314,11 @@ def main(argv=None) -> int:
                                                                       for d in diffs)
               + f" | {'yes' if met else 'no'} | {chat[r]:.3f} |")
     print("| " + " | ".join(f"{b}: {chat[b]:.3f}" for b in base) + " |")
-    print("\nsearched weighting (elr, type, g) per left-out family: "
-          + ", ".join(f"{f} {c}" for f, c in picks.items()) + f"; on all families' LOFO scores: {pick}")
+    print("\nweighting (elr, type, g) picked per left-out family:")
+    for name, per in picks.items():
+        print(f"- {name}: " + ", ".join(f"{f} {c}" for f, c in per.items()))
+    print("- by the LOFO mean over all families (the chat order's fit): "
+          + ", ".join(f"{form} {c}" for form, c in full.items()))
     if args.frontier:
         outer = np.full((len(PARTS), len(rows)), np.nan)
         for F in names:
