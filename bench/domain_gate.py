@@ -23,6 +23,8 @@ trained on, groups graded below chance not trained on):
   out-of-family scores (parts and gate fitted without F and that family) by their mean APGR
   (``mean``) or by the lowest APGR minus that family's best baseline (``margin``); F's labels never
   choose the weights.
+  One ungated weighting read off this table (``ridge + 2 elr + 0.1 type + 2 g``) is printed beside
+  them, to show what selection on the reported folds finds and nested LOFO does not.
 
 Last, the **trade-off between MMLU STEM and social sciences** (``--frontier``): the weight of an
 embedding part added to a ridge, swept, for two ridges (the shipped one and one fitted on the gap
@@ -122,6 +124,9 @@ def combos(P: np.ndarray, g: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarra
     out["gate, uncentred: g*(ridge + intercept) + 0.5 elr + 0.1 type"] = (g * P[K["ridge"]] + 0.5 * P[K["elr"]]
                                                                          + 0.1 * P[K["type"]])
     out["g alone (P(looks like the training data))"] = g
+    gz = (g - g[ref].mean()) / (g[ref].std() or 1.0)
+    out["ridge + 2 elr + 0.1 type + 2 g (weights read off this table)"] = (P[K["ridge"]] + 2 * P[K["elr"]]
+                                                                          + 0.1 * P[K["type"]] + 2 * gz)
     return out
 
 
