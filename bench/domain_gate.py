@@ -38,9 +38,10 @@ Chat order (as ``bench/model_selection.py --chat``): parts and gate fitted on ev
 on; the AUROC with which the score puts Arena-Hard v2.0 prompts (not the gate's v0.1 reference)
 nearest the code, math and reasoning prototypes above those nearest writing, chit-chat and knowledge.
 
-Run: ``python bench/domain_gate.py [--n-boot 200] [--frontier]`` (about 5 minutes, 5 more with
-``--frontier``, on 2 cores with
-``bench/gated_blend.py``'s part cache; the gates are cached in ``/tmp/domain_gates_static.npz``).
+Run: ``python bench/domain_gate.py [--n-boot 200] [--frontier]`` (1-2 minutes on 2 busy cores with
+``bench/gated_blend.py``'s part cache, ``/tmp/gated_parts_static.npz``, which a first run fits; 4 more
+with ``--frontier``). The gates and the frontier's parts are cached in ``/tmp/domain_gates_static.npz``
+and ``/tmp/domain_extra_static.npz``: delete the three after changing the parts or the data.
 """
 
 from __future__ import annotations
