@@ -238,7 +238,10 @@ def serve(conn: Connection) -> None:
     except Exception as err:
         conn.send(("failed", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready", os.getpid()))
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:  # the server stopped while this process was loading: nothing to write
+        return
     policies: dict[int, Any] = {}
     while True:
         try:
