@@ -17,6 +17,7 @@ from ..policy import Policy, TierConfig
 from . import sse_filter
 from .llama_runtime import ContextWindowExceededError
 from .local_provider import IN_PROCESS_UNSENT, STREAM_LOGPROBS_FIELD
+from .litellm_settings import configure_litellm
 from .local_errors import LocalTierError
 from .provider_text import provider_message
 from .null_content import forwarded_messages
@@ -213,22 +214,6 @@ def _classify(tier: str, err: Exception) -> TierCallError:
     if isinstance(err, litellm.exceptions.APIConnectionError):
         return TierCallError(tier, 503, message)
     return TierCallError(tier, int(status) if int(status) >= 400 else 502, message)
-
-
-def configure_litellm() -> None:
-    """litellm's documented process-wide settings for the least per-call work: no debug
-    banner (``suppress_debug_info``), and ``turn_off_message_logging`` left off. The router
-    logs requests itself and registers no litellm callbacks, so litellm's logging objects
-    reach nobody; with ``turn_off_message_logging`` on, litellm deep-copies every answer to
-    redact it (``perform_redaction``, about 15% of a forced-tier request's CPU in cProfile).
-    Measured A/B, 3 interleaved runs of 400 non-streaming calls in process against a local
-    fake backend (litellm 1.110.2, 2 busy cores): 13.7 -> 12.9 ms of CPU per request. The rest
-    of litellm's per-call work is its cost calculation and response metadata, the thread hop
-    of ``acompletion`` and, for streams, its chunk wrapper: none has a documented switch."""
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.turn_off_message_logging = False
 
 
 class TierClient:
