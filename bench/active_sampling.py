@@ -29,9 +29,10 @@ Langford 2009): ``p = min(1, pace x (F + (1 - F) x u / mean u))``, ``u`` the req
 uncertainty under the sampler's model, ``mean u`` its mean over the last 200 requests of the
 stream (whatever was asked), ``pace`` the remaining budget over the remaining stream (so the
 expected number of labels is ``B``), and the label weighted ``1 / p``. The sampler's model is
-the prior until the first ``K`` labels, then refitted every ``K = max(25, B / 8)`` labels:
-:func:`router.learning.candidate.fit_probe` at ``--sampler-C`` (the stack at a fixed L2
-strength; the committee's members are the same fit on bootstrap resamples of the labels).
+the prior until the first ``K`` labels (a committee without members samples uniformly), then
+refitted every ``K = max(25, B / 8)`` labels: :func:`router.learning.candidate.fit_probe` at
+``--sampler-C`` (the stack at a fixed L2 strength; the committee's members are the same fit
+on bootstrap resamples of the labels).
 
 Prints, per set and budget, each strategy's mean APGR over ``--seeds`` draws (its standard
 error), the mean number of labels, and whether a strategy at ``B`` <= 400 reaches uniform's
@@ -151,7 +152,8 @@ def _floor_of(spec: str, default: float = 0.3) -> float:
     return float(spec.partition(":")[2]) if ":" in spec else default
 
 
-def draw(ts: TrafficSet, strategy: str, budget: int, seed: int, C: float, members: int) -> tuple[np.ndarray, np.ndarray]:
+def draw(ts: TrafficSet, strategy: str, budget: int, seed: int, C: float,
+         members: int) -> tuple[np.ndarray, np.ndarray]:
     """One pass over the learning period under ``strategy`` with ``budget`` expected labels:
     (rows asked for, their sampling probabilities)."""
     from bench.learning import probabilities, rate_for
@@ -240,6 +242,9 @@ def table(ts: TrafficSet, res: dict, strategies: list[str], budgets: list[int]) 
         lines.append(f"  {s:16s} " + "  ".join(f"{c:>19s}" for c in cells))
     top = max(budgets)
     target = res[("uniform", top)][0]
+    if target.mean() <= default + 1e-9:
+        return lines + [f"  uniform learned nothing here ({target.mean():.3f} at B={top}, the default {default:.3f}): "
+                        "no test of reaching it"]
     for s in strategies:
         if s == "uniform":
             continue
