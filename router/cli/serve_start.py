@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..policy import Policy
 from ..policy.check import CheckReport, check_policy_file
 from ..providers.runtimes import launch_runtimes
 
@@ -83,4 +84,22 @@ def listen_problem(host: str, port: int, log_level: str) -> str | None:
             sock.bind(address)
     except OSError as err:
         return f"cannot listen on {host}:{port}: {err.strerror or err}"
+    return None
+
+
+def log_problem(policy: Policy) -> str | None:
+    """Why ``serve`` could not write the policy's SQLite request log (``log.path`` in a
+    read-only place, a folder, a file that is not SQLite), found before the server starts,
+    so ``--workers N`` does not restart workers that each fail to open it; None when it can
+    (or the log is on Redis, whose outages the store rides out). Opens and closes the file
+    (creating it, as ``serve`` would)."""
+    if policy.store.backend != "sqlite":
+        return None
+    from ..errors import StoreUnavailableError
+    from ..store.sqlite import SQLiteStore
+
+    try:
+        SQLiteStore(policy.log.path).close()
+    except StoreUnavailableError as err:
+        return err.message
     return None

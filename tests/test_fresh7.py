@@ -1,0 +1,63 @@
+"""What the fresh7 break test found (a new user installing from the README, pointing the real
+``openai`` and ``anthropic`` SDKs at ``slm-router serve`` and running the CLI on their own
+data), each pinned through the real CLI or server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _policy_logging_to(tmp_path: Path, log_path: Path) -> Path:
+    """A valid policy file (one simulated OpenAI-compatible tier) whose SQLite log is ``log_path``."""
+    policy = {"tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": "http://127.0.0.1:9",
+                                  "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": "http://127.0.0.1:9"}},
+              "log": {"path": str(log_path)}}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def _unwritable_log(tmp_path: Path, where: str) -> Path:
+    """A ``log.path`` SQLite cannot open: under a regular file, a folder, or a file that is not SQLite."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a database, not a folder\n" * 10)
+    return {"under a file": plain / "log.sqlite3", "a folder": tmp_path, "not sqlite": plain}[where]
+
+
+# -- 1. a request log serve cannot open is one line and exit 2, not a traceback ---------------
+
+@pytest.mark.parametrize("where", ["under a file", "a folder", "not sqlite"])
+def test_serve_with_a_log_it_cannot_open_is_one_error_line(tmp_path, where):
+    """Before: ``serve`` died with a rich traceback ending ``OperationalError: unable to open
+    database file`` (or ``DatabaseError: file is not a database``), exit code 1."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    log_path = _unwritable_log(tmp_path, where)
+    result = CliRunner().invoke(app, ["serve", "--policy", str(_policy_logging_to(tmp_path, log_path)),
+                                      "--port", "0", "--no-warm-up"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"cannot open the request log {log_path}" in errors[0], result.output
+    assert "log.path" in errors[0] and "Traceback" not in result.output
+
+
+def test_serve_with_workers_and_a_log_it_cannot_open_exits_instead_of_respawning(tmp_path):
+    """Before: with ``--workers 2`` each worker died on the log and uvicorn restarted it forever
+    (the command never returned)."""
+    log_path = _unwritable_log(tmp_path, "under a file")
+    script = Path(sys.executable).parent / "slm-router"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+    done = subprocess.run(command + ["serve", "--policy", str(_policy_logging_to(tmp_path, log_path)), "--port", "0",
+                                     "--no-warm-up", "--workers", "2"],
+                          capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot open the request log {log_path}" in done.stderr
+    assert "Traceback" not in done.stderr
