@@ -12,12 +12,15 @@ import pytest
 import yaml
 
 
-def _policy_logging_to(tmp_path: Path, log_path: Path) -> Path:
-    """A valid policy file (one simulated OpenAI-compatible tier) whose SQLite log is ``log_path``."""
+def _policy_logging_to(tmp_path: Path, log_path: Path, spool: Path | None = None) -> Path:
+    """A valid policy file (simulated OpenAI-compatible tiers) whose SQLite log is ``log_path``,
+    or with ``spool`` a Redis log (on a port nothing listens on) spooling to that folder."""
     policy = {"tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": "http://127.0.0.1:9",
                                   "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
                         "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": "http://127.0.0.1:9"}},
               "log": {"path": str(log_path)}}
+    if spool is not None:
+        policy["store"] = {"backend": "redis", "url": "redis://127.0.0.1:9/0", "spool_dir": str(spool)}
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path
@@ -60,4 +63,20 @@ def test_serve_with_workers_and_a_log_it_cannot_open_exits_instead_of_respawning
                           capture_output=True, text=True, timeout=90, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert f"error: cannot open the request log {log_path}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_a_redis_spool_it_cannot_create_is_one_error_line(tmp_path, workers):
+    """``store.spool_dir`` under a regular file: before, ``serve`` died with a traceback ending
+    ``FileExistsError`` (with ``--workers 2``, each worker died and was restarted forever)."""
+    spool = _unwritable_log(tmp_path, "under a file")
+    script = Path(sys.executable).parent / "slm-router"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+    policy = _policy_logging_to(tmp_path, tmp_path / "unused.sqlite3", spool=spool)
+    done = subprocess.run(command + ["serve", "--policy", str(policy), "--port", "0", "--no-warm-up",
+                                     "--workers", workers],
+                          capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"error: cannot use the log spool folder {spool}" in done.stderr and "store.spool_dir" in done.stderr
     assert "Traceback" not in done.stderr

@@ -88,18 +88,20 @@ def listen_problem(host: str, port: int, log_level: str) -> str | None:
 
 
 def log_problem(policy: Policy) -> str | None:
-    """Why ``serve`` could not write the policy's SQLite request log (``log.path`` in a
-    read-only place, a folder, a file that is not SQLite), found before the server starts,
-    so ``--workers N`` does not restart workers that each fail to open it; None when it can
-    (or the log is on Redis, whose outages the store rides out). Opens and closes the file
-    (creating it, as ``serve`` would)."""
-    if policy.store.backend != "sqlite":
-        return None
+    """Why ``serve`` could not write its request log: the SQLite ``log.path`` (a read-only
+    place, a folder, a file that is not SQLite) or, with ``store: redis``, the spool folder
+    ``store.spool_dir`` records wait in while Redis is down. Found before the server starts,
+    so ``--workers N`` does not restart workers that each fail on it; None when it can be
+    written. Opens and closes the file or folder (creating it, as ``serve`` would)."""
     from ..errors import StoreUnavailableError
+    from ..store.spool import DiskSpool
     from ..store.sqlite import SQLiteStore
 
     try:
-        SQLiteStore(policy.log.path).close()
+        if policy.store.backend == "sqlite":
+            SQLiteStore(policy.log.path).close()
+        elif policy.store.backend == "redis":
+            DiskSpool(policy.store.spool_dir).close()
     except StoreUnavailableError as err:
         return err.message
     return None
