@@ -80,3 +80,63 @@ def test_serve_with_a_redis_spool_it_cannot_create_is_one_error_line(tmp_path, w
     assert done.returncode == 2, done.stderr
     assert f"error: cannot use the log spool folder {spool}" in done.stderr and "store.spool_dir" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- 2. a JSONL written by Windows tools (BOM, CRLF) loads; a non-UTF-8 one is a clear error ----
+
+_ROWS = [{"prompt": f"Refund my order #{i}" if i % 2 else f"Prove lemma {i} rigorously",
+          "outcomes": {"small": i % 2, "big": 1}, "weak": "small", "strong": "big"} for i in range(6)]
+
+
+def _jsonl(path: Path, rows: list[dict], *, bom: bool = False, newline: str = "\n") -> Path:
+    import json
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + newline for r in rows)
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
+    return path
+
+
+def test_a_jsonl_with_a_byte_order_mark_and_crlf_loads_like_a_plain_one(tmp_path):
+    """Before: ``eval``/``train``/``calibrate --data`` refused a file PowerShell or Excel saved
+    as UTF-8 (``not valid JSON (Unexpected UTF-8 BOM ...)``)."""
+    from training.datasets.jsonl import load_jsonl
+
+    plain = load_jsonl(_jsonl(tmp_path / "my.jsonl", _ROWS))
+    (tmp_path / "win").mkdir()
+    windows = load_jsonl(_jsonl(tmp_path / "win" / "my.jsonl", _ROWS, bom=True, newline="\r\n"))
+    assert [repr(e) for e in windows] == [repr(e) for e in plain] and len(plain) == 6
+
+
+def test_score_reads_a_bom_file_and_names_the_line_of_a_non_utf8_one(tmp_path):
+    """Before: ``score --input`` refused a BOM file, and a Latin-1 file was a traceback ending
+    ``UnicodeDecodeError`` (exit code 1)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    bom = _jsonl(tmp_path / "bom.jsonl", [{"prompt": "hi"}, {"prompt": "café"}], bom=True, newline="\r\n")
+    result = CliRunner().invoke(app, ["score", "--input", str(bom), "--output", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 0, result.output
+    scores = [json.loads(line)["score"] for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
+    result = CliRunner().invoke(app, ["score", "--input", str(latin), "--output", str(tmp_path / "s2.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"error: {latin}:2: not UTF-8 text (byte 0xe9 at column 16); save the file as UTF-8"
+
+
+def test_eval_names_the_line_of_a_non_utf8_file(tmp_path):
+    """Before: ``error: utf-8' codec can't decode byte 0xe9 ...`` (no file, no line)."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    latin = _jsonl(tmp_path / "my.jsonl", _ROWS)
+    latin.write_bytes(latin.read_bytes() + b'{"prompt": "caf\xe9", "outcomes": {"small": 1, "big": 1}}\n')
+    result = CliRunner().invoke(app, ["eval", "--data", str(latin)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {latin}:7: not UTF-8 text (byte 0xe9 at column 16)" in result.output
+    assert "Traceback" not in result.output
