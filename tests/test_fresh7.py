@@ -140,3 +140,44 @@ def test_eval_names_the_line_of_a_non_utf8_file(tmp_path):
     assert result.exit_code == 2, result.output
     assert f"error: {latin}:7: not UTF-8 text (byte 0xe9 at column 16)" in result.output
     assert "Traceback" not in result.output
+
+
+# -- 3. a policy file emptied while serving is rejected, not the embedded default -------------
+
+def test_a_policy_file_emptied_while_serving_keeps_the_active_policy(tmp_path, good_up):
+    """Before: saving an empty file (or one cut short mid-save: ``> policy.yaml`` truncates
+    first) reloaded the embedded default, so a privacy policy forbidding the cloud silently
+    became one that routes to it."""
+    import time
+
+    import httpx
+
+    from .proxy_process import ProxyProcess
+
+    policy = {"tiers": {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": good_up.url,
+                                  "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": good_up.url}},
+              "rules": [{"name": "nothing-leaves", "match": {}, "action": {"forbid": ["cloud"]}}]}
+    proxy = ProxyProcess(policy, tmp_path, args=["--no-warm-up"]).start()
+    try:
+        before = httpx.get(proxy.url + "/v1/policy", timeout=10).json()
+        for text in ("", "# everything commented out\n"):
+            proxy.write_policy(text)
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                info = httpx.get(proxy.url + "/v1/policy", timeout=10).json()
+                if info["last_reload_error"] or info["hash"] != before["hash"]:
+                    break
+                time.sleep(0.1)
+            assert info["hash"] == before["hash"] and info["reloads"] == before["reloads"], info
+            assert "the file has no settings" in info["last_reload_error"]
+            r = httpx.post(proxy.url + "/v1/chat/completions", timeout=30,
+                           json={"model": "auto", "messages": [{"role": "user", "content": "Prove the Riemann hypothesis."}]})
+            assert r.status_code == 200 and r.headers["x-router-tier"] == "local"
+            assert r.headers["x-router-rules"] == "nothing-leaves"
+            proxy.write_policy(policy | {"log": {"path": str(proxy.log_path)}})  # a valid file clears the error
+            deadline = time.time() + 15
+            while httpx.get(proxy.url + "/v1/policy", timeout=10).json()["last_reload_error"] and time.time() < deadline:
+                time.sleep(0.1)
+    finally:
+        proxy.stop()
