@@ -13,6 +13,7 @@ when asked.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -132,11 +133,19 @@ def response_format_grammar(response_format: dict[str, Any] | None) -> str | Non
         import json
 
         try:
-            return json_schema_to_gbnf(json.dumps(schema))
+            grammar = json_schema_to_gbnf(json.dumps(schema))
         except Exception as err:  # noqa: BLE001 - the converter asserts on what it cannot translate
             raise LocalRequestError(f"the local tier cannot turn this response_format schema into a grammar "
                                     f"({type(err).__name__}: {err})") from err
+        return _STRING_CHAR.sub(lambda m: m.group(1) + r'[^"\\\x7F\x00-\x1F]', grammar)
     return None
+
+
+_STRING_CHAR = re.compile(r'^(char ::= )\[\^"\\\\\]', re.MULTILINE)
+"""The string-character rule of llama-cpp-python's schema converter: any character but the quote
+and the backslash, so a raw newline or other control character could enter a JSON string (invalid
+JSON, on which clients' ``parse`` fails). It is narrowed to the characters JSON allows unescaped
+(RFC 8259, section 7), as llama.cpp's own ``JSON_GBNF`` and its current converter write it."""
 
 
 def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
