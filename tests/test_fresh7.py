@@ -217,3 +217,25 @@ def test_the_local_model_writes_no_raw_newline_inside_a_json_string():
     for prompt in ("capital of France", "List three colors", "Give me a haiku", "Write a two-line poem about the sea"):
         text = runtime.generate([{"role": "user", "content": prompt}], max_tokens=60, grammar=grammar).text
         assert text.startswith("{") and not re.search(r"[\x00-\x1f]", text.split('"answer"', 1)[1]), (prompt, text)
+
+
+# -- 5. calibrate checks --write-policy before it calibrates -----------------------------------
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_calibrate_checks_write_policy_before_any_work(tmp_path, where):
+    """Before: a ``--write-policy`` under a regular file was a traceback (``FileExistsError``,
+    exit code 1) after the whole calibration had run; now one line and exit 2 before the data
+    is read (the missing data file is never reached)."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a folder")
+    target = {"under a file": plain / "policy.yaml", "a folder": tmp_path}[where]
+    result = CliRunner().invoke(app, ["calibrate", "--data", str(tmp_path / "missing.jsonl"),
+                                      "--target-cloud-share", "0.3", "--write-policy", str(target)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(target) in lines[0] and lines[0].startswith("error: "), lines
+    assert "missing" not in lines[0] and "Traceback" not in result.output
