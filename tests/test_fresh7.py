@@ -239,3 +239,53 @@ def test_calibrate_checks_write_policy_before_any_work(tmp_path, where):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and str(target) in lines[0] and lines[0].startswith("error: "), lines
     assert "missing" not in lines[0] and "Traceback" not in result.output
+
+
+# -- 6. the in-process tier refuses a part it cannot read instead of answering without it ------
+
+_FILE_PART = {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0xLjQK", "filename": "a.pdf"}}
+_AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+
+
+@pytest.fixture(scope="module")
+def in_process(good_up, tmp_path_factory):
+    """``slm-router serve`` with the in-process SmolLM2 (not loaded: nothing here reaches it)
+    as the local tier, threshold 0.99 (every request routed locally), ``good_up`` as the cloud."""
+    from .proxy_process import ProxyProcess
+
+    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 16,
+                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": good_up.url}},
+              "routing": {"classifier": {"threshold": 0.99}}}
+    proxy = ProxyProcess(policy, tmp_path_factory.mktemp("in-process"), args=["--no-warm-up"]).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("part", [_FILE_PART, _AUDIO_PART], ids=["file", "input_audio"])
+def test_a_file_or_audio_part_named_to_the_local_tier_is_a_400_naming_it(in_process, part, stream):
+    """Before: SmolLM2 was given the text parts only and answered 200 about a file it never saw."""
+    import openai
+
+    client = openai.OpenAI(base_url=in_process.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Summarise this in one line."}, part]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="local", messages=messages, stream=stream)
+    assert caught.value.code == "upstream_rejected"
+    assert f"messages[0].content[1] is a '{part['type']}' part" in caught.value.message
+
+
+def test_a_routed_file_part_goes_to_the_cloud_tier(in_process, good_up):
+    """Before: routed locally (threshold 0.99), the file was dropped and SmolLM2 answered."""
+    import openai
+
+    client = openai.OpenAI(base_url=in_process.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    before = len(good_up.received)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": [{"type": "text", "text": "What is in it?"}, _FILE_PART]}])
+    assert raw.headers["x-router-tier"] == "cloud", raw.headers.get("x-router-reason")
+    assert "local rejected the request (400)" in raw.headers["x-router-reason"]
+    assert raw.parse().choices[0].message.content == "ok"
+    sent = good_up.received[before:]
+    assert len(sent) == 1 and sent[0]["messages"][0]["content"][1]["type"] == "file"  # forwarded whole
