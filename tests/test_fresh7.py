@@ -289,3 +289,36 @@ def test_a_routed_file_part_goes_to_the_cloud_tier(in_process, good_up):
     assert raw.parse().choices[0].message.content == "ok"
     sent = good_up.received[before:]
     assert len(sent) == 1 and sent[0]["messages"][0]["content"][1]["type"] == "file"  # forwarded whole
+
+
+# -- 7. when the fallback tier fails too, the error says which tier failed first ---------------
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_a_failed_fallback_names_the_tier_the_client_asked_for(status):
+    """Before: a client naming ``cloud`` (down) got only ``tier 'local' failed: ...``, about a
+    tier it never asked for, with no word of the cloud's failure (error answers carry no
+    ``x-router-reason``)."""
+    import anthropic
+    import openai
+
+    from .app_thread import serving_policy
+    from .fake_openai import FakeOpenAI
+
+    down = FakeOpenAI(fail_with=status).start()
+    try:
+        tiers = {"local": {"model": "openai/local-sim", "api_key": "sk-up", "api_base": down.url, "max_retries": 0,
+                           "price": {"input_usd_per_mtok": 0, "output_usd_per_mtok": 0}},
+                 "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": down.url, "max_retries": 0}}
+        with serving_policy({"tiers": tiers}) as (url, _store):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": "Hi"}])
+            assert caught.value.status_code == (429 if status == 429 else 502)
+            assert "tier 'local' failed" in caught.value.message
+            assert f"(the fallback, after tier 'cloud' failed ({status}))" in caught.value.message
+            claude = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+            with pytest.raises(anthropic.APIStatusError) as caught:
+                claude.messages.create(model="cloud", max_tokens=8, messages=[{"role": "user", "content": "Hi"}])
+            assert f"after tier 'cloud' failed ({status})" in caught.value.message
+    finally:
+        down.stop()
