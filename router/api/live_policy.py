@@ -80,8 +80,9 @@ class LivePolicy:
         """Re-read the policy file and swap the router if the policy is valid and changed.
 
         Never raises for a bad file: the errors are logged and returned, and the old
-        policy stays active. While a stored version is active (:meth:`apply_version`) the
-        file is not applied (``unchanged``, the message says why) until ``use_file``.
+        policy stays active; an empty file is such an error (not the embedded default). While
+        a stored version is active (:meth:`apply_version`) the file is not applied
+        (``unchanged``, the message says why) until ``use_file``.
         """
         if self.path is None:
             return ReloadResult("unchanged", self.router.policy_hash, "no policy file (embedded default)")
@@ -90,7 +91,7 @@ class LivePolicy:
                        "after 'slm-router policy activate file' or a revert to it")
             log.warning("policy reload (%s) skipped: %s", trigger, message)
             return ReloadResult("unchanged", self.router.policy_hash, message)
-        return await self._apply_checked(trigger, lambda: check_policy_file(self.path), file=True)
+        return await self._apply_checked(trigger, lambda: check_policy_file(self.path, empty="error"), file=True)
 
     async def apply_version(self, version: str, text: str) -> ReloadResult:
         """Run the stored policy ``version`` (its YAML ``text``), with this replica's own

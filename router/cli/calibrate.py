@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .args import require_out
 from .train import _fail, _training, console
 
 __all__ = ["calibrate"]
@@ -42,6 +43,9 @@ def calibrate(
     fitted combiner) into the policy.
     """
     _training()
+    if write_policy is not None:  # before any work: a long calibration must not fail at its last step
+        _read_policy_yaml(write_policy) if write_policy.exists() else require_out(write_policy, "--write-policy",
+                                                                                   is_file=True)
     if labels:
         if target_cloud_share is not None or data:
             _fail("--labels calibrates for --target-quality only (no --data, no --target-cloud-share)")
@@ -243,5 +247,8 @@ def _write_threshold(path: Path, threshold: float, artifact: Optional[str], data
         policy_from_dict(json.loads(json.dumps(data)), source=str(path))
     except PolicyError as err:
         _fail(str(err))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None), encoding="utf-8")
+    except OSError as err:
+        _fail(f"--write-policy {path}: cannot write it ({err.strerror or err})")

@@ -80,6 +80,10 @@ def serve(
         for warning in report.warnings:
             err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
         active = report.policy
+    from .serve_start import log_problem
+
+    if (problem := log_problem(active)) is not None:
+        _fail(problem)  # before the workers start, each of which would fail to open it
     import uvicorn
 
     from ..api.http_errors import PROTOCOL as HTTP_PROTOCOL

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..policy import Policy
 from ..policy.check import CheckReport, check_policy_file
 from ..providers.runtimes import launch_runtimes
 
@@ -83,4 +84,24 @@ def listen_problem(host: str, port: int, log_level: str) -> str | None:
             sock.bind(address)
     except OSError as err:
         return f"cannot listen on {host}:{port}: {err.strerror or err}"
+    return None
+
+
+def log_problem(policy: Policy) -> str | None:
+    """Why ``serve`` could not write its request log: the SQLite ``log.path`` (a read-only
+    place, a folder, a file that is not SQLite) or, with ``store: redis``, the spool folder
+    ``store.spool_dir`` records wait in while Redis is down. Found before the server starts,
+    so ``--workers N`` does not restart workers that each fail on it; None when it can be
+    written. Opens and closes the file or folder (creating it, as ``serve`` would)."""
+    from ..errors import StoreUnavailableError
+    from ..store.spool import DiskSpool
+    from ..store.sqlite import SQLiteStore
+
+    try:
+        if policy.store.backend == "sqlite":
+            SQLiteStore(policy.log.path).close()
+        elif policy.store.backend == "redis":
+            DiskSpool(policy.store.spool_dir).close()
+    except StoreUnavailableError as err:
+        return err.message
     return None

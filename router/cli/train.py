@@ -225,18 +225,23 @@ def score(
 
     if not input.is_file():
         _fail(f"input file not found: {input}")
+    from training.datasets.jsonl import text_lines
+
     prompts: list[str] = []
-    with input.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                _fail(f"{input}:{n}: empty line; every line must be a JSON object with a 'prompt' string")
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                _fail(f"{input}:{n}: not valid JSON ({err.msg})")
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                _fail(f"{input}:{n}: expected {{\"prompt\": \"...\"}} with a string prompt")
-            prompts.append(row["prompt"])
+    try:
+        lines = list(text_lines(input))
+    except ValueError as err:
+        _fail(str(err))
+    for n, line in lines:
+        if not line.strip():
+            _fail(f"{input}:{n}: empty line; every line must be a JSON object with a 'prompt' string")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            _fail(f"{input}:{n}: not valid JSON ({err.msg})")
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            _fail(f"{input}:{n}: expected {{\"prompt\": \"...\"}} with a string prompt")
+        prompts.append(row["prompt"])
     clf = EmbeddingClassifier(artifact)
     try:
         clf.artifact  # load now: a missing artifact is a usage error, not a crash mid-way

@@ -78,14 +78,18 @@ def escalation_failed(ex: Exchange, err: Exception, policy: Policy) -> None:
     ex.note(f"escalation failed ({err.status}), kept local answer")
 
 
-async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, purpose: str = "fallback") -> CallResult:
-    """The fallback tier's call; its failure is the client's error."""
+async def _fallback_call(ex: Exchange, tier: str, policy: Policy, call: Call, purpose: str = "fallback",
+                         after: str | None = None) -> CallResult:
+    """The fallback tier's call; its failure is the client's error, whose message adds
+    ``after`` (what made it the fallback, e.g. ``tier 'cloud' failed (429)``): the client may
+    have named the first tier and would otherwise read only of a tier it never asked for."""
     try:
         return await call(ex, tier, purpose)
     except TierCallError as err:
+        message = f"{err} (the fallback, after {after})" if after else str(err)
         if err.client_fault:
-            raise InvalidRequestError(str(err), code="upstream_rejected") from err
-        raise upstream_error_for(err.status, str(err), err.retry_after_s) from err
+            raise InvalidRequestError(message, code="upstream_rejected") from err
+        raise upstream_error_for(err.status, message, err.retry_after_s) from err
     except BudgetRefused as refused:
         if policy.budgets.on_exhausted == "reject":
             refuse(ex, refused, policy)
@@ -147,8 +151,9 @@ async def recover(ex: Exchange, tier: str, err: Exception, policy: Policy, call:
     if err.client_fault:
         ex.record.escalated = True
         ex.note(f"{tier} rejected the request ({err.status}), escalated to {alt}")
-        return alt, await _fallback_call(ex, alt, policy, call, "escalation")
+        return alt, await _fallback_call(ex, alt, policy, call, "escalation",
+                                         after=f"tier '{tier}' rejected the request ({err.status})")
     ex.note(f"{tier} failed ({err.status}), fell back to {alt}")
     ex.record.degraded = ex.record.degraded or tier == policy.routing.cloud_tier
-    return alt, await _fallback_call(ex, alt, policy, call)
+    return alt, await _fallback_call(ex, alt, policy, call, after=f"tier '{tier}' failed ({err.status})")
 

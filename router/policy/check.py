@@ -304,7 +304,7 @@ def _reader_problem(err: yaml.reader.ReaderError) -> str:
 
 
 def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str, str] | None = None,
-                      *, deployment: bool = True, load_artifact: bool = True) -> CheckReport:
+                      *, deployment: bool = True, load_artifact: bool = True, empty: str = "warning") -> CheckReport:
     """Check a policy given as YAML text.
 
     Args:
@@ -313,6 +313,8 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
         environ: the environment for ``${VAR}``; ``os.environ`` when None.
         deployment: also check files, artifacts and litellm prices (set False for a pure
             schema check); ``load_artifact``: load the classifier artifact to check it.
+        empty: severity of an empty document (the embedded default); ``"error"`` for a reload,
+            where a file cut short while it is saved must not switch a server to the default.
 
     Returns:
         The report; ``report.policy`` is None when any error was found.
@@ -358,7 +360,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
     out.positions = positions
     if data is None:  # an empty file (or only comments): say so, a truncated policy would pass unnoticed
         out.add((), "the file has no settings: it is the embedded default policy", "write the sections to change "
-                "(tiers, routing, ...); 'slm-router policy schema' lists them", "warning")
+                "(tiers, routing, ...); 'slm-router policy schema' lists them", empty)
         data = {}
     if not isinstance(data, dict):
         out.add((), f"the policy must be a YAML mapping of sections, got {type(data).__name__}")
@@ -387,7 +389,7 @@ def check_policy_text(text: str, source: str = "<policy>", environ: Mapping[str,
 
 
 def check_policy_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
-                      *, deployment: bool = True, load_artifact: bool = True) -> CheckReport:
+                      *, deployment: bool = True, load_artifact: bool = True, empty: str = "warning") -> CheckReport:
     """Check a policy file (see :func:`check_policy_text`); an unreadable file is one error."""
     p = Path(path)
     try:
@@ -395,4 +397,4 @@ def check_policy_file(path: str | os.PathLike[str], environ: Mapping[str, str] |
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         return CheckReport(str(p), None, [Problem(str(p), 0, 0, "error", "", f"cannot read policy file ({reason})")])
-    return check_policy_text(text, str(p), environ, deployment=deployment, load_artifact=load_artifact)
+    return check_policy_text(text, str(p), environ, deployment=deployment, load_artifact=load_artifact, empty=empty)

@@ -13,6 +13,7 @@ when asked.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -132,11 +133,41 @@ def response_format_grammar(response_format: dict[str, Any] | None) -> str | Non
         import json
 
         try:
-            return json_schema_to_gbnf(json.dumps(schema))
+            grammar = json_schema_to_gbnf(json.dumps(schema))
         except Exception as err:  # noqa: BLE001 - the converter asserts on what it cannot translate
             raise LocalRequestError(f"the local tier cannot turn this response_format schema into a grammar "
                                     f"({type(err).__name__}: {err})") from err
+        return _STRING_CHAR.sub(lambda m: m.group(1) + r'[^"\\\x7F\x00-\x1F]', grammar)
     return None
+
+
+_STRING_CHAR = re.compile(r'^(char ::= )\[\^"\\\\\]', re.MULTILINE)
+"""The string-character rule of llama-cpp-python's schema converter: any character but the quote
+and the backslash, so a raw newline or other control character could enter a JSON string (invalid
+JSON, on which clients' ``parse`` fails). It is narrowed to the characters JSON allows unescaped
+(RFC 8259, section 7), as llama.cpp's own ``JSON_GBNF`` and its current converter write it."""
+
+
+TEXT_PARTS = ("text", "refusal")
+"""Content parts the in-process model reads (a chat template takes text only)."""
+
+
+def require_text_only(messages: list) -> None:
+    """Refuse a request carrying a content part the in-process model cannot read (``file``,
+    ``input_audio``, an image): joined as text, the part would be dropped and the answer
+    written without it. A routed request is then escalated (the local tier's 400), one that
+    names the local tier gets the 400.
+
+    Raises:
+        LocalRequestError: the first such part, named ``messages[i].content[j]``.
+    """
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in TEXT_PARTS:
+                raise LocalRequestError(f"the local tier reads text only: messages[{i}].content[{j}] is a "
+                                        f"{kind!r} part, which it would drop; send it to a tier that reads it")
 
 
 def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +225,7 @@ class LocalLlamaProvider:
 
             def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                            print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
+                require_text_only(messages)
                 pool = pool_for(model)
                 results = [pool.generate_blocking(messages, args) for args in _sample_args(optional_params)]
                 return _to_model_response(model, results, model_response)
@@ -261,6 +293,7 @@ async def _acompletion(model: str, messages: list, optional_params: dict, model_
             + ``runtime.queue``): such a request could never be served, so it is the request's
             fault (a 400; a routed request goes to the cloud tier), not a busy tier's.
     """
+    require_text_only(messages)
     pool = pool_for(model)
     args = _sample_args(optional_params)
     room = pool.spec.parallel + pool.spec.queue
@@ -279,6 +312,7 @@ async def _acompletion(model: str, messages: list, optional_params: dict, model_
 
 
 async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
+    require_text_only(messages)
     pool = pool_for(model)
     with_logprobs = bool(optional_params.get("logprobs"))
     steps: list[TokenStep] = []

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import StoreUnavailableError
+
 __all__ = ["DiskSpool"]
 
 log = logging.getLogger(__name__)
@@ -31,16 +33,25 @@ class DiskSpool:
 
     Args:
         directory: the spool folder; several processes may share it.
+
+    Raises:
+        StoreUnavailableError: the folder cannot be created or written (a read-only place,
+            a regular file); the message names it.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.token = uuid.uuid4().hex[:12]
         self.active = self.dir / f"spool-{self.token}.jsonl"
         self._lock = threading.Lock()
         self._seq = itertools.count()
-        self._lock_file = open(self.dir / f"spool-{self.token}.lock", "w")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.dir / f"spool-{self.token}.lock", "w")
+        except OSError as err:
+            raise StoreUnavailableError(
+                f"cannot use the log spool folder {self.dir} ({type(err).__name__}: {err.strerror or err}); "
+                "set store.spool_dir to a writable folder") from err
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
 
     def append(self, line: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import astuple, fields
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import StoreUnavailableError
 from .records import CallRecord, FeedbackRecord, RequestRecord, ShadowRecord
 
 __all__ = ["SQLiteStore"]
@@ -114,20 +115,29 @@ class SQLiteStore:
 
     Args:
         path: database file; parent folders are created; ``:memory:`` works for tests.
+
+    Raises:
+        StoreUnavailableError: the file cannot be created, opened or written (a read-only
+            place, a folder, a file that is not SQLite); the message names the path.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL with synchronous=NORMAL: a commit no longer waits for fsync (the WAL is synced
-        # at checkpoints); the file stays consistent, a power cut may lose the last commits.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL: a commit no longer waits for fsync (the WAL is synced
+            # at checkpoints); the file stays consistent, a power cut may lose the last commits.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
+        except (OSError, sqlite3.Error) as err:
+            raise StoreUnavailableError(
+                f"cannot open the request log {self.path} ({type(err).__name__}: {err}); "
+                "set log.path to a writable SQLite file") from err
 
     def _add_missing_columns(self) -> None:
         """Logs written by an older version lack newer columns: add them, typed and with
