@@ -58,7 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gated_blend import DATA, NO_ALPACA, PARTS, all_parts, fit_parts  # noqa: E402
+from gated_blend import DATA, NO_ALPACA, PARTS, all_parts, below_best, fit_parts  # noqa: E402
 from router.scoring.text_features import ALL_FEATURE_NAMES  # noqa: E402
 from training.families import load_with_families  # noqa: E402
 from training.lofo import family_table, fast_auroc  # noqa: E402
@@ -308,12 +308,7 @@ def main(argv=None) -> int:
     print("\n| router | families below the best baseline beyond the interval (router - best [95% CI]) | "
           "mean - length / rules / logreg [95% CI] | goal met | chat order (Arena-Hard v2.0) |\n|---|---|---|---|---|")
     for r in routers:
-        fails = []
-        for f in fo:
-            b = max(base, key=lambda b: t.families[f][b]["apgr"][0])
-            d = t.family_diff[(f, r, b)]
-            if d[2] < 0:
-                fails.append(f"{f} vs {b} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+        fails = below_best(t, r, base, fo)
         diffs = [t.diff[(r, b)] for b in base]
         met = all(d[1] > 0 for d in diffs) and not fails
         print(f"| {r} | {'; '.join(fails) or 'none'} | " + " / ".join(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"

@@ -248,6 +248,19 @@ def searched_lofo(rows, fams, names, parts, m, objective: str, fixed: dict, gate
     return out, info
 
 
+def below_best(t, router: str, baselines: list[str], families: list[str]) -> list[str]:
+    """Each family where ``router`` is below its best baseline (by APGR) beyond the paired
+    interval of the family table ``t`` (:func:`training.lofo.family_table`), as
+    ``"family vs baseline diff [lo, hi]"``."""
+    fails = []
+    for f in families:
+        b = max(baselines, key=lambda b: t.families[f][b]["apgr"][0])
+        d = t.family_diff[(f, router, b)]
+        if d[2] < 0:
+            fails.append(f"{f} vs {b} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+    return fails
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedder", default="static")
@@ -295,12 +308,7 @@ def main(argv=None) -> int:
     print("\n| router | families below the best baseline beyond the interval (router - best [95% CI]) | "
           "mean - length / rules / logreg [95% CI] | goal met |\n|---|---|---|---|")
     for r in routers:
-        fails = []
-        for f in fam_order:
-            b = max(base, key=lambda b: t.families[f][b]["apgr"][0])
-            d = t.family_diff[(f, r, b)]
-            if d[2] < 0:
-                fails.append(f"{f} vs {b} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+        fails = below_best(t, r, base, fam_order)
         diffs = [t.diff[(r, b)] for b in base]
         beyond = all(d[1] > 0 for d in diffs)
         print(f"| {r} | {'; '.join(fails) or 'none'} | " + " / ".join(f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
