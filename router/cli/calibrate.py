@@ -44,8 +44,10 @@ def calibrate(
     """
     _training()
     if write_policy is not None:  # before any work: a long calibration must not fail at its last step
-        _read_policy_yaml(write_policy) if write_policy.exists() else require_out(write_policy, "--write-policy",
-                                                                                   is_file=True)
+        if write_policy.exists():
+            _read_policy_yaml(write_policy)
+        else:
+            require_out(write_policy, "--write-policy", is_file=True)
     if labels:
         if target_cloud_share is not None or data:
             _fail("--labels calibrates for --target-quality only (no --data, no --target-cloud-share)")
