@@ -75,8 +75,13 @@ def test_rule_points_equal_the_reference(prompts):
 def test_caseless_patterns_match_as_ignorecase_on_ascii():
     assert lower_literals(r"\bSELECT\S+\W|\\Frac [A-Z]") == r"\bselect\S+\W|\\frac [a-z]"
     assert lowered("Ｋ") is None and lowered("AbC") == "abc"
+    # uncased non-ASCII (typographic quotes, dashes, symbols, CJK) keeps the fast twin
+    assert lowered("Why \u2019s\u2014\u00b0C \u221a2 \u4e2d") == "why \u2019s\u2014\u00b0c \u221a2 \u4e2d"
+    # cased letters, a special-cased fold and non-ASCII digits run the original pattern
+    assert all(lowered(t) is None for t in ("caf\u00e9", "\u212a", "\u03c0", "stra\u00dfe", "\ufb00", "\u0663 items"))
     rng = random.Random(0)
-    alphabet = "whyWHYprovePROVEstepSTEPbyBYwords - =\tabcABC0123456789x.?\n"
+    alphabet = ("whyWHYprovePROVEstepSTEPbyBYwords - =\tabcABC0123456789x.?\n"
+                "\u2019\u2014\u00b0\u221a\u4e2d\u00a0\u2003\u00e9\u00c9\u212a\u017f\u0131\u0130\u0663\u00df")
     for pattern, leads in ((r"\b(why|Prove|step[- ]by[- ]step|[A-C]\d|x\s*=\s*\S+)\b", None),
                            (r"\b(?:why|prove|step[- ]by[- ]step|what if|\d+ words|reason(ing)?)\b",
                             tuple(sorted(set("0123456789") | {"why", "prove", "step", "what if", "reason"})))):
@@ -89,6 +94,7 @@ def test_caseless_patterns_match_as_ignorecase_on_ascii():
             assert fast.count(text, low) == len(full.findall(text))
             assert fast.match(text, low) == bool(full.match(text))
     assert Caseless("k").search("\u212a", lowered("\u212a"))  # the Kelvin sign folds to k: the full pattern runs
+    assert Caseless("s").search("\u017f", lowered("\u017f"))  # so does the long s to s
 
 
 def test_static_embeddings_equal_model2vec(prompts):
@@ -102,6 +108,27 @@ def test_static_embeddings_equal_model2vec(prompts):
     assert all(emb._pieces.ids(model, t) == model.tokenize([t])[0] for t in sample)
     one_by_one = np.vstack([emb.encode([t]) for t in sample[:40]])
     assert np.array_equal(one_by_one, reference_embeddings(sample[:40]))
+
+
+def test_word_pieces_of_non_ascii_text_equal_the_tokenizer():
+    """Text with non-ASCII characters, cut at ASCII whitespace, tokenised chunk by chunk (the
+    memo's path), gives the tokenizer's own ids: accents, combining marks, CJK, Greek final
+    sigma, curly quotes, no-break and other Unicode spaces, emoji, long words, cut prompts."""
+    from router.scoring.static_embedder import StaticEmbedder
+
+    emb = StaticEmbedder()
+    model = emb._load()
+    rng = random.Random(1)
+    pieces = ["caf\u00e9", "e\u0301", "\u4e2d\u6587", "\u03a3\u039f\u03a3", "\u03bf\u03c3", "\u2019s", "\u201cq\u201d",
+              "\u00a0", "\u2003", "\u200b", "\U0001f600", "\u00b0C", "x\u2260y", "\u00df", "\ufb01", "\u0130", "\u212a",
+              "word", "Word,", "(1)", "x" * 120, "\u00e9" * 120, "\t", "\n", "  ", "-", "\u0663"]
+    texts = ["".join(rng.choice(pieces) + rng.choice(["", " ", "\n"]) for _ in range(rng.randint(1, 60)))
+             for _ in range(400)]
+    texts += ["\u00e9 " * 600, "na\u00efve " + "word " * 600]
+    for text in texts:
+        assert emb._pieces.raw_ids(model, text)[: model.max_length] == \
+            model.tokenizer.encode(text, add_special_tokens=False).ids, text[:80]
+        assert emb._pieces.ids(model, text) == model.tokenize([text])[0], text[:80]
 
 
 def test_tree_walk_equals_the_level_by_level_walk():

@@ -148,6 +148,7 @@ def _direct_pooling(model) -> bool:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PRETOKENS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
+_ASCII_SPACE = re.compile(r"[ \t\n\r]+")
 
 
 class _WordPieces:
@@ -185,17 +186,43 @@ class _WordPieces:
 
     def raw_ids(self, model, text: str) -> list[int]:
         """The text's token ids before ``model.tokenize`` drops the unknown token: the tokenizer's
-        own (cut by it to ``max_length``) for text that is not plain, else the memo's, not cut."""
+        own (cut by it to ``max_length``) for text that is not plain, else the memo's, not cut.
+
+        Text with non-ASCII characters is cut at ASCII whitespace into chunks: the ASCII
+        chunks go through the memo, each other chunk through the tokenizer on its own (and is
+        remembered as it is written). BERT's normaliser works character by character (clean-up,
+        spaces around CJK ideographs, accents stripped, lower case) and its pre-tokeniser splits
+        at every whitespace, so a chunk's ids do not depend on its neighbours. A chunk whose own
+        ids reach ``max_length`` sends the whole text to the tokenizer (it would have been cut)."""
         if self._added is None:
             self._added = tuple(t.content.lower() for t in model.tokenizer.get_added_tokens_decoder().values())
             self._seed(model)
         low = text.lower()
-        if not text.isascii() or _CONTROL.search(text) or any(t in low for t in self._added):
+        if _CONTROL.search(text) or any(t in low for t in self._added):
             return model.tokenizer.encode(text, add_special_tokens=False).ids
-        memo, tokenizer = self._memo, model.tokenizer
-        if len(memo) > self.max_words:
-            memo.clear()
+        if len(self._memo) > self.max_words:
+            self._memo.clear()
             self._seed(model)
+        if text.isascii():
+            return self._plain_ids(model, low)
+        out: list[int] = []
+        for chunk in _ASCII_SPACE.split(text):
+            if chunk.isascii():
+                out += self._plain_ids(model, chunk.lower())
+                continue
+            pieces = self._memo.get(chunk)
+            if pieces is None:
+                pieces = model.tokenizer.encode(chunk, add_special_tokens=False).ids
+                if len(pieces) >= model.max_length:
+                    return model.tokenizer.encode(text, add_special_tokens=False).ids
+                self._memo[chunk] = pieces
+            out += pieces
+        return out
+
+    def _plain_ids(self, model, low: str) -> list[int]:
+        """Ids of lower-cased printable ASCII text from the memo (words not in it are tokenised
+        and remembered)."""
+        memo, tokenizer = self._memo, model.tokenizer
         out: list[int] = []
         for word in _PRETOKENS.findall(low):
             pieces = memo.get(word)
