@@ -14,7 +14,9 @@ Each server's CPU time per request at concurrency 16 is read from ``/proc`` (wit
 processes), and ``litellm.acompletion`` is timed alone in this process against the same backend:
 its CPU per call is the floor of any proxy that calls litellm once per request, so the LiteLLM
 proxy's CPU per request over that floor is the most "req/s xLiteLLM" a litellm-based proxy can
-reach when the box is CPU-bound.
+reach when the box is CPU-bound. Likewise, the tier calls slm-router logged for the forced tier's
+requests at concurrency 1 (``calls.latency_ms``: litellm's call and the reading of its answer)
+bound from below the latency any proxy making that call can add.
 Then: resident memory of ``serve`` on the default policy (SmolLM2 and MiniLM loaded) and
 the time from process start to its first answered request.
 
@@ -46,7 +48,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_report import DIRECT, GOALS, LITELLM, Result, round_lines, table  # noqa: E402
+from proxy_report import DIRECT, FORCED, GOALS, LITELLM, Result, round_lines, table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BENCH_KEY = "sk-bench-" + "5f1c0de2" * 6  # sent to every target; the LiteLLM proxy's master key
@@ -155,15 +157,32 @@ def process_cpu_s(pid: int) -> float:
     return own + sum(process_cpu_s(int(c)) for c in children)
 
 
-def measure(t: Target, n: int) -> Result:
+def measure(t: Target, n: int) -> tuple[Result, tuple[float, float]]:
+    """One round of target ``t``: its :class:`Result`, and the wall-clock window (epoch s) of
+    its run at concurrency 1 (to find those requests in slm-router's log)."""
+    w0 = time.time()
     c1, _ = asyncio.run(_closed_loop(t, 1, n))
+    window = (w0, time.time())
     before = process_cpu_s(t.pid) if t.pid else 0.0
     c16, rps = asyncio.run(_closed_loop(t, 16, n * 4))
     # the warm-up requests of the c16 run are counted too (10 of n * 4 + 10)
     cpu_ms = (process_cpu_s(t.pid) - before) * 1000 / (n * 4 + 10) if t.pid else float("nan")
     ttft, _ = asyncio.run(_closed_loop(t, 1, max(20, n // 2), stream=True))
     return Result(statistics.median(c1), _p(c1, 0.99), statistics.median(c16), _p(c16, 0.99), rps,
-                  statistics.median(ttft), cpu_ms)
+                  statistics.median(ttft), cpu_ms), window
+
+
+def tier_call_p50_ms(log: Path, window: tuple[float, float]) -> float:
+    """Median latency (ms) of the tier calls slm-router logged (``calls.latency_ms``: the
+    ``litellm.acompletion`` call and the reading of its answer) for the requests received in
+    ``window`` (epoch s); nan when none."""
+    import sqlite3
+
+    with sqlite3.connect(log) as db:
+        rows = [r[0] for r in db.execute(
+            "SELECT c.latency_ms FROM calls c JOIN requests r ON r.id = c.request_id "
+            "WHERE c.purpose = 'primary' AND r.ts BETWEEN ? AND ?", window)]
+    return statistics.median(rows) if rows else float("nan")
 
 
 def litellm_floor_cpu_ms(backend: str, calls: int = 800, concurrency: int = 16) -> float:
@@ -202,6 +221,26 @@ def litellm_floor_cpu_ms(backend: str, calls: int = 800, concurrency: int = 16) 
         return (cpu() - start) * 1000 / calls
 
     return asyncio.run(both())
+
+
+def call_floor_line(log: Path, windows: list[tuple[float, float]], results: dict[str, list[Result]]) -> str:
+    """The floor that litellm's own call puts under the forced tier's 'added p50 xLiteLLM': in
+    each round, the median logged tier call at concurrency 1 minus the direct backend's p50
+    (the call includes the backend's own answer), over the LiteLLM proxy's added p50; the
+    median over rounds. A proxy that calls litellm once per request cannot add less than the
+    call itself takes."""
+    per_round = []
+    for window, direct, lite in zip(windows, results[DIRECT], results[LITELLM]):
+        call, added = tier_call_p50_ms(log, window) - direct.p50_c1, lite.p50_c1 - direct.p50_c1
+        per_round.append((call, call / added if added > 0 else float("nan")))
+    if not per_round:
+        return "litellm's own call: no forced-tier round measured"
+    call = statistics.median(c for c, _ in per_round)
+    ratio = statistics.median(r for _, r in per_round)
+    return (f"litellm's own call inside the forced tier at concurrency 1 (slm-router's log): {call:.2f} ms "
+            f"beyond the direct backend, {ratio:.2f}x the LiteLLM proxy's added p50 (per round: "
+            + "/".join(f"{r:.2f}" for _, r in per_round)
+            + "): the floor of 'added p50 xLiteLLM' for a proxy that makes that call")
 
 
 def start(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -343,7 +382,7 @@ def main() -> int:
 
         targets = [
             Target(DIRECT, backend + "/v1/chat/completions", "fake", SHORT),
-            Target("slm-router, forced tier", f"http://127.0.0.1:{rport}/v1/chat/completions", "cloud", SHORT,
+            Target(FORCED, f"http://127.0.0.1:{rport}/v1/chat/completions", "cloud", SHORT,
                    procs[-1].pid),
             Target("slm-router, routing decision (~200 tok)", f"http://127.0.0.1:{rport}/v1/chat/completions", "auto", LONG,
                    procs[-1].pid),
@@ -367,10 +406,13 @@ def main() -> int:
                                   procs[-1].pid))
 
         results: dict[str, list[Result]] = {t.name: [] for t in targets}
+        forced_c1: list[tuple[float, float]] = []  # the forced tier's c1 windows, one per round
         for rnd in range(args.rounds):
             for t in targets:
-                r = measure(t, args.n)
+                r, window = measure(t, args.n)
                 results[t.name].append(r)
+                if t.name == FORCED:
+                    forced_c1.append(window)
                 print(f"round {rnd + 1}/{args.rounds}: {t.name}: p50 {r.p50_c1:.2f} ms, {r.rps_c16:.0f} req/s",
                       file=sys.stderr)
         print("\n".join(table(results) + round_lines(results)))
@@ -379,11 +421,14 @@ def main() -> int:
         print(f"litellm.acompletion alone, in this process at concurrency 16: {floor:.2f} ms CPU per call")
         if lite and floor > 0:
             lite_cpu = statistics.median(r.cpu_ms_c16 for r in lite)
-            forced_cpu = statistics.median(r.cpu_ms_c16 for r in results["slm-router, forced tier"])
+            forced_cpu = statistics.median(r.cpu_ms_c16 for r in results[FORCED])
             print(f"  -> a proxy that makes one litellm call per request and does nothing else would use "
                   f"{lite_cpu / floor:.2f}x less CPU per request than the LiteLLM proxy "
                   f"(the ceiling of 'rps xLiteLLM' on a CPU-bound box); slm-router's forced tier: "
                   f"{lite_cpu / forced_cpu:.2f}x")
+        if lite:
+            time.sleep(1.5)  # the log writer's last batch
+            print(call_floor_line(work / "bench.sqlite3", forced_c1, results))
     finally:
         for p in procs:
             p.terminate()

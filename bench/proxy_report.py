@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 GOALS = ("goals (issue 17), as ratios to the LiteLLM proxy: routed added p50 <= 1.0x and req/s >= 1.5x; "
          "forced tier added p50 <= 0.4x and req/s >= 2.5x")
 LITELLM = "LiteLLM proxy"
+FORCED = "slm-router, forced tier"
 DIRECT = "direct backend"
 
 
