@@ -73,3 +73,40 @@ def test_store_location_names_what_a_reload_must_reopen():
     assert store_location(base) == store_location(learn) != store_location(moved)
     assert store_location(on_redis) == store_location(on_redis_learn) != store_location(base)
     assert store_location(on_redis)[0] == "redis"
+
+
+@pytest.fixture(scope="module")
+def served(good_up):
+    """The app on a thread (in-memory log), both tiers on ``good_up``: (base URL, store)."""
+    from .app_thread import serving_policy
+
+    with serving_policy({"tiers": _tiers(good_up.url)}) as (url, store):
+        yield url, store
+
+
+# -- 2. stream_options without stream: true is OpenAI's 400 ------------------------------------
+
+def test_stream_options_without_stream_is_a_logged_400(served, good_up):
+    """Before: answered 200 (and forwarded nothing of it), where OpenAI answers 400 ``The
+    'stream_options' parameter is only allowed when 'stream' is enabled.``"""
+    import openai
+
+    from .app_thread import logged_row
+
+    url, store = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    before = len(good_up.received)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.with_raw_response.create(
+            model="cloud", messages=[{"role": "user", "content": "Hi"}], stream_options={"include_usage": True})
+    assert caught.value.param == "stream_options" and caught.value.code == "invalid_request"
+    assert "only allowed when 'stream' is enabled" in caught.value.message
+    assert len(good_up.received) == before  # no tier was called
+    row = logged_row(store, caught.value.response.headers["x-request-id"])
+    assert row.http_status == 400 and row.status == "error"
+    stream = client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": "Hi"}], stream=True,
+                                            stream_options={"include_usage": True})
+    assert [c for c in stream][-1].usage is not None  # with stream: true it still works
+    plain = client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": "Hi"}],
+                                           stream=False, extra_body={"stream_options": None})
+    assert plain.choices[0].message.content == "ok"  # null is no stream_options
