@@ -110,3 +110,73 @@ def test_stream_options_without_stream_is_a_logged_400(served, good_up):
     plain = client.chat.completions.create(model="cloud", messages=[{"role": "user", "content": "Hi"}],
                                            stream=False, extra_body={"stream_options": None})
     assert plain.choices[0].message.content == "ok"  # null is no stream_options
+
+
+# -- 3. an artifact whose card is not a card object is one line and exit 2 ---------------------
+
+def _artifact_with_card(tmp_path: Path, card_text: str) -> Path:
+    """A copy of the shipped classifier whose card.json is ``card_text``."""
+    import shutil
+
+    from router.scoring.artifact import builtin_artifact_dir
+
+    folder = tmp_path / "my-router"
+    folder.mkdir()
+    shutil.copy(builtin_artifact_dir() / "model.joblib", folder / "model.joblib")
+    (folder / "card.json").write_text(card_text)
+    return folder
+
+
+@pytest.mark.parametrize("card,problem", [("[1, 2]", "expected a JSON object, got list"),
+                                          ('{"inputs": 5}', "inputs: Input should be a valid list")])
+@pytest.mark.parametrize("command", ["score", "eval", "calibrate"])
+def test_a_card_that_is_not_a_card_object_is_one_error_line(tmp_path, card, problem, command):
+    """Before: ``score``, ``eval`` and ``calibrate --artifact`` died with a traceback ending
+    ``AttributeError: 'list' object has no attribute 'get'`` (or a pydantic ValidationError),
+    and ``policy check`` said ``policy OK`` for such an artifact; ``score`` also let a
+    corrupt ``model.joblib``'s ArtifactError through as a traceback."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    artifact = _artifact_with_card(tmp_path, card)
+    data = tmp_path / "my.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"question {i}", "outcomes": {"small": i % 2, "big": 1},
+                                        "weak": "small", "strong": "big"}) + "\n" for i in range(12)))
+    args = {"score": ["score", "--input", str(data), "--output", str(tmp_path / "s.jsonl")],
+            "eval": ["eval", "--data", str(data), "--split", "none"],
+            "calibrate": ["calibrate", "--data", str(data), "--target-cloud-share", "0.3"]}[command]
+    result = CliRunner().invoke(app, args + ["--artifact", str(artifact)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1] == f"error: {artifact / 'card.json'}: not a valid artifact card ({problem})", lines
+    assert "Traceback" not in result.output
+
+
+def test_policy_check_refuses_an_artifact_whose_card_is_not_an_object(tmp_path):
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    artifact = _artifact_with_card(tmp_path, "[]")
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"routing:\n  classifier:\n    artifact: {artifact}\n")
+    result = CliRunner().invoke(app, ["policy", "check", str(policy)])
+    assert result.exit_code == 2, result.output
+    assert "routing.classifier.artifact" in result.output and "not a valid artifact card" in result.output
+
+
+def test_score_with_a_corrupt_model_file_is_one_error_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    artifact = _artifact_with_card(tmp_path, "{}")
+    (artifact / "model.joblib").write_bytes(b"not a pickle at all")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    result = CliRunner().invoke(app, ["score", "--input", str(prompts), "--output", str(tmp_path / "s.jsonl"),
+                                      "--artifact", str(artifact)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {artifact / 'model.joblib'}: cannot load the classifier")
+    assert "Traceback" not in result.output and not (tmp_path / "s.jsonl").exists()

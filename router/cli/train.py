@@ -244,8 +244,8 @@ def score(
         prompts.append(row["prompt"])
     clf = EmbeddingClassifier(artifact)
     try:
-        clf.artifact  # load now: a missing artifact is a usage error, not a crash mid-way
-    except FileNotFoundError as err:
+        clf.artifact  # load now: a missing or unreadable artifact is a usage error, not a crash mid-way
+    except (FileNotFoundError, ValueError) as err:  # ArtifactError is a ValueError
         _fail(str(err))
     scores: list[float] = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="scoring", unit="batch", disable=len(prompts) <= batch_size):
