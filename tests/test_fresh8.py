@@ -180,3 +180,47 @@ def test_score_with_a_corrupt_model_file_is_one_error_line(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {artifact / 'model.joblib'}: cannot load the classifier")
     assert "Traceback" not in result.output and not (tmp_path / "s.jsonl").exists()
+
+
+# -- 4. a path or value holding [tags] is printed as it is, not read as rich markup ------------
+
+@pytest.mark.parametrize("args,expected", [
+    (["report", "--log", "{tmp}/[/x]/log.sqlite3"], "error: no request log at {tmp}/[/x]/log.sqlite3; run 'slm-router serve' first or pass --log"),
+    (["report", "--since", "[/b]"], "error: --since must be an ISO date or time such as 2026-11-29 or "
+                                    "2026-11-29T10:00, got '[/b]'"),
+    (["score", "--input", "{tmp}/[red]prompts.jsonl", "--output", "{tmp}/s.jsonl"],
+     "error: input file not found: {tmp}/[red]prompts.jsonl"),
+])
+def test_an_error_naming_a_bracketed_path_is_printed_as_it_is(tmp_path, args, expected):
+    """Before: the error line went through rich markup, so ``[/x]`` in a path or value was a
+    ``MarkupError`` traceback (exit code 1) and ``[red]`` vanished from the path it named."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    result = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == expected.replace("{tmp}", str(tmp_path))
+
+
+def test_report_and_replay_of_a_log_in_a_bracketed_folder(tmp_path):
+    """The success paths print the log's path in table titles and ``wrote`` lines; a folder
+    named ``[/d]`` made them a MarkupError traceback after the work was done."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+    from router.store.sqlite import SQLiteStore
+
+    folder = tmp_path / "[" / "d]"  # the path holds "[/d]"
+    folder.mkdir(parents=True)
+    SQLiteStore(folder / "log.sqlite3").close()
+    policy = tmp_path / "p.yaml"
+    policy.write_text("escalation: {enabled: false}\n")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["report", "--log", str(folder / "log.sqlite3")])
+    assert shown.exit_code == 0 and "[/d]" in shown.output, shown.output
+    written = runner.invoke(app, ["report", "--log", str(folder / "log.sqlite3"), "--format", "md",
+                                  "--out", str(folder / "r.md")])
+    assert written.exit_code == 0 and f"wrote {folder / 'r.md'}" in written.output and (folder / "r.md").is_file()
+    replayed = runner.invoke(app, ["replay", "--policy", str(policy), "--log", str(folder / "log.sqlite3")])
+    assert replayed.exit_code == 0 and "[/d]" in replayed.output, replayed.output

@@ -10,6 +10,7 @@ from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["fail", "open_sqlite_log", "parse_time", "out_problem", "require_out"]
 
@@ -18,7 +19,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with code 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # a path may hold [tags]
     raise typer.Exit(code=2)
 
 
