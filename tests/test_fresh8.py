@@ -224,3 +224,43 @@ def test_report_and_replay_of_a_log_in_a_bracketed_folder(tmp_path):
     assert written.exit_code == 0 and f"wrote {folder / 'r.md'}" in written.output and (folder / "r.md").is_file()
     replayed = runner.invoke(app, ["replay", "--policy", str(policy), "--log", str(folder / "log.sqlite3")])
     assert replayed.exit_code == 0 and "[/d]" in replayed.output, replayed.output
+
+
+# -- 5. report --learning with JSON that holds no curves is one line and exit 2 ----------------
+
+@pytest.mark.parametrize("text,why", [("[]", "TypeError: a JSON object expected, got list"),
+                                      ('{"curves": {"a": [[1]]}}', "ValueError: not enough values to unpack"),
+                                      ('{"curve": [{"labels": "x"}]}', "ValueError: invalid literal for int()"),
+                                      ('{"curve": [{"labels": 5}]}', "KeyError: 'apgr_candidate'")])
+def test_report_learning_that_holds_no_curves_is_one_error_line(tmp_path, text, why):
+    """Before: a traceback (AttributeError, ValueError or KeyError), exit code 1."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+    from router.store.sqlite import SQLiteStore
+
+    SQLiteStore(tmp_path / "log.sqlite3").close()
+    curves = tmp_path / "learning.json"
+    curves.write_text(text)
+    result = CliRunner().invoke(app, ["report", "--log", str(tmp_path / "log.sqlite3"), "--learning", str(curves),
+                                      "--format", "html", "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {curves} holds no learning curves ({why}"), lines
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_learning_reads_what_learn_writes(tmp_path):
+    from typer.testing import CliRunner
+
+    from router.cli import app
+    from router.store.sqlite import SQLiteStore
+
+    SQLiteStore(tmp_path / "log.sqlite3").close()
+    curves = tmp_path / "learning.json"
+    curves.write_text(json.dumps({"curve": [{"labels": 10, "apgr_candidate": 0.4, "apgr_active": 0.3},
+                                            {"labels": 20, "apgr_candidate": 0.5, "apgr_active": 0.3}]}))
+    result = CliRunner().invoke(app, ["report", "--log", str(tmp_path / "log.sqlite3"), "--learning", str(curves),
+                                      "--format", "html", "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert "learning curve" in (tmp_path / "r.html").read_text().lower()

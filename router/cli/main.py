@@ -192,10 +192,16 @@ def _curves(path: Optional[Path]) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         _fail(f"cannot read learning curves from {path}: {err}")
-    if "curves" in data:
-        return {k: [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
-    return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
-            "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON object expected, got {type(data).__name__}")
+        if "curves" in data:
+            return {str(k): [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
+        return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
+                "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # JSON, but not curves
+        _fail(f"{path} holds no learning curves ({type(err).__name__}: {err}); pass the learning.json "
+              "'slm-router learn' wrote, or {\"curves\": {NAME: [[labels, apgr], ...]}}")
 
 
 def _write_out(text: str, out: Optional[Path]) -> None:
