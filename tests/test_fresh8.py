@@ -264,3 +264,50 @@ def test_report_learning_reads_what_learn_writes(tmp_path):
                                       "--format", "html", "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     assert "learning curve" in (tmp_path / "r.html").read_text().lower()
+
+
+# -- 6. Responses bodies of the wrong shape are 400s naming the Responses field ---------------
+
+@pytest.mark.parametrize("body,param,says", [
+    ({"input": [{"role": "user", "content": ["hi"]}]}, "input[0].content[0]", "expected a content part object"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]}, "input[0].content[0].text",
+     "expected a string"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": {"url": "https://x/a.png"}}]}]},
+     "input[0].content[0].image_url", "expected a URL string"),
+    ({"input": "hi", "text": {"format": "json"}}, "text.format", "expected an object"),
+    ({"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": "c", "name": "f",
+                                                     "arguments": {"a": 1}}]}, "input[1].arguments",
+     "expected a string of JSON"),
+    ({"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": 5, "name": "f"}]},
+     "input[1].call_id", "expected a string"),
+    ({"input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "call_id": 5, "output": "r"}]},
+     "input[1].call_id", "needs a string call_id"),
+])
+def test_responses_bodies_of_the_wrong_shape_name_the_field(served, body, param, says):
+    """Before: ``Could not read the request: AttributeError: 'str' object has no attribute
+    'get'`` (param null), or a message naming chat fields the client never sent
+    (``messages[1].tool_calls[0].function.arguments``), or a number taken as text (200)."""
+    import openai
+
+    from .app_thread import logged_row
+
+    url, store = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="cloud", **body)
+    assert caught.value.param == param and says in caught.value.message, caught.value.message
+    assert "messages" not in caught.value.message and "AttributeError" not in caught.value.message
+    assert logged_row(store, caught.value.response.headers["x-request-id"]).http_status == 400
+
+
+def test_a_chat_check_of_a_translated_input_names_input_not_messages(served):
+    """An image URL the chat check refuses is reported on ``input``, without the chat path."""
+    import openai
+
+    url, _ = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="cloud", input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "x"}, {"type": "input_image", "image_url": "ftp://x/a.png"}]}])
+    assert caught.value.param == "input"
+    assert caught.value.message.endswith("Invalid value for 'input': expected an http(s):// or data: URL.")
