@@ -311,3 +311,45 @@ def test_a_chat_check_of_a_translated_input_names_input_not_messages(served):
             {"type": "input_text", "text": "x"}, {"type": "input_image", "image_url": "ftp://x/a.png"}]}])
     assert caught.value.param == "input"
     assert caught.value.message.endswith("Invalid value for 'input': expected an http(s):// or data: URL.")
+
+
+# -- 7. Anthropic tool blocks of the wrong type are 400s naming the Anthropic field -------------
+
+_HI = {"role": "user", "content": "Hi"}
+_RESULT = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}
+
+
+def _use(**block) -> dict:
+    return {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {}, **block}]}
+
+
+@pytest.mark.parametrize("messages,tools,param,says", [
+    ([_HI, _use(id=5), _RESULT], None, "messages.1.content.0.id", "Input should be a valid string"),
+    ([_HI, _use(name=5)], None, "messages.1.content.0.name", "Input should be a valid string"),
+    ([_HI, _use(input="sunny?"), _RESULT], None, "messages.1.content.0.input", "Input should be a valid dictionary"),
+    ([_HI, _use(), {"role": "user", "content": [{"type": "tool_result", "tool_use_id": 5, "content": "r"}]}], None,
+     "messages.2.content.0.tool_use_id", "needs a string 'tool_use_id'"),
+    ([_HI], [{"name": "get weather", "input_schema": {"type": "object"}}], "tools.0.name", "should match pattern"),
+    ([_HI], [{"name": 7, "input_schema": {"type": "object"}}], "tools.0.name", "should match pattern"),
+])
+def test_anthropic_tool_fields_of_the_wrong_type_name_the_anthropic_field(served, messages, tools, param, says):
+    """Before: these were 400s whose message named the translated chat request's fields
+    (``messages[1].tool_calls[0].id``, ``messages[2].tool_call_id``, ``tools[0].function.name``),
+    or (a string ``input``) a 200 whose tool call carried ``"sunny?"`` as its arguments."""
+    import anthropic
+
+    from .app_thread import logged_row
+
+    url, store = served
+    client = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+    extra = {"tools": tools} if tools else {}
+    for call in (client.messages.create, client.messages.count_tokens):
+        kwargs = {"max_tokens": 16} if call == client.messages.create else {}
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            call(model="cloud", messages=messages, **kwargs, **extra)
+        body = caught.value.body
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        message = body["error"]["message"]
+        assert message.startswith(f"{param}: ") and says in message, message
+        assert "tool_calls" not in message and "function" not in message
+        assert logged_row(store, caught.value.response.headers["request-id"]).http_status == 400

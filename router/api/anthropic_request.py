@@ -28,6 +28,7 @@ reason, as on the chat endpoint.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
@@ -42,6 +43,7 @@ MAX_STOP_SEQUENCES = 4
 """Stop sequences the router forwards: OpenAI's chat limit, which every tier accepts."""
 
 _BLOCK_TYPES = ("text", "image", "tool_use", "tool_result")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what every tier takes (OpenAI's function name rule)
 
 
 class _Message(BaseModel):
@@ -174,13 +176,18 @@ def _turns(i: int, message: _Message) -> list[dict[str, Any]]:
                 raise _fail("tool_use blocks are only accepted in assistant messages", f"{at}.type")
             if not block.get("id") or not block.get("name"):
                 raise _fail("a tool_use block needs 'id' and 'name'", at)
+            for key in ("id", "name"):
+                if not isinstance(block[key], str):
+                    raise _fail("Input should be a valid string", f"{at}.{key}")
+            if block.get("input") is not None and not isinstance(block["input"], dict):
+                raise _fail("Input should be a valid dictionary", f"{at}.input")
             tool_calls.append({"id": block["id"], "type": "function", "function": {
                 "name": block["name"], "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False)}})
         else:
             if message.role != "user":
                 raise _fail("tool_result blocks are only accepted in user messages", f"{at}.type")
-            if not block.get("tool_use_id"):
-                raise _fail("a tool_result block needs 'tool_use_id'", f"{at}.tool_use_id")
+            if not block.get("tool_use_id") or not isinstance(block["tool_use_id"], str):
+                raise _fail("a tool_result block needs a string 'tool_use_id'", f"{at}.tool_use_id")
             text = _result_text(block.get("content"), f"{at}.content")
             if block.get("is_error"):
                 text = f"Error: {text}"
@@ -206,6 +213,8 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "(name, description, input_schema)", f"tools.{i}.type")
         if not tool.get("name") or not isinstance(tool.get("input_schema"), dict):
             raise _fail("a tool needs 'name' and an object 'input_schema'", f"tools.{i}")
+        if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
+            raise _fail("String should match pattern '^[a-zA-Z0-9_-]{1,64}$'", f"tools.{i}.name")
         function = {"name": tool["name"], "parameters": tool["input_schema"]}
         if tool.get("description"):
             function["description"] = tool["description"]
