@@ -353,3 +353,59 @@ def test_anthropic_tool_fields_of_the_wrong_type_name_the_anthropic_field(served
         assert message.startswith(f"{param}: ") and says in message, message
         assert "tool_calls" not in message and "function" not in message
         assert logged_row(store, caught.value.response.headers["request-id"]).http_status == 400
+
+
+# -- 8. the in-process tier refuses a logit_bias it would drop -------------------------------
+
+@pytest.fixture(scope="module")
+def in_process(good_up, tmp_path_factory):
+    """``slm-router serve`` with the in-process SmolLM2 (never loaded: nothing here reaches
+    it) as the local tier, threshold 0.99 (every request routed locally), ``good_up`` the cloud."""
+    from .proxy_process import ProxyProcess
+
+    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 16,
+                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": good_up.url}},
+              "routing": {"classifier": {"threshold": 0.99}}}
+    proxy = ProxyProcess(policy, tmp_path_factory.mktemp("in-process"), args=["--no-warm-up"]).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("bias", [{"1234": -100}, {"99999999": 5}], ids=["in-vocab", "out-of-vocab"])
+def test_logit_bias_named_to_the_local_tier_is_a_400_naming_it(in_process, bias, stream):
+    """Before: SmolLM2 answered 200 without the bias (any id, 99999999 too: its vocabulary
+    has 49,152 tokens), so a client banning a token got it anyway."""
+    import openai
+
+    client = openai.OpenAI(base_url=in_process.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="local", messages=[{"role": "user", "content": "Say yes."}],
+                                       logit_bias=bias, stream=stream)
+    assert caught.value.code == "upstream_rejected"
+    assert "the local tier does not apply logit_bias" in caught.value.message
+
+
+def test_a_routed_logit_bias_goes_to_the_cloud_tier_with_its_bias(in_process, good_up):
+    import openai
+
+    client = openai.OpenAI(base_url=in_process.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    before = len(good_up.received)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Say yes."}], logit_bias={"9891": 10})
+    assert raw.headers["x-router-tier"] == "cloud", raw.headers.get("x-router-reason")
+    assert "local rejected the request (400)" in raw.headers["x-router-reason"]
+    sent = good_up.received[before:]
+    assert len(sent) == 1 and sent[0]["logit_bias"] == {"9891": 10}
+
+
+def test_an_empty_logit_bias_is_no_bias():
+    """Clients send ``logit_bias: {}`` by default; the local tier takes it."""
+    from router.providers.local_errors import LocalRequestError
+    from router.providers.local_provider import require_applied
+
+    require_applied({"logit_bias": {}, "max_tokens": 5})
+    require_applied({"max_tokens": 5})
+    with pytest.raises(LocalRequestError):
+        require_applied({"logit_bias": {"5": -100}})
