@@ -409,3 +409,31 @@ def test_an_empty_logit_bias_is_no_bias():
     require_applied({"max_tokens": 5})
     with pytest.raises(LocalRequestError):
         require_applied({"logit_bias": {"5": -100}})
+
+
+# -- 9. a store.url redis-py cannot open is a policy error, not a serve traceback --------------
+
+@pytest.mark.parametrize("url,says", [("http://127.0.0.1:6379/0", "starts with redis://, rediss:// or unix://"),
+                                      ("redis://:s3cret@127.0.0.1:abc/0", "port of the Redis URL is not a number")])
+def test_a_store_url_redis_cannot_open_is_one_policy_error(tmp_path, url, says):
+    """Before: ``policy check`` said ``policy OK`` and ``serve`` died with a traceback ending
+    ``ValueError: Redis URL must specify one of the following schemes`` (exit code 1)."""
+    import subprocess
+    import sys
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml.safe_dump({"store": {"backend": "redis", "url": url}}))
+    script = Path(sys.executable).parent / "slm-router"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+    for args in (["policy", "check", str(policy)], ["serve", "--policy", str(policy), "--port", "0", "--no-warm-up"]):
+        done = subprocess.run(command + args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert f"error: store.url: " in done.stderr and says in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+
+
+def test_redis_urls_redis_py_opens_still_check():
+    from router.policy import Policy
+
+    for url in ("redis://127.0.0.1:6379/0", "rediss://user:pw@cache.example:6380/1", "unix:///run/redis.sock"):
+        assert Policy.model_validate({"store": {"backend": "redis", "url": url}}).store.url == url
