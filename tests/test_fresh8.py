@@ -437,3 +437,29 @@ def test_redis_urls_redis_py_opens_still_check():
 
     for url in ("redis://127.0.0.1:6379/0", "rediss://user:pw@cache.example:6380/1", "unix:///run/redis.sock"):
         assert Policy.model_validate({"store": {"backend": "redis", "url": url}}).store.url == url
+
+
+# -- 10. another program's SQLite database is not read as an empty request log ----------------
+
+@pytest.mark.parametrize("command", [["report"], ["replay", "--policy", "{policy}"], ["learn", "--out", "{tmp}/out"]])
+def test_a_foreign_sqlite_database_is_refused_and_left_as_it_was(tmp_path, command):
+    """Before: ``report --log app.db`` (an SQLite file of another program) printed a report of
+    0 requests and wrote the router's four tables into that database."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE customers (name TEXT)")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("escalation: {enabled: false}\n")
+    args = [a.replace("{policy}", str(policy)).replace("{tmp}", str(tmp_path)) for a in command]
+    result = CliRunner().invoke(app, args + ["--log", str(foreign)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: {foreign} is not a request log (an SQLite database without a "
+                                     "'requests' table; its tables: customers)")
+    with sqlite3.connect(foreign) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["customers"]

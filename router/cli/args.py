@@ -42,7 +42,8 @@ def open_sqlite_log(path: Path, hint: str = ""):
     """The request log at ``path`` opened for reading (a
     :class:`router.store.sqlite.SQLiteStore`). Exits 2 naming the path when it is missing, not
     a file, or not an SQLite database (a policy YAML given as ``--log``, an empty file), before
-    SQLite would turn it into a traceback or write a new log's tables into it; ``hint`` is
+    SQLite would turn it into a traceback or write a new log's tables into it (an SQLite
+    database without a ``requests`` table, another program's, is refused too); ``hint`` is
     added to the "no request log" message."""
     from ..store.sqlite import SQLiteStore
 
@@ -57,10 +58,29 @@ def open_sqlite_log(path: Path, hint: str = ""):
         fail(f"cannot read the request log {path} ({err.strerror or err})")
     if head != _SQLITE_MAGIC:
         fail(f"{path} is not a request log (not an SQLite database)")
+    tables = _sqlite_tables(path)
+    if "requests" not in tables:  # another program's database: never write the log's tables into it
+        fail(f"{path} is not a request log (an SQLite database without a 'requests' table"
+             + (f"; its tables: {', '.join(sorted(tables)[:8])})" if tables else ")"))
     try:
         return SQLiteStore(path)
     except Exception as err:  # noqa: BLE001 - a damaged or locked database is the user's input too
         fail(f"cannot open the request log {path} ({type(err).__name__}: {err})")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """Names of the tables in the SQLite file ``path``, read without writing to it (an
+    unreadable file reads as none: opening it as the store then names the problem)."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {"requests"}  # let SQLiteStore report it
 
 
 def out_problem(path: Path, *, is_file: bool = False) -> str | None:
