@@ -463,3 +463,40 @@ def test_a_foreign_sqlite_database_is_refused_and_left_as_it_was(tmp_path, comma
                                      "'requests' table; its tables: customers)")
     with sqlite3.connect(foreign) as db:
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["customers"]
+
+
+# -- 11. policy versions --url of a server that is not slm-router is one line and exit 2 ---------
+
+@pytest.mark.parametrize("body,content_type", [(b"<html>welcome</html>", "text/html"),
+                                               (b'{"status": "ok"}', "application/json")])
+def test_policy_versions_url_of_another_server_is_one_error_line(tmp_path, monkeypatch, body, content_type):
+    """Before: an HTML page answered 200 (a proxy's, a web server's) was a JSONDecodeError
+    traceback, and any JSON object was shown as an empty book of versions."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("SLM_ROUTER_ADMIN_KEY", "sk-admin")
+    try:
+        result = CliRunner().invoke(app, ["policy", "versions", "--url", url])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: {url} answered 200 with a body that is not slm-router's book of policy "
+                                     f"versions ({content_type}); is --url an slm-router server?")

@@ -109,8 +109,16 @@ class _Http:
             except (ValueError, KeyError, TypeError):
                 message = r.text[:300]
             _fail(f"{self.url} answered {r.status_code}: {message}")
-        data = r.json()
-        return VersionBook.model_validate({k: v for k, v in data.items() if k not in ("object", "replica")})
+        from pydantic import ValidationError
+
+        try:
+            data = r.json()
+            if not isinstance(data, dict) or data.get("object") != "policy.versions":
+                raise ValueError("not policy.versions")
+            return VersionBook.model_validate({k: v for k, v in data.items() if k not in ("object", "replica")})
+        except (ValueError, ValidationError):  # JSONDecodeError is a ValueError: an HTML page, another API
+            _fail(f"{self.url} answered {r.status_code} with a body that is not slm-router's book of policy versions "
+                  f"({r.headers.get('content-type') or 'no content type'}); is --url an slm-router server?")
 
 
 def _backend(policy: Optional[Path], url: Optional[str], key_env: str):
