@@ -500,3 +500,23 @@ def test_policy_versions_url_of_another_server_is_one_error_line(tmp_path, monke
     assert result.exit_code == 2, result.output
     assert result.output.strip() == (f"error: {url} answered 200 with a body that is not slm-router's book of policy "
                                      f"versions ({content_type}); is --url an slm-router server?")
+
+
+# -- 12. train --label that does not exist is refused before any work -------------------------
+
+def test_train_with_an_unknown_label_is_refused_before_the_data_is_embedded(tmp_path):
+    """Before: the data was read and embedded and the first fit started (progress bars around
+    the error line) before ``unknown label`` was reported."""
+    from typer.testing import CliRunner
+
+    from router.cli import app
+
+    data = tmp_path / "my.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"question {i}", "outcomes": {"small": i % 2, "big": 1},
+                                        "weak": "small", "strong": "big"}) + "\n" for i in range(12)))
+    result = CliRunner().invoke(app, ["train", "--data", str(data), "--label", "needs-strong", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: unknown label 'needs-strong'; expected one of needs_strong, weak_wrong, gap"], lines
+    assert not (tmp_path / "out").exists()
