@@ -520,3 +520,23 @@ def test_train_with_an_unknown_label_is_refused_before_the_data_is_embedded(tmp_
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["error: unknown label 'needs-strong'; expected one of needs_strong, weak_wrong, gap"], lines
     assert not (tmp_path / "out").exists()
+
+
+# -- 13. policy versions with the policy's Redis down: one line ---------------------------------
+
+@pytest.mark.parametrize("args", [["versions"], ["activate", "abc"], ["revert"]])
+def test_policy_versions_with_redis_down_is_one_error_line(tmp_path, args):
+    """Before: a bare ``Redis unreachable: Error 111 ...`` line (the state's server-side
+    warning, printed by logging's last-resort handler) came before the error line."""
+    import subprocess
+    import sys
+
+    policy = tmp_path / "ops.yaml"
+    policy.write_text(yaml.safe_dump({"store": {"backend": "redis", "url": "redis://127.0.0.1:9/0"}}))
+    script = Path(sys.executable).parent / "slm-router"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+    done = subprocess.run(command + ["policy", *args, "--policy", str(policy)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: the shared state is unreachable: "), lines

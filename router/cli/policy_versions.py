@@ -61,9 +61,14 @@ class _Direct:
         self.store = policy.store
 
     async def run(self, op):
+        import logging
+
         from ..state.policy_versions import PolicyVersions
         from ..state.redis import RedisState
 
+        # The state's own "Redis unreachable" warning is for servers; this command reports
+        # the outage itself, in one line (the warning came out as a second, bare one).
+        logging.getLogger("router.state.redis").setLevel(logging.ERROR)
         state = RedisState(self.store)
         try:
             return await op(PolicyVersions(state))
