@@ -540,3 +540,53 @@ def test_policy_versions_with_redis_down_is_one_error_line(tmp_path, args):
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: the shared state is unreachable: "), lines
+
+
+# -- 14. a tool result must answer a call of the turn before it --------------------------------
+
+_CALLED = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}
+
+
+@pytest.mark.parametrize("messages,param,says", [
+    ([_HI, {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}], "messages[1].tool_call_id",
+     "must be a response to a preceding message with 'tool_calls'"),
+    ([_HI, _CALLED, {"role": "tool", "tool_call_id": "call_9", "content": "sunny"}], "messages[2].tool_call_id",
+     "answers tool call 'call_9', which the preceding message with 'tool_calls' did not make"),
+    ([_HI, _CALLED, _HI, {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}], "messages[3].tool_call_id",
+     "must be a response to a preceding message with 'tool_calls'"),
+])
+def test_a_tool_turn_that_answers_no_call_is_a_400(served, good_up, messages, param, says):
+    """Before: answered 200 (OpenAI answers 400: a ``tool`` message must respond to the
+    preceding message with ``tool_calls``), so the same request worked on one tier only."""
+    import openai
+
+    url, _ = served
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    before = len(good_up.received)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="cloud", messages=messages)
+    assert caught.value.param == param and says in caught.value.message, caught.value.message
+    assert len(good_up.received) == before
+    answered = [_HI, _CALLED, {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    assert client.chat.completions.create(model="cloud", messages=answered).choices[0].message.content == "ok"
+
+
+def test_anthropic_and_responses_tool_results_must_answer_a_call(served):
+    """The same rule in each API's own words and field paths."""
+    import anthropic
+    import openai
+
+    url, _ = served
+    claude = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model="cloud", max_tokens=16, messages=[_HI, _use(), {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t9", "content": "sunny"}]}])
+    assert caught.value.body["error"]["message"].startswith(
+        "messages.2.content.0.tool_use_id: unexpected tool_use_id 't9'")
+    assert claude.messages.create(model="cloud", max_tokens=16, messages=[_HI, _use(), _RESULT]).content[0].text == "ok"
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="cloud", input=[_HI, {"type": "function_call_output", "call_id": "c9",
+                                                            "output": "sunny"}])
+    assert caught.value.param == "input[1].call_id" and "no function_call item before it" in caught.value.message

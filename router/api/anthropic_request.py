@@ -149,9 +149,10 @@ def _plain(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _turns(i: int, message: _Message) -> list[dict[str, Any]]:
+def _turns(i: int, message: _Message, called: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The chat turns of one Anthropic message (a user message with tool results becomes
-    ``tool`` turns, then a user turn with what is left)."""
+    ``tool`` turns, then a user turn with what is left); ``called`` are the ``tool_use`` ids of
+    the message before it, the only ones its ``tool_result`` blocks may answer (Anthropic's rule)."""
     where = f"messages.{i}.content"
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
@@ -188,6 +189,9 @@ def _turns(i: int, message: _Message) -> list[dict[str, Any]]:
                 raise _fail("tool_result blocks are only accepted in user messages", f"{at}.type")
             if not block.get("tool_use_id") or not isinstance(block["tool_use_id"], str):
                 raise _fail("a tool_result block needs a string 'tool_use_id'", f"{at}.tool_use_id")
+            if block["tool_use_id"] not in called:
+                raise _fail(f"unexpected tool_use_id {block['tool_use_id']!r}: each tool_result block needs a "
+                            "tool_use block of that id in the previous message", f"{at}.tool_use_id")
             text = _result_text(block.get("content"), f"{at}.content")
             if block.get("is_error"):
                 text = f"Error: {text}"
@@ -255,8 +259,12 @@ def to_chat_body(req: MessagesRequest) -> dict[str, Any]:
                     raise _fail("system blocks must be text blocks", f"system.{j}.type")
                 parts.append(_text_part(block, f"system.{j}"))
             messages.append({"role": "system", "content": _plain(parts)})
+    called: frozenset[str] = frozenset()
     for i, message in enumerate(req.messages):
-        messages.extend(_turns(i, message))
+        messages.extend(_turns(i, message, called))
+        called = frozenset(b.get("id") for b in message.content if isinstance(message.content, list)
+                           and b.get("type") == "tool_use" and isinstance(b.get("id"), str)) \
+            if message.role == "assistant" else frozenset()
     body: dict[str, Any] = {"model": req.model, "messages": messages, "stream": req.stream}
     if req.max_tokens is not None:
         body["max_tokens"] = req.max_tokens

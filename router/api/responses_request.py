@@ -128,6 +128,8 @@ def _turns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             if not item.get("call_id") or not isinstance(item["call_id"], str):
                 raise _fail("a function_call_output needs a string call_id", f"{where}.call_id")
+            if not any(c["id"] == item["call_id"] for t in turns for c in t.get("tool_calls") or ()):
+                raise _fail(f"no function_call item before it has call_id {item['call_id']!r}", f"{where}.call_id")
             output = item.get("output")
             turns.append({"role": "tool", "tool_call_id": item["call_id"],
                           "content": output if isinstance(output, str) else json.dumps(output)})
