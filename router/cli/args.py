@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["fail", "open_sqlite_log", "parse_time", "out_problem", "require_out"]
+__all__ = ["fail", "open_sqlite_log", "parse_time", "out_problem", "require_out", "read_curves"]
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -111,3 +111,26 @@ def require_out(path: Path, option: str, *, is_file: bool = False) -> None:
     problem = out_problem(path, is_file=is_file)
     if problem:
         fail(f"{option} {path}: {problem}")
+
+
+def read_curves(path: Optional[Path]) -> dict | None:
+    """Learning curves from a ``learning.json`` (``slm-router learn``) or a bench's JSON
+    (``{"curves": {name: [[labels, apgr], ...]}}``)."""
+    import json
+
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        fail(f"cannot read learning curves from {path}: {err}")
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON object expected, got {type(data).__name__}")
+        if "curves" in data:
+            return {str(k): [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
+        return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
+                "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # JSON, but not curves
+        fail(f"{path} holds no learning curves ({type(err).__name__}: {err}); pass the learning.json "
+              "'slm-router learn' wrote, or {\"curves\": {NAME: [[labels, apgr], ...]}}")

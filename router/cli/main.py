@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .args import fail as _fail, parse_time as _parse_time
+from .args import fail as _fail, parse_time as _parse_time, read_curves
 from .policy import policy_app
 from ..errors import PolicyError, StoreUnavailableError
 from ..policy import Policy, load_policy
@@ -181,29 +181,6 @@ def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float |
         store.close()
 
 
-def _curves(path: Optional[Path]) -> dict | None:
-    """Learning curves from a ``learning.json`` (``slm-router learn``) or a bench's JSON
-    (``{"curves": {name: [[labels, apgr], ...]}}``)."""
-    import json
-
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        _fail(f"cannot read learning curves from {path}: {err}")
-    try:
-        if not isinstance(data, dict):
-            raise TypeError(f"a JSON object expected, got {type(data).__name__}")
-        if "curves" in data:
-            return {str(k): [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
-        return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
-                "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
-    except (TypeError, ValueError, KeyError, AttributeError) as err:  # JSON, but not curves
-        _fail(f"{path} holds no learning curves ({type(err).__name__}: {err}); pass the learning.json "
-              "'slm-router learn' wrote, or {\"curves\": {NAME: [[labels, apgr], ...]}}")
-
-
 def _write_out(text: str, out: Optional[Path]) -> None:
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -244,7 +221,7 @@ def report(
     path, records, shadows, feedback = _read_log(active, log, lo, hi, feedback=True)
     data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by,
                         tiers=(active.routing.local_tier, active.routing.cloud_tier), feedback=feedback,
-                        curves=_curves(learning))
+                        curves=read_curves(learning))
     if fmt is not None:
         _write_out(render(data, fmt), out)
         return
