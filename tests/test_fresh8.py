@@ -590,3 +590,18 @@ def test_anthropic_and_responses_tool_results_must_answer_a_call(served):
         client.responses.create(model="cloud", input=[_HI, {"type": "function_call_output", "call_id": "c9",
                                                             "output": "sunny"}])
     assert caught.value.param == "input[1].call_id" and "no function_call item before it" in caught.value.message
+
+
+# -- 15. a content part whose type is not a string names the field -----------------------------
+
+@pytest.mark.parametrize("kind", [[], {}, ["text"], {"a": 1}, 5, None])
+def test_a_content_part_type_that_is_not_a_string_names_the_field(served, kind):
+    """Before: ``Could not read the request: TypeError: unhashable type: 'list'`` (param null)
+    for a list or object ``type``. Found by swapping every field of a valid request for odd values."""
+    url, _ = served
+    for path in ("/v1/chat/completions", "/v1/route"):
+        r = httpx.post(url + path, timeout=30, json={"model": "cloud", "messages": [
+            {"role": "user", "content": [{"type": kind, "text": "hi"}]}]})
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["param"] == "messages[0].content[0].type", error
+        assert "expected one of" in error["message"] and "Could not read" not in error["message"]

@@ -285,7 +285,7 @@ def parse_chat_request(body: bytes | str | dict[str, Any], *, require_user_turn:
 
     for i, m in enumerate(request.messages):
         for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
-            if part.get("type") not in CONTENT_PART_TYPES:
+            if not isinstance(part.get("type"), str) or part["type"] not in CONTENT_PART_TYPES:  # [] is unhashable
                 raise InvalidRequestError(
                     f"Invalid value for 'messages[{i}].content[{j}].type': {part.get('type')!r}; expected one of "
                     f"{', '.join(sorted(CONTENT_PART_TYPES))}.",
