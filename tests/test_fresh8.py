@@ -592,7 +592,7 @@ def test_anthropic_and_responses_tool_results_must_answer_a_call(served):
     assert caught.value.param == "input[1].call_id" and "no function_call item before it" in caught.value.message
 
 
-# -- 15. a content part whose type is not a string names the field -----------------------------
+# -- 15. a content part or response_format whose type is not a string names the field -----------------------------
 
 @pytest.mark.parametrize("kind", [[], {}, ["text"], {"a": 1}, 5, None])
 def test_a_content_part_type_that_is_not_a_string_names_the_field(served, kind):
@@ -605,3 +605,7 @@ def test_a_content_part_type_that_is_not_a_string_names_the_field(served, kind):
         error = r.json()["error"]
         assert r.status_code == 400 and error["param"] == "messages[0].content[0].type", error
         assert "expected one of" in error["message"] and "Could not read" not in error["message"]
+        r = httpx.post(url + path, timeout=30, json={"model": "cloud", "messages": [{"role": "user", "content": "hi"}],
+                                                     "response_format": {"type": kind}})
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["param"] == "response_format.type", error

@@ -117,7 +117,7 @@ def _check_format(fmt: Any) -> None:
     if fmt is None:
         return
     kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind not in RESPONSE_FORMAT_TYPES:
+    if not isinstance(kind, str) or kind not in RESPONSE_FORMAT_TYPES:  # a list type is unhashable
         raise InvalidRequestError(
             f"Invalid value for 'response_format.type': {kind!r}; expected one of "
             f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
