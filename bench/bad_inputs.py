@@ -176,6 +176,7 @@ BAD_INPUTS: list[BadInput] = [
     _chat("include_usage as text", stream=True, stream_options={"include_usage": "yes"}),
     _chat("stream as text", stream="yes"),
     _chat("stream_options not an object", stream=True, stream_options="usage"),
+    _chat("stream_options without stream", stream_options={"include_usage": True}),
     _chat("metadata values not strings", metadata={"a": {"b": 1}}),
     _chat("logit_bias not an object", logit_bias=[1, 2]),
     _chat("logit_bias key not a token id", logit_bias={"abc": 5}),

@@ -33,6 +33,7 @@ from router.scoring.text_features import FEATURE_NAMES
 
 from .calibrate import threshold_for_share
 from .datasets import Example, label_values, load
+from .datasets.base import LABELS
 from .embedding_cache import embed_cached
 from .evaluate import baseline_scores, evaluate_scores, group_names, held_out_calibration
 from .models import MODEL_KINDS, fit_model, make_model
@@ -135,6 +136,8 @@ def train_artifact(data: str | Sequence[str], kind: str, label: str, out: str | 
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
     if embedder not in EMBEDDER_IDS:
         raise ValueError(f"unknown embedder {embedder!r}; expected one of {', '.join(EMBEDDER_IDS)}")
+    if label not in LABELS:  # before the data is read and embedded, not after
+        raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
     rows, fams = (examples, family_names(examples)) if examples is not None else load_with_families(data)
     keep = limit_indices(rows, limit)
     rows, fams = [rows[i] for i in keep], fams[keep]

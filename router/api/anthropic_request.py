@@ -28,6 +28,7 @@ reason, as on the chat endpoint.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
@@ -42,6 +43,7 @@ MAX_STOP_SEQUENCES = 4
 """Stop sequences the router forwards: OpenAI's chat limit, which every tier accepts."""
 
 _BLOCK_TYPES = ("text", "image", "tool_use", "tool_result")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what every tier takes (OpenAI's function name rule)
 
 
 class _Message(BaseModel):
@@ -147,9 +149,10 @@ def _plain(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def _turns(i: int, message: _Message) -> list[dict[str, Any]]:
+def _turns(i: int, message: _Message, called: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The chat turns of one Anthropic message (a user message with tool results becomes
-    ``tool`` turns, then a user turn with what is left)."""
+    ``tool`` turns, then a user turn with what is left); ``called`` are the ``tool_use`` ids of
+    the message before it, the only ones its ``tool_result`` blocks may answer (Anthropic's rule)."""
     where = f"messages.{i}.content"
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
@@ -174,13 +177,21 @@ def _turns(i: int, message: _Message) -> list[dict[str, Any]]:
                 raise _fail("tool_use blocks are only accepted in assistant messages", f"{at}.type")
             if not block.get("id") or not block.get("name"):
                 raise _fail("a tool_use block needs 'id' and 'name'", at)
+            for key in ("id", "name"):
+                if not isinstance(block[key], str):
+                    raise _fail("Input should be a valid string", f"{at}.{key}")
+            if block.get("input") is not None and not isinstance(block["input"], dict):
+                raise _fail("Input should be a valid dictionary", f"{at}.input")
             tool_calls.append({"id": block["id"], "type": "function", "function": {
                 "name": block["name"], "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False)}})
         else:
             if message.role != "user":
                 raise _fail("tool_result blocks are only accepted in user messages", f"{at}.type")
-            if not block.get("tool_use_id"):
-                raise _fail("a tool_result block needs 'tool_use_id'", f"{at}.tool_use_id")
+            if not block.get("tool_use_id") or not isinstance(block["tool_use_id"], str):
+                raise _fail("a tool_result block needs a string 'tool_use_id'", f"{at}.tool_use_id")
+            if block["tool_use_id"] not in called:
+                raise _fail(f"unexpected tool_use_id {block['tool_use_id']!r}: each tool_result block needs a "
+                            "tool_use block of that id in the previous message", f"{at}.tool_use_id")
             text = _result_text(block.get("content"), f"{at}.content")
             if block.get("is_error"):
                 text = f"Error: {text}"
@@ -206,6 +217,8 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "(name, description, input_schema)", f"tools.{i}.type")
         if not tool.get("name") or not isinstance(tool.get("input_schema"), dict):
             raise _fail("a tool needs 'name' and an object 'input_schema'", f"tools.{i}")
+        if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
+            raise _fail("String should match pattern '^[a-zA-Z0-9_-]{1,64}$'", f"tools.{i}.name")
         function = {"name": tool["name"], "parameters": tool["input_schema"]}
         if tool.get("description"):
             function["description"] = tool["description"]
@@ -246,8 +259,12 @@ def to_chat_body(req: MessagesRequest) -> dict[str, Any]:
                     raise _fail("system blocks must be text blocks", f"system.{j}.type")
                 parts.append(_text_part(block, f"system.{j}"))
             messages.append({"role": "system", "content": _plain(parts)})
+    called: frozenset[str] = frozenset()
     for i, message in enumerate(req.messages):
-        messages.extend(_turns(i, message))
+        messages.extend(_turns(i, message, called))
+        called = frozenset(b.get("id") for b in message.content if isinstance(message.content, list)
+                           and b.get("type") == "tool_use" and isinstance(b.get("id"), str)) \
+            if message.role == "assistant" else frozenset()
     body: dict[str, Any] = {"model": req.model, "messages": messages, "stream": req.stream}
     if req.max_tokens is not None:
         body["max_tokens"] = req.max_tokens

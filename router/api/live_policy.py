@@ -26,6 +26,7 @@ from pathlib import Path
 from ..pipeline import Router
 from ..policy.check import check_policy_file, check_policy_text
 from ..policy.view import DEPLOYMENT_SECTIONS, changed_secrets, policy_hash
+from ..store import open_store, store_location
 
 __all__ = ["LivePolicy", "ReloadResult"]
 
@@ -151,10 +152,8 @@ class LivePolicy:
                             name, tier.model)
         try:
             store = current.store
-            if policy.log != current.policy.log:
-                from ..store import open_store
-
-                store = open_store(policy.log)
+            if store_location(policy) != store_location(current.policy):
+                store = open_store(policy)  # the policy's backend: a Redis log stays on Redis
             fresh = current.with_policy(policy, store)
             if self.warm_up:
                 await asyncio.to_thread(fresh.warm_up)

@@ -61,22 +61,28 @@ class ParsedResponses:
     request: ResponsesRequest
 
 
-_MESSAGES_PARAM = re.compile(r"'messages(\[\d+\])?(\.\w+)?'")
+_MESSAGES_PARAM = re.compile(r"'messages(\[\d+\]|\.\w+)*'")  # the whole chat path: 'messages[1].tool_calls[0].id'
 
 
 def _fail(message: str, param: str) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid value for '{param}': {message}", param=param)
 
 
-def _part(part: dict[str, Any], where: str) -> dict[str, Any]:
+def _part(part: Any, where: str) -> dict[str, Any]:
+    if not isinstance(part, dict):
+        raise _fail(f"expected a content part object such as {{'type': 'input_text', 'text': ...}}, got "
+                    f"{type(part).__name__}", where)
     kind = part.get("type")
-    if kind in ("input_text", "output_text", "text"):
-        return {"type": "text", "text": str(part.get("text", ""))}
-    if kind == "refusal":
-        return {"type": "text", "text": str(part.get("refusal", ""))}
+    if kind in ("input_text", "output_text", "text", "refusal"):
+        key = "refusal" if kind == "refusal" else "text"
+        if not isinstance(part.get(key), str):
+            raise _fail("expected a string", f"{where}.{key}")
+        return {"type": "text", "text": part[key]}
     if kind == "input_image":
         if not part.get("image_url"):
             raise _fail("only image_url images are supported (file_id needs stored files)", f"{where}.image_url")
+        if not isinstance(part["image_url"], str):
+            raise _fail("expected a URL string (http(s):// or data:)", f"{where}.image_url")
         image = {"url": part["image_url"]}
         if part.get("detail"):
             image["detail"] = part["detail"]
@@ -109,6 +115,9 @@ def _turns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise _fail("a function_call needs call_id and name", where)
+            for key in ("call_id", "name", "arguments"):
+                if item.get(key) is not None and not isinstance(item[key], str):
+                    raise _fail("expected a string" + (" of JSON" if key == "arguments" else ""), f"{where}.{key}")
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"}}
             last = turns[-1] if turns else None
@@ -117,8 +126,10 @@ def _turns(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 turns.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
-            if not item.get("call_id"):
-                raise _fail("a function_call_output needs call_id", f"{where}.call_id")
+            if not item.get("call_id") or not isinstance(item["call_id"], str):
+                raise _fail("a function_call_output needs a string call_id", f"{where}.call_id")
+            if not any(c["id"] == item["call_id"] for t in turns for c in t.get("tool_calls") or ()):
+                raise _fail(f"no function_call item before it has call_id {item['call_id']!r}", f"{where}.call_id")
             output = item.get("output")
             turns.append({"role": "tool", "tool_call_id": item["call_id"],
                           "content": output if isinstance(output, str) else json.dumps(output)})
@@ -155,6 +166,8 @@ def _tool_choice(choice: str | dict[str, Any]) -> Any:
 
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     fmt = text.get("format")
+    if fmt is not None and not isinstance(fmt, dict):
+        raise _fail("expected an object such as {'type': 'json_object'}", "text.format")
     if fmt is None or fmt.get("type") == "text":
         return None
     if fmt.get("type") == "json_object":

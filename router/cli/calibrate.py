@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .args import require_out
@@ -93,7 +94,7 @@ def calibrate(
         except ValueError as err:
             _fail(str(err))
     realised = float(np.mean(scores >= threshold))
-    table = Table(title=f"calibration on {data} ({len(rows)} prompts; {len(rows) - len(fresh)} held-out "
+    table = Table(title=f"calibration on {escape(str(data))} ({len(rows)} prompts; {len(rows) - len(fresh)} held-out "
                         f"training scores, {len(fresh)} scored now)", show_header=False)
     table.add_row("threshold", f"{threshold:.4f}")
     table.add_row("cloud share at threshold", f"{realised:.3f}" + (f" (target {target_cloud_share:.3f})" if target_cloud_share is not None else ""))
@@ -106,7 +107,7 @@ def calibrate(
     console.print(table)
     if write_policy:
         _write_threshold(write_policy, threshold, _artifact_ref(artifact))
-        console.print(f"wrote routing.classifier.threshold = {threshold:.4f} into {write_policy}")
+        console.print(f"wrote routing.classifier.threshold = {threshold:.4f} into {write_policy}", markup=False)
 
 
 def _artifact_ref(artifact: str) -> Optional[str]:
@@ -203,7 +204,7 @@ def _calibrate_joint(artifact: str, label_files: list[Path], target: float, writ
         _write_joint(write_policy, t_router, _artifact_ref(artifact),
                      result.combiner.model_dump(exclude_none=True), "self_check" in names, "consistency" in names,
                      _artifact_ref(verifier) if verifier else None)
-        console.print(f"wrote routing.classifier.threshold and escalation.combiner into {write_policy}")
+        console.print(f"wrote routing.classifier.threshold and escalation.combiner into {write_policy}", markup=False)
 
 
 def _write_joint(path: Path, threshold: float, artifact: Optional[str], combiner: dict, self_check: bool,

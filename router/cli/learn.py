@@ -94,7 +94,7 @@ def learn(
                   + (f"three-way verdicts {sum(lb.three_way for lb in ls.labels)} (local better "
                      f"{sum(lb.cloud_gain < 0 for lb in ls.labels)}); " if ls.three_way else "")
                   + f"labelled without a kept embedding {ls.without_inputs}; "
-                  f"train {result.n_train} earlier, test {result.n_test} later", highlight=False)
+                  f"train {result.n_train} earlier, test {result.n_test} later", highlight=False, markup=False)
     c = result.comparison
     if c is not None:
         table = Table(title=f"candidate vs active on the later {c.n} labelled requests (95% bootstrap intervals)")
@@ -122,7 +122,7 @@ def learn(
             curve.add_row(str(n), f"{cand:.3f}", f"{act:.3f}")
         console.print(curve)
     for path in write_outputs(result, out, active, policy):
-        console.print(f"wrote {path}", highlight=False)
-    console.print(result.reason, highlight=False)
+        console.print(f"wrote {path}", highlight=False, markup=False)
+    console.print(result.reason, highlight=False, markup=False)
     if result.verifier is not None:
         console.print(result.verifier.reason, highlight=False)

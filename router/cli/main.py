@@ -12,9 +12,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .args import fail as _fail, parse_time as _parse_time
+from .args import fail as _fail, parse_time as _parse_time, read_curves
 from .policy import policy_app
 from ..errors import PolicyError, StoreUnavailableError
 from ..policy import Policy, load_policy
@@ -78,7 +79,7 @@ def serve(
             err_console.print(report.format(), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2)  # launched workers stop at exit
         for warning in report.warnings:
-            err_console.print(f"[yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]note:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
         active = report.policy
     from .serve_start import log_problem
 
@@ -180,23 +181,6 @@ def _read_log(active: Policy, log: Optional[Path], lo: float | None, hi: float |
         store.close()
 
 
-def _curves(path: Optional[Path]) -> dict | None:
-    """Learning curves from a ``learning.json`` (``slm-router learn``) or a bench's JSON
-    (``{"curves": {name: [[labels, apgr], ...]}}``)."""
-    import json
-
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        _fail(f"cannot read learning curves from {path}: {err}")
-    if "curves" in data:
-        return {k: [(int(n), float(a)) for n, a in v] for k, v in data["curves"].items()}
-    return {"candidate": [(int(p["labels"]), float(p["apgr_candidate"])) for p in data.get("curve", [])],
-            "active": [(int(p["labels"]), float(p["apgr_active"])) for p in data.get("curve", [])]}
-
-
 def _write_out(text: str, out: Optional[Path]) -> None:
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -206,7 +190,7 @@ def _write_out(text: str, out: Optional[Path]) -> None:
         out.write_text(text, encoding="utf-8")
     except OSError as err:
         _fail(f"cannot write {out}: {err.strerror}")
-    err_console.print(f"wrote {out}", highlight=False)
+    err_console.print(f"wrote {out}", highlight=False, markup=False)
 
 
 @app.command()
@@ -237,7 +221,7 @@ def report(
     path, records, shadows, feedback = _read_log(active, log, lo, hi, feedback=True)
     data = build_report(records, shadows, source=str(path), since=lo, until=hi, by=by,
                         tiers=(active.routing.local_tier, active.routing.cloud_tier), feedback=feedback,
-                        curves=_curves(learning))
+                        curves=read_curves(learning))
     if fmt is not None:
         _write_out(render(data, fmt), out)
         return
@@ -278,7 +262,7 @@ def _print_table(data) -> None:
     from ..analysis.render.text import GROUP_HEADER, cost_lines, flags, group_rows, headline_rows
 
     summary = data.summary
-    table = Table(title=f"slm-router savings report ({data.source})", show_header=False)
+    table = Table(title=f"slm-router savings report ({escape(str(data.source))})", show_header=False)
     for k, v in headline_rows(summary):
         table.add_row(k, v)
     header, rows = cost_lines(summary)
@@ -338,7 +322,7 @@ def replay(
     if fmt == "md":
         _write_out(replay_markdown(result, str(policy), str(path)), None)
         return
-    table = Table(title=f"replay of {path} under {policy}")
+    table = Table(title=f"replay of {escape(str(path))} under {escape(str(policy))}")
     for h in ("", "actual", "projected"):
         table.add_column(h)
     for row in replay_rows(result):
@@ -364,7 +348,7 @@ def doctor(
     colour = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
     def show(c: "checks.Check") -> None:
-        console.print(f"[{colour[c.status]}]{c.status:7s}[/] {c.name}: {c.detail}", highlight=False, markup=True,
+        console.print(f"[{colour[c.status]}]{c.status:7s}[/] {escape(c.name)}: {escape(c.detail)}", highlight=False, markup=True,
                       soft_wrap=True)
         if c.fix:
             console.print(f"        -> {c.fix}", highlight=False, markup=False, soft_wrap=True)

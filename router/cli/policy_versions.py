@@ -61,9 +61,14 @@ class _Direct:
         self.store = policy.store
 
     async def run(self, op):
+        import logging
+
         from ..state.policy_versions import PolicyVersions
         from ..state.redis import RedisState
 
+        # The state's own "Redis unreachable" warning is for servers; this command reports
+        # the outage itself, in one line (the warning came out as a second, bare one).
+        logging.getLogger("router.state.redis").setLevel(logging.ERROR)
         state = RedisState(self.store)
         try:
             return await op(PolicyVersions(state))
@@ -109,8 +114,16 @@ class _Http:
             except (ValueError, KeyError, TypeError):
                 message = r.text[:300]
             _fail(f"{self.url} answered {r.status_code}: {message}")
-        data = r.json()
-        return VersionBook.model_validate({k: v for k, v in data.items() if k not in ("object", "replica")})
+        from pydantic import ValidationError
+
+        try:
+            data = r.json()
+            if not isinstance(data, dict) or data.get("object") != "policy.versions":
+                raise ValueError("not policy.versions")
+            return VersionBook.model_validate({k: v for k, v in data.items() if k not in ("object", "replica")})
+        except (ValueError, ValidationError):  # JSONDecodeError is a ValueError: an HTML page, another API
+            _fail(f"{self.url} answered {r.status_code} with a body that is not slm-router's book of policy versions "
+                  f"({r.headers.get('content-type') or 'no content type'}); is --url an slm-router server?")
 
 
 def _backend(policy: Optional[Path], url: Optional[str], key_env: str):

@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .args import require_out
@@ -31,7 +32,7 @@ _COLUMNS = (("apgr", "APGR [95% CI]"), ("cpt50", "CPT(50%)"), ("cpt80", "CPT(80%
 
 
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -139,7 +140,7 @@ def train(
             write_rules_card(data, out, n_boot=n_boot, seed=seed)
         except (ValueError, FileNotFoundError, KeyError) as err:
             _fail(str(err).strip("'\""))
-        console.print(f"wrote {out / 'card.json'} (the keyword rule: metrics per family, score quantiles)")
+        console.print(f"wrote {out / 'card.json'} (the keyword rule: metrics per family, score quantiles)", markup=False)
         return
     params = ({"C": c, "embedding_weight": embedding_weight, "trees": trees, "prior_weight": prior_weight}
               if model == "transfer" else {})
@@ -173,7 +174,7 @@ def train(
             console.print(json_table(section, title, BASELINES))
     if "goal" in card["lofo"]:
         print_goal(console, None, card["lofo"]["goal"])
-    console.print(f"wrote {out} ({model} on {label}, {card['data']['n_train']} prompts, embedder {embedder})")
+    console.print(f"wrote {out} ({model} on {label}, {card['data']['n_train']} prompts, embedder {embedder})", markup=False)
 
 
 def evaluate(
@@ -199,7 +200,7 @@ def evaluate(
         _fail(f"--split must be auto, lofo, kfold, group, unseen or none, got {split!r}")
     try:
         result = run_eval(artifact, data, split, folds, n_boot, limit, seed, plot=plot,
-                          note=lambda m: err_console.print(f"[yellow]note:[/] {m}", highlight=False))
+                          note=lambda m: err_console.print(f"[yellow]note:[/] {escape(m)}", highlight=False))
     except (EvalError, ValueError, FileNotFoundError, KeyError) as err:
         _fail(str(err).strip("'\""))
     from .train_tables import family_table_rich, print_goal
@@ -244,8 +245,8 @@ def score(
         prompts.append(row["prompt"])
     clf = EmbeddingClassifier(artifact)
     try:
-        clf.artifact  # load now: a missing artifact is a usage error, not a crash mid-way
-    except FileNotFoundError as err:
+        clf.artifact  # load now: a missing or unreadable artifact is a usage error, not a crash mid-way
+    except (FileNotFoundError, ValueError) as err:  # ArtifactError is a ValueError
         _fail(str(err))
     scores: list[float] = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="scoring", unit="batch", disable=len(prompts) <= batch_size):
@@ -312,6 +313,6 @@ def label(
     console.print(f"labelled {counts['labelled']} (correct {counts['correct']}), skipped {counts['skipped']} "
                   f"already in {out}, errors {counts['errors']}")
     if counts["errors"]:
-        err_console.print(f"[yellow]first error:[/] {counts['first_error']}", highlight=False)
+        err_console.print(f"[yellow]first error:[/] {escape(str(counts['first_error']))}", highlight=False)
         if not counts["labelled"]:
             raise typer.Exit(code=1)

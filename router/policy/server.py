@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import _Strict
 
@@ -78,3 +78,20 @@ class StoreConfig(_Strict):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         return {"backend": value} if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        """A URL redis-py can open: scheme redis, rediss or unix, a numeric port (checked
+        here, so ``policy check`` names it; ``serve`` died on it with a ValueError). The value
+        is never echoed: it may hold a password."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        except ValueError:
+            raise ValueError("the port of the Redis URL is not a number from 0 to 65535") from None
+        return value

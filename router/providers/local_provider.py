@@ -170,6 +170,20 @@ def require_text_only(messages: list) -> None:
                                         f"{kind!r} part, which it would drop; send it to a tier that reads it")
 
 
+def require_applied(optional_params: dict[str, Any]) -> None:
+    """Refuse a request whose non-empty ``logit_bias`` the in-process model would drop: its
+    token ids are a tokenizer's (the client's cloud model's, for a routed request), and
+    SmolLM2 would answer unbiased. An empty ``{}`` (which clients send by default) passes.
+
+    Raises:
+        LocalRequestError: naming ``logit_bias``; a routed request is then escalated, one
+            that names the local tier gets the 400.
+    """
+    if optional_params.get("logit_bias"):
+        raise LocalRequestError("the local tier does not apply logit_bias (its token ids are another model's "
+                                "tokenizer's) and would answer without it; send it to a tier that applies it")
+
+
 def _generation_args(optional_params: dict[str, Any]) -> dict[str, Any]:
     stop = optional_params.get("stop") or ()
     if isinstance(stop, str):
@@ -226,6 +240,7 @@ class LocalLlamaProvider:
             def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
                            print_verbose, encoding, api_key, logging_obj, optional_params, **kwargs):
                 require_text_only(messages)
+                require_applied(optional_params)
                 pool = pool_for(model)
                 results = [pool.generate_blocking(messages, args) for args in _sample_args(optional_params)]
                 return _to_model_response(model, results, model_response)
@@ -294,6 +309,7 @@ async def _acompletion(model: str, messages: list, optional_params: dict, model_
             fault (a 400; a routed request goes to the cloud tier), not a busy tier's.
     """
     require_text_only(messages)
+    require_applied(optional_params)
     pool = pool_for(model)
     args = _sample_args(optional_params)
     room = pool.spec.parallel + pool.spec.queue
@@ -313,6 +329,7 @@ async def _acompletion(model: str, messages: list, optional_params: dict, model_
 
 async def _astream(model: str, messages: list, optional_params: dict) -> AsyncIterator[dict[str, Any]]:
     require_text_only(messages)
+    require_applied(optional_params)
     pool = pool_for(model)
     with_logprobs = bool(optional_params.get("logprobs"))
     steps: list[TokenStep] = []

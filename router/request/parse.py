@@ -252,7 +252,8 @@ def parse_chat_request(body: bytes | str | dict[str, Any], *, require_user_turn:
 
     Raises:
         InvalidRequestError: the body is not JSON, holds a string that is not valid Unicode
-            (a lone surrogate), lacks ``model``/``messages``, has an unknown role, the asking
+            (a lone surrogate), lacks ``model``/``messages``, has ``stream_options`` without
+            ``stream: true`` (OpenAI's 400), has an unknown role, the asking
             turn is empty, or (``require_user_turn``) no turn is a user's. ``param`` names the field.
     """
     data = load_json_body(body) if isinstance(body, (bytes, str)) else body
@@ -284,13 +285,16 @@ def parse_chat_request(body: bytes | str | dict[str, Any], *, require_user_turn:
 
     for i, m in enumerate(request.messages):
         for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
-            if part.get("type") not in CONTENT_PART_TYPES:
+            if not isinstance(part.get("type"), str) or part["type"] not in CONTENT_PART_TYPES:  # [] is unhashable
                 raise InvalidRequestError(
                     f"Invalid value for 'messages[{i}].content[{j}].type': {part.get('type')!r}; expected one of "
                     f"{', '.join(sorted(CONTENT_PART_TYPES))}.",
                     param=f"messages[{i}].content[{j}].type",
                 )
 
+    if request.stream_options is not None and not request.stream:  # OpenAI's rule, and its message
+        raise InvalidRequestError("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                                  param="stream_options")
     options = request.stream_options or {}
     if "include_usage" in options and not isinstance(options["include_usage"], bool):
         raise InvalidRequestError("Invalid value for 'stream_options.include_usage': expected a boolean.",

@@ -16,7 +16,9 @@ an OpenAI-compatible local server answer 200 to a request OpenAI would refuse). 
   (decimal keys) to biases from -100 to 100;
   ``parallel_tool_calls`` a boolean;
 - turns: ``name`` a string; an assistant's ``tool_calls`` a list of calls with a function
-  name (a call's ``id`` and ``function.arguments``, when given, strings); a ``tool`` turn's ``tool_call_id``; ``text`` parts with string text; ``image_url`` parts
+  name (a call's ``id`` and ``function.arguments``, when given, strings); a ``tool`` turn's ``tool_call_id``,
+  answering a call of the assistant turn with ``tool_calls`` before it (only ``tool`` turns between,
+  OpenAI's rule); ``text`` parts with string text; ``image_url`` parts
   with an ``http(s)://`` URL or a ``data:`` URL holding base64 (:mod:`router.request.images`)
   and a ``detail`` of auto/low/high.
 
@@ -115,7 +117,7 @@ def _check_format(fmt: Any) -> None:
     if fmt is None:
         return
     kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind not in RESPONSE_FORMAT_TYPES:
+    if not isinstance(kind, str) or kind not in RESPONSE_FORMAT_TYPES:  # a list type is unhashable
         raise InvalidRequestError(
             f"Invalid value for 'response_format.type': {kind!r}; expected one of "
             f"{', '.join(sorted(RESPONSE_FORMAT_TYPES))}.", param="response_format.type")
@@ -178,6 +180,21 @@ def _check_part(part: dict[str, Any], where: str) -> None:
                                       param=f"{where}.image_url.url")
 
 
+def _answered_calls(messages: list[dict[str, Any]], i: int) -> tuple[set[str], bool]:
+    """(the call ids, found) of the assistant turn with ``tool_calls`` that the ``tool`` turn
+    ``messages[i]`` answers: the nearest one before it with only ``tool`` turns between
+    (OpenAI's rule); ``found`` is False when there is none. Calls without an ``id`` add none."""
+    for j in range(i - 1, -1, -1):
+        m = messages[j]
+        if m.get("role") == "tool":
+            continue
+        calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+        if not calls:
+            return set(), False
+        return {c["id"] for c in calls if isinstance(c.get("id"), str)}, True
+    return set(), False
+
+
 def check_turns(messages: list[dict[str, Any]]) -> None:
     """Check each turn's ``name``, ``tool_calls``, ``tool_call_id`` and content parts.
 
@@ -203,5 +220,11 @@ def check_turns(messages: list[dict[str, Any]]) -> None:
                     raise _bad(f"{at}.tool_calls[{j}].function.arguments", "a string of JSON")
         if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
             raise InvalidRequestError(f"Missing required parameter: '{at}.tool_call_id'.", param=f"{at}.tool_call_id")
+        answering = _answered_calls(messages, i) if m.get("role") == "tool" else None
+        if answering is not None and (not answering[1] or (answering[0] and m["tool_call_id"] not in answering[0])):
+            why = ("must be a response to a preceding message with 'tool_calls'" if not answering[1] else
+                   f"answers tool call {m['tool_call_id']!r}, which the preceding message with 'tool_calls' "
+                   "did not make")
+            raise InvalidRequestError(f"Invalid parameter: '{at}' (role 'tool') {why}.", param=f"{at}.tool_call_id")
         for j, part in enumerate(m["content"] if isinstance(m.get("content"), list) else ()):
             _check_part(part, f"{at}.content[{j}]")

@@ -54,8 +54,8 @@ def load_artifact(location: str | Path) -> Artifact:
 
     Raises:
         FileNotFoundError: the directory lacks ``model.joblib`` or ``card.json``.
-        ArtifactError: a file is there but cannot be read (truncated, corrupt, not JSON);
-            the message names the file.
+        ArtifactError: a file is there but cannot be read (truncated, corrupt, not JSON, a
+            card that is not a JSON object or has a field of the wrong type); the message names the file.
     """
     import joblib
 
@@ -72,7 +72,27 @@ def load_artifact(location: str | Path) -> Artifact:
         card = json.loads(card_path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{card_path}: not a valid artifact card ({err})") from err
+    problem = card_problem(card)
+    if problem:
+        raise ArtifactError(f"{card_path}: not a valid artifact card ({problem})")
     return Artifact(path, estimator, card)
+
+
+def card_problem(card: Any) -> str | None:
+    """Why a decoded ``card.json`` cannot be read as an :class:`~router.scoring.card.ArtifactCard`
+    (not a JSON object, or a typed field of the wrong type: ``inputs: 5``), or None (pure)."""
+    from pydantic import ValidationError
+
+    from .card import ArtifactCard
+
+    if not isinstance(card, dict):
+        return f"expected a JSON object, got {type(card).__name__}"
+    try:
+        ArtifactCard.read(card)
+    except ValidationError as err:
+        first = err.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return None
 
 
 class ArtifactError(ValueError):

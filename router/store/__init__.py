@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ..policy import LogConfig, Policy
 from .base import BatchStore, RequestStore
 
-__all__ = ["BatchStore", "RequestStore", "STORES", "open_store"]
+__all__ = ["BatchStore", "RequestStore", "STORES", "open_store", "store_location"]
 
 
 def _sqlite(policy: Policy | LogConfig, reader: bool) -> RequestStore:
@@ -41,3 +41,12 @@ def open_store(config: Policy | LogConfig, reader: bool = False) -> RequestStore
     if isinstance(config, LogConfig):
         return _sqlite(config, reader)
     return STORES[config.store.backend](config, reader)
+
+
+def store_location(policy: Policy) -> tuple:
+    """Where ``policy``'s request log is written (pure): the Redis settings for ``store:
+    redis``, the SQLite file ``log.path`` otherwise. A reload opens a new store exactly when
+    this changes; other ``log`` settings (``keep_for_learning``, ``writer``) keep the store."""
+    if policy.store.backend == "sqlite":
+        return ("sqlite", policy.log.path)
+    return (policy.store.backend, policy.store.model_dump_json())
