@@ -166,7 +166,7 @@ def test_report_has_a_judge_cost_line():
     line = next(l for l in md.splitlines() if l.startswith("| judge |"))
     assert line.split(" | ")[1:5] == ["3", "200", "3", "$0.000050"]
     assert "2 samples, 1 tie/unsure" in line
-    shadow_line = next(l for l in md.splitlines() if l.startswith("| shadow sampling (extra cloud calls)"))
+    shadow_line = next(l for l in md.splitlines() if l.startswith("| shadow sampling (extra calls)"))
     assert "$0.000400" in shadow_line  # the cloud calls alone; the judge has its own line
     csv_text = render(build_report(records, shadows, source="test"), "csv")
     header, row = csv_text.splitlines()[:2]

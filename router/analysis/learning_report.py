@@ -4,8 +4,11 @@ and explicit feedback per tier (pure).
 - kept: requests per ``log.keep_for_learning`` outcome: ``none`` (no inputs kept),
   ``embedding`` (the embedding vector and text features, no text) or ``text`` (also the
   scored text and the answers). Shadow samples keep both answers whatever this setting.
-- labels: what ``slm-router learn`` can use: judged shadow samples, escalations, feedback,
-  judged ``local_shadow`` samples of cloud-routed requests.
+- labels: what ``slm-router learn`` uses, counted by its own :func:`~router.learning.labels.build_labels`
+  (one label per ok, classifier-routed request, strongest source first): feedback on local
+  answers, judged shadow samples, escalations, judged ``local_shadow`` samples of
+  cloud-routed requests; ``without_embedding``: labelled requests whose log row kept no
+  embedding (``learn`` cannot use them).
 - feedback by tier: per answering tier, feedback count, the share that was good (thumbs up
   or score >= 0.5), the mean score of scored feedback, thumbs up / down.
 """
@@ -16,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..learning.labels import SOURCES, build_labels
 from ..store.records import FeedbackRecord, RequestRecord, ShadowRecord
 
 __all__ = ["FeedbackRow", "LearningSection", "learning_section", "FEEDBACK_HEADER", "feedback_rows"]
@@ -65,15 +69,10 @@ def learning_section(records: Iterable[RequestRecord], shadows: Iterable[ShadowR
     kept = {"none": 0, "embedding": 0, "text": 0}
     for r in records:
         kept[_kept(r)] += 1
-    judged = {s.request_id for s in shadows if s.kind == "shadow" and s.status == "ok" and s.judge_verdict is not None
-              and s.request_id in by_id and by_id[s.request_id].local}
-    feedback = list(feedback)
-    on_local = {f.request_id for f in feedback if f.request_id in by_id and by_id[f.request_id].local}
-    cloud_judged = {s.request_id for s in shadows if s.kind == "local_shadow" and s.status == "ok"
-                    and s.judge_verdict is not None and s.request_id in by_id and not by_id[s.request_id].local}
-    labels = {"shadow": len(judged - on_local), "local_shadow": len(cloud_judged),
-              "escalation": sum(r.status == "ok" and r.escalated for r in records),
-              "feedback": len(on_local)}
+    shadows, feedback = list(shadows), list(feedback)
+    usable = build_labels(records, shadows, feedback)  # exactly what `slm-router learn` reads
+    labels = {**{source: usable.by_source.get(source, 0) for source in SOURCES},
+              "without_embedding": usable.without_inputs}
     groups: dict[str, list[FeedbackRecord]] = defaultdict(list)
     for f in feedback:
         r = by_id.get(f.request_id)

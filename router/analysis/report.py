@@ -65,7 +65,8 @@ class Summary:
         self_check_*: calls with purpose ``self_check``: number, tokens, cost (USD).
         consistency_*: calls with purpose ``consistency``: number, tokens, cost (USD).
         shadow_samples: quality samples (shadow and escalation); shadow_calls: extra calls
-            made for them (cloud calls of ``shadow`` samples, local calls of ``local_shadow`` ones); shadow_usd: their cost plus judge calls (USD);
+            made for them (cloud calls of ``shadow`` samples, local calls of ``local_shadow`` ones), of
+            which local_shadow_calls local; shadow_usd: their cost plus judge calls (USD);
             net_savings_usd: savings_usd - shadow_usd.
         judge_samples: samples the judge tier judged; judge_calls: its calls (one per order
             asked); judge_prompt_tokens,
@@ -111,6 +112,7 @@ class Summary:
     consistency_usd: float = 0.0
     shadow_samples: int = 0
     shadow_calls: int = 0
+    local_shadow_calls: int = 0
     shadow_usd: float = 0.0
     net_savings_usd: float = 0.0
     quality: Retention | None = None
@@ -222,6 +224,7 @@ def summarize(records: Iterable[RequestRecord], shadows: Iterable[ShadowRecord] 
         consistency_usd=sum(c.cost_usd for c in samples if c.cost_usd is not None),
         shadow_samples=len(shadows),
         shadow_calls=len(shadow_calls),
+        local_shadow_calls=sum(s.kind == "local_shadow" for s in shadow_calls),
         shadow_usd=shadow_usd,
         net_savings_usd=savings - shadow_usd,
         quality=quality_retention(records, shadows) if records else None,

@@ -91,8 +91,9 @@ def cost_lines(s: Summary) -> tuple[list[str], list[list[str]]]:
          fmt_usd(s.self_check_usd), "-"],
         ["of which: consistency samples", str(s.consistency_calls), f"{s.consistency_tokens} (total)", "-",
          fmt_usd(s.consistency_usd), "-"],
-        ["shadow sampling (extra cloud calls)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd - s.judge_usd),
-         "-"],
+        ["shadow sampling (extra calls)", str(s.shadow_calls), "-", "-", fmt_usd(s.shadow_usd - s.judge_usd),
+         f"{s.shadow_calls - s.local_shadow_calls} cloud (beside local answers), "
+         f"{s.local_shadow_calls} local (beside cloud answers)"],
         ["judge", str(s.judge_calls), str(s.judge_prompt_tokens), str(s.judge_completion_tokens),
          fmt_usd(s.judge_usd), f"{s.judge_samples} samples, {s.judge_unsure} tie/unsure" + (
              "; local better {better} / as good {same} / worse {worse}".format(
@@ -153,9 +154,11 @@ def learning_lines(section) -> list[str]:
         f"Kept for learning (log.keep_for_learning): {k['embedding']} requests with their embedding vector and text "
         f"features, no text; {k['text']} also with the scored text and the answers; {k['none']} with nothing. "
         "Shadow samples keep both answers whatever this setting.",
-        f"Labels for slm-router learn: {lb['shadow']} judged shadow samples, {lb['escalation']} escalations, "
+        f"Labels slm-router learn uses: {lb['shadow']} judged shadow samples, {lb['escalation']} escalations, "
         f"{lb['feedback']} feedback on local answers, {lb.get('local_shadow', 0)} judged cloud-routed requests "
-        "(shadow.cloud_rate).",
+        "(shadow.cloud_rate)"
+        + (f"; {lb['without_embedding']} more labelled requests kept no embedding (learn cannot use them)."
+           if lb.get("without_embedding") else "."),
     ]
     if not section.feedback:
         lines.append("No feedback (POST /v1/feedback) in this window.")
