@@ -70,6 +70,17 @@ def good_up():
 
 
 @pytest.fixture(scope="module")
+def in_process(good_up, tmp_path_factory):
+    """``slm-router serve`` with the in-process SmolLM2 as the local tier (never loaded) and
+    ``good_up`` as the cloud (:func:`tests.proxy_process.in_process_local_proxy`; one per module)."""
+    from .proxy_process import in_process_local_proxy
+
+    proxy = in_process_local_proxy(good_up.url, tmp_path_factory.mktemp("in-process"))
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
 def cloud():
     """A real OpenAI-compatible HTTP server standing in for the cloud tier (one per module)."""
     from .fake_openai import FakeOpenAI

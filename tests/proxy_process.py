@@ -97,3 +97,14 @@ class ProxyProcess:
                 self._proc.kill()
         if getattr(self, "_stderr", None):
             self._stderr.close()
+
+
+def in_process_local_proxy(cloud_url: str, folder: Path) -> ProxyProcess:
+    """A started ``slm-router serve`` whose local tier is the in-process SmolLM2 (never loaded:
+    ``--no-warm-up``, for tests whose requests are refused before it), threshold 0.99 (every
+    request routed locally), and ``cloud_url`` as the cloud tier."""
+    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 16,
+                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
+                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": cloud_url}},
+              "routing": {"classifier": {"threshold": 0.99}}}
+    return ProxyProcess(policy, folder, args=["--no-warm-up"]).start()

@@ -247,21 +247,6 @@ _FILE_PART = {"type": "file", "file": {"file_data": "data:application/pdf;base64
 _AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
 
 
-@pytest.fixture(scope="module")
-def in_process(good_up, tmp_path_factory):
-    """``slm-router serve`` with the in-process SmolLM2 (not loaded: nothing here reaches it)
-    as the local tier, threshold 0.99 (every request routed locally), ``good_up`` as the cloud."""
-    from .proxy_process import ProxyProcess
-
-    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 16,
-                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
-                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": good_up.url}},
-              "routing": {"classifier": {"threshold": 0.99}}}
-    proxy = ProxyProcess(policy, tmp_path_factory.mktemp("in-process"), args=["--no-warm-up"]).start()
-    yield proxy
-    proxy.stop()
-
-
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("part", [_FILE_PART, _AUDIO_PART], ids=["file", "input_audio"])
 def test_a_file_or_audio_part_named_to_the_local_tier_is_a_400_naming_it(in_process, part, stream):

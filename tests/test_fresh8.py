@@ -357,21 +357,6 @@ def test_anthropic_tool_fields_of_the_wrong_type_name_the_anthropic_field(served
 
 # -- 8. the in-process tier refuses a logit_bias it would drop -------------------------------
 
-@pytest.fixture(scope="module")
-def in_process(good_up, tmp_path_factory):
-    """``slm-router serve`` with the in-process SmolLM2 (never loaded: nothing here reaches
-    it) as the local tier, threshold 0.99 (every request routed locally), ``good_up`` the cloud."""
-    from .proxy_process import ProxyProcess
-
-    policy = {"tiers": {"local": {"model": "slm-local/smollm2", "max_tokens": 16,
-                                  "price": {"input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}},
-                        "cloud": {"model": "openai/gpt-4o-mini", "api_key": "sk-up", "api_base": good_up.url}},
-              "routing": {"classifier": {"threshold": 0.99}}}
-    proxy = ProxyProcess(policy, tmp_path_factory.mktemp("in-process"), args=["--no-warm-up"]).start()
-    yield proxy
-    proxy.stop()
-
-
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("bias", [{"1234": -100}, {"99999999": 5}], ids=["in-vocab", "out-of-vocab"])
 def test_logit_bias_named_to_the_local_tier_is_a_400_naming_it(in_process, bias, stream):
@@ -428,7 +413,7 @@ def test_a_store_url_redis_cannot_open_is_one_policy_error(tmp_path, url, says):
     for args in (["policy", "check", str(policy)], ["serve", "--policy", str(policy), "--port", "0", "--no-warm-up"]):
         done = subprocess.run(command + args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
-        assert f"error: store.url: " in done.stderr and says in done.stderr, done.stderr
+        assert "error: store.url: " in done.stderr and says in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
 
 
