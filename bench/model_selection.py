@@ -80,6 +80,14 @@ def candidates() -> dict[str, Recipe]:
         out[f"T gap C=0.01 -MC -broken clip 2 +elr {elr:g} +type prior {tp:g}"] = Recipe(
             label="gap", params={**bounded, "embedding_logreg_weight": elr, **({"type_prior_weight": tp} if tp else {})},
             exclude=NO_ALPACA, min_group_strong=BROKEN)
+    # issue 18 (chat18): covariate-shift weighting toward the unlabelled Arena-Hard prompts (training/shift.py)
+    today = {**bounded, "embedding_logreg_weight": 0.5, "type_prior_weight": 0.1}
+    for sw in (0.25, 0.5, 1.0):
+        out[f"T gap C=0.01 -MC -broken clip 2 +elr 0.5 +type prior 0.1 +shift {sw:g}"] = Recipe(
+            label="gap", params=today, exclude=NO_ALPACA, min_group_strong=BROKEN, shift_weight=sw)
+    for sw in (0.0, 0.5):
+        out[f"T needs_strong C=0.01 -MC -broken clip 2 +elr 0.5 +type prior 0.1" + (f" +shift {sw:g}" if sw else "")] = Recipe(
+            label="needs_strong", params=today, exclude=NO_ALPACA, min_group_strong=BROKEN, shift_weight=sw)
     return out
 
 
@@ -139,10 +147,12 @@ def main(argv=None) -> int:
     rows, fams = load_with_families(args.data)
     x, dim = prepare_inputs(rows, args.embedder, progress=False, names=ALL_FEATURE_NAMES)
     cent = task_centroids(args.embedder)
+    chat_x = chat_inputs(args.embedder)
     recipes = candidates()
     if args.only:
         recipes = {n: r for n, r in recipes.items() if any(o in n for o in args.only.split(","))}
-    scores = {name: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent)) for name, r in recipes.items()}
+    scores = {name: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent, target_inputs=chat_x))
+              for name, r in recipes.items()}
     if args.with_stack:
         x1 = x[:, : dim + len(FEATURE_NAMES)]
         scores["stack gap (today)"] = lofo_scores(fams, fit_score_fn(Recipe("stack", "gap", balance_families=False),
@@ -163,9 +173,9 @@ def main(argv=None) -> int:
         print(f"| {n} | {m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}] | {table.worst[n][0]:.3f} ({table.worst_family[n]}) "
               f"| {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] vs {best_base} |")
     pooled_rows = np.nonzero(~np.isin(fams, NO_ALPACA))[0]
-    unseen = _unseen_subjects(rows, x, dim, cent, recipes, args.n_boot)
-    kfold = _kfold_means(rows, fams, x, dim, cent, recipes, args.n_boot) if args.kfold else {}
-    chat = _chat_order(rows, fams, x, dim, cent, recipes, args.embedder) if args.chat else {}
+    unseen = _unseen_subjects(rows, x, dim, cent, recipes, args.n_boot, chat_x)
+    kfold = _kfold_means(rows, fams, x, dim, cent, recipes, args.n_boot, chat_x) if args.kfold else {}
+    chat = _chat_order(rows, fams, x, dim, cent, recipes, args.embedder, chat_x) if args.chat else {}
     extra_heads = (" 5-fold mean APGR [95% CI] |" if kfold else "") + (" chat order (Arena-Hard AUROC) |" if chat else "")
     print("\n| candidate | pooled: correctness families together, each scored out-of-family, APGR | "
           "unseen MMLU subjects (5 folds of subjects), APGR [95% CI] |" + extra_heads)
@@ -182,7 +192,7 @@ def main(argv=None) -> int:
     chosen = choose(table, list(recipes), chat or None, kfold or None)
     print(f"\nchosen: {chosen} = {recipes[chosen].describe()}")
     if args.ablation:
-        ablation(rows, fams, x, dim, cent, recipes[chosen], args.n_boot)
+        ablation(rows, fams, x, dim, cent, recipes[chosen], args.n_boot, chat_x)
     print(f"\n<!-- {time.perf_counter() - t0:.0f} s -->", file=sys.stderr)
     return 0
 
@@ -191,12 +201,24 @@ def _ci(t) -> str:
     return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]" if t else "-"
 
 
-def _kfold_means(rows, fams, x, dim, cent, recipes, n_boot):
+def chat_inputs(embedder: str) -> np.ndarray:
+    """Model inputs (embedding + all text features) of the unlabelled Arena-Hard prompts, shape (n, d):
+    the target domain of the ``shift`` candidates (never AlpacaEval's, a LOFO family)."""
+    from quality import chat_prompts
+    from router.scoring.routing_model import build_inputs
+    from training.embedding_cache import embed_cached
+
+    texts = chat_prompts()["arena_hard"]
+    return build_inputs(embed_cached(texts, progress=False, name=embedder), texts, ALL_FEATURE_NAMES)
+
+
+def _kfold_means(rows, fams, x, dim, cent, recipes, n_boot, chat_x=None):
     """Mean APGR over families [95% CI] of each recipe and the trained baseline under 5-fold by prompt."""
     from training.lofo import kfold_scores
     from training.protocol import logreg_fit_score
 
-    scores = {n: kfold_scores(len(rows), fit_score_fn(r, x, rows, fams, dim, cent)) for n, r in recipes.items()}
+    scores = {n: kfold_scores(len(rows), fit_score_fn(r, x, rows, fams, dim, cent, target_inputs=chat_x))
+              for n, r in recipes.items()}
     scores["logreg"] = kfold_scores(len(rows), logreg_fit_score(x, rows, dim, fams, NO_ALPACA))
     fixed = fixed_baselines(rows)
     scores.update(length=fixed["length"], rules=fixed["rules"])
@@ -206,7 +228,7 @@ def _kfold_means(rows, fams, x, dim, cent, recipes, n_boot):
 HARD_TYPES, EASY_TYPES = ("code", "math", "reasoning"), ("writing", "chit_chat", "knowledge")
 
 
-def _chat_order(rows, fams, x, dim, cent, recipes, embedder):
+def _chat_order(rows, fams, x, dim, cent, recipes, embedder, chat_x=None):
     """AUROC of each recipe's score (fitted on all the families it trains on), and of the baselines,
     for Arena-Hard prompts nearest a hard task type (:data:`HARD_TYPES`) against those nearest an easy one."""
     from quality import chat_prompts
@@ -228,7 +250,8 @@ def _chat_order(rows, fams, x, dim, cent, recipes, embedder):
     fams_both = np.concatenate([fams, np.array(["chat"] * len(texts))])
     out = {}
     for n, r in recipes.items():
-        out[n] = fast_auroc(fit_score_fn(r, both, [*rows, *[rows[0]] * len(texts)], fams_both, dim, cent)(
+        out[n] = fast_auroc(fit_score_fn(r, both, [*rows, *[rows[0]] * len(texts)], fams_both, dim, cent,
+                                         target_inputs=chat_x)(
             everything, chat_rows)[keep], hard)
     out["logreg"] = fast_auroc(logreg_fit_score(both, [*rows, *[rows[0]] * len(texts)], dim, fams_both, NO_ALPACA)(
         everything, chat_rows)[keep], hard)
@@ -237,7 +260,7 @@ def _chat_order(rows, fams, x, dim, cent, recipes, embedder):
     return out
 
 
-def _unseen_subjects(rows, x, dim, cent, recipes, n_boot):
+def _unseen_subjects(rows, x, dim, cent, recipes, n_boot, chat_x=None):
     """APGR on MMLU of each recipe and of the trained baseline under 5 folds of whole subjects."""
     from training.assess import subject_fold_scores
     from training.protocol import logreg_fit_score
@@ -245,7 +268,8 @@ def _unseen_subjects(rows, x, dim, cent, recipes, n_boot):
     fams = family_names(rows)
     mmlu = np.array([e.source == "mmlu" for e in rows])
     sub = [e for e, m in zip(rows, mmlu) if m]
-    scores = {n: subject_fold_scores(rows, fit_score_fn(r, x, rows, fams, dim, cent))[mmlu] for n, r in recipes.items()}
+    scores = {n: subject_fold_scores(rows, fit_score_fn(r, x, rows, fams, dim, cent, target_inputs=chat_x))[mmlu]
+              for n, r in recipes.items()}
     scores["logreg"] = subject_fold_scores(rows, logreg_fit_score(x, rows, dim, fams, NO_ALPACA))[mmlu]
     fixed = fixed_baselines(sub)
     scores.update(length=fixed["length"], rules=fixed["rules"])
@@ -253,7 +277,7 @@ def _unseen_subjects(rows, x, dim, cent, recipes, n_boot):
     return {n: t.families["mmlu"][n]["apgr"] for n in scores}
 
 
-def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int) -> None:
+def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int, chat_x=None) -> None:
     """Print each feature group's LOFO contribution to ``recipe``."""
     variants = {"full": recipe}
     for group, names in FEATURE_GROUPS.items():
@@ -275,7 +299,8 @@ def ablation(rows, fams, x, dim, cent, recipe: Recipe, n_boot: int) -> None:
         else:
             params["drop"] = tuple(params.get("drop", ())) + tuple(names)
         variants[f"without {group}"] = dataclasses.replace(recipe, params=params)
-    scores = {n: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent)) for n, r in variants.items()}
+    scores = {n: lofo_scores(fams, fit_score_fn(r, x, rows, fams, dim, cent, target_inputs=chat_x))
+              for n, r in variants.items()}
     table = family_table(rows, fams, scores, n_boot=n_boot, compare=["full"])
     print("\n| feature group (features) | LOFO mean APGR without it | contribution = full - without [95% CI] | "
           "worst family without it |")

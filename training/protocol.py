@@ -42,7 +42,9 @@ class Recipe:
     (subtract each training family's mean label: the model learns only what ranks prompts
     within a family, nothing of how families differ), ``min_group_strong`` (groups, i.e. dataset and
     subject, whose strong model's mean outcome is below this are never trained on; they are still
-    scored: :func:`trusted_rows`)."""
+    scored: :func:`trusted_rows`), ``shift_weight`` (covariate-shift importance weighting toward
+    unlabelled chat prompts, the exponent of the clipped density ratio in [0, 1], 0 = off;
+    ``transfer`` only: :func:`training.shift.shift_weights`, fitted on the training fold only)."""
 
     kind: str = "transfer"
     label: str = "needs_strong"
@@ -51,6 +53,7 @@ class Recipe:
     exclude: tuple[str, ...] = ()
     center_families: bool = False
     min_group_strong: float = 0.0
+    shift_weight: float = 0.0
 
     def describe(self) -> str:
         """One line: kind, label, parameters, weighting."""
@@ -60,7 +63,9 @@ class Recipe:
                 + (f", not trained on {', '.join(self.exclude)}" if self.exclude else "")
                 + (", labels centred per family" if self.center_families else "")
                 + (f", groups whose strong model scores below {self.min_group_strong:g} not trained on"
-                   if self.min_group_strong else ""))
+                   if self.min_group_strong else "")
+                + (f", rows weighted toward chat prompts (density ratio ^ {self.shift_weight:g})"
+                   if self.shift_weight else ""))
 
 
 def trusted_rows(examples: Sequence[Example], min_group_strong: float) -> np.ndarray:
@@ -102,8 +107,17 @@ def centred(y: np.ndarray, families: np.ndarray) -> np.ndarray:
 
 
 def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example], families: np.ndarray,
-                 dim: int, centroids: np.ndarray | None, seed: int = 0) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(train_idx, test_idx) -> raw scores of the test rows`` for ``recipe``."""
+                 dim: int, centroids: np.ndarray | None, seed: int = 0,
+                 target_inputs: np.ndarray | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(train_idx, test_idx) -> raw scores of the test rows`` for ``recipe``.
+
+    ``target_inputs`` (n_target, d): unlabelled chat prompts' inputs, needed when ``recipe.shift_weight``
+    is set (the domain classifier is fitted inside each fit, on its training rows only).
+    Raises:
+        ValueError: ``recipe.shift_weight`` set without ``target_inputs``.
+    """
+    if recipe.shift_weight and target_inputs is None:
+        raise ValueError("a recipe with shift_weight needs the chat prompts' inputs (target_inputs)")
     y = label_values(examples, recipe.label)
     groups = np.array([f"{e.source}/{e.group}" for e in examples])
     params = {**recipe.params, "centroids": centroids} if recipe.kind == "transfer" else None
@@ -113,6 +127,11 @@ def fit_score_fn(recipe: Recipe, inputs: np.ndarray, examples: Sequence[Example]
         train = train[~np.isin(families[train], recipe.exclude)] if recipe.exclude else train
         train = train[trusted[train]]
         weights = family_weights(families[train]) if recipe.balance_families and recipe.kind == "transfer" else None
+        if recipe.shift_weight and recipe.kind == "transfer":
+            from .shift import shift_weights
+
+            shift = shift_weights(inputs[train], target_inputs, families[train], recipe.shift_weight)
+            weights = shift if weights is None else weights * shift
         target = centred(y[train], families[train]) if recipe.center_families else y[train]
         model = fit_model(make_model(recipe.kind, recipe.label, dim, seed, params), inputs[train], target,
                           groups[train], sample_weight=weights)
